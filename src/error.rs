@@ -1,0 +1,116 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure the crate reports.
+///
+/// The variants separate *who* is at fault: [`Error::Validation`] is the
+/// caller's input, [`Error::NotFound`] is a lookup that found nothing,
+/// [`Error::Storage`] is the backend failing, and [`Error::Corrupt`] is data
+/// on disk that the crate cannot read back (a damaged or foreign database).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input was rejected before anything was stored.
+    #[error("invalid input: {0}")]
+    Validation(#[from] ValidationError),
+
+    /// The requested item does not exist.
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked up, for humans (for example `message 42`).
+        what: String,
+    },
+
+    /// The storage backend failed (I/O, a full disk, a closed database…).
+    /// Nothing was stored by the failed call, unless the backend's own
+    /// contract says otherwise.
+    #[error("storage backend {backend} failed: {source}")]
+    Storage {
+        /// The backend's name, such as `"sled"`.
+        backend: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
+    /// Stored data could not be decoded: the database is damaged, or was
+    /// written by something else.
+    #[error("stored data is corrupt or foreign: {what}")]
+    Corrupt {
+        /// What could not be read, for humans.
+        what: String,
+    },
+}
+
+impl Error {
+    /// A [`Error::NotFound`] for `what`.
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        Error::NotFound {
+            what: what.to_string(),
+        }
+    }
+
+    /// A [`Error::Corrupt`] for `what`.
+    pub fn corrupt(what: impl fmt::Display) -> Self {
+        Error::Corrupt {
+            what: what.to_string(),
+        }
+    }
+}
+
+/// Why an input was rejected. Carried by [`Error::Validation`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// An identifier was empty.
+    #[error("{kind} must not be empty")]
+    EmptyId {
+        /// Which identifier (`"uid"`, `"channel id"`, …).
+        kind: &'static str,
+    },
+    /// An identifier was longer than its documented limit, in bytes.
+    #[error("{kind} is {len} bytes long, the limit is {max}")]
+    IdTooLong {
+        /// Which identifier.
+        kind: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// An identifier contained a character it may not contain.
+    #[error("{kind} must not contain {ch:?}")]
+    ForbiddenChar {
+        /// Which identifier.
+        kind: &'static str,
+        /// The offending character.
+        ch: char,
+    },
+    /// A payload was larger than the configured limit, in bytes.
+    #[error("payload is {len} bytes, the limit is {max}")]
+    PayloadTooLarge {
+        /// The payload's length in bytes.
+        len: usize,
+        /// The configured limit in bytes.
+        max: usize,
+    },
+    /// A channel type number that cannot be used here (0 is never valid).
+    #[error("channel type {0} is not valid here")]
+    InvalidChannelType(u8),
+    /// A channel id that does not fit its channel type (for example a person
+    /// channel id that is not of the form `a@b`).
+    #[error("channel id {id:?} is not valid for channel type {channel_type}")]
+    InvalidChannelId {
+        /// The channel id given.
+        id: String,
+        /// Its channel type number.
+        channel_type: u8,
+    },
+    /// A page or batch limit of zero, or some other argument out of range.
+    #[error("{0}")]
+    OutOfRange(&'static str),
+}

@@ -1,0 +1,76 @@
+//! # imcore
+//!
+//! The core of an instant-messaging server, to embed in a Rust backend:
+//! message routing, persistence policy (history, pass-through commands,
+//! transient messages) and revocation, compatible in meaning with
+//! [WuKongIM](https://github.com/WuKongIM/WuKongIM) so that its clients can
+//! talk to a Rust backend.
+//!
+//! Everything the host owns is a trait: storage ([`store`]), and (in later
+//! modules) its transport, its membership directory and its offline push.
+//! The crate ships real defaults: an embedded [sled](https://docs.rs/sled)
+//! store ([`SledStore`], feature `sled`, on by default) and an in-memory
+//! store ([`MemoryStore`]).
+//!
+//! ## The model
+//!
+//! - Identifiers are validated newtypes: [`Uid`], [`DeviceId`],
+//!   [`ClientMsgNo`], [`ChannelId`], [`MessageId`].
+//! - A [`Channel`] is an id and a [`ChannelType`] with WuKongIM's numbers. A
+//!   person channel is stored under one id derived from both uids
+//!   ([`Channel::person`]).
+//! - [`Flags`] are the header bits `dup`, `sync_once`, `red_dot`,
+//!   `no_persist`, convertible to and from WuKongIM's header byte.
+//! - A [`PersistencePolicy`] classifies each [`Message`] as
+//!   [`Persistence::History`], [`Persistence::Command`] or
+//!   [`Persistence::Transient`]; [`WuKongPolicy`] is WuKongIM's rule.
+//!
+//! ## Example
+//!
+//! ```
+//! use imcore::store::{MessageLog, MemoryStore, Page};
+//! use imcore::{Channel, ClientMsgNo, Flags, Message, MessageIdGenerator, Uid};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> imcore::Result<()> {
+//! let store = MemoryStore::new();
+//! let ids = MessageIdGenerator::new(1)?;
+//! let alice = Uid::new("alice")?;
+//! let message = Message {
+//!     message_id: ids.next_id(),
+//!     message_seq: 0, // assigned by the log
+//!     client_msg_no: ClientMsgNo::new("c-1")?,
+//!     from_uid: alice.clone(),
+//!     channel: Channel::person(&alice, &Uid::new("bob")?),
+//!     timestamp_ms: 1_700_000_000_000,
+//!     flags: Flags::normal(),
+//!     payload: r#"{"type":1,"content":"hi"}"#.into(),
+//! };
+//! let appended = store.append(vec![message.clone()]).await?;
+//! assert_eq!(appended[0].message_seq, 1);
+//! let history = store.read(&message.channel, Page::forward(1, 10)).await?;
+//! assert_eq!(history[0].payload, message.payload);
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod error;
+pub mod id;
+pub mod model;
+pub mod policy;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result, ValidationError};
+pub use id::MessageIdGenerator;
+pub use model::{
+    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Limits, Message, MessageId,
+    Uid,
+};
+pub use policy::{Persistence, PersistencePolicy, WuKongPolicy};
+pub use store::MemoryStore;
+#[cfg(feature = "sled")]
+pub use store::SledStore;

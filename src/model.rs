@@ -1,0 +1,545 @@
+//! The message model: identifiers, channels, header flags and messages.
+//!
+//! Everything here means what it means in WuKongIM, so that its clients read
+//! the same values: channel type numbers, the header flag bits, and the
+//! person-channel id rule.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ValidationError};
+
+/// The longest uid, device id or `client_msg_no` accepted, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// The longest channel id accepted, in bytes: room for a derived person
+/// channel id `a@b` made of two uids of [`MAX_ID_LEN`] bytes.
+pub const MAX_CHANNEL_ID_LEN: usize = 2 * MAX_ID_LEN + 1;
+
+/// The default payload limit, in bytes (64 KiB). See [`Limits`].
+pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Characters a uid may not contain: WuKongIM uses `@` to join the two uids
+/// of a person channel, and reserves `#` and `&`.
+pub const UID_FORBIDDEN_CHARS: [char; 3] = ['@', '#', '&'];
+
+fn check_id(kind: &'static str, s: &str, max: usize, forbidden: &[char]) -> Result<()> {
+    if s.is_empty() {
+        return Err(ValidationError::EmptyId { kind }.into());
+    }
+    if s.len() > max {
+        return Err(ValidationError::IdTooLong {
+            kind,
+            len: s.len(),
+            max,
+        }
+        .into());
+    }
+    if let Some(ch) = s
+        .chars()
+        .find(|c| forbidden.contains(c) || c.is_control())
+    {
+        return Err(ValidationError::ForbiddenChar { kind, ch }.into());
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $forbidden:expr) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates and wraps `s`: it must be non-empty, at most the
+            /// documented number of bytes, and free of control characters
+            /// (and, for uids, of [`UID_FORBIDDEN_CHARS`]).
+            pub fn new(s: impl AsRef<str>) -> Result<Self> {
+                let s = s.as_ref();
+                check_id($kind, s, $max, $forbidden)?;
+                Ok(Self(Arc::from(s)))
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = crate::Error;
+            fn try_from(s: String) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = crate::Error;
+            fn try_from(s: &str) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0.to_string()
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A user id. At most [`MAX_ID_LEN`] bytes, never empty, and free of
+    /// [`UID_FORBIDDEN_CHARS`] (`@`, `#`, `&`) as WuKongIM requires.
+    ///
+    /// ```
+    /// use imcore::Uid;
+    /// assert!(Uid::new("alice").is_ok());
+    /// assert!(Uid::new("").is_err());
+    /// assert!(Uid::new("a@b").is_err());
+    /// ```
+    Uid,
+    "uid",
+    MAX_ID_LEN,
+    &UID_FORBIDDEN_CHARS
+);
+
+string_id!(
+    /// A device id, chosen by the client (one per installation). At most
+    /// [`MAX_ID_LEN`] bytes, never empty.
+    DeviceId,
+    "device id",
+    MAX_ID_LEN,
+    &[]
+);
+
+string_id!(
+    /// The client's own number for a message, used to recognise resends: a
+    /// second send with the same `(from_uid, client_msg_no)` is answered with
+    /// the first send's id and seq. At most [`MAX_ID_LEN`] bytes, never empty.
+    ClientMsgNo,
+    "client_msg_no",
+    MAX_ID_LEN,
+    &[]
+);
+
+string_id!(
+    /// A channel id. At most [`MAX_CHANNEL_ID_LEN`] bytes, never empty. For
+    /// person channels see [`Channel::person`].
+    ChannelId,
+    "channel id",
+    MAX_CHANNEL_ID_LEN,
+    &[]
+);
+
+impl From<Uid> for ChannelId {
+    /// A uid is always a valid channel id: that is how a person channel is
+    /// addressed by its clients.
+    fn from(uid: Uid) -> Self {
+        ChannelId(uid.0)
+    }
+}
+
+/// A server-assigned message id: unique, and increasing with time when made
+/// by [`crate::MessageIdGenerator`]. Always below 2^63 so that it fits
+/// WuKongIM's signed 64-bit field.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct MessageId(pub u64);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A channel type, with WuKongIM's numbers.
+///
+/// The known types have constants; any other non-zero number is kept as it
+/// is and resolved by the host's directory. Zero is never a channel type.
+///
+/// ```
+/// use imcore::ChannelType;
+/// assert_eq!(ChannelType::try_from(2).unwrap(), ChannelType::GROUP);
+/// assert_eq!(ChannelType::try_from(42).unwrap().as_u8(), 42);
+/// assert!(ChannelType::try_from(0).is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct ChannelType(u8);
+
+impl ChannelType {
+    /// 1: a one-to-one conversation between two users.
+    pub const PERSON: ChannelType = ChannelType(1);
+    /// 2: a group.
+    pub const GROUP: ChannelType = ChannelType(2);
+    /// 3: customer service.
+    pub const CUSTOMER_SERVICE: ChannelType = ChannelType(3);
+    /// 4: a community.
+    pub const COMMUNITY: ChannelType = ChannelType(4);
+    /// 5: a topic inside a community.
+    pub const COMMUNITY_TOPIC: ChannelType = ChannelType(5);
+    /// 6: an information channel (temporary subscribers).
+    pub const INFO: ChannelType = ChannelType(6);
+    /// 7: a data channel.
+    pub const DATA: ChannelType = ChannelType(7);
+
+    /// The WuKongIM number of this type.
+    pub const fn as_u8(self) -> u8 {
+        self.0
+    }
+
+    /// The name of a known type, `None` for a host-defined one.
+    pub const fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            1 => "person",
+            2 => "group",
+            3 => "customer_service",
+            4 => "community",
+            5 => "community_topic",
+            6 => "info",
+            7 => "data",
+            _ => return None,
+        })
+    }
+}
+
+impl TryFrom<u8> for ChannelType {
+    type Error = crate::Error;
+    fn try_from(n: u8) -> Result<Self> {
+        if n == 0 {
+            Err(ValidationError::InvalidChannelType(0).into())
+        } else {
+            Ok(ChannelType(n))
+        }
+    }
+}
+
+impl From<ChannelType> for u8 {
+    fn from(t: ChannelType) -> u8 {
+        t.0
+    }
+}
+
+impl fmt::Debug for ChannelType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{}({name})", self.0),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl fmt::Display for ChannelType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A channel: its id and its type.
+///
+/// A person channel is *addressed* by the other party's uid, and *stored*
+/// under one id derived from both uids ([`Channel::person`]), the same from
+/// either side. Messages carry the stored form; [`Channel::as_seen_by`] turns
+/// it back into what a given user calls it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Channel {
+    /// The channel id.
+    pub id: ChannelId,
+    /// The channel type.
+    #[serde(rename = "channel_type")]
+    pub kind: ChannelType,
+}
+
+impl Channel {
+    /// A channel of `kind` named `id`.
+    pub fn new(id: ChannelId, kind: ChannelType) -> Self {
+        Channel { id, kind }
+    }
+
+    /// A group channel (type 2), validating `id`.
+    pub fn group(id: impl AsRef<str>) -> Result<Self> {
+        Ok(Channel::new(ChannelId::new(id)?, ChannelType::GROUP))
+    }
+
+    /// The stored person channel between `a` and `b`, the same whichever
+    /// side is named first.
+    ///
+    /// The id is WuKongIM's `x@y`: the uid with the larger CRC32 (IEEE) comes
+    /// first. WuKongIM leaves a CRC32 tie order-dependent (it then puts the
+    /// second argument first); here a tie is broken by comparing the uids
+    /// bytewise, larger first, so the id is the same from both sides in
+    /// every case and equal to WuKongIM's whenever the hashes differ.
+    ///
+    /// ```
+    /// use imcore::{Channel, Uid};
+    /// let (a, b) = (Uid::new("alice").unwrap(), Uid::new("bob").unwrap());
+    /// let ab = Channel::person(&a, &b);
+    /// assert_eq!(ab, Channel::person(&b, &a));
+    /// // Each side calls the channel by the other's uid.
+    /// assert_eq!(ab.as_seen_by(&a).id.as_str(), "bob");
+    /// assert_eq!(ab.as_seen_by(&b).id.as_str(), "alice");
+    /// ```
+    pub fn person(a: &Uid, b: &Uid) -> Self {
+        let (ha, hb) = (
+            crc32fast::hash(a.as_str().as_bytes()),
+            crc32fast::hash(b.as_str().as_bytes()),
+        );
+        let a_first = ha > hb || (ha == hb && a.as_str() >= b.as_str());
+        let (first, second) = if a_first { (a, b) } else { (b, a) };
+        let id = format!("{first}@{second}");
+        Channel {
+            // Two uids of at most MAX_ID_LEN bytes, free of control
+            // characters, joined by '@': always a valid channel id.
+            id: ChannelId(Arc::from(id)),
+            kind: ChannelType::PERSON,
+        }
+    }
+
+    /// The two uids of a stored person channel, `None` for any other channel
+    /// (including a person channel in its addressed, single-uid form).
+    pub fn person_parties(&self) -> Option<(Uid, Uid)> {
+        if self.kind != ChannelType::PERSON {
+            return None;
+        }
+        let (a, b) = self.id.as_str().split_once('@')?;
+        Some((Uid::new(a).ok()?, Uid::new(b).ok()?))
+    }
+
+    /// Turns a channel as a client addresses it into the channel as it is
+    /// stored: a person channel named by the other party's uid becomes the
+    /// derived id of `sender` and that uid; anything else is returned as is.
+    ///
+    /// A person channel whose id is neither a uid nor a derived id gives
+    /// [`ValidationError::InvalidChannelId`].
+    pub fn stored_for(&self, sender: &Uid) -> Result<Channel> {
+        if self.kind != ChannelType::PERSON {
+            return Ok(self.clone());
+        }
+        if self.person_parties().is_some() {
+            return Ok(self.clone());
+        }
+        match Uid::new(self.id.as_str()) {
+            Ok(peer) => Ok(Channel::person(sender, &peer)),
+            Err(_) => Err(ValidationError::InvalidChannelId {
+                id: self.id.to_string(),
+                channel_type: self.kind.as_u8(),
+            }
+            .into()),
+        }
+    }
+
+    /// The channel as `viewer` calls it: for a stored person channel that
+    /// `viewer` is part of, the other party's uid; otherwise unchanged.
+    pub fn as_seen_by(&self, viewer: &Uid) -> Channel {
+        match self.person_parties() {
+            Some((a, b)) if &a == viewer => Channel::new(b.into(), ChannelType::PERSON),
+            Some((a, b)) if &b == viewer => Channel::new(a.into(), ChannelType::PERSON),
+            _ => self.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.as_u8(), self.id)
+    }
+}
+
+/// The message flags of WuKongIM's fixed header byte:
+/// `packet_type << 4 | dup << 3 | sync_once << 2 | red_dot << 1 | no_persist`.
+///
+/// ```
+/// use imcore::Flags;
+/// let f = Flags { red_dot: true, ..Flags::default() };
+/// assert_eq!(f.header_byte(3), 0x32); // SEND with red_dot
+/// assert_eq!(Flags::from_header_byte(0x32), (3, f));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Flags {
+    /// Resent by the client (bit 3). Carried, never acted upon.
+    #[serde(default)]
+    pub dup: bool,
+    /// A command (bit 2): delivered, never in channel history; an offline
+    /// recipient gets it once, by command sync.
+    #[serde(default)]
+    pub sync_once: bool,
+    /// Raise the recipients' unread count (bit 1).
+    #[serde(default)]
+    pub red_dot: bool,
+    /// Transient (bit 0): delivered to online devices only, stored nowhere.
+    #[serde(default)]
+    pub no_persist: bool,
+}
+
+impl Flags {
+    const DUP: u8 = 1 << 3;
+    const SYNC_ONCE: u8 = 1 << 2;
+    const RED_DOT: u8 = 1 << 1;
+    const NO_PERSIST: u8 = 1;
+
+    /// The flags of an ordinary chat message: history, with a red dot.
+    pub const fn normal() -> Self {
+        Flags {
+            dup: false,
+            sync_once: false,
+            red_dot: true,
+            no_persist: false,
+        }
+    }
+
+    /// The flags of a command: `sync_once`, no red dot.
+    pub const fn command() -> Self {
+        Flags {
+            dup: false,
+            sync_once: true,
+            red_dot: false,
+            no_persist: false,
+        }
+    }
+
+    /// The flags of a transient message: `no_persist`.
+    pub const fn transient() -> Self {
+        Flags {
+            dup: false,
+            sync_once: false,
+            red_dot: false,
+            no_persist: true,
+        }
+    }
+
+    /// The low four bits of the header byte.
+    pub const fn bits(self) -> u8 {
+        (if self.dup { Self::DUP } else { 0 })
+            | (if self.sync_once { Self::SYNC_ONCE } else { 0 })
+            | (if self.red_dot { Self::RED_DOT } else { 0 })
+            | (if self.no_persist { Self::NO_PERSIST } else { 0 })
+    }
+
+    /// The flags held in the low four bits of `bits` (the high bits are
+    /// ignored).
+    pub const fn from_bits(bits: u8) -> Self {
+        Flags {
+            dup: bits & Self::DUP != 0,
+            sync_once: bits & Self::SYNC_ONCE != 0,
+            red_dot: bits & Self::RED_DOT != 0,
+            no_persist: bits & Self::NO_PERSIST != 0,
+        }
+    }
+
+    /// The whole header byte for `packet_type` (only its low four bits are
+    /// used).
+    pub const fn header_byte(self, packet_type: u8) -> u8 {
+        (packet_type << 4) | self.bits()
+    }
+
+    /// Splits a header byte into its packet type and flags.
+    pub const fn from_header_byte(byte: u8) -> (u8, Self) {
+        (byte >> 4, Self::from_bits(byte))
+    }
+}
+
+/// A message as the crate stores and delivers it.
+///
+/// `channel` is always the stored form (see [`Channel`]); `message_seq` is
+/// the channel's sequence number for history messages and 0 for commands
+/// and transient messages, which use no channel seq.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Server-assigned id; 0 for transient messages.
+    pub message_id: MessageId,
+    /// The channel's sequence number (from 1), or 0 when not in history.
+    pub message_seq: u64,
+    /// The sender's own number for this message.
+    pub client_msg_no: ClientMsgNo,
+    /// The sender.
+    pub from_uid: Uid,
+    /// The channel, in its stored form.
+    pub channel: Channel,
+    /// Server time of the send, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Header flags as sent.
+    pub flags: Flags,
+    /// The payload, opaque to the crate (WuKongIM clients send JSON).
+    pub payload: Bytes,
+}
+
+impl Message {
+    /// The send time in whole seconds, as WuKongIM's RECV packet carries it.
+    pub fn timestamp_secs(&self) -> i64 {
+        self.timestamp_ms.div_euclid(1000)
+    }
+}
+
+/// Size limits applied to input. The defaults are documented on each field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest payload accepted, in bytes. Default
+    /// [`DEFAULT_MAX_PAYLOAD`] (64 KiB).
+    pub max_payload: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks a payload against [`Limits::max_payload`].
+    ///
+    /// ```
+    /// use imcore::Limits;
+    /// let limits = Limits { max_payload: 4 };
+    /// assert!(limits.check_payload(b"1234").is_ok());
+    /// assert!(limits.check_payload(b"12345").is_err());
+    /// ```
+    pub fn check_payload(&self, payload: &[u8]) -> Result<()> {
+        if payload.len() > self.max_payload {
+            return Err(ValidationError::PayloadTooLarge {
+                len: payload.len(),
+                max: self.max_payload,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,563 @@
+//! The storage conformance suite: one function per contract point, run
+//! against every backend.
+//!
+//! A host that writes its own [`Store`] runs the same functions from its
+//! tests. Each takes a store (empty or not: every function uses names of its
+//! own) and **panics** when the store breaks the contract, like `assert!`.
+//! [`run_all`] runs them all.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! imcore::store::conformance::run_all(Arc::new(imcore::MemoryStore::new())).await;
+//! # }
+//! ```
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{ConversationUpdate, NewRevocation, Page, Recorded, Store};
+use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn uid(s: &str) -> Uid {
+    Uid::new(s).expect("valid uid")
+}
+
+fn group(s: &str) -> Channel {
+    Channel::group(s).expect("valid channel id")
+}
+
+/// A message ready to append: a fresh id, no seq.
+fn message(from: &str, channel: &Channel, client_msg_no: &str, payload: &[u8]) -> Message {
+    Message {
+        message_id: MessageId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+        message_seq: 0,
+        client_msg_no: ClientMsgNo::new(client_msg_no).expect("valid client_msg_no"),
+        from_uid: uid(from),
+        channel: channel.clone(),
+        timestamp_ms: 1_700_000_000_000,
+        flags: Flags::normal(),
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages.iter().map(|m| m.message_seq).collect()
+}
+
+/// Runs every function of the suite against `store`.
+pub async fn run_all(store: Arc<dyn Store>) {
+    append_assigns_contiguous_seqs_per_channel(store.clone()).await;
+    append_batch_spans_channels_in_order(store.clone()).await;
+    append_is_idempotent_on_sender_and_client_msg_no(store.clone()).await;
+    read_pages_both_directions(store.clone()).await;
+    get_by_id_and_client_msg_no(store.clone()).await;
+    concurrent_appends_get_each_seq_once(store.clone()).await;
+    command_queue_push_pending_ack(store.clone()).await;
+    command_queue_remove_and_dedup(store.clone()).await;
+    conversations_update_and_versions(store.clone()).await;
+    conversations_out_of_order_and_clear(store.clone()).await;
+    revocations_record_once_with_versions(store.clone()).await;
+    concurrent_revocations_of_one_message_record_once(store.clone()).await;
+    zero_limits_are_rejected(store).await;
+}
+
+/// Seqs start at 1 in every channel and have no gaps; the stored message is
+/// the one given, with its seq.
+pub async fn append_assigns_contiguous_seqs_per_channel(store: Arc<dyn Store>) {
+    let (a, b) = (group("c-seq-a"), group("c-seq-b"));
+    assert_eq!(store.last_seq(&a).await.expect("last_seq"), 0);
+    for i in 1..=5u64 {
+        let m = message("u1", &a, &format!("seq-a-{i}"), &[i as u8]);
+        let out = store.append(vec![m.clone()]).await.expect("append");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].message_seq, i, "seqs are 1, 2, 3…");
+        assert_eq!(out[0].message_id, m.message_id);
+        assert!(!out[0].duplicate);
+    }
+    let out = store
+        .append(vec![message("u1", &b, "seq-b-1", b"b")])
+        .await
+        .expect("append");
+    assert_eq!(out[0].message_seq, 1, "each channel has its own seqs");
+    assert_eq!(store.last_seq(&a).await.expect("last_seq"), 5);
+    assert_eq!(store.last_seq(&b).await.expect("last_seq"), 1);
+    let read = store.read(&a, Page::forward(1, 100)).await.expect("read");
+    assert_eq!(seqs(&read), vec![1, 2, 3, 4, 5]);
+    assert_eq!(read[2].payload.as_ref(), &[3]);
+    assert_eq!(read[2].channel, a);
+}
+
+/// One batch may span channels; within a channel, seqs follow batch order.
+pub async fn append_batch_spans_channels_in_order(store: Arc<dyn Store>) {
+    let (a, b) = (group("c-batch-a"), group("c-batch-b"));
+    let batch = vec![
+        message("u1", &a, "batch-1", b"1"),
+        message("u2", &b, "batch-2", b"2"),
+        message("u1", &a, "batch-3", b"3"),
+        message("u3", &a, "batch-4", b"4"),
+    ];
+    let out = store.append(batch.clone()).await.expect("append");
+    let got: Vec<u64> = out.iter().map(|x| x.message_seq).collect();
+    assert_eq!(got, vec![1, 1, 2, 3]);
+    let read = store.read(&a, Page::forward(1, 10)).await.expect("read");
+    let payloads: Vec<&[u8]> = read.iter().map(|m| m.payload.as_ref()).collect();
+    assert_eq!(payloads, vec![b"1", b"3", b"4"]);
+    assert!(store.append(Vec::new()).await.expect("empty").is_empty());
+}
+
+/// A resend of `(from_uid, client_msg_no)`, later or in the same batch, is
+/// answered with the first id and seq and stores nothing.
+pub async fn append_is_idempotent_on_sender_and_client_msg_no(store: Arc<dyn Store>) {
+    let ch = group("c-dedup");
+    let first = message("u1", &ch, "dedup-1", b"first");
+    let out = store.append(vec![first.clone()]).await.expect("append");
+    let resend = message("u1", &ch, "dedup-1", b"second");
+    let again = store.append(vec![resend]).await.expect("append");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].message_id, first.message_id);
+    assert_eq!(again[0].message_seq, out[0].message_seq);
+    // Another sender may use the same client_msg_no.
+    let other = store
+        .append(vec![message("u2", &ch, "dedup-1", b"other")])
+        .await
+        .expect("append");
+    assert!(!other[0].duplicate);
+    assert_eq!(other[0].message_seq, 2);
+    // Twice in one batch.
+    let twin_a = message("u1", &ch, "dedup-2", b"a");
+    let twin_b = message("u1", &ch, "dedup-2", b"b");
+    let out = store.append(vec![twin_a.clone(), twin_b]).await.expect("append");
+    assert!(!out[0].duplicate && out[1].duplicate);
+    assert_eq!(out[1].message_id, twin_a.message_id);
+    assert_eq!(out[1].message_seq, 3);
+    let all = store.read(&ch, Page::forward(1, 100)).await.expect("read");
+    assert_eq!(seqs(&all), vec![1, 2, 3], "duplicates are not stored");
+    assert_eq!(all[0].payload.as_ref(), b"first");
+}
+
+/// Pages read forward and backward from any seq, honour the limit, and
+/// return nothing past the ends.
+pub async fn read_pages_both_directions(store: Arc<dyn Store>) {
+    let ch = group("c-read");
+    let batch = (1..=20)
+        .map(|i| message("u1", &ch, &format!("read-{i}"), &[i]))
+        .collect();
+    store.append(batch).await.expect("append");
+    let r = store.read(&ch, Page::forward(5, 3)).await.expect("read");
+    assert_eq!(seqs(&r), vec![5, 6, 7]);
+    let r = store.read(&ch, Page::backward(5, 3)).await.expect("read");
+    assert_eq!(seqs(&r), vec![5, 4, 3]);
+    let r = store.read(&ch, Page::latest(2)).await.expect("read");
+    assert_eq!(seqs(&r), vec![20, 19]);
+    let r = store.read(&ch, Page::forward(0, 2)).await.expect("read");
+    assert_eq!(seqs(&r), vec![1, 2]);
+    let r = store.read(&ch, Page::forward(19, 10)).await.expect("read");
+    assert_eq!(seqs(&r), vec![19, 20]);
+    assert!(store
+        .read(&ch, Page::forward(21, 10))
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store
+        .read(&ch, Page::backward(0, 10))
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store
+        .read(&group("c-read-empty"), Page::latest(10))
+        .await
+        .expect("read")
+        .is_empty());
+    // A channel whose id extends another's is a different channel.
+    let longer = group("c-read-x");
+    store
+        .append(vec![message("u1", &longer, "read-x", b"x")])
+        .await
+        .expect("append");
+    assert_eq!(
+        store.read(&ch, Page::latest(100)).await.expect("read").len(),
+        20
+    );
+}
+
+/// Messages are found by id and by `(from_uid, client_msg_no)`, with their
+/// seq and payload (binary and empty payloads included).
+pub async fn get_by_id_and_client_msg_no(store: Arc<dyn Store>) {
+    let ch = Channel::person(&uid("p-alice"), &uid("p-bob"));
+    let binary = message("p-alice", &ch, "get-1", &[0, 255, 1, 254]);
+    let empty = message("p-bob", &ch, "get-2", b"");
+    store
+        .append(vec![binary.clone(), empty.clone()])
+        .await
+        .expect("append");
+    let got = store
+        .get(binary.message_id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        got,
+        Message {
+            message_seq: 1,
+            ..binary.clone()
+        }
+    );
+    let got = store
+        .get_by_client_msg_no(&uid("p-bob"), &ClientMsgNo::new("get-2").expect("valid"))
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(got.message_seq, 2);
+    assert!(got.payload.is_empty());
+    assert!(store
+        .get(MessageId(u64::MAX - 7))
+        .await
+        .expect("get")
+        .is_none());
+    assert!(store
+        .get_by_client_msg_no(&uid("p-alice"), &ClientMsgNo::new("get-2").expect("valid"))
+        .await
+        .expect("get")
+        .is_none());
+}
+
+/// Eight tasks appending to one channel at once: seqs 1..=N, each exactly
+/// once, and each task sees its own seqs increase.
+pub async fn concurrent_appends_get_each_seq_once(store: Arc<dyn Store>) {
+    const TASKS: usize = 8;
+    const PER_TASK: usize = 40;
+    let ch = group("c-concurrent");
+    let mut handles = Vec::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        let ch = ch.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..PER_TASK {
+                let m = message(&format!("t{t}"), &ch, &format!("conc-{t}-{i}"), b"x");
+                let out = store.append(vec![m]).await.expect("append");
+                mine.push(out[0].message_seq);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        let mine = h.await.expect("task");
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "one task's seqs increase"
+        );
+        all.extend(mine);
+    }
+    all.sort_unstable();
+    let expected: Vec<u64> = (1..=(TASKS * PER_TASK) as u64).collect();
+    assert_eq!(all, expected, "every seq exactly once, no gaps");
+    let stored = store
+        .read(&ch, Page::forward(1, TASKS * PER_TASK + 10))
+        .await
+        .expect("read");
+    assert_eq!(seqs(&stored), expected);
+}
+
+/// Commands queue per user with cursors from 1, page after a cursor, and
+/// are gone after an ack; they consume no channel seq.
+pub async fn command_queue_push_pending_ack(store: Arc<dyn Store>) {
+    let ch = group("c-cmd");
+    let (alice, bob) = (uid("q-alice"), uid("q-bob"));
+    let mut cmds = Vec::new();
+    for i in 0..5 {
+        let mut m = message("q-server", &ch, &format!("cmd-{i}"), &[i]);
+        m.flags = Flags::command();
+        let recipients = if i == 2 {
+            vec![alice.clone()]
+        } else {
+            vec![alice.clone(), bob.clone(), alice.clone()]
+        };
+        let pushed = store.push_command(&m, &recipients).await.expect("push");
+        assert!(!pushed.duplicate);
+        assert_eq!(pushed.message_id, m.message_id);
+        cmds.push(m);
+    }
+    assert_eq!(
+        store.last_seq(&ch).await.expect("last_seq"),
+        0,
+        "no channel seq"
+    );
+    let a = store.pending_commands(&alice, 0, 100).await.expect("pending");
+    assert_eq!(
+        a.iter().map(|q| q.cursor).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5],
+        "a recipient named twice is queued once"
+    );
+    assert_eq!(a[3].message, cmds[3]);
+    let b = store.pending_commands(&bob, 0, 100).await.expect("pending");
+    assert_eq!(b.iter().map(|q| q.cursor).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(b[2].message.message_id, cmds[3].message_id);
+    let page = store.pending_commands(&alice, 2, 2).await.expect("pending");
+    assert_eq!(page.iter().map(|q| q.cursor).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(store.ack_commands(&alice, 3).await.expect("ack"), 3);
+    let a = store.pending_commands(&alice, 0, 100).await.expect("pending");
+    assert_eq!(a.iter().map(|q| q.cursor).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(store.ack_commands(&alice, 3).await.expect("ack"), 0, "acked is gone");
+    assert_eq!(store.ack_commands(&alice, u64::MAX).await.expect("ack"), 2);
+    assert!(store.pending_commands(&alice, 0, 100).await.expect("p").is_empty());
+    // New entries continue after the old cursors.
+    let mut later = message("q-server", &ch, "cmd-later", b"later");
+    later.flags = Flags::command();
+    store.push_command(&later, &[alice.clone()]).await.expect("push");
+    let a = store.pending_commands(&alice, 0, 100).await.expect("pending");
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].cursor, 6);
+    assert_eq!(store.pending_commands(&bob, 0, 100).await.expect("p").len(), 4);
+    assert!(store
+        .pending_commands(&uid("q-nobody"), 0, 10)
+        .await
+        .expect("p")
+        .is_empty());
+}
+
+/// Single commands are removed by id; a resent command is not queued again.
+pub async fn command_queue_remove_and_dedup(store: Arc<dyn Store>) {
+    let ch = group("c-cmd2");
+    let user = uid("r-user");
+    let mut m1 = message("r-server", &ch, "rcmd-1", b"1");
+    let mut m2 = message("r-server", &ch, "rcmd-2", b"2");
+    m1.flags = Flags::command();
+    m2.flags = Flags::command();
+    store.push_command(&m1, &[user.clone()]).await.expect("push");
+    store.push_command(&m2, &[user.clone()]).await.expect("push");
+    let resend = message("r-server", &ch, "rcmd-1", b"again");
+    let pushed = store.push_command(&resend, &[user.clone()]).await.expect("push");
+    assert!(pushed.duplicate);
+    assert_eq!(pushed.message_id, m1.message_id);
+    assert_eq!(store.pending_commands(&user, 0, 10).await.expect("p").len(), 2);
+    let removed = store
+        .remove_commands(&user, &[m1.message_id, MessageId(u64::MAX - 3)])
+        .await
+        .expect("remove");
+    assert_eq!(removed, 1);
+    let left = store.pending_commands(&user, 0, 10).await.expect("p");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].message.message_id, m2.message_id);
+    assert_eq!(
+        store.remove_commands(&user, &[m1.message_id]).await.expect("remove"),
+        0
+    );
+    assert_eq!(store.ack_commands(&user, left[0].cursor).await.expect("ack"), 1);
+    assert_eq!(
+        store.remove_commands(&user, &[m2.message_id]).await.expect("remove"),
+        0,
+        "acked by cursor is gone by id too"
+    );
+}
+
+fn update(uid_: &Uid, channel: &Channel, seq: u64, raise_unread: bool) -> ConversationUpdate {
+    ConversationUpdate {
+        uid: uid_.clone(),
+        channel: channel.clone(),
+        message_id: MessageId(1_000_000 + seq),
+        message_seq: seq,
+        timestamp_ms: 1_700_000_000_000 + seq as i64,
+        raise_unread,
+    }
+}
+
+/// Updates record the last message and unread count; every change takes
+/// the user's next version; `conversations_after` pages by version.
+pub async fn conversations_update_and_versions(store: Arc<dyn Store>) {
+    let (alice, bob) = (uid("v-alice"), uid("v-bob"));
+    let (g1, g2) = (group("c-conv-1"), group("c-conv-2"));
+    store.update_conversations(&[update(&alice, &g1, 1, false), update(&bob, &g1, 1, true)])
+        .await
+        .expect("update");
+    store.update_conversations(&[update(&alice, &g2, 1, true)])
+        .await
+        .expect("update");
+    store.update_conversations(&[update(&alice, &g1, 2, true), update(&bob, &g1, 2, false)])
+        .await
+        .expect("update");
+    let all = store.conversations_after(&alice, 0, 100).await.expect("changed");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].channel, g2);
+    assert_eq!(all[0].version, 2);
+    assert_eq!(all[1].channel, g1);
+    assert_eq!(all[1].version, 3);
+    assert_eq!(all[1].last_seq, 2);
+    assert_eq!(all[1].last_message_id, MessageId(1_000_002));
+    assert_eq!(all[1].unread, 1);
+    let after = store.conversations_after(&alice, 2, 100).await.expect("changed");
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].channel, g1);
+    let first = store.conversations_after(&alice, 0, 1).await.expect("changed");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].channel, g2);
+    let b = store
+        .conversation(&bob, &g1)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((b.unread, b.last_seq, b.version), (1, 2, 2));
+    assert!(store
+        .conversation(&bob, &g2)
+        .await
+        .expect("get")
+        .is_none());
+    assert!(store
+        .conversations_after(&uid("v-nobody"), 0, 10)
+        .await
+        .expect("changed")
+        .is_empty());
+}
+
+/// An older update does not replace a newer last message but still counts
+/// as unread; clearing unread is a change with a new version.
+pub async fn conversations_out_of_order_and_clear(store: Arc<dyn Store>) {
+    let user = uid("o-user");
+    let ch = group("c-conv-ooo");
+    store.update_conversations(&[update(&user, &ch, 7, true)])
+        .await
+        .expect("update");
+    store.update_conversations(&[update(&user, &ch, 6, true)])
+        .await
+        .expect("update");
+    let c = store
+        .conversation(&user, &ch)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((c.last_seq, c.unread, c.version), (7, 2, 2));
+    assert_eq!(c.last_message_id, MessageId(1_000_007));
+    assert!(store.clear_unread(&user, &ch).await.expect("clear"));
+    let c = store
+        .conversation(&user, &ch)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((c.unread, c.version), (0, 3));
+    let changed = store.conversations_after(&user, 2, 10).await.expect("changed");
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].unread, 0);
+    assert!(!store
+        .clear_unread(&user, &group("c-conv-none"))
+        .await
+        .expect("clear"));
+}
+
+fn revocation(id: u64, channel: &Channel, seq: u64, by: &str) -> NewRevocation {
+    NewRevocation {
+        message_id: MessageId(id),
+        channel: channel.clone(),
+        message_seq: seq,
+        revoker: uid(by),
+        revoked_at_ms: 1_700_000_100_000,
+    }
+}
+
+/// Versions are per channel from 1; a second record of a message keeps the
+/// first; look-ups answer in order; `revocations_after` pages ascending.
+pub async fn revocations_record_once_with_versions(store: Arc<dyn Store>) {
+    let (a, b) = (group("c-rev-a"), group("c-rev-b"));
+    let base = 5_000_000_000;
+    let r1 = store
+        .record_revocation(revocation(base + 1, &a, 1, "x-alice"))
+        .await
+        .expect("record");
+    let Recorded::New(r1) = r1 else {
+        panic!("first record is new")
+    };
+    assert_eq!(r1.extra_version, 1);
+    let r2 = store
+        .record_revocation(revocation(base + 2, &a, 2, "x-alice"))
+        .await
+        .expect("record");
+    assert_eq!(r2.revocation().extra_version, 2);
+    let rb = store
+        .record_revocation(revocation(base + 3, &b, 9, "x-bob"))
+        .await
+        .expect("record");
+    assert_eq!(rb.revocation().extra_version, 1, "per-channel versions");
+    let again = store
+        .record_revocation(revocation(base + 1, &a, 1, "x-other"))
+        .await
+        .expect("record");
+    assert_eq!(again, Recorded::Existing(r1.clone()));
+    let found = store
+        .lookup_revocations(&[MessageId(base + 2), MessageId(base + 99), MessageId(base + 1)])
+        .await
+        .expect("lookup");
+    assert_eq!(found.len(), 3);
+    assert_eq!(found[0].as_ref().map(|r| r.message_seq), Some(2));
+    assert!(found[1].is_none());
+    assert_eq!(found[2].as_ref(), Some(&r1));
+    let changed = store.revocations_after(&a, 0, 10).await.expect("changed");
+    assert_eq!(
+        changed.iter().map(|r| r.extra_version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let changed = store.revocations_after(&a, 1, 1).await.expect("changed");
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].message_id, MessageId(base + 2));
+    assert!(store
+        .revocations_after(&a, 2, 10)
+        .await
+        .expect("changed")
+        .is_empty());
+}
+
+/// Eight concurrent records of one message leave one record, and exactly
+/// one caller is told it is new.
+pub async fn concurrent_revocations_of_one_message_record_once(store: Arc<dyn Store>) {
+    let ch = group("c-rev-conc");
+    let mut handles = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        let ch = ch.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .record_revocation(revocation(6_000_000_000, &ch, 1, &format!("y-{t}")))
+                .await
+                .expect("record")
+        }));
+    }
+    let mut new = 0;
+    let mut revokers = HashSet::new();
+    for h in handles {
+        let r = h.await.expect("task");
+        if matches!(r, Recorded::New(_)) {
+            new += 1;
+        }
+        revokers.insert(r.revocation().revoker.clone());
+    }
+    assert_eq!(new, 1, "exactly one new record");
+    assert_eq!(revokers.len(), 1, "everyone sees the same first record");
+    assert_eq!(
+        store.revocations_after(&ch, 0, 10).await.expect("changed").len(),
+        1
+    );
+}
+
+/// A limit of zero is a validation error, not an empty page.
+pub async fn zero_limits_are_rejected(store: Arc<dyn Store>) {
+    let ch = group("c-zero");
+    let u = uid("z-user");
+    let is_validation = |r: crate::Result<usize>| matches!(r, Err(crate::Error::Validation(_)));
+    assert!(is_validation(
+        store.read(&ch, Page::latest(0)).await.map(|v| v.len())
+    ));
+    assert!(is_validation(store.pending_commands(&u, 0, 0).await.map(|v| v.len())));
+    assert!(is_validation(
+        store.conversations_after(&u, 0, 0).await.map(|v| v.len())
+    ));
+    assert!(is_validation(
+        store.revocations_after(&ch, 0, 0).await.map(|v| v.len())
+    ));
+}
+

@@ -1,0 +1,996 @@
+//! The embedded sled backend.
+//!
+//! # Layout
+//!
+//! Keys are big-endian composites, so that a prefix scan of one channel (or
+//! one user) comes out in seq (or cursor, or version) order. Variable-length
+//! parts are length-prefixed so that no channel's prefix is a prefix of
+//! another's.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `messages` | channel ++ seq | message |
+//! | `message_ids` | message id | channel ++ seq |
+//! | `dedup` | from uid ++ client_msg_no | message id ++ seq |
+//! | `counters` | tag ++ channel or uid | last seq / cursor / version |
+//! | `commands` | uid ++ cursor | message |
+//! | `command_ids` | uid ++ message id | cursor |
+//! | `command_dedup` | from uid ++ client_msg_no | message id |
+//! | `conversations` | uid ++ channel | conversation |
+//! | `conversation_versions` | uid ++ version | channel |
+//! | `revocations` | message id | revocation |
+//! | `revocations_by_channel` | channel ++ version | message id |
+//!
+//! where channel = type (1 byte) ++ id length (1 byte) ++ id, and uid = length
+//! (1 byte) ++ uid. Values are a format byte followed by postcard. Each write
+//! (a seq and its message and indexes, for instance) is one sled
+//! transaction, which sled retries on conflict: concurrent writers never
+//! see each other's partial state and never get the same seq.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::{Db, Transactional, Tree};
+
+use super::{
+    check_limit, Appended, CommandQueue, Conversation, ConversationStore, ConversationUpdate,
+    Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand, Recorded, Revocation,
+    RevocationStore,
+};
+use crate::error::{Error, Result};
+use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
+
+const BACKEND: &str = "sled";
+/// Stored in the default tree; tells an imcore database from anything else.
+const FORMAT_KEY: &[u8] = b"imcore.format";
+const FORMAT_VALUE: &[u8] = b"imcore-sled-1";
+/// First byte of every encoded value.
+const VALUE_FORMAT: u8 = 1;
+
+const TAG_CHANNEL_SEQ: u8 = b'S';
+const TAG_COMMAND_CURSOR: u8 = b'C';
+const TAG_CONVERSATION_VERSION: u8 = b'V';
+const TAG_REVOCATION_VERSION: u8 = b'R';
+
+/// When a write is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// Every write is flushed and fsynced before it returns: an `Ok` means
+    /// the data survives a crash of the process or the machine. The default.
+    Flush,
+    /// Writes return once they are in sled's in-memory log; sled flushes
+    /// it to disk in the background every `flush_every_ms` milliseconds. A
+    /// crash loses at most the writes of that last interval, never part of
+    /// a write (each is a transaction) and never an older write: the
+    /// database comes back at a consistent earlier point.
+    Background {
+        /// The background flush interval in milliseconds (at least 1).
+        flush_every_ms: u64,
+    },
+}
+
+/// How to open a [`SledStore`].
+#[derive(Debug, Clone)]
+pub struct SledConfig {
+    /// The database directory (created if missing).
+    pub path: PathBuf,
+    /// When writes are on disk. Default [`Durability::Flush`].
+    pub durability: Durability,
+    /// sled's page cache size in bytes. Default 256 MiB.
+    pub cache_capacity: u64,
+}
+
+impl SledConfig {
+    /// The defaults for a database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SledConfig {
+            path: path.into(),
+            durability: Durability::Flush,
+            cache_capacity: 256 * 1024 * 1024,
+        }
+    }
+
+    /// Sets the durability.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
+/// The embedded default [`Store`](super::Store), on
+/// [sled](https://docs.rs/sled/0.34).
+///
+/// ```
+/// use imcore::store::{SledStore, MessageLog};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> imcore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SledStore::open(dir.path())?;
+/// let channel = imcore::Channel::group("g1")?;
+/// assert_eq!(store.last_seq(&channel).await?, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: Db,
+    durability: Durability,
+    flusher: Arc<GroupFlush>,
+    messages: Tree,
+    message_ids: Tree,
+    dedup: Tree,
+    counters: Tree,
+    commands: Tree,
+    command_ids: Tree,
+    command_dedup: Tree,
+    conversations: Tree,
+    conversation_versions: Tree,
+    revocations: Tree,
+    revocations_by_channel: Tree,
+}
+
+fn storage(e: sled::Error) -> Error {
+    match e {
+        sled::Error::Corruption { .. } => Error::corrupt(format!("sled reports: {e}")),
+        other => Error::Storage {
+            backend: BACKEND,
+            source: Box::new(other),
+        },
+    }
+}
+
+fn tx_error(e: TransactionError<Error>) -> Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => storage(e),
+    }
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+fn abort<T>(e: Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn unabortable(e: UnabortableTransactionError) -> ConflictableTransactionError<Error> {
+    e.into()
+}
+
+// ---- key and value encoding ----
+
+fn uid_key(out: &mut Vec<u8>, uid: &Uid) {
+    let s = uid.as_str().as_bytes();
+    // Uids are at most MAX_ID_LEN (64) bytes.
+    out.push(s.len() as u8);
+    out.extend_from_slice(s);
+}
+
+fn channel_key(out: &mut Vec<u8>, channel: &Channel) {
+    let s = channel.id.as_str().as_bytes();
+    out.push(channel.kind.as_u8());
+    // Channel ids are at most MAX_CHANNEL_ID_LEN (129) bytes.
+    out.push(s.len() as u8);
+    out.extend_from_slice(s);
+}
+
+fn key(parts: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut k = Vec::with_capacity(96);
+    parts(&mut k);
+    k
+}
+
+#[cfg(test)]
+fn decode_channel_key(bytes: &[u8]) -> Result<Channel> {
+    use crate::model::{ChannelId, ChannelType};
+    let bad = || Error::corrupt("channel key");
+    let (&kind, rest) = bytes.split_first().ok_or_else(bad)?;
+    let (&len, rest) = rest.split_first().ok_or_else(bad)?;
+    let id = rest.get(..usize::from(len)).ok_or_else(bad)?;
+    let id = std::str::from_utf8(id).map_err(|_| bad())?;
+    Ok(Channel::new(
+        ChannelId::new(id).map_err(|_| bad())?,
+        ChannelType::try_from(kind).map_err(|_| bad())?,
+    ))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let out = vec![VALUE_FORMAT];
+    postcard::to_extend(value, out).map_err(|e| Error::Storage {
+        backend: BACKEND,
+        source: Box::new(e),
+    })
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    match bytes.split_first() {
+        Some((&VALUE_FORMAT, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| Error::corrupt(format!("{what}: {e}")))
+        }
+        _ => Err(Error::corrupt(format!("{what}: unknown value format"))),
+    }
+}
+
+fn be_u64(bytes: &[u8], what: &str) -> Result<u64> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| Error::corrupt(format!("{what}: expected 8 bytes")))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// The u64 at the end of a key.
+fn key_suffix_u64(key: &[u8], what: &str) -> Result<u64> {
+    let start = key
+        .len()
+        .checked_sub(8)
+        .ok_or_else(|| Error::corrupt(format!("{what}: key too short")))?;
+    be_u64(&key[start..], what)
+}
+
+/// Reads a counter inside a transaction, adds one, writes it back.
+fn next_counter(counters: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
+    let current = match counters.get(key).map_err(unabortable)? {
+        Some(v) => match be_u64(&v, "counter") {
+            Ok(n) => n,
+            Err(e) => return abort(e),
+        },
+        None => 0,
+    };
+    let next = current + 1;
+    counters
+        .insert(key, &next.to_be_bytes())
+        .map_err(unabortable)?;
+    Ok(next)
+}
+
+fn counter_key(tag: u8, rest: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    key(|k| {
+        k.push(tag);
+        rest(k);
+    })
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path` with the default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(SledConfig::new(path.as_ref()))
+    }
+
+    /// Opens (or creates) a database as `config` says.
+    ///
+    /// Opening a directory that holds a database not written by this crate,
+    /// or files sled cannot read, gives [`Error::Corrupt`] (or
+    /// [`Error::Storage`] for I/O failures such as a locked or unreadable
+    /// directory); it never panics.
+    pub fn open_with(config: SledConfig) -> Result<Self> {
+        let sled_config = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity);
+        Self::from_sled_config(sled_config, config.durability)
+    }
+
+    /// A fresh store in a temporary directory that is deleted when the last
+    /// clone of the store is dropped, with background durability (nothing
+    /// temporary needs to survive a crash).
+    pub fn temporary() -> Result<Self> {
+        Self::temporary_with(Durability::Background {
+            flush_every_ms: 500,
+        })
+    }
+
+    /// [`SledStore::temporary`] with the given durability.
+    pub fn temporary_with(durability: Durability) -> Result<Self> {
+        Self::from_sled_config(sled::Config::new().temporary(true), durability)
+    }
+
+    fn from_sled_config(sled_config: sled::Config, durability: Durability) -> Result<Self> {
+        let flush_every_ms = match durability {
+            Durability::Flush => 500,
+            Durability::Background { flush_every_ms } => flush_every_ms.max(1),
+        };
+        let sled_config = sled_config.flush_every_ms(Some(flush_every_ms));
+        // sled 0.34 can panic on some kinds of damaged files instead of
+        // returning an error; a damaged database must give an error here.
+        // The config is moved in and dropped with the closure, so nothing
+        // observes it after a panic.
+        let open = std::panic::AssertUnwindSafe(move || sled_config.open());
+        let db = std::panic::catch_unwind(open)
+            .map_err(|_| Error::corrupt("sled could not read the database files"))?
+            .map_err(storage)?;
+        Self::check_format(&db)?;
+        let tree = |name: &str| db.open_tree(name).map_err(storage);
+        Ok(SledStore {
+            durability,
+            flusher: Arc::new(GroupFlush::default()),
+            messages: tree("messages")?,
+            message_ids: tree("message_ids")?,
+            dedup: tree("dedup")?,
+            counters: tree("counters")?,
+            commands: tree("commands")?,
+            command_ids: tree("command_ids")?,
+            command_dedup: tree("command_dedup")?,
+            conversations: tree("conversations")?,
+            conversation_versions: tree("conversation_versions")?,
+            revocations: tree("revocations")?,
+            revocations_by_channel: tree("revocations_by_channel")?,
+            db,
+        })
+    }
+
+    fn check_format(db: &Db) -> Result<()> {
+        match db.get(FORMAT_KEY).map_err(storage)? {
+            Some(v) if v.as_ref() == FORMAT_VALUE => Ok(()),
+            Some(v) => Err(Error::corrupt(format!(
+                "database format {:?}, expected {:?}",
+                String::from_utf8_lossy(&v),
+                String::from_utf8_lossy(FORMAT_VALUE)
+            ))),
+            None => {
+                let default_tree_empty = db.is_empty();
+                let only_default_tree = db.tree_names().len() <= 1;
+                if !(default_tree_empty && only_default_tree) {
+                    return Err(Error::corrupt("not an imcore database"));
+                }
+                db.insert(FORMAT_KEY, FORMAT_VALUE).map_err(storage)?;
+                db.flush().map_err(storage)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Flushes everything written so far to disk.
+    pub async fn flush(&self) -> Result<()> {
+        self.flusher.flush(&self.db, self.flusher.committed()).await
+    }
+
+    /// Makes a completed write as durable as the configuration says. Called
+    /// after the write's transaction has committed.
+    async fn settle(&self) -> Result<()> {
+        let ticket = self.flusher.commit();
+        match self.durability {
+            Durability::Flush => self.flusher.flush(&self.db, ticket).await,
+            Durability::Background { .. } => Ok(()),
+        }
+    }
+
+    /// The size of the database on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(storage)
+    }
+
+    fn channel_page_bounds(channel: &Channel, page: &Page) -> (Vec<u8>, Vec<u8>) {
+        let prefix = key(|k| channel_key(k, channel));
+        let at = |seq: u64| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&seq.to_be_bytes());
+            k
+        };
+        match page.direction {
+            Direction::Forward => (at(page.from), at(u64::MAX)),
+            Direction::Backward => (at(0), at(page.from)),
+        }
+    }
+}
+
+/// Group commit: one flush at a time, each covering every write committed
+/// before it started.
+///
+/// Writers take a ticket after their transaction commits and wait until a
+/// flush that started after that point has finished. Concurrent writers
+/// therefore share flushes instead of queueing one each.
+///
+/// Running one flush at a time, on a tokio blocking thread, also avoids a
+/// deadlock in sled 0.34: `Tree::flush_async` runs each flush on sled's
+/// small I/O pool while holding sled's global read guard, and with several
+/// concurrent flushes and a transaction waiting for the write guard the pool
+/// can fill with flushes that wait for one another.
+#[derive(Debug, Default)]
+struct GroupFlush {
+    /// Tickets handed out: writes committed so far.
+    committed: AtomicU64,
+    /// The highest ticket known to be on disk. Guarded by the mutex so that
+    /// only one flush runs at a time.
+    durable: tokio::sync::Mutex<u64>,
+}
+
+impl GroupFlush {
+    /// Takes a ticket for a write that has just committed.
+    fn commit(&self) -> u64 {
+        self.committed.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The latest ticket handed out.
+    fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Returns once every write up to `ticket` is on disk.
+    async fn flush(&self, db: &Db, ticket: u64) -> Result<()> {
+        let mut durable = self.durable.lock().await;
+        if *durable >= ticket {
+            return Ok(()); // a flush that started after our commit covered us
+        }
+        // Every ticket up to `target` belongs to a committed write, so this
+        // flush makes all of them durable.
+        let target = self.committed();
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| Error::Storage {
+                backend: BACKEND,
+                source: Box::new(e),
+            })?
+            .map_err(storage)?;
+        *durable = target;
+        Ok(())
+    }
+}
+
+fn seq_key(prefix: &[u8], n: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8> {
+    key(|k| {
+        uid_key(k, from_uid);
+        k.extend_from_slice(client_msg_no.as_str().as_bytes());
+    })
+}
+
+/// Decodes a stored message; its seq is the last 8 bytes of its key.
+fn decode_message(key: &[u8], value: &[u8]) -> Result<Message> {
+    let mut message: Message = decode(value, "message")?;
+    message.message_seq = key_suffix_u64(key, "message key")?;
+    Ok(message)
+}
+
+/// A message id and seq, as the dedup index stores them.
+fn id_and_seq(value: &[u8]) -> Result<(MessageId, u64)> {
+    if value.len() != 16 {
+        return Err(Error::corrupt("dedup entry: expected 16 bytes"));
+    }
+    Ok((
+        MessageId(be_u64(&value[..8], "dedup entry")?),
+        be_u64(&value[8..], "dedup entry")?,
+    ))
+}
+
+/// Keys computed once per message, outside the transaction.
+struct AppendKeys {
+    channel: Vec<u8>,
+    counter: Vec<u8>,
+    sender: Vec<u8>,
+    value: Vec<u8>,
+}
+
+#[async_trait]
+impl MessageLog for SledStore {
+    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = messages
+            .iter()
+            .map(|m| {
+                let channel = key(|k| channel_key(k, &m.channel));
+                Ok(AppendKeys {
+                    counter: counter_key(TAG_CHANNEL_SEQ, |k| k.extend_from_slice(&channel)),
+                    channel,
+                    sender: sender_key(&m.from_uid, &m.client_msg_no),
+                    // The seq lives in the key; the stored value carries 0.
+                    value: encode(&Message {
+                        message_seq: 0,
+                        ..m.clone()
+                    })?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = (&self.messages, &self.message_ids, &self.dedup, &self.counters)
+            .transaction(|(log, ids, dedup, counters)| {
+                let mut out = Vec::with_capacity(prepared.len());
+                for (m, p) in messages.iter().zip(&prepared) {
+                    if let Some(v) = dedup.get(&p.sender)? {
+                        let (message_id, message_seq) = match id_and_seq(&v) {
+                            Ok(x) => x,
+                            Err(e) => return abort(e),
+                        };
+                        out.push(Appended {
+                            message_id,
+                            message_seq,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                    let seq = next_counter(counters, &p.counter)?;
+                    let location = seq_key(&p.channel, seq);
+                    let id = m.message_id.0.to_be_bytes();
+                    log.insert(location.as_slice(), p.value.as_slice())?;
+                    ids.insert(&id, location)?;
+                    let mut id_seq = id.to_vec();
+                    id_seq.extend_from_slice(&seq.to_be_bytes());
+                    dedup.insert(p.sender.as_slice(), id_seq)?;
+                    out.push(Appended {
+                        message_id: m.message_id,
+                        message_seq: seq,
+                        duplicate: false,
+                    });
+                }
+                Ok(out)
+            })
+            .map_err(tx_error)?;
+        self.settle().await?;
+        Ok(out)
+    }
+
+    async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>> {
+        page.validate()?;
+        let (lo, hi) = Self::channel_page_bounds(channel, &page);
+        let range = self.messages.range(lo..=hi);
+        let decode_kv = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Message> {
+            let (k, v) = kv.map_err(storage)?;
+            decode_message(&k, &v)
+        };
+        match page.direction {
+            Direction::Forward => range.take(page.limit).map(decode_kv).collect(),
+            Direction::Backward => range.rev().take(page.limit).map(decode_kv).collect(),
+        }
+    }
+
+    async fn get(&self, id: MessageId) -> Result<Option<Message>> {
+        let Some(location) = self.message_ids.get(id.0.to_be_bytes()).map_err(storage)? else {
+            return Ok(None);
+        };
+        match self.messages.get(&location).map_err(storage)? {
+            Some(v) => decode_message(&location, &v).map(Some),
+            None => Err(Error::corrupt(format!(
+                "message index points at a missing message ({id})"
+            ))),
+        }
+    }
+
+    async fn get_by_client_msg_no(
+        &self,
+        from_uid: &Uid,
+        client_msg_no: &ClientMsgNo,
+    ) -> Result<Option<Message>> {
+        match self
+            .dedup
+            .get(sender_key(from_uid, client_msg_no))
+            .map_err(storage)?
+        {
+            Some(v) => self.get(id_and_seq(&v)?.0).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn last_seq(&self, channel: &Channel) -> Result<u64> {
+        let k = counter_key(TAG_CHANNEL_SEQ, |k| channel_key(k, channel));
+        match self.counters.get(k).map_err(storage)? {
+            Some(v) => be_u64(&v, "channel seq"),
+            None => Ok(0),
+        }
+    }
+}
+
+#[async_trait]
+impl CommandQueue for SledStore {
+    async fn push_command(&self, message: &Message, recipients: &[Uid]) -> Result<Pushed> {
+        let value = encode(message)?;
+        let sender = sender_key(&message.from_uid, &message.client_msg_no);
+        let id = message.message_id.0.to_be_bytes();
+        let mut seen = std::collections::HashSet::with_capacity(recipients.len());
+        // (uid prefix, counter key) per distinct recipient.
+        let users: Vec<(Vec<u8>, Vec<u8>)> = recipients
+            .iter()
+            .filter(|uid| seen.insert(*uid))
+            .map(|uid| {
+                let prefix = key(|k| uid_key(k, uid));
+                let counter = counter_key(TAG_COMMAND_CURSOR, |k| k.extend_from_slice(&prefix));
+                (prefix, counter)
+            })
+            .collect();
+        let duplicate = (
+            &self.commands,
+            &self.command_ids,
+            &self.command_dedup,
+            &self.counters,
+        )
+            .transaction(|(queue, ids, dedup, counters)| {
+                if let Some(v) = dedup.get(&sender)? {
+                    return match be_u64(&v, "command dedup entry") {
+                        Ok(first) => Ok(Some(MessageId(first))),
+                        Err(e) => abort(e),
+                    };
+                }
+                for (prefix, counter) in &users {
+                    let cursor = next_counter(counters, counter)?;
+                    queue.insert(seq_key(prefix, cursor), value.as_slice())?;
+                    ids.insert(seq_key(prefix, message.message_id.0), &cursor.to_be_bytes())?;
+                }
+                dedup.insert(sender.as_slice(), &id)?;
+                Ok(None)
+            })
+            .map_err(tx_error)?;
+        Ok(match duplicate {
+            Some(message_id) => Pushed {
+                message_id,
+                duplicate: true,
+            },
+            None => {
+                self.settle().await?;
+                Pushed {
+                    message_id: message.message_id,
+                    duplicate: false,
+                }
+            }
+        })
+    }
+
+    async fn pending_commands(&self, uid: &Uid, after: u64, limit: usize) -> Result<Vec<QueuedCommand>> {
+        check_limit(limit)?;
+        let prefix = key(|k| uid_key(k, uid));
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.commands
+            .range(seq_key(&prefix, first)..=seq_key(&prefix, u64::MAX))
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv.map_err(storage)?;
+                Ok(QueuedCommand {
+                    cursor: key_suffix_u64(&k, "command key")?,
+                    message: decode(&v, "command")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ack_commands(&self, uid: &Uid, up_to: u64) -> Result<usize> {
+        let prefix = key(|k| uid_key(k, uid));
+        // Collect the entries first (transactions cannot scan); entries
+        // pushed meanwhile get cursors above every existing one.
+        let mut doomed = Vec::new();
+        for kv in self
+            .commands
+            .range(seq_key(&prefix, 0)..=seq_key(&prefix, up_to))
+        {
+            let (k, v) = kv.map_err(storage)?;
+            let message: Message = decode(&v, "command")?;
+            doomed.push((k, seq_key(&prefix, message.message_id.0)));
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let removed = (&self.commands, &self.command_ids)
+            .transaction(|(queue, ids)| {
+                let mut removed = 0;
+                for (entry, index) in &doomed {
+                    if queue.remove(entry)?.is_some() {
+                        removed += 1;
+                    }
+                    ids.remove(index.as_slice())?;
+                }
+                Ok(removed)
+            })
+            .map_err(tx_error)?;
+        self.settle().await?;
+        Ok(removed)
+    }
+
+    async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> Result<usize> {
+        let prefix = key(|k| uid_key(k, uid));
+        let index_keys: Vec<Vec<u8>> = ids.iter().map(|id| seq_key(&prefix, id.0)).collect();
+        let removed = (&self.commands, &self.command_ids)
+            .transaction(|(queue, index)| {
+                let mut removed = 0;
+                for k in &index_keys {
+                    if let Some(cursor) = index.remove(k.as_slice())? {
+                        let cursor = match be_u64(&cursor, "command index") {
+                            Ok(c) => c,
+                            Err(e) => return abort(e),
+                        };
+                        if queue.remove(seq_key(&prefix, cursor))?.is_some() {
+                            removed += 1;
+                        }
+                    }
+                }
+                Ok(removed)
+            })
+            .map_err(tx_error)?;
+        if removed > 0 {
+            self.settle().await?;
+        }
+        Ok(removed)
+    }
+}
+
+impl SledStore {
+    /// Gives the conversation at `conv_key` the user's next version,
+    /// replacing its entry in the version index.
+    fn store_conversation(
+        convs: &TransactionalTree,
+        versions: &TransactionalTree,
+        counters: &TransactionalTree,
+        user: &[u8],
+        conv_key: &[u8],
+        mut conv: Conversation,
+        previous_version: Option<u64>,
+    ) -> TxResult<()> {
+        if let Some(v) = previous_version {
+            versions.remove(seq_key(user, v))?;
+        }
+        let counter = counter_key(TAG_CONVERSATION_VERSION, |k| k.extend_from_slice(user));
+        conv.version = next_counter(counters, &counter)?;
+        let value = match encode(&conv) {
+            Ok(v) => v,
+            Err(e) => return abort(e),
+        };
+        versions.insert(
+            seq_key(user, conv.version),
+            key(|k| channel_key(k, &conv.channel)),
+        )?;
+        convs.insert(conv_key, value)?;
+        Ok(())
+    }
+
+    fn conversation_key(uid: &Uid, channel: &Channel) -> (Vec<u8>, Vec<u8>) {
+        let user = key(|k| uid_key(k, uid));
+        let mut conv_key = user.clone();
+        channel_key(&mut conv_key, channel);
+        (user, conv_key)
+    }
+}
+
+fn decode_conversation(v: Option<sled::IVec>) -> TxResult<Option<Conversation>> {
+    match v.map(|v| decode::<Conversation>(&v, "conversation")) {
+        None => Ok(None),
+        Some(Ok(c)) => Ok(Some(c)),
+        Some(Err(e)) => abort(e),
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SledStore {
+    async fn update_conversations(&self, updates: &[ConversationUpdate]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<_> = updates
+            .iter()
+            .map(|u| Self::conversation_key(&u.uid, &u.channel))
+            .collect();
+        (&self.conversations, &self.conversation_versions, &self.counters)
+            .transaction(|(convs, versions, counters)| {
+                for (u, (user, conv_key)) in updates.iter().zip(&keys) {
+                    let existing = decode_conversation(convs.get(conv_key)?)?;
+                    let previous_version = existing.as_ref().map(|c| c.version);
+                    let mut conv = existing.unwrap_or_else(|| Conversation {
+                        channel: u.channel.clone(),
+                        last_message_id: u.message_id,
+                        last_seq: 0,
+                        last_timestamp_ms: u.timestamp_ms,
+                        unread: 0,
+                        version: 0,
+                    });
+                    if u.message_seq > conv.last_seq {
+                        conv.last_message_id = u.message_id;
+                        conv.last_seq = u.message_seq;
+                        conv.last_timestamp_ms = u.timestamp_ms;
+                    }
+                    if u.raise_unread {
+                        conv.unread += 1;
+                    }
+                    Self::store_conversation(
+                        convs,
+                        versions,
+                        counters,
+                        user,
+                        conv_key,
+                        conv,
+                        previous_version,
+                    )?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.settle().await
+    }
+
+    async fn conversations_after(
+        &self,
+        uid: &Uid,
+        version: u64,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        check_limit(limit)?;
+        let user = key(|k| uid_key(k, uid));
+        let Some(first) = version.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        // The scan below is not atomic: a conversation may move to a new
+        // version while it runs. Return only entries still at the version
+        // the index gave and not newer than the user's version before the
+        // scan; anything skipped has moved above that and is returned by
+        // a later call, so a client that continues after the highest
+        // version it received misses nothing.
+        let counter = counter_key(TAG_CONVERSATION_VERSION, |k| k.extend_from_slice(&user));
+        let ceiling = match self.counters.get(&counter).map_err(storage)? {
+            Some(v) => be_u64(&v, "conversation version")?,
+            None => return Ok(Vec::new()),
+        };
+        let mut out = Vec::new();
+        for kv in self
+            .conversation_versions
+            .range(seq_key(&user, first)..=seq_key(&user, ceiling))
+        {
+            let (k, channel) = kv.map_err(storage)?;
+            let indexed_version = key_suffix_u64(&k, "conversation version key")?;
+            let mut conv_key = user.clone();
+            conv_key.extend_from_slice(&channel);
+            let Some(v) = self.conversations.get(&conv_key).map_err(storage)? else {
+                continue;
+            };
+            let conv: Conversation = decode(&v, "conversation")?;
+            if conv.version == indexed_version {
+                out.push(conv);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn conversation(&self, uid: &Uid, channel: &Channel) -> Result<Option<Conversation>> {
+        let (_, conv_key) = Self::conversation_key(uid, channel);
+        match self.conversations.get(conv_key).map_err(storage)? {
+            Some(v) => decode(&v, "conversation").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> Result<bool> {
+        let (user, conv_key) = Self::conversation_key(uid, channel);
+        let found = (&self.conversations, &self.conversation_versions, &self.counters)
+            .transaction(|(convs, versions, counters)| {
+                let Some(mut conv) = decode_conversation(convs.get(&conv_key)?)? else {
+                    return Ok(false);
+                };
+                let previous_version = Some(conv.version);
+                conv.unread = 0;
+                Self::store_conversation(
+                    convs,
+                    versions,
+                    counters,
+                    &user,
+                    &conv_key,
+                    conv,
+                    previous_version,
+                )?;
+                Ok(true)
+            })
+            .map_err(tx_error)?;
+        if found {
+            self.settle().await?;
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl RevocationStore for SledStore {
+    async fn record_revocation(&self, r: NewRevocation) -> Result<Recorded> {
+        let id = r.message_id.0.to_be_bytes();
+        let chan = key(|k| channel_key(k, &r.channel));
+        let counter = counter_key(TAG_REVOCATION_VERSION, |k| k.extend_from_slice(&chan));
+        let recorded = (&self.revocations, &self.revocations_by_channel, &self.counters)
+            .transaction(|(revs, by_channel, counters)| {
+                if let Some(v) = revs.get(id)? {
+                    return match decode::<Revocation>(&v, "revocation") {
+                        Ok(existing) => Ok(Recorded::Existing(existing)),
+                        Err(e) => abort(e),
+                    };
+                }
+                let extra_version = next_counter(counters, &counter)?;
+                let record = Revocation {
+                    message_id: r.message_id,
+                    channel: r.channel.clone(),
+                    message_seq: r.message_seq,
+                    revoker: r.revoker.clone(),
+                    revoked_at_ms: r.revoked_at_ms,
+                    extra_version,
+                };
+                let value = match encode(&record) {
+                    Ok(v) => v,
+                    Err(e) => return abort(e),
+                };
+                revs.insert(&id, value)?;
+                by_channel.insert(seq_key(&chan, extra_version), &id)?;
+                Ok(Recorded::New(record))
+            })
+            .map_err(tx_error)?;
+        if let Recorded::New(_) = recorded {
+            self.settle().await?;
+        }
+        Ok(recorded)
+    }
+
+    async fn lookup_revocations(&self, ids: &[MessageId]) -> Result<Vec<Option<Revocation>>> {
+        ids.iter()
+            .map(|id| {
+                match self.revocations.get(id.0.to_be_bytes()).map_err(storage)? {
+                    Some(v) => decode(&v, "revocation").map(Some),
+                    None => Ok(None),
+                }
+            })
+            .collect()
+    }
+
+    async fn revocations_after(
+        &self,
+        channel: &Channel,
+        version: u64,
+        limit: usize,
+    ) -> Result<Vec<Revocation>> {
+        check_limit(limit)?;
+        let chan = key(|k| channel_key(k, channel));
+        let Some(first) = version.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.revocations_by_channel
+            .range(seq_key(&chan, first)..=seq_key(&chan, u64::MAX))
+            .take(limit)
+            .map(|kv| {
+                let (_, id) = kv.map_err(storage)?;
+                let id = be_u64(&id, "revocation index")?;
+                match self.revocations.get(id.to_be_bytes()).map_err(storage)? {
+                    Some(v) => decode(&v, "revocation"),
+                    None => Err(Error::corrupt(format!(
+                        "revocation index points at a missing record ({id})"
+                    ))),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_keys_round_trip_and_do_not_prefix_each_other() {
+        let a = Channel::group("ab").unwrap();
+        let b = Channel::group("abc").unwrap();
+        let (ka, kb) = (key(|k| channel_key(k, &a)), key(|k| channel_key(k, &b)));
+        assert!(!kb.starts_with(&ka));
+        assert_eq!(decode_channel_key(&ka).unwrap(), a);
+        assert!(decode_channel_key(&ka[..3]).is_err());
+        assert!(decode_channel_key(&[0, 1, b'x']).is_err());
+    }
+
+    #[test]
+    fn garbage_values_are_corrupt_not_panics() {
+        assert!(matches!(
+            decode::<Message>(&[], "m"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode::<Message>(&[VALUE_FORMAT, 0xff, 0xff], "m"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode::<Message>(&[9, 1, 2], "m"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(be_u64(&[1, 2, 3], "x").is_err());
+    }
+}

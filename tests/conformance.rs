@@ -1,0 +1,56 @@
+//! The storage conformance suite, run against every backend.
+
+use std::sync::Arc;
+
+use imcore::store::{conformance, Durability, MemoryStore, Store};
+
+macro_rules! suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            fn make() -> Arc<dyn Store> {
+                $make
+            }
+
+            suite!(@tests
+                append_assigns_contiguous_seqs_per_channel,
+                append_batch_spans_channels_in_order,
+                append_is_idempotent_on_sender_and_client_msg_no,
+                read_pages_both_directions,
+                get_by_id_and_client_msg_no,
+                concurrent_appends_get_each_seq_once,
+                command_queue_push_pending_ack,
+                command_queue_remove_and_dedup,
+                conversations_update_and_versions,
+                conversations_out_of_order_and_clear,
+                revocations_record_once_with_versions,
+                concurrent_revocations_of_one_message_record_once,
+                zero_limits_are_rejected,
+            );
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn run_all_on_one_store() {
+                conformance::run_all(make()).await;
+            }
+        }
+    };
+    (@tests $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                conformance::$name(make()).await;
+            }
+        )+
+    };
+}
+
+suite!(memory, Arc::new(MemoryStore::new()));
+suite!(
+    sled_flush,
+    Arc::new(imcore::SledStore::temporary_with(Durability::Flush).expect("temporary sled store"))
+);
+suite!(
+    sled_background,
+    Arc::new(imcore::SledStore::temporary().expect("temporary sled store"))
+);
