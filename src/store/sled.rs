@@ -48,6 +48,10 @@ use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 
 const BACKEND: &str = "sled";
+/// A file in the database directory that marks it as the crate's. sled
+/// itself happily starts a new database over files it does not recognise,
+/// which would destroy them.
+const MARKER_FILE: &str = "imcore.format";
 /// Stored in the default tree; tells an imcore database from anything else.
 const FORMAT_KEY: &[u8] = b"imcore.format";
 const FORMAT_VALUE: &[u8] = b"imcore-sled-1";
@@ -63,7 +67,9 @@ const TAG_REVOCATION_VERSION: u8 = b'R';
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Durability {
     /// Every write is flushed and fsynced before it returns: an `Ok` means
-    /// the data survives a crash of the process or the machine. The default.
+    /// the data survives a crash of the process or the machine. Concurrent
+    /// writers share flushes (group commit), so throughput grows with
+    /// concurrency. The default.
     Flush,
     /// Writes return once they are in sled's in-memory log; sled flushes
     /// it to disk in the background every `flush_every_ms` milliseconds. A
@@ -263,11 +269,17 @@ impl SledStore {
 
     /// Opens (or creates) a database as `config` says.
     ///
-    /// Opening a directory that holds a database not written by this crate,
-    /// or files sled cannot read, gives [`Error::Corrupt`] (or
-    /// [`Error::Storage`] for I/O failures such as a locked or unreadable
-    /// directory); it never panics.
+    /// Opening a non-empty directory that this crate did not create (it
+    /// marks its directories with an `imcore.format` file), a database not
+    /// written by this crate, or files sled cannot read, gives
+    /// [`Error::Corrupt`] ([`Error::Storage`] for I/O failures such as a
+    /// path that is a file, or a database already open); it never panics.
+    ///
+    /// A limit of sled 0.34 to know: its recovery cannot tell damage near the
+    /// end of its log from a write torn by a crash, so such damage comes back
+    /// as an earlier consistent state of the database, not as an error.
     pub fn open_with(config: SledConfig) -> Result<Self> {
+        claim_directory(&config.path)?;
         let sled_config = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity);
@@ -374,6 +386,41 @@ impl SledStore {
             Direction::Forward => (at(page.from), at(u64::MAX)),
             Direction::Backward => (at(0), at(page.from)),
         }
+    }
+}
+
+/// Checks that `path` is missing, empty, or marked as an imcore database,
+/// and marks it when it is new.
+fn claim_directory(path: &Path) -> Result<()> {
+    let io = |e: std::io::Error| Error::Storage {
+        backend: BACKEND,
+        source: Box::new(e),
+    };
+    let fresh = match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(io(e)),
+    };
+    let marker = path.join(MARKER_FILE);
+    if fresh {
+        std::fs::create_dir_all(path).map_err(io)?;
+        let mut expected = FORMAT_VALUE.to_vec();
+        expected.push(b'\n');
+        return std::fs::write(&marker, expected).map_err(io);
+    }
+    match std::fs::read(&marker) {
+        Ok(v) if v.trim_ascii_end() == FORMAT_VALUE => Ok(()),
+        Ok(v) => Err(Error::corrupt(format!(
+            "{} says {:?}, expected {:?}",
+            marker.display(),
+            String::from_utf8_lossy(&v),
+            String::from_utf8_lossy(FORMAT_VALUE)
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::corrupt(format!(
+            "{} is not empty and has no {MARKER_FILE}: not an imcore database",
+            path.display()
+        ))),
+        Err(e) => Err(io(e)),
     }
 }
 
