@@ -67,8 +67,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result, ValidationError};
 pub use id::MessageIdGenerator;
 pub use model::{
-    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Limits, Message, MessageId,
-    Uid,
+    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Limits, Message, MessageId, Uid,
 };
 pub use policy::{Persistence, PersistencePolicy, WuKongPolicy};
 pub use store::MemoryStore;

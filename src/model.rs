@@ -38,10 +38,7 @@ fn check_id(kind: &'static str, s: &str, max: usize, forbidden: &[char]) -> Resu
         }
         .into());
     }
-    if let Some(ch) = s
-        .chars()
-        .find(|c| forbidden.contains(c) || c.is_control())
-    {
+    if let Some(ch) = s.chars().find(|c| forbidden.contains(c) || c.is_control()) {
         return Err(ValidationError::ForbiddenChar { kind, ch }.into());
     }
     Ok(())

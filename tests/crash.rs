@@ -86,12 +86,19 @@ fn acknowledged_appends_survive_sigkill() {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut seen = 0;
-        while let Some(line) = lines.next() {
+        for line in lines.by_ref() {
             let line = line.unwrap();
             // The test harness prints its own lines too; keep ours.
-            let Some((seq, no)) = line.split_once(' ') else { continue };
-            let Ok(seq) = seq.parse::<u64>() else { continue };
-            assert!(acked.insert(seq, no.to_string()).is_none(), "seq {seq} acked twice");
+            let Some((seq, no)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(seq) = seq.parse::<u64>() else {
+                continue;
+            };
+            assert!(
+                acked.insert(seq, no.to_string()).is_none(),
+                "seq {seq} acked twice"
+            );
             seen += 1;
             if seen == kill_after {
                 child.kill().unwrap(); // SIGKILL on Unix

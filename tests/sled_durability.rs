@@ -59,12 +59,18 @@ async fn everything_survives_reopen_and_numbering_continues() {
         store.append(batch).await.unwrap();
         let mut cmd = message(100, "server", &group, "cmd-1");
         cmd.flags = Flags::command();
-        store.push_command(&cmd, &[alice.clone(), bob.clone()]).await.unwrap();
+        store
+            .push_command(&cmd, &[alice.clone(), bob.clone()])
+            .await
+            .unwrap();
         store
             .update_conversations(&[update(&alice, &group, 10), update(&bob, &person, 3)])
             .await
             .unwrap();
-        store.record_revocation(revocation(2, &group)).await.unwrap();
+        store
+            .record_revocation(revocation(2, &group))
+            .await
+            .unwrap();
         // Dropped here: the database is closed.
     }
     let store = SledStore::open(dir.path()).unwrap();
@@ -74,7 +80,10 @@ async fn everything_survives_reopen_and_numbering_continues() {
     assert_eq!(history.len(), 10);
     assert_eq!(history[4].payload.as_ref(), b"payload 5");
     assert_eq!(history[4].message_seq, 5);
-    assert_eq!(store.get(MessageId(12)).await.unwrap().unwrap().message_seq, 2);
+    assert_eq!(
+        store.get(MessageId(12)).await.unwrap().unwrap().message_seq,
+        2
+    );
 
     // Seqs continue, and the dedup index survived.
     let out = store
@@ -96,9 +105,18 @@ async fn everything_survives_reopen_and_numbering_continues() {
     assert_eq!(pending[0].cursor, 1);
     let mut cmd2 = message(101, "server", &group, "cmd-2");
     cmd2.flags = Flags::command();
-    store.push_command(&cmd2, &[alice.clone()]).await.unwrap();
+    store
+        .push_command(&cmd2, std::slice::from_ref(&alice))
+        .await
+        .unwrap();
     let resend = message(102, "server", &group, "cmd-1");
-    assert!(store.push_command(&resend, &[alice.clone()]).await.unwrap().duplicate);
+    assert!(
+        store
+            .push_command(&resend, std::slice::from_ref(&alice))
+            .await
+            .unwrap()
+            .duplicate
+    );
     let pending = store.pending_commands(&alice, 0, 10).await.unwrap();
     assert_eq!(
         pending.iter().map(|q| q.cursor).collect::<Vec<_>>(),
@@ -108,7 +126,10 @@ async fn everything_survives_reopen_and_numbering_continues() {
     // Conversation versions continue.
     let convs = store.conversations_after(&alice, 0, 10).await.unwrap();
     assert_eq!(convs.len(), 1);
-    assert_eq!((convs[0].last_seq, convs[0].unread, convs[0].version), (10, 1, 1));
+    assert_eq!(
+        (convs[0].last_seq, convs[0].unread, convs[0].version),
+        (10, 1, 1)
+    );
     store
         .update_conversations(&[update(&alice, &group, 11)])
         .await
@@ -117,7 +138,10 @@ async fn everything_survives_reopen_and_numbering_continues() {
     assert_eq!((c.version, c.unread, c.last_seq), (2, 2, 11));
 
     // Revocation versions continue per channel.
-    let again = store.record_revocation(revocation(3, &group)).await.unwrap();
+    let again = store
+        .record_revocation(revocation(3, &group))
+        .await
+        .unwrap();
     assert_eq!(again.revocation().extra_version, 2);
     let revs = store.revocations_after(&group, 0, 10).await.unwrap();
     assert_eq!(
@@ -136,7 +160,10 @@ async fn background_durability_reopens_after_a_clean_close() {
     {
         let store = SledStore::open_with(config.clone()).unwrap();
         store
-            .append(vec![message(1, "u", &group, "a"), message(2, "u", &group, "b")])
+            .append(vec![
+                message(1, "u", &group, "a"),
+                message(2, "u", &group, "b"),
+            ])
             .await
             .unwrap();
         store.flush().await.unwrap();
@@ -207,11 +234,11 @@ async fn damaged_data_files_give_errors_or_consistent_state_never_panics() {
     let source = tempfile::tempdir().unwrap();
     let group = Channel::group("g").unwrap();
     {
-        let store = SledStore::open_with(
-            SledConfig::new(source.path()).durability(Durability::Background {
+        let store = SledStore::open_with(SledConfig::new(source.path()).durability(
+            Durability::Background {
                 flush_every_ms: 1000,
-            }),
-        )
+            },
+        ))
         .unwrap();
         let batch: Vec<_> = (1..=1500)
             .map(|i| message(i, "u", &group, &format!("m{i}")))
@@ -239,10 +266,7 @@ async fn damaged_data_files_give_errors_or_consistent_state_never_panics() {
             Ok(store) => {
                 outcomes.1 += 1;
                 let last = store.last_seq(&group).await.unwrap();
-                let read = store
-                    .read(&group, Page::forward(1, 10_000))
-                    .await
-                    .unwrap();
+                let read = store.read(&group, Page::forward(1, 10_000)).await.unwrap();
                 assert_eq!(read.len() as u64, last, "damage at {percent}%");
                 assert!(read.iter().zip(1..).all(|(m, s)| m.message_seq == s));
             }

@@ -133,7 +133,10 @@ pub async fn append_is_idempotent_on_sender_and_client_msg_no(store: Arc<dyn Sto
     // Twice in one batch.
     let twin_a = message("u1", &ch, "dedup-2", b"a");
     let twin_b = message("u1", &ch, "dedup-2", b"b");
-    let out = store.append(vec![twin_a.clone(), twin_b]).await.expect("append");
+    let out = store
+        .append(vec![twin_a.clone(), twin_b])
+        .await
+        .expect("append");
     assert!(!out[0].duplicate && out[1].duplicate);
     assert_eq!(out[1].message_id, twin_a.message_id);
     assert_eq!(out[1].message_seq, 3);
@@ -182,7 +185,11 @@ pub async fn read_pages_both_directions(store: Arc<dyn Store>) {
         .await
         .expect("append");
     assert_eq!(
-        store.read(&ch, Page::latest(100)).await.expect("read").len(),
+        store
+            .read(&ch, Page::latest(100))
+            .await
+            .expect("read")
+            .len(),
         20
     );
 }
@@ -291,7 +298,10 @@ pub async fn command_queue_push_pending_ack(store: Arc<dyn Store>) {
         0,
         "no channel seq"
     );
-    let a = store.pending_commands(&alice, 0, 100).await.expect("pending");
+    let a = store
+        .pending_commands(&alice, 0, 100)
+        .await
+        .expect("pending");
     assert_eq!(
         a.iter().map(|q| q.cursor).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5],
@@ -299,24 +309,50 @@ pub async fn command_queue_push_pending_ack(store: Arc<dyn Store>) {
     );
     assert_eq!(a[3].message, cmds[3]);
     let b = store.pending_commands(&bob, 0, 100).await.expect("pending");
-    assert_eq!(b.iter().map(|q| q.cursor).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(
+        b.iter().map(|q| q.cursor).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
     assert_eq!(b[2].message.message_id, cmds[3].message_id);
     let page = store.pending_commands(&alice, 2, 2).await.expect("pending");
-    assert_eq!(page.iter().map(|q| q.cursor).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(
+        page.iter().map(|q| q.cursor).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
     assert_eq!(store.ack_commands(&alice, 3).await.expect("ack"), 3);
-    let a = store.pending_commands(&alice, 0, 100).await.expect("pending");
+    let a = store
+        .pending_commands(&alice, 0, 100)
+        .await
+        .expect("pending");
     assert_eq!(a.iter().map(|q| q.cursor).collect::<Vec<_>>(), vec![4, 5]);
-    assert_eq!(store.ack_commands(&alice, 3).await.expect("ack"), 0, "acked is gone");
+    assert_eq!(
+        store.ack_commands(&alice, 3).await.expect("ack"),
+        0,
+        "acked is gone"
+    );
     assert_eq!(store.ack_commands(&alice, u64::MAX).await.expect("ack"), 2);
-    assert!(store.pending_commands(&alice, 0, 100).await.expect("p").is_empty());
+    assert!(store
+        .pending_commands(&alice, 0, 100)
+        .await
+        .expect("p")
+        .is_empty());
     // New entries continue after the old cursors.
     let mut later = message("q-server", &ch, "cmd-later", b"later");
     later.flags = Flags::command();
-    store.push_command(&later, &[alice.clone()]).await.expect("push");
-    let a = store.pending_commands(&alice, 0, 100).await.expect("pending");
+    store
+        .push_command(&later, std::slice::from_ref(&alice))
+        .await
+        .expect("push");
+    let a = store
+        .pending_commands(&alice, 0, 100)
+        .await
+        .expect("pending");
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].cursor, 6);
-    assert_eq!(store.pending_commands(&bob, 0, 100).await.expect("p").len(), 4);
+    assert_eq!(
+        store.pending_commands(&bob, 0, 100).await.expect("p").len(),
+        4
+    );
     assert!(store
         .pending_commands(&uid("q-nobody"), 0, 10)
         .await
@@ -332,13 +368,25 @@ pub async fn command_queue_remove_and_dedup(store: Arc<dyn Store>) {
     let mut m2 = message("r-server", &ch, "rcmd-2", b"2");
     m1.flags = Flags::command();
     m2.flags = Flags::command();
-    store.push_command(&m1, &[user.clone()]).await.expect("push");
-    store.push_command(&m2, &[user.clone()]).await.expect("push");
+    store
+        .push_command(&m1, std::slice::from_ref(&user))
+        .await
+        .expect("push");
+    store
+        .push_command(&m2, std::slice::from_ref(&user))
+        .await
+        .expect("push");
     let resend = message("r-server", &ch, "rcmd-1", b"again");
-    let pushed = store.push_command(&resend, &[user.clone()]).await.expect("push");
+    let pushed = store
+        .push_command(&resend, std::slice::from_ref(&user))
+        .await
+        .expect("push");
     assert!(pushed.duplicate);
     assert_eq!(pushed.message_id, m1.message_id);
-    assert_eq!(store.pending_commands(&user, 0, 10).await.expect("p").len(), 2);
+    assert_eq!(
+        store.pending_commands(&user, 0, 10).await.expect("p").len(),
+        2
+    );
     let removed = store
         .remove_commands(&user, &[m1.message_id, MessageId(u64::MAX - 3)])
         .await
@@ -348,12 +396,24 @@ pub async fn command_queue_remove_and_dedup(store: Arc<dyn Store>) {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].message.message_id, m2.message_id);
     assert_eq!(
-        store.remove_commands(&user, &[m1.message_id]).await.expect("remove"),
+        store
+            .remove_commands(&user, &[m1.message_id])
+            .await
+            .expect("remove"),
         0
     );
-    assert_eq!(store.ack_commands(&user, left[0].cursor).await.expect("ack"), 1);
     assert_eq!(
-        store.remove_commands(&user, &[m2.message_id]).await.expect("remove"),
+        store
+            .ack_commands(&user, left[0].cursor)
+            .await
+            .expect("ack"),
+        1
+    );
+    assert_eq!(
+        store
+            .remove_commands(&user, &[m2.message_id])
+            .await
+            .expect("remove"),
         0,
         "acked by cursor is gone by id too"
     );
@@ -375,16 +435,22 @@ fn update(uid_: &Uid, channel: &Channel, seq: u64, raise_unread: bool) -> Conver
 pub async fn conversations_update_and_versions(store: Arc<dyn Store>) {
     let (alice, bob) = (uid("v-alice"), uid("v-bob"));
     let (g1, g2) = (group("c-conv-1"), group("c-conv-2"));
-    store.update_conversations(&[update(&alice, &g1, 1, false), update(&bob, &g1, 1, true)])
+    store
+        .update_conversations(&[update(&alice, &g1, 1, false), update(&bob, &g1, 1, true)])
         .await
         .expect("update");
-    store.update_conversations(&[update(&alice, &g2, 1, true)])
+    store
+        .update_conversations(&[update(&alice, &g2, 1, true)])
         .await
         .expect("update");
-    store.update_conversations(&[update(&alice, &g1, 2, true), update(&bob, &g1, 2, false)])
+    store
+        .update_conversations(&[update(&alice, &g1, 2, true), update(&bob, &g1, 2, false)])
         .await
         .expect("update");
-    let all = store.conversations_after(&alice, 0, 100).await.expect("changed");
+    let all = store
+        .conversations_after(&alice, 0, 100)
+        .await
+        .expect("changed");
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].channel, g2);
     assert_eq!(all[0].version, 2);
@@ -393,10 +459,16 @@ pub async fn conversations_update_and_versions(store: Arc<dyn Store>) {
     assert_eq!(all[1].last_seq, 2);
     assert_eq!(all[1].last_message_id, MessageId(1_000_002));
     assert_eq!(all[1].unread, 1);
-    let after = store.conversations_after(&alice, 2, 100).await.expect("changed");
+    let after = store
+        .conversations_after(&alice, 2, 100)
+        .await
+        .expect("changed");
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].channel, g1);
-    let first = store.conversations_after(&alice, 0, 1).await.expect("changed");
+    let first = store
+        .conversations_after(&alice, 0, 1)
+        .await
+        .expect("changed");
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].channel, g2);
     let b = store
@@ -405,11 +477,7 @@ pub async fn conversations_update_and_versions(store: Arc<dyn Store>) {
         .expect("get")
         .expect("exists");
     assert_eq!((b.unread, b.last_seq, b.version), (1, 2, 2));
-    assert!(store
-        .conversation(&bob, &g2)
-        .await
-        .expect("get")
-        .is_none());
+    assert!(store.conversation(&bob, &g2).await.expect("get").is_none());
     assert!(store
         .conversations_after(&uid("v-nobody"), 0, 10)
         .await
@@ -422,10 +490,12 @@ pub async fn conversations_update_and_versions(store: Arc<dyn Store>) {
 pub async fn conversations_out_of_order_and_clear(store: Arc<dyn Store>) {
     let user = uid("o-user");
     let ch = group("c-conv-ooo");
-    store.update_conversations(&[update(&user, &ch, 7, true)])
+    store
+        .update_conversations(&[update(&user, &ch, 7, true)])
         .await
         .expect("update");
-    store.update_conversations(&[update(&user, &ch, 6, true)])
+    store
+        .update_conversations(&[update(&user, &ch, 6, true)])
         .await
         .expect("update");
     let c = store
@@ -442,7 +512,10 @@ pub async fn conversations_out_of_order_and_clear(store: Arc<dyn Store>) {
         .expect("get")
         .expect("exists");
     assert_eq!((c.unread, c.version), (0, 3));
-    let changed = store.conversations_after(&user, 2, 10).await.expect("changed");
+    let changed = store
+        .conversations_after(&user, 2, 10)
+        .await
+        .expect("changed");
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0].unread, 0);
     assert!(!store
@@ -490,7 +563,11 @@ pub async fn revocations_record_once_with_versions(store: Arc<dyn Store>) {
         .expect("record");
     assert_eq!(again, Recorded::Existing(r1.clone()));
     let found = store
-        .lookup_revocations(&[MessageId(base + 2), MessageId(base + 99), MessageId(base + 1)])
+        .lookup_revocations(&[
+            MessageId(base + 2),
+            MessageId(base + 99),
+            MessageId(base + 1),
+        ])
         .await
         .expect("lookup");
     assert_eq!(found.len(), 3);
@@ -539,7 +616,11 @@ pub async fn concurrent_revocations_of_one_message_record_once(store: Arc<dyn St
     assert_eq!(new, 1, "exactly one new record");
     assert_eq!(revokers.len(), 1, "everyone sees the same first record");
     assert_eq!(
-        store.revocations_after(&ch, 0, 10).await.expect("changed").len(),
+        store
+            .revocations_after(&ch, 0, 10)
+            .await
+            .expect("changed")
+            .len(),
         1
     );
 }
@@ -552,7 +633,9 @@ pub async fn zero_limits_are_rejected(store: Arc<dyn Store>) {
     assert!(is_validation(
         store.read(&ch, Page::latest(0)).await.map(|v| v.len())
     ));
-    assert!(is_validation(store.pending_commands(&u, 0, 0).await.map(|v| v.len())));
+    assert!(is_validation(
+        store.pending_commands(&u, 0, 0).await.map(|v| v.len())
+    ));
     assert!(is_validation(
         store.conversations_after(&u, 0, 0).await.map(|v| v.len())
     ));
@@ -560,4 +643,3 @@ pub async fn zero_limits_are_rejected(store: Arc<dyn Store>) {
         store.revocations_after(&ch, 0, 0).await.map(|v| v.len())
     ));
 }
-

@@ -208,7 +208,12 @@ impl CommandQueue for MemoryStore {
         })
     }
 
-    async fn pending_commands(&self, uid: &Uid, after: u64, limit: usize) -> Result<Vec<QueuedCommand>> {
+    async fn pending_commands(
+        &self,
+        uid: &Uid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedCommand>> {
         check_limit(limit)?;
         let inner = self.lock();
         let Some(queue) = inner.queues.get(uid) else {

@@ -189,7 +189,12 @@ pub trait CommandQueue: Send + Sync + Debug + 'static {
 
     /// Up to `limit` of `uid`'s pending commands with a cursor above `after`,
     /// in cursor order.
-    async fn pending_commands(&self, uid: &Uid, after: u64, limit: usize) -> Result<Vec<QueuedCommand>>;
+    async fn pending_commands(
+        &self,
+        uid: &Uid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedCommand>>;
 
     /// Deletes `uid`'s entries with a cursor up to `up_to` (inclusive);
     /// returns how many were deleted.

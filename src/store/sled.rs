@@ -540,7 +540,12 @@ impl MessageLog for SledStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let out = (&self.messages, &self.message_ids, &self.dedup, &self.counters)
+        let out = (
+            &self.messages,
+            &self.message_ids,
+            &self.dedup,
+            &self.counters,
+        )
             .transaction(|(log, ids, dedup, counters)| {
                 let mut out = Vec::with_capacity(prepared.len());
                 for (m, p) in messages.iter().zip(&prepared) {
@@ -681,7 +686,12 @@ impl CommandQueue for SledStore {
         })
     }
 
-    async fn pending_commands(&self, uid: &Uid, after: u64, limit: usize) -> Result<Vec<QueuedCommand>> {
+    async fn pending_commands(
+        &self,
+        uid: &Uid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedCommand>> {
         check_limit(limit)?;
         let prefix = key(|k| uid_key(k, uid));
         let Some(first) = after.checked_add(1) else {
@@ -814,7 +824,11 @@ impl ConversationStore for SledStore {
             .iter()
             .map(|u| Self::conversation_key(&u.uid, &u.channel))
             .collect();
-        (&self.conversations, &self.conversation_versions, &self.counters)
+        (
+            &self.conversations,
+            &self.conversation_versions,
+            &self.counters,
+        )
             .transaction(|(convs, versions, counters)| {
                 for (u, (user, conv_key)) in updates.iter().zip(&keys) {
                     let existing = decode_conversation(convs.get(conv_key)?)?;
@@ -906,7 +920,11 @@ impl ConversationStore for SledStore {
 
     async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> Result<bool> {
         let (user, conv_key) = Self::conversation_key(uid, channel);
-        let found = (&self.conversations, &self.conversation_versions, &self.counters)
+        let found = (
+            &self.conversations,
+            &self.conversation_versions,
+            &self.counters,
+        )
             .transaction(|(convs, versions, counters)| {
                 let Some(mut conv) = decode_conversation(convs.get(&conv_key)?)? else {
                     return Ok(false);
@@ -938,7 +956,11 @@ impl RevocationStore for SledStore {
         let id = r.message_id.0.to_be_bytes();
         let chan = key(|k| channel_key(k, &r.channel));
         let counter = counter_key(TAG_REVOCATION_VERSION, |k| k.extend_from_slice(&chan));
-        let recorded = (&self.revocations, &self.revocations_by_channel, &self.counters)
+        let recorded = (
+            &self.revocations,
+            &self.revocations_by_channel,
+            &self.counters,
+        )
             .transaction(|(revs, by_channel, counters)| {
                 if let Some(v) = revs.get(id)? {
                     return match decode::<Revocation>(&v, "revocation") {
@@ -972,12 +994,12 @@ impl RevocationStore for SledStore {
 
     async fn lookup_revocations(&self, ids: &[MessageId]) -> Result<Vec<Option<Revocation>>> {
         ids.iter()
-            .map(|id| {
-                match self.revocations.get(id.0.to_be_bytes()).map_err(storage)? {
+            .map(
+                |id| match self.revocations.get(id.0.to_be_bytes()).map_err(storage)? {
                     Some(v) => decode(&v, "revocation").map(Some),
                     None => Ok(None),
-                }
-            })
+                },
+            )
             .collect()
     }
 
