@@ -37,6 +37,14 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// The request was refused, for a reason WuKongIM has a code for (not a
+    /// member, blacklisted, channel disbanded…). Nothing was stored or sent.
+    #[error("refused: {reason}")]
+    Rejected {
+        /// Why, as a WuKongIM reason code.
+        reason: crate::ReasonCode,
+    },
+
     /// Stored data could not be decoded: the database is damaged, or was
     /// written by something else.
     #[error("stored data is corrupt or foreign: {what}")]
@@ -47,6 +55,42 @@ pub enum Error {
 }
 
 impl Error {
+    /// The WuKongIM reason code that tells a client about this error: the
+    /// refusal's own code, [`ReasonCode::CHANNEL_ID_ERROR`] or
+    /// [`ReasonCode::NOT_SUPPORT_CHANNEL_TYPE`] for bad channels,
+    /// [`ReasonCode::SYSTEM_ERROR`] for storage failures.
+    ///
+    /// [`ReasonCode::CHANNEL_ID_ERROR`]: crate::ReasonCode::CHANNEL_ID_ERROR
+    /// [`ReasonCode::NOT_SUPPORT_CHANNEL_TYPE`]: crate::ReasonCode::NOT_SUPPORT_CHANNEL_TYPE
+    /// [`ReasonCode::SYSTEM_ERROR`]: crate::ReasonCode::SYSTEM_ERROR
+    pub fn reason_code(&self) -> crate::ReasonCode {
+        use crate::ReasonCode as R;
+        match self {
+            Error::Rejected { reason } => *reason,
+            Error::Validation(ValidationError::InvalidChannelType(_)) => {
+                R::NOT_SUPPORT_CHANNEL_TYPE
+            }
+            Error::Validation(
+                ValidationError::InvalidChannelId { .. }
+                | ValidationError::EmptyId { kind: "channel id" }
+                | ValidationError::IdTooLong {
+                    kind: "channel id", ..
+                }
+                | ValidationError::ForbiddenChar {
+                    kind: "channel id", ..
+                },
+            ) => R::CHANNEL_ID_ERROR,
+            Error::Validation(_) => R::NOT_ALLOW_SEND,
+            Error::NotFound { .. } => R::UNKNOWN,
+            Error::Storage { .. } | Error::Corrupt { .. } => R::SYSTEM_ERROR,
+        }
+    }
+
+    /// A [`Error::Rejected`] for `reason`.
+    pub fn rejected(reason: crate::ReasonCode) -> Self {
+        Error::Rejected { reason }
+    }
+
     /// A [`Error::NotFound`] for `what`.
     pub fn not_found(what: impl fmt::Display) -> Self {
         Error::NotFound {

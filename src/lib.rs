@@ -57,19 +57,29 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod directory;
 pub mod error;
+pub mod hub;
 pub mod id;
 pub mod model;
+pub mod notify;
 pub mod policy;
+pub mod reason;
+pub mod session;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use directory::{Directory, MemoryDirectory, Permission, Role};
 pub use error::{Error, Result, ValidationError};
+pub use hub::{Hub, HubBuilder, HubConfig, SendAck, SendRequest, Target};
 pub use id::MessageIdGenerator;
 pub use model::{
     Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Limits, Message, MessageId, Uid,
 };
+pub use notify::{NoPush, OfflineNotifier};
 pub use policy::{Persistence, PersistencePolicy, WuKongPolicy};
+pub use reason::ReasonCode;
+pub use session::{Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason};
 pub use store::MemoryStore;
 #[cfg(feature = "sled")]
 pub use store::SledStore;

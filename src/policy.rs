@@ -3,10 +3,13 @@
 
 use std::fmt::Debug;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::Message;
 
 /// How a message is kept, decided by a [`PersistencePolicy`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Persistence {
     /// Durable history: appended to the channel's log with the channel's next
     /// `message_seq`; every recipient's conversation is updated, and their

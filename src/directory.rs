@@ -1,0 +1,363 @@
+//! The host's membership and permission directory.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{Channel, ChannelType, Uid};
+use crate::reason::ReasonCode;
+
+/// A directory's answer to "may this user do this?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Allowed.
+    Allowed,
+    /// Refused, with the WuKongIM reason code the client is told.
+    Denied(ReasonCode),
+}
+
+/// A member's role in a channel, for rules such as who may revoke whose
+/// messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// An ordinary member.
+    Member,
+    /// A manager (administrator) of the channel.
+    Manager,
+    /// The channel's owner.
+    Owner,
+}
+
+/// The host's directory: who is in a channel and who may do what.
+///
+/// The hub asks it on every send and every history read, with the channel in
+/// its stored form (a person channel as [`Channel::person`]). The hub itself
+/// resolves the two subscribers of a person channel, and asks
+/// [`Directory::check_send`] for person channels too (blacklists, friends
+/// only).
+///
+/// Answers are expected to be fast (an in-memory or cached look-up): they sit
+/// on the send path.
+#[async_trait]
+pub trait Directory: Send + Sync + Debug + 'static {
+    /// The subscribers of a channel that is not a person channel. An unknown
+    /// channel has none.
+    async fn subscribers(&self, channel: &Channel) -> Result<Arc<[Uid]>>;
+
+    /// Whether `sender` may send to `channel`; refusals carry WuKongIM's
+    /// reason code (not a member 3, blacklisted or muted 4, no such channel 5,
+    /// not allowed 11, not friends 13, banned 19, unsupported type 23,
+    /// disbanded 24, everyone muted 25).
+    async fn check_send(&self, sender: &Uid, channel: &Channel) -> Result<Permission>;
+
+    /// Whether `reader` may read `channel`'s history.
+    async fn check_read(&self, reader: &Uid, channel: &Channel) -> Result<Permission>;
+
+    /// `uid`'s role in `channel`, `None` when not a member.
+    async fn role(&self, channel: &Channel, uid: &Uid) -> Result<Option<Role>>;
+}
+
+/// An in-memory [`Directory`], for examples, tests and small hosts.
+///
+/// Person channels are open to everyone, except that a user may block
+/// another ([`MemoryDirectory::block`], reason 4) and the directory may
+/// require friendship ([`MemoryDirectory::require_friends`], reason 13).
+/// Other channels must be created ([`MemoryDirectory::create_channel`]) and
+/// only their members may send and read; they can be muted per member (4),
+/// muted as a whole (25), banned (19) and disbanded (24). Channel types
+/// other than the seven WuKongIM names are refused with 23 unless created.
+///
+/// ```
+/// use imcore::directory::{MemoryDirectory, Directory, Permission};
+/// use imcore::{Channel, ReasonCode, Uid};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> imcore::Result<()> {
+/// let dir = MemoryDirectory::new();
+/// let (alice, bob, eve) = (Uid::new("alice")?, Uid::new("bob")?, Uid::new("eve")?);
+/// let g = Channel::group("g1")?;
+/// dir.create_channel(&g, &alice, [bob.clone()]);
+/// assert_eq!(dir.check_send(&bob, &g).await?, Permission::Allowed);
+/// assert_eq!(
+///     dir.check_send(&eve, &g).await?,
+///     Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
+/// );
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryDirectory {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    channels: HashMap<Channel, ChannelInfo>,
+    /// `blocked[a]` = the users `a` has blocked.
+    blocked: HashMap<Uid, HashSet<Uid>>,
+    friends: HashSet<(Uid, Uid)>,
+    friends_only: bool,
+}
+
+#[derive(Debug)]
+struct ChannelInfo {
+    owner: Uid,
+    managers: HashSet<Uid>,
+    members: HashSet<Uid>,
+    /// `members` in join order, shared with readers.
+    list: Arc<[Uid]>,
+    muted: HashSet<Uid>,
+    all_muted: bool,
+    banned: bool,
+    disbanded: bool,
+}
+
+impl ChannelInfo {
+    fn rebuild_list(&mut self, order: impl IntoIterator<Item = Uid>) {
+        self.list = order.into_iter().collect();
+    }
+}
+
+impl MemoryDirectory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // No code path panics while holding the lock.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates (or re-creates, clearing its state) a channel owned by
+    /// `owner`, whose members are the owner and `members`.
+    pub fn create_channel(
+        &self,
+        channel: &Channel,
+        owner: &Uid,
+        members: impl IntoIterator<Item = Uid>,
+    ) {
+        let mut order = vec![owner.clone()];
+        let mut set = HashSet::from([owner.clone()]);
+        for m in members {
+            if set.insert(m.clone()) {
+                order.push(m);
+            }
+        }
+        let info = ChannelInfo {
+            owner: owner.clone(),
+            managers: HashSet::new(),
+            members: set,
+            list: order.into(),
+            muted: HashSet::new(),
+            all_muted: false,
+            banned: false,
+            disbanded: false,
+        };
+        self.write().channels.insert(channel.clone(), info);
+    }
+
+    fn with_channel(&self, channel: &Channel, f: impl FnOnce(&mut ChannelInfo)) -> bool {
+        match self.write().channels.get_mut(channel) {
+            Some(info) => {
+                f(info);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds members; returns `false` if the channel does not exist.
+    pub fn add_members(&self, channel: &Channel, members: impl IntoIterator<Item = Uid>) -> bool {
+        self.with_channel(channel, |info| {
+            let mut order: Vec<Uid> = info.list.to_vec();
+            for m in members {
+                if info.members.insert(m.clone()) {
+                    order.push(m);
+                }
+            }
+            info.rebuild_list(order);
+        })
+    }
+
+    /// Removes members (never the owner); returns `false` if the channel
+    /// does not exist.
+    pub fn remove_members(
+        &self,
+        channel: &Channel,
+        members: impl IntoIterator<Item = Uid>,
+    ) -> bool {
+        self.with_channel(channel, |info| {
+            for m in members {
+                if m != info.owner {
+                    info.members.remove(&m);
+                    info.managers.remove(&m);
+                }
+            }
+            let order: Vec<Uid> = info
+                .list
+                .iter()
+                .filter(|u| info.members.contains(*u))
+                .cloned()
+                .collect();
+            info.rebuild_list(order);
+        })
+    }
+
+    /// Makes a member a manager (or not).
+    pub fn set_manager(&self, channel: &Channel, uid: &Uid, manager: bool) -> bool {
+        self.with_channel(channel, |info| {
+            if manager && info.members.contains(uid) {
+                info.managers.insert(uid.clone());
+            } else {
+                info.managers.remove(uid);
+            }
+        })
+    }
+
+    /// Mutes (or unmutes) one member.
+    pub fn set_muted(&self, channel: &Channel, uid: &Uid, muted: bool) -> bool {
+        self.with_channel(channel, |info| {
+            if muted {
+                info.muted.insert(uid.clone());
+            } else {
+                info.muted.remove(uid);
+            }
+        })
+    }
+
+    /// Mutes (or unmutes) everyone but the owner and managers.
+    pub fn set_all_muted(&self, channel: &Channel, muted: bool) -> bool {
+        self.with_channel(channel, |info| info.all_muted = muted)
+    }
+
+    /// Bans (or unbans) the channel: nobody may send.
+    pub fn set_banned(&self, channel: &Channel, banned: bool) -> bool {
+        self.with_channel(channel, |info| info.banned = banned)
+    }
+
+    /// Disbands the channel: nobody may send; members may still read.
+    pub fn disband(&self, channel: &Channel) -> bool {
+        self.with_channel(channel, |info| info.disbanded = true)
+    }
+
+    /// `blocker` blocks (or unblocks) `blocked`: `blocked` may no longer send
+    /// to `blocker` in their person channel.
+    pub fn block(&self, blocker: &Uid, blocked: &Uid, on: bool) {
+        let mut inner = self.write();
+        let set = inner.blocked.entry(blocker.clone()).or_default();
+        if on {
+            set.insert(blocked.clone());
+        } else {
+            set.remove(blocked);
+        }
+    }
+
+    /// Requires (or not) that the two sides of a person channel be friends.
+    pub fn require_friends(&self, on: bool) {
+        self.write().friends_only = on;
+    }
+
+    /// Makes `a` and `b` friends.
+    pub fn add_friends(&self, a: &Uid, b: &Uid) {
+        let mut inner = self.write();
+        inner.friends.insert((a.clone(), b.clone()));
+        inner.friends.insert((b.clone(), a.clone()));
+    }
+}
+
+fn known_type(kind: ChannelType) -> bool {
+    kind.name().is_some()
+}
+
+#[async_trait]
+impl Directory for MemoryDirectory {
+    async fn subscribers(&self, channel: &Channel) -> Result<Arc<[Uid]>> {
+        Ok(match self.read().channels.get(channel) {
+            Some(info) if !info.disbanded => info.list.clone(),
+            _ => Arc::from(Vec::new()),
+        })
+    }
+
+    async fn check_send(&self, sender: &Uid, channel: &Channel) -> Result<Permission> {
+        use Permission::{Allowed, Denied};
+        let inner = self.read();
+        if let Some((a, b)) = channel.person_parties() {
+            let peer = if &a == sender {
+                b
+            } else if &b == sender {
+                a
+            } else {
+                return Ok(Denied(ReasonCode::SUBSCRIBER_NOT_EXIST));
+            };
+            if inner.blocked.get(&peer).is_some_and(|s| s.contains(sender)) {
+                return Ok(Denied(ReasonCode::IN_BLACKLIST));
+            }
+            if inner.friends_only
+                && &peer != sender
+                && !inner.friends.contains(&(sender.clone(), peer))
+            {
+                return Ok(Denied(ReasonCode::NOT_IN_WHITELIST));
+            }
+            return Ok(Allowed);
+        }
+        let Some(info) = inner.channels.get(channel) else {
+            return Ok(Denied(if known_type(channel.kind) {
+                ReasonCode::CHANNEL_NOT_EXIST
+            } else {
+                ReasonCode::NOT_SUPPORT_CHANNEL_TYPE
+            }));
+        };
+        let privileged = &info.owner == sender || info.managers.contains(sender);
+        Ok(if info.disbanded {
+            Denied(ReasonCode::DISBAND)
+        } else if info.banned {
+            Denied(ReasonCode::BAN)
+        } else if !info.members.contains(sender) {
+            Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
+        } else if info.muted.contains(sender) {
+            Denied(ReasonCode::IN_BLACKLIST)
+        } else if info.all_muted && !privileged {
+            Denied(ReasonCode::SEND_BAN)
+        } else {
+            Allowed
+        })
+    }
+
+    async fn check_read(&self, reader: &Uid, channel: &Channel) -> Result<Permission> {
+        if let Some((a, b)) = channel.person_parties() {
+            return Ok(if &a == reader || &b == reader {
+                Permission::Allowed
+            } else {
+                Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
+            });
+        }
+        Ok(match self.read().channels.get(channel) {
+            None => Permission::Denied(ReasonCode::CHANNEL_NOT_EXIST),
+            Some(info) if info.members.contains(reader) => Permission::Allowed,
+            Some(_) => Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST),
+        })
+    }
+
+    async fn role(&self, channel: &Channel, uid: &Uid) -> Result<Option<Role>> {
+        if let Some((a, b)) = channel.person_parties() {
+            return Ok((&a == uid || &b == uid).then_some(Role::Member));
+        }
+        Ok(self.read().channels.get(channel).and_then(|info| {
+            if &info.owner == uid {
+                Some(Role::Owner)
+            } else if info.managers.contains(uid) {
+                Some(Role::Manager)
+            } else if info.members.contains(uid) {
+                Some(Role::Member)
+            } else {
+                None
+            }
+        }))
+    }
+}

@@ -1,0 +1,636 @@
+//! The hub: the façade a host links in. It sends, delivers and syncs.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, SystemClock};
+use crate::directory::{Directory, MemoryDirectory, Permission};
+use crate::error::{Error, Result, ValidationError};
+use crate::id::MessageIdGenerator;
+use crate::model::{Channel, ChannelType, ClientMsgNo, Flags, Limits, Message, MessageId, Uid};
+use crate::notify::{NoPush, OfflineNotifier};
+use crate::policy::{Persistence, PersistencePolicy, WuKongPolicy};
+use crate::reason::ReasonCode;
+use crate::session::{
+    in_process, ConnectionId, Device, DeviceLevel, DeviceSink, InProcessConnection, Sessions,
+    SinkError,
+};
+use crate::store::{
+    check_limit, Conversation, ConversationUpdate, MemoryStore, Page, QueuedCommand, Store,
+};
+
+/// Number of lock stripes that serialise sends per channel.
+const CHANNEL_STRIPES: usize = 256;
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// A channel, as the sender addresses it (a person channel by the other
+    /// party's uid, or in its stored form).
+    Channel(Channel),
+    /// An explicit list of users, for server-side commands only: the message
+    /// names no channel. Each recipient sees it in a person channel named by
+    /// the sender's uid.
+    Subscribers(Vec<Uid>),
+}
+
+/// A message to send. Build it with [`SendRequest::new`] or
+/// [`SendRequest::command_to`] and the setters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRequest {
+    /// The sender, authenticated by the host.
+    pub from_uid: Uid,
+    /// The sending device's connection, so that it is not sent its own
+    /// message; `None` for a server-side send.
+    pub from_connection: Option<ConnectionId>,
+    /// Where it goes.
+    pub target: Target,
+    /// Header flags. [`SendRequest::new`] uses [`Flags::normal`].
+    pub flags: Flags,
+    /// The sender's number for the message; `None` lets the hub make one
+    /// (server-side sends). Resends with the same number are recognised.
+    pub client_msg_no: Option<ClientMsgNo>,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+impl SendRequest {
+    /// A normal message (history, red dot) from `from_uid` to `channel`.
+    pub fn new(from_uid: Uid, channel: Channel, payload: impl Into<Bytes>) -> Self {
+        SendRequest {
+            from_uid,
+            from_connection: None,
+            target: Target::Channel(channel),
+            flags: Flags::normal(),
+            client_msg_no: None,
+            payload: payload.into(),
+        }
+    }
+
+    /// A server-side command (`sync_once`) to an explicit list of users.
+    pub fn command_to(from_uid: Uid, subscribers: Vec<Uid>, payload: impl Into<Bytes>) -> Self {
+        SendRequest {
+            from_uid,
+            from_connection: None,
+            target: Target::Subscribers(subscribers),
+            flags: Flags::command(),
+            client_msg_no: None,
+            payload: payload.into(),
+        }
+    }
+
+    /// Sets the flags.
+    pub fn flags(mut self, flags: Flags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Sets the client's message number.
+    pub fn client_msg_no(mut self, client_msg_no: ClientMsgNo) -> Self {
+        self.client_msg_no = Some(client_msg_no);
+        self
+    }
+
+    /// Marks the send as coming from this connection.
+    pub fn from_connection(mut self, connection: ConnectionId) -> Self {
+        self.from_connection = Some(connection);
+        self
+    }
+}
+
+/// The answer to a send, as WuKongIM's SENDACK carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendAck {
+    /// The message's id; 0 for a transient message.
+    pub message_id: MessageId,
+    /// Its channel seq; 0 for commands and transient messages.
+    pub message_seq: u64,
+    /// The client's number for it (made by the hub if the request had none).
+    pub client_msg_no: ClientMsgNo,
+    /// Always [`ReasonCode::SUCCESS`]; refusals are `Err(Error::Rejected)`.
+    pub reason: ReasonCode,
+    /// `true` when this was a resend: the ids are the first send's, and
+    /// nothing was stored or delivered again.
+    pub duplicate: bool,
+    /// How the message was kept.
+    pub persistence: Persistence,
+}
+
+/// A conversation as one user sees it, with its last message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationView {
+    /// The channel as this user calls it (a person channel by the other
+    /// party's uid).
+    pub channel: Channel,
+    /// The stored entry (its `channel` is the stored form).
+    pub conversation: Conversation,
+    /// The last message, read from the log when the view was made.
+    pub last_message: Option<Message>,
+}
+
+/// The hub's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// This process's node number for message ids (0 to 1023). Default 1.
+    pub node_id: u16,
+    /// Input limits.
+    pub limits: Limits,
+    /// The largest page a sync call returns; larger limits are cut to it.
+    /// Default 1000.
+    pub max_page: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            node_id: 1,
+            limits: Limits::default(),
+            max_page: 1000,
+        }
+    }
+}
+
+/// Builds a [`Hub`]. Every part has a default: a [`MemoryStore`], an empty
+/// [`MemoryDirectory`], no offline push, [`WuKongPolicy`], the system clock
+/// and [`HubConfig::default`].
+#[derive(Debug, Default)]
+pub struct HubBuilder {
+    store: Option<Arc<dyn Store>>,
+    directory: Option<Arc<dyn Directory>>,
+    notifier: Option<Arc<dyn OfflineNotifier>>,
+    policy: Option<Arc<dyn PersistencePolicy>>,
+    clock: Option<Arc<dyn Clock>>,
+    config: HubConfig,
+}
+
+impl HubBuilder {
+    /// The storage backend.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The membership and permission directory.
+    pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The offline push hook.
+    pub fn notifier(mut self, notifier: Arc<dyn OfflineNotifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The persistence policy.
+    pub fn policy(mut self, policy: Arc<dyn PersistencePolicy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The clock (message timestamps, ids).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The settings.
+    pub fn config(mut self, config: HubConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the hub. Fails only for an invalid config (a node id above
+    /// 1023, a zero `max_page`).
+    pub fn build(self) -> Result<Hub> {
+        check_limit(self.config.max_page)?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                ids: MessageIdGenerator::with_clock(self.config.node_id, clock.clone())?,
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                directory: self
+                    .directory
+                    .unwrap_or_else(|| Arc::new(MemoryDirectory::new())),
+                notifier: self.notifier.unwrap_or_else(|| Arc::new(NoPush)),
+                policy: self.policy.unwrap_or_else(|| Arc::new(WuKongPolicy)),
+                clock,
+                config: self.config,
+                sessions: Sessions::default(),
+                stripes: (0..CHANNEL_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+                hasher: RandomState::new(),
+            }),
+        })
+    }
+}
+
+/// The core of an IM server: send, deliver, sync.
+///
+/// A `Hub` is cheap to clone (it is an `Arc`) and safe to use from many
+/// tasks. See the crate's README for the send order and the flag table.
+///
+/// ```
+/// use std::sync::Arc;
+/// use imcore::directory::MemoryDirectory;
+/// use imcore::hub::{Hub, SendRequest};
+/// use imcore::session::{Device, DeviceFlag};
+/// use imcore::{Channel, DeviceId, Uid};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> imcore::Result<()> {
+/// let directory = Arc::new(MemoryDirectory::new());
+/// let hub = Hub::builder().directory(directory.clone()).build()?;
+/// let (alice, bob) = (Uid::new("alice")?, Uid::new("bob")?);
+/// let group = Channel::group("g1")?;
+/// directory.create_channel(&group, &alice, [bob.clone()]);
+///
+/// let bob_phone = Device::master(bob.clone(), DeviceId::new("phone")?, DeviceFlag::App);
+/// let (_, mut bob_conn) = hub.connect_in_process(bob_phone, 64);
+///
+/// let ack = hub.send(SendRequest::new(alice, group.clone(), "hello")).await?;
+/// assert_eq!(ack.message_seq, 1);
+/// let got = bob_conn.recv().await.unwrap();
+/// assert_eq!(got.payload.as_ref(), b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    directory: Arc<dyn Directory>,
+    notifier: Arc<dyn OfflineNotifier>,
+    policy: Arc<dyn PersistencePolicy>,
+    clock: Arc<dyn Clock>,
+    ids: MessageIdGenerator,
+    config: HubConfig,
+    sessions: Sessions,
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+    hasher: RandomState,
+}
+
+fn denied(p: Permission) -> Result<()> {
+    match p {
+        Permission::Allowed => Ok(()),
+        Permission::Denied(reason) => Err(Error::rejected(reason)),
+    }
+}
+
+impl Hub {
+    /// A builder with every part at its default.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// The store the hub writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The directory the hub asks.
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.inner.directory
+    }
+
+    /// The hub's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The hub's settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    // ---- connections ----
+
+    /// Registers a device's connection. A connection with the same device
+    /// id is replaced (and closed with [`DisconnectReason::Replaced`]); a
+    /// master login closes the user's other devices of the same flag with
+    /// [`DisconnectReason::Kicked`] (reason 12).
+    ///
+    /// [`DisconnectReason::Replaced`]: crate::session::DisconnectReason::Replaced
+    /// [`DisconnectReason::Kicked`]: crate::session::DisconnectReason::Kicked
+    pub fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
+        self.inner.sessions.connect(device, sink)
+    }
+
+    /// [`Hub::connect`] over the in-process transport with a queue of
+    /// `capacity` messages.
+    pub fn connect_in_process(
+        &self,
+        device: Device,
+        capacity: usize,
+    ) -> (ConnectionId, InProcessConnection) {
+        let (sink, conn) = in_process(capacity);
+        (self.connect(device, sink), conn)
+    }
+
+    /// Forgets a connection (the client went away). Returns whether it was
+    /// still registered; a connection already replaced is left alone.
+    pub fn disconnect(&self, uid: &Uid, connection: ConnectionId) -> bool {
+        self.inner.sessions.disconnect(uid, connection, None)
+    }
+
+    /// The online devices of `uid`.
+    pub fn online_devices(&self, uid: &Uid) -> Vec<Device> {
+        self.inner.sessions.devices_of(uid)
+    }
+
+    /// How many connections are registered.
+    pub fn connection_count(&self) -> usize {
+        self.inner.sessions.connection_count()
+    }
+
+    // ---- sending ----
+
+    /// Sends a message.
+    ///
+    /// The order: validate and check permission → classify with the policy
+    /// → store as the policy says (history: the channel log, then every
+    /// recipient's conversation, unread raised when `red_dot` for everyone
+    /// but the sender; command: every recipient's command queue; transient:
+    /// nothing) → deliver to every online device of every recipient except
+    /// the sending connection → hand recipients with no master device
+    /// online to the offline notifier (history and commands) → acknowledge.
+    ///
+    /// A resend with the same `(from_uid, client_msg_no)` is acknowledged
+    /// with the first send's id and seq, and neither stored nor delivered
+    /// again. Refusals are [`Error::Rejected`] with WuKongIM's reason code;
+    /// bad input is [`Error::Validation`].
+    pub async fn send(&self, request: SendRequest) -> Result<SendAck> {
+        let inner = &*self.inner;
+        inner.config.limits.check_payload(&request.payload)?;
+        let (channel, recipients) = self.resolve(&request).await?;
+        let message_id = inner.ids.next_id();
+        let client_msg_no = match request.client_msg_no {
+            Some(no) => no,
+            None => ClientMsgNo::new(format!("imcore-{message_id}"))?,
+        };
+        let mut message = Message {
+            message_id,
+            message_seq: 0,
+            client_msg_no,
+            from_uid: request.from_uid,
+            channel,
+            timestamp_ms: inner.clock.now_ms(),
+            flags: request.flags,
+            payload: request.payload,
+        };
+        let persistence = inner.policy.classify(&message);
+        if persistence == Persistence::History && matches!(request.target, Target::Subscribers(_)) {
+            return Err(ValidationError::OutOfRange(
+                "an explicit subscriber list names no channel, so it cannot carry history",
+            )
+            .into());
+        }
+        // Sends to one channel are serialised from seq assignment to
+        // delivery, so that every device sees the channel in seq order.
+        let _guard = match request.target {
+            Target::Channel(_) => Some(self.stripe(&message.channel).lock().await),
+            Target::Subscribers(_) => None,
+        };
+        let ack = |message: &Message, duplicate: bool| SendAck {
+            message_id: message.message_id,
+            message_seq: message.message_seq,
+            client_msg_no: message.client_msg_no.clone(),
+            reason: ReasonCode::SUCCESS,
+            duplicate,
+            persistence,
+        };
+        match persistence {
+            Persistence::History => {
+                let appended = inner.store.append(vec![message.clone()]).await?;
+                let Some(appended) = appended.first() else {
+                    return Err(Error::corrupt("the message log acknowledged nothing"));
+                };
+                message.message_id = appended.message_id;
+                message.message_seq = appended.message_seq;
+                if appended.duplicate {
+                    return Ok(ack(&message, true));
+                }
+                let updates: Vec<ConversationUpdate> = recipients
+                    .iter()
+                    .map(|uid| ConversationUpdate {
+                        uid: uid.clone(),
+                        channel: message.channel.clone(),
+                        message_id: message.message_id,
+                        message_seq: message.message_seq,
+                        timestamp_ms: message.timestamp_ms,
+                        raise_unread: message.flags.red_dot && *uid != message.from_uid,
+                    })
+                    .collect();
+                if let Err(e) = inner.store.update_conversations(&updates).await {
+                    // The message is durable history; conversations are a
+                    // view of it. Tell the host, and deliver anyway.
+                    tracing::warn!(error = %e, message_id = %message.message_id,
+                        "conversation update failed after the message was stored");
+                }
+            }
+            Persistence::Command => {
+                let pushed = inner.store.push_command(&message, &recipients).await?;
+                if pushed.duplicate {
+                    message.message_id = pushed.message_id;
+                    return Ok(ack(&message, true));
+                }
+            }
+            Persistence::Transient => {
+                message.message_id = MessageId(0);
+            }
+        }
+        let message = Arc::new(message);
+        let offline = self.deliver(&message, &recipients, request.from_connection);
+        if persistence != Persistence::Transient && !offline.is_empty() {
+            let notifier = inner.notifier.clone();
+            let message = message.clone();
+            tokio::spawn(async move { notifier.notify(message, offline).await });
+        }
+        Ok(ack(&message, false))
+    }
+
+    fn stripe(&self, channel: &Channel) -> &tokio::sync::Mutex<()> {
+        let i = self.inner.hasher.hash_one(channel) as usize % CHANNEL_STRIPES;
+        &self.inner.stripes[i]
+    }
+
+    /// Checks the request and finds the stored channel and the recipients.
+    async fn resolve(&self, request: &SendRequest) -> Result<(Channel, Vec<Uid>)> {
+        let from = &request.from_uid;
+        match &request.target {
+            Target::Subscribers(list) => {
+                if request.from_connection.is_some() || !request.flags.sync_once {
+                    return Err(ValidationError::OutOfRange(
+                        "an explicit subscriber list is for server-side commands (sync_once) only",
+                    )
+                    .into());
+                }
+                let mut seen = HashSet::with_capacity(list.len());
+                let recipients = list.iter().filter(|u| seen.insert(*u)).cloned().collect();
+                Ok((
+                    Channel::new(from.clone().into(), ChannelType::PERSON),
+                    recipients,
+                ))
+            }
+            Target::Channel(addressed) => {
+                let channel = addressed.stored_for(from)?;
+                denied(self.inner.directory.check_send(from, &channel).await?)?;
+                let recipients = match channel.person_parties() {
+                    Some((a, b)) if a == b => vec![a],
+                    Some((a, b)) => vec![a, b],
+                    None => self.inner.directory.subscribers(&channel).await?.to_vec(),
+                };
+                Ok((channel, recipients))
+            }
+        }
+    }
+
+    /// Hands `message` to every online device of `recipients` but `skip`.
+    /// Returns the recipients (never the sender) with no master online.
+    fn deliver(
+        &self,
+        message: &Arc<Message>,
+        recipients: &[Uid],
+        skip: Option<ConnectionId>,
+    ) -> Vec<Uid> {
+        let mut offline = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let users = self.inner.sessions.read();
+            for uid in recipients {
+                let is_sender = *uid == message.from_uid;
+                let Some(devices) = users.get(uid) else {
+                    if !is_sender {
+                        offline.push(uid.clone());
+                    }
+                    continue;
+                };
+                let mut master = false;
+                for d in devices {
+                    master |= d.level == DeviceLevel::Master;
+                    if Some(d.connection) == skip {
+                        continue;
+                    }
+                    if let Err(e) = d.sink.deliver(message.clone()) {
+                        failed.push((uid.clone(), d.connection, e));
+                    }
+                }
+                if !master && !is_sender {
+                    offline.push(uid.clone());
+                }
+            }
+        }
+        for (uid, connection, error) in failed {
+            let reason = match error {
+                SinkError::Full => Some(crate::session::DisconnectReason::SlowConsumer),
+                SinkError::Closed => None,
+            };
+            self.inner.sessions.disconnect(&uid, connection, reason);
+        }
+        offline
+    }
+
+    // ---- acknowledgements and sync ----
+
+    /// A device acknowledges a message it received. For a command (seq 0)
+    /// acknowledged by a master device, the command is consumed for the
+    /// user: removed from the queue, never delivered or synced again. A
+    /// slave's acknowledgement, or one of a history message, changes
+    /// nothing (history is caught up by seq). Returns whether a command
+    /// was consumed.
+    pub async fn ack(
+        &self,
+        uid: &Uid,
+        connection: ConnectionId,
+        message_id: MessageId,
+        message_seq: u64,
+    ) -> Result<bool> {
+        if message_seq != 0 {
+            return Ok(false);
+        }
+        if self.inner.sessions.level_of(uid, connection) != Some(DeviceLevel::Master) {
+            return Ok(false);
+        }
+        Ok(self.inner.store.remove_commands(uid, &[message_id]).await? > 0)
+    }
+
+    /// The user's pending commands with a cursor above `after`.
+    pub async fn sync_commands(
+        &self,
+        uid: &Uid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedCommand>> {
+        let limit = self.page_limit(limit)?;
+        self.inner.store.pending_commands(uid, after, limit).await
+    }
+
+    /// The user acknowledges commands up to `cursor` after a command sync:
+    /// they are consumed. Returns how many.
+    pub async fn ack_commands(&self, uid: &Uid, cursor: u64) -> Result<usize> {
+        self.inner.store.ack_commands(uid, cursor).await
+    }
+
+    /// A page of a channel's history for `reader`, who must be allowed to
+    /// read it. `channel` is as the reader addresses it.
+    pub async fn sync_channel(
+        &self,
+        reader: &Uid,
+        channel: &Channel,
+        page: Page,
+    ) -> Result<Vec<Message>> {
+        let limit = self.page_limit(page.limit)?;
+        let channel = channel.stored_for(reader)?;
+        denied(self.inner.directory.check_read(reader, &channel).await?)?;
+        self.inner
+            .store
+            .read(&channel, Page { limit, ..page })
+            .await
+    }
+
+    /// The user's conversations changed after `version`, ascending, each
+    /// with its last message.
+    pub async fn sync_conversations(
+        &self,
+        uid: &Uid,
+        version: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversationView>> {
+        let limit = self.page_limit(limit)?;
+        let conversations = self
+            .inner
+            .store
+            .conversations_after(uid, version, limit)
+            .await?;
+        let mut views = Vec::with_capacity(conversations.len());
+        for conversation in conversations {
+            let last_message = self.inner.store.get(conversation.last_message_id).await?;
+            views.push(ConversationView {
+                channel: conversation.channel.as_seen_by(uid),
+                conversation,
+                last_message,
+            });
+        }
+        Ok(views)
+    }
+
+    /// Clears the user's unread count in `channel` (as the user addresses
+    /// it). Returns `false` when the user has no such conversation.
+    pub async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> Result<bool> {
+        let channel = channel.stored_for(uid)?;
+        self.inner.store.clear_unread(uid, &channel).await
+    }
+
+    fn page_limit(&self, limit: usize) -> Result<usize> {
+        check_limit(limit)?;
+        Ok(limit.min(self.inner.config.max_page))
+    }
+}

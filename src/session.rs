@@ -1,0 +1,410 @@
+//! Online devices and the transport that reaches them.
+//!
+//! A host connects each device to the hub with a [`DeviceSink`]: the hub
+//! hands it messages and, when it must, closes it. The crate ships an
+//! in-process transport on tokio channels ([`in_process`]).
+
+use std::collections::HashMap;
+use std::fmt::{self, Debug};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Result, ValidationError};
+use crate::model::{DeviceId, Message, Uid};
+use crate::reason::ReasonCode;
+
+/// The kind of device, with WuKongIM's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum DeviceFlag {
+    /// 0: a mobile app.
+    App,
+    /// 1: a web client.
+    Web,
+    /// 2: a desktop client.
+    Pc,
+    /// 99: a system (server-side) connection.
+    System,
+}
+
+impl TryFrom<u8> for DeviceFlag {
+    type Error = crate::Error;
+    fn try_from(n: u8) -> Result<Self> {
+        Ok(match n {
+            0 => DeviceFlag::App,
+            1 => DeviceFlag::Web,
+            2 => DeviceFlag::Pc,
+            99 => DeviceFlag::System,
+            _ => {
+                return Err(ValidationError::OutOfRange("device flag is not 0, 1, 2 or 99").into())
+            }
+        })
+    }
+}
+
+impl From<DeviceFlag> for u8 {
+    fn from(f: DeviceFlag) -> u8 {
+        match f {
+            DeviceFlag::App => 0,
+            DeviceFlag::Web => 1,
+            DeviceFlag::Pc => 2,
+            DeviceFlag::System => 99,
+        }
+    }
+}
+
+/// A device's level, with WuKongIM's numbers. A user with no master device
+/// online counts as offline for push, and only a master device's
+/// acknowledgement consumes a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum DeviceLevel {
+    /// 0: a secondary device.
+    Slave,
+    /// 1: a primary device.
+    Master,
+}
+
+impl TryFrom<u8> for DeviceLevel {
+    type Error = crate::Error;
+    fn try_from(n: u8) -> Result<Self> {
+        match n {
+            0 => Ok(DeviceLevel::Slave),
+            1 => Ok(DeviceLevel::Master),
+            _ => Err(ValidationError::OutOfRange("device level is not 0 or 1").into()),
+        }
+    }
+}
+
+impl From<DeviceLevel> for u8 {
+    fn from(l: DeviceLevel) -> u8 {
+        match l {
+            DeviceLevel::Slave => 0,
+            DeviceLevel::Master => 1,
+        }
+    }
+}
+
+/// Who a connection is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Device {
+    /// The user.
+    pub uid: Uid,
+    /// The device's own id.
+    pub device_id: DeviceId,
+    /// Its kind.
+    pub flag: DeviceFlag,
+    /// Its level.
+    pub level: DeviceLevel,
+}
+
+impl Device {
+    /// A master device.
+    pub fn master(uid: Uid, device_id: DeviceId, flag: DeviceFlag) -> Self {
+        Device {
+            uid,
+            device_id,
+            flag,
+            level: DeviceLevel::Master,
+        }
+    }
+
+    /// A slave device.
+    pub fn slave(uid: Uid, device_id: DeviceId, flag: DeviceFlag) -> Self {
+        Device {
+            uid,
+            device_id,
+            flag,
+            level: DeviceLevel::Slave,
+        }
+    }
+}
+
+/// Why the hub closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DisconnectReason {
+    /// A new master login of the same device flag took its place.
+    Kicked,
+    /// The same device connected again; the new connection replaces this one.
+    Replaced,
+    /// Its queue was full: it could not keep up. Nothing is lost; it catches
+    /// up by sync when it reconnects.
+    SlowConsumer,
+    /// The host asked the hub to close it.
+    Closed,
+}
+
+impl DisconnectReason {
+    /// The WuKongIM reason code a DISCONNECT packet carries:
+    /// [`ReasonCode::CONNECT_KICK`] (12) for a kick or a replacement,
+    /// [`ReasonCode::RATE_LIMIT`] (22) for a slow consumer (WuKongIM has no
+    /// closer code), [`ReasonCode::SUCCESS`] for a plain close.
+    pub fn reason_code(self) -> ReasonCode {
+        match self {
+            DisconnectReason::Kicked | DisconnectReason::Replaced => ReasonCode::CONNECT_KICK,
+            DisconnectReason::SlowConsumer => ReasonCode::RATE_LIMIT,
+            DisconnectReason::Closed => ReasonCode::SUCCESS,
+        }
+    }
+}
+
+/// Why a [`DeviceSink`] did not take a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The connection's queue is full. The hub disconnects the device as a
+    /// slow consumer.
+    #[error("the device's queue is full")]
+    Full,
+    /// The connection is gone. The hub forgets the device.
+    #[error("the device's connection is closed")]
+    Closed,
+}
+
+/// The transport's end of one device connection.
+///
+/// `deliver` must not block or await: it queues the message for the
+/// connection's writer and returns, or says why it cannot. The hub calls it
+/// in channel seq order for each device; messages from one send are handed
+/// to every device before the next send in the same channel.
+pub trait DeviceSink: Send + Sync + Debug + 'static {
+    /// Queues `message` for the device.
+    fn deliver(&self, message: Arc<Message>) -> std::result::Result<(), SinkError>;
+
+    /// Tells the device it is being disconnected, and why. Called once; the
+    /// hub forgets the sink right after.
+    fn close(&self, reason: DisconnectReason);
+}
+
+/// Creates an in-process connection: a [`DeviceSink`] for the hub and the
+/// [`InProcessConnection`] the client side reads, with a queue of
+/// `capacity` messages.
+///
+/// ```
+/// # use std::sync::Arc;
+/// let (sink, mut conn) = imcore::session::in_process(16);
+/// # let _ = (sink, &mut conn);
+/// ```
+pub fn in_process(capacity: usize) -> (Arc<InProcessSink>, InProcessConnection) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (closed_tx, closed_rx) = watch::channel(None);
+    (
+        Arc::new(InProcessSink {
+            tx,
+            closed: closed_tx,
+        }),
+        InProcessConnection {
+            rx,
+            closed: closed_rx,
+        },
+    )
+}
+
+/// The hub's end of an in-process connection; see [`in_process`].
+pub struct InProcessSink {
+    tx: mpsc::Sender<Arc<Message>>,
+    closed: watch::Sender<Option<DisconnectReason>>,
+}
+
+impl Debug for InProcessSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InProcessSink")
+            .field("capacity", &self.tx.max_capacity())
+            .finish()
+    }
+}
+
+impl DeviceSink for InProcessSink {
+    fn deliver(&self, message: Arc<Message>) -> std::result::Result<(), SinkError> {
+        self.tx.try_send(message).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SinkError::Full,
+            mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+        })
+    }
+
+    fn close(&self, reason: DisconnectReason) {
+        self.closed.send_replace(Some(reason));
+    }
+}
+
+/// The client's end of an in-process connection; see [`in_process`].
+#[derive(Debug)]
+pub struct InProcessConnection {
+    rx: mpsc::Receiver<Arc<Message>>,
+    closed: watch::Receiver<Option<DisconnectReason>>,
+}
+
+impl InProcessConnection {
+    /// The next message, or `None` once the hub has closed the connection
+    /// and every queued message has been read.
+    pub async fn recv(&mut self) -> Option<Arc<Message>> {
+        self.rx.recv().await
+    }
+
+    /// The next message if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Arc<Message>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Everything queued now.
+    pub fn drain(&mut self) -> Vec<Arc<Message>> {
+        std::iter::from_fn(|| self.try_recv()).collect()
+    }
+
+    /// Why the hub closed this connection, if it has.
+    pub fn closed_reason(&self) -> Option<DisconnectReason> {
+        *self.closed.borrow()
+    }
+
+    /// Waits until the hub closes this connection, and says why.
+    pub async fn closed(&mut self) -> DisconnectReason {
+        match self.closed.wait_for(Option::is_some).await {
+            Ok(r) => r.unwrap_or(DisconnectReason::Closed),
+            // The sink is gone without a word: treat it as a plain close.
+            Err(_) => DisconnectReason::Closed,
+        }
+    }
+}
+
+/// Identifies one connection of a device, so that a late disconnect of an
+/// old connection never removes its replacement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConnectionId(pub u64);
+
+pub(crate) struct Online {
+    pub(crate) device_id: DeviceId,
+    pub(crate) flag: DeviceFlag,
+    pub(crate) level: DeviceLevel,
+    pub(crate) connection: ConnectionId,
+    pub(crate) sink: Arc<dyn DeviceSink>,
+}
+
+/// The online devices of every user.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    users: RwLock<HashMap<Uid, Vec<Online>>>,
+    next_connection: AtomicU64,
+}
+
+impl Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("users", &self.read().len())
+            .finish()
+    }
+}
+
+impl Sessions {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, HashMap<Uid, Vec<Online>>> {
+        // No code path panics while holding the lock.
+        self.users.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Uid, Vec<Online>>> {
+        self.users.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a connection. The same device id replaces its old
+    /// connection; a master login kicks the other devices of its flag.
+    /// Returns the connection's id; closes the displaced sinks after
+    /// releasing the lock.
+    pub(crate) fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
+        let connection = ConnectionId(self.next_connection.fetch_add(1, Ordering::Relaxed) + 1);
+        let mut displaced = Vec::new();
+        {
+            let mut users = self.write();
+            let devices = users.entry(device.uid.clone()).or_default();
+            devices.retain(|d| {
+                let reason = if d.device_id == device.device_id {
+                    Some(DisconnectReason::Replaced)
+                } else if device.level == DeviceLevel::Master && d.flag == device.flag {
+                    Some(DisconnectReason::Kicked)
+                } else {
+                    None
+                };
+                match reason {
+                    Some(r) => {
+                        displaced.push((d.sink.clone(), r));
+                        false
+                    }
+                    None => true,
+                }
+            });
+            devices.push(Online {
+                device_id: device.device_id,
+                flag: device.flag,
+                level: device.level,
+                connection,
+                sink,
+            });
+        }
+        for (sink, reason) in displaced {
+            sink.close(reason);
+        }
+        connection
+    }
+
+    /// Removes one connection if it is still registered, closing its sink
+    /// with `reason` when given. Returns whether it was registered.
+    pub(crate) fn disconnect(
+        &self,
+        uid: &Uid,
+        connection: ConnectionId,
+        reason: Option<DisconnectReason>,
+    ) -> bool {
+        let removed = {
+            let mut users = self.write();
+            let Some(devices) = users.get_mut(uid) else {
+                return false;
+            };
+            let removed = devices
+                .iter()
+                .position(|d| d.connection == connection)
+                .map(|i| devices.swap_remove(i));
+            if devices.is_empty() {
+                users.remove(uid);
+            }
+            removed
+        };
+        match removed {
+            Some(d) => {
+                if let Some(reason) = reason {
+                    d.sink.close(reason);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The level of a registered connection.
+    pub(crate) fn level_of(&self, uid: &Uid, connection: ConnectionId) -> Option<DeviceLevel> {
+        self.read()
+            .get(uid)?
+            .iter()
+            .find(|d| d.connection == connection)
+            .map(|d| d.level)
+    }
+
+    /// The online devices of `uid`.
+    pub(crate) fn devices_of(&self, uid: &Uid) -> Vec<Device> {
+        self.read().get(uid).map_or_else(Vec::new, |devices| {
+            devices
+                .iter()
+                .map(|d| Device {
+                    uid: uid.clone(),
+                    device_id: d.device_id.clone(),
+                    flag: d.flag,
+                    level: d.level,
+                })
+                .collect()
+        })
+    }
+
+    /// How many connections are registered.
+    pub(crate) fn connection_count(&self) -> usize {
+        self.read().values().map(Vec::len).sum()
+    }
+}
