@@ -58,6 +58,13 @@ pub trait Directory: Send + Sync + Debug + 'static {
 
     /// `uid`'s role in `channel`, `None` when not a member.
     async fn role(&self, channel: &Channel, uid: &Uid) -> Result<Option<Role>>;
+
+    /// A name to show for `uid` (in the revocation tip, for instance);
+    /// `None` shows the uid. The default knows no names.
+    async fn display_name(&self, uid: &Uid) -> Result<Option<String>> {
+        let _ = uid;
+        Ok(None)
+    }
 }
 
 /// An in-memory [`Directory`], for examples, tests and small hosts.
@@ -98,6 +105,7 @@ struct Inner {
     blocked: HashMap<Uid, HashSet<Uid>>,
     friends: HashSet<(Uid, Uid)>,
     friends_only: bool,
+    names: HashMap<Uid, String>,
 }
 
 #[derive(Debug)]
@@ -263,6 +271,11 @@ impl MemoryDirectory {
         self.write().friends_only = on;
     }
 
+    /// Sets the name shown for `uid`.
+    pub fn set_display_name(&self, uid: &Uid, name: impl Into<String>) {
+        self.write().names.insert(uid.clone(), name.into());
+    }
+
     /// Makes `a` and `b` friends.
     pub fn add_friends(&self, a: &Uid, b: &Uid) {
         let mut inner = self.write();
@@ -342,6 +355,10 @@ impl Directory for MemoryDirectory {
             Some(info) if info.members.contains(reader) => Permission::Allowed,
             Some(_) => Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST),
         })
+    }
+
+    async fn display_name(&self, uid: &Uid) -> Result<Option<String>> {
+        Ok(self.read().names.get(uid).cloned())
     }
 
     async fn role(&self, channel: &Channel, uid: &Uid) -> Result<Option<Role>> {

@@ -45,6 +45,11 @@ pub enum Error {
         reason: crate::ReasonCode,
     },
 
+    /// A revocation was refused: the message is not revocable, the
+    /// requester may not revoke it, or the window has passed.
+    #[error("revocation refused: {0}")]
+    RevokeRefused(crate::revoke::RevokeRefusal),
+
     /// Stored data could not be decoded: the database is damaged, or was
     /// written by something else.
     #[error("stored data is corrupt or foreign: {what}")]
@@ -81,7 +86,7 @@ impl Error {
                 },
             ) => R::CHANNEL_ID_ERROR,
             Error::Validation(_) => R::NOT_ALLOW_SEND,
-            Error::NotFound { .. } => R::UNKNOWN,
+            Error::NotFound { .. } | Error::RevokeRefused(_) => R::UNKNOWN,
             Error::Storage { .. } | Error::Corrupt { .. } => R::SYSTEM_ERROR,
         }
     }

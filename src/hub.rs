@@ -15,12 +15,17 @@ use crate::model::{Channel, ChannelType, ClientMsgNo, Flags, Limits, Message, Me
 use crate::notify::{NoPush, OfflineNotifier};
 use crate::policy::{Persistence, PersistencePolicy, WuKongPolicy};
 use crate::reason::ReasonCode;
+use crate::revoke::{
+    revoke_command_payload, revoke_tip_payload, Authorizer, Decision, DefaultRevokeRules,
+    RevokeContext, RevokeOutcome, RevokeRefusal, RevokeRequest, RevokeTarget,
+};
 use crate::session::{
     in_process, ConnectionId, Device, DeviceLevel, DeviceSink, InProcessConnection, Sessions,
     SinkError,
 };
 use crate::store::{
-    check_limit, Conversation, ConversationUpdate, MemoryStore, Page, QueuedCommand, Store,
+    check_limit, Conversation, ConversationUpdate, MemoryStore, NewRevocation, Page, QueuedCommand,
+    Recorded, Revocation, Store,
 };
 
 /// Number of lock stripes that serialise sends per channel.
@@ -128,8 +133,29 @@ pub struct ConversationView {
     pub channel: Channel,
     /// The stored entry (its `channel` is the stored form).
     pub conversation: Conversation,
-    /// The last message, read from the log when the view was made.
-    pub last_message: Option<Message>,
+    /// The last message, read from the log when the view was made, with its
+    /// revocation state merged.
+    pub last_message: Option<HistoryMessage>,
+}
+
+/// A message read from history, with its revocation state merged in.
+///
+/// It dereferences to the [`Message`]. When the message was revoked and the
+/// hub strips revoked payloads (the default), `payload` is empty: revoked
+/// content never leaves the crate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    /// The message (payload removed if revoked and stripped).
+    pub message: Message,
+    /// Its revocation, if revoked.
+    pub revoked: Option<Revocation>,
+}
+
+impl std::ops::Deref for HistoryMessage {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.message
+    }
 }
 
 /// The hub's settings.
@@ -142,6 +168,15 @@ pub struct HubConfig {
     /// The largest page a sync call returns; larger limits are cut to it.
     /// Default 1000.
     pub max_page: usize,
+    /// How long after its timestamp a message may be revoked, in
+    /// milliseconds; 0 means no limit. Default 120,000 (two minutes).
+    pub revoke_window_ms: u64,
+    /// Also append a tip message (content type 1006, "{0}撤回了一条消息") to
+    /// the channel when a message is revoked. Default off.
+    pub revoke_tip: bool,
+    /// Remove the payload of revoked messages from history reads. Default
+    /// on.
+    pub strip_revoked_payload: bool,
 }
 
 impl Default for HubConfig {
@@ -150,13 +185,16 @@ impl Default for HubConfig {
             node_id: 1,
             limits: Limits::default(),
             max_page: 1000,
+            revoke_window_ms: 120_000,
+            revoke_tip: false,
+            strip_revoked_payload: true,
         }
     }
 }
 
 /// Builds a [`Hub`]. Every part has a default: a [`MemoryStore`], an empty
-/// [`MemoryDirectory`], no offline push, [`WuKongPolicy`], the system clock
-/// and [`HubConfig::default`].
+/// [`MemoryDirectory`], no offline push, [`WuKongPolicy`],
+/// [`DefaultRevokeRules`], the system clock and [`HubConfig::default`].
 #[derive(Debug, Default)]
 pub struct HubBuilder {
     store: Option<Arc<dyn Store>>,
@@ -164,10 +202,17 @@ pub struct HubBuilder {
     notifier: Option<Arc<dyn OfflineNotifier>>,
     policy: Option<Arc<dyn PersistencePolicy>>,
     clock: Option<Arc<dyn Clock>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
     config: HubConfig,
 }
 
 impl HubBuilder {
+    /// Who may revoke what. Default [`DefaultRevokeRules`].
+    pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
+        self
+    }
+
     /// The storage backend.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
@@ -218,6 +263,9 @@ impl HubBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryDirectory::new())),
                 notifier: self.notifier.unwrap_or_else(|| Arc::new(NoPush)),
                 policy: self.policy.unwrap_or_else(|| Arc::new(WuKongPolicy)),
+                authorizer: self
+                    .authorizer
+                    .unwrap_or_else(|| Arc::new(DefaultRevokeRules)),
                 clock,
                 config: self.config,
                 sessions: Sessions::default(),
@@ -270,6 +318,7 @@ struct Inner {
     directory: Arc<dyn Directory>,
     notifier: Arc<dyn OfflineNotifier>,
     policy: Arc<dyn PersistencePolicy>,
+    authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
     ids: MessageIdGenerator,
     config: HubConfig,
@@ -376,7 +425,7 @@ impl Hub {
             Some(no) => no,
             None => ClientMsgNo::new(format!("imcore-{message_id}"))?,
         };
-        let mut message = Message {
+        let message = Message {
             message_id,
             message_seq: 0,
             client_msg_no,
@@ -387,17 +436,39 @@ impl Hub {
             payload: request.payload,
         };
         let persistence = inner.policy.classify(&message);
-        if persistence == Persistence::History && matches!(request.target, Target::Subscribers(_)) {
+        let to_channel = matches!(request.target, Target::Channel(_));
+        if persistence == Persistence::History && !to_channel {
             return Err(ValidationError::OutOfRange(
                 "an explicit subscriber list names no channel, so it cannot carry history",
             )
             .into());
         }
+        self.dispatch(
+            message,
+            persistence,
+            &recipients,
+            request.from_connection,
+            to_channel,
+        )
+        .await
+    }
+
+    /// Stores `message` as `persistence` says, delivers it and hands the
+    /// offline recipients to the notifier. Permission has been checked.
+    async fn dispatch(
+        &self,
+        mut message: Message,
+        persistence: Persistence,
+        recipients: &[Uid],
+        skip: Option<ConnectionId>,
+        to_channel: bool,
+    ) -> Result<SendAck> {
+        let inner = &*self.inner;
         // Sends to one channel are serialised from seq assignment to
         // delivery, so that every device sees the channel in seq order.
-        let _guard = match request.target {
-            Target::Channel(_) => Some(self.stripe(&message.channel).lock().await),
-            Target::Subscribers(_) => None,
+        let _guard = match to_channel {
+            true => Some(self.stripe(&message.channel).lock().await),
+            false => None,
         };
         let ack = |message: &Message, duplicate: bool| SendAck {
             message_id: message.message_id,
@@ -437,7 +508,7 @@ impl Hub {
                 }
             }
             Persistence::Command => {
-                let pushed = inner.store.push_command(&message, &recipients).await?;
+                let pushed = inner.store.push_command(&message, recipients).await?;
                 if pushed.duplicate {
                     message.message_id = pushed.message_id;
                     return Ok(ack(&message, true));
@@ -448,7 +519,7 @@ impl Hub {
             }
         }
         let message = Arc::new(message);
-        let offline = self.deliver(&message, &recipients, request.from_connection);
+        let offline = self.deliver(&message, recipients, skip);
         if persistence != Persistence::Transient && !offline.is_empty() {
             let notifier = inner.notifier.clone();
             let message = message.clone();
@@ -483,14 +554,19 @@ impl Hub {
             Target::Channel(addressed) => {
                 let channel = addressed.stored_for(from)?;
                 denied(self.inner.directory.check_send(from, &channel).await?)?;
-                let recipients = match channel.person_parties() {
-                    Some((a, b)) if a == b => vec![a],
-                    Some((a, b)) => vec![a, b],
-                    None => self.inner.directory.subscribers(&channel).await?.to_vec(),
-                };
+                let recipients = self.recipients_of(&channel).await?;
                 Ok((channel, recipients))
             }
         }
+    }
+
+    /// Everyone who receives what is sent to a stored channel.
+    async fn recipients_of(&self, channel: &Channel) -> Result<Vec<Uid>> {
+        Ok(match channel.person_parties() {
+            Some((a, b)) if a == b => vec![a],
+            Some((a, b)) => vec![a, b],
+            None => self.inner.directory.subscribers(channel).await?.to_vec(),
+        })
     }
 
     /// Hands `message` to every online device of `recipients` but `skip`.
@@ -580,19 +656,67 @@ impl Hub {
     }
 
     /// A page of a channel's history for `reader`, who must be allowed to
-    /// read it. `channel` is as the reader addresses it.
+    /// read it. `channel` is as the reader addresses it. Revocation state is
+    /// merged with one batch look-up for the page; revoked payloads are
+    /// removed unless the config keeps them.
     pub async fn sync_channel(
         &self,
         reader: &Uid,
         channel: &Channel,
         page: Page,
-    ) -> Result<Vec<Message>> {
+    ) -> Result<Vec<HistoryMessage>> {
         let limit = self.page_limit(page.limit)?;
-        let channel = channel.stored_for(reader)?;
-        denied(self.inner.directory.check_read(reader, &channel).await?)?;
-        self.inner
+        let channel = self.readable(reader, channel).await?;
+        let messages = self
+            .inner
             .store
             .read(&channel, Page { limit, ..page })
+            .await?;
+        self.merge_revocations(messages).await
+    }
+
+    /// The stored form of `channel`, if `reader` may read it.
+    async fn readable(&self, reader: &Uid, channel: &Channel) -> Result<Channel> {
+        let channel = channel.stored_for(reader)?;
+        denied(self.inner.directory.check_read(reader, &channel).await?)?;
+        Ok(channel)
+    }
+
+    /// Marks revoked messages, with one look-up for all of them.
+    async fn merge_revocations(&self, messages: Vec<Message>) -> Result<Vec<HistoryMessage>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<MessageId> = messages.iter().map(|m| m.message_id).collect();
+        let revocations = self.inner.store.lookup_revocations(&ids).await?;
+        let strip = self.inner.config.strip_revoked_payload;
+        Ok(messages
+            .into_iter()
+            .zip(revocations)
+            .map(|(mut message, revoked)| {
+                if revoked.is_some() && strip {
+                    message.payload = Bytes::new();
+                }
+                HistoryMessage { message, revoked }
+            })
+            .collect())
+    }
+
+    /// A channel's revocations after `extra_version`, ascending: the
+    /// incremental sync of revocation state, for a reader who may read the
+    /// channel.
+    pub async fn sync_revocations(
+        &self,
+        reader: &Uid,
+        channel: &Channel,
+        extra_version: u64,
+        limit: usize,
+    ) -> Result<Vec<Revocation>> {
+        let limit = self.page_limit(limit)?;
+        let channel = self.readable(reader, channel).await?;
+        self.inner
+            .store
+            .revocations_after(&channel, extra_version, limit)
             .await
     }
 
@@ -610,16 +734,24 @@ impl Hub {
             .store
             .conversations_after(uid, version, limit)
             .await?;
-        let mut views = Vec::with_capacity(conversations.len());
-        for conversation in conversations {
-            let last_message = self.inner.store.get(conversation.last_message_id).await?;
-            views.push(ConversationView {
+        let mut last = Vec::with_capacity(conversations.len());
+        for conversation in &conversations {
+            last.push(self.inner.store.get(conversation.last_message_id).await?);
+        }
+        // One revocation look-up for the whole page.
+        let mut merged = self
+            .merge_revocations(last.iter().flatten().cloned().collect())
+            .await?
+            .into_iter();
+        Ok(conversations
+            .into_iter()
+            .zip(last)
+            .map(|(conversation, found)| ConversationView {
                 channel: conversation.channel.as_seen_by(uid),
                 conversation,
-                last_message,
-            });
-        }
-        Ok(views)
+                last_message: found.and_then(|_| merged.next()),
+            })
+            .collect())
     }
 
     /// Clears the user's unread count in `channel` (as the user addresses
@@ -627,6 +759,145 @@ impl Hub {
     pub async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> Result<bool> {
         let channel = channel.stored_for(uid)?;
         self.inner.store.clear_unread(uid, &channel).await
+    }
+
+    // ---- revocation ----
+
+    /// Revokes a message.
+    ///
+    /// The requester is authenticated by the host. The order: find the
+    /// message (commands and transient messages are
+    /// [`RevokeRefusal::NotRevocable`]) → ask the [`Authorizer`] with both
+    /// users' roles → if already revoked, answer with the first record →
+    /// check the window (unless the authorizer allowed any time) → record
+    /// the revocation durably with the channel's next `extra_version` →
+    /// only then send the `messageRevoke` command (sync_once) to every
+    /// member's every device, and the type-1006 tip if configured.
+    ///
+    /// Two concurrent revocations of one message make one record and one
+    /// command. The command and tip carry client_msg_nos derived from the
+    /// message id, so a revocation retried after a crash between recording
+    /// and telling sends what was missing, and nothing twice.
+    pub async fn revoke(&self, request: RevokeRequest) -> Result<RevokeOutcome> {
+        let inner = &*self.inner;
+        let requester = &request.requester;
+        let message = self.find_revocable(&request).await?;
+        let channel = &message.channel;
+        let ctx = RevokeContext {
+            requester,
+            message: &message,
+            requester_role: inner.directory.role(channel, requester).await?,
+            sender_role: inner.directory.role(channel, &message.from_uid).await?,
+        };
+        let decision = inner.authorizer.authorize(&ctx).await?;
+        if decision == Decision::Deny {
+            return Err(Error::RevokeRefused(RevokeRefusal::NotPermitted));
+        }
+        if let Some(Some(first)) = inner
+            .store
+            .lookup_revocations(&[message.message_id])
+            .await?
+            .pop()
+        {
+            self.tell_revocation(&first, &message).await?;
+            return Ok(RevokeOutcome::AlreadyRevoked(first));
+        }
+        let now_ms = inner.clock.now_ms();
+        let window_ms = inner.config.revoke_window_ms;
+        let age = now_ms.saturating_sub(message.timestamp_ms);
+        if decision != Decision::AllowAnyTime && window_ms > 0 && age > window_ms as i64 {
+            return Err(Error::RevokeRefused(RevokeRefusal::WindowExpired {
+                sent_at_ms: message.timestamp_ms,
+                window_ms,
+                now_ms,
+            }));
+        }
+        let recorded = inner
+            .store
+            .record_revocation(NewRevocation {
+                message_id: message.message_id,
+                channel: channel.clone(),
+                message_seq: message.message_seq,
+                revoker: requester.clone(),
+                revoked_at_ms: now_ms,
+            })
+            .await?;
+        let record = recorded.revocation().clone();
+        self.tell_revocation(&record, &message).await?;
+        Ok(match recorded {
+            Recorded::New(_) => RevokeOutcome::Revoked(record),
+            Recorded::Existing(_) => RevokeOutcome::AlreadyRevoked(record),
+        })
+    }
+
+    async fn find_revocable(&self, request: &RevokeRequest) -> Result<Message> {
+        let store = &self.inner.store;
+        let not_revocable = || Error::RevokeRefused(RevokeRefusal::NotRevocable);
+        let found = match &request.target {
+            RevokeTarget::MessageId(MessageId(0)) => return Err(not_revocable()),
+            RevokeTarget::MessageId(id) => match store.get(*id).await? {
+                Some(m) => Some(m),
+                None if store.is_command(*id).await? => return Err(not_revocable()),
+                None => None,
+            },
+            RevokeTarget::ClientMsgNo {
+                from_uid,
+                client_msg_no,
+            } => store.get_by_client_msg_no(from_uid, client_msg_no).await?,
+            RevokeTarget::Seq { channel, seq } => {
+                let channel = channel.stored_for(&request.requester)?;
+                store
+                    .read(&channel, Page::forward(*seq, 1))
+                    .await?
+                    .into_iter()
+                    .find(|m| m.message_seq == *seq)
+            }
+        };
+        found.ok_or_else(|| Error::not_found(format!("message {:?}", request.target)))
+    }
+
+    /// Sends the revocation command (and tip) for `record`, idempotently:
+    /// what was sent before is recognised by its client_msg_no and not sent
+    /// again.
+    async fn tell_revocation(&self, record: &Revocation, message: &Message) -> Result<()> {
+        let inner = &*self.inner;
+        let recipients = self.recipients_of(&record.channel).await?;
+        let now_ms = inner.clock.now_ms();
+        let command = Message {
+            message_id: inner.ids.next_id(),
+            message_seq: 0,
+            client_msg_no: ClientMsgNo::new(format!("revoke-{}", record.message_id))?,
+            from_uid: record.revoker.clone(),
+            channel: record.channel.clone(),
+            timestamp_ms: now_ms,
+            flags: Flags::command(),
+            payload: revoke_command_payload(record, &message.client_msg_no).into(),
+        };
+        self.dispatch(command, Persistence::Command, &recipients, None, true)
+            .await?;
+        if inner.config.revoke_tip {
+            let name = inner
+                .directory
+                .display_name(&record.revoker)
+                .await?
+                .unwrap_or_else(|| record.revoker.to_string());
+            let tip = Message {
+                message_id: inner.ids.next_id(),
+                message_seq: 0,
+                client_msg_no: ClientMsgNo::new(format!("revoke-tip-{}", record.message_id))?,
+                from_uid: record.revoker.clone(),
+                channel: record.channel.clone(),
+                timestamp_ms: now_ms,
+                flags: Flags {
+                    red_dot: false,
+                    ..Flags::normal()
+                },
+                payload: revoke_tip_payload(record, &name).into(),
+            };
+            self.dispatch(tip, Persistence::History, &recipients, None, true)
+                .await?;
+        }
+        Ok(())
     }
 
     fn page_limit(&self, limit: usize) -> Result<usize> {

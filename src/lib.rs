@@ -65,13 +65,16 @@ pub mod model;
 pub mod notify;
 pub mod policy;
 pub mod reason;
+pub mod revoke;
 pub mod session;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{Directory, MemoryDirectory, Permission, Role};
 pub use error::{Error, Result, ValidationError};
-pub use hub::{Hub, HubBuilder, HubConfig, SendAck, SendRequest, Target};
+pub use hub::{
+    ConversationView, HistoryMessage, Hub, HubBuilder, HubConfig, SendAck, SendRequest, Target,
+};
 pub use id::MessageIdGenerator;
 pub use model::{
     Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Limits, Message, MessageId, Uid,
@@ -79,6 +82,10 @@ pub use model::{
 pub use notify::{NoPush, OfflineNotifier};
 pub use policy::{Persistence, PersistencePolicy, WuKongPolicy};
 pub use reason::ReasonCode;
+pub use revoke::{
+    Authorizer, Decision, DefaultRevokeRules, RevokeOutcome, RevokeRefusal, RevokeRequest,
+    RevokeTarget,
+};
 pub use session::{Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason};
 pub use store::MemoryStore;
 #[cfg(feature = "sled")]

@@ -387,6 +387,11 @@ pub async fn command_queue_remove_and_dedup(store: Arc<dyn Store>) {
         store.pending_commands(&user, 0, 10).await.expect("p").len(),
         2
     );
+    assert!(store.is_command(m1.message_id).await.expect("is_command"));
+    assert!(!store
+        .is_command(resend.message_id)
+        .await
+        .expect("is_command"));
     let removed = store
         .remove_commands(&user, &[m1.message_id, MessageId(u64::MAX - 3)])
         .await
@@ -416,6 +421,10 @@ pub async fn command_queue_remove_and_dedup(store: Arc<dyn Store>) {
             .expect("remove"),
         0,
         "acked by cursor is gone by id too"
+    );
+    assert!(
+        store.is_command(m1.message_id).await.expect("is_command"),
+        "still known as a command after every ack"
     );
 }
 

@@ -44,6 +44,7 @@ struct Inner {
     dedup: HashMap<SenderKey, (MessageId, u64)>,
     queues: HashMap<Uid, UserQueue>,
     cmd_dedup: HashMap<SenderKey, MessageId>,
+    cmd_ids: HashSet<MessageId>,
     conversations: HashMap<Uid, UserConversations>,
     revocations: HashMap<MessageId, Revocation>,
     revocations_by_channel: HashMap<Channel, (u64, BTreeMap<u64, MessageId>)>,
@@ -192,6 +193,7 @@ impl CommandQueue for MemoryStore {
             });
         }
         inner.cmd_dedup.insert(key, message.message_id);
+        inner.cmd_ids.insert(message.message_id);
         let mut seen = HashSet::with_capacity(recipients.len());
         for uid in recipients {
             if !seen.insert(uid) {
@@ -241,6 +243,10 @@ impl CommandQueue for MemoryStore {
             queue.by_id.remove(&message.message_id);
         }
         Ok(acked.len())
+    }
+
+    async fn is_command(&self, id: MessageId) -> Result<bool> {
+        Ok(self.lock().cmd_ids.contains(&id))
     }
 
     async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> Result<usize> {

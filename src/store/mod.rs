@@ -203,6 +203,11 @@ pub trait CommandQueue: Send + Sync + Debug + 'static {
     /// Deletes `uid`'s entries for these message ids; returns how many were
     /// deleted. Ids not in the queue are ignored.
     async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> Result<usize>;
+
+    /// Whether a command with this id was ever pushed (even if every
+    /// recipient has since acknowledged it). Lets callers tell "a command"
+    /// from "no such message".
+    async fn is_command(&self, id: MessageId) -> Result<bool>;
 }
 
 /// One new message for one user's conversation, for

@@ -16,6 +16,7 @@
 //! | `commands` | uid ++ cursor | message |
 //! | `command_ids` | uid ++ message id | cursor |
 //! | `command_dedup` | from uid ++ client_msg_no | message id |
+//! | `command_dedup` | 0 ++ message id | (empty): a command was pushed |
 //! | `conversations` | uid ++ channel | conversation |
 //! | `conversation_versions` | uid ++ version | channel |
 //! | `revocations` | message id | revocation |
@@ -485,6 +486,14 @@ fn seq_key(prefix: &[u8], n: u64) -> Vec<u8> {
     k
 }
 
+/// Marks a command id in the `command_dedup` tree. Sender keys start with a
+/// uid length of 1 to 64; this starts with 0, so the two never collide.
+fn command_id_key(id: MessageId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[1..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
 fn sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8> {
     key(|k| {
         uid_key(k, from_uid);
@@ -667,7 +676,10 @@ impl CommandQueue for SledStore {
                     queue.insert(seq_key(prefix, cursor), value.as_slice())?;
                     ids.insert(seq_key(prefix, message.message_id.0), &cursor.to_be_bytes())?;
                 }
+                // The dedup value is the command's id; keyed by id too, so
+                // that `is_command` is one look-up.
                 dedup.insert(sender.as_slice(), &id)?;
+                dedup.insert(&command_id_key(message.message_id), &[])?;
                 Ok(None)
             })
             .map_err(tx_error)?;
@@ -740,6 +752,12 @@ impl CommandQueue for SledStore {
             .map_err(tx_error)?;
         self.settle().await?;
         Ok(removed)
+    }
+
+    async fn is_command(&self, id: MessageId) -> Result<bool> {
+        self.command_dedup
+            .contains_key(command_id_key(id))
+            .map_err(storage)
     }
 
     async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> Result<usize> {
