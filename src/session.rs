@@ -315,7 +315,10 @@ impl Sessions {
         let mut displaced = Vec::new();
         {
             let mut users = self.write();
-            let devices = users.entry(device.uid.clone()).or_default();
+            // Most users have one device online: start with room for one.
+            let devices = users
+                .entry(device.uid.clone())
+                .or_insert_with(|| Vec::with_capacity(1));
             devices.retain(|d| {
                 let reason = if d.device_id == device.device_id {
                     Some(DisconnectReason::Replaced)

@@ -137,6 +137,15 @@ async fn everything_survives_reopen_and_numbering_continues() {
     let c = store.conversation(&alice, &group).await.unwrap().unwrap();
     assert_eq!((c.version, c.unread, c.last_seq), (2, 2, 11));
 
+    // Revocations are found after reopening (the in-memory index of
+    // revoked ids is rebuilt at open).
+    let found = store
+        .lookup_revocations(&[MessageId(1), MessageId(2)])
+        .await
+        .unwrap();
+    assert!(found[0].is_none());
+    assert_eq!(found[1].as_ref().map(|r| r.extra_version), Some(1));
+
     // Revocation versions continue per channel.
     let again = store
         .record_revocation(revocation(3, &group))
