@@ -24,7 +24,7 @@ use crate::session::{
     SinkError,
 };
 use crate::store::{
-    check_limit, Conversation, ConversationUpdate, MemoryStore, NewRevocation, Page, QueuedCommand,
+    check_limit, Conversation, HistoryAppend, MemoryStore, NewRevocation, Page, QueuedCommand,
     Recorded, Revocation, Store,
 };
 
@@ -480,7 +480,16 @@ impl Hub {
         };
         match persistence {
             Persistence::History => {
-                let appended = inner.store.append(vec![message.clone()]).await?;
+                // The message and every recipient's conversation, in one
+                // write (one transaction on sled, batched with concurrent
+                // sends).
+                let appended = inner
+                    .store
+                    .append_history(vec![HistoryAppend {
+                        message: message.clone(),
+                        recipients: recipients.to_vec(),
+                    }])
+                    .await?;
                 let Some(appended) = appended.first() else {
                     return Err(Error::corrupt("the message log acknowledged nothing"));
                 };
@@ -488,23 +497,6 @@ impl Hub {
                 message.message_seq = appended.message_seq;
                 if appended.duplicate {
                     return Ok(ack(&message, true));
-                }
-                let updates: Vec<ConversationUpdate> = recipients
-                    .iter()
-                    .map(|uid| ConversationUpdate {
-                        uid: uid.clone(),
-                        channel: message.channel.clone(),
-                        message_id: message.message_id,
-                        message_seq: message.message_seq,
-                        timestamp_ms: message.timestamp_ms,
-                        raise_unread: message.flags.red_dot && *uid != message.from_uid,
-                    })
-                    .collect();
-                if let Err(e) = inner.store.update_conversations(&updates).await {
-                    // The message is durable history; conversations are a
-                    // view of it. Tell the host, and deliver anyway.
-                    tracing::warn!(error = %e, message_id = %message.message_id,
-                        "conversation update failed after the message was stored");
                 }
             }
             Persistence::Command => {

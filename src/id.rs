@@ -14,6 +14,9 @@ const NODE_BITS: u32 = 10;
 const SEQ_BITS: u32 = 12;
 const TIME_BITS: u32 = 63 - NODE_BITS - SEQ_BITS;
 
+/// The last `(time, seq)` state: the end of the 41 bits of time.
+const MAX_STATE: u64 = (1 << (TIME_BITS + SEQ_BITS)) - 1;
+
 /// The largest node number a [`MessageIdGenerator`] accepts (1023).
 pub const MAX_NODE: u16 = (1 << NODE_BITS) - 1;
 
@@ -30,6 +33,9 @@ pub const MAX_NODE: u16 = (1 << NODE_BITS) - 1;
 /// than 4096 ids are asked for in one millisecond (it borrows the next
 /// millisecond). Ids from different nodes never collide. Lock-free: one
 /// compare-and-swap per id.
+///
+/// The range ends in September 2089: from then on the generator keeps
+/// returning its last id, which is always below 2^63.
 ///
 /// ```
 /// use imcore::MessageIdGenerator;
@@ -71,8 +77,9 @@ impl MessageIdGenerator {
         let now = now.min((1 << TIME_BITS) - 1) << SEQ_BITS;
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            // Never go back: at least one past the last id's (time, seq).
-            let next = now.max(last + 1);
+            // Never go back: at least one past the last id's (time, seq),
+            // within the 41 bits of time (the scheme ends in 2089).
+            let next = now.max(last + 1).min(MAX_STATE);
             match self
                 .last
                 .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed)

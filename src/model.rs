@@ -341,7 +341,8 @@ impl Channel {
 
     /// Turns a channel as a client addresses it into the channel as it is
     /// stored: a person channel named by the other party's uid becomes the
-    /// derived id of `sender` and that uid; anything else is returned as is.
+    /// derived id of `sender` and that uid, and a derived id is put in its
+    /// canonical order; anything else is returned as is.
     ///
     /// A person channel whose id is neither a uid nor a derived id gives
     /// [`ValidationError::InvalidChannelId`].
@@ -349,8 +350,9 @@ impl Channel {
         if self.kind != ChannelType::PERSON {
             return Ok(self.clone());
         }
-        if self.person_parties().is_some() {
-            return Ok(self.clone());
+        if let Some((a, b)) = self.person_parties() {
+            // Canonical order, so that `b@a` never names a second channel.
+            return Ok(Channel::person(&a, &b));
         }
         match Uid::new(self.id.as_str()) {
             Ok(peer) => Ok(Channel::person(sender, &peer)),

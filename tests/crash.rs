@@ -1,7 +1,8 @@
 //! Crash safety: acknowledged appends survive SIGKILL.
 //!
-//! The test runs its own binary again as a child process that appends with
-//! flush-before-return durability from several tasks and prints each
+//! The test runs its own binary again as a child process that appends
+//! through the send path (`append_history`, batched group commit) with
+//! flush-before-return durability from 16 tasks and prints each
 //! acknowledged `seq client_msg_no`. The parent kills it with SIGKILL while
 //! it writes, reopens the database, and checks that every acknowledged
 //! message is there, that seqs are contiguous, and that nothing is stored
@@ -12,13 +13,13 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use imcore::store::{MessageLog, Page, SledStore};
+use imcore::store::{ConversationStore, HistoryAppend, MessageLog, Page, SledStore, Store};
 use imcore::{Channel, ClientMsgNo, Flags, Message, MessageIdGenerator, Uid};
 
 const CHILD_ENV: &str = "IMCORE_CRASH_CHILD_DIR";
 const ROUND_ENV: &str = "IMCORE_CRASH_ROUND";
 const TEST_NAME: &str = "acknowledged_appends_survive_sigkill";
-const WRITERS: usize = 4;
+const WRITERS: usize = 16;
 
 fn channel() -> Channel {
     Channel::group("crash").unwrap()
@@ -45,7 +46,13 @@ async fn child(dir: String, round: String) {
                     flags: Flags::normal(),
                     payload: no.clone().into_bytes().into(),
                 };
-                let out = store.append(vec![message]).await.expect("append");
+                // The send path: batched with the other writers into one
+                // transaction and one flush.
+                let entry = HistoryAppend {
+                    message,
+                    recipients: vec![Uid::new("reader").unwrap()],
+                };
+                let out = store.append_history(vec![entry]).await.expect("append");
                 if tx.send(format!("{} {no}", out[0].message_seq)).is_err() {
                     return;
                 }
@@ -141,6 +148,14 @@ fn acknowledged_appends_survive_sigkill() {
             assert_eq!(m.payload.as_ref(), no.as_bytes());
         }
         assert!(acked.len() >= 800, "{} acks", acked.len());
+        // Each stored message reached the conversation in the same step.
+        let conversation = store
+            .conversation(&Uid::new("reader").unwrap(), &channel())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(conversation.last_seq, last);
+        assert_eq!(conversation.unread, last);
         eprintln!(
             "{} acknowledged, {} stored after 3 crashes",
             acked.len(),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{ConversationUpdate, NewRevocation, Page, Recorded, Store};
+use super::{ConversationUpdate, HistoryAppend, NewRevocation, Page, Recorded, Store};
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -65,7 +65,71 @@ pub async fn run_all(store: Arc<dyn Store>) {
     conversations_out_of_order_and_clear(store.clone()).await;
     revocations_record_once_with_versions(store.clone()).await;
     concurrent_revocations_of_one_message_record_once(store.clone()).await;
+    append_history_stores_messages_and_conversations(store.clone()).await;
     zero_limits_are_rejected(store).await;
+}
+
+/// `append_history` appends like `append` and updates every recipient's
+/// conversation (unread for all but the sender with `red_dot`); a
+/// duplicate touches no conversation; concurrent callers all succeed.
+pub async fn append_history_stores_messages_and_conversations(store: Arc<dyn Store>) {
+    let ch = group("c-history");
+    let (alice, bob) = (uid("h-alice"), uid("h-bob"));
+    let entry = |no: &str| HistoryAppend {
+        message: message("h-alice", &ch, no, no.as_bytes()),
+        recipients: vec![alice.clone(), bob.clone()],
+    };
+    let out = store
+        .append_history(vec![entry("h-1"), entry("h-2"), entry("h-1")])
+        .await
+        .expect("append_history");
+    assert_eq!(seqs_of(&out), vec![1, 2, 1]);
+    assert!(out[2].duplicate);
+    let b = store
+        .conversation(&bob, &ch)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (b.last_seq, b.unread),
+        (2, 2),
+        "the duplicate counts nothing"
+    );
+    let a = store
+        .conversation(&alice, &ch)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((a.last_seq, a.unread), (2, 0), "never the sender's unread");
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        let e = entry(&format!("h-conc-{t}"));
+        tasks.push(tokio::spawn(async move {
+            store.append_history(vec![e]).await.expect("append_history")
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.extend(seqs_of(&t.await.expect("task")));
+    }
+    got.sort_unstable();
+    assert_eq!(got, (3..=10).collect::<Vec<_>>());
+    let b = store
+        .conversation(&bob, &ch)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((b.last_seq, b.unread), (10, 10));
+    assert!(store
+        .append_history(Vec::new())
+        .await
+        .expect("empty")
+        .is_empty());
+}
+
+fn seqs_of(out: &[super::Appended]) -> Vec<u64> {
+    out.iter().map(|a| a.message_seq).collect()
 }
 
 /// Seqs start at 1 in every channel and have no gaps; the stored message is

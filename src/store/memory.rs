@@ -95,6 +95,8 @@ impl MemoryStore {
     }
 }
 
+impl super::Store for MemoryStore {}
+
 #[async_trait]
 impl MessageLog for MemoryStore {
     async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {

@@ -363,8 +363,74 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
     ) -> Result<Vec<Revocation>>;
 }
 
-/// Everything the crate stores: the four capabilities together. Implemented
-/// for every type that implements them.
-pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore {}
+/// A history message and the users whose conversations it updates, for
+/// [`Store::append_history`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryAppend {
+    /// The message, as for [`MessageLog::append`].
+    pub message: Message,
+    /// Every recipient, the sender included if the sender keeps the
+    /// conversation too. Each gets a [`ConversationUpdate`] with the
+    /// message's seq; unread is raised for all but the sender when the
+    /// message has `red_dot`.
+    pub recipients: Vec<Uid>,
+}
 
-impl<T> Store for T where T: MessageLog + CommandQueue + ConversationStore + RevocationStore {}
+impl HistoryAppend {
+    /// The conversation updates for this message, once it has `seq`.
+    pub fn conversation_updates(&self, message_id: MessageId, seq: u64) -> Vec<ConversationUpdate> {
+        conversation_updates(&self.message, &self.recipients, message_id, seq)
+    }
+}
+
+/// The conversation updates for `m` stored as `message_id` at `seq`.
+pub(crate) fn conversation_updates(
+    m: &Message,
+    recipients: &[Uid],
+    message_id: MessageId,
+    seq: u64,
+) -> Vec<ConversationUpdate> {
+    {
+        recipients
+            .iter()
+            .map(|uid| ConversationUpdate {
+                uid: uid.clone(),
+                channel: m.channel.clone(),
+                message_id,
+                message_seq: seq,
+                timestamp_ms: m.timestamp_ms,
+                raise_unread: m.flags.red_dot && *uid != m.from_uid,
+            })
+            .collect()
+    }
+}
+
+/// Everything the crate stores: the four capabilities together.
+///
+/// A backend implements the four traits and then `impl Store for MyStore {}`;
+/// it may override [`Store::append_history`] to do it in one atomic step.
+#[async_trait]
+pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore {
+    /// Appends history messages and records each in its recipients'
+    /// conversations: the send path's one write.
+    ///
+    /// Contract: as [`MessageLog::append`] for the messages (a duplicate's
+    /// conversations are not touched), and as
+    /// [`ConversationStore::update_conversations`] for the updates. The
+    /// default appends, then updates; a backend that can do both in one
+    /// atomic step should, so that a crash never leaves a stored message
+    /// missing from conversations.
+    async fn append_history(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>> {
+        let appended = self
+            .append(batch.iter().map(|h| h.message.clone()).collect())
+            .await?;
+        let updates: Vec<ConversationUpdate> = batch
+            .iter()
+            .zip(&appended)
+            .filter(|(_, a)| !a.duplicate)
+            .flat_map(|(h, a)| h.conversation_updates(a.message_id, a.message_seq))
+            .collect();
+        self.update_conversations(&updates).await?;
+        Ok(appended)
+    }
+}

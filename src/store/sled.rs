@@ -41,9 +41,9 @@ use sled::transaction::{
 use sled::{Db, Transactional, Tree};
 
 use super::{
-    check_limit, Appended, CommandQueue, Conversation, ConversationStore, ConversationUpdate,
-    Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand, Recorded, Revocation,
-    RevocationStore,
+    check_limit, conversation_updates, Appended, CommandQueue, Conversation, ConversationStore,
+    ConversationUpdate, Direction, HistoryAppend, MessageLog, NewRevocation, Page, Pushed,
+    QueuedCommand, Recorded, Revocation, RevocationStore,
 };
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
@@ -129,6 +129,8 @@ pub struct SledStore {
     db: Db,
     durability: Durability,
     flusher: Arc<GroupFlush>,
+    /// The thread that writes history, batching concurrent sends.
+    writer: Arc<HistoryWriter>,
     /// The ids of every revoked message, so that a history page with no
     /// revoked message costs no look-up at all. Loaded at open, updated
     /// after each recorded revocation commits.
@@ -326,8 +328,19 @@ impl SledStore {
         for key in revocations.iter().keys() {
             revoked_ids.insert(be_u64(&key.map_err(storage)?, "revocation key")?);
         }
+        let writer = HistoryWriter::start(HistoryTrees {
+            flush: durability == Durability::Flush,
+            db: db.clone(),
+            messages: tree("messages")?,
+            message_ids: tree("message_ids")?,
+            dedup: tree("dedup")?,
+            counters: tree("counters")?,
+            conversations: tree("conversations")?,
+            conversation_versions: tree("conversation_versions")?,
+        })?;
         Ok(SledStore {
             durability,
+            writer: Arc::new(writer),
             flusher: Arc::new(GroupFlush::default()),
             revoked_ids: Arc::new(std::sync::RwLock::new(revoked_ids)),
             messages: tree("messages")?,
@@ -435,6 +448,168 @@ fn claim_directory(path: &Path) -> Result<()> {
     }
 }
 
+/// The most send requests one history transaction takes.
+const MAX_HISTORY_BATCH: usize = 256;
+
+/// One caller's [`Store::append_history`](super::Store::append_history).
+struct HistoryJob {
+    messages: Vec<Message>,
+    recipients: Vec<Vec<Uid>>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Appended>>>,
+}
+
+/// The trees the history writer touches.
+struct HistoryTrees {
+    db: Db,
+    flush: bool,
+    messages: Tree,
+    message_ids: Tree,
+    dedup: Tree,
+    counters: Tree,
+    conversations: Tree,
+    conversation_versions: Tree,
+}
+
+impl HistoryTrees {
+    /// Writes every job's messages and conversation updates in one
+    /// transaction, then flushes once if the durability says so.
+    fn write(&self, jobs: &[HistoryJob]) -> Result<Vec<Vec<Appended>>> {
+        let prepared = jobs
+            .iter()
+            .map(|j| prepare_append(&j.messages))
+            .collect::<Result<Vec<_>>>()?;
+        let out = (
+            &self.messages,
+            &self.message_ids,
+            &self.dedup,
+            &self.counters,
+            &self.conversations,
+            &self.conversation_versions,
+        )
+            .transaction(|(log, ids, dedup, counters, convs, versions)| {
+                let mut out = Vec::with_capacity(jobs.len());
+                for (job, prepared) in jobs.iter().zip(&prepared) {
+                    let appended = append_tx(log, ids, dedup, counters, &job.messages, prepared)?;
+                    let updates: Vec<ConversationUpdate> = job
+                        .messages
+                        .iter()
+                        .zip(&job.recipients)
+                        .zip(&appended)
+                        .filter(|(_, a)| !a.duplicate)
+                        .flat_map(|((m, r), a)| {
+                            conversation_updates(m, r, a.message_id, a.message_seq)
+                        })
+                        .collect();
+                    conversations_tx(convs, versions, counters, &updates)?;
+                    out.push(appended);
+                }
+                Ok(out)
+            })
+            .map_err(tx_error)?;
+        if self.flush {
+            self.db.flush().map_err(storage)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Group commit for the send path: a thread that takes every history write
+/// queued while it was busy and does them in one transaction and (with
+/// [`Durability::Flush`]) one flush. sled commits cost an I/O buffer each
+/// and its flush blocks all transactions, so batching both is what lets
+/// throughput grow with concurrent senders.
+struct HistoryWriter {
+    queue: Option<tokio::sync::mpsc::UnboundedSender<HistoryJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HistoryWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryWriter").finish_non_exhaustive()
+    }
+}
+
+impl HistoryWriter {
+    fn start(trees: HistoryTrees) -> Result<Self> {
+        let (queue, mut jobs) = tokio::sync::mpsc::unbounded_channel::<HistoryJob>();
+        let thread = std::thread::Builder::new()
+            .name("imcore-sled-writer".into())
+            .spawn(move || {
+                while let Some(first) = jobs.blocking_recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_HISTORY_BATCH {
+                        match jobs.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    match trees.write(&batch) {
+                        Ok(results) => {
+                            for (job, result) in batch.into_iter().zip(results) {
+                                let _ = job.reply.send(Ok(result));
+                            }
+                        }
+                        Err(e) => {
+                            for job in batch {
+                                let _ = job.reply.send(Err(shared_error(&e)));
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Storage {
+                backend: BACKEND,
+                source: Box::new(e),
+            })?;
+        Ok(HistoryWriter {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    async fn write(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>> {
+        let stopped = || Error::Storage {
+            backend: BACKEND,
+            source: "the history writer has stopped".into(),
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let (messages, recipients) = batch.into_iter().map(|h| (h.message, h.recipients)).unzip();
+        self.queue
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(HistoryJob {
+                messages,
+                recipients,
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+impl Drop for HistoryWriter {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has written what was
+        // queued; joining it releases its handle on the database, so the
+        // directory can be opened again at once.
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A copy of `e` for each caller of a failed batch.
+fn shared_error(e: &Error) -> Error {
+    match e {
+        Error::Corrupt { what } => Error::Corrupt { what: what.clone() },
+        other => Error::Storage {
+            backend: BACKEND,
+            source: other.to_string().into(),
+        },
+    }
+}
+
 /// Group commit: one flush at a time, each covering every write committed
 /// before it started.
 ///
@@ -529,6 +704,107 @@ fn id_and_seq(value: &[u8]) -> Result<(MessageId, u64)> {
     ))
 }
 
+/// Computes the keys and encoded values of `messages`, outside any
+/// transaction (which may run more than once).
+fn prepare_append(messages: &[Message]) -> Result<Vec<AppendKeys>> {
+    messages
+        .iter()
+        .map(|m| {
+            let channel = key(|k| channel_key(k, &m.channel));
+            Ok(AppendKeys {
+                counter: counter_key(TAG_CHANNEL_SEQ, |k| k.extend_from_slice(&channel)),
+                channel,
+                sender: sender_key(&m.from_uid, &m.client_msg_no),
+                // The seq lives in the key; the stored value carries 0.
+                value: encode(&Message {
+                    message_seq: 0,
+                    ..m.clone()
+                })?,
+            })
+        })
+        .collect()
+}
+
+/// The message log's part of a transaction: seqs, messages, indexes.
+fn append_tx(
+    log: &TransactionalTree,
+    ids: &TransactionalTree,
+    dedup: &TransactionalTree,
+    counters: &TransactionalTree,
+    messages: &[Message],
+    prepared: &[AppendKeys],
+) -> TxResult<Vec<Appended>> {
+    let mut out = Vec::with_capacity(prepared.len());
+    for (m, p) in messages.iter().zip(prepared) {
+        if let Some(v) = dedup.get(&p.sender)? {
+            let (message_id, message_seq) = match id_and_seq(&v) {
+                Ok(x) => x,
+                Err(e) => return abort(e),
+            };
+            out.push(Appended {
+                message_id,
+                message_seq,
+                duplicate: true,
+            });
+            continue;
+        }
+        let seq = next_counter(counters, &p.counter)?;
+        let location = seq_key(&p.channel, seq);
+        let id = m.message_id.0.to_be_bytes();
+        log.insert(location.as_slice(), p.value.as_slice())?;
+        ids.insert(&id, location)?;
+        let mut id_seq = id.to_vec();
+        id_seq.extend_from_slice(&seq.to_be_bytes());
+        dedup.insert(p.sender.as_slice(), id_seq)?;
+        out.push(Appended {
+            message_id: m.message_id,
+            message_seq: seq,
+            duplicate: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The conversations' part of a transaction.
+fn conversations_tx(
+    convs: &TransactionalTree,
+    versions: &TransactionalTree,
+    counters: &TransactionalTree,
+    updates: &[ConversationUpdate],
+) -> TxResult<()> {
+    for u in updates {
+        let (user, conv_key) = SledStore::conversation_key(&u.uid, &u.channel);
+        let existing = decode_conversation(convs.get(&conv_key)?)?;
+        let previous_version = existing.as_ref().map(|c| c.version);
+        let mut conv = existing.unwrap_or_else(|| Conversation {
+            channel: u.channel.clone(),
+            last_message_id: u.message_id,
+            last_seq: 0,
+            last_timestamp_ms: u.timestamp_ms,
+            unread: 0,
+            version: 0,
+        });
+        if u.message_seq > conv.last_seq {
+            conv.last_message_id = u.message_id;
+            conv.last_seq = u.message_seq;
+            conv.last_timestamp_ms = u.timestamp_ms;
+        }
+        if u.raise_unread {
+            conv.unread += 1;
+        }
+        SledStore::store_conversation(
+            convs,
+            versions,
+            counters,
+            &user,
+            &conv_key,
+            conv,
+            previous_version,
+        )?;
+    }
+    Ok(())
+}
+
 /// Keys computed once per message, outside the transaction.
 struct AppendKeys {
     channel: Vec<u8>,
@@ -538,27 +814,25 @@ struct AppendKeys {
 }
 
 #[async_trait]
+impl super::Store for SledStore {
+    /// One transaction, and one flush with [`Durability::Flush`], for every
+    /// send queued at the same time: the messages and their conversation
+    /// updates are stored atomically.
+    async fn append_history(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer.write(batch).await
+    }
+}
+
+#[async_trait]
 impl MessageLog for SledStore {
     async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = messages
-            .iter()
-            .map(|m| {
-                let channel = key(|k| channel_key(k, &m.channel));
-                Ok(AppendKeys {
-                    counter: counter_key(TAG_CHANNEL_SEQ, |k| k.extend_from_slice(&channel)),
-                    channel,
-                    sender: sender_key(&m.from_uid, &m.client_msg_no),
-                    // The seq lives in the key; the stored value carries 0.
-                    value: encode(&Message {
-                        message_seq: 0,
-                        ..m.clone()
-                    })?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let prepared = prepare_append(&messages)?;
         let out = (
             &self.messages,
             &self.message_ids,
@@ -566,35 +840,7 @@ impl MessageLog for SledStore {
             &self.counters,
         )
             .transaction(|(log, ids, dedup, counters)| {
-                let mut out = Vec::with_capacity(prepared.len());
-                for (m, p) in messages.iter().zip(&prepared) {
-                    if let Some(v) = dedup.get(&p.sender)? {
-                        let (message_id, message_seq) = match id_and_seq(&v) {
-                            Ok(x) => x,
-                            Err(e) => return abort(e),
-                        };
-                        out.push(Appended {
-                            message_id,
-                            message_seq,
-                            duplicate: true,
-                        });
-                        continue;
-                    }
-                    let seq = next_counter(counters, &p.counter)?;
-                    let location = seq_key(&p.channel, seq);
-                    let id = m.message_id.0.to_be_bytes();
-                    log.insert(location.as_slice(), p.value.as_slice())?;
-                    ids.insert(&id, location)?;
-                    let mut id_seq = id.to_vec();
-                    id_seq.extend_from_slice(&seq.to_be_bytes());
-                    dedup.insert(p.sender.as_slice(), id_seq)?;
-                    out.push(Appended {
-                        message_id: m.message_id,
-                        message_seq: seq,
-                        duplicate: false,
-                    });
-                }
-                Ok(out)
+                append_tx(log, ids, dedup, counters, &messages, &prepared)
             })
             .map_err(tx_error)?;
         self.settle().await?;
@@ -848,46 +1094,13 @@ impl ConversationStore for SledStore {
         if updates.is_empty() {
             return Ok(());
         }
-        let keys: Vec<_> = updates
-            .iter()
-            .map(|u| Self::conversation_key(&u.uid, &u.channel))
-            .collect();
         (
             &self.conversations,
             &self.conversation_versions,
             &self.counters,
         )
             .transaction(|(convs, versions, counters)| {
-                for (u, (user, conv_key)) in updates.iter().zip(&keys) {
-                    let existing = decode_conversation(convs.get(conv_key)?)?;
-                    let previous_version = existing.as_ref().map(|c| c.version);
-                    let mut conv = existing.unwrap_or_else(|| Conversation {
-                        channel: u.channel.clone(),
-                        last_message_id: u.message_id,
-                        last_seq: 0,
-                        last_timestamp_ms: u.timestamp_ms,
-                        unread: 0,
-                        version: 0,
-                    });
-                    if u.message_seq > conv.last_seq {
-                        conv.last_message_id = u.message_id;
-                        conv.last_seq = u.message_seq;
-                        conv.last_timestamp_ms = u.timestamp_ms;
-                    }
-                    if u.raise_unread {
-                        conv.unread += 1;
-                    }
-                    Self::store_conversation(
-                        convs,
-                        versions,
-                        counters,
-                        user,
-                        conv_key,
-                        conv,
-                        previous_version,
-                    )?;
-                }
-                Ok(())
+                conversations_tx(convs, versions, counters, updates)
             })
             .map_err(tx_error)?;
         self.settle().await
