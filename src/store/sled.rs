@@ -328,7 +328,7 @@ impl SledStore {
         for key in revocations.iter().keys() {
             revoked_ids.insert(be_u64(&key.map_err(storage)?, "revocation key")?);
         }
-        let writer = HistoryWriter::start(HistoryTrees {
+        let writer = HistoryWriter::new(HistoryTrees {
             flush: durability == Durability::Flush,
             db: db.clone(),
             messages: tree("messages")?,
@@ -337,7 +337,7 @@ impl SledStore {
             counters: tree("counters")?,
             conversations: tree("conversations")?,
             conversation_versions: tree("conversation_versions")?,
-        })?;
+        });
         Ok(SledStore {
             durability,
             writer: Arc::new(writer),
@@ -472,7 +472,7 @@ struct HistoryTrees {
 
 impl HistoryTrees {
     /// Writes every job's messages and conversation updates in one
-    /// transaction, then flushes once if the durability says so.
+    /// transaction (the leader flushes after, if the durability says so).
     fn write(&self, jobs: &[HistoryJob]) -> Result<Vec<Vec<Appended>>> {
         let prepared = jobs
             .iter()
@@ -506,21 +506,27 @@ impl HistoryTrees {
                 Ok(out)
             })
             .map_err(tx_error)?;
-        if self.flush {
-            self.db.flush().map_err(storage)?;
-        }
         Ok(out)
     }
 }
 
-/// Group commit for the send path: a thread that takes every history write
-/// queued while it was busy and does them in one transaction and (with
-/// [`Durability::Flush`]) one flush. sled commits cost an I/O buffer each
-/// and its flush blocks all transactions, so batching both is what lets
-/// throughput grow with concurrent senders.
+/// Group commit for the send path. The first caller with nothing in
+/// flight starts a leader task; every send queued while the leader is busy
+/// goes into its next transaction and (with [`Durability::Flush`]) its next
+/// flush. sled seals an I/O buffer per commit and its flush blocks all
+/// transactions, so batching both is what lets throughput grow with
+/// concurrent senders, while a lone sender pays one transaction and no
+/// hand-off to another thread. The leader is a spawned task, so a caller
+/// that stops waiting never strands the queue.
 struct HistoryWriter {
-    queue: Option<tokio::sync::mpsc::UnboundedSender<HistoryJob>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    trees: Arc<HistoryTrees>,
+    state: Arc<std::sync::Mutex<WriterState>>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    queue: Vec<HistoryJob>,
+    leading: bool,
 }
 
 impl std::fmt::Debug for HistoryWriter {
@@ -529,72 +535,78 @@ impl std::fmt::Debug for HistoryWriter {
     }
 }
 
+fn lock_state(state: &std::sync::Mutex<WriterState>) -> std::sync::MutexGuard<'_, WriterState> {
+    // No code path panics while holding the lock.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl HistoryWriter {
-    fn start(trees: HistoryTrees) -> Result<Self> {
-        let (queue, mut jobs) = tokio::sync::mpsc::unbounded_channel::<HistoryJob>();
-        let thread = std::thread::Builder::new()
-            .name("imcore-sled-writer".into())
-            .spawn(move || {
-                while let Some(first) = jobs.blocking_recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_HISTORY_BATCH {
-                        match jobs.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    match trees.write(&batch) {
-                        Ok(results) => {
-                            for (job, result) in batch.into_iter().zip(results) {
-                                let _ = job.reply.send(Ok(result));
-                            }
-                        }
-                        Err(e) => {
-                            for job in batch {
-                                let _ = job.reply.send(Err(shared_error(&e)));
-                            }
-                        }
-                    }
-                }
-            })
-            .map_err(|e| Error::Storage {
-                backend: BACKEND,
-                source: Box::new(e),
-            })?;
-        Ok(HistoryWriter {
-            queue: Some(queue),
-            thread: Some(thread),
-        })
+    fn new(trees: HistoryTrees) -> Self {
+        HistoryWriter {
+            trees: Arc::new(trees),
+            state: Arc::default(),
+        }
     }
 
     async fn write(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>> {
-        let stopped = || Error::Storage {
-            backend: BACKEND,
-            source: "the history writer has stopped".into(),
-        };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let (messages, recipients) = batch.into_iter().map(|h| (h.message, h.recipients)).unzip();
-        self.queue
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(HistoryJob {
+        let lead = {
+            let mut state = lock_state(&self.state);
+            state.queue.push(HistoryJob {
                 messages,
                 recipients,
                 reply,
-            })
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            });
+            !std::mem::replace(&mut state.leading, true)
+        };
+        if lead {
+            tokio::spawn(Self::lead(self.trees.clone(), self.state.clone()));
+        }
+        answer.await.map_err(|_| Error::Storage {
+            backend: BACKEND,
+            source: "the history writer stopped before answering".into(),
+        })?
     }
-}
 
-impl Drop for HistoryWriter {
-    fn drop(&mut self) {
-        // Closing the queue ends the thread once it has written what was
-        // queued; joining it releases its handle on the database, so the
-        // directory can be opened again at once.
-        self.queue.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+    /// Writes batches until the queue is empty, then steps down.
+    async fn lead(trees: Arc<HistoryTrees>, state: Arc<std::sync::Mutex<WriterState>>) {
+        loop {
+            let batch: Vec<HistoryJob> = {
+                let mut state = lock_state(&state);
+                if state.queue.is_empty() {
+                    state.leading = false;
+                    return;
+                }
+                let take = state.queue.len().min(MAX_HISTORY_BATCH);
+                state.queue.drain(..take).collect()
+            };
+            let mut result = trees.write(&batch);
+            if result.is_ok() && trees.flush {
+                let db = trees.db.clone();
+                let flushed = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(r) => r.map_err(storage),
+                    Err(e) => Err(Error::Storage {
+                        backend: BACKEND,
+                        source: Box::new(e),
+                    }),
+                };
+                if let Err(e) = flushed {
+                    result = Err(e);
+                }
+            }
+            match result {
+                Ok(results) => {
+                    for (job, result) in batch.into_iter().zip(results) {
+                        let _ = job.reply.send(Ok(result));
+                    }
+                }
+                Err(e) => {
+                    for job in batch {
+                        let _ = job.reply.send(Err(shared_error(&e)));
+                    }
+                }
+            }
         }
     }
 }
