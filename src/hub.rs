@@ -466,9 +466,10 @@ impl Hub {
         let inner = &*self.inner;
         // Sends to one channel are serialised from seq assignment to
         // delivery, so that every device sees the channel in seq order.
-        let _guard = match to_channel {
-            true => Some(self.stripe(&message.channel).lock().await),
-            false => None,
+        let _guard = if to_channel {
+            Some(self.stripe(&message.channel).lock().await)
+        } else {
+            None
         };
         let ack = |message: &Message, duplicate: bool| SendAck {
             message_id: message.message_id,

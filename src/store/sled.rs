@@ -570,20 +570,17 @@ impl HistoryWriter {
     }
 
     /// Writes batches until the queue is empty, then steps down.
+    ///
+    /// It steps down, and lets go of the database, before it answers its
+    /// last batch: once a caller has its answer, dropping the store closes
+    /// the database at once and the directory can be opened again.
     async fn lead(trees: Arc<HistoryTrees>, state: Arc<std::sync::Mutex<WriterState>>) {
-        loop {
-            let batch: Vec<HistoryJob> = {
-                let mut state = lock_state(&state);
-                if state.queue.is_empty() {
-                    state.leading = false;
-                    return;
-                }
-                let take = state.queue.len().min(MAX_HISTORY_BATCH);
-                state.queue.drain(..take).collect()
-            };
-            let mut result = trees.write(&batch);
-            if result.is_ok() && trees.flush {
-                let db = trees.db.clone();
+        let mut batch = Self::take(&state);
+        let mut trees = Some(trees);
+        while let Some(writer) = trees.as_ref() {
+            let mut result = writer.write(&batch);
+            if result.is_ok() && writer.flush {
+                let db = writer.db.clone();
                 let flushed = match tokio::task::spawn_blocking(move || db.flush()).await {
                     Ok(r) => r.map_err(storage),
                     Err(e) => Err(Error::Storage {
@@ -594,6 +591,10 @@ impl HistoryWriter {
                 if let Err(e) = flushed {
                     result = Err(e);
                 }
+            }
+            let next = Self::take(&state);
+            if next.is_empty() {
+                trees = None; // stepped down in `take`
             }
             match result {
                 Ok(results) => {
@@ -607,7 +608,19 @@ impl HistoryWriter {
                     }
                 }
             }
+            batch = next;
         }
+    }
+
+    /// The next batch; an empty one means the leader has stepped down.
+    fn take(state: &std::sync::Mutex<WriterState>) -> Vec<HistoryJob> {
+        let mut state = lock_state(state);
+        if state.queue.is_empty() {
+            state.leading = false;
+            return Vec::new();
+        }
+        let take = state.queue.len().min(MAX_HISTORY_BATCH);
+        state.queue.drain(..take).collect()
     }
 }
 
