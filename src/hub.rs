@@ -28,6 +28,12 @@ use crate::store::{
     Recorded, Revocation, Store,
 };
 
+/// The prefix of the client_msg_nos the hub makes itself (for server-side
+/// sends without one, and for revocation commands and tips). Callers may not
+/// use it, so that the hub's own messages never collide with theirs in
+/// resend detection.
+pub const HUB_CLIENT_MSG_NO_PREFIX: &str = "imcore:";
+
 /// Number of lock stripes that serialise sends per channel.
 const CHANNEL_STRIPES: usize = 256;
 
@@ -327,6 +333,25 @@ struct Inner {
     hasher: RandomState,
 }
 
+/// Whether `message` is the hub's own revocation tip (content type 1006),
+/// which is not itself revocable.
+fn is_revoke_tip(message: &Message) -> bool {
+    #[derive(Deserialize)]
+    struct Content {
+        r#type: Option<i64>,
+    }
+    message
+        .client_msg_no
+        .as_str()
+        .starts_with(HUB_CLIENT_MSG_NO_PREFIX)
+        && matches!(
+            serde_json::from_slice::<Content>(&message.payload),
+            Ok(Content {
+                r#type: Some(crate::revoke::REVOKE_TIP_CONTENT_TYPE)
+            })
+        )
+}
+
 fn denied(p: Permission) -> Result<()> {
     match p {
         Permission::Allowed => Ok(()),
@@ -404,6 +429,9 @@ impl Hub {
 
     /// Sends a message.
     ///
+    /// A `client_msg_no` starting with [`HUB_CLIENT_MSG_NO_PREFIX`] is
+    /// refused: that space is the hub's own.
+    ///
     /// The order: validate and check permission → classify with the policy
     /// → store as the policy says (history: the channel log, then every
     /// recipient's conversation, unread raised when `red_dot` for everyone
@@ -419,11 +447,19 @@ impl Hub {
     pub async fn send(&self, request: SendRequest) -> Result<SendAck> {
         let inner = &*self.inner;
         inner.config.limits.check_payload(&request.payload)?;
+        if let Some(no) = &request.client_msg_no {
+            if no.as_str().starts_with(HUB_CLIENT_MSG_NO_PREFIX) {
+                return Err(ValidationError::OutOfRange(
+                    "client_msg_no starting with \"imcore:\" is reserved for the hub",
+                )
+                .into());
+            }
+        }
         let (channel, recipients) = self.resolve(&request).await?;
         let message_id = inner.ids.next_id();
         let client_msg_no = match request.client_msg_no {
             Some(no) => no,
-            None => ClientMsgNo::new(format!("imcore-{message_id}"))?,
+            None => ClientMsgNo::new(format!("{HUB_CLIENT_MSG_NO_PREFIX}{message_id}"))?,
         };
         let message = Message {
             message_id,
@@ -846,7 +882,12 @@ impl Hub {
                     .find(|m| m.message_seq == *seq)
             }
         };
-        found.ok_or_else(|| Error::not_found(format!("message {:?}", request.target)))
+        let message =
+            found.ok_or_else(|| Error::not_found(format!("message {:?}", request.target)))?;
+        if is_revoke_tip(&message) {
+            return Err(not_revocable());
+        }
+        Ok(message)
     }
 
     /// Sends the revocation command (and tip) for `record`, idempotently:
@@ -859,7 +900,10 @@ impl Hub {
         let command = Message {
             message_id: inner.ids.next_id(),
             message_seq: 0,
-            client_msg_no: ClientMsgNo::new(format!("revoke-{}", record.message_id))?,
+            client_msg_no: ClientMsgNo::new(format!(
+                "{HUB_CLIENT_MSG_NO_PREFIX}revoke:{}",
+                record.message_id
+            ))?,
             from_uid: record.revoker.clone(),
             channel: record.channel.clone(),
             timestamp_ms: now_ms,
@@ -877,7 +921,10 @@ impl Hub {
             let tip = Message {
                 message_id: inner.ids.next_id(),
                 message_seq: 0,
-                client_msg_no: ClientMsgNo::new(format!("revoke-tip-{}", record.message_id))?,
+                client_msg_no: ClientMsgNo::new(format!(
+                    "{HUB_CLIENT_MSG_NO_PREFIX}revoke-tip:{}",
+                    record.message_id
+                ))?,
                 from_uid: record.revoker.clone(),
                 channel: record.channel.clone(),
                 timestamp_ms: now_ms,

@@ -53,6 +53,16 @@ pub struct RevokeRequest {
     pub target: RevokeTarget,
 }
 
+impl RevokeRequest {
+    /// `requester` revokes the message with id `message_id`.
+    pub fn by_id(requester: Uid, message_id: MessageId) -> Self {
+        RevokeRequest {
+            requester,
+            target: RevokeTarget::MessageId(message_id),
+        }
+    }
+}
+
 /// What a successful revocation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RevokeOutcome {
@@ -79,14 +89,14 @@ impl RevokeOutcome {
 #[non_exhaustive]
 pub enum RevokeRefusal {
     /// Commands and transient messages are not in history and cannot be
-    /// revoked.
-    #[error("commands and transient messages cannot be revoked")]
+    /// revoked; neither can the hub's own revocation tips.
+    #[error("commands, transient messages and revocation tips cannot be revoked")]
     NotRevocable,
     /// The authorizer said no.
     #[error("the requester may not revoke this message")]
     NotPermitted,
     /// The revocation window has passed.
-    #[error("the message was sent at {sent_at_ms} ms; the {window_ms} ms window ended before {now_ms} ms")]
+    #[error("too late: sent at {sent_at_ms} ms, asked at {now_ms} ms, more than the {window_ms} ms window")]
     WindowExpired {
         /// When the message was sent (Unix ms).
         sent_at_ms: i64,

@@ -549,3 +549,38 @@ async fn incremental_revocation_sync_survives_restart() {
         Err(Error::Rejected { .. })
     ));
 }
+
+#[tokio::test]
+async fn the_hubs_own_client_msg_nos_are_reserved_and_tips_are_not_revocable() {
+    let w = world_with(
+        Arc::new(MemoryStore::new()),
+        HubConfig {
+            revoke_tip: true,
+            ..HubConfig::default()
+        },
+        None,
+    );
+    let mut bob = w.connect("bob", "bob-phone", DeviceFlag::App);
+    let id = w.say("alice", "oops").await;
+    // A caller cannot take the hub's names for its revocation messages.
+    for reserved in [
+        format!("imcore:revoke:{id}"),
+        format!("imcore:revoke-tip:{id}"),
+    ] {
+        let squat = SendRequest::new(uid("alice"), w.group.clone(), "squat")
+            .client_msg_no(ClientMsgNo::new(reserved).unwrap());
+        assert!(matches!(w.hub.send(squat).await, Err(Error::Validation(_))));
+    }
+    bob.drain();
+    w.hub
+        .revoke(imcore::RevokeRequest::by_id(uid("alice"), id))
+        .await
+        .unwrap();
+    let told = bob.drain();
+    assert_eq!(told.len(), 2, "the command and the tip both went out");
+    let tip = told.iter().find(|m| !m.flags.sync_once).unwrap();
+    assert_eq!(
+        refusal(w.revoke("alice", tip.message_id).await),
+        RevokeRefusal::NotRevocable
+    );
+}
