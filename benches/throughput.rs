@@ -88,8 +88,10 @@ fn sled_hub(durability: Durability) -> (Hub, tempfile::TempDir) {
 
 fn raw_sled(flush_every_ms: u64) -> (sled::Db, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    // The same page cache as `SledConfig`'s default, for a fair comparison.
     let db = sled::Config::new()
         .path(dir.path())
+        .cache_capacity(SledConfig::new(dir.path()).cache_capacity)
         .flush_every_ms(Some(flush_every_ms))
         .open()
         .unwrap();
