@@ -4,7 +4,6 @@
 //! hands it messages and, when it must, closes it. The crate ships an
 //! in-process transport on tokio channels ([`in_process`]).
 
-use std::collections::HashMap;
 use std::fmt::{self, Debug};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -281,10 +280,14 @@ pub(crate) struct Online {
     pub(crate) sink: Arc<dyn DeviceSink>,
 }
 
-/// The online devices of every user.
+type OnlineMap = std::collections::HashMap<Uid, Vec<Online>, ahash::RandomState>;
+
+/// The online devices of every user. Keyed with aHash (randomly keyed, so
+/// still resistant to crafted collisions): uids are looked up once per
+/// recipient on every fan-out, where SipHash's cost showed.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    users: RwLock<HashMap<Uid, Vec<Online>>>,
+    users: RwLock<OnlineMap>,
     next_connection: AtomicU64,
 }
 
@@ -297,12 +300,12 @@ impl Debug for Sessions {
 }
 
 impl Sessions {
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, HashMap<Uid, Vec<Online>>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, OnlineMap> {
         // No code path panics while holding the lock.
         self.users.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Uid, Vec<Online>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, OnlineMap> {
         self.users.write().unwrap_or_else(|e| e.into_inner())
     }
 
