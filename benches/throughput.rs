@@ -79,6 +79,14 @@ fn raw_value(m: &Message) -> Vec<u8> {
     postcard::to_allocvec(m).unwrap()
 }
 
+/// A store with background durability, for benches that read.
+fn background_store(dir: &std::path::Path) -> SledStore {
+    SledStore::open_with(SledConfig::new(dir).durability(Durability::Background {
+        flush_every_ms: 1000,
+    }))
+    .unwrap()
+}
+
 fn sled_hub(durability: Durability) -> (Hub, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open_with(SledConfig::new(dir.path()).durability(durability)).unwrap();
@@ -282,14 +290,7 @@ fn w3_history_page(c: &mut Criterion) {
     };
     for &n in sizes {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SledStore::open_with(
-                SledConfig::new(dir.path()).durability(Durability::Background {
-                    flush_every_ms: 1000,
-                }),
-            )
-            .unwrap(),
-        );
+        let store = Arc::new(background_store(dir.path()));
         let directory = Arc::new(MemoryDirectory::new());
         let channel = Channel::group("history").unwrap();
         let reader = uid("reader");
@@ -368,14 +369,7 @@ fn w4_command_queue(c: &mut Criterion) {
     let pending: u64 = if quick() { 2_000 } else { 10_000 };
     g.throughput(Throughput::Elements(pending));
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SledStore::open_with(
-            SledConfig::new(dir.path()).durability(Durability::Background {
-                flush_every_ms: 1000,
-            }),
-        )
-        .unwrap(),
-    );
+    let store = Arc::new(background_store(dir.path()));
     let hub = Hub::builder().store(store.clone()).build().unwrap();
     let user = uid("offline");
     let server = uid("server");

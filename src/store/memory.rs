@@ -273,25 +273,10 @@ impl ConversationStore for MemoryStore {
         let mut inner = self.lock();
         for u in updates {
             let user = inner.conversations.entry(u.uid.clone()).or_default();
-            let conv = user
-                .by_channel
+            user.by_channel
                 .entry(u.channel.clone())
-                .or_insert_with(|| Conversation {
-                    channel: u.channel.clone(),
-                    last_message_id: u.message_id,
-                    last_seq: 0,
-                    last_timestamp_ms: u.timestamp_ms,
-                    unread: 0,
-                    version: 0,
-                });
-            if u.message_seq > conv.last_seq {
-                conv.last_message_id = u.message_id;
-                conv.last_seq = u.message_seq;
-                conv.last_timestamp_ms = u.timestamp_ms;
-            }
-            if u.raise_unread {
-                conv.unread += 1;
-            }
+                .or_insert_with(|| Conversation::empty_for(u))
+                .apply(u);
             user.bump(&u.channel);
         }
         Ok(())

@@ -250,6 +250,35 @@ pub struct Conversation {
     pub version: u64,
 }
 
+impl Conversation {
+    /// The entry a user's first message in a channel creates, before the
+    /// update is applied and a version is given.
+    pub(crate) fn empty_for(u: &ConversationUpdate) -> Self {
+        Conversation {
+            channel: u.channel.clone(),
+            last_message_id: u.message_id,
+            last_seq: 0,
+            last_timestamp_ms: u.timestamp_ms,
+            unread: 0,
+            version: 0,
+        }
+    }
+
+    /// Applies an update as the [`ConversationStore`] contract says: a
+    /// newer seq replaces the last message, an older one does not; unread
+    /// is raised when asked either way. The version is the store's to set.
+    pub(crate) fn apply(&mut self, u: &ConversationUpdate) {
+        if u.message_seq > self.last_seq {
+            self.last_message_id = u.message_id;
+            self.last_seq = u.message_seq;
+            self.last_timestamp_ms = u.timestamp_ms;
+        }
+        if u.raise_unread {
+            self.unread += 1;
+        }
+    }
+}
+
 /// Each user's conversation list.
 ///
 /// # Contract

@@ -801,22 +801,8 @@ fn conversations_tx(
         let (user, conv_key) = SledStore::conversation_key(&u.uid, &u.channel);
         let existing = decode_conversation(convs.get(&conv_key)?)?;
         let previous_version = existing.as_ref().map(|c| c.version);
-        let mut conv = existing.unwrap_or_else(|| Conversation {
-            channel: u.channel.clone(),
-            last_message_id: u.message_id,
-            last_seq: 0,
-            last_timestamp_ms: u.timestamp_ms,
-            unread: 0,
-            version: 0,
-        });
-        if u.message_seq > conv.last_seq {
-            conv.last_message_id = u.message_id;
-            conv.last_seq = u.message_seq;
-            conv.last_timestamp_ms = u.timestamp_ms;
-        }
-        if u.raise_unread {
-            conv.unread += 1;
-        }
+        let mut conv = existing.unwrap_or_else(|| Conversation::empty_for(u));
+        conv.apply(u);
         SledStore::store_conversation(
             convs,
             versions,
