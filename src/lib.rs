@@ -12,6 +12,12 @@
 //! store ([`SledStore`], feature `sled`, on by default) and an in-memory
 //! store ([`MemoryStore`]).
 //!
+//! ## Runtime
+//!
+//! The crate runs on [tokio]: call the hub and the stores from within a
+//! tokio runtime (the multi-thread flavour for servers). The sled store's
+//! group commit and the hub's offline notifications run as spawned tasks.
+//!
 //! ## The model
 //!
 //! - Identifiers are validated newtypes: [`Uid`], [`DeviceId`],
