@@ -1,9 +1,9 @@
 //! Quickstart: the whole flow in one process, on the embedded sled store.
 //!
-//! Two users online (alice on a phone and the web, bob on a phone), carol
-//! offline; a group; a normal message, a person-channel message, a command
-//! and a transient message; a refused send; carol catching up after she
-//! reconnects.
+//! alice is online on two devices (a master phone and a slave web client),
+//! bob on his phone, carol is offline. In a group and a person channel:
+//! a normal message, a command, a transient message; carol catching up when
+//! she comes back; two refused sends.
 //!
 //! Run with `cargo run --example quickstart`.
 
@@ -16,20 +16,37 @@ use imcore::{
     Message, SendRequest, SledStore, Uid,
 };
 
-/// Prints what a device received, each message as its owner sees it.
-fn show(label: &str, owner: &Uid, conn: &mut InProcessConnection) {
-    let got: Vec<String> = conn.drain().iter().map(|m| describe(m, owner)).collect();
-    println!("    {label:<11} got {}: {}", got.len(), got.join(", "));
-}
-
+/// One message as `viewer` sees it: seq, channel (a person channel by the
+/// other party's uid), sender and payload.
 fn describe(m: &Message, viewer: &Uid) -> String {
     format!(
-        "[seq {} in {} from {}: {}]",
+        "seq {} in {} from {}: {}",
         m.message_seq,
         m.channel.as_seen_by(viewer),
         m.from_uid,
         String::from_utf8_lossy(&m.payload)
     )
+}
+
+/// Prints what one device has received since the last call.
+fn show(label: &str, owner: &Uid, conn: &mut InProcessConnection) {
+    let got = conn.drain();
+    if got.is_empty() {
+        println!("   {label:<11} got nothing");
+    }
+    for m in got {
+        println!("   {label:<11} got [{}]", describe(&m, owner));
+    }
+}
+
+/// Prints the seqs of a channel's history as `reader` reads it.
+async fn show_history(hub: &Hub, reader: &Uid, channel: &Channel) -> imcore::Result<()> {
+    let history = hub
+        .sync_channel(reader, channel, Page::forward(1, 100))
+        .await?;
+    let seqs: Vec<u64> = history.iter().map(|m| m.message_seq).collect();
+    println!("   history of {channel} is still seqs {seqs:?}");
+    Ok(())
 }
 
 #[tokio::main]
@@ -41,127 +58,141 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .store(Arc::new(store))
         .directory(directory.clone())
         .build()?;
-    println!("hub on the embedded sled store in {}", dir.path().display());
+    println!("hub on sled in {}", dir.path().display());
 
     let (alice, bob, carol) = (Uid::new("alice")?, Uid::new("bob")?, Uid::new("carol")?);
-    let team = Channel::group("team")?;
-    directory.create_channel(&team, &alice, [bob.clone(), carol.clone()]);
-    println!("group 'team': alice (owner), bob, carol");
+    let group = Channel::group("team")?;
+    directory.create_channel(&group, &alice, [bob.clone(), carol.clone()]);
+    println!("group {group}: alice (owner), bob, carol");
 
-    let device = |uid: &Uid, id: &str, flag, master: bool| -> imcore::Result<Device> {
-        let id = DeviceId::new(id)?;
-        Ok(match master {
-            true => Device::master(uid.clone(), id, flag),
-            false => Device::slave(uid.clone(), id, flag),
-        })
-    };
-    let (alice_phone_id, mut alice_phone) =
-        hub.connect_in_process(device(&alice, "alice-phone", DeviceFlag::App, true)?, 64);
-    let (_, mut alice_web) =
-        hub.connect_in_process(device(&alice, "alice-web", DeviceFlag::Web, false)?, 64);
-    let (_, mut bob_phone) =
-        hub.connect_in_process(device(&bob, "bob-phone", DeviceFlag::App, true)?, 64);
-    println!("online: alice (phone, web), bob (phone); carol is offline\n");
+    let id = DeviceId::new;
+    let (alice_phone_id, mut alice_phone) = hub.connect_in_process(
+        Device::master(alice.clone(), id("alice-phone")?, DeviceFlag::App),
+        64,
+    );
+    let (_, mut alice_web) = hub.connect_in_process(
+        Device::slave(alice.clone(), id("alice-web")?, DeviceFlag::Web),
+        64,
+    );
+    let (bob_phone_id, mut bob_phone) = hub.connect_in_process(
+        Device::master(bob.clone(), id("bob-phone")?, DeviceFlag::App),
+        64,
+    );
+    println!("online: alice (phone master, web slave), bob (phone); carol offline");
 
-    println!("1. alice sends to the group from her phone");
+    println!("\n1. alice sends to the group from her phone");
+    let hello = r#"{"type":1,"content":"hi team"}"#;
     let ack = hub
-        .send(
-            SendRequest::new(
-                alice.clone(),
-                team.clone(),
-                r#"{"type":1,"content":"hi team"}"#,
-            )
-            .from_connection(alice_phone_id),
-        )
+        .send(SendRequest::new(alice.clone(), group.clone(), hello).from_connection(alice_phone_id))
         .await?;
-    println!("    ack: id {}, seq {}", ack.message_id, ack.message_seq);
-    show("alice phone", &alice, &mut alice_phone);
-    show("alice web", &alice, &mut alice_web);
+    println!("   ack: id {}, seq {}", ack.message_id, ack.message_seq);
     show("bob phone", &bob, &mut bob_phone);
+    show("alice web", &alice, &mut alice_web);
+    show("alice phone", &alice, &mut alice_phone);
+    println!("   (the sending device is not sent its own message)");
 
-    println!("\n2. alice writes to bob in their person channel");
+    println!("\n2. alice writes to bob in their person channel, addressed as \"bob\"");
     let to_bob = Channel::new(bob.clone().into(), ChannelType::PERSON);
+    let lunch = r#"{"type":1,"content":"lunch?"}"#;
+    let ack = hub
+        .send(SendRequest::new(alice.clone(), to_bob, lunch).from_connection(alice_phone_id))
+        .await?;
+    println!("   ack: id {}, seq {}", ack.message_id, ack.message_seq);
+    for (label, owner, conn) in [
+        ("bob phone", &bob, &mut bob_phone),
+        ("alice web", &alice, &mut alice_web),
+    ] {
+        for m in conn.drain() {
+            println!(
+                "   {label:<11} got it: stored in {}, {owner} sees channel {}",
+                m.channel,
+                m.channel.as_seen_by(owner)
+            );
+        }
+    }
+
+    println!("\n3. a command (sync_once): delivered, but not history");
+    let typing = r#"{"type":99,"cmd":"typing","param":{}}"#;
     let ack = hub
         .send(
-            SendRequest::new(alice.clone(), to_bob, r#"{"type":1,"content":"lunch?"}"#)
+            SendRequest::new(alice.clone(), group.clone(), typing)
+                .flags(Flags::command())
                 .from_connection(alice_phone_id),
         )
         .await?;
-    println!(
-        "    ack: seq {} (each side sees the other's uid)",
-        ack.message_seq
-    );
+    println!("   ack: id {}, seq {}", ack.message_id, ack.message_seq);
+    show("bob phone", &bob, &mut bob_phone);
     show("alice web", &alice, &mut alice_web);
-    show("bob phone", &bob, &mut bob_phone);
-
-    println!("\n3. a command (sync_once): delivered, not history");
-    let ack = hub
-        .send(
-            SendRequest::new(
-                alice.clone(),
-                team.clone(),
-                r#"{"type":99,"cmd":"typing","param":{}}"#,
-            )
-            .flags(Flags::command())
-            .from_connection(alice_phone_id),
-        )
-        .await?;
-    println!(
-        "    ack: id {}, seq {} (no channel seq)",
-        ack.message_id, ack.message_seq
-    );
-    show("bob phone", &bob, &mut bob_phone);
-    alice_web.drain();
+    show_history(&hub, &bob, &group).await?;
+    let consumed = hub.ack(&bob, bob_phone_id, ack.message_id, 0).await?;
+    println!("   bob's master phone acks it: consumed for bob = {consumed}");
 
     println!("\n4. a transient message (no_persist): online only, stored nowhere");
+    let brb = r#"{"type":1,"content":"brb"}"#;
     let ack = hub
         .send(
-            SendRequest::new(alice.clone(), team.clone(), r#"{"type":1,"content":"brb"}"#)
+            SendRequest::new(alice.clone(), group.clone(), brb)
                 .flags(Flags::transient())
                 .from_connection(alice_phone_id),
         )
         .await?;
-    println!("    ack: id {}, seq {}", ack.message_id, ack.message_seq);
+    println!("   ack: id {}, seq {}", ack.message_id, ack.message_seq);
     show("bob phone", &bob, &mut bob_phone);
-    alice_web.drain();
+    show("alice web", &alice, &mut alice_web);
+    show_history(&hub, &bob, &group).await?;
 
-    println!("\n5. a refused send");
-    directory.set_muted(&team, &bob, true);
-    match hub
-        .send(SendRequest::new(bob.clone(), team.clone(), "can I talk?"))
-        .await
-    {
-        Err(e @ Error::Rejected { .. }) => {
-            println!(
-                "    bob is muted: {e} (WuKongIM reason {})",
-                e.reason_code().as_u8()
-            )
-        }
-        other => println!("    unexpected: {other:?}"),
-    }
-
-    println!("\n6. carol connects later and catches up");
-    let (_, mut carol_phone) =
-        hub.connect_in_process(device(&carol, "carol-phone", DeviceFlag::App, true)?, 64);
-    println!("    live deliveries waiting: {}", carol_phone.drain().len());
+    println!("\n5. carol reconnects and catches up");
+    let (_, mut carol_phone) = hub.connect_in_process(
+        Device::master(carol.clone(), id("carol-phone")?, DeviceFlag::App),
+        64,
+    );
+    show("carol phone", &carol, &mut carol_phone);
     for view in hub.sync_conversations(&carol, 0, 100).await? {
         println!(
-            "    conversation {}: last seq {}, unread {}",
+            "   conversation {}: last seq {}, unread {}",
             view.channel, view.conversation.last_seq, view.conversation.unread
         );
     }
     for m in hub
-        .sync_channel(&carol, &team, Page::forward(1, 100))
+        .sync_channel(&carol, &group, Page::forward(1, 100))
         .await?
     {
-        println!("    history {}", describe(&m, &carol));
+        println!("   history [{}]", describe(&m, &carol));
     }
     let pending = hub.sync_commands(&carol, 0, 100).await?;
-    println!("    pending commands: {}", pending.len());
+    for c in &pending {
+        println!(
+            "   command #{} [{}]",
+            c.cursor,
+            describe(&c.message, &carol)
+        );
+    }
+    println!("   (the transient 'brb' is nowhere: carol was offline)");
     if let Some(last) = pending.last() {
-        hub.ack_commands(&carol, last.cursor).await?;
+        let n = hub.ack_commands(&carol, last.cursor).await?;
+        println!("   carol acks up to cursor {}: {n} consumed", last.cursor);
     }
     let left = hub.sync_commands(&carol, 0, 100).await?.len();
-    println!("    after her ack: {left} pending (a command reaches each user once)");
+    println!("   commands pending after the ack: {left}");
+
+    println!("\n6. refused sends");
+    let eve = Uid::new("eve")?;
+    directory.set_muted(&group, &bob, true);
+    for (who, why) in [(&eve, "not a member"), (&bob, "muted")] {
+        let request = SendRequest::new(who.clone(), group.clone(), r#"{"type":1,"content":"?"}"#);
+        match hub.send(request).await {
+            Err(Error::Rejected { reason }) => println!(
+                "   {who} ({why}): rejected, reason {} {}",
+                reason.as_u8(),
+                reason.name().unwrap_or("?")
+            ),
+            Err(e) => return Err(e.into()),
+            Ok(ack) => println!(
+                "   {who} ({why}): unexpectedly sent, seq {}",
+                ack.message_seq
+            ),
+        }
+    }
+    show_history(&hub, &alice, &group).await?;
     Ok(())
 }

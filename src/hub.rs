@@ -71,6 +71,11 @@ pub struct SendRequest {
 
 impl SendRequest {
     /// A normal message (history, red dot) from `from_uid` to `channel`.
+    ///
+    /// Note the default: this is `sync_once=0`, a message clients keep.
+    /// WuKongIM's HTTP `/message/send` defaults to `sync_once=1` (a
+    /// pass-through command, absent from history after a refresh); set
+    /// [`Flags::command`] with [`SendRequest::flags`] for that.
     pub fn new(from_uid: Uid, channel: Channel, payload: impl Into<Bytes>) -> Self {
         SendRequest {
             from_uid,
@@ -440,6 +445,9 @@ impl Hub {
     /// the sending connection → hand recipients with no master device
     /// online to the offline notifier (history and commands) → acknowledge.
     ///
+    /// A server-side command (no `from_connection`) is not queued for its
+    /// own sender. A device send skips only the sender's own connection.
+    ///
     /// A resend with the same `(from_uid, client_msg_no)` is acknowledged
     /// with the first send's id and seq, and neither stored nor delivered
     /// again. Refusals are [`Error::Rejected`] with WuKongIM's reason code;
@@ -478,6 +486,13 @@ impl Hub {
                 "an explicit subscriber list names no channel, so it cannot carry history",
             )
             .into());
+        }
+        let mut recipients = recipients;
+        if persistence == Persistence::Command && request.from_connection.is_none() {
+            // A server-side sender (a system uid that is a member, so that
+            // it may send) would otherwise queue every command it sends for
+            // itself, with no device ever to acknowledge them.
+            recipients.retain(|uid| *uid != message.from_uid);
         }
         self.dispatch(
             message,
@@ -621,7 +636,9 @@ impl Hub {
                 let mut master = false;
                 for d in devices {
                     master |= d.level == DeviceLevel::Master;
-                    if Some(d.connection) == skip {
+                    // Only the sender's own connection is skipped: naming
+                    // someone else's connection suppresses nothing.
+                    if is_sender && Some(d.connection) == skip {
                         continue;
                     }
                     if let Err(e) = d.sink.deliver(message.clone()) {

@@ -870,3 +870,43 @@ async fn unread_is_cleared_per_conversation() {
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0].conversation.unread, 0);
 }
+
+#[tokio::test]
+async fn a_server_side_sender_does_not_queue_its_own_commands() {
+    let w = world();
+    let g = w.group("g", "system", &["alice"]);
+    for i in 0..3 {
+        w.hub
+            .send(
+                SendRequest::new(uid("system"), g.clone(), format!("c{i}")).flags(Flags::command()),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(w
+        .hub
+        .sync_commands(&uid("system"), 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        w.hub
+            .sync_commands(&uid("alice"), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn naming_someone_elses_connection_suppresses_nothing() {
+    let w = world();
+    let g = w.group("g", "alice", &["bob"]);
+    let (bob_id, mut bob) = w.phone("bob");
+    w.hub
+        .send(SendRequest::new(uid("alice"), g, "hi").from_connection(bob_id))
+        .await
+        .unwrap();
+    assert_eq!(payloads(&mut bob), vec!["hi"]);
+}
