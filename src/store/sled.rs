@@ -313,14 +313,7 @@ impl SledStore {
             Durability::Background { flush_every_ms } => flush_every_ms.max(1),
         };
         let sled_config = sled_config.flush_every_ms(Some(flush_every_ms));
-        // sled 0.34 can panic on some kinds of damaged files instead of
-        // returning an error; a damaged database must give an error here.
-        // The config is moved in and dropped with the closure, so nothing
-        // observes it after a panic.
-        let open = std::panic::AssertUnwindSafe(move || sled_config.open());
-        let db = std::panic::catch_unwind(open)
-            .map_err(|_| Error::corrupt("sled could not read the database files"))?
-            .map_err(storage)?;
+        let db = open_retrying_lock(&sled_config)?;
         Self::check_format(&db)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let revocations = tree("revocations")?;
@@ -411,6 +404,42 @@ impl SledStore {
             Direction::Backward => (at(0), at(page.from)),
         }
     }
+}
+
+/// How long `open` waits for a database lock that another handle in this
+/// process is about to release.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] for its file lock.
+///
+/// sled's background threads can hold the lock for a few milliseconds after
+/// the last handle is dropped, so reopening a directory at once (a restart
+/// inside one process, a test) would fail now and then. A lock still held
+/// after the wait (the database is open elsewhere) is an error.
+fn open_retrying_lock(config: &sled::Config) -> Result<Db> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        // sled 0.34 can panic on some kinds of damaged files instead of
+        // returning an error; a damaged database must give an error here.
+        // The closure only reads a clone of the config.
+        let attempt = config.clone();
+        let open = std::panic::AssertUnwindSafe(move || attempt.open());
+        match std::panic::catch_unwind(open) {
+            Err(_) => return Err(Error::corrupt("sled could not read the database files")),
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(e)) if is_lock_error(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Ok(Err(e)) => return Err(storage(e)),
+        }
+    }
+}
+
+/// Whether sled failed to take the database's file lock.
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
 /// Checks that `path` is missing, empty, or marked as an imcore database,
