@@ -74,6 +74,8 @@ pub mod reason;
 pub mod revoke;
 pub mod session;
 pub mod store;
+#[cfg(feature = "wire")]
+pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{Directory, MemoryDirectory, Permission, Role};

@@ -66,6 +66,8 @@ codes! {
     BAN = 19,
     /// 20: the header is not supported.
     NOT_SUPPORT_HEADER = 20,
+    /// 21: CONNECT carried no client key.
+    CLIENT_KEY_IS_EMPTY = 21,
     /// 22: rate limited.
     RATE_LIMIT = 22,
     /// 23: the channel type is not supported.

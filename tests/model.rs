@@ -442,9 +442,9 @@ fn lengths_are_counted_in_bytes() {
     for (ch, bytes) in [('é', 2), ('中', 3), ('😀', 4)] {
         assert_eq!(ch.len_utf8(), bytes);
         let fits = MAX_ID_LEN / bytes;
-        let ok: String = std::iter::repeat(ch).take(fits).collect();
+        let ok: String = std::iter::repeat_n(ch, fits).collect();
         assert!(Uid::new(&ok).is_ok(), "{fits} x {ch}");
-        let over: String = std::iter::repeat(ch).take(fits + 1).collect();
+        let over: String = std::iter::repeat_n(ch, fits + 1).collect();
         assert_eq!(over.chars().count(), fits + 1);
         assert!(
             over.chars().count() <= MAX_ID_LEN,
