@@ -1,0 +1,605 @@
+//! A WuKongIM-compatible server on imcore: the official clients (such as
+//! the JavaScript SDK `wukongimjssdk`) connect to it over WebSocket, and a
+//! business server drives it with WuKongIM-style HTTP JSON endpoints.
+//!
+//! ```text
+//! cargo run --example wukong_server -- --port 5200 --data ./wukong-data
+//! ```
+//!
+//! The port also comes from `IMCORE_PORT` (0 picks a free one), the data
+//! directory from `IMCORE_DATA`. When ready it prints one line,
+//! `listening on 127.0.0.1:<port>`. Everything listens on 127.0.0.1 only.
+//!
+//! - WebSocket, `ws://127.0.0.1:<port>/`: WuKongIM's binary protocol v2
+//!   ([`imcore::wire::WireServer`]).
+//! - HTTP, all `POST` with JSON bodies on the same port; errors are HTTP
+//!   400 (404 for what does not exist) with
+//!   `{"status", "msg", "reason_code"}`:
+//!   - `/user/token` `{uid, token, device_flag=1, device_level=1}`: who may
+//!     log in;
+//!   - `/channel` `{channel_id, channel_type=2, subscribers}`: creates a
+//!     group, owned by the first subscriber; `/channel/subscriber_add`;
+//!   - `/message/send` `{header: {no_persist=0, red_dot=0, sync_once=1},
+//!     from_uid, channel_id, channel_type | subscribers, client_msg_no?,
+//!     payload (base64)}`: a server-side send. As in WuKongIM,
+//!     `sync_once` defaults to 1 (a pass-through command); send
+//!     `sync_once: 0` for a message clients keep;
+//!   - `/channel/messagesync` `{login_uid, channel_id, channel_type,
+//!     start_message_seq, end_message_seq, limit, pull_mode}`: channel
+//!     history, revoked messages marked `revoke: 1` with the payload
+//!     removed;
+//!   - `/conversation/sync` `{uid, version, msg_count}`;
+//!   - `/message/sync` `{uid, message_seq, limit}` and `/message/syncack`
+//!     `{uid, last_message_seq}`: the command queue;
+//!   - `/message/revoke` `{uid, message_id | client_msg_no |
+//!     (channel_id, channel_type, message_seq)}`: `uid` revokes a message;
+//!   - `/message/extra/sync` `{login_uid, channel_id, channel_type,
+//!     extra_version, limit}`: revocation state, TangSengDaoDao's shape.
+//!
+//! Messages, conversations, command queues and revocations live in the
+//! embedded sled store and survive a restart. Tokens and groups are the
+//! host's own data; this example keeps them in memory.
+
+use std::future::ready;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use imcore::store::Page;
+use imcore::wire::{TokenTable, WireServer};
+use imcore::{
+    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, Error, Flags,
+    HistoryMessage, Hub, MemoryDirectory, Message, MessageId, RevokeRequest, RevokeTarget,
+    SendRequest, SledStore, Uid,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Clone)]
+struct App {
+    hub: Hub,
+    directory: Arc<MemoryDirectory>,
+    tokens: Arc<TokenTable>,
+    wire: WireServer,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (port, data) = settings()?;
+    let directory = Arc::new(MemoryDirectory::new());
+    let tokens = Arc::new(TokenTable::new());
+    let hub = Hub::builder()
+        .store(Arc::new(SledStore::open(&data)?))
+        .directory(directory.clone())
+        .build()?;
+    let app = App {
+        wire: WireServer::new(hub.clone(), tokens.clone()),
+        hub,
+        directory,
+        tokens,
+    };
+    let router = Router::new()
+        .route("/", any(websocket))
+        .route("/user/token", post(user_token))
+        .route("/channel", post(channel_create))
+        .route("/channel/subscriber_add", post(subscriber_add))
+        .route("/message/send", post(message_send))
+        .route("/channel/messagesync", post(channel_sync))
+        .route("/conversation/sync", post(conversation_sync))
+        .route("/message/sync", post(command_sync))
+        .route("/message/syncack", post(command_ack))
+        .route("/message/revoke", post(revoke))
+        .route("/message/extra/sync", post(extra_sync))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    println!("listening on {}", listener.local_addr()?);
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
+/// The port and data directory, from `--port`/`--data` or the environment.
+fn settings() -> Result<(u16, PathBuf), String> {
+    let mut port = std::env::var("IMCORE_PORT").unwrap_or_else(|_| "5200".into());
+    let mut data = std::env::var("IMCORE_DATA").unwrap_or_else(|_| "wukong-data".into());
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let slot = match arg.as_str() {
+            "--port" => &mut port,
+            "--data" => &mut data,
+            other => return Err(format!("unknown argument {other}; use --port N --data DIR")),
+        };
+        *slot = args.next().ok_or(format!("{arg} needs a value"))?;
+    }
+    let port = port.parse().map_err(|_| format!("bad port {port}"))?;
+    Ok((port, PathBuf::from(data)))
+}
+
+// ---- WebSocket ----
+
+async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| serve_socket(app, socket))
+}
+
+/// Adapts a WebSocket to the wire server: binary messages in, one binary
+/// message per packet out.
+async fn serve_socket(app: App, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let incoming = Box::pin(
+        stream
+            .take_while(|m| ready(!matches!(m, Ok(WsMessage::Close(_)))))
+            .filter_map(|m| {
+                ready(match m {
+                    Ok(WsMessage::Binary(b)) => Some(Ok(b)),
+                    Ok(WsMessage::Text(t)) => Some(Ok(Bytes::copy_from_slice(t.as_bytes()))),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+            }),
+    );
+    let outgoing =
+        Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
+    match app.wire.serve(incoming, outgoing).await {
+        Ok(end) => eprintln!("connection ended: {end:?}"),
+        Err(e) => eprintln!("connection failed: {e}"),
+    }
+}
+
+// ---- HTTP plumbing ----
+
+struct ApiError {
+    status: StatusCode,
+    msg: String,
+    reason_code: u8,
+}
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            msg: msg.into(),
+            reason_code: 0,
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match e {
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Storage { .. } | Error::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            reason_code: e.reason_code().as_u8(),
+            msg: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "status": self.status.as_u16(),
+            "msg": self.msg,
+            "reason_code": self.reason_code,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn uid(s: &str) -> Result<Uid, ApiError> {
+    Ok(Uid::new(s)?)
+}
+
+fn channel(id: &str, kind: u8) -> Result<Channel, ApiError> {
+    Ok(Channel::new(
+        ChannelId::new(id)?,
+        ChannelType::try_from(kind)?,
+    ))
+}
+
+fn flag(b: u8) -> bool {
+    b != 0
+}
+
+/// A message as WuKongIM's HTTP API shows it, with the channel as `viewer`
+/// addresses it.
+fn message_json(m: &Message, viewer: &Uid) -> Value {
+    let seen = m.channel.as_seen_by(viewer);
+    json!({
+        "header": {
+            "no_persist": u8::from(m.flags.no_persist),
+            "red_dot": u8::from(m.flags.red_dot),
+            "sync_once": u8::from(m.flags.sync_once),
+        },
+        "setting": 0,
+        "message_id": m.message_id.0,
+        "message_idstr": m.message_id.0.to_string(),
+        "client_msg_no": m.client_msg_no.as_str(),
+        "message_seq": m.message_seq,
+        "from_uid": m.from_uid.as_str(),
+        "channel_id": seen.id.as_str(),
+        "channel_type": seen.kind.as_u8(),
+        "timestamp": m.timestamp_secs(),
+        "payload": BASE64.encode(&m.payload),
+    })
+}
+
+/// A history message: the above, and its revocation state.
+fn history_json(h: &HistoryMessage, viewer: &Uid) -> Value {
+    let mut v = message_json(h, viewer);
+    v["revoke"] = json!(u8::from(h.revoked.is_some()));
+    v["revoker"] = json!(h.revoked.as_ref().map_or("", |r| r.revoker.as_str()));
+    v
+}
+
+// ---- users and channels ----
+
+#[derive(Deserialize)]
+struct TokenReq {
+    uid: String,
+    token: String,
+    #[serde(default = "web")]
+    device_flag: u8,
+    #[serde(default = "one")]
+    device_level: u8,
+}
+
+fn web() -> u8 {
+    1
+}
+
+fn one() -> u8 {
+    1
+}
+
+async fn user_token(State(app): State<App>, Json(req): Json<TokenReq>) -> ApiResult {
+    let flag = DeviceFlag::try_from(req.device_flag)?;
+    let level = if req.device_level == 0 {
+        DeviceLevel::Slave
+    } else {
+        DeviceLevel::Master
+    };
+    app.tokens.set(uid(&req.uid)?, flag, req.token, level);
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct ChannelReq {
+    channel_id: String,
+    #[serde(default = "group")]
+    channel_type: u8,
+    #[serde(default)]
+    subscribers: Vec<String>,
+}
+
+fn group() -> u8 {
+    2
+}
+
+fn members(list: &[String]) -> Result<Vec<Uid>, ApiError> {
+    list.iter().map(|s| uid(s)).collect()
+}
+
+async fn channel_create(State(app): State<App>, Json(req): Json<ChannelReq>) -> ApiResult {
+    let ch = channel(&req.channel_id, req.channel_type)?;
+    if ch.kind == ChannelType::PERSON {
+        return Err(ApiError::bad("person channels need no creating"));
+    }
+    let list = members(&req.subscribers)?;
+    let (owner, rest) = list
+        .split_first()
+        .ok_or_else(|| ApiError::bad("a channel needs at least one subscriber, its owner"))?;
+    app.directory
+        .create_channel(&ch, owner, rest.iter().cloned());
+    Ok(Json(json!({})))
+}
+
+async fn subscriber_add(State(app): State<App>, Json(req): Json<ChannelReq>) -> ApiResult {
+    let ch = channel(&req.channel_id, req.channel_type)?;
+    if !app.directory.add_members(&ch, members(&req.subscribers)?) {
+        return Err(Error::NotFound {
+            what: format!("channel {}", req.channel_id),
+        }
+        .into());
+    }
+    Ok(Json(json!({})))
+}
+
+// ---- sending ----
+
+#[derive(Deserialize)]
+struct Header {
+    #[serde(default)]
+    no_persist: u8,
+    #[serde(default)]
+    red_dot: u8,
+    #[serde(default = "one")]
+    sync_once: u8,
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Header {
+            no_persist: 0,
+            red_dot: 0,
+            sync_once: 1,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SendReq {
+    #[serde(default)]
+    header: Header,
+    from_uid: String,
+    #[serde(default)]
+    channel_id: String,
+    #[serde(default)]
+    channel_type: u8,
+    #[serde(default)]
+    subscribers: Vec<String>,
+    client_msg_no: Option<String>,
+    payload: String,
+}
+
+async fn message_send(State(app): State<App>, Json(req): Json<SendReq>) -> ApiResult {
+    let from = uid(&req.from_uid)?;
+    let payload = BASE64
+        .decode(&req.payload)
+        .map_err(|_| ApiError::bad("payload is not base64"))?;
+    let flags = Flags {
+        dup: false,
+        no_persist: flag(req.header.no_persist),
+        red_dot: flag(req.header.red_dot),
+        sync_once: flag(req.header.sync_once),
+    };
+    let mut request = if req.subscribers.is_empty() {
+        SendRequest::new(from, channel(&req.channel_id, req.channel_type)?, payload)
+    } else {
+        SendRequest::command_to(from, members(&req.subscribers)?, payload)
+    }
+    .flags(flags);
+    if let Some(no) = &req.client_msg_no {
+        request = request.client_msg_no(ClientMsgNo::new(no)?);
+    }
+    let ack = app.hub.send(request).await?;
+    Ok(Json(json!({
+        "message_id": ack.message_id.0,
+        "message_idstr": ack.message_id.0.to_string(),
+        "message_seq": ack.message_seq,
+        "client_msg_no": ack.client_msg_no.as_str(),
+    })))
+}
+
+// ---- sync ----
+
+#[derive(Deserialize)]
+struct ChannelSyncReq {
+    login_uid: String,
+    channel_id: String,
+    channel_type: u8,
+    #[serde(default)]
+    start_message_seq: u64,
+    #[serde(default)]
+    end_message_seq: u64,
+    #[serde(default = "hundred")]
+    limit: usize,
+    #[serde(default)]
+    pull_mode: u8,
+}
+
+fn hundred() -> usize {
+    100
+}
+
+/// `pull_mode` 1 reads up (newer) from `start_message_seq` (0: the first);
+/// 0 reads down (older) from it (0: the newest). `end_message_seq`, when
+/// not 0, bounds the other end. Messages come in ascending seq order.
+async fn channel_sync(State(app): State<App>, Json(req): Json<ChannelSyncReq>) -> ApiResult {
+    let reader = uid(&req.login_uid)?;
+    let ch = channel(&req.channel_id, req.channel_type)?;
+    let up = req.pull_mode == 1;
+    let page = if up {
+        Page::forward(req.start_message_seq.max(1), req.limit)
+    } else if req.start_message_seq == 0 {
+        Page::latest(req.limit)
+    } else {
+        Page::backward(req.start_message_seq, req.limit)
+    };
+    let mut messages = app.hub.sync_channel(&reader, &ch, page).await?;
+    let full = messages.len() >= req.limit;
+    if req.end_message_seq != 0 {
+        messages.retain(|m| match up {
+            true => m.message_seq <= req.end_message_seq,
+            false => m.message_seq >= req.end_message_seq,
+        });
+    }
+    messages.sort_by_key(|m| m.message_seq);
+    let seqs = (
+        messages.first().map_or(0, |m| m.message_seq),
+        messages.last().map_or(0, |m| m.message_seq),
+    );
+    Ok(Json(json!({
+        "start_message_seq": seqs.0,
+        "end_message_seq": seqs.1,
+        "more": u8::from(full),
+        "messages": messages.iter().map(|m| history_json(m, &reader)).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct ConversationSyncReq {
+    uid: String,
+    #[serde(default)]
+    version: u64,
+    #[serde(default = "one")]
+    msg_count: u8,
+}
+
+async fn conversation_sync(
+    State(app): State<App>,
+    Json(req): Json<ConversationSyncReq>,
+) -> ApiResult {
+    let user = uid(&req.uid)?;
+    let views = app.hub.sync_conversations(&user, req.version, 1000).await?;
+    let list: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            let recents: Vec<Value> = v
+                .last_message
+                .iter()
+                .take(usize::from(req.msg_count))
+                .map(|m| history_json(m, &user))
+                .collect();
+            json!({
+                "channel_id": v.channel.id.as_str(),
+                "channel_type": v.channel.kind.as_u8(),
+                "unread": v.conversation.unread,
+                "timestamp": v.conversation.last_timestamp_ms / 1000,
+                "last_msg_seq": v.conversation.last_seq,
+                "last_client_msg_no": v.last_message.as_ref().map_or("", |m| m.client_msg_no.as_str()),
+                "version": v.conversation.version,
+                "recents": recents,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+#[derive(Deserialize)]
+struct CommandSyncReq {
+    uid: String,
+    #[serde(default)]
+    message_seq: u64,
+    #[serde(default = "hundred")]
+    limit: usize,
+}
+
+/// The user's pending commands; `message_seq` is the queue cursor.
+async fn command_sync(State(app): State<App>, Json(req): Json<CommandSyncReq>) -> ApiResult {
+    let user = uid(&req.uid)?;
+    let commands = app
+        .hub
+        .sync_commands(&user, req.message_seq, req.limit)
+        .await?;
+    let list: Vec<Value> = commands
+        .iter()
+        .map(|c| {
+            let mut v = message_json(&c.message, &user);
+            v["message_seq"] = json!(c.cursor);
+            v
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+#[derive(Deserialize)]
+struct CommandAckReq {
+    uid: String,
+    last_message_seq: u64,
+}
+
+async fn command_ack(State(app): State<App>, Json(req): Json<CommandAckReq>) -> ApiResult {
+    let acked = app
+        .hub
+        .ack_commands(&uid(&req.uid)?, req.last_message_seq)
+        .await?;
+    Ok(Json(json!({ "acked": acked })))
+}
+
+// ---- revocation ----
+
+#[derive(Deserialize)]
+struct RevokeReq {
+    uid: String,
+    /// A string (as clients keep ids) or a number.
+    message_id: Option<Value>,
+    client_msg_no: Option<String>,
+    #[serde(default)]
+    channel_id: String,
+    #[serde(default)]
+    channel_type: u8,
+    message_seq: Option<u64>,
+}
+
+async fn revoke(State(app): State<App>, Json(req): Json<RevokeReq>) -> ApiResult {
+    let requester = uid(&req.uid)?;
+    let target = match (&req.message_id, &req.client_msg_no, req.message_seq) {
+        (Some(id), _, _) => {
+            let id = match id {
+                Value::String(s) => s.parse().ok(),
+                other => other.as_u64(),
+            };
+            RevokeTarget::MessageId(MessageId(
+                id.ok_or_else(|| ApiError::bad("message_id is not a number"))?,
+            ))
+        }
+        (None, Some(no), _) => RevokeTarget::ClientMsgNo {
+            from_uid: requester.clone(),
+            client_msg_no: ClientMsgNo::new(no)?,
+        },
+        (None, None, Some(seq)) => RevokeTarget::Seq {
+            channel: channel(&req.channel_id, req.channel_type)?,
+            seq,
+        },
+        (None, None, None) => {
+            return Err(ApiError::bad(
+                "name the message: message_id, client_msg_no, or channel and message_seq",
+            ))
+        }
+    };
+    let outcome = app.hub.revoke(RevokeRequest { requester, target }).await?;
+    let r = outcome.revocation();
+    Ok(Json(json!({
+        "message_id": r.message_id.0.to_string(),
+        "extra_version": r.extra_version,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ExtraSyncReq {
+    login_uid: String,
+    channel_id: String,
+    channel_type: u8,
+    #[serde(default)]
+    extra_version: u64,
+    #[serde(default = "hundred")]
+    limit: usize,
+}
+
+async fn extra_sync(State(app): State<App>, Json(req): Json<ExtraSyncReq>) -> ApiResult {
+    let reader = uid(&req.login_uid)?;
+    let ch = channel(&req.channel_id, req.channel_type)?;
+    let rows = app
+        .hub
+        .sync_revocations(&reader, &ch, req.extra_version, req.limit)
+        .await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "message_id": r.message_id.0,
+                "message_id_str": r.message_id.0.to_string(),
+                "message_seq": r.message_seq,
+                "revoke": 1,
+                "revoker": r.revoker.as_str(),
+                "extra_version": r.extra_version,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}

@@ -1,0 +1,125 @@
+// Starts the crate's example server (examples/wukong_server.rs) on a free
+// port with a fresh data directory, and wraps its HTTP API.
+//
+// Binary: $WUKONG_SERVER, else ../../target/debug/examples/wukong_server
+// relative to tests/e2e (build it with `cargo build --example wukong_server`).
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+const e2eDir = dirname(dirname(fileURLToPath(import.meta.url)));
+
+export function serverBinary() {
+  return process.env.WUKONG_SERVER
+    ? resolve(process.env.WUKONG_SERVER)
+    : resolve(e2eDir, '../../target/debug/examples/wukong_server');
+}
+
+/** base64 of the UTF-8 JSON encoding of obj, as /message/send wants payloads. */
+export const b64json = (obj) => Buffer.from(JSON.stringify(obj), 'utf8').toString('base64');
+/** Decodes a base64 payload back to its JSON value. */
+export const unb64json = (s) => JSON.parse(Buffer.from(s, 'base64').toString('utf8'));
+
+export async function startServer({ timeout = 30000 } = {}) {
+  const bin = serverBinary();
+  if (!existsSync(bin)) {
+    throw new Error(
+      `wukong_server binary not found at ${bin}: run \`cargo build --example wukong_server\` in the crate root, or set WUKONG_SERVER`,
+    );
+  }
+  const dataDir = await mkdtemp(join(tmpdir(), 'imcore-e2e-'));
+  const child = spawn(bin, ['--port', '0', '--data', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+
+  const output = [];
+  const keep = (line) => {
+    output.push(line);
+    if (output.length > 300) output.shift();
+    if (process.env.E2E_DEBUG) process.stderr.write(`[server] ${line}\n`);
+  };
+  createInterface({ input: child.stderr }).on('line', (l) => keep(`stderr: ${l}`));
+  const stdout = createInterface({ input: child.stdout });
+
+  let exited = null;
+  const exitPromise = new Promise((res) => child.on('exit', (code, signal) => res((exited = { code, signal }))));
+
+  const port = await new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`server did not print "listening on" within ${timeout} ms\n${output.join('\n')}`)), timeout);
+    stdout.on('line', (line) => {
+      keep(`stdout: ${line}`);
+      const m = /^listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
+      if (m) {
+        clearTimeout(timer);
+        res(Number(m[1]));
+      }
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      rej(e);
+    });
+    exitPromise.then((x) => {
+      clearTimeout(timer);
+      rej(new Error(`server exited before listening (${JSON.stringify(x)})\n${output.join('\n')}`));
+    });
+  });
+
+  const httpBase = `http://127.0.0.1:${port}`;
+
+  /** POSTs JSON; resolves with {status, body (parsed JSON or null), text}. */
+  async function request(path, body) {
+    const res = await fetch(httpBase + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      /* leave null; callers see text */
+    }
+    return { status: res.status, body: json, text };
+  }
+
+  /** POSTs JSON and insists on HTTP 200; resolves with the parsed body. */
+  async function api(path, body) {
+    const r = await request(path, body);
+    if (r.status !== 200) {
+      throw new Error(`POST ${path} ${JSON.stringify(body)} -> HTTP ${r.status}: ${r.text}`);
+    }
+    return r.body;
+  }
+
+  async function stop() {
+    if (!exited) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exitPromise;
+      clearTimeout(t);
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  }
+
+  return {
+    port,
+    addr: `ws://127.0.0.1:${port}/`,
+    httpBase,
+    dataDir,
+    request,
+    api,
+    stop,
+    output: () => output.join('\n'),
+    get exited() {
+      return exited;
+    },
+  };
+}
+
+/** Registers a token for uid on one device flag (default web). */
+export function registerToken(server, uid, token, deviceFlag = 1, deviceLevel = 1) {
+  return server.api('/user/token', { uid, token, device_flag: deviceFlag, device_level: deviceLevel });
+}

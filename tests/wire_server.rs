@@ -1,0 +1,571 @@
+//! The wire server, driven by a Rust client speaking the protocol over
+//! in-memory channels: login, encryption, send, receive, acknowledge,
+//! kicks, refusals and malformed input.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{sink, stream};
+use imcore::store::Page;
+use imcore::wire::{
+    ConnackPacket, ConnectPacket, KeyExchange, Packet, RecvPacket, RecvackPacket, SendPacket,
+    SessionCipher, SessionEnd, Setting, SubPacket, TokenTable, WireConfig, WireError, WireServer,
+};
+use imcore::{
+    Channel, DeviceFlag, DeviceLevel, Flags, Hub, ManualClock, MemoryDirectory, ReasonCode,
+    SendRequest, Uid,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const NOW_MS: i64 = 1_800_000_000_000;
+
+/// Every client is a device of its own.
+static NEXT_DEVICE: AtomicU32 = AtomicU32::new(1);
+
+struct World {
+    hub: Hub,
+    directory: Arc<MemoryDirectory>,
+    server: WireServer,
+}
+
+fn world_with(config: WireConfig) -> World {
+    let directory = Arc::new(MemoryDirectory::new());
+    let tokens = Arc::new(TokenTable::new());
+    for (uid, flag, level) in [
+        ("alice", DeviceFlag::Web, DeviceLevel::Master),
+        ("alice", DeviceFlag::Pc, DeviceLevel::Master),
+        ("bob", DeviceFlag::Web, DeviceLevel::Master),
+        ("bob", DeviceFlag::App, DeviceLevel::Slave),
+    ] {
+        tokens.set(uid_of(uid), flag, format!("{uid}-token"), level);
+    }
+    let hub = Hub::builder()
+        .directory(directory.clone())
+        .clock(Arc::new(ManualClock::new(NOW_MS)))
+        .build()
+        .unwrap();
+    let server = WireServer::new(hub.clone(), tokens).with_config(config);
+    World {
+        hub,
+        directory,
+        server,
+    }
+}
+
+fn world() -> World {
+    world_with(WireConfig::default())
+}
+
+fn uid_of(s: &str) -> Uid {
+    Uid::new(s).unwrap()
+}
+
+/// One client: chunks go in through `to_server`, frames come out of
+/// `from_server`; the server runs in its own task.
+struct Client {
+    to_server: Option<mpsc::UnboundedSender<Result<Bytes, std::io::Error>>>,
+    from_server: mpsc::Receiver<Bytes>,
+    task: JoinHandle<Result<SessionEnd, WireError>>,
+    keys: Option<KeyExchange>,
+    cipher: Option<SessionCipher>,
+}
+
+impl Client {
+    /// Starts serving a connection; `out_capacity` bounds the frames the
+    /// server may write before the client reads them.
+    fn open(server: &WireServer, out_capacity: usize) -> Client {
+        let (in_tx, in_rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+        let (out_tx, out_rx) = mpsc::channel::<Bytes>(out_capacity);
+        let incoming = Box::pin(stream::unfold(in_rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+        let outgoing = Box::pin(sink::unfold(out_tx, |tx, frame: Bytes| async move {
+            tx.send(frame)
+                .await
+                .map_err(|_| std::io::Error::other("client gone"))?;
+            Ok::<_, std::io::Error>(tx)
+        }));
+        let server = server.clone();
+        let task = tokio::spawn(async move { server.serve(incoming, outgoing).await });
+        Client {
+            to_server: Some(in_tx),
+            from_server: out_rx,
+            task,
+            keys: None,
+            cipher: None,
+        }
+    }
+
+    fn raw(&self, bytes: &[u8]) {
+        if let Some(tx) = &self.to_server {
+            let _ = tx.send(Ok(Bytes::copy_from_slice(bytes)));
+        }
+    }
+
+    fn packet(&self, packet: &Packet) {
+        self.raw(&packet.to_bytes().unwrap());
+    }
+
+    /// Ends the client's side of the transport.
+    fn hang_up(&mut self) {
+        self.to_server = None;
+    }
+
+    /// The next frame, which must hold exactly one packet; `None` when the
+    /// server closed the connection.
+    async fn next(&mut self) -> Option<Packet> {
+        let frame = self.from_server.recv().await?;
+        let (packet, used) = Packet::decode(&frame, 1 << 20).unwrap();
+        assert_eq!(used, frame.len(), "one packet per frame");
+        Some(packet)
+    }
+
+    fn connect_packet(&mut self, uid: &str, token: &str, flag: u8) -> ConnectPacket {
+        let keys = KeyExchange::new();
+        let connect = ConnectPacket {
+            version: 2,
+            device_flag: flag,
+            device_id: format!(
+                "{uid}-device-{}",
+                NEXT_DEVICE.fetch_add(1, Ordering::Relaxed)
+            ),
+            uid: uid.into(),
+            token: token.into(),
+            client_timestamp: NOW_MS - 1500,
+            client_key: keys.public_base64(),
+        };
+        self.keys = Some(keys);
+        connect
+    }
+
+    async fn connack(&mut self) -> ConnackPacket {
+        match self.next().await {
+            Some(Packet::Connack(c)) => c,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Sends CONNECT and completes the key exchange.
+    async fn login(&mut self, uid: &str, flag: u8) -> ConnackPacket {
+        let connect = self.connect_packet(uid, &format!("{uid}-token"), flag);
+        self.packet(&Packet::Connect(connect));
+        let connack = self.connack().await;
+        assert_eq!(connack.reason, ReasonCode::SUCCESS);
+        let keys = self.keys.take().unwrap();
+        self.cipher = Some(keys.agree(&connack.server_key, &connack.salt).unwrap());
+        connack
+    }
+
+    fn cipher(&self) -> &SessionCipher {
+        self.cipher.as_ref().expect("logged in")
+    }
+
+    /// A SEND as the JavaScript client makes it: payload encrypted, message
+    /// key over the verification string.
+    fn sealed_send(&self, client_seq: u32, channel_id: &str, kind: u8, plain: &str) -> SendPacket {
+        let mut send = SendPacket {
+            flags: Flags::from_bits(0b0010), // red dot, as the SDK sets
+            setting: Setting::default(),
+            client_seq,
+            client_msg_no: format!("cmn-{client_seq}"),
+            stream_no: None,
+            channel_id: channel_id.into(),
+            channel_type: kind,
+            msg_key: String::new(),
+            topic: None,
+            payload: Bytes::from(self.cipher().encrypt(plain.as_bytes())),
+        };
+        send.msg_key = self.cipher().send_msg_key(&send).unwrap();
+        send
+    }
+
+    async fn recv(&mut self) -> RecvPacket {
+        match self.next().await {
+            Some(Packet::Recv(r)) => r,
+            other => panic!("expected RECV, got {other:?}"),
+        }
+    }
+
+    /// Checks a RECV's message key and returns its decrypted payload.
+    fn open_recv(&self, recv: &RecvPacket) -> String {
+        assert_eq!(recv.msg_key, self.cipher().recv_msg_key(recv).unwrap());
+        String::from_utf8(self.cipher().decrypt(&recv.payload).unwrap()).unwrap()
+    }
+
+    async fn end(self) -> Result<SessionEnd, WireError> {
+        self.task.await.unwrap()
+    }
+}
+
+const WEB: u8 = 1;
+const PC: u8 = 2;
+const APP: u8 = 0;
+
+#[tokio::test]
+async fn login_answers_with_a_key_a_salt_and_the_clock_difference() {
+    let w = world();
+    let mut c = Client::open(&w.server, 16);
+    let connack = c.login("alice", WEB).await;
+    assert_eq!(connack.time_diff, 1500);
+    assert_eq!(connack.salt.len(), 16);
+    assert_eq!(w.hub.online_devices(&uid_of("alice")).len(), 1);
+    c.packet(&Packet::Ping);
+    assert_eq!(c.next().await, Some(Packet::Pong));
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_with_reason_2_and_the_connection_closed() {
+    let w = world();
+    let mut c = Client::open(&w.server, 16);
+    let connect = c.connect_packet("alice", "guess", WEB);
+    c.packet(&Packet::Connect(connect));
+    let connack = c.connack().await;
+    assert_eq!(connack.reason, ReasonCode::AUTH_FAIL);
+    assert!(connack.server_key.is_empty());
+    assert_eq!(c.next().await, None, "the server closes the connection");
+    assert_eq!(
+        c.end().await.unwrap(),
+        SessionEnd::Refused(ReasonCode::AUTH_FAIL)
+    );
+    assert!(w.hub.online_devices(&uid_of("alice")).is_empty());
+}
+
+#[tokio::test]
+async fn refusals_carry_wukongim_reason_codes() {
+    let w = world();
+    type Tweak = fn(&mut ConnectPacket);
+    let cases: [(Tweak, ReasonCode); 5] = [
+        (|c| c.client_key.clear(), ReasonCode::CLIENT_KEY_IS_EMPTY),
+        (|c| c.version = 3, ReasonCode::NOT_SUPPORT_HEADER),
+        (|c| c.device_flag = 99, ReasonCode::AUTH_FAIL),
+        (|c| c.uid = "a@b".into(), ReasonCode::AUTH_FAIL),
+        (
+            |c| c.client_key = "bm90IGEga2V5".into(),
+            ReasonCode::AUTH_FAIL,
+        ),
+    ];
+    for (tweak, reason) in cases {
+        let mut c = Client::open(&w.server, 16);
+        let mut connect = c.connect_packet("alice", "alice-token", WEB);
+        tweak(&mut connect);
+        c.packet(&Packet::Connect(connect));
+        assert_eq!(c.connack().await.reason, reason);
+        assert_eq!(c.end().await.unwrap(), SessionEnd::Refused(reason));
+    }
+}
+
+#[tokio::test]
+async fn a_person_message_is_acked_and_received_decrypted_by_every_other_device() {
+    let w = world();
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    let mut alice_pc = Client::open(&w.server, 16);
+    alice_pc.login("alice", PC).await;
+    let mut bob = Client::open(&w.server, 16);
+    bob.login("bob", WEB).await;
+
+    let text = r#"{"type":1,"content":"你好 bob"}"#;
+    alice.packet(&Packet::Send(alice.sealed_send(7, "bob", 1, text)));
+    let Some(Packet::Sendack(ack)) = alice.next().await else {
+        panic!("expected SENDACK")
+    };
+    assert_eq!(
+        (ack.client_seq, ack.message_seq, ack.reason),
+        (7, 1, ReasonCode::SUCCESS)
+    );
+
+    let got = bob.recv().await;
+    assert_eq!(bob.open_recv(&got), text);
+    assert_eq!(
+        (got.from_uid.as_str(), got.channel_id.as_str()),
+        ("alice", "alice")
+    );
+    assert_eq!((got.message_id, got.message_seq), (ack.message_id, 1));
+    assert_eq!(got.timestamp, (NOW_MS / 1000) as i32);
+    assert!(got.flags.red_dot);
+
+    // The sender's other device sees the channel by bob's uid.
+    let mine = alice_pc.recv().await;
+    assert_eq!(alice_pc.open_recv(&mine), text);
+    assert_eq!(mine.channel_id, "bob");
+
+    let stored = w
+        .hub
+        .sync_channel(
+            &uid_of("bob"),
+            &Channel::person(&uid_of("alice"), &uid_of("bob")),
+            Page::forward(1, 10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].payload.as_ref(), text.as_bytes());
+}
+
+#[tokio::test]
+async fn a_bad_message_key_or_payload_is_refused_and_nothing_is_stored() {
+    let w = world();
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+
+    let mut forged = alice.sealed_send(1, "bob", 1, r#"{"type":1}"#);
+    forged.msg_key = "0".repeat(32);
+    alice.packet(&Packet::Send(forged));
+    let mut garbled = alice.sealed_send(2, "bob", 1, "x");
+    garbled.payload = Bytes::from_static(b"bm90IGNpcGhlcnRleHQ="); // base64, not AES
+    garbled.msg_key = alice.cipher().send_msg_key(&garbled).unwrap();
+    alice.packet(&Packet::Send(garbled));
+
+    for (seq, reason) in [
+        (1, ReasonCode::MSG_KEY_ERROR),
+        (2, ReasonCode::PAYLOAD_DECODE_ERROR),
+    ] {
+        let Some(Packet::Sendack(ack)) = alice.next().await else {
+            panic!("expected SENDACK")
+        };
+        assert_eq!(
+            (ack.client_seq, ack.reason, ack.message_id),
+            (seq, reason, 0)
+        );
+    }
+    let stored = w
+        .hub
+        .sync_channel(
+            &uid_of("alice"),
+            &Channel::person(&uid_of("alice"), &uid_of("bob")),
+            Page::forward(1, 10),
+        )
+        .await
+        .unwrap();
+    assert!(stored.is_empty());
+}
+
+#[tokio::test]
+async fn a_send_the_hub_refuses_gets_the_hubs_reason_code() {
+    let w = world();
+    let group = Channel::group("g1").unwrap();
+    w.directory.create_channel(&group, &uid_of("bob"), []);
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    alice.packet(&Packet::Send(alice.sealed_send(1, "g1", 2, "{}")));
+    alice.packet(&Packet::Send(alice.sealed_send(2, "nowhere", 0, "{}")));
+    let reasons = [
+        ReasonCode::SUBSCRIBER_NOT_EXIST,
+        ReasonCode::NOT_SUPPORT_CHANNEL_TYPE,
+    ];
+    for (seq, reason) in (1..).zip(reasons) {
+        let Some(Packet::Sendack(ack)) = alice.next().await else {
+            panic!("expected SENDACK")
+        };
+        assert_eq!((ack.client_seq, ack.reason), (seq, reason));
+    }
+}
+
+#[tokio::test]
+async fn packets_split_across_chunks_and_batched_in_one_are_all_read() {
+    let w = world();
+    let mut c = Client::open(&w.server, 16);
+    let connect = Packet::Connect(c.connect_packet("alice", "alice-token", WEB))
+        .to_bytes()
+        .unwrap();
+    // CONNECT in three pieces, the last one carrying two PINGs with it.
+    let (a, rest) = connect.split_at(1);
+    let (b, d) = rest.split_at(rest.len() / 2);
+    c.raw(a);
+    c.raw(b);
+    let mut tail = BytesMut::from(d);
+    tail.extend_from_slice(&[0x70, 0x70]);
+    c.raw(&tail);
+    assert_eq!(c.connack().await.reason, ReasonCode::SUCCESS);
+    assert_eq!(c.next().await, Some(Packet::Pong));
+    assert_eq!(c.next().await, Some(Packet::Pong));
+}
+
+#[tokio::test]
+async fn a_second_master_login_kicks_the_first_with_disconnect_12() {
+    let w = world();
+    let mut first = Client::open(&w.server, 16);
+    first.login("alice", WEB).await;
+    let mut second = Client::open(&w.server, 16);
+    second.login("alice", WEB).await;
+    let Some(Packet::Disconnect(d)) = first.next().await else {
+        panic!("expected DISCONNECT")
+    };
+    assert_eq!(d.reason, ReasonCode::CONNECT_KICK);
+    assert_eq!(
+        first.end().await.unwrap(),
+        SessionEnd::Disconnected(imcore::DisconnectReason::Kicked)
+    );
+    assert_eq!(w.hub.online_devices(&uid_of("alice")).len(), 1);
+    second.packet(&Packet::Ping);
+    assert_eq!(second.next().await, Some(Packet::Pong));
+}
+
+#[tokio::test]
+async fn a_masters_recvack_consumes_a_command_and_a_slaves_does_not() {
+    let w = world();
+    let mut bob_app = Client::open(&w.server, 16);
+    bob_app.login("bob", APP).await; // slave
+    let command = r#"{"type":99,"cmd":"friendRequest"}"#;
+    let send = SendRequest::command_to(uid_of("system"), vec![uid_of("bob")], command);
+    w.hub.send(send.clone()).await.unwrap();
+    let got = bob_app.recv().await;
+    assert!(got.flags.sync_once);
+    assert_eq!(
+        (got.message_seq, bob_app.open_recv(&got).as_str()),
+        (0, command)
+    );
+    let ack = |r: &RecvPacket| {
+        Packet::Recvack(RecvackPacket {
+            flags: r.flags,
+            message_id: r.message_id,
+            message_seq: r.message_seq,
+        })
+    };
+    bob_app.packet(&ack(&got));
+    bob_app.packet(&Packet::Ping); // the ack is handled before the PING
+    assert_eq!(bob_app.next().await, Some(Packet::Pong));
+    assert_eq!(
+        w.hub
+            .sync_commands(&uid_of("bob"), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let mut bob_web = Client::open(&w.server, 16);
+    bob_web.login("bob", WEB).await; // master
+    w.hub
+        .send(send.client_msg_no(imcore::ClientMsgNo::new("c2").unwrap()))
+        .await
+        .unwrap();
+    let got = bob_web.recv().await;
+    bob_web.packet(&ack(&got));
+    bob_web.packet(&Packet::Ping);
+    assert_eq!(bob_web.next().await, Some(Packet::Pong));
+    let left = w.hub.sync_commands(&uid_of("bob"), 0, 10).await.unwrap();
+    assert_eq!(left.len(), 1, "only the acknowledged command is consumed");
+    assert_ne!(left[0].message.message_id.0 as i64, got.message_id);
+}
+
+#[tokio::test]
+async fn sub_is_answered_with_reason_23() {
+    let w = world();
+    let mut c = Client::open(&w.server, 16);
+    c.login("alice", WEB).await;
+    c.packet(&Packet::Sub(SubPacket {
+        setting: 0,
+        client_msg_no: "s1".into(),
+        channel_id: "live".into(),
+        channel_type: 7,
+        action: 0,
+        param: String::new(),
+    }));
+    let Some(Packet::Suback(ack)) = c.next().await else {
+        panic!("expected SUBACK")
+    };
+    assert_eq!(
+        (ack.client_msg_no.as_str(), ack.reason),
+        ("s1", ReasonCode::NOT_SUPPORT_CHANNEL_TYPE)
+    );
+}
+
+#[tokio::test]
+async fn garbage_after_login_ends_the_session_with_a_typed_error_and_unregisters() {
+    let w = world();
+    let mut c = Client::open(&w.server, 16);
+    c.login("alice", WEB).await;
+    c.raw(&[0xF0, 0x00]);
+    assert!(matches!(c.end().await, Err(WireError::UnknownType(15))));
+    assert!(w.hub.online_devices(&uid_of("alice")).is_empty());
+}
+
+#[tokio::test]
+async fn a_first_packet_other_than_connect_is_a_protocol_error() {
+    let w = world();
+    let c = Client::open(&w.server, 16);
+    c.packet(&Packet::Ping);
+    assert!(matches!(c.end().await, Err(WireError::Unexpected(_))));
+}
+
+#[tokio::test]
+async fn an_oversized_frame_is_refused_before_its_body_arrives() {
+    let w = world_with(WireConfig {
+        max_frame: 1024,
+        ..WireConfig::default()
+    });
+    let mut c = Client::open(&w.server, 16);
+    c.login("alice", WEB).await;
+    // SEND declaring 10 MB; no body follows.
+    c.raw(&[0x30, 0x80, 0xAD, 0xE2, 0x04]);
+    assert!(matches!(
+        c.end().await,
+        Err(WireError::Oversized { max: 1024, .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_ends_the_session_and_unregisters() {
+    let w = world();
+    let mut c = Client::open(&w.server, 16);
+    c.login("alice", WEB).await;
+    c.hang_up();
+    assert_eq!(c.end().await.unwrap(), SessionEnd::ClientClosed);
+    assert!(w.hub.online_devices(&uid_of("alice")).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_times_out() {
+    let w = world_with(WireConfig {
+        idle_timeout: Some(Duration::from_secs(30)),
+        ..WireConfig::default()
+    });
+    let mut c = Client::open(&w.server, 16);
+    c.login("alice", WEB).await;
+    assert_eq!(c.end().await.unwrap(), SessionEnd::TimedOut);
+    assert!(w.hub.online_devices(&uid_of("alice")).is_empty());
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer_without_disconnect() {
+    let w = world_with(WireConfig {
+        queue: 2,
+        ..WireConfig::default()
+    });
+    // The transport takes one frame; the hub's queue two messages.
+    let mut bob = Client::open(&w.server, 1);
+    bob.login("bob", WEB).await;
+    let alice = uid_of("alice");
+    let mut sent = 0;
+    while !w.hub.online_devices(&uid_of("bob")).is_empty() {
+        sent += 1;
+        let request = SendRequest::new(
+            alice.clone(),
+            Channel::new(
+                imcore::ChannelId::new("bob").unwrap(),
+                imcore::ChannelType::PERSON,
+            ),
+            "{}",
+        );
+        w.hub.send(request).await.unwrap();
+        assert!(sent < 100, "bob was never dropped");
+        tokio::task::yield_now().await;
+    }
+    let mut frames = Vec::new();
+    while let Some(p) = bob.next().await {
+        frames.push(p);
+    }
+    assert!(
+        frames.iter().all(|p| matches!(p, Packet::Recv(_))),
+        "no DISCONNECT: the client should reconnect"
+    );
+    assert!(frames.len() < sent);
+    assert_eq!(
+        bob.end().await.unwrap(),
+        SessionEnd::Disconnected(imcore::DisconnectReason::SlowConsumer)
+    );
+}
