@@ -899,8 +899,7 @@ impl Hub {
                     .find(|m| m.message_seq == *seq)
             }
         };
-        let message =
-            found.ok_or_else(|| Error::not_found(format!("message {:?}", request.target)))?;
+        let message = found.ok_or_else(|| Error::not_found(request.target.to_string()))?;
         if is_revoke_tip(&message) {
             return Err(not_revocable());
         }

@@ -44,6 +44,25 @@ pub enum RevokeTarget {
     },
 }
 
+impl std::fmt::Display for RevokeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RevokeTarget::MessageId(id) => write!(f, "message {id}"),
+            RevokeTarget::ClientMsgNo {
+                from_uid,
+                client_msg_no,
+            } => write!(f, "message {client_msg_no} from {from_uid}"),
+            RevokeTarget::Seq { channel, seq } => {
+                write!(
+                    f,
+                    "message {seq} of {} channel {}",
+                    channel.kind, channel.id
+                )
+            }
+        }
+    }
+}
+
 /// A request to revoke a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeRequest {

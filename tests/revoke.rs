@@ -213,10 +213,10 @@ async fn commands_transients_and_unknown_messages_cannot_be_revoked() {
         refusal(w.revoke("alice", transient.message_id).await),
         RevokeRefusal::NotRevocable
     );
-    assert!(matches!(
-        w.revoke("alice", MessageId(424242)).await,
-        Err(Error::NotFound { .. })
-    ));
+    match w.revoke("alice", MessageId(424242)).await {
+        Err(Error::NotFound { what }) => assert_eq!(what, "message 424242"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
 }
 
 #[tokio::test]
