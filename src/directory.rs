@@ -35,16 +35,17 @@ pub enum Role {
 ///
 /// The hub asks it on every send and every history read, with the channel in
 /// its stored form (a person channel as [`Channel::person`]). The hub itself
-/// resolves the two subscribers of a person channel, and asks
-/// [`Directory::check_send`] for person channels too (blacklists, friends
-/// only).
+/// resolves the two subscribers of a person channel, refuses anyone else
+/// (reason 3) before asking, and asks [`Directory::check_send`] for person
+/// channels too (blacklists, friends only).
 ///
 /// Answers are expected to be fast (an in-memory or cached look-up): they sit
 /// on the send path.
 #[async_trait]
 pub trait Directory: Send + Sync + Debug + 'static {
-    /// The subscribers of a channel that is not a person channel. An unknown
-    /// channel has none.
+    /// The subscribers of a channel that is not a person channel, each uid
+    /// once (the hub does not deduplicate them: a uid listed twice would get
+    /// every message twice and two unread). An unknown channel has none.
     async fn subscribers(&self, channel: &Channel) -> Result<Arc<[Uid]>>;
 
     /// Whether `sender` may send to `channel`; refusals carry WuKongIM's

@@ -357,6 +357,17 @@ fn is_revoke_tip(message: &Message) -> bool {
         )
 }
 
+/// A person channel is only ever the business of its two parties: no
+/// directory is asked to let a third user write to or read it.
+fn party_to(uid: &Uid, channel: &Channel) -> Result<()> {
+    match channel.person_parties() {
+        Some((a, b)) if *uid != a && *uid != b => {
+            Err(Error::rejected(ReasonCode::SUBSCRIBER_NOT_EXIST))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn denied(p: Permission) -> Result<()> {
     match p {
         Permission::Allowed => Ok(()),
@@ -494,14 +505,25 @@ impl Hub {
             // itself, with no device ever to acknowledge them.
             recipients.retain(|uid| *uid != message.from_uid);
         }
-        self.dispatch(
-            message,
-            persistence,
-            &recipients,
-            request.from_connection,
-            to_channel,
-        )
-        .await
+        // Once a send starts storing, it runs to the end in a task of its
+        // own: a caller that stops waiting (a timeout, a dropped HTTP
+        // request) must not leave a stored message undelivered, since its
+        // resend would then be acknowledged as a duplicate and delivered
+        // to no one.
+        let hub = self.clone();
+        let skip = request.from_connection;
+        let dispatch = tokio::spawn(async move {
+            hub.dispatch(message, persistence, &recipients, skip, to_channel)
+                .await
+        });
+        match dispatch.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Storage {
+                backend: "tokio",
+                source: Box::new(e),
+            }),
+        }
     }
 
     /// Stores `message` as `persistence` says, delivers it and hands the
@@ -597,6 +619,7 @@ impl Hub {
             }
             Target::Channel(addressed) => {
                 let channel = addressed.stored_for(from)?;
+                party_to(from, &channel)?;
                 denied(self.inner.directory.check_send(from, &channel).await?)?;
                 let recipients = self.recipients_of(&channel).await?;
                 Ok((channel, recipients))
@@ -635,14 +658,18 @@ impl Hub {
                 };
                 let mut master = false;
                 for d in devices {
-                    master |= d.level == DeviceLevel::Master;
                     // Only the sender's own connection is skipped: naming
                     // someone else's connection suppresses nothing.
+                    // (The sender is never pushed, so its skipped device
+                    // need not count.)
                     if is_sender && Some(d.connection) == skip {
                         continue;
                     }
-                    if let Err(e) = d.sink.deliver(message.clone()) {
-                        failed.push((uid.clone(), d.connection, e));
+                    // A master that did not take the message (and is
+                    // dropped for it) does not count as online for push.
+                    match d.sink.deliver(message.clone()) {
+                        Ok(()) => master |= d.level == DeviceLevel::Master,
+                        Err(e) => failed.push((uid.clone(), d.connection, e)),
                     }
                 }
                 if !master && !is_sender {
@@ -724,6 +751,7 @@ impl Hub {
     /// The stored form of `channel`, if `reader` may read it.
     async fn readable(&self, reader: &Uid, channel: &Channel) -> Result<Channel> {
         let channel = channel.stored_for(reader)?;
+        party_to(reader, &channel)?;
         denied(self.inner.directory.check_read(reader, &channel).await?)?;
         Ok(channel)
     }

@@ -164,8 +164,10 @@ pub enum SinkError {
 
 /// The transport's end of one device connection.
 ///
-/// `deliver` must not block or await: it queues the message for the
-/// connection's writer and returns, or says why it cannot. The hub calls it
+/// `deliver` must not block or await, and must not call back into the hub
+/// (the hub holds its session table while it delivers): it queues the
+/// message for the connection's writer and returns, or says why it cannot.
+/// The hub calls it
 /// in channel seq order for each device; messages from one send are handed
 /// to every device before the next send in the same channel.
 pub trait DeviceSink: Send + Sync + Debug + 'static {

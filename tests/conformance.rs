@@ -27,6 +27,7 @@ macro_rules! suite {
                 revocations_record_once_with_versions,
                 concurrent_revocations_of_one_message_record_once,
                 zero_limits_are_rejected,
+                append_refuses_a_stored_message_id,
                 append_history_stores_messages_and_conversations,
             );
 

@@ -910,3 +910,242 @@ async fn naming_someone_elses_connection_suppresses_nothing() {
         .unwrap();
     assert_eq!(payloads(&mut bob), vec!["hi"]);
 }
+
+// ---- sends that outlive their caller ----
+
+/// A memory store whose appends wait for a permit, so that a test can stop
+/// waiting for a send while its write is in progress.
+#[derive(Debug)]
+struct GatedStore {
+    inner: MemoryStore,
+    gate: tokio::sync::Semaphore,
+    entered: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl imcore::store::MessageLog for GatedStore {
+    async fn append(&self, messages: Vec<Message>) -> imcore::Result<Vec<imcore::store::Appended>> {
+        self.entered.notify_one();
+        let _permit = self.gate.acquire().await.unwrap();
+        self.inner.append(messages).await
+    }
+    async fn read(&self, channel: &Channel, page: Page) -> imcore::Result<Vec<Message>> {
+        self.inner.read(channel, page).await
+    }
+    async fn get(&self, id: MessageId) -> imcore::Result<Option<Message>> {
+        self.inner.get(id).await
+    }
+    async fn get_by_client_msg_no(
+        &self,
+        from_uid: &Uid,
+        client_msg_no: &ClientMsgNo,
+    ) -> imcore::Result<Option<Message>> {
+        self.inner
+            .get_by_client_msg_no(from_uid, client_msg_no)
+            .await
+    }
+    async fn last_seq(&self, channel: &Channel) -> imcore::Result<u64> {
+        self.inner.last_seq(channel).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::CommandQueue for GatedStore {
+    async fn push_command(
+        &self,
+        message: &Message,
+        recipients: &[Uid],
+    ) -> imcore::Result<imcore::store::Pushed> {
+        self.inner.push_command(message, recipients).await
+    }
+    async fn pending_commands(
+        &self,
+        uid: &Uid,
+        after: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::QueuedCommand>> {
+        self.inner.pending_commands(uid, after, limit).await
+    }
+    async fn ack_commands(&self, uid: &Uid, up_to: u64) -> imcore::Result<usize> {
+        self.inner.ack_commands(uid, up_to).await
+    }
+    async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> imcore::Result<usize> {
+        self.inner.remove_commands(uid, ids).await
+    }
+    async fn is_command(&self, id: MessageId) -> imcore::Result<bool> {
+        self.inner.is_command(id).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::ConversationStore for GatedStore {
+    async fn update_conversations(
+        &self,
+        updates: &[imcore::store::ConversationUpdate],
+    ) -> imcore::Result<()> {
+        self.inner.update_conversations(updates).await
+    }
+    async fn conversations_after(
+        &self,
+        uid: &Uid,
+        version: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::Conversation>> {
+        self.inner.conversations_after(uid, version, limit).await
+    }
+    async fn conversation(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+    ) -> imcore::Result<Option<imcore::store::Conversation>> {
+        self.inner.conversation(uid, channel).await
+    }
+    async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> imcore::Result<bool> {
+        self.inner.clear_unread(uid, channel).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::RevocationStore for GatedStore {
+    async fn record_revocation(
+        &self,
+        revocation: imcore::store::NewRevocation,
+    ) -> imcore::Result<imcore::store::Recorded> {
+        self.inner.record_revocation(revocation).await
+    }
+    async fn lookup_revocations(
+        &self,
+        ids: &[MessageId],
+    ) -> imcore::Result<Vec<Option<imcore::store::Revocation>>> {
+        self.inner.lookup_revocations(ids).await
+    }
+    async fn revocations_after(
+        &self,
+        channel: &Channel,
+        extra_version: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::Revocation>> {
+        self.inner
+            .revocations_after(channel, extra_version, limit)
+            .await
+    }
+}
+
+impl Store for GatedStore {}
+
+#[tokio::test]
+async fn a_send_whose_caller_stops_waiting_is_still_stored_and_delivered() {
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        entered: tokio::sync::Notify::new(),
+    });
+    let w = world_on(store.clone());
+    let g = w.group("g", "alice", &["bob"]);
+    let (_, mut bob) = w.phone("bob");
+    let send = w
+        .hub
+        .send(SendRequest::new(uid("alice"), g.clone(), "hello").client_msg_no(no("c1")));
+    // The caller gives up while the message is being written.
+    let gave_up = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        tokio::select! {
+            _ = send => panic!("the write is gated"),
+            () = store.entered.notified() => {}
+        }
+    });
+    gave_up.await.expect("the write started");
+    store.gate.add_permits(1);
+    let got = bob
+        .recv()
+        .await
+        .expect("delivered although the caller left");
+    assert_eq!((got.payload.as_ref(), got.message_seq), (&b"hello"[..], 1));
+    // The resend is a duplicate, and is not delivered a second time.
+    store.gate.add_permits(1);
+    let again = w
+        .hub
+        .send(SendRequest::new(uid("alice"), g, "hello").client_msg_no(no("c1")))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert!(bob.try_recv().is_none());
+}
+
+// ---- person channels belong to their two parties ----
+
+/// A directory that allows everything, as a careless host's might.
+#[derive(Debug)]
+struct AllowAll;
+
+#[async_trait]
+impl imcore::Directory for AllowAll {
+    async fn subscribers(&self, _: &Channel) -> imcore::Result<Arc<[Uid]>> {
+        Ok(Arc::from(Vec::new()))
+    }
+    async fn check_send(&self, _: &Uid, _: &Channel) -> imcore::Result<imcore::Permission> {
+        Ok(imcore::Permission::Allowed)
+    }
+    async fn check_read(&self, _: &Uid, _: &Channel) -> imcore::Result<imcore::Permission> {
+        Ok(imcore::Permission::Allowed)
+    }
+    async fn role(&self, _: &Channel, _: &Uid) -> imcore::Result<Option<imcore::Role>> {
+        Ok(None)
+    }
+}
+
+#[tokio::test]
+async fn a_third_user_can_neither_write_nor_read_a_person_channel() {
+    let hub = Hub::builder()
+        .directory(Arc::new(AllowAll))
+        .build()
+        .unwrap();
+    let private = Channel::person(&uid("alice"), &uid("bob"));
+    let ack = hub
+        .send(SendRequest::new(uid("alice"), person("bob"), "secret"))
+        .await
+        .unwrap();
+    assert_eq!(ack.message_seq, 1);
+    let err = hub
+        .send(SendRequest::new(uid("eve"), private.clone(), "spoof"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::SUBSCRIBER_NOT_EXIST);
+    let err = hub
+        .sync_channel(&uid("eve"), &private, Page::forward(1, 10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::SUBSCRIBER_NOT_EXIST);
+    // The parties themselves may use the stored form.
+    let read = hub
+        .sync_channel(&uid("bob"), &private, Page::forward(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+}
+
+#[tokio::test]
+async fn a_master_dropped_for_not_taking_a_message_is_pushed_that_message() {
+    let mut w = world();
+    let g = w.group("g", "alice", &["bob"]);
+    let (_, mut bob) = w.hub.connect_in_process(
+        Device::master(uid("bob"), dev("bob-phone"), DeviceFlag::App),
+        1,
+    );
+    w.hub
+        .send(SendRequest::new(uid("alice"), g.clone(), "fits"))
+        .await
+        .unwrap();
+    let overflow = w
+        .hub
+        .send(SendRequest::new(uid("alice"), g, "overflows"))
+        .await
+        .unwrap();
+    assert_eq!(bob.closed().await, DisconnectReason::SlowConsumer);
+    let (pushed, offline) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), w.pushes.recv())
+            .await
+            .expect("the overflowing message is pushed")
+            .expect("a push");
+    assert_eq!(pushed.message_id, overflow.message_id);
+    assert_eq!(offline, vec![uid("bob")]);
+}

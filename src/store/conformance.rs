@@ -56,6 +56,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     append_assigns_contiguous_seqs_per_channel(store.clone()).await;
     append_batch_spans_channels_in_order(store.clone()).await;
     append_is_idempotent_on_sender_and_client_msg_no(store.clone()).await;
+    append_refuses_a_stored_message_id(store.clone()).await;
     read_pages_both_directions(store.clone()).await;
     get_by_id_and_client_msg_no(store.clone()).await;
     concurrent_appends_get_each_seq_once(store.clone()).await;
@@ -207,6 +208,36 @@ pub async fn append_is_idempotent_on_sender_and_client_msg_no(store: Arc<dyn Sto
     let all = store.read(&ch, Page::forward(1, 100)).await.expect("read");
     assert_eq!(seqs(&all), vec![1, 2, 3], "duplicates are not stored");
     assert_eq!(all[0].payload.as_ref(), b"first");
+}
+
+/// A new message reusing a stored id (or one earlier in its batch) fails the
+/// whole batch: nothing of it is stored, no seq is used, and the first
+/// message stays reachable by its id.
+pub async fn append_refuses_a_stored_message_id(store: Arc<dyn Store>) {
+    let ch = group("c-id-reuse");
+    let first = message("u1", &ch, "reuse-1", b"first");
+    store.append(vec![first.clone()]).await.expect("append");
+    let mut clash = message("u2", &ch, "reuse-2", b"clash");
+    clash.message_id = first.message_id;
+    let innocent = message("u2", &ch, "reuse-3", b"innocent");
+    let refused = store.append(vec![innocent.clone(), clash]).await;
+    assert!(
+        matches!(refused, Err(crate::Error::Storage { .. })),
+        "a reused id is refused, got {refused:?}"
+    );
+    let mut twin = message("u2", &ch, "reuse-4", b"twin");
+    twin.message_id = innocent.message_id;
+    let refused = store.append(vec![innocent.clone(), twin]).await;
+    assert!(matches!(refused, Err(crate::Error::Storage { .. })));
+    let all = store.read(&ch, Page::forward(1, 100)).await.expect("read");
+    assert_eq!(seqs(&all), vec![1], "nothing of a refused batch is stored");
+    let by_id = store.get(first.message_id).await.expect("get");
+    assert_eq!(by_id.map(|m| m.payload), Some(first.payload.clone()));
+    // A resend of the first message is still a duplicate, not a clash.
+    let again = store.append(vec![first]).await.expect("append");
+    assert!(again[0].duplicate);
+    let next = store.append(vec![innocent]).await.expect("append");
+    assert_eq!(next[0].message_seq, 2, "the refused batches used no seq");
 }
 
 /// Pages read forward and backward from any seq, honour the limit, and

@@ -6,9 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    check_limit, Appended, CommandQueue, Conversation, ConversationStore, ConversationUpdate,
-    Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand, Recorded, Revocation,
-    RevocationStore,
+    check_limit, id_in_use, Appended, CommandQueue, Conversation, ConversationStore,
+    ConversationUpdate, Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand,
+    Recorded, Revocation, RevocationStore,
 };
 use crate::error::Result;
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
@@ -101,6 +101,18 @@ impl super::Store for MemoryStore {}
 impl MessageLog for MemoryStore {
     async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {
         let mut inner = self.lock();
+        // All or nothing: refuse the batch before storing any of it if a new
+        // message reuses a stored id (or one earlier in the batch).
+        let (mut batch_keys, mut batch_ids) = (HashSet::new(), HashSet::new());
+        for m in &messages {
+            let key = (m.from_uid.clone(), m.client_msg_no.clone());
+            if inner.dedup.contains_key(&key) || !batch_keys.insert(key) {
+                continue; // a resend: stored as a duplicate, whatever its id
+            }
+            if inner.by_id.contains_key(&m.message_id) || !batch_ids.insert(m.message_id) {
+                return Err(id_in_use("memory", m.message_id));
+            }
+        }
         let mut out = Vec::with_capacity(messages.len());
         for mut message in messages {
             let key = (message.from_uid.clone(), message.client_msg_no.clone());

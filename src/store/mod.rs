@@ -87,6 +87,18 @@ impl Page {
     }
 }
 
+/// The error for a new message whose id is already stored.
+pub(crate) fn id_in_use(backend: &'static str, id: MessageId) -> crate::Error {
+    crate::Error::Storage {
+        backend,
+        source: format!(
+            "message id {id} is already stored: ids must be unique (did the clock step back \
+             across a restart, or do two hubs share a node id?)"
+        )
+        .into(),
+    }
+}
+
 pub(crate) fn check_limit(limit: usize) -> Result<()> {
     if limit == 0 {
         return Err(ValidationError::OutOfRange("limit must be at least 1").into());
@@ -115,7 +127,11 @@ pub struct Appended {
 ///   next `message_seq`: strictly increasing from 1, with no gaps and no
 ///   duplicates, whatever number of callers append to the same channel at
 ///   once. The caller's `message_seq` is ignored; its `message_id` is kept
-///   and must be unique.
+///   and must be unique: a batch holding a new message whose id is already
+///   stored fails with [`Error::Storage`](crate::Error::Storage) and stores
+///   nothing (the id generator repeats ids only if the clock steps back
+///   across a restart or two hubs share a node id; overwriting would make
+///   the older message unreachable and mix up revocation state).
 /// - A batch is stored atomically (all of it or none of it), and in order:
 ///   within one channel, seqs follow the batch order.
 /// - Appends are idempotent on `(from_uid, client_msg_no)`: a message whose

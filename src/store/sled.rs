@@ -41,9 +41,9 @@ use sled::transaction::{
 use sled::{Db, Transactional, Tree};
 
 use super::{
-    check_limit, conversation_updates, Appended, CommandQueue, Conversation, ConversationStore,
-    ConversationUpdate, Direction, HistoryAppend, MessageLog, NewRevocation, Page, Pushed,
-    QueuedCommand, Recorded, Revocation, RevocationStore,
+    check_limit, conversation_updates, id_in_use, Appended, CommandQueue, Conversation,
+    ConversationStore, ConversationUpdate, Direction, HistoryAppend, MessageLog, NewRevocation,
+    Page, Pushed, QueuedCommand, Recorded, Revocation, RevocationStore,
 };
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
@@ -604,6 +604,7 @@ impl HistoryWriter {
     /// last batch: once a caller has its answer, dropping the store closes
     /// the database at once and the directory can be opened again.
     async fn lead(trees: Arc<HistoryTrees>, state: Arc<std::sync::Mutex<WriterState>>) {
+        let _guard = StepDownOnPanic(state.clone());
         let mut batch = Self::take(&state);
         let mut trees = Some(trees);
         while let Some(writer) = trees.as_ref() {
@@ -650,6 +651,21 @@ impl HistoryWriter {
         }
         let take = state.queue.len().min(MAX_HISTORY_BATCH);
         state.queue.drain(..take).collect()
+    }
+}
+
+/// If a leader panics (sled 0.34 has internal panics), it steps down and
+/// fails the queued jobs (their callers get an error), so that the next
+/// write elects a new leader instead of queueing behind a dead one forever.
+struct StepDownOnPanic(Arc<std::sync::Mutex<WriterState>>);
+
+impl Drop for StepDownOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut state = lock_state(&self.0);
+            state.leading = false;
+            state.queue.clear();
+        }
     }
 }
 
@@ -802,9 +818,12 @@ fn append_tx(
             });
             continue;
         }
+        let id = m.message_id.0.to_be_bytes();
+        if ids.get(id)?.is_some() {
+            return abort(id_in_use(BACKEND, m.message_id));
+        }
         let seq = next_counter(counters, &p.counter)?;
         let location = seq_key(&p.channel, seq);
-        let id = m.message_id.0.to_be_bytes();
         log.insert(location.as_slice(), p.value.as_slice())?;
         ids.insert(&id, location)?;
         let mut id_seq = id.to_vec();
@@ -979,18 +998,18 @@ impl CommandQueue for SledStore {
                 Ok(None)
             })
             .map_err(tx_error)?;
+        // A resend is acknowledged only once the first push is durable too
+        // (it may still be in the flush another caller is waiting for).
+        self.settle().await?;
         Ok(match duplicate {
             Some(message_id) => Pushed {
                 message_id,
                 duplicate: true,
             },
-            None => {
-                self.settle().await?;
-                Pushed {
-                    message_id: message.message_id,
-                    duplicate: false,
-                }
-            }
+            None => Pushed {
+                message_id: message.message_id,
+                duplicate: false,
+            },
         })
     }
 
