@@ -132,7 +132,7 @@ export class SdkClient {
       .join('\n');
   }
 
-  /** connect() and wait for the status listener; resolves with {status, reasonCode}. */
+  /** connect() and wait for the status listener; resolves with {status, reasonCode}. expect: null accepts any status. */
   async connect({ expect = ConnectStatus.Connected, timeout } = {}) {
     const since = this.mark();
     await this.#request('connect');
@@ -141,7 +141,7 @@ export class SdkClient {
       timeout,
       what: 'a connect status (CONNACK)',
     });
-    if (expect !== undefined && ev.status !== expect) {
+    if (expect !== null && ev.status !== expect) {
       throw new Error(
         `${this.name}: connect status ${ev.status} (reasonCode ${ev.reasonCode}), expected ${expect}\n${this.history()}`,
       );

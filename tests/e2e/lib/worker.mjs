@@ -51,7 +51,9 @@ class TracedWebSocket extends WsWebSocket {
     );
   }
   close(...args) {
-    this.__clientInitiated = true;
+    // ws itself calls close() to answer a close frame from the server
+    // (after setting _closeFrameReceived); only count closes that start here.
+    if (!this._closeFrameReceived) this.__clientInitiated = true;
     return super.close(...args);
   }
 }
