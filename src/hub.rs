@@ -505,13 +505,19 @@ impl Hub {
             // itself, with no device ever to acknowledge them.
             recipients.retain(|uid| *uid != message.from_uid);
         }
-        // Once a send starts storing, it runs to the end in a task of its
-        // own: a caller that stops waiting (a timeout, a dropped HTTP
-        // request) must not leave a stored message undelivered, since its
-        // resend would then be acknowledged as a duplicate and delivered
-        // to no one.
-        let hub = self.clone();
         let skip = request.from_connection;
+        if persistence == Persistence::Transient {
+            // Nothing is stored, and delivery does not await: a caller that
+            // stops waiting can only stop it before it starts.
+            return self
+                .dispatch(message, persistence, &recipients, skip, to_channel)
+                .await;
+        }
+        // A send that stores runs to the end in a task of its own: a caller
+        // that stops waiting (a timeout, a dropped HTTP request) must not
+        // leave a stored message undelivered, since its resend would then
+        // be acknowledged as a duplicate and delivered to no one.
+        let hub = self.clone();
         let dispatch = tokio::spawn(async move {
             hub.dispatch(message, persistence, &recipients, skip, to_channel)
                 .await

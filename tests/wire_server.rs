@@ -569,3 +569,14 @@ async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer_without_disco
         SessionEnd::Disconnected(imcore::DisconnectReason::SlowConsumer)
     );
 }
+
+#[tokio::test]
+async fn a_connection_whose_server_task_is_dropped_is_unregistered() {
+    let w = world();
+    let mut c = Client::open(&w.server, 16);
+    c.login("alice", WEB).await;
+    assert_eq!(w.hub.online_devices(&uid_of("alice")).len(), 1);
+    c.task.abort();
+    assert!(c.task.await.unwrap_err().is_cancelled());
+    assert!(w.hub.online_devices(&uid_of("alice")).is_empty());
+}

@@ -173,6 +173,12 @@ impl WireServer {
         let (sink, deliveries) = in_process(self.config.queue);
         let uid = device.uid.clone();
         let connection = self.hub.connect(device, sink);
+        // Unregisters however this ends, even if the caller drops `serve`.
+        let _registered = Registered {
+            hub: &self.hub,
+            uid: uid.clone(),
+            connection,
+        };
         let mut session = Session {
             hub: &self.hub,
             uid,
@@ -192,7 +198,6 @@ impl WireServer {
                 .await
         }
         .await;
-        self.hub.disconnect(&session.uid, connection);
         let _ = outgoing.close().await;
         result
     }
@@ -246,6 +251,19 @@ impl WireServer {
             level,
         };
         Ok((device, cipher, connack))
+    }
+}
+
+/// A device registered with the hub, unregistered when dropped.
+struct Registered<'a> {
+    hub: &'a Hub,
+    uid: Uid,
+    connection: ConnectionId,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.hub.disconnect(&self.uid, self.connection);
     }
 }
 
