@@ -16,7 +16,8 @@
 //!   400 (404 for what does not exist) with
 //!   `{"status", "msg", "reason_code"}`:
 //!   - `/user/token` `{uid, token, device_flag=1, device_level=1}`: who may
-//!     log in;
+//!     log in; `/user/device_quit` `{uid, device_flag=-1}`: logs devices out
+//!     (DISCONNECT 12) and forgets their tokens;
 //!   - `/channel` `{channel_id, channel_type=2, subscribers}`: creates a
 //!     group, owned by the first subscriber; `/channel/subscriber_add`;
 //!   - `/message/send` `{header: {no_persist=0, red_dot=0, sync_once=1},
@@ -91,6 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let router = Router::new()
         .route("/", any(websocket))
         .route("/user/token", post(user_token))
+        .route("/user/device_quit", post(device_quit))
         .route("/channel", post(channel_create))
         .route("/channel/subscriber_add", post(subscriber_add))
         .route("/message/send", post(message_send))
@@ -127,7 +129,13 @@ fn settings() -> Result<(u16, PathBuf), String> {
 // ---- WebSocket ----
 
 async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| serve_socket(app, socket))
+    // The WebSocket library assembles whole messages before the wire server
+    // sees them: cap them at what the wire server would read past anyway.
+    let cap = app.wire.config().max_discard + 16;
+    upgrade
+        .max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| serve_socket(app, socket))
 }
 
 /// Adapts a WebSocket to the wire server: binary messages in, one binary
@@ -278,6 +286,41 @@ async fn user_token(State(app): State<App>, Json(req): Json<TokenReq>) -> ApiRes
 }
 
 #[derive(Deserialize)]
+struct QuitReq {
+    uid: String,
+    /// One device kind (0 app, 1 web, 2 pc), or -1 for all.
+    #[serde(default = "all_devices")]
+    device_flag: i16,
+}
+
+fn all_devices() -> i16 {
+    -1
+}
+
+/// Logs a user's devices out (DISCONNECT 12), as WuKongIM's
+/// `/user/device_quit`. Their tokens are forgotten too.
+async fn device_quit(State(app): State<App>, Json(req): Json<QuitReq>) -> ApiResult {
+    let user = uid(&req.uid)?;
+    let flag = match req.device_flag {
+        -1 => None,
+        n => Some(
+            u8::try_from(n)
+                .map_err(|_| ApiError::bad("device_flag is -1, 0, 1 or 2"))
+                .and_then(|n| DeviceFlag::try_from(n).map_err(ApiError::from))?,
+        ),
+    };
+    let kinds = flag.map_or(
+        vec![DeviceFlag::App, DeviceFlag::Web, DeviceFlag::Pc],
+        |f| vec![f],
+    );
+    for kind in kinds {
+        app.tokens.remove(&user, kind);
+    }
+    let closed = app.hub.kick(&user, flag);
+    Ok(Json(json!({ "closed": closed })))
+}
+
+#[derive(Deserialize)]
 struct ChannelReq {
     channel_id: String,
     #[serde(default = "group")]
@@ -406,28 +449,36 @@ fn hundred() -> usize {
     100
 }
 
-/// `pull_mode` 1 reads up (newer) from `start_message_seq` (0: the first);
-/// 0 reads down (older) from it (0: the newest). `end_message_seq`, when
-/// not 0, bounds the other end. Messages come in ascending seq order.
+/// As WuKongIM: with `start_message_seq` and `end_message_seq` both 0, the
+/// newest `limit` messages. Otherwise `pull_mode` 1 reads up (newer) from
+/// `start_message_seq` (inclusive; 0 is the first) towards
+/// `end_message_seq` (exclusive; 0 is no bound), and 0 reads down (older)
+/// from `start_message_seq` (inclusive; 0 is the newest) towards
+/// `end_message_seq` (exclusive). Messages come in ascending seq order;
+/// `more` says whether the range holds more than was returned.
 async fn channel_sync(State(app): State<App>, Json(req): Json<ChannelSyncReq>) -> ApiResult {
     let reader = uid(&req.login_uid)?;
     let ch = channel(&req.channel_id, req.channel_type)?;
-    let up = req.pull_mode == 1;
+    let limit = req.limit.clamp(1, app.hub.config().max_page);
+    let (start, end) = (req.start_message_seq, req.end_message_seq);
+    let up = req.pull_mode == 1 && !(start == 0 && end == 0);
     let page = if up {
-        Page::forward(req.start_message_seq.max(1), req.limit)
-    } else if req.start_message_seq == 0 {
-        Page::latest(req.limit)
+        Page::forward(start.max(1), limit)
+    } else if start == 0 {
+        Page::latest(limit)
     } else {
-        Page::backward(req.start_message_seq, req.limit)
+        Page::backward(start, limit)
     };
     let mut messages = app.hub.sync_channel(&reader, &ch, page).await?;
-    let full = messages.len() >= req.limit;
-    if req.end_message_seq != 0 {
+    let read = messages.len();
+    if end != 0 {
         messages.retain(|m| match up {
-            true => m.message_seq <= req.end_message_seq,
-            false => m.message_seq >= req.end_message_seq,
+            true => m.message_seq < end,
+            false => m.message_seq > end,
         });
     }
+    // A full page that the end bound did not cut may have more behind it.
+    let more = read == limit && messages.len() == read;
     messages.sort_by_key(|m| m.message_seq);
     let seqs = (
         messages.first().map_or(0, |m| m.message_seq),
@@ -436,7 +487,7 @@ async fn channel_sync(State(app): State<App>, Json(req): Json<ChannelSyncReq>) -
     Ok(Json(json!({
         "start_message_seq": seqs.0,
         "end_message_seq": seqs.1,
-        "more": u8::from(full),
+        "more": u8::from(more),
         "messages": messages.iter().map(|m| history_json(m, &reader)).collect::<Vec<_>>(),
     })))
 }
@@ -526,7 +577,7 @@ async fn command_ack(State(app): State<App>, Json(req): Json<CommandAckReq>) -> 
 #[derive(Deserialize)]
 struct RevokeReq {
     uid: String,
-    /// A string (as clients keep ids) or a number.
+    /// A string, as clients keep ids (a number only below 2^53).
     message_id: Option<Value>,
     client_msg_no: Option<String>,
     #[serde(default)]
@@ -540,12 +591,15 @@ async fn revoke(State(app): State<App>, Json(req): Json<RevokeReq>) -> ApiResult
     let requester = uid(&req.uid)?;
     let target = match (&req.message_id, &req.client_msg_no, req.message_seq) {
         (Some(id), _, _) => {
+            // Ids pass 2^53, where a JavaScript number has already lost
+            // the low bits that tell messages of one millisecond apart.
+            const JS_SAFE: u64 = (1 << 53) - 1;
             let id = match id {
                 Value::String(s) => s.parse().ok(),
-                other => other.as_u64(),
+                other => other.as_u64().filter(|n| *n <= JS_SAFE),
             };
             RevokeTarget::MessageId(MessageId(
-                id.ok_or_else(|| ApiError::bad("message_id is not a number"))?,
+                id.ok_or_else(|| ApiError::bad("message_id must be the id as a string"))?,
             ))
         }
         (None, Some(no), _) => RevokeTarget::ClientMsgNo {

@@ -431,6 +431,19 @@ impl Hub {
         self.inner.sessions.disconnect(uid, connection, None)
     }
 
+    /// Closes every connection of `uid`, or only those of one device kind,
+    /// with [`DisconnectReason::Kicked`] (reason 12: a WuKongIM client then
+    /// stops reconnecting): a logout or a ban by the host. Returns how many
+    /// connections were closed. Revoke the user's token first, or the
+    /// client can simply log in again.
+    ///
+    /// [`DisconnectReason::Kicked`]: crate::session::DisconnectReason::Kicked
+    pub fn kick(&self, uid: &Uid, flag: Option<crate::session::DeviceFlag>) -> usize {
+        self.inner
+            .sessions
+            .disconnect_user(uid, flag, crate::session::DisconnectReason::Kicked)
+    }
+
     /// The online devices of `uid`.
     pub fn online_devices(&self, uid: &Uid) -> Vec<Device> {
         self.inner.sessions.devices_of(uid)

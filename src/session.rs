@@ -387,6 +387,34 @@ impl Sessions {
         }
     }
 
+    /// Removes every connection of `uid` (of one device flag, or all),
+    /// closing each with `reason`. Returns how many.
+    pub(crate) fn disconnect_user(
+        &self,
+        uid: &Uid,
+        flag: Option<DeviceFlag>,
+        reason: DisconnectReason,
+    ) -> usize {
+        let removed: Vec<Online> = {
+            let mut users = self.write();
+            let Some(devices) = users.get_mut(uid) else {
+                return 0;
+            };
+            let (gone, kept) = std::mem::take(devices)
+                .into_iter()
+                .partition(|d| flag.is_none_or(|f| d.flag == f));
+            *devices = kept;
+            if devices.is_empty() {
+                users.remove(uid);
+            }
+            gone
+        };
+        for d in &removed {
+            d.sink.close(reason);
+        }
+        removed.len()
+    }
+
     /// The level of a registered connection.
     pub(crate) fn level_of(&self, uid: &Uid, connection: ConnectionId) -> Option<DeviceLevel> {
         self.read()

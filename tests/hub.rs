@@ -1149,3 +1149,19 @@ async fn a_master_dropped_for_not_taking_a_message_is_pushed_that_message() {
     assert_eq!(pushed.message_id, overflow.message_id);
     assert_eq!(offline, vec![uid("bob")]);
 }
+
+#[tokio::test]
+async fn kick_closes_a_users_devices_of_one_kind_or_all() {
+    let w = world();
+    let (_, mut phone) = w.phone("bob");
+    let (_, mut web) = w.web("bob");
+    let (_, alice) = w.phone("alice");
+    assert_eq!(w.hub.kick(&uid("bob"), Some(DeviceFlag::Web)), 1);
+    assert_eq!(web.closed().await, DisconnectReason::Kicked);
+    assert_eq!(w.hub.online_devices(&uid("bob")).len(), 1);
+    assert_eq!(w.hub.kick(&uid("bob"), None), 1);
+    assert_eq!(phone.closed().await, DisconnectReason::Kicked);
+    assert_eq!(w.hub.kick(&uid("bob"), None), 0);
+    assert!(w.hub.online_devices(&uid("bob")).is_empty());
+    assert!(alice.closed_reason().is_none(), "others are untouched");
+}

@@ -580,3 +580,98 @@ async fn a_connection_whose_server_task_is_dropped_is_unregistered() {
     assert!(c.task.await.unwrap_err().is_cancelled());
     assert!(w.hub.online_devices(&uid_of("alice")).is_empty());
 }
+
+#[tokio::test]
+async fn an_oversized_send_is_read_past_and_refused_with_a_sendack() {
+    let w = world_with(WireConfig {
+        max_frame: 1024,
+        ..WireConfig::default()
+    });
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    let big = format!(r#"{{"type":1,"content":"{}"}}"#, "x".repeat(4000));
+    let frame = Packet::Send(alice.sealed_send(9, "bob", 1, &big))
+        .to_bytes()
+        .unwrap();
+    assert!(frame.len() > 1024 + 5);
+    // In pieces, the first too short even to hold the client seq.
+    for piece in frame.chunks(3).take(2).chain(frame[6..].chunks(1000)) {
+        alice.raw(piece);
+    }
+    let Some(Packet::Sendack(ack)) = alice.next().await else {
+        panic!("expected SENDACK")
+    };
+    assert_eq!(
+        (ack.client_seq, ack.reason),
+        (9, ReasonCode::NOT_ALLOW_SEND)
+    );
+    // The connection goes on, and the next packet is read from where the
+    // oversized one ended.
+    alice.packet(&Packet::Send(alice.sealed_send(10, "bob", 1, "{}")));
+    let Some(Packet::Sendack(ack)) = alice.next().await else {
+        panic!("expected SENDACK")
+    };
+    assert_eq!((ack.client_seq, ack.reason), (10, ReasonCode::SUCCESS));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_is_given_up_after_the_write_timeout() {
+    let w = world_with(WireConfig {
+        write_timeout: Duration::from_secs(5),
+        ..WireConfig::default()
+    });
+    let mut bob = Client::open(&w.server, 1);
+    bob.login("bob", WEB).await;
+    for i in 0..3 {
+        let request = SendRequest::new(
+            uid_of("alice"),
+            Channel::new(
+                imcore::ChannelId::new("bob").unwrap(),
+                imcore::ChannelType::PERSON,
+            ),
+            format!("{{\"n\":{i}}}"),
+        );
+        w.hub.send(request).await.unwrap();
+    }
+    // Bob reads nothing more: the server's second write cannot complete.
+    assert!(matches!(
+        bob.task.await.unwrap(),
+        Err(WireError::WriteTimeout)
+    ));
+    assert!(w.hub.online_devices(&uid_of("bob")).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_sends_connect_times_out() {
+    let w = world();
+    let c = Client::open(&w.server, 16);
+    assert_eq!(c.end().await.unwrap(), SessionEnd::TimedOut);
+}
+
+#[tokio::test]
+async fn the_host_can_log_a_user_out() {
+    let w = world();
+    let tokens = Arc::new(TokenTable::new());
+    tokens.set(
+        uid_of("alice"),
+        DeviceFlag::Web,
+        "alice-token",
+        DeviceLevel::Master,
+    );
+    let server = WireServer::new(w.hub.clone(), tokens.clone());
+    let mut web = Client::open(&server, 16);
+    web.login("alice", WEB).await;
+
+    assert!(tokens.remove(&uid_of("alice"), DeviceFlag::Web));
+    assert_eq!(w.hub.kick(&uid_of("alice"), None), 1);
+    let Some(Packet::Disconnect(d)) = web.next().await else {
+        panic!("expected DISCONNECT")
+    };
+    assert_eq!(d.reason, ReasonCode::CONNECT_KICK);
+    assert!(w.hub.online_devices(&uid_of("alice")).is_empty());
+
+    let mut again = Client::open(&server, 16);
+    let connect = again.connect_packet("alice", "alice-token", WEB);
+    again.packet(&Packet::Connect(connect));
+    assert_eq!(again.connack().await.reason, ReasonCode::AUTH_FAIL);
+}

@@ -79,6 +79,17 @@ impl TokenTable {
             .unwrap_or_else(|e| e.into_inner())
             .insert((uid, flag), (token.into(), level));
     }
+
+    /// Forgets the token of a user's devices of one kind: they can no
+    /// longer log in (connections already open stay; see
+    /// [`Hub::kick`](crate::Hub::kick)). Returns whether there was one.
+    pub fn remove(&self, uid: &Uid, flag: DeviceFlag) -> bool {
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(uid.clone(), flag))
+            .is_some()
+    }
 }
 
 #[async_trait]

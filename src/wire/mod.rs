@@ -10,8 +10,9 @@
 //! - [`WireServer`]: serves one client connection on a [`Hub`](crate::Hub),
 //!   over any transport that carries byte chunks in and frames out.
 //!
-//! Decoding never panics and never allocates more than the frame it reads;
-//! bad input is a [`WireError`].
+//! Decoding never panics and never allocates more than the frame it reads
+//! (the transport's own buffering, such as a WebSocket library assembling a
+//! message, is the host's to bound); bad input is a [`WireError`].
 
 mod auth;
 mod cipher;
@@ -81,6 +82,9 @@ pub enum WireError {
     /// The hub failed (storage).
     #[error("hub: {0}")]
     Hub(#[source] crate::Error),
+    /// A write to the client made no progress within the write timeout.
+    #[error("a write to the client timed out")]
+    WriteTimeout,
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),

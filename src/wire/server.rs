@@ -5,11 +5,12 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
+use crate::error::Error;
 use crate::hub::{Hub, SendRequest};
 use crate::model::{
     Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Message, MessageId, Uid,
@@ -22,8 +23,8 @@ use crate::wire::auth::{Authenticator, ConnectInfo};
 use crate::wire::cipher::{new_salt, KeyExchange, SessionCipher};
 use crate::wire::codec::{WireCodec, DEFAULT_MAX_FRAME};
 use crate::wire::packet::{
-    ConnackPacket, ConnectPacket, DisconnectPacket, Packet, RecvPacket, RecvackPacket, SendPacket,
-    SendackPacket, Setting, SubPacket, SubackPacket, PROTOCOL_VERSION,
+    ConnackPacket, ConnectPacket, DisconnectPacket, Packet, PacketType, RecvPacket, RecvackPacket,
+    SendPacket, SendackPacket, Setting, SubPacket, SubackPacket, PROTOCOL_VERSION,
 };
 use crate::wire::WireError;
 
@@ -41,6 +42,18 @@ pub struct WireConfig {
     /// is closed; `None` never. Default 180 s, three of the JavaScript
     /// SDK's 60 s heartbeats.
     pub idle_timeout: Option<Duration>,
+    /// How long one write (or the final close) may wait for the transport
+    /// before the connection is given up: a client that stops reading must
+    /// not hold its session, or a kick, forever. Default 10 s.
+    pub write_timeout: Duration,
+    /// A SEND whose body is longer than `max_frame` but at most this many
+    /// bytes is read past (never buffered whole) and refused with a SENDACK
+    /// carrying [`ReasonCode::NOT_ALLOW_SEND`], as the hub refuses an
+    /// oversized payload: the client then drops it instead of resending it
+    /// on every reconnect. Any longer frame, or another packet over
+    /// `max_frame`, closes the connection. Default 4 MiB. A transport that
+    /// assembles messages (WebSocket) should cap them at about this size.
+    pub max_discard: usize,
 }
 
 impl Default for WireConfig {
@@ -50,6 +63,8 @@ impl Default for WireConfig {
             queue: 1024,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(180)),
+            write_timeout: Duration::from_secs(10),
+            max_discard: 4 * 1024 * 1024,
         }
     }
 }
@@ -123,6 +138,11 @@ impl WireServer {
         &self.hub
     }
 
+    /// Its config.
+    pub fn config(&self) -> &WireConfig {
+        &self.config
+    }
+
     /// Serves one connection until it ends. `incoming` yields byte chunks
     /// as they arrive (a chunk may hold several packets or part of one);
     /// every item sent to `outgoing` is exactly one packet, because the
@@ -142,31 +162,41 @@ impl WireServer {
         O: Sink<Bytes> + Unpin,
         O::Error: Into<BoxError>,
     {
-        let mut reader = PacketReader {
-            codec: WireCodec::new(self.config.max_frame),
-            buf: BytesMut::new(),
+        let mut reader = PacketReader::new(&self.config);
+        let mut outgoing = Out {
+            sink: &mut outgoing,
+            timeout: self.config.write_timeout,
         };
-        let first =
-            tokio::time::timeout(self.config.connect_timeout, reader.next(&mut incoming)).await;
-        let connect = match first {
+        // CONNECT and its check (the host's authenticator included) must be
+        // done within the connect timeout.
+        let login = tokio::time::timeout(self.config.connect_timeout, async {
+            let connect = match reader.next(&mut incoming).await? {
+                None => return Ok(None),
+                Some(Inbound::Packet(Packet::Connect(connect))) => connect,
+                Some(Inbound::Packet(other)) => {
+                    return Err(WireError::Unexpected(other.packet_type()))
+                }
+                Some(Inbound::TooLarge { .. }) => {
+                    return Err(WireError::Unexpected(PacketType::Send))
+                }
+            };
+            Ok(Some(self.login(&connect).await))
+        })
+        .await;
+        let (device, cipher, connack) = match login {
             Err(_) => return Ok(SessionEnd::TimedOut),
-            Ok(packet) => match packet? {
-                None => return Ok(SessionEnd::ClientClosed),
-                Some(Packet::Connect(connect)) => connect,
-                Some(other) => return Err(WireError::Unexpected(other.packet_type())),
-            },
-        };
-        let (device, cipher, connack) = match self.login(&connect).await {
-            Ok(accepted) => accepted,
-            Err(reason) => {
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(None)) => return Ok(SessionEnd::ClientClosed),
+            Ok(Ok(Some(Ok(accepted)))) => accepted,
+            Ok(Ok(Some(Err(reason)))) => {
                 let refusal = Packet::Connack(ConnackPacket {
                     time_diff: 0,
                     reason,
                     server_key: String::new(),
                     salt: String::new(),
                 });
-                write(&mut outgoing, &refusal).await?;
-                let _ = outgoing.close().await;
+                outgoing.send(&refusal).await?;
+                outgoing.close().await;
                 return Ok(SessionEnd::Refused(reason));
             }
         };
@@ -174,7 +204,7 @@ impl WireServer {
         let uid = device.uid.clone();
         let connection = self.hub.connect(device, sink);
         // Unregisters however this ends, even if the caller drops `serve`.
-        let _registered = Registered {
+        let registered = Registered {
             hub: &self.hub,
             uid: uid.clone(),
             connection,
@@ -186,7 +216,7 @@ impl WireServer {
             cipher,
         };
         let result = async {
-            write(&mut outgoing, &connack).await?;
+            outgoing.send(&connack).await?;
             session
                 .run(
                     &mut reader,
@@ -198,7 +228,8 @@ impl WireServer {
                 .await
         }
         .await;
-        let _ = outgoing.close().await;
+        drop(registered);
+        outgoing.close().await;
         result
     }
 
@@ -267,32 +298,92 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// What the reader found in the incoming bytes.
+// Short-lived, one per packet: boxing the packet would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Inbound {
+    /// A whole packet.
+    Packet(Packet),
+    /// A SEND over `max_frame` (but within `max_discard`), read past.
+    TooLarge {
+        /// The SEND's client seq, to answer it.
+        client_seq: u32,
+    },
+}
+
 /// Buffers incoming chunks and splits them into packets.
 struct PacketReader {
     codec: WireCodec,
     buf: BytesMut,
+    max_discard: usize,
+    /// An oversized SEND being read past: bytes still to drop, its seq.
+    discarding: Option<(usize, u32)>,
 }
 
 impl PacketReader {
-    /// A packet already buffered, if any.
-    fn buffered(&mut self) -> Result<Option<Packet>, WireError> {
-        self.codec.decode(&mut self.buf)
+    fn new(config: &WireConfig) -> Self {
+        PacketReader {
+            codec: WireCodec::new(config.max_frame),
+            buf: BytesMut::new(),
+            max_discard: config.max_discard,
+            discarding: None,
+        }
+    }
+
+    /// What is already buffered, if anything whole.
+    fn buffered(&mut self) -> Result<Option<Inbound>, WireError> {
+        if let Some((left, client_seq)) = self.discarding {
+            let n = left.min(self.buf.len());
+            self.buf.advance(n);
+            if left > n {
+                self.discarding = Some((left - n, client_seq));
+                return Ok(None);
+            }
+            self.discarding = None;
+            return Ok(Some(Inbound::TooLarge { client_seq }));
+        }
+        match self.codec.decode(&mut self.buf) {
+            Ok(packet) => Ok(packet.map(Inbound::Packet)),
+            Err(WireError::Oversized { len, .. })
+                if self.buf[0] >> 4 == PacketType::Send.as_u8() && len <= self.max_discard =>
+            {
+                // Header, remaining length (already checked to end within
+                // four bytes), the setting byte, then the client seq.
+                let length_bytes = self.buf[1..].iter().take_while(|b| *b & 0x80 != 0).count() + 1;
+                let seq_at = 1 + length_bytes + 1;
+                let Some(seq) = self.buf.get(seq_at..seq_at + 4) else {
+                    return Ok(None); // wait for the seq
+                };
+                let client_seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
+                self.discarding = Some((1 + length_bytes + len, client_seq));
+                self.buffered()
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn push(&mut self, chunk: &[u8]) {
+        if let Some((left, _)) = self.discarding {
+            if self.buf.is_empty() && chunk.len() <= left {
+                // Dropped without being copied.
+                self.discarding = self.discarding.map(|(l, seq)| (l - chunk.len(), seq));
+                return;
+            }
+        }
         self.buf.extend_from_slice(chunk);
     }
 
     /// The next packet, reading chunks as needed; `None` when the stream
     /// ends.
-    async fn next<I, E>(&mut self, incoming: &mut I) -> Result<Option<Packet>, WireError>
+    async fn next<I, E>(&mut self, incoming: &mut I) -> Result<Option<Inbound>, WireError>
     where
         I: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<BoxError>,
     {
         loop {
-            if let Some(packet) = self.buffered()? {
-                return Ok(Some(packet));
+            if let Some(inbound) = self.buffered()? {
+                return Ok(Some(inbound));
             }
             match incoming.next().await {
                 None => return Ok(None),
@@ -303,16 +394,29 @@ impl PacketReader {
     }
 }
 
-async fn write<O>(outgoing: &mut O, packet: &Packet) -> Result<(), WireError>
+/// The outgoing side: one packet per frame, each write bounded in time.
+struct Out<'o, O> {
+    sink: &'o mut O,
+    timeout: Duration,
+}
+
+impl<O> Out<'_, O>
 where
     O: Sink<Bytes> + Unpin,
     O::Error: Into<BoxError>,
 {
-    let frame = packet.to_bytes()?;
-    outgoing
-        .send(frame)
-        .await
-        .map_err(|e| WireError::Transport(e.into()))
+    async fn send(&mut self, packet: &Packet) -> Result<(), WireError> {
+        let frame = packet.to_bytes()?;
+        match tokio::time::timeout(self.timeout, self.sink.send(frame)).await {
+            Ok(sent) => sent.map_err(|e| WireError::Transport(e.into())),
+            Err(_) => Err(WireError::WriteTimeout),
+        }
+    }
+
+    /// Closes the transport, giving up after the write timeout.
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(self.timeout, self.sink.close()).await;
+    }
 }
 
 /// A logged-in connection.
@@ -328,7 +432,7 @@ impl Session<'_> {
         &mut self,
         reader: &mut PacketReader,
         incoming: &mut I,
-        outgoing: &mut O,
+        outgoing: &mut Out<'_, O>,
         mut deliveries: InProcessConnection,
         idle_timeout: Option<Duration>,
     ) -> Result<SessionEnd, WireError>
@@ -369,7 +473,7 @@ impl Session<'_> {
                     }
                 }
                 delivery = deliveries.recv() => match delivery {
-                    Some(message) => write(outgoing, &self.recv_packet(&message)?).await?,
+                    Some(message) => outgoing.send(&self.recv_packet(&message)?).await?,
                     None => {
                         let reason = deliveries.closed_reason().unwrap_or(DisconnectReason::Closed);
                         if reason != DisconnectReason::SlowConsumer {
@@ -377,7 +481,7 @@ impl Session<'_> {
                                 reason: reason.reason_code(),
                                 reason_text: disconnect_text(reason).into(),
                             });
-                            write(outgoing, &packet).await?;
+                            outgoing.send(&packet).await?;
                         }
                         return Ok(SessionEnd::Disconnected(reason));
                     }
@@ -390,21 +494,34 @@ impl Session<'_> {
     /// Handles one packet from the client; `Some` when it ends the session.
     async fn handle<O>(
         &mut self,
-        packet: Packet,
-        outgoing: &mut O,
+        inbound: Inbound,
+        outgoing: &mut Out<'_, O>,
     ) -> Result<Option<SessionEnd>, WireError>
     where
         O: Sink<Bytes> + Unpin,
         O::Error: Into<BoxError>,
     {
+        let packet = match inbound {
+            Inbound::Packet(packet) => packet,
+            Inbound::TooLarge { client_seq } => {
+                let refusal = SendackPacket {
+                    message_id: 0,
+                    client_seq,
+                    message_seq: 0,
+                    reason: ReasonCode::NOT_ALLOW_SEND,
+                };
+                outgoing.send(&Packet::Sendack(refusal)).await?;
+                return Ok(None);
+            }
+        };
         match packet {
-            Packet::Ping => write(outgoing, &Packet::Pong).await?,
+            Packet::Ping => outgoing.send(&Packet::Pong).await?,
             Packet::Send(send) => {
                 let ack = self.send(send).await;
-                write(outgoing, &Packet::Sendack(ack)).await?;
+                outgoing.send(&Packet::Sendack(ack)).await?;
             }
             Packet::Recvack(ack) => self.recvack(ack).await?,
-            Packet::Sub(sub) => write(outgoing, &Packet::Suback(unsupported_sub(sub))).await?,
+            Packet::Sub(sub) => outgoing.send(&Packet::Suback(unsupported_sub(sub))).await?,
             Packet::Disconnect(_) => return Ok(Some(SessionEnd::ClientClosed)),
             other => return Err(WireError::Unexpected(other.packet_type())),
         }
@@ -445,7 +562,12 @@ impl Session<'_> {
                 _ => refuse(ReasonCode::SYSTEM_ERROR),
             },
             Err(e) => {
-                tracing::debug!(uid = %self.uid, error = %e, "SEND refused");
+                match e {
+                    Error::Storage { .. } | Error::Corrupt { .. } => {
+                        tracing::warn!(uid = %self.uid, error = %e, "SEND failed")
+                    }
+                    _ => tracing::debug!(uid = %self.uid, error = %e, "SEND refused"),
+                }
                 refuse(e.reason_code())
             }
         }
