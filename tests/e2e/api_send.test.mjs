@@ -1,43 +1,19 @@
 // Server-side sends through HTTP /message/send, received by SDK clients:
 // sync_once (pass-through) sends reach online devices only and stay out of
 // channel history; normal sends to an offline user are kept for later sync.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
+import { useServer } from './lib/fixture.mjs';
 import assert from 'node:assert/strict';
-import { startServer, registerToken, b64json, unb64json } from './lib/server.mjs';
-import { SdkClient, ChannelType } from './lib/client.mjs';
+import { registerToken, b64json, unb64json } from './lib/server.mjs';
+import { ChannelType } from './lib/client.mjs';
 
-let server;
-const clients = [];
-const login = async (uid) => {
-  await registerToken(server, uid, `${uid}-token`);
-  const c = await SdkClient.start({ addr: server.addr, uid, token: `${uid}-token` });
-  clients.push(c);
-  return c;
-};
-const history = (loginUid, channelID, channelType) =>
-  server.api('/channel/messagesync', {
-    login_uid: loginUid,
-    channel_id: channelID,
-    channel_type: channelType,
-    start_message_seq: 0,
-    end_message_seq: 0,
-    limit: 100,
-    pull_mode: 1,
-  });
-
-before(async () => {
-  server = await startServer();
-});
-
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await server?.stop();
-});
+const env = useServer();
+const { login, history } = env;
 
 test('sync_once command to subscribers reaches the online client as a CMD', async () => {
   const dave = await login('dave');
   const since = dave.mark();
-  const sent = await server.api('/message/send', {
+  const sent = await env.server.api('/message/send', {
     header: { no_persist: 0, red_dot: 0, sync_once: 1 },
     from_uid: 'system',
     subscribers: ['dave'],
@@ -58,7 +34,7 @@ test('sync_once command to subscribers reaches the online client as a CMD', asyn
 test('sync_once message in a person channel reaches the online client but stays out of /channel/messagesync', async () => {
   const frank = await login('frank');
   const since = frank.mark();
-  const sent = await server.api('/message/send', {
+  const sent = await env.server.api('/message/send', {
     header: { no_persist: 0, red_dot: 1, sync_once: 1 },
     from_uid: 'erin',
     channel_id: 'frank',
@@ -86,7 +62,7 @@ test('a normal send to an offline client is in /channel/messagesync after it rec
   await gina.disconnect();
   assert.equal(gina.seen('wsclose').at(-1).clientInitiated, true, 'the client closed its socket');
 
-  const sent = await server.api('/message/send', {
+  const sent = await env.server.api('/message/send', {
     header: { no_persist: 0, red_dot: 1, sync_once: 0 },
     from_uid: 'hank',
     channel_id: 'gina',
@@ -109,7 +85,7 @@ test('a normal send to an offline client is in /channel/messagesync after it rec
   assert.deepEqual(unb64json(found.payload), { type: 1, content: 'while you were out' });
 
   // The conversation list shows it too, with the channel as gina sees it.
-  const convs = await server.api('/conversation/sync', { uid: 'gina', version: 0, msg_count: 1 });
+  const convs = await env.server.api('/conversation/sync', { uid: 'gina', version: 0, msg_count: 1 });
   const conv = convs.find((c) => c.channel_id === 'hank' && c.channel_type === ChannelType.person);
   assert.ok(conv, `conversation with hank: ${JSON.stringify(convs)}`);
   assert.equal(conv.last_msg_seq, sent.message_seq, JSON.stringify(conv));
@@ -118,7 +94,7 @@ test('a normal send to an offline client is in /channel/messagesync after it rec
 
   // And while online, the same kind of send is pushed.
   const since = gina.mark();
-  const live = await server.api('/message/send', {
+  const live = await env.server.api('/message/send', {
     header: { no_persist: 0, red_dot: 1, sync_once: 0 },
     from_uid: 'hank',
     channel_id: 'gina',
@@ -132,17 +108,17 @@ test('a normal send to an offline client is in /channel/messagesync after it rec
 });
 
 test('a sync_once command to an offline user waits in its /message/sync queue', async () => {
-  await registerToken(server, 'ivy', 'ivy-token');
-  await server.api('/message/send', {
+  await registerToken(env.server, 'ivy', 'ivy-token');
+  await env.server.api('/message/send', {
     header: { no_persist: 0, red_dot: 0, sync_once: 1 },
     from_uid: 'system',
     subscribers: ['ivy'],
     payload: b64json({ type: 99, cmd: 'missed', param: {} }),
   });
-  const queue = await server.api('/message/sync', { uid: 'ivy', message_seq: 0, limit: 10 });
+  const queue = await env.server.api('/message/sync', { uid: 'ivy', message_seq: 0, limit: 10 });
   const pending = queue.map((m) => unb64json(m.payload));
   assert.ok(pending.some((p) => p.cmd === 'missed'), `ivy's command queue: ${JSON.stringify(queue)}`);
   const last = Math.max(...queue.map((m) => m.message_seq));
-  await server.api('/message/syncack', { uid: 'ivy', last_message_seq: last });
-  assert.deepEqual(await server.api('/message/sync', { uid: 'ivy', message_seq: last, limit: 10 }), []);
+  await env.server.api('/message/syncack', { uid: 'ivy', last_message_seq: last });
+  assert.deepEqual(await env.server.api('/message/sync', { uid: 'ivy', message_seq: last, limit: 10 }), []);
 });

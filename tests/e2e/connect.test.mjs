@@ -1,30 +1,17 @@
 // Connecting, heartbeats and authentication, driven by the official
 // WuKongIM JS SDK (wukongimjssdk 1.0.4) against examples/wukong_server.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
+import { useServer } from './lib/fixture.mjs';
 import assert from 'node:assert/strict';
-import { startServer, registerToken } from './lib/server.mjs';
-import { SdkClient, ConnectStatus, Reason, DeviceFlag } from './lib/client.mjs';
+import { registerToken } from './lib/server.mjs';
+import { ConnectStatus, Reason, DeviceFlag } from './lib/client.mjs';
 
-let server;
-const clients = [];
-const start = async (opts) => {
-  const c = await SdkClient.start({ addr: server.addr, ...opts });
-  clients.push(c);
-  return c;
-};
-
-before(async () => {
-  server = await startServer();
-});
-
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await server?.stop();
-});
+const env = useServer();
+const { start } = env;
 
 test('two clients connect (CONNACK reason 1) and their heartbeats are answered', async () => {
-  await registerToken(server, 'alice', 'alice-token');
-  await registerToken(server, 'bob', 'bob-token');
+  await registerToken(env.server, 'alice', 'alice-token');
+  await registerToken(env.server, 'bob', 'bob-token');
 
   const heartbeatInterval = 200; // ms; the SDK sends one PING per interval
   const [alice, bob] = await Promise.all([
@@ -66,7 +53,7 @@ test('two clients connect (CONNACK reason 1) and their heartbeats are answered',
 });
 
 test('a wrong token is refused with ConnectFail / reason 2 and the server closes the socket', async () => {
-  await registerToken(server, 'mallory', 'right-token');
+  await registerToken(env.server, 'mallory', 'right-token');
   const c = await start({ uid: 'mallory', token: 'wrong-token', connect: false });
   const ev = await c.connect({ expect: null });
   assert.equal(ev.status, ConnectStatus.ConnectFail, c.history());
@@ -91,7 +78,7 @@ test('a uid with no registered token is refused with reason 2', async () => {
 });
 
 test('a token registered for one device flag does not log in another', async () => {
-  await registerToken(server, 'carol', 'carol-web-token', DeviceFlag.web);
+  await registerToken(env.server, 'carol', 'carol-web-token', DeviceFlag.web);
   const ok = await start({ uid: 'carol', token: 'carol-web-token', deviceFlag: DeviceFlag.web });
   assert.ok(ok, 'web login works');
   const pc = await start({ uid: 'carol', token: 'carol-web-token', deviceFlag: DeviceFlag.pc, connect: false });
@@ -101,7 +88,7 @@ test('a token registered for one device flag does not log in another', async () 
 });
 
 test('a second login on the same uid and device flag kicks the first (DISCONNECT, reason 12)', async () => {
-  await registerToken(server, 'dora', 'dora-token');
+  await registerToken(env.server, 'dora', 'dora-token');
   const first = await start({ uid: 'dora', token: 'dora-token' });
   const since = first.mark();
   const second = await start({ uid: 'dora', token: 'dora-token' });

@@ -1,26 +1,12 @@
 // Text messages between SDK clients, in a person channel and in a group.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
+import { useServer } from './lib/fixture.mjs';
 import assert from 'node:assert/strict';
-import { startServer, registerToken, unb64json } from './lib/server.mjs';
-import { SdkClient, ChannelType, Reason } from './lib/client.mjs';
+import { unb64json } from './lib/server.mjs';
+import { ChannelType, Reason } from './lib/client.mjs';
 
-let server;
-const clients = [];
-const login = async (uid) => {
-  await registerToken(server, uid, `${uid}-token`);
-  const c = await SdkClient.start({ addr: server.addr, uid, token: `${uid}-token` });
-  clients.push(c);
-  return c;
-};
-
-before(async () => {
-  server = await startServer();
-});
-
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await server?.stop();
-});
+const env = useServer();
+const { login } = env;
 
 /** Checks a received message against the sender's SENDACK. */
 function assertDelivered(msg, ack, { from, channelID, channelType, text }, who) {
@@ -55,7 +41,7 @@ test('person channel: a text from alice to bob arrives with the SENDACK seq, fro
   assertDelivered(got2, ack2, { from: 'bob', channelID: 'bob', channelType: ChannelType.person, text: 'hi alice' }, 'alice');
 
   // The same two messages in the HTTP history, as bob sees the channel.
-  const hist = await server.api('/channel/messagesync', {
+  const hist = await env.server.api('/channel/messagesync', {
     login_uid: 'bob',
     channel_id: 'alice',
     channel_type: ChannelType.person,
@@ -76,7 +62,7 @@ test('person channel: a text from alice to bob arrives with the SENDACK seq, fro
 
 test('group channel: a text arrives at every other member with the SENDACK seq and sender', async () => {
   const [alice, bob, carol] = await Promise.all([login('g-alice'), login('g-bob'), login('g-carol')]);
-  await server.api('/channel', { channel_id: 'team', channel_type: ChannelType.group, subscribers: ['g-alice', 'g-bob', 'g-carol'] });
+  await env.server.api('/channel', { channel_id: 'team', channel_type: ChannelType.group, subscribers: ['g-alice', 'g-bob', 'g-carol'] });
 
   const ack1 = await alice.sendTextAcked('hello team', 'team', ChannelType.group);
   assert.equal(ack1.reasonCode, Reason.success, JSON.stringify(ack1));
@@ -96,7 +82,7 @@ test('group channel: a text arrives at every other member with the SENDACK seq a
 
   // A later member sees the group too (subscriber_add), from the next message on.
   const dave = await login('g-dave');
-  await server.api('/channel/subscriber_add', { channel_id: 'team', channel_type: ChannelType.group, subscribers: ['g-dave'] });
+  await env.server.api('/channel/subscriber_add', { channel_id: 'team', channel_type: ChannelType.group, subscribers: ['g-dave'] });
   const ack3 = await bob.sendTextAcked('welcome dave', 'team', ChannelType.group);
   assert.equal(ack3.messageSeq, 3, JSON.stringify(ack3));
   const m3 = await dave.waitMessage((m) => m.text === 'welcome dave', { what: '"welcome dave"' });
@@ -117,7 +103,7 @@ test('multi-byte UTF-8, a long text and an empty text survive the round trip', a
 
 test('a non-member cannot send into a group', async () => {
   const eve = await login('g-eve');
-  await server.api('/channel', { channel_id: 'closed', channel_type: ChannelType.group, subscribers: ['g-alice', 'g-bob'] });
+  await env.server.api('/channel', { channel_id: 'closed', channel_type: ChannelType.group, subscribers: ['g-alice', 'g-bob'] });
   const ack = await eve.sendTextAcked('let me in', 'closed', ChannelType.group);
   assert.notEqual(ack.reasonCode, Reason.success, `SENDACK for a non-member: ${JSON.stringify(ack)}`);
 });

@@ -1,38 +1,13 @@
 // Revoking a group message through HTTP /message/revoke: every device of
 // every member gets a `messageRevoke` CMD, and the history marks it revoked.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
+import { useServer } from './lib/fixture.mjs';
 import assert from 'node:assert/strict';
-import { startServer, registerToken, unb64json } from './lib/server.mjs';
-import { SdkClient, ChannelType, DeviceFlag, Reason } from './lib/client.mjs';
+import { unb64json } from './lib/server.mjs';
+import { ChannelType, DeviceFlag, Reason } from './lib/client.mjs';
 
-let server;
-const clients = [];
-const login = async (uid, deviceFlag = DeviceFlag.web) => {
-  const token = `${uid}-token-${deviceFlag}`;
-  await registerToken(server, uid, token, deviceFlag);
-  const c = await SdkClient.start({ addr: server.addr, uid, token, deviceFlag });
-  clients.push(c);
-  return c;
-};
-const history = (loginUid, channelID, channelType) =>
-  server.api('/channel/messagesync', {
-    login_uid: loginUid,
-    channel_id: channelID,
-    channel_type: channelType,
-    start_message_seq: 0,
-    end_message_seq: 0,
-    limit: 100,
-    pull_mode: 1,
-  });
-
-before(async () => {
-  server = await startServer();
-});
-
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await server?.stop();
-});
+const env = useServer();
+const { login, history } = env;
 
 test('revoking a group message: messageRevoke CMD on every device of every member, history marks it', async () => {
   const alice = await login('alice');
@@ -40,7 +15,7 @@ test('revoking a group message: messageRevoke CMD on every device of every membe
   const bobPc = await login('bob', DeviceFlag.pc);
   const carol = await login('carol');
   const devices = [alice, bobWeb, bobPc, carol];
-  await server.api('/channel', { channel_id: 'crew', channel_type: ChannelType.group, subscribers: ['alice', 'bob', 'carol'] });
+  await env.server.api('/channel', { channel_id: 'crew', channel_type: ChannelType.group, subscribers: ['alice', 'bob', 'carol'] });
 
   const ack = await alice.sendTextAcked('oops', 'crew', ChannelType.group);
   assert.equal(ack.reasonCode, Reason.success, JSON.stringify(ack));
@@ -53,7 +28,7 @@ test('revoking a group message: messageRevoke CMD on every device of every membe
   }
 
   // Someone who is neither the sender nor an owner/admin may not revoke it.
-  const refused = await server.request('/message/revoke', {
+  const refused = await env.server.request('/message/revoke', {
     uid: 'carol',
     channel_id: 'crew',
     channel_type: ChannelType.group,
@@ -65,7 +40,7 @@ test('revoking a group message: messageRevoke CMD on every device of every membe
   assert.equal(typeof refused.body?.reason_code, 'number', refused.text);
 
   const marks = devices.map((c) => c.mark());
-  const revoked = await server.api('/message/revoke', {
+  const revoked = await env.server.api('/message/revoke', {
     uid: 'alice',
     channel_id: 'crew',
     channel_type: ChannelType.group,
@@ -95,7 +70,7 @@ test('revoking a group message: messageRevoke CMD on every device of every membe
     assert.equal(m.message_seq, ack.messageSeq);
   }
 
-  const extras = await server.api('/message/extra/sync', {
+  const extras = await env.server.api('/message/extra/sync', {
     login_uid: 'bob',
     channel_id: 'crew',
     channel_type: ChannelType.group,
@@ -111,16 +86,16 @@ test('revoking a group message: messageRevoke CMD on every device of every membe
 
 test('a group owner may revoke a member\'s message; other messages stay intact', async () => {
   // alice (first subscriber) owns "deck".
-  const alice = clients.find((c) => c.uid === 'alice') ?? (await login('alice'));
+  const alice = env.clients.find((c) => c.uid === 'alice') ?? (await login('alice'));
   const dan = await login('dan');
-  await server.api('/channel', { channel_id: 'deck', channel_type: ChannelType.group, subscribers: ['alice', 'dan'] });
+  await env.server.api('/channel', { channel_id: 'deck', channel_type: ChannelType.group, subscribers: ['alice', 'dan'] });
 
   const keep = await dan.sendTextAcked('keep me', 'deck', ChannelType.group);
   const drop = await dan.sendTextAcked('drop me', 'deck', ChannelType.group);
   await alice.waitMessage((m) => m.messageID === drop.messageID, { what: '"drop me"' });
 
   const [ma, md] = [alice.mark(), dan.mark()];
-  await server.api('/message/revoke', { uid: 'alice', channel_id: 'deck', channel_type: ChannelType.group, message_id: drop.messageID });
+  await env.server.api('/message/revoke', { uid: 'alice', channel_id: 'deck', channel_type: ChannelType.group, message_id: drop.messageID });
   for (const [c, since] of [[alice, ma], [dan, md]]) {
     const cmd = await c.waitCmd((m) => m.cmd === 'messageRevoke', { since, what: 'messageRevoke' });
     assert.equal(cmd.param?.message_id, drop.messageID, JSON.stringify(cmd));

@@ -2,17 +2,19 @@
 // WuKongIM's /channel/messagesync does: start and end both 0 is the newest
 // page; pull_mode 1 reads up from start (inclusive) to end (exclusive),
 // pull_mode 0 reads down; `more` says whether the range holds more.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, b64json } from './lib/server.mjs';
+import { b64json } from './lib/server.mjs';
+import { useServer } from './lib/fixture.mjs';
 
-let server;
+const env = useServer();
 
-before(async () => {
-  server = await startServer();
-  await server.api('/channel', { channel_id: 'paging', channel_type: 2, subscribers: ['olga', 'pete'] });
+// Five messages in a group, made once, by the first test that asks.
+let seeded;
+const seed = () => (seeded ??= (async () => {
+  await env.server.api('/channel', { channel_id: 'paging', channel_type: 2, subscribers: ['olga', 'pete'] });
   for (let i = 1; i <= 5; i++) {
-    await server.api('/message/send', {
+    await env.server.api('/message/send', {
       header: { no_persist: 0, red_dot: 1, sync_once: 0 },
       from_uid: 'olga',
       channel_id: 'paging',
@@ -20,14 +22,11 @@ before(async () => {
       payload: b64json({ type: 1, content: `m${i}` }),
     });
   }
-});
+})());
 
-after(async () => {
-  await server?.stop();
-});
-
-const page = (start, end, limit, pullMode) =>
-  server.api('/channel/messagesync', {
+async function page(start, end, limit, pullMode) {
+  await seed();
+  return env.server.api('/channel/messagesync', {
     login_uid: 'pete',
     channel_id: 'paging',
     channel_type: 2,
@@ -36,6 +35,7 @@ const page = (start, end, limit, pullMode) =>
     limit,
     pull_mode: pullMode,
   });
+}
 const seqs = (r) => r.messages.map((m) => m.message_seq);
 
 test('start and end 0 give the newest page, whatever the pull mode', async () => {
