@@ -30,6 +30,8 @@
 //!     history, revoked messages marked `revoke: 1` with the payload
 //!     removed;
 //!   - `/conversation/sync` `{uid, version, msg_count}`;
+//!     `/conversation/clearUnread` `{uid, channel_id, channel_type,
+//!     message_seq}` (read up to that seq; 0 for everything);
 //!   - `/message/sync` `{uid, message_seq, limit}` and `/message/syncack`
 //!     `{uid, last_message_seq}`: the command queue;
 //!   - `/message/revoke` `{uid, message_id | client_msg_no |
@@ -98,6 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/message/send", post(message_send))
         .route("/channel/messagesync", post(channel_sync))
         .route("/conversation/sync", post(conversation_sync))
+        .route("/conversation/clearUnread", post(clear_unread))
         .route("/message/sync", post(command_sync))
         .route("/message/syncack", post(command_ack))
         .route("/message/revoke", post(revoke))
@@ -529,6 +532,26 @@ async fn conversation_sync(
         })
         .collect();
     Ok(Json(Value::Array(list)))
+}
+
+#[derive(Deserialize)]
+struct ClearUnreadReq {
+    uid: String,
+    channel_id: String,
+    channel_type: u8,
+    /// Read up to this seq; 0 (or absent) for everything.
+    #[serde(default)]
+    message_seq: u64,
+}
+
+async fn clear_unread(State(app): State<App>, Json(req): Json<ClearUnreadReq>) -> ApiResult {
+    let read_seq = match req.message_seq {
+        0 => u64::MAX,
+        seq => seq,
+    };
+    let ch = channel(&req.channel_id, req.channel_type)?;
+    let found = app.hub.clear_unread(&uid(&req.uid)?, &ch, read_seq).await?;
+    Ok(Json(json!({ "found": found })))
 }
 
 #[derive(Deserialize)]

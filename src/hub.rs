@@ -847,11 +847,13 @@ impl Hub {
             .collect())
     }
 
-    /// Clears the user's unread count in `channel` (as the user addresses
-    /// it). Returns `false` when the user has no such conversation.
-    pub async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> Result<bool> {
+    /// The user has read `channel` (as the user addresses it) up to seq
+    /// `read_seq`, as WuKongIM's `clearUnread` says it: messages after it
+    /// stay unread (`u64::MAX` clears everything). Returns `false` when the
+    /// user has no such conversation.
+    pub async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         let channel = channel.stored_for(uid)?;
-        self.inner.store.clear_unread(uid, &channel).await
+        self.inner.store.clear_unread(uid, &channel, read_seq).await
     }
 
     // ---- revocation ----

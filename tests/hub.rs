@@ -861,7 +861,7 @@ async fn unread_is_cleared_per_conversation() {
     assert_eq!(convs[0].conversation.unread, 3, "no red dot, no unread");
     assert_eq!(convs[0].conversation.last_seq, 4);
     let version = convs[0].conversation.version;
-    assert!(w.hub.clear_unread(&uid("bob"), &g).await.unwrap());
+    assert!(w.hub.clear_unread(&uid("bob"), &g, u64::MAX).await.unwrap());
     let changed = w
         .hub
         .sync_conversations(&uid("bob"), version, 10)
@@ -869,6 +869,26 @@ async fn unread_is_cleared_per_conversation() {
         .unwrap();
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0].conversation.unread, 0);
+}
+
+#[tokio::test]
+async fn a_message_arriving_after_what_was_read_stays_unread() {
+    let w = world();
+    let g = w.group("g", "alice", &["bob"]);
+    for text in ["one", "two"] {
+        w.hub
+            .send(SendRequest::new(uid("alice"), g.clone(), text))
+            .await
+            .unwrap();
+    }
+    // Bob's client shows seq 2 and says so; seq 3 lands in between.
+    w.hub
+        .send(SendRequest::new(uid("alice"), g.clone(), "three"))
+        .await
+        .unwrap();
+    assert!(w.hub.clear_unread(&uid("bob"), &g, 2).await.unwrap());
+    let convs = w.hub.sync_conversations(&uid("bob"), 0, 10).await.unwrap();
+    assert_eq!(convs[0].conversation.unread, 1);
 }
 
 #[tokio::test]
@@ -1000,8 +1020,13 @@ impl imcore::store::ConversationStore for GatedStore {
     ) -> imcore::Result<Option<imcore::store::Conversation>> {
         self.inner.conversation(uid, channel).await
     }
-    async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> imcore::Result<bool> {
-        self.inner.clear_unread(uid, channel).await
+    async fn clear_unread(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+        read_seq: u64,
+    ) -> imcore::Result<bool> {
+        self.inner.clear_unread(uid, channel, read_seq).await
     }
 }
 

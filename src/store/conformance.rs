@@ -609,21 +609,29 @@ pub async fn conversations_out_of_order_and_clear(store: Arc<dyn Store>) {
         .expect("exists");
     assert_eq!((c.last_seq, c.unread, c.version), (7, 2, 2));
     assert_eq!(c.last_message_id, MessageId(1_000_007));
-    assert!(store.clear_unread(&user, &ch).await.expect("clear"));
+    // Read up to seq 6: the message at 7 arrived after and stays unread.
+    assert!(store.clear_unread(&user, &ch, 6).await.expect("clear"));
     let c = store
         .conversation(&user, &ch)
         .await
         .expect("get")
         .expect("exists");
-    assert_eq!((c.unread, c.version), (0, 3));
+    assert_eq!((c.unread, c.version), (1, 3));
+    assert!(store.clear_unread(&user, &ch, 7).await.expect("clear"));
+    let c = store
+        .conversation(&user, &ch)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((c.unread, c.version), (0, 4));
     let changed = store
-        .conversations_after(&user, 2, 10)
+        .conversations_after(&user, 3, 10)
         .await
         .expect("changed");
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0].unread, 0);
     assert!(!store
-        .clear_unread(&user, &group("c-conv-none"))
+        .clear_unread(&user, &group("c-conv-none"), u64::MAX)
         .await
         .expect("clear"));
 }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    check_limit, id_in_use, Appended, CommandQueue, Conversation, ConversationStore,
+    check_limit, id_in_use, unread_after, Appended, CommandQueue, Conversation, ConversationStore,
     ConversationUpdate, Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand,
     Recorded, Revocation, RevocationStore,
 };
@@ -322,7 +322,7 @@ impl ConversationStore for MemoryStore {
             .cloned())
     }
 
-    async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> Result<bool> {
+    async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         let mut inner = self.lock();
         let Some(user) = inner.conversations.get_mut(uid) else {
             return Ok(false);
@@ -330,7 +330,7 @@ impl ConversationStore for MemoryStore {
         let Some(conv) = user.by_channel.get_mut(channel) else {
             return Ok(false);
         };
-        conv.unread = 0;
+        conv.unread = unread_after(conv, read_seq);
         user.bump(channel);
         Ok(true)
     }

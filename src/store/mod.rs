@@ -87,6 +87,11 @@ impl Page {
     }
 }
 
+/// A conversation's unread count once its user has read up to `read_seq`.
+pub(crate) fn unread_after(conv: &Conversation, read_seq: u64) -> u64 {
+    conv.unread.min(conv.last_seq.saturating_sub(read_seq))
+}
+
 /// The error for a new message whose id is already stored.
 pub(crate) fn id_in_use(backend: &'static str, id: MessageId) -> crate::Error {
     crate::Error::Storage {
@@ -324,9 +329,13 @@ pub trait ConversationStore: Send + Sync + Debug + 'static {
     /// One conversation of `uid`.
     async fn conversation(&self, uid: &Uid, channel: &Channel) -> Result<Option<Conversation>>;
 
-    /// Sets `uid`'s unread count in `channel` to zero. Returns `false` when
-    /// the user has no such conversation (nothing changes then).
-    async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> Result<bool>;
+    /// `uid` has read `channel` up to seq `read_seq` (`u64::MAX`: all of
+    /// it). The unread count becomes at most the number of seqs after
+    /// `read_seq` (`last_seq − read_seq`), so a message that arrived after
+    /// what the client last saw stays unread, as with WuKongIM's seq-based
+    /// count. Takes the user's next version. Returns `false` when the user
+    /// has no such conversation (nothing changes then).
+    async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool>;
 }
 
 /// A revocation to record, for [`RevocationStore::record_revocation`].

@@ -41,9 +41,9 @@ use sled::transaction::{
 use sled::{Db, Transactional, Tree};
 
 use super::{
-    check_limit, conversation_updates, id_in_use, Appended, CommandQueue, Conversation,
-    ConversationStore, ConversationUpdate, Direction, HistoryAppend, MessageLog, NewRevocation,
-    Page, Pushed, QueuedCommand, Recorded, Revocation, RevocationStore,
+    check_limit, conversation_updates, id_in_use, unread_after, Appended, CommandQueue,
+    Conversation, ConversationStore, ConversationUpdate, Direction, HistoryAppend, MessageLog,
+    NewRevocation, Page, Pushed, QueuedCommand, Recorded, Revocation, RevocationStore,
 };
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
@@ -1218,7 +1218,7 @@ impl ConversationStore for SledStore {
         }
     }
 
-    async fn clear_unread(&self, uid: &Uid, channel: &Channel) -> Result<bool> {
+    async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         let (user, conv_key) = Self::conversation_key(uid, channel);
         let found = (
             &self.conversations,
@@ -1230,7 +1230,7 @@ impl ConversationStore for SledStore {
                     return Ok(false);
                 };
                 let previous_version = Some(conv.version);
-                conv.unread = 0;
+                conv.unread = unread_after(&conv, read_seq);
                 Self::store_conversation(
                     convs,
                     versions,
