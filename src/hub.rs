@@ -512,11 +512,18 @@ impl Hub {
             .into());
         }
         let mut recipients = recipients;
-        if persistence == Persistence::Command && request.from_connection.is_none() {
+        if persistence == Persistence::Command
+            && request.from_connection.is_none()
+            && recipients.contains(&message.from_uid)
+        {
             // A server-side sender (a system uid that is a member, so that
             // it may send) would otherwise queue every command it sends for
             // itself, with no device ever to acknowledge them.
-            recipients.retain(|uid| *uid != message.from_uid);
+            recipients = recipients
+                .iter()
+                .filter(|uid| **uid != message.from_uid)
+                .cloned()
+                .collect();
         }
         let skip = request.from_connection;
         if persistence == Persistence::Transient {
@@ -619,7 +626,7 @@ impl Hub {
     }
 
     /// Checks the request and finds the stored channel and the recipients.
-    async fn resolve(&self, request: &SendRequest) -> Result<(Channel, Vec<Uid>)> {
+    async fn resolve(&self, request: &SendRequest) -> Result<(Channel, Arc<[Uid]>)> {
         let from = &request.from_uid;
         match &request.target {
             Target::Subscribers(list) => {
@@ -630,7 +637,8 @@ impl Hub {
                     .into());
                 }
                 let mut seen = HashSet::with_capacity(list.len());
-                let recipients = list.iter().filter(|u| seen.insert(*u)).cloned().collect();
+                let recipients: Arc<[Uid]> =
+                    list.iter().filter(|u| seen.insert(*u)).cloned().collect();
                 Ok((
                     Channel::new(from.clone().into(), ChannelType::PERSON),
                     recipients,
@@ -646,12 +654,14 @@ impl Hub {
         }
     }
 
-    /// Everyone who receives what is sent to a stored channel.
-    async fn recipients_of(&self, channel: &Channel) -> Result<Vec<Uid>> {
+    /// Everyone who receives what is sent to a stored channel. The
+    /// directory's list is shared, not copied: a group of 10,000 would
+    /// otherwise cost 10,000 reference-count updates per send.
+    async fn recipients_of(&self, channel: &Channel) -> Result<Arc<[Uid]>> {
         Ok(match channel.person_parties() {
-            Some((a, b)) if a == b => vec![a],
-            Some((a, b)) => vec![a, b],
-            None => self.inner.directory.subscribers(channel).await?.to_vec(),
+            Some((a, b)) if a == b => Arc::from([a]),
+            Some((a, b)) => Arc::from([a, b]),
+            None => self.inner.directory.subscribers(channel).await?,
         })
     }
 

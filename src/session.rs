@@ -282,7 +282,11 @@ pub(crate) struct Online {
     pub(crate) sink: Arc<dyn DeviceSink>,
 }
 
-type OnlineMap = std::collections::HashMap<Uid, Vec<Online>, ahash::RandomState>;
+/// A user's online devices. Most users have one: it sits in the map's own
+/// slot, saving a pointer chase per recipient on every fan-out.
+type Devices = smallvec::SmallVec<[Online; 1]>;
+
+type OnlineMap = std::collections::HashMap<Uid, Devices, ahash::RandomState>;
 
 /// The online devices of every user. Keyed with aHash (randomly keyed, so
 /// still resistant to crafted collisions): uids are looked up once per
@@ -320,10 +324,7 @@ impl Sessions {
         let mut displaced = Vec::new();
         {
             let mut users = self.write();
-            // Most users have one device online: start with room for one.
-            let devices = users
-                .entry(device.uid.clone())
-                .or_insert_with(|| Vec::with_capacity(1));
+            let devices = users.entry(device.uid.clone()).or_default();
             devices.retain(|d| {
                 let reason = if d.device_id == device.device_id {
                     Some(DisconnectReason::Replaced)
@@ -395,7 +396,7 @@ impl Sessions {
         flag: Option<DeviceFlag>,
         reason: DisconnectReason,
     ) -> usize {
-        let removed: Vec<Online> = {
+        let removed: Devices = {
             let mut users = self.write();
             let Some(devices) = users.get_mut(uid) else {
                 return 0;
@@ -441,6 +442,6 @@ impl Sessions {
 
     /// How many connections are registered.
     pub(crate) fn connection_count(&self) -> usize {
-        self.read().values().map(Vec::len).sum()
+        self.read().values().map(|d| d.len()).sum()
     }
 }
