@@ -20,8 +20,8 @@ use crate::revoke::{
     RevokeContext, RevokeOutcome, RevokeRefusal, RevokeRequest, RevokeTarget,
 };
 use crate::session::{
-    in_process, ConnectionId, Device, DeviceLevel, DeviceSink, InProcessConnection, Sessions,
-    SinkError,
+    in_process, ConnectionId, Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason,
+    InProcessConnection, Sessions, SinkError,
 };
 use crate::store::{
     check_limit, Conversation, HistoryAppend, MemoryStore, NewRevocation, Page, QueuedCommand,
@@ -407,9 +407,6 @@ impl Hub {
     /// id is replaced (and closed with [`DisconnectReason::Replaced`]); a
     /// master login closes the user's other devices of the same flag with
     /// [`DisconnectReason::Kicked`] (reason 12).
-    ///
-    /// [`DisconnectReason::Replaced`]: crate::session::DisconnectReason::Replaced
-    /// [`DisconnectReason::Kicked`]: crate::session::DisconnectReason::Kicked
     pub fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
         self.inner.sessions.connect(device, sink)
     }
@@ -437,11 +434,10 @@ impl Hub {
     /// connections were closed. Revoke the user's token first, or the
     /// client can simply log in again.
     ///
-    /// [`DisconnectReason::Kicked`]: crate::session::DisconnectReason::Kicked
-    pub fn kick(&self, uid: &Uid, flag: Option<crate::session::DeviceFlag>) -> usize {
+    pub fn kick(&self, uid: &Uid, flag: Option<DeviceFlag>) -> usize {
         self.inner
             .sessions
-            .disconnect_user(uid, flag, crate::session::DisconnectReason::Kicked)
+            .disconnect_user(uid, flag, DisconnectReason::Kicked)
     }
 
     /// The online devices of `uid`.
@@ -708,7 +704,7 @@ impl Hub {
         }
         for (uid, connection, error) in failed {
             let reason = match error {
-                SinkError::Full => Some(crate::session::DisconnectReason::SlowConsumer),
+                SinkError::Full => Some(DisconnectReason::SlowConsumer),
                 SinkError::Closed => None,
             };
             self.inner.sessions.disconnect(&uid, connection, reason);

@@ -363,29 +363,7 @@ impl Sessions {
         connection: ConnectionId,
         reason: Option<DisconnectReason>,
     ) -> bool {
-        let removed = {
-            let mut users = self.write();
-            let Some(devices) = users.get_mut(uid) else {
-                return false;
-            };
-            let removed = devices
-                .iter()
-                .position(|d| d.connection == connection)
-                .map(|i| devices.swap_remove(i));
-            if devices.is_empty() {
-                users.remove(uid);
-            }
-            removed
-        };
-        match removed {
-            Some(d) => {
-                if let Some(reason) = reason {
-                    d.sink.close(reason);
-                }
-                true
-            }
-            None => false,
-        }
+        self.remove_where(uid, |d| d.connection == connection, reason) > 0
     }
 
     /// Removes every connection of `uid` (of one device flag, or all),
@@ -396,6 +374,18 @@ impl Sessions {
         flag: Option<DeviceFlag>,
         reason: DisconnectReason,
     ) -> usize {
+        self.remove_where(uid, |d| flag.is_none_or(|f| d.flag == f), Some(reason))
+    }
+
+    /// Removes the connections of `uid` that match, then (with the lock
+    /// released) closes their sinks with `reason` when given. Returns how
+    /// many were removed.
+    fn remove_where(
+        &self,
+        uid: &Uid,
+        matches: impl Fn(&Online) -> bool,
+        reason: Option<DisconnectReason>,
+    ) -> usize {
         let removed: Devices = {
             let mut users = self.write();
             let Some(devices) = users.get_mut(uid) else {
@@ -403,15 +393,17 @@ impl Sessions {
             };
             let (gone, kept) = std::mem::take(devices)
                 .into_iter()
-                .partition(|d| flag.is_none_or(|f| d.flag == f));
+                .partition(|d| matches(d));
             *devices = kept;
             if devices.is_empty() {
                 users.remove(uid);
             }
             gone
         };
-        for d in &removed {
-            d.sink.close(reason);
+        if let Some(reason) = reason {
+            for d in &removed {
+                d.sink.close(reason);
+            }
         }
         removed.len()
     }
