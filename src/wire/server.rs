@@ -504,12 +504,7 @@ impl Session<'_> {
         let packet = match inbound {
             Inbound::Packet(packet) => packet,
             Inbound::TooLarge { client_seq } => {
-                let refusal = SendackPacket {
-                    message_id: 0,
-                    client_seq,
-                    message_seq: 0,
-                    reason: ReasonCode::NOT_ALLOW_SEND,
-                };
+                let refusal = refused_send(client_seq, ReasonCode::NOT_ALLOW_SEND);
                 outgoing.send(&Packet::Sendack(refusal)).await?;
                 return Ok(None);
             }
@@ -530,12 +525,7 @@ impl Session<'_> {
 
     /// Verifies, decrypts and sends a SEND; the SENDACK to answer it.
     async fn send(&self, send: SendPacket) -> SendackPacket {
-        let refuse = |reason| SendackPacket {
-            message_id: 0,
-            client_seq: send.client_seq,
-            message_seq: 0,
-            reason,
-        };
+        let refuse = |reason| refused_send(send.client_seq, reason);
         match self.cipher.send_msg_key(&send) {
             Ok(key) if key == send.msg_key => {}
             Ok(_) => return refuse(ReasonCode::MSG_KEY_ERROR),
@@ -630,6 +620,16 @@ impl Session<'_> {
         };
         recv.msg_key = self.cipher.recv_msg_key(&recv)?;
         Ok(Packet::Recv(recv))
+    }
+}
+
+/// The SENDACK refusing the SEND numbered `client_seq`: nothing was stored.
+fn refused_send(client_seq: u32, reason: ReasonCode) -> SendackPacket {
+    SendackPacket {
+        message_id: 0,
+        client_seq,
+        message_seq: 0,
+        reason,
     }
 }
 
