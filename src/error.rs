@@ -37,6 +37,21 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// The write was committed but could not be made durable (its flush
+    /// failed): it **may be stored**, and may be lost by a crash. It was
+    /// not delivered. A resend with the same `client_msg_no` is answered as
+    /// a duplicate of it, so a caller that needs it delivered live sends it
+    /// again under a new `client_msg_no` only after a sync shows it
+    /// missing; clients that sync by seq see it if it stayed.
+    #[error("storage backend {backend} committed the write but could not flush it: {source}")]
+    Unconfirmed {
+        /// The backend's name, such as `"sled"`.
+        backend: &'static str,
+        /// The flush's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// The request was refused, for a reason WuKongIM has a code for (not a
     /// member, blacklisted, channel disbanded…). Nothing was stored or sent.
     #[error("refused: {reason}")]
@@ -87,7 +102,9 @@ impl Error {
             ) => R::CHANNEL_ID_ERROR,
             Error::Validation(_) => R::NOT_ALLOW_SEND,
             Error::NotFound { .. } | Error::RevokeRefused(_) => R::UNKNOWN,
-            Error::Storage { .. } | Error::Corrupt { .. } => R::SYSTEM_ERROR,
+            Error::Storage { .. } | Error::Unconfirmed { .. } | Error::Corrupt { .. } => {
+                R::SYSTEM_ERROR
+            }
         }
     }
 

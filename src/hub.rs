@@ -21,7 +21,7 @@ use crate::revoke::{
 };
 use crate::session::{
     in_process, ConnectionId, Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason,
-    InProcessConnection, Sessions, SinkError,
+    InProcessConnection, LoginTicket, Sessions, SinkError,
 };
 use crate::store::{
     check_limit, Conversation, HistoryAppend, MemoryStore, NewRevocation, Page, QueuedCommand,
@@ -338,6 +338,22 @@ struct Inner {
     hasher: RandomState,
 }
 
+/// Runs `work` in a task of its own and waits for it: a caller that stops
+/// waiting (a timeout, a dropped HTTP request) does not stop the work, so
+/// that nothing is left stored but untold.
+async fn run_to_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::Storage {
+            backend: "tokio",
+            source: Box::new(e),
+        }),
+    }
+}
+
 /// Whether `message` is the hub's own revocation tip (content type 1006),
 /// which is not itself revocable.
 fn is_revoke_tip(message: &Message) -> bool {
@@ -409,6 +425,45 @@ impl Hub {
     /// [`DisconnectReason::Kicked`] (reason 12).
     pub fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
         self.inner.sessions.connect(device, sink)
+    }
+
+    /// A ticket for a login of `uid`, to take **before** checking the
+    /// user's credential, and to hand to [`Hub::connect_checked`].
+    ///
+    /// A logout is "forget the credential, then [`Hub::kick`]". A login is
+    /// "check the credential, then connect". Without the ticket a kick can
+    /// fall between the login's two steps, find nothing to close, and the
+    /// login then registers with a credential that no longer exists.
+    pub fn login_ticket(&self, uid: &Uid) -> LoginTicket {
+        self.inner.sessions.login_ticket(uid)
+    }
+
+    /// [`Hub::connect`], unless `uid` may have been kicked since `ticket`
+    /// was taken: then nothing is registered and `None` is returned, and
+    /// the caller checks the credential again with a new ticket (a kick
+    /// of another user can share the ticket's stripe, so a second check
+    /// usually succeeds; a logged-out user's fails).
+    ///
+    /// ```
+    /// use imcore::{Device, DeviceFlag, DeviceId, Hub, Uid};
+    /// # fn main() -> imcore::Result<()> {
+    /// let hub = Hub::builder().build()?;
+    /// let alice = Uid::new("alice")?;
+    /// let ticket = hub.login_ticket(&alice);
+    /// // ... the credential is checked here; meanwhile a logout kicks alice:
+    /// hub.kick(&alice, None);
+    /// let (sink, _conn) = imcore::session::in_process(8);
+    /// let device = Device::master(alice, DeviceId::new("phone")?, DeviceFlag::App);
+    /// assert!(hub.connect_checked(ticket, device, sink).is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_checked(
+        &self,
+        ticket: LoginTicket,
+        device: Device,
+        sink: Arc<dyn DeviceSink>,
+    ) -> Option<ConnectionId> {
+        self.inner.sessions.connect_checked(ticket, device, sink)
     }
 
     /// [`Hub::connect`] over the in-process transport with a queue of
@@ -534,18 +589,11 @@ impl Hub {
         // leave a stored message undelivered, since its resend would then
         // be acknowledged as a duplicate and delivered to no one.
         let hub = self.clone();
-        let dispatch = tokio::spawn(async move {
+        run_to_end(async move {
             hub.dispatch(message, persistence, &recipients, skip, to_channel)
                 .await
-        });
-        match dispatch.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::Storage {
-                backend: "tokio",
-                source: Box::new(e),
-            }),
-        }
+        })
+        .await
     }
 
     /// Stores `message` as `persistence` says, delivers it and hands the
@@ -879,7 +927,16 @@ impl Hub {
     /// command. The command and tip carry client_msg_nos derived from the
     /// message id, so a revocation retried after a crash between recording
     /// and telling sends what was missing, and nothing twice.
+    ///
+    /// Like a send, a revocation runs to the end in a task of its own: a
+    /// caller that stops waiting cannot leave it recorded but untold (its
+    /// retry would find the command already queued and deliver nothing).
     pub async fn revoke(&self, request: RevokeRequest) -> Result<RevokeOutcome> {
+        let hub = self.clone();
+        run_to_end(async move { hub.revoke_now(request).await }).await
+    }
+
+    async fn revoke_now(&self, request: RevokeRequest) -> Result<RevokeOutcome> {
         let inner = &*self.inner;
         let requester = &request.requester;
         let message = self.find_revocable(&request).await?;

@@ -94,7 +94,7 @@ pub use revoke::{
     Authorizer, Decision, DefaultRevokeRules, RevokeOutcome, RevokeRefusal, RevokeRequest,
     RevokeTarget,
 };
-pub use session::{Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason};
+pub use session::{Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason, LoginTicket};
 pub use store::MemoryStore;
 #[cfg(feature = "sled")]
 pub use store::SledStore;

@@ -291,10 +291,37 @@ type OnlineMap = std::collections::HashMap<Uid, Devices, ahash::RandomState>;
 /// The online devices of every user. Keyed with aHash (randomly keyed, so
 /// still resistant to crafted collisions): uids are looked up once per
 /// recipient on every fan-out, where SipHash's cost showed.
-#[derive(Default)]
 pub(crate) struct Sessions {
     users: RwLock<OnlineMap>,
     next_connection: AtomicU64,
+    /// Kick epochs, striped by uid: a kick raises its user's stripe before
+    /// it removes connections, so that a login that authenticated before
+    /// the kick can tell, when it registers, that it must check again.
+    kicks: Box<[AtomicU64]>,
+    stripe_hasher: ahash::RandomState,
+}
+
+/// Stripes of kick epochs. A kick of one user makes a concurrent login of
+/// another user in the same stripe authenticate once more, nothing worse.
+const KICK_STRIPES: usize = 1024;
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            users: RwLock::default(),
+            next_connection: AtomicU64::new(0),
+            kicks: (0..KICK_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            stripe_hasher: ahash::RandomState::new(),
+        }
+    }
+}
+
+/// Taken before a login checks its credential, and handed back when it
+/// registers the connection: see [`Hub::login_ticket`](crate::Hub::login_ticket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginTicket {
+    stripe: usize,
+    epoch: u64,
 }
 
 impl Debug for Sessions {
@@ -315,40 +342,80 @@ impl Sessions {
         self.users.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn kick_stripe(&self, uid: &Uid) -> usize {
+        self.stripe_hasher.hash_one(uid) as usize % KICK_STRIPES
+    }
+
+    /// A ticket for a login of `uid` that is about to check its credential.
+    pub(crate) fn login_ticket(&self, uid: &Uid) -> LoginTicket {
+        let stripe = self.kick_stripe(uid);
+        LoginTicket {
+            stripe,
+            epoch: self.kicks[stripe].load(Ordering::SeqCst),
+        }
+    }
+
     /// Registers a connection. The same device id replaces its old
     /// connection; a master login kicks the other devices of its flag.
     /// Returns the connection's id; closes the displaced sinks after
     /// releasing the lock.
     pub(crate) fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
+        self.register(self.write(), device, sink)
+    }
+
+    /// [`Sessions::connect`] only if no kick of the ticket's stripe
+    /// happened since it was taken; `None` otherwise.
+    pub(crate) fn connect_checked(
+        &self,
+        ticket: LoginTicket,
+        device: Device,
+        sink: Arc<dyn DeviceSink>,
+    ) -> Option<ConnectionId> {
+        let users = self.write();
+        // Checked under the write lock that a kick's removal also takes:
+        // either this sees the kick's raised epoch, or the kick removes
+        // what this registers.
+        if self.kicks[ticket.stripe].load(Ordering::SeqCst) != ticket.epoch {
+            return None;
+        }
+        Some(self.register(users, device, sink))
+    }
+
+    /// Adds the connection to the locked table, releases the lock, then
+    /// closes the sinks it displaced.
+    fn register(
+        &self,
+        mut users: RwLockWriteGuard<'_, OnlineMap>,
+        device: Device,
+        sink: Arc<dyn DeviceSink>,
+    ) -> ConnectionId {
         let connection = ConnectionId(self.next_connection.fetch_add(1, Ordering::Relaxed) + 1);
         let mut displaced = Vec::new();
-        {
-            let mut users = self.write();
-            let devices = users.entry(device.uid.clone()).or_default();
-            devices.retain(|d| {
-                let reason = if d.device_id == device.device_id {
-                    Some(DisconnectReason::Replaced)
-                } else if device.level == DeviceLevel::Master && d.flag == device.flag {
-                    Some(DisconnectReason::Kicked)
-                } else {
-                    None
-                };
-                match reason {
-                    Some(r) => {
-                        displaced.push((d.sink.clone(), r));
-                        false
-                    }
-                    None => true,
+        let devices = users.entry(device.uid.clone()).or_default();
+        devices.retain(|d| {
+            let reason = if d.device_id == device.device_id {
+                Some(DisconnectReason::Replaced)
+            } else if device.level == DeviceLevel::Master && d.flag == device.flag {
+                Some(DisconnectReason::Kicked)
+            } else {
+                None
+            };
+            match reason {
+                Some(r) => {
+                    displaced.push((d.sink.clone(), r));
+                    false
                 }
-            });
-            devices.push(Online {
-                device_id: device.device_id,
-                flag: device.flag,
-                level: device.level,
-                connection,
-                sink,
-            });
-        }
+                None => true,
+            }
+        });
+        devices.push(Online {
+            device_id: device.device_id,
+            flag: device.flag,
+            level: device.level,
+            connection,
+            sink,
+        });
+        drop(users);
         for (sink, reason) in displaced {
             sink.close(reason);
         }
@@ -374,6 +441,9 @@ impl Sessions {
         flag: Option<DeviceFlag>,
         reason: DisconnectReason,
     ) -> usize {
+        // Raised before removing: a login that checked its credential
+        // before this kick finds the epoch moved when it registers.
+        self.kicks[self.kick_stripe(uid)].fetch_add(1, Ordering::SeqCst);
         self.remove_where(uid, |d| flag.is_none_or(|f| d.flag == f), Some(reason))
     }
 

@@ -29,6 +29,8 @@ macro_rules! suite {
                 zero_limits_are_rejected,
                 append_refuses_a_stored_message_id,
                 append_history_stores_messages_and_conversations,
+                history_is_never_ahead_of_conversations,
+                command_dedup_is_per_sender,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

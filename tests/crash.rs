@@ -163,3 +163,83 @@ fn acknowledged_appends_survive_sigkill() {
         );
     });
 }
+
+const FLUSH_CHILD_ENV: &str = "IMCORE_FLUSH_CHILD_DIR";
+const FLUSH_TEST_NAME: &str = "flush_makes_background_history_writes_survive_sigkill";
+const FLUSHED_COUNT: usize = 50;
+
+/// The child: history writes with background durability whose own flush
+/// would not run for an hour, then `flush()`, then a line saying so; then
+/// it waits to be killed.
+async fn flush_child(dir: String) {
+    use imcore::store::{Durability, SledConfig};
+    let config = SledConfig::new(&dir).durability(Durability::Background {
+        flush_every_ms: 3_600_000,
+    });
+    let store = SledStore::open_with(config).expect("open in child");
+    let ids = MessageIdGenerator::new(3).unwrap();
+    for i in 0..FLUSHED_COUNT {
+        let no = format!("f{i}");
+        let message = Message {
+            message_id: ids.next_id(),
+            message_seq: 0,
+            client_msg_no: ClientMsgNo::new(&no).unwrap(),
+            from_uid: Uid::new("writer").unwrap(),
+            channel: channel(),
+            timestamp_ms: 0,
+            flags: Flags::normal(),
+            payload: no.into_bytes().into(),
+        };
+        let entry = HistoryAppend {
+            message,
+            recipients: vec![Uid::new("reader").unwrap()],
+        };
+        store.append_history(vec![entry]).await.expect("append");
+    }
+    store.flush().await.expect("flush");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "imcore-flushed").unwrap();
+    stdout.flush().unwrap();
+    drop(stdout);
+    // Bounded, in case the parent is gone and never kills us.
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+}
+
+#[test]
+fn flush_makes_background_history_writes_survive_sigkill() {
+    if let Ok(dir) = std::env::var(FLUSH_CHILD_ENV) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(flush_child(dir));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([FLUSH_TEST_NAME, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(FLUSH_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let flushed = lines.map_while(Result::ok).any(|l| l.ends_with("imcore-flushed"));
+    child.kill().unwrap(); // SIGKILL on Unix, right after flush() returned
+    child.wait().unwrap();
+    assert!(flushed, "the child never said it had flushed");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SledStore::open(dir.path()).unwrap();
+        let stored = store
+            .read(&channel(), Page::forward(1, usize::MAX))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.len(),
+            FLUSHED_COUNT,
+            "every write committed before flush() is on disk"
+        );
+    });
+}

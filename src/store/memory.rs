@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{
     check_limit, id_in_use, unread_after, Appended, CommandQueue, Conversation, ConversationStore,
-    ConversationUpdate, Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand,
+    ConversationUpdate, Direction, HistoryAppend, MessageLog, NewRevocation, Page, Pushed, QueuedCommand,
     Recorded, Revocation, RevocationStore,
 };
 use crate::error::Result;
@@ -95,12 +95,27 @@ impl MemoryStore {
     }
 }
 
-impl super::Store for MemoryStore {}
-
 #[async_trait]
-impl MessageLog for MemoryStore {
-    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {
+impl super::Store for MemoryStore {
+    /// The messages and their conversation updates under one lock: no
+    /// reader sees a message in history before it is in conversations.
+    async fn append_history(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>> {
         let mut inner = self.lock();
+        let appended = inner.append(batch.iter().map(|h| h.message.clone()).collect())?;
+        let updates: Vec<ConversationUpdate> = batch
+            .iter()
+            .zip(&appended)
+            .filter(|(_, a)| !a.duplicate)
+            .flat_map(|(h, a)| h.conversation_updates(a.message_id, a.message_seq))
+            .collect();
+        inner.update_conversations(&updates);
+        Ok(appended)
+    }
+}
+
+impl Inner {
+    fn append(&mut self, messages: Vec<Message>) -> Result<Vec<Appended>> {
+        let inner = self;
         // All or nothing: refuse the batch before storing any of it if a new
         // message reuses a stored id (or one earlier in the batch).
         let (mut batch_keys, mut batch_ids) = (HashSet::new(), HashSet::new());
@@ -140,6 +155,26 @@ impl MessageLog for MemoryStore {
             });
         }
         Ok(out)
+    }
+
+    fn update_conversations(&mut self, updates: &[ConversationUpdate]) {
+        let inner = self;
+        for u in updates {
+            let user = inner.conversations.entry(u.uid.clone()).or_default();
+            user.by_channel
+                .entry(u.channel.clone())
+                .or_insert_with(|| Conversation::empty_for(u))
+                .apply(u);
+            user.bump(&u.channel);
+        }
+    }
+
+}
+
+#[async_trait]
+impl MessageLog for MemoryStore {
+    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {
+        self.lock().append(messages)
     }
 
     async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>> {
@@ -282,15 +317,7 @@ impl CommandQueue for MemoryStore {
 #[async_trait]
 impl ConversationStore for MemoryStore {
     async fn update_conversations(&self, updates: &[ConversationUpdate]) -> Result<()> {
-        let mut inner = self.lock();
-        for u in updates {
-            let user = inner.conversations.entry(u.uid.clone()).or_default();
-            user.by_channel
-                .entry(u.channel.clone())
-                .or_insert_with(|| Conversation::empty_for(u))
-                .apply(u);
-            user.bump(&u.channel);
-        }
+        self.lock().update_conversations(updates);
         Ok(())
     }
 

@@ -461,8 +461,8 @@ pub(crate) fn conversation_updates(
 
 /// Everything the crate stores: the four capabilities together.
 ///
-/// A backend implements the four traits and then `impl Store for MyStore {}`;
-/// it may override [`Store::append_history`] to do it in one atomic step.
+/// A backend implements the four traits and [`Store::append_history`], the
+/// send path's one write.
 #[async_trait]
 pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore {
     /// Appends history messages and records each in its recipients'
@@ -470,21 +470,11 @@ pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore
     ///
     /// Contract: as [`MessageLog::append`] for the messages (a duplicate's
     /// conversations are not touched), and as
-    /// [`ConversationStore::update_conversations`] for the updates. The
-    /// default appends, then updates; a backend that can do both in one
-    /// atomic step should, so that a crash never leaves a stored message
-    /// missing from conversations.
-    async fn append_history(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>> {
-        let appended = self
-            .append(batch.iter().map(|h| h.message.clone()).collect())
-            .await?;
-        let updates: Vec<ConversationUpdate> = batch
-            .iter()
-            .zip(&appended)
-            .filter(|(_, a)| !a.duplicate)
-            .flat_map(|(h, a)| h.conversation_updates(a.message_id, a.message_seq))
-            .collect();
-        self.update_conversations(&updates).await?;
-        Ok(appended)
-    }
+    /// [`ConversationStore::update_conversations`] for the updates, **in one
+    /// atomic step**: no reader, at any moment, sees a message in history
+    /// that is not yet in its recipients' conversations, and a crash never
+    /// leaves one stored without the other. (A client that reads the newest
+    /// message and clears unread up to it would otherwise lose its clear.)
+    /// Calling `append` then `update_conversations` does not meet this.
+    async fn append_history(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>>;
 }

@@ -321,8 +321,10 @@ impl SledStore {
         for key in revocations.iter().keys() {
             revoked_ids.insert(be_u64(&key.map_err(storage)?, "revocation key")?);
         }
+        let flusher = Arc::new(GroupFlush::default());
         let writer = HistoryWriter::new(HistoryTrees {
             flush: durability == Durability::Flush,
+            flusher: flusher.clone(),
             db: db.clone(),
             messages: tree("messages")?,
             message_ids: tree("message_ids")?,
@@ -334,7 +336,7 @@ impl SledStore {
         Ok(SledStore {
             durability,
             writer: Arc::new(writer),
-            flusher: Arc::new(GroupFlush::default()),
+            flusher,
             revoked_ids: Arc::new(std::sync::RwLock::new(revoked_ids)),
             messages: tree("messages")?,
             message_ids: tree("message_ids")?,
@@ -491,6 +493,7 @@ struct HistoryJob {
 struct HistoryTrees {
     db: Db,
     flush: bool,
+    flusher: Arc<GroupFlush>,
     messages: Tree,
     message_ids: Tree,
     dedup: Tree,
@@ -609,17 +612,16 @@ impl HistoryWriter {
         let mut trees = Some(trees);
         while let Some(writer) = trees.as_ref() {
             let mut result = writer.write(&batch);
-            if result.is_ok() && writer.flush {
-                let db = writer.db.clone();
-                let flushed = match tokio::task::spawn_blocking(move || db.flush()).await {
-                    Ok(r) => r.map_err(storage),
-                    Err(e) => Err(Error::Storage {
-                        backend: BACKEND,
-                        source: Box::new(e),
-                    }),
-                };
-                if let Err(e) = flushed {
-                    result = Err(e);
+            if result.is_ok() {
+                // Registered, so that `SledStore::flush` covers it.
+                let ticket = writer.flusher.commit();
+                if writer.flush {
+                    if let Err(e) = writer.flusher.flush(&writer.db, ticket).await {
+                        result = Err(Error::Unconfirmed {
+                            backend: BACKEND,
+                            source: Box::new(e),
+                        });
+                    }
                 }
             }
             let next = Self::take(&state);
@@ -673,6 +675,10 @@ impl Drop for StepDownOnPanic {
 fn shared_error(e: &Error) -> Error {
     match e {
         Error::Corrupt { what } => Error::Corrupt { what: what.clone() },
+        Error::Unconfirmed { source, .. } => Error::Unconfirmed {
+            backend: BACKEND,
+            source: source.to_string().into(),
+        },
         other => Error::Storage {
             backend: BACKEND,
             source: other.to_string().into(),

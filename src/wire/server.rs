@@ -18,6 +18,7 @@ use crate::model::{
 use crate::reason::ReasonCode;
 use crate::session::{
     in_process, ConnectionId, Device, DeviceFlag, DisconnectReason, InProcessConnection,
+    InProcessSink,
 };
 use crate::wire::auth::{Authenticator, ConnectInfo};
 use crate::wire::cipher::{new_salt, KeyExchange, SessionCipher};
@@ -27,6 +28,10 @@ use crate::wire::packet::{
     SendPacket, SendackPacket, Setting, SubPacket, SubackPacket, PROTOCOL_VERSION,
 };
 use crate::wire::WireError;
+
+/// How many times a login checks its credential when kicks keep landing
+/// between its check and its registration.
+const LOGIN_ATTEMPTS: usize = 3;
 
 /// How a [`WireServer`] treats its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +174,7 @@ impl WireServer {
         };
         // CONNECT and its check (the host's authenticator included) must be
         // done within the connect timeout.
+        let (sink, deliveries) = in_process(self.config.queue);
         let login = tokio::time::timeout(self.config.connect_timeout, async {
             let connect = match reader.next(&mut incoming).await? {
                 None => return Ok(None),
@@ -180,10 +186,10 @@ impl WireServer {
                     return Err(WireError::Unexpected(PacketType::Send))
                 }
             };
-            Ok(Some(self.login(&connect).await))
+            Ok(Some(self.login_and_register(&connect, sink).await))
         })
         .await;
-        let (device, cipher, connack) = match login {
+        let (device, connection, cipher, connack) = match login {
             Err(_) => return Ok(SessionEnd::TimedOut),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(None)) => return Ok(SessionEnd::ClientClosed),
@@ -200,9 +206,7 @@ impl WireServer {
                 return Ok(SessionEnd::Refused(reason));
             }
         };
-        let (sink, deliveries) = in_process(self.config.queue);
         let uid = device.uid.clone();
-        let connection = self.hub.connect(device, sink);
         // Unregisters however this ends, even if the caller drops `serve`.
         let registered = Registered {
             hub: &self.hub,
@@ -231,6 +235,31 @@ impl WireServer {
         drop(registered);
         outgoing.close().await;
         result
+    }
+
+    /// Checks a CONNECT and registers the device with the hub. A kick of
+    /// the user between the check and the registration (a logout that
+    /// removed the credential, then kicked) sends it back to the check, so
+    /// that no session outlives the credential it logged in with.
+    async fn login_and_register(
+        &self,
+        connect: &ConnectPacket,
+        sink: Arc<InProcessSink>,
+    ) -> Result<(Device, ConnectionId, SessionCipher, Packet), ReasonCode> {
+        let uid = Uid::new(&connect.uid).map_err(|_| ReasonCode::AUTH_FAIL)?;
+        // A kick of another user in the same stripe also sends a login
+        // back; three in a row is a storm of kicks, refused as such.
+        for _ in 0..LOGIN_ATTEMPTS {
+            let ticket = self.hub.login_ticket(&uid);
+            let (device, cipher, connack) = self.login(connect).await?;
+            let registered = self
+                .hub
+                .connect_checked(ticket, device.clone(), sink.clone());
+            if let Some(connection) = registered {
+                return Ok((device, connection, cipher, connack));
+            }
+        }
+        Err(ReasonCode::AUTH_FAIL)
     }
 
     /// Checks a CONNECT. On success: the device, the session's cipher and

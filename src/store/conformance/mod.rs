@@ -21,6 +21,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{ConversationUpdate, HistoryAppend, NewRevocation, Page, Recorded, Store};
+
+mod concurrency;
+pub use concurrency::{command_dedup_is_per_sender, history_is_never_ahead_of_conversations};
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -67,6 +70,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     revocations_record_once_with_versions(store.clone()).await;
     concurrent_revocations_of_one_message_record_once(store.clone()).await;
     append_history_stores_messages_and_conversations(store.clone()).await;
+    history_is_never_ahead_of_conversations(store.clone()).await;
+    command_dedup_is_per_sender(store.clone()).await;
     zero_limits_are_rejected(store).await;
 }
 
