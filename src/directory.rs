@@ -57,6 +57,12 @@ pub trait Directory: Send + Sync + Debug + 'static {
     /// Whether `reader` may read `channel`'s history.
     async fn check_read(&self, reader: &Uid, channel: &Channel) -> Result<Permission>;
 
+    /// The channels (not person channels) `uid` subscribes to: the user's
+    /// conversation list is assembled from them at sync (read diffusion),
+    /// so a channel missing here is missing from the user's list, and a
+    /// user removed from a channel stops seeing it there.
+    async fn channels_of(&self, uid: &Uid) -> Result<Vec<Channel>>;
+
     /// `uid`'s role in `channel`, `None` when not a member.
     async fn role(&self, channel: &Channel, uid: &Uid) -> Result<Option<Role>>;
 
@@ -291,6 +297,16 @@ fn known_type(kind: ChannelType) -> bool {
 
 #[async_trait]
 impl Directory for MemoryDirectory {
+    async fn channels_of(&self, uid: &Uid) -> Result<Vec<Channel>> {
+        Ok(self
+            .read()
+            .channels
+            .iter()
+            .filter(|(_, info)| info.members.contains(uid))
+            .map(|(channel, _)| channel.clone())
+            .collect())
+    }
+
     async fn subscribers(&self, channel: &Channel) -> Result<Arc<[Uid]>> {
         Ok(match self.read().channels.get(channel) {
             Some(info) if !info.disbanded => info.list.clone(),

@@ -65,6 +65,17 @@ pub enum Error {
     #[error("revocation refused: {0}")]
     RevokeRefused(crate::revoke::RevokeRefusal),
 
+    /// The database was written by another version of the crate, in a
+    /// format this version does not read. Nothing was changed; open it with
+    /// the version that wrote it, or start a new database.
+    #[error("the database is in format {found}, which this version cannot read: {why}")]
+    UnsupportedFormat {
+        /// The format the database says it is in.
+        found: String,
+        /// Why this version cannot read it.
+        why: &'static str,
+    },
+
     /// Stored data could not be decoded: the database is damaged, or was
     /// written by something else.
     #[error("stored data is corrupt or foreign: {what}")]
@@ -102,7 +113,10 @@ impl Error {
             ) => R::CHANNEL_ID_ERROR,
             Error::Validation(_) => R::NOT_ALLOW_SEND,
             Error::NotFound { .. } | Error::RevokeRefused(_) => R::UNKNOWN,
-            Error::Storage { .. } | Error::Unconfirmed { .. } | Error::Corrupt { .. } => {
+            Error::Storage { .. }
+            | Error::Unconfirmed { .. }
+            | Error::UnsupportedFormat { .. }
+            | Error::Corrupt { .. } => {
                 R::SYSTEM_ERROR
             }
         }

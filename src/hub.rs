@@ -24,7 +24,7 @@ use crate::session::{
     InProcessConnection, LoginTicket, Sessions, SinkError,
 };
 use crate::store::{
-    check_limit, Conversation, HistoryAppend, MemoryStore, NewRevocation, Page, QueuedCommand,
+    check_limit, Conversation, MemoryStore, NewRevocation, Page, QueuedCommand,
     Recorded, Revocation, Store,
 };
 
@@ -513,9 +513,10 @@ impl Hub {
     /// refused: that space is the hub's own.
     ///
     /// The order: validate and check permission → classify with the policy
-    /// → store as the policy says (history: the channel log, then every
-    /// recipient's conversation, unread raised when `red_dot` for everyone
-    /// but the sender; command: every recipient's command queue; transient:
+    /// → store as the policy says (history: once, in the channel's log,
+    /// which moves the channel's head and the sender's read position;
+    /// recipients' conversations and unread counts are derived from them
+    /// at sync; command: every recipient's command queue; transient:
     /// nothing) → deliver to every online device of every recipient except
     /// the sending connection → hand recipients with no master device
     /// online to the offline notifier (history and commands) → acknowledge.
@@ -624,16 +625,10 @@ impl Hub {
         };
         match persistence {
             Persistence::History => {
-                // The message and every recipient's conversation, in one
-                // write (one transaction on sled, batched with concurrent
-                // sends).
-                let appended = inner
-                    .store
-                    .append_history(vec![HistoryAppend {
-                        message: message.clone(),
-                        recipients: recipients.to_vec(),
-                    }])
-                    .await?;
+                // One write whatever the channel's size: the log, the
+                // channel's head and the sender's read position (read
+                // diffusion: recipients' conversations are derived).
+                let appended = inner.store.append(vec![message.clone()]).await?;
                 let Some(appended) = appended.first() else {
                     return Err(Error::corrupt("the message log acknowledged nothing"));
                 };
@@ -876,10 +871,11 @@ impl Hub {
         limit: usize,
     ) -> Result<Vec<ConversationView>> {
         let limit = self.page_limit(limit)?;
+        let groups = self.inner.directory.channels_of(uid).await?;
         let conversations = self
             .inner
             .store
-            .conversations_after(uid, version, limit)
+            .conversations_after(uid, &groups, version, limit)
             .await?;
         let mut last = Vec::with_capacity(conversations.len());
         for conversation in &conversations {

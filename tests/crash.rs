@@ -1,7 +1,7 @@
 //! Crash safety: acknowledged appends survive SIGKILL.
 //!
 //! The test runs its own binary again as a child process that appends
-//! through the send path (`append_history`, batched group commit) with
+//! through the send path (`append`, batched group commit) with
 //! flush-before-return durability from 16 tasks and prints each
 //! acknowledged `seq client_msg_no`. The parent kills it with SIGKILL while
 //! it writes, reopens the database, and checks that every acknowledged
@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use imcore::store::{ConversationStore, HistoryAppend, MessageLog, Page, SledStore, Store};
+use imcore::store::{ConversationStore, MessageLog, Page, SledStore};
 use imcore::{Channel, ClientMsgNo, Flags, Message, MessageIdGenerator, Uid};
 
 const CHILD_ENV: &str = "IMCORE_CRASH_CHILD_DIR";
@@ -48,11 +48,7 @@ async fn child(dir: String, round: String) {
                 };
                 // The send path: batched with the other writers into one
                 // transaction and one flush.
-                let entry = HistoryAppend {
-                    message,
-                    recipients: vec![Uid::new("reader").unwrap()],
-                };
-                let out = store.append_history(vec![entry]).await.expect("append");
+                let out = store.append(vec![message]).await.expect("append");
                 if tx.send(format!("{} {no}", out[0].message_seq)).is_err() {
                     return;
                 }
@@ -148,7 +144,8 @@ fn acknowledged_appends_survive_sigkill() {
             assert_eq!(m.payload.as_ref(), no.as_bytes());
         }
         assert!(acked.len() >= 800, "{} acks", acked.len());
-        // Each stored message reached the conversation in the same step.
+        // The channel's head (what conversations derive from) is the log's
+        // last record, and every message counts for a reader who never read.
         let conversation = store
             .conversation(&Uid::new("reader").unwrap(), &channel())
             .await
@@ -190,11 +187,7 @@ async fn flush_child(dir: String) {
             flags: Flags::normal(),
             payload: no.into_bytes().into(),
         };
-        let entry = HistoryAppend {
-            message,
-            recipients: vec![Uid::new("reader").unwrap()],
-        };
-        store.append_history(vec![entry]).await.expect("append");
+        store.append(vec![message]).await.expect("append");
     }
     store.flush().await.expect("flush");
     let mut stdout = std::io::stdout().lock();

@@ -162,11 +162,37 @@ async fn server_send_with_sync_once_is_a_command_delivered_once() {
         .await
         .unwrap()
         .is_empty());
-    // And never after: a new session delivers nothing old.
+    // And never after: a new session delivers nothing old. A connect never
+    // replays the queue, so an empty drain alone proves nothing: the queue
+    // itself must be empty, as the store has it and as a new session's
+    // command sync from the start sees it.
+    assert!(w
+        .hub
+        .store()
+        .pending_commands(&uid("bob"), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
     let (_, mut bob) = w.phone("bob");
     assert!(bob.drain().is_empty());
+    assert!(w
+        .hub
+        .sync_commands(&uid("bob"), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
 
-    // Alice's master device acknowledges live: consumed for her too.
+    // Alice was online, and her command is queued all the same until her
+    // master device acknowledges it.
+    let queued = w.hub.sync_commands(&uid("alice"), 0, 100).await.unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .map(|q| q.message.message_id)
+            .collect::<Vec<_>>(),
+        vec![ack.message_id]
+    );
+    // Her master device acknowledges live: consumed for her too.
     assert!(w
         .hub
         .ack(&uid("alice"), alice_conn_id, ack.message_id, 0)
@@ -174,10 +200,90 @@ async fn server_send_with_sync_once_is_a_command_delivered_once() {
         .unwrap());
     assert!(w
         .hub
+        .store()
+        .pending_commands(&uid("alice"), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(w
+        .hub
         .sync_commands(&uid("alice"), 0, 100)
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The ids of `who`'s pending commands, through the hub and straight from
+/// the store, which must agree.
+async fn queued_ids(w: &World, who: &str) -> Vec<MessageId> {
+    let via_hub: Vec<_> = w
+        .hub
+        .sync_commands(&uid(who), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.message.message_id)
+        .collect();
+    let in_store: Vec<_> = w
+        .hub
+        .store()
+        .pending_commands(&uid(who), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.message.message_id)
+        .collect();
+    assert_eq!(via_hub, in_store);
+    via_hub
+}
+
+#[tokio::test]
+async fn a_live_ack_consumes_the_acknowledged_command_and_no_other() {
+    let w = world();
+    let g = w.group("g", "alice", &["bob"]);
+    let (phone_id, mut phone) = w.phone("bob");
+    let mut sent = Vec::new();
+    for (i, name) in ["first", "second", "third"].into_iter().enumerate() {
+        let ack = w
+            .hub
+            .send(
+                SendRequest::new(uid("alice"), g.clone(), name)
+                    .flags(Flags::command())
+                    .client_msg_no(no(&format!("cmd-{i}"))),
+            )
+            .await
+            .unwrap();
+        sent.push(ack.message_id);
+    }
+    assert_eq!(
+        phone
+            .drain()
+            .iter()
+            .map(|m| m.message_id)
+            .collect::<Vec<_>>(),
+        sent
+    );
+    assert_eq!(queued_ids(&w, "bob").await, sent, "queued while online");
+
+    // Acknowledging the middle one consumes it alone.
+    assert!(w.hub.ack(&uid("bob"), phone_id, sent[1], 0).await.unwrap());
+    assert_eq!(queued_ids(&w, "bob").await, vec![sent[0], sent[2]]);
+    // Again: nothing left to consume, nothing else consumed.
+    assert!(!w.hub.ack(&uid("bob"), phone_id, sent[1], 0).await.unwrap());
+    assert_eq!(queued_ids(&w, "bob").await, vec![sent[0], sent[2]]);
+
+    // Bob reconnects on a new session: nothing old arrives, and what he
+    // did not acknowledge is still there for his command sync.
+    assert!(w.hub.disconnect(&uid("bob"), phone_id));
+    let (phone_id, mut phone) = w.phone("bob");
+    assert!(phone.drain().is_empty());
+    assert_eq!(queued_ids(&w, "bob").await, vec![sent[0], sent[2]]);
+    for id in [sent[0], sent[2]] {
+        assert!(w.hub.ack(&uid("bob"), phone_id, id, 0).await.unwrap());
+    }
+    assert!(queued_ids(&w, "bob").await.is_empty());
+    // The sender had none queued at any point.
+    assert!(queued_ids(&w, "alice").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,9 +451,12 @@ async fn person_channel_works_both_ways_under_one_id() {
     let convs = w.hub.sync_conversations(&uid("bob"), 0, 10).await.unwrap();
     assert_eq!(convs[0].channel, person("alice"));
     assert_eq!(
-        convs[0].conversation.unread, 1,
-        "alice's message, not bob's own"
+        convs[0].conversation.unread, 0,
+        "bob answered: his own send reads the channel up to it"
     );
+    let convs = w.hub.sync_conversations(&uid("alice"), 0, 10).await.unwrap();
+    assert_eq!(convs[0].channel, person("bob"));
+    assert_eq!(convs[0].conversation.unread, 1, "bob's answer, not her own");
     // A stranger may not read it.
     let refused = w
         .hub
@@ -507,6 +616,9 @@ impl imcore::Directory for RateLimited {
     }
     async fn check_read(&self, _: &Uid, _: &Channel) -> imcore::Result<imcore::Permission> {
         Ok(imcore::Permission::Allowed)
+    }
+    async fn channels_of(&self, _: &Uid) -> imcore::Result<Vec<Channel>> {
+        Ok(Vec::new())
     }
     async fn role(&self, _: &Channel, _: &Uid) -> imcore::Result<Option<imcore::Role>> {
         Ok(None)
@@ -891,6 +1003,76 @@ async fn a_message_arriving_after_what_was_read_stays_unread() {
     assert_eq!(convs[0].conversation.unread, 1);
 }
 
+/// Bob's unread count in `channel`.
+async fn unread(w: &World, channel: &Channel) -> u64 {
+    let convs = w.hub.sync_conversations(&uid("bob"), 0, 10).await.unwrap();
+    let view = convs
+        .iter()
+        .find(|c| &c.channel == channel)
+        .expect("bob has the conversation");
+    view.conversation.unread
+}
+
+async fn a_stale_clear_never_raises_unread_again_on(w: World) {
+    let g = w.group("g", "alice", &["bob"]);
+    let to_bob = person("bob");
+    let as_bob_sees_it = person("alice");
+    for (channel, seen) in [(&g, &g), (&to_bob, &as_bob_sees_it)] {
+        for i in 0..4 {
+            w.hub
+                .send(SendRequest::new(
+                    uid("alice"),
+                    channel.clone(),
+                    format!("m{i}"),
+                ))
+                .await
+                .unwrap();
+        }
+        assert_eq!(unread(&w, seen).await, 4);
+        // Bob reads everything (up to seq 4, or "all")...
+        for read_up_to in [4, u64::MAX] {
+            assert!(w
+                .hub
+                .clear_unread(&uid("bob"), seen, read_up_to)
+                .await
+                .unwrap());
+            assert_eq!(unread(&w, seen).await, 0);
+            // ...then an older clear arrives late (another device, a retry):
+            // it must not bring back what was read.
+            assert!(w.hub.clear_unread(&uid("bob"), seen, 2).await.unwrap());
+            assert_eq!(unread(&w, seen).await, 0, "stale clear after {read_up_to}");
+            assert!(w.hub.clear_unread(&uid("bob"), seen, 0).await.unwrap());
+            assert_eq!(unread(&w, seen).await, 0, "clear to 0 after {read_up_to}");
+        }
+        // A new message counts from there: one unread, not the old ones.
+        w.hub
+            .send(SendRequest::new(uid("alice"), channel.clone(), "m4"))
+            .await
+            .unwrap();
+        assert_eq!(unread(&w, seen).await, 1);
+        assert!(w.hub.clear_unread(&uid("bob"), seen, 3).await.unwrap());
+        assert_eq!(
+            unread(&w, seen).await,
+            1,
+            "a stale clear leaves the new one"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_clear_never_raises_unread_again() {
+    a_stale_clear_never_raises_unread_again_on(world()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_clear_never_raises_unread_again_on_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    a_stale_clear_never_raises_unread_again_on(world_on(Arc::new(
+        SledStore::open(dir.path()).unwrap(),
+    )))
+    .await;
+}
+
 #[tokio::test]
 async fn a_server_side_sender_does_not_queue_its_own_commands() {
     let w = world();
@@ -933,8 +1115,9 @@ async fn naming_someone_elses_connection_suppresses_nothing() {
 
 // ---- sends that outlive their caller ----
 
-/// A memory store whose appends wait for a permit, so that a test can stop
-/// waiting for a send while its write is in progress.
+/// A memory store whose history writes (`append`, the send path's one
+/// write) wait for a permit, so that a test can stop waiting for a send
+/// while its write is in progress.
 #[derive(Debug)]
 struct GatedStore {
     inner: MemoryStore,
@@ -999,19 +1182,8 @@ impl imcore::store::CommandQueue for GatedStore {
 
 #[async_trait]
 impl imcore::store::ConversationStore for GatedStore {
-    async fn update_conversations(
-        &self,
-        updates: &[imcore::store::ConversationUpdate],
-    ) -> imcore::Result<()> {
-        self.inner.update_conversations(updates).await
-    }
-    async fn conversations_after(
-        &self,
-        uid: &Uid,
-        version: u64,
-        limit: usize,
-    ) -> imcore::Result<Vec<imcore::store::Conversation>> {
-        self.inner.conversations_after(uid, version, limit).await
+    async fn stable_version(&self) -> imcore::Result<u64> {
+        self.inner.stable_version().await
     }
     async fn conversation(
         &self,
@@ -1019,6 +1191,9 @@ impl imcore::store::ConversationStore for GatedStore {
         channel: &Channel,
     ) -> imcore::Result<Option<imcore::store::Conversation>> {
         self.inner.conversation(uid, channel).await
+    }
+    async fn person_channels(&self, uid: &Uid) -> imcore::Result<Vec<Channel>> {
+        self.inner.person_channels(uid).await
     }
     async fn clear_unread(
         &self,
@@ -1055,8 +1230,6 @@ impl imcore::store::RevocationStore for GatedStore {
             .await
     }
 }
-
-impl Store for GatedStore {}
 
 #[tokio::test]
 async fn a_send_whose_caller_stops_waiting_is_still_stored_and_delivered() {
@@ -1112,6 +1285,9 @@ impl imcore::Directory for AllowAll {
     }
     async fn check_read(&self, _: &Uid, _: &Channel) -> imcore::Result<imcore::Permission> {
         Ok(imcore::Permission::Allowed)
+    }
+    async fn channels_of(&self, _: &Uid) -> imcore::Result<Vec<Channel>> {
+        Ok(Vec::new())
     }
     async fn role(&self, _: &Channel, _: &Uid) -> imcore::Result<Option<imcore::Role>> {
         Ok(None)

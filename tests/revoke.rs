@@ -134,6 +134,43 @@ async fn permission_matrix() {
     );
 }
 
+#[tokio::test]
+async fn a_managers_power_over_a_member_outlives_the_members_leaving() {
+    use imcore::Directory as _;
+    let w = world();
+    let mut owner = w.connect("owner", "owner-phone", DeviceFlag::App);
+    let ids = [
+        w.say("alice", "spam 1").await,
+        w.say("alice", "spam 2").await,
+        w.say("alice", "spam 3").await,
+    ];
+    owner.drain();
+    // Alice is removed after sending: her messages stay in the group, and
+    // moderating them must not depend on her still being there.
+    w.directory.remove_members(&w.group, [uid("alice")]);
+    assert_eq!(
+        w.directory.role(&w.group, &uid("alice")).await.unwrap(),
+        None,
+        "alice is no longer a member"
+    );
+    for (who, id) in [("manager", ids[0]), ("owner", ids[1])] {
+        let outcome = w
+            .revoke(who, id)
+            .await
+            .unwrap_or_else(|e| panic!("{who} over a former member: {e}"));
+        assert!(matches!(outcome, RevokeOutcome::Revoked(_)));
+        assert_eq!(outcome.revocation().revoker, uid(who));
+        assert_eq!(outcome.revocation().message_id, id);
+    }
+    // The remaining members were told, once per revocation.
+    assert_eq!(owner.drain().len(), 2);
+    // A plain member still may not revoke a former member's message.
+    assert_eq!(
+        refusal(w.revoke("bob", ids[2]).await),
+        RevokeRefusal::NotPermitted
+    );
+}
+
 /// Admins revoke anything, at any time; everyone else by the default rules.
 #[derive(Debug)]
 struct Admins;

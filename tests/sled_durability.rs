@@ -1,7 +1,7 @@
 //! The sled backend across restarts, and against damaged or foreign files.
 
 use imcore::store::{
-    CommandQueue, ConversationStore, ConversationUpdate, Durability, MessageLog, NewRevocation,
+    CommandQueue, ConversationStore, Durability, MessageLog, NewRevocation,
     Page, RevocationStore, SledConfig, SledStore,
 };
 use imcore::{Channel, ClientMsgNo, Error, Flags, Message, MessageId, Uid};
@@ -20,17 +20,6 @@ fn message(id: u64, from: &str, channel: &Channel, no: &str) -> Message {
         timestamp_ms: 1_700_000_000_000 + id as i64,
         flags: Flags::normal(),
         payload: format!("payload {id}").into_bytes().into(),
-    }
-}
-
-fn update(user: &Uid, channel: &Channel, seq: u64) -> ConversationUpdate {
-    ConversationUpdate {
-        uid: user.clone(),
-        channel: channel.clone(),
-        message_id: MessageId(seq),
-        message_seq: seq,
-        timestamp_ms: 0,
-        raise_unread: true,
     }
 }
 
@@ -63,10 +52,7 @@ async fn everything_survives_reopen_and_numbering_continues() {
             .push_command(&cmd, &[alice.clone(), bob.clone()])
             .await
             .unwrap();
-        store
-            .update_conversations(&[update(&alice, &group, 10), update(&bob, &person, 3)])
-            .await
-            .unwrap();
+        assert!(store.clear_unread(&bob, &group, 4).await.unwrap());
         store
             .record_revocation(revocation(2, &group))
             .await
@@ -74,6 +60,17 @@ async fn everything_survives_reopen_and_numbering_continues() {
         // Dropped here: the database is closed.
     }
     let store = SledStore::open(dir.path()).unwrap();
+    // Conversations are derived again from the reopened heads and positions.
+    let before = store
+        .conversations_after(&bob, std::slice::from_ref(&group), 0, 10)
+        .await
+        .unwrap();
+    let summary: Vec<_> = before
+        .iter()
+        .map(|c| (c.channel.clone(), c.last_seq, c.unread))
+        .collect();
+    assert_eq!(summary, [(person.clone(), 3, 0), (group.clone(), 10, 6)]);
+    let seen = before.iter().map(|c| c.version).max().unwrap();
     assert_eq!(store.last_seq(&group).await.unwrap(), 10);
     assert_eq!(store.last_seq(&person).await.unwrap(), 3);
     let history = store.read(&group, Page::forward(1, 100)).await.unwrap();
@@ -123,22 +120,18 @@ async fn everything_survives_reopen_and_numbering_continues() {
         vec![1, 2]
     );
 
-    // Conversation versions continue.
-    let convs = store.conversations_after(&alice, 0, 10).await.unwrap();
-    assert_eq!(convs.len(), 1);
-    assert_eq!(
-        (convs[0].last_seq, convs[0].unread, convs[0].version),
-        (10, 1, 1)
-    );
-    store
-        .update_conversations(&[update(&alice, &group, 11)])
+    // Versions continue above everything before the reopen: an incremental
+    // sync from the last version seen gets exactly what changed since.
+    let changed = store
+        .conversations_after(&bob, std::slice::from_ref(&group), seen, 10)
         .await
         .unwrap();
-    let c = store.conversation(&alice, &group).await.unwrap().unwrap();
-    assert_eq!((c.version, c.unread, c.last_seq), (2, 2, 11));
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].channel, group);
+    assert!(changed[0].version > seen);
+    assert_eq!((changed[0].last_seq, changed[0].unread), (11, 7));
 
-    // Revocations are found after reopening (the in-memory index of
-    // revoked ids is rebuilt at open).
+    // Revocations are found after reopening.
     let found = store
         .lookup_revocations(&[MessageId(1), MessageId(2)])
         .await
@@ -221,9 +214,33 @@ fn a_sled_database_written_by_something_else_is_refused() {
         db.flush().unwrap();
     }
     // Even with our marker file planted, the database itself is checked.
-    std::fs::write(dir.path().join("imcore.format"), b"imcore-sled-1\n").unwrap();
+    std::fs::write(dir.path().join("imcore.format"), b"imcore-sled-2\n").unwrap();
     let err = SledStore::open(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn a_store_in_the_previous_format_is_refused_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // What the previous version left: its marker and its format key.
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(b"imcore.format", b"imcore-sled-1").unwrap();
+        db.open_tree("conversations").unwrap().insert(b"k", b"v").unwrap();
+        db.flush().unwrap();
+    }
+    std::fs::write(dir.path().join("imcore.format"), b"imcore-sled-1\n").unwrap();
+    let err = SledStore::open(dir.path()).unwrap_err();
+    match &err {
+        Error::UnsupportedFormat { found, why } => {
+            assert_eq!(found, "imcore-sled-1");
+            assert!(why.contains("read diffusion"), "{why}");
+        }
+        other => panic!("expected UnsupportedFormat, got {other}"),
+    }
+    // Nothing was changed: the old marker is still there.
+    let marker = std::fs::read(dir.path().join("imcore.format")).unwrap();
+    assert_eq!(marker, b"imcore-sled-1\n");
 }
 
 #[test]

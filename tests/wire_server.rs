@@ -305,6 +305,116 @@ async fn a_person_message_is_acked_and_received_decrypted_by_every_other_device(
     assert_eq!(stored[0].payload.as_ref(), text.as_bytes());
 }
 
+/// Expects a SENDACK next and returns it.
+async fn sendack(c: &mut Client) -> imcore::wire::SendackPacket {
+    match c.next().await {
+        Some(Packet::Sendack(ack)) => ack,
+        other => panic!("expected SENDACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_sending_connection_never_receives_its_own_message() {
+    let w = world();
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    let mut alice_pc = Client::open(&w.server, 16);
+    alice_pc.login("alice", PC).await;
+    let mut bob = Client::open(&w.server, 16);
+    bob.login("bob", WEB).await;
+
+    alice.packet(&Packet::Send(alice.sealed_send(1, "bob", 1, "mine")));
+    let mine = sendack(&mut alice).await;
+    assert_eq!(mine.reason, ReasonCode::SUCCESS);
+    // Everyone else has it: bob, and alice's other device.
+    for c in [&mut bob, &mut alice_pc] {
+        let got = c.recv().await;
+        assert_eq!(
+            (got.message_id, c.open_recv(&got).as_str()),
+            (mine.message_id, "mine")
+        );
+    }
+    // The hub delivers to alice's connections while handling her SEND,
+    // before the SENDACK: anything meant for this connection would be
+    // queued ahead of a message that is sent only now.
+    bob.packet(&Packet::Send(bob.sealed_send(1, "alice", 1, "yours")));
+    let yours = sendack(&mut bob).await;
+    assert_eq!(yours.reason, ReasonCode::SUCCESS);
+    let next = alice.recv().await;
+    assert_eq!(
+        (
+            next.message_id,
+            next.from_uid.as_str(),
+            alice.open_recv(&next).as_str()
+        ),
+        (yours.message_id, "bob", "yours"),
+        "the sender's own connection got its own message back"
+    );
+    alice.packet(&Packet::Ping);
+    assert_eq!(alice.next().await, Some(Packet::Pong), "and nothing else");
+}
+
+#[tokio::test]
+async fn a_send_with_an_empty_message_key_is_refused_and_goes_nowhere() {
+    let w = world();
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    let mut bob = Client::open(&w.server, 16);
+    bob.login("bob", WEB).await;
+
+    // What a wrong key gets...
+    let mut forged = alice.sealed_send(1, "bob", 1, "forged");
+    forged.msg_key = "0".repeat(32);
+    alice.packet(&Packet::Send(forged));
+    let wrong = sendack(&mut alice).await;
+    assert_eq!(
+        (wrong.client_seq, wrong.reason),
+        (1, ReasonCode::MSG_KEY_ERROR)
+    );
+    // ...an empty key gets too: no key is no proof either.
+    let mut keyless = alice.sealed_send(2, "bob", 1, "keyless");
+    keyless.msg_key = String::new();
+    alice.packet(&Packet::Send(keyless));
+    let empty = sendack(&mut alice).await;
+    assert_eq!(
+        (
+            empty.client_seq,
+            empty.reason,
+            empty.message_id,
+            empty.message_seq
+        ),
+        (2, ReasonCode::MSG_KEY_ERROR, 0, 0)
+    );
+
+    // Nothing was delivered: the next thing bob gets is the next good
+    // message, and it takes seq 1 of the channel.
+    alice.packet(&Packet::Send(alice.sealed_send(3, "bob", 1, "good")));
+    let good = sendack(&mut alice).await;
+    assert_eq!((good.reason, good.message_seq), (ReasonCode::SUCCESS, 1));
+    let got = bob.recv().await;
+    assert_eq!(
+        (got.message_id, bob.open_recv(&got).as_str()),
+        (good.message_id, "good")
+    );
+    // Nothing was stored but the good one.
+    let stored = w
+        .hub
+        .sync_channel(
+            &uid_of("bob"),
+            &Channel::person(&uid_of("alice"), &uid_of("bob")),
+            Page::forward(1, 10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|m| m.payload.as_ref())
+            .collect::<Vec<_>>(),
+        vec![b"good".as_slice()]
+    );
+}
+
 #[tokio::test]
 async fn a_bad_message_key_or_payload_is_refused_and_nothing_is_stored() {
     let w = world();

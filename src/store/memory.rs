@@ -1,14 +1,14 @@
 //! The in-memory backend.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
 use super::{
-    check_limit, id_in_use, unread_after, Appended, CommandQueue, Conversation, ConversationStore,
-    ConversationUpdate, Direction, HistoryAppend, MessageLog, NewRevocation, Page, Pushed, QueuedCommand,
-    Recorded, Revocation, RevocationStore,
+    check_limit, id_in_use, Appended, ChannelHead, CommandQueue, Conversation, ConversationStore,
+    Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand, ReadPosition, Recorded,
+    Revocation, RevocationStore,
 };
 use crate::error::Result;
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
@@ -45,15 +45,19 @@ struct Inner {
     queues: HashMap<Uid, UserQueue>,
     cmd_dedup: HashMap<SenderKey, MessageId>,
     cmd_ids: HashSet<MessageId>,
-    conversations: HashMap<Uid, UserConversations>,
+    /// The store-wide version counter of heads and read positions.
+    version: u64,
+    positions: HashMap<(Uid, Channel), ReadPosition>,
+    person_channels: HashMap<Uid, BTreeSet<Channel>>,
     revocations: HashMap<MessageId, Revocation>,
     revocations_by_channel: HashMap<Channel, (u64, BTreeMap<u64, MessageId>)>,
 }
 
 #[derive(Debug, Default)]
 struct ChannelLog {
-    last_seq: u64,
-    messages: BTreeMap<u64, Message>,
+    head: Option<ChannelHead>,
+    /// Each message with the channel's red-dot count up to it.
+    messages: BTreeMap<u64, (Message, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -61,25 +65,6 @@ struct UserQueue {
     last_cursor: u64,
     entries: BTreeMap<u64, Message>,
     by_id: HashMap<MessageId, u64>,
-}
-
-#[derive(Debug, Default)]
-struct UserConversations {
-    version: u64,
-    by_channel: HashMap<Channel, Conversation>,
-    by_version: BTreeMap<u64, Channel>,
-}
-
-impl UserConversations {
-    /// Gives `channel`'s entry the user's next version.
-    fn bump(&mut self, channel: &Channel) {
-        self.version += 1;
-        if let Some(conv) = self.by_channel.get_mut(channel) {
-            self.by_version.remove(&conv.version);
-            conv.version = self.version;
-            self.by_version.insert(self.version, channel.clone());
-        }
-    }
 }
 
 impl MemoryStore {
@@ -95,43 +80,24 @@ impl MemoryStore {
     }
 }
 
-#[async_trait]
-impl super::Store for MemoryStore {
-    /// The messages and their conversation updates under one lock: no
-    /// reader sees a message in history before it is in conversations.
-    async fn append_history(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>> {
-        let mut inner = self.lock();
-        let appended = inner.append(batch.iter().map(|h| h.message.clone()).collect())?;
-        let updates: Vec<ConversationUpdate> = batch
-            .iter()
-            .zip(&appended)
-            .filter(|(_, a)| !a.duplicate)
-            .flat_map(|(h, a)| h.conversation_updates(a.message_id, a.message_seq))
-            .collect();
-        inner.update_conversations(&updates);
-        Ok(appended)
-    }
-}
-
 impl Inner {
     fn append(&mut self, messages: Vec<Message>) -> Result<Vec<Appended>> {
-        let inner = self;
         // All or nothing: refuse the batch before storing any of it if a new
         // message reuses a stored id (or one earlier in the batch).
         let (mut batch_keys, mut batch_ids) = (HashSet::new(), HashSet::new());
         for m in &messages {
             let key = (m.from_uid.clone(), m.client_msg_no.clone());
-            if inner.dedup.contains_key(&key) || !batch_keys.insert(key) {
+            if self.dedup.contains_key(&key) || !batch_keys.insert(key) {
                 continue; // a resend: stored as a duplicate, whatever its id
             }
-            if inner.by_id.contains_key(&m.message_id) || !batch_ids.insert(m.message_id) {
+            if self.by_id.contains_key(&m.message_id) || !batch_ids.insert(m.message_id) {
                 return Err(id_in_use("memory", m.message_id));
             }
         }
         let mut out = Vec::with_capacity(messages.len());
-        for mut message in messages {
+        for message in messages {
             let key = (message.from_uid.clone(), message.client_msg_no.clone());
-            if let Some(&(message_id, message_seq)) = inner.dedup.get(&key) {
+            if let Some(&(message_id, message_seq)) = self.dedup.get(&key) {
                 out.push(Appended {
                     message_id,
                     message_seq,
@@ -139,15 +105,8 @@ impl Inner {
                 });
                 continue;
             }
-            let log = inner.logs.entry(message.channel.clone()).or_default();
-            log.last_seq += 1;
-            let seq = log.last_seq;
-            message.message_seq = seq;
-            let id = message.message_id;
-            let channel = message.channel.clone();
-            log.messages.insert(seq, message);
-            inner.by_id.insert(id, (channel, seq));
-            inner.dedup.insert(key, (id, seq));
+            let (id, seq) = self.store(message);
+            self.dedup.insert(key, (id, seq));
             out.push(Appended {
                 message_id: id,
                 message_seq: seq,
@@ -157,18 +116,50 @@ impl Inner {
         Ok(out)
     }
 
-    fn update_conversations(&mut self, updates: &[ConversationUpdate]) {
-        let inner = self;
-        for u in updates {
-            let user = inner.conversations.entry(u.uid.clone()).or_default();
-            user.by_channel
-                .entry(u.channel.clone())
-                .or_insert_with(|| Conversation::empty_for(u))
-                .apply(u);
-            user.bump(&u.channel);
+    /// Stores a new message: the log, the head, the sender's position and,
+    /// for a person channel's first message, both parties' lists.
+    fn store(&mut self, mut message: Message) -> (MessageId, u64) {
+        self.version += 1;
+        let version = self.version;
+        let log = self.logs.entry(message.channel.clone()).or_default();
+        let (seq, dots) = log
+            .head
+            .as_ref()
+            .map_or((1, 0), |h| (h.last_seq + 1, h.red_dots));
+        let red_dots = dots + u64::from(message.flags.red_dot);
+        message.message_seq = seq;
+        log.head = Some(ChannelHead {
+            last_seq: seq,
+            last_message_id: message.message_id,
+            last_timestamp_ms: message.timestamp_ms,
+            red_dots,
+            version,
+        });
+        let (id, channel, from) = (
+            message.message_id,
+            message.channel.clone(),
+            message.from_uid.clone(),
+        );
+        log.messages.insert(seq, (message, red_dots));
+        if seq == 1 {
+            if let Some((a, b)) = channel.person_parties() {
+                for party in [a, b] {
+                    self.person_channels
+                        .entry(party)
+                        .or_default()
+                        .insert(channel.clone());
+                }
+            }
         }
+        self.by_id.insert(id, (channel.clone(), seq));
+        let position = ReadPosition {
+            read_seq: seq,
+            red_dots,
+            version,
+        };
+        self.positions.insert((from, channel), position);
+        (id, seq)
     }
-
 }
 
 #[async_trait]
@@ -188,13 +179,13 @@ impl MessageLog for MemoryStore {
             Direction::Forward => msgs
                 .range(page.from..)
                 .take(page.limit)
-                .map(|(_, m)| m.clone())
+                .map(|(_, (m, _))| m.clone())
                 .collect(),
             Direction::Backward => msgs
                 .range(..=page.from)
                 .rev()
                 .take(page.limit)
-                .map(|(_, m)| m.clone())
+                .map(|(_, (m, _))| m.clone())
                 .collect(),
         })
     }
@@ -206,7 +197,7 @@ impl MessageLog for MemoryStore {
                 .logs
                 .get(channel)
                 .and_then(|log| log.messages.get(seq))
-                .cloned()
+                .map(|(m, _)| m.clone())
         }))
     }
 
@@ -226,7 +217,9 @@ impl MessageLog for MemoryStore {
     }
 
     async fn last_seq(&self, channel: &Channel) -> Result<u64> {
-        Ok(self.lock().logs.get(channel).map_or(0, |l| l.last_seq))
+        let inner = self.lock();
+        let head = inner.logs.get(channel).and_then(|l| l.head.as_ref());
+        Ok(head.map_or(0, |h| h.last_seq))
     }
 }
 
@@ -316,49 +309,47 @@ impl CommandQueue for MemoryStore {
 
 #[async_trait]
 impl ConversationStore for MemoryStore {
-    async fn update_conversations(&self, updates: &[ConversationUpdate]) -> Result<()> {
-        self.lock().update_conversations(updates);
-        Ok(())
-    }
-
-    async fn conversations_after(
-        &self,
-        uid: &Uid,
-        version: u64,
-        limit: usize,
-    ) -> Result<Vec<Conversation>> {
-        check_limit(limit)?;
-        let inner = self.lock();
-        let Some(user) = inner.conversations.get(uid) else {
-            return Ok(Vec::new());
-        };
-        Ok(user
-            .by_version
-            .range(version.saturating_add(1)..)
-            .take(limit)
-            .filter_map(|(_, channel)| user.by_channel.get(channel).cloned())
-            .collect())
+    async fn stable_version(&self) -> Result<u64> {
+        // Every change happens under the one lock: all of them are visible.
+        Ok(self.lock().version)
     }
 
     async fn conversation(&self, uid: &Uid, channel: &Channel) -> Result<Option<Conversation>> {
         let inner = self.lock();
-        Ok(inner
-            .conversations
-            .get(uid)
-            .and_then(|u| u.by_channel.get(channel))
-            .cloned())
+        let Some(head) = inner.logs.get(channel).and_then(|l| l.head.as_ref()) else {
+            return Ok(None);
+        };
+        let position = inner.positions.get(&(uid.clone(), channel.clone()));
+        Ok(Some(Conversation::derive(channel.clone(), head, position)))
+    }
+
+    async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>> {
+        let inner = self.lock();
+        let channels = inner.person_channels.get(uid);
+        Ok(channels.map_or_else(Vec::new, |c| c.iter().cloned().collect()))
     }
 
     async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         let mut inner = self.lock();
-        let Some(user) = inner.conversations.get_mut(uid) else {
+        let Some(log) = inner.logs.get(channel) else {
             return Ok(false);
         };
-        let Some(conv) = user.by_channel.get_mut(channel) else {
+        let Some(head) = &log.head else {
             return Ok(false);
         };
-        conv.unread = unread_after(conv, read_seq);
-        user.bump(channel);
+        let read_seq = read_seq.min(head.last_seq);
+        let key = (uid.clone(), channel.clone());
+        if inner.positions.get(&key).is_some_and(|p| p.read_seq >= read_seq) {
+            return Ok(true); // a stale clear: the position never moves back
+        }
+        let red_dots = log.messages.get(&read_seq).map_or(0, |(_, dots)| *dots);
+        inner.version += 1;
+        let position = ReadPosition {
+            read_seq,
+            red_dots,
+            version: inner.version,
+        };
+        inner.positions.insert(key, position);
         Ok(true)
     }
 }

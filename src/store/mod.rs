@@ -2,7 +2,9 @@
 //!
 //! - [`MessageLog`]: channel history, with per-channel `message_seq`.
 //! - [`CommandQueue`]: each user's pending commands (`sync_once`).
-//! - [`ConversationStore`]: each user's conversation list and unread counts.
+//! - [`ConversationStore`]: each user's conversation list and unread counts,
+//!   derived from channel heads and read positions (read diffusion: a send
+//!   writes the same few keys whatever the size of its channel).
 //! - [`RevocationStore`]: revocation records with per-channel versions.
 //!
 //! [`Store`] is all four together; every type implementing the four is a
@@ -22,10 +24,12 @@ use crate::error::{Result, ValidationError};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 
 pub mod conformance;
+mod conversations;
 mod memory;
 #[cfg(feature = "sled")]
 mod sled;
 
+pub use conversations::{ChannelHead, Conversation, ConversationStore, ReadPosition};
 pub use memory::MemoryStore;
 #[cfg(feature = "sled")]
 pub use sled::{Durability, SledConfig, SledStore};
@@ -87,11 +91,6 @@ impl Page {
     }
 }
 
-/// A conversation's unread count once its user has read up to `read_seq`.
-pub(crate) fn unread_after(conv: &Conversation, read_seq: u64) -> u64 {
-    conv.unread.min(conv.last_seq.saturating_sub(read_seq))
-}
-
 /// The error for a new message whose id is already stored.
 pub(crate) fn id_in_use(backend: &'static str, id: MessageId) -> crate::Error {
     crate::Error::Storage {
@@ -143,6 +142,10 @@ pub struct Appended {
 ///   pair is already stored (earlier, or earlier in the same batch) is not
 ///   stored again, and its [`Appended`] carries the first message's id and
 ///   seq with `duplicate: true`.
+/// - Each new message moves its channel's [`ChannelHead`] and its sender's
+///   [`ReadPosition`] in the same atomic step, with one new store version
+///   (see [`ConversationStore`]); a person channel's first message lists it
+///   for both parties. Nothing is written per member of the channel.
 /// - When `append` returns `Ok`, the backend's durability promise holds for
 ///   the whole batch (see the backend's docs).
 #[async_trait]
@@ -231,113 +234,6 @@ pub trait CommandQueue: Send + Sync + Debug + 'static {
     async fn is_command(&self, id: MessageId) -> Result<bool>;
 }
 
-/// One new message for one user's conversation, for
-/// [`ConversationStore::update_conversations`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConversationUpdate {
-    /// Whose conversation list.
-    pub uid: Uid,
-    /// The channel, in its stored form.
-    pub channel: Channel,
-    /// The new message's id.
-    pub message_id: MessageId,
-    /// The new message's seq in the channel.
-    pub message_seq: u64,
-    /// The new message's timestamp, in Unix milliseconds.
-    pub timestamp_ms: i64,
-    /// Raise this user's unread count by one.
-    pub raise_unread: bool,
-}
-
-/// An entry of a user's conversation list.
-///
-/// It names its last message by id and seq; the message itself is read from
-/// the [`MessageLog`], so that what a reader sees of it (revocation, for
-/// instance) is always current.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Conversation {
-    /// The channel, in its stored form.
-    pub channel: Channel,
-    /// The last message's id.
-    pub last_message_id: MessageId,
-    /// The last message's seq.
-    pub last_seq: u64,
-    /// The last message's timestamp, in Unix milliseconds.
-    pub last_timestamp_ms: i64,
-    /// Messages not yet read by this user.
-    pub unread: u64,
-    /// This entry's version in the user's list: every change to any of the
-    /// user's conversations takes the user's next version.
-    pub version: u64,
-}
-
-impl Conversation {
-    /// The entry a user's first message in a channel creates, before the
-    /// update is applied and a version is given.
-    pub(crate) fn empty_for(u: &ConversationUpdate) -> Self {
-        Conversation {
-            channel: u.channel.clone(),
-            last_message_id: u.message_id,
-            last_seq: 0,
-            last_timestamp_ms: u.timestamp_ms,
-            unread: 0,
-            version: 0,
-        }
-    }
-
-    /// Applies an update as the [`ConversationStore`] contract says: a
-    /// newer seq replaces the last message, an older one does not; unread
-    /// is raised when asked either way. The version is the store's to set.
-    pub(crate) fn apply(&mut self, u: &ConversationUpdate) {
-        if u.message_seq > self.last_seq {
-            self.last_message_id = u.message_id;
-            self.last_seq = u.message_seq;
-            self.last_timestamp_ms = u.timestamp_ms;
-        }
-        if u.raise_unread {
-            self.unread += 1;
-        }
-    }
-}
-
-/// Each user's conversation list.
-///
-/// # Contract
-///
-/// - [`update_conversations`](ConversationStore::update_conversations) applies a batch atomically. An
-///   update whose seq is not above the stored last seq (updates that arrive
-///   out of order) still raises unread when asked, but does not replace the
-///   last message.
-/// - Every change to a user's conversation (update, clear) gives it the
-///   user's next version, strictly increasing from 1; so
-///   [`conversations_after`](ConversationStore::conversations_after) with the highest
-///   version a client has seen returns exactly what changed since.
-#[async_trait]
-pub trait ConversationStore: Send + Sync + Debug + 'static {
-    /// Records new last messages.
-    async fn update_conversations(&self, updates: &[ConversationUpdate]) -> Result<()>;
-
-    /// Up to `limit` of `uid`'s conversations with a version above
-    /// `version`, in ascending version order.
-    async fn conversations_after(
-        &self,
-        uid: &Uid,
-        version: u64,
-        limit: usize,
-    ) -> Result<Vec<Conversation>>;
-
-    /// One conversation of `uid`.
-    async fn conversation(&self, uid: &Uid, channel: &Channel) -> Result<Option<Conversation>>;
-
-    /// `uid` has read `channel` up to seq `read_seq` (`u64::MAX`: all of
-    /// it). The unread count becomes at most the number of seqs after
-    /// `read_seq` (`last_seq − read_seq`), so a message that arrived after
-    /// what the client last saw stays unread, as with WuKongIM's seq-based
-    /// count. Takes the user's next version. Returns `false` when the user
-    /// has no such conversation (nothing changes then).
-    async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool>;
-}
-
 /// A revocation to record, for [`RevocationStore::record_revocation`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRevocation {
@@ -417,64 +313,8 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
     ) -> Result<Vec<Revocation>>;
 }
 
-/// A history message and the users whose conversations it updates, for
-/// [`Store::append_history`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryAppend {
-    /// The message, as for [`MessageLog::append`].
-    pub message: Message,
-    /// Every recipient, the sender included if the sender keeps the
-    /// conversation too. Each gets a [`ConversationUpdate`] with the
-    /// message's seq; unread is raised for all but the sender when the
-    /// message has `red_dot`.
-    pub recipients: Vec<Uid>,
-}
+/// Everything the crate stores: the four capabilities together. Every type
+/// that implements the four is a `Store`.
+pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore {}
 
-impl HistoryAppend {
-    /// The conversation updates for this message, once it has `seq`.
-    pub fn conversation_updates(&self, message_id: MessageId, seq: u64) -> Vec<ConversationUpdate> {
-        conversation_updates(&self.message, &self.recipients, message_id, seq)
-    }
-}
-
-/// The conversation updates for `m` stored as `message_id` at `seq`.
-pub(crate) fn conversation_updates(
-    m: &Message,
-    recipients: &[Uid],
-    message_id: MessageId,
-    seq: u64,
-) -> Vec<ConversationUpdate> {
-    {
-        recipients
-            .iter()
-            .map(|uid| ConversationUpdate {
-                uid: uid.clone(),
-                channel: m.channel.clone(),
-                message_id,
-                message_seq: seq,
-                timestamp_ms: m.timestamp_ms,
-                raise_unread: m.flags.red_dot && *uid != m.from_uid,
-            })
-            .collect()
-    }
-}
-
-/// Everything the crate stores: the four capabilities together.
-///
-/// A backend implements the four traits and [`Store::append_history`], the
-/// send path's one write.
-#[async_trait]
-pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore {
-    /// Appends history messages and records each in its recipients'
-    /// conversations: the send path's one write.
-    ///
-    /// Contract: as [`MessageLog::append`] for the messages (a duplicate's
-    /// conversations are not touched), and as
-    /// [`ConversationStore::update_conversations`] for the updates, **in one
-    /// atomic step**: no reader, at any moment, sees a message in history
-    /// that is not yet in its recipients' conversations, and a crash never
-    /// leaves one stored without the other. (A client that reads the newest
-    /// message and clears unread up to it would otherwise lose its clear.)
-    /// Calling `append` then `update_conversations` does not meet this.
-    async fn append_history(&self, batch: Vec<HistoryAppend>) -> Result<Vec<Appended>>;
-}
+impl<T: MessageLog + CommandQueue + ConversationStore + RevocationStore> Store for T {}

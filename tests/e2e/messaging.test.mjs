@@ -102,8 +102,22 @@ test('multi-byte UTF-8, a long text and an empty text survive the round trip', a
 });
 
 test('a non-member cannot send into a group', async () => {
-  const eve = await login('g-eve');
-  await env.server.api('/channel', { channel_id: 'closed', channel_type: ChannelType.group, subscribers: ['g-alice', 'g-bob'] });
+  const [eve, member] = await Promise.all([login('g-eve'), login('g-member')]);
+  await env.server.api('/channel', { channel_id: 'closed', channel_type: ChannelType.group, subscribers: ['g-alice', 'g-member'] });
   const ack = await eve.sendTextAcked('let me in', 'closed', ChannelType.group);
-  assert.notEqual(ack.reasonCode, Reason.success, `SENDACK for a non-member: ${JSON.stringify(ack)}`);
+  // WuKongIM's answer to a sender who is not a subscriber: reason 3.
+  assert.equal(ack.reasonCode, Reason.subscriberNotExist, `SENDACK for a non-member: ${JSON.stringify(ack)}`);
+  assert.equal(ack.messageSeq, 0, `nothing was stored: ${JSON.stringify(ack)}`);
+
+  // Nothing was stored: a member's message after it takes the channel's
+  // first seq, and the history holds that one alone.
+  const ok = await member.sendTextAcked('members only', 'closed', ChannelType.group);
+  assert.equal(ok.reasonCode, Reason.success, JSON.stringify(ok));
+  assert.equal(ok.messageSeq, 1, JSON.stringify(ok));
+  const hist = await env.history('g-member', 'closed', ChannelType.group);
+  assert.deepEqual(
+    hist.messages.map((m) => [m.message_seq, m.from_uid, unb64json(m.payload).content]),
+    [[1, 'g-member', 'members only']],
+    JSON.stringify(hist),
+  );
 });

@@ -20,10 +20,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{ConversationUpdate, HistoryAppend, NewRevocation, Page, Recorded, Store};
+use super::{NewRevocation, Page, Recorded, Store};
 
 mod concurrency;
+mod conversations;
 pub use concurrency::{command_dedup_is_per_sender, history_is_never_ahead_of_conversations};
+pub use conversations::{
+    append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
+    conversations_page_by_version, unread_is_exact_under_concurrent_senders,
+};
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -65,78 +70,17 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_appends_get_each_seq_once(store.clone()).await;
     command_queue_push_pending_ack(store.clone()).await;
     command_queue_remove_and_dedup(store.clone()).await;
-    conversations_update_and_versions(store.clone()).await;
-    conversations_out_of_order_and_clear(store.clone()).await;
+    append_moves_the_head_and_the_senders_position(store.clone()).await;
+    conversations_page_by_version(store.clone()).await;
+    clear_unread_moves_forward_only(store.clone()).await;
+    unread_is_exact_under_concurrent_senders(store.clone()).await;
     revocations_record_once_with_versions(store.clone()).await;
     concurrent_revocations_of_one_message_record_once(store.clone()).await;
-    append_history_stores_messages_and_conversations(store.clone()).await;
     history_is_never_ahead_of_conversations(store.clone()).await;
     command_dedup_is_per_sender(store.clone()).await;
     zero_limits_are_rejected(store).await;
 }
 
-/// `append_history` appends like `append` and updates every recipient's
-/// conversation (unread for all but the sender with `red_dot`); a
-/// duplicate touches no conversation; concurrent callers all succeed.
-pub async fn append_history_stores_messages_and_conversations(store: Arc<dyn Store>) {
-    let ch = group("c-history");
-    let (alice, bob) = (uid("h-alice"), uid("h-bob"));
-    let entry = |no: &str| HistoryAppend {
-        message: message("h-alice", &ch, no, no.as_bytes()),
-        recipients: vec![alice.clone(), bob.clone()],
-    };
-    let out = store
-        .append_history(vec![entry("h-1"), entry("h-2"), entry("h-1")])
-        .await
-        .expect("append_history");
-    assert_eq!(seqs_of(&out), vec![1, 2, 1]);
-    assert!(out[2].duplicate);
-    let b = store
-        .conversation(&bob, &ch)
-        .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!(
-        (b.last_seq, b.unread),
-        (2, 2),
-        "the duplicate counts nothing"
-    );
-    let a = store
-        .conversation(&alice, &ch)
-        .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!((a.last_seq, a.unread), (2, 0), "never the sender's unread");
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let store = store.clone();
-        let e = entry(&format!("h-conc-{t}"));
-        tasks.push(tokio::spawn(async move {
-            store.append_history(vec![e]).await.expect("append_history")
-        }));
-    }
-    let mut got = Vec::new();
-    for t in tasks {
-        got.extend(seqs_of(&t.await.expect("task")));
-    }
-    got.sort_unstable();
-    assert_eq!(got, (3..=10).collect::<Vec<_>>());
-    let b = store
-        .conversation(&bob, &ch)
-        .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!((b.last_seq, b.unread), (10, 10));
-    assert!(store
-        .append_history(Vec::new())
-        .await
-        .expect("empty")
-        .is_empty());
-}
-
-fn seqs_of(out: &[super::Appended]) -> Vec<u64> {
-    out.iter().map(|a| a.message_seq).collect()
-}
 
 /// Seqs start at 1 in every channel and have no gaps; the stored message is
 /// the one given, with its seq.
@@ -528,119 +472,6 @@ pub async fn command_queue_remove_and_dedup(store: Arc<dyn Store>) {
     );
 }
 
-fn update(uid_: &Uid, channel: &Channel, seq: u64, raise_unread: bool) -> ConversationUpdate {
-    ConversationUpdate {
-        uid: uid_.clone(),
-        channel: channel.clone(),
-        message_id: MessageId(1_000_000 + seq),
-        message_seq: seq,
-        timestamp_ms: 1_700_000_000_000 + seq as i64,
-        raise_unread,
-    }
-}
-
-/// Updates record the last message and unread count; every change takes
-/// the user's next version; `conversations_after` pages by version.
-pub async fn conversations_update_and_versions(store: Arc<dyn Store>) {
-    let (alice, bob) = (uid("v-alice"), uid("v-bob"));
-    let (g1, g2) = (group("c-conv-1"), group("c-conv-2"));
-    store
-        .update_conversations(&[update(&alice, &g1, 1, false), update(&bob, &g1, 1, true)])
-        .await
-        .expect("update");
-    store
-        .update_conversations(&[update(&alice, &g2, 1, true)])
-        .await
-        .expect("update");
-    store
-        .update_conversations(&[update(&alice, &g1, 2, true), update(&bob, &g1, 2, false)])
-        .await
-        .expect("update");
-    let all = store
-        .conversations_after(&alice, 0, 100)
-        .await
-        .expect("changed");
-    assert_eq!(all.len(), 2);
-    assert_eq!(all[0].channel, g2);
-    assert_eq!(all[0].version, 2);
-    assert_eq!(all[1].channel, g1);
-    assert_eq!(all[1].version, 3);
-    assert_eq!(all[1].last_seq, 2);
-    assert_eq!(all[1].last_message_id, MessageId(1_000_002));
-    assert_eq!(all[1].unread, 1);
-    let after = store
-        .conversations_after(&alice, 2, 100)
-        .await
-        .expect("changed");
-    assert_eq!(after.len(), 1);
-    assert_eq!(after[0].channel, g1);
-    let first = store
-        .conversations_after(&alice, 0, 1)
-        .await
-        .expect("changed");
-    assert_eq!(first.len(), 1);
-    assert_eq!(first[0].channel, g2);
-    let b = store
-        .conversation(&bob, &g1)
-        .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!((b.unread, b.last_seq, b.version), (1, 2, 2));
-    assert!(store.conversation(&bob, &g2).await.expect("get").is_none());
-    assert!(store
-        .conversations_after(&uid("v-nobody"), 0, 10)
-        .await
-        .expect("changed")
-        .is_empty());
-}
-
-/// An older update does not replace a newer last message but still counts
-/// as unread; clearing unread is a change with a new version.
-pub async fn conversations_out_of_order_and_clear(store: Arc<dyn Store>) {
-    let user = uid("o-user");
-    let ch = group("c-conv-ooo");
-    store
-        .update_conversations(&[update(&user, &ch, 7, true)])
-        .await
-        .expect("update");
-    store
-        .update_conversations(&[update(&user, &ch, 6, true)])
-        .await
-        .expect("update");
-    let c = store
-        .conversation(&user, &ch)
-        .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!((c.last_seq, c.unread, c.version), (7, 2, 2));
-    assert_eq!(c.last_message_id, MessageId(1_000_007));
-    // Read up to seq 6: the message at 7 arrived after and stays unread.
-    assert!(store.clear_unread(&user, &ch, 6).await.expect("clear"));
-    let c = store
-        .conversation(&user, &ch)
-        .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!((c.unread, c.version), (1, 3));
-    assert!(store.clear_unread(&user, &ch, 7).await.expect("clear"));
-    let c = store
-        .conversation(&user, &ch)
-        .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!((c.unread, c.version), (0, 4));
-    let changed = store
-        .conversations_after(&user, 3, 10)
-        .await
-        .expect("changed");
-    assert_eq!(changed.len(), 1);
-    assert_eq!(changed[0].unread, 0);
-    assert!(!store
-        .clear_unread(&user, &group("c-conv-none"), u64::MAX)
-        .await
-        .expect("clear"));
-}
-
 fn revocation(id: u64, channel: &Channel, seq: u64, by: &str) -> NewRevocation {
     NewRevocation {
         message_id: MessageId(id),
@@ -754,7 +585,7 @@ pub async fn zero_limits_are_rejected(store: Arc<dyn Store>) {
         store.pending_commands(&u, 0, 0).await.map(|v| v.len())
     ));
     assert!(is_validation(
-        store.conversations_after(&u, 0, 0).await.map(|v| v.len())
+        store.conversations_after(&u, &[], 0, 0).await.map(|v| v.len())
     ));
     assert!(is_validation(
         store.revocations_after(&ch, 0, 0).await.map(|v| v.len())

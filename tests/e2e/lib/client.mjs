@@ -10,7 +10,8 @@ const e2eDir = dirname(dirname(fileURLToPath(import.meta.url)));
 const bundlePath = join(e2eDir, 'dist', 'wksdk.mjs');
 
 export const ConnectStatus = { Disconnect: 0, Connected: 1, Connecting: 2, ConnectFail: 3, ConnectKick: 4 };
-export const Reason = { success: 1, authFail: 2 };
+// WuKongIM reason codes (imcore's ReasonCode, src/reason.rs).
+export const Reason = { unknown: 0, success: 1, authFail: 2, subscriberNotExist: 3 };
 export const DeviceFlag = { app: 0, web: 1, pc: 2 };
 export const ChannelType = { person: 1, group: 2 };
 

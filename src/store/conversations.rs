@@ -1,0 +1,156 @@
+//! Conversations by read diffusion: derived at read time from each
+//! channel's head and each user's read position, never written per member.
+//!
+//! A send writes its channel's log once. What a user sees of a channel (the
+//! last message, the unread count, the version) comes from two small
+//! records: the channel's [`ChannelHead`] (its newest message and a running
+//! count of red-dot messages) and the user's [`ReadPosition`] (how far the
+//! user has read, moved by [`ConversationStore::clear_unread`] and by the
+//! user's own sends). Which channels a user has comes from the host's
+//! directory (groups) and from the store (person channels, from their first
+//! message).
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::check_limit;
+use crate::error::Result;
+use crate::model::{Channel, MessageId, Uid};
+
+/// A channel's newest message, as the log has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelHead {
+    /// The newest message's seq.
+    pub last_seq: u64,
+    /// The newest message's id.
+    pub last_message_id: MessageId,
+    /// The newest message's timestamp, in Unix milliseconds.
+    pub last_timestamp_ms: i64,
+    /// How many messages up to `last_seq` have `red_dot`.
+    pub red_dots: u64,
+    /// The store version at which the head last moved.
+    pub version: u64,
+}
+
+/// How far a user has read a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadPosition {
+    /// The last seq read.
+    pub read_seq: u64,
+    /// How many messages up to `read_seq` have `red_dot`.
+    pub red_dots: u64,
+    /// The store version at which the position last moved.
+    pub version: u64,
+}
+
+/// An entry of a user's conversation list, derived from the channel's head
+/// and the user's read position.
+///
+/// It names its last message by id and seq; the message itself is read from
+/// the [`MessageLog`](super::MessageLog), so that what a reader sees of it
+/// (revocation, for instance) is always current.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The channel, in its stored form.
+    pub channel: Channel,
+    /// The last message's id.
+    pub last_message_id: MessageId,
+    /// The last message's seq.
+    pub last_seq: u64,
+    /// The last message's timestamp, in Unix milliseconds.
+    pub last_timestamp_ms: i64,
+    /// Red-dot messages from others after the user's read position.
+    pub unread: u64,
+    /// The later of the head's and the read position's versions: it rises
+    /// whenever either moves.
+    pub version: u64,
+}
+
+impl Conversation {
+    /// What `channel` looks like to a user at `position` (`None`: never
+    /// read, never sent).
+    ///
+    /// Own messages never count: a user's send moves the user's position
+    /// to it, so everything after the position is from others.
+    pub fn derive(channel: Channel, head: &ChannelHead, position: Option<&ReadPosition>) -> Self {
+        let (read_dots, read_version) = position.map_or((0, 0), |p| (p.red_dots, p.version));
+        Conversation {
+            channel,
+            last_message_id: head.last_message_id,
+            last_seq: head.last_seq,
+            last_timestamp_ms: head.last_timestamp_ms,
+            unread: head.red_dots.saturating_sub(read_dots),
+            version: head.version.max(read_version),
+        }
+    }
+}
+
+/// Each user's conversation list, derived from channel heads and read
+/// positions.
+///
+/// # Contract
+///
+/// - Versions come from one store-wide counter: every head move (an append)
+///   and every read-position move takes a higher version than any before.
+///   [`stable_version`](ConversationStore::stable_version) is a version up
+///   to which every change is visible to readers: a reader that returns
+///   only conversations up to it, and is asked again from the highest it
+///   returned, misses nothing.
+/// - An append moves its sender's read position to the new message (a user
+///   has read what they send), with the same version as the head.
+/// - A person channel is listed for both parties from its first message.
+/// - [`clear_unread`](ConversationStore::clear_unread) never moves a
+///   position back: a stale clear changes nothing.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + Debug + 'static {
+    /// A version up to which every change is visible; see the contract.
+    async fn stable_version(&self) -> Result<u64>;
+
+    /// The conversation of `uid` in `channel` (stored form), from one
+    /// consistent look at the head and the position; `None` when the
+    /// channel has no messages.
+    async fn conversation(&self, uid: &Uid, channel: &Channel) -> Result<Option<Conversation>>;
+
+    /// The person channels (stored form) `uid` is a party to that have
+    /// messages.
+    async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>>;
+
+    /// `uid` has read `channel` up to seq `read_seq` (`u64::MAX`: all of
+    /// it). The position moves to `min(read_seq, last seq)` if that is
+    /// ahead of it, taking the next version; what arrived after `read_seq`
+    /// stays unread. Returns `false` when the channel has no messages.
+    async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool>;
+
+    /// Up to `limit` of `uid`'s conversations with a version above
+    /// `version`, ascending: among `groups` (the host's channels of the
+    /// user, stored form) and the user's person channels. Only versions up
+    /// to [`stable_version`](ConversationStore::stable_version), read
+    /// first, are returned; later ones come with the next call.
+    async fn conversations_after(
+        &self,
+        uid: &Uid,
+        groups: &[Channel],
+        version: u64,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        check_limit(limit)?;
+        let ceiling = self.stable_version().await?;
+        let mut channels: Vec<Channel> = self.person_channels(uid).await?;
+        channels.extend(groups.iter().cloned());
+        channels.sort_unstable();
+        channels.dedup();
+        let mut out = Vec::new();
+        for channel in &channels {
+            if let Some(c) = self.conversation(uid, channel).await? {
+                if c.version > version && c.version <= ceiling {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_unstable_by_key(|c| c.version);
+        out.truncate(limit);
+        Ok(out)
+    }
+}

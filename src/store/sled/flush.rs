@@ -1,0 +1,63 @@
+//! Group flush: concurrent writers share fsyncs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sled::Db;
+
+use super::{storage, BACKEND};
+use crate::error::{Error, Result};
+
+/// Group commit: one flush at a time, each covering every write committed
+/// before it started.
+///
+/// Writers take a ticket after their transaction commits and wait until a
+/// flush that started after that point has finished. Concurrent writers
+/// therefore share flushes instead of queueing one each.
+///
+/// Running one flush at a time, on a tokio blocking thread, also avoids a
+/// deadlock in sled 0.34: `Tree::flush_async` runs each flush on sled's
+/// small I/O pool while holding sled's global read guard, and with several
+/// concurrent flushes and a transaction waiting for the write guard the pool
+/// can fill with flushes that wait for one another.
+#[derive(Debug, Default)]
+pub(super) struct GroupFlush {
+    /// Tickets handed out: writes committed so far.
+    committed: AtomicU64,
+    /// The highest ticket known to be on disk. Guarded by the mutex so that
+    /// only one flush runs at a time.
+    durable: tokio::sync::Mutex<u64>,
+}
+
+impl GroupFlush {
+    /// Takes a ticket for a write that has just committed.
+    pub(super) fn commit(&self) -> u64 {
+        self.committed.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The latest ticket handed out.
+    pub(super) fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Returns once every write up to `ticket` is on disk.
+    pub(super) async fn flush(&self, db: &Db, ticket: u64) -> Result<()> {
+        let mut durable = self.durable.lock().await;
+        if *durable >= ticket {
+            return Ok(()); // a flush that started after our commit covered us
+        }
+        // Every ticket up to `target` belongs to a committed write, so this
+        // flush makes all of them durable.
+        let target = self.committed();
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| Error::Storage {
+                backend: BACKEND,
+                source: Box::new(e),
+            })?
+            .map_err(storage)?;
+        *durable = target;
+        Ok(())
+    }
+}
+

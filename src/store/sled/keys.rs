@@ -1,0 +1,212 @@
+//! Key and value encoding: big-endian composite keys, so that a prefix
+//! scan of one channel (or one user) comes out in seq (or cursor) order,
+//! and values as a format byte followed by postcard.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::TransactionalTree;
+
+use super::{abort, unabortable, TxResult, BACKEND};
+use crate::error::{Error, Result};
+use crate::model::{Channel, ChannelId, ChannelType, ClientMsgNo, MessageId, Uid};
+
+/// First byte of every encoded value.
+const VALUE_FORMAT: u8 = 1;
+
+pub(super) fn uid_key(out: &mut Vec<u8>, uid: &Uid) {
+    let s = uid.as_str().as_bytes();
+    // Uids are at most MAX_ID_LEN (64) bytes.
+    out.push(s.len() as u8);
+    out.extend_from_slice(s);
+}
+
+pub(super) fn channel_key(out: &mut Vec<u8>, channel: &Channel) {
+    let s = channel.id.as_str().as_bytes();
+    out.push(channel.kind.as_u8());
+    // Channel ids are at most MAX_CHANNEL_ID_LEN (129) bytes.
+    out.push(s.len() as u8);
+    out.extend_from_slice(s);
+}
+
+pub(super) fn key(parts: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut k = Vec::with_capacity(96);
+    parts(&mut k);
+    k
+}
+
+pub(super) fn decode_channel_key(bytes: &[u8]) -> Result<Channel> {
+    let bad = || Error::corrupt("channel key");
+    let (&kind, rest) = bytes.split_first().ok_or_else(bad)?;
+    let (&len, rest) = rest.split_first().ok_or_else(bad)?;
+    let id = rest.get(..usize::from(len)).ok_or_else(bad)?;
+    let id = std::str::from_utf8(id).map_err(|_| bad())?;
+    Ok(Channel::new(
+        ChannelId::new(id).map_err(|_| bad())?,
+        ChannelType::try_from(kind).map_err(|_| bad())?,
+    ))
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let out = vec![VALUE_FORMAT];
+    postcard::to_extend(value, out).map_err(|e| Error::Storage {
+        backend: BACKEND,
+        source: Box::new(e),
+    })
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    match bytes.split_first() {
+        Some((&VALUE_FORMAT, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| Error::corrupt(format!("{what}: {e}")))
+        }
+        _ => Err(Error::corrupt(format!("{what}: unknown value format"))),
+    }
+}
+
+pub(super) fn be_u64(bytes: &[u8], what: &str) -> Result<u64> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| Error::corrupt(format!("{what}: expected 8 bytes")))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// The u64 at the end of a key.
+pub(super) fn key_suffix_u64(key: &[u8], what: &str) -> Result<u64> {
+    let start = key
+        .len()
+        .checked_sub(8)
+        .ok_or_else(|| Error::corrupt(format!("{what}: key too short")))?;
+    be_u64(&key[start..], what)
+}
+
+/// Reads a counter inside a transaction, adds one, writes it back.
+pub(super) fn next_counter(counters: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
+    let current = match counters.get(key).map_err(unabortable)? {
+        Some(v) => match be_u64(&v, "counter") {
+            Ok(n) => n,
+            Err(e) => return abort(e),
+        },
+        None => 0,
+    };
+    let next = current + 1;
+    counters
+        .insert(key, &next.to_be_bytes())
+        .map_err(unabortable)?;
+    Ok(next)
+}
+
+
+pub(super) fn counter_key(tag: u8, rest: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    key(|k| {
+        k.push(tag);
+        rest(k);
+    })
+}
+
+pub(super) fn seq_key(prefix: &[u8], n: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// Marks a command id in the `command_dedup` tree. Sender keys start with a
+/// uid length of 1 to 64; this starts with 0, so the two never collide.
+pub(super) fn command_id_key(id: MessageId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[1..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+pub(super) fn sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8> {
+    key(|k| {
+        uid_key(k, from_uid);
+        k.extend_from_slice(client_msg_no.as_str().as_bytes());
+    })
+}
+
+/// The key in the `counters` tree of the highest conversation version
+/// reserved.
+pub(super) const VERSION_KEY: &[u8] = b"V";
+
+/// A message as the log stores it: its channel and seq are in its key; the
+/// channel's running red-dot count and the store version of the append
+/// come with it, so that the last record of a channel is its head.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct Record {
+    pub(super) message_id: MessageId,
+    pub(super) client_msg_no: ClientMsgNo,
+    pub(super) from_uid: Uid,
+    pub(super) timestamp_ms: i64,
+    pub(super) flags: crate::model::Flags,
+    pub(super) red_dots: u64,
+    pub(super) version: u64,
+    /// Last, so that everything before it is small to skip.
+    pub(super) payload: bytes::Bytes,
+}
+
+impl Record {
+    pub(super) fn of(m: &crate::model::Message, red_dots: u64, version: u64) -> Self {
+        Record {
+            message_id: m.message_id,
+            client_msg_no: m.client_msg_no.clone(),
+            from_uid: m.from_uid.clone(),
+            timestamp_ms: m.timestamp_ms,
+            flags: m.flags,
+            red_dots,
+            version,
+            payload: m.payload.clone(),
+        }
+    }
+
+    pub(super) fn decode(value: &[u8]) -> Result<Self> {
+        decode(value, "message")
+    }
+
+    /// The message this record holds, at `seq` in `channel`.
+    pub(super) fn into_message(self, channel: Channel, seq: u64) -> crate::model::Message {
+        crate::model::Message {
+            message_id: self.message_id,
+            message_seq: seq,
+            client_msg_no: self.client_msg_no,
+            from_uid: self.from_uid,
+            channel,
+            timestamp_ms: self.timestamp_ms,
+            flags: self.flags,
+            payload: self.payload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_keys_round_trip_and_do_not_prefix_each_other() {
+        let a = Channel::group("ab").unwrap();
+        let b = Channel::group("abc").unwrap();
+        let (ka, kb) = (key(|k| channel_key(k, &a)), key(|k| channel_key(k, &b)));
+        assert!(!kb.starts_with(&ka));
+        assert_eq!(decode_channel_key(&ka).unwrap(), a);
+        assert!(decode_channel_key(&ka[..3]).is_err());
+        assert!(decode_channel_key(&[0, 1, b'x']).is_err());
+    }
+
+    #[test]
+    fn garbage_values_are_corrupt_not_panics() {
+        assert!(matches!(
+            decode::<Record>(&[], "m"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode::<Record>(&[VALUE_FORMAT, 0xff, 0xff], "m"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode::<Record>(&[9, 1, 2], "m"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(be_u64(&[1, 2, 3], "x").is_err());
+    }
+}

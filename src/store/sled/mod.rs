@@ -1,0 +1,415 @@
+//! The embedded sled backend.
+//!
+//! # Layout
+//!
+//! Keys are big-endian composites, so that a prefix scan of one channel (or
+//! one user) comes out in seq (or cursor, or version) order. Variable-length
+//! parts are length-prefixed so that no channel's prefix is a prefix of
+//! another's.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `messages` | channel ++ seq | message, with the channel's running red-dot count and the append's version |
+//! | `message_ids` | message id | channel ++ seq |
+//! | `dedup` | from uid ++ client_msg_no | message id ++ seq |
+//! | `positions` | uid ++ channel | read position (seq, red-dot count, version) |
+//! | `persons` | uid ++ channel | (empty): the user's person channels |
+//! | `counters` | `V` | versions reserved; tag ++ uid or channel: command cursors, revocation versions |
+//! | `commands` | uid ++ cursor | message |
+//! | `command_ids` | uid ++ message id | cursor |
+//! | `command_dedup` | from uid ++ client_msg_no | message id |
+//! | `command_dedup` | 0 ++ message id | (empty): a command was pushed |
+//! | `revocations` | message id | revocation |
+//! | `revocations_by_channel` | channel ++ version | message id |
+//!
+//! where channel = type (1 byte) ++ id length (1 byte) ++ id, and uid = length
+//! (1 byte) ++ uid. Values are a format byte followed by postcard.
+//!
+//! Conversations are not stored per member (read diffusion): a channel's
+//! head is its last record, and a user's conversation is derived from it
+//! and the user's read position. A history append writes four keys whatever
+//! the size of its channel: the record, the id index, the resend index and
+//! the sender's read position (plus, once per person channel, its two
+//! parties' entries in `persons`). Appends and read-position moves go
+//! through one writer task (`writer.rs`), which batches concurrent callers
+//! into one transaction; commands and revocations are transactions of their
+//! own.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, UnabortableTransactionError,
+};
+use sled::{Db, Tree};
+
+use crate::error::{Error, Result};
+
+mod commands;
+mod flush;
+mod keys;
+mod log;
+mod revocations;
+mod writer;
+
+use flush::GroupFlush;
+use keys::{be_u64, key_suffix_u64, Record, VERSION_KEY};
+use writer::{Trees, Writer};
+
+const BACKEND: &str = "sled";
+/// A file in the database directory that marks it as the crate's. sled
+/// itself happily starts a new database over files it does not recognise,
+/// which would destroy them.
+const MARKER_FILE: &str = "imcore.format";
+/// Stored in the default tree; tells an imcore database from anything else.
+const FORMAT_KEY: &[u8] = b"imcore.format";
+const FORMAT_VALUE: &[u8] = b"imcore-sled-2";
+/// Formats this version cannot read, with why.
+const OLD_FORMATS: &[(&[u8], &str)] = &[(
+    b"imcore-sled-1",
+    "it keeps a conversation row per member (write diffusion); this version derives \
+     conversations from channel heads (read diffusion) and cannot read it",
+)];
+
+const TAG_COMMAND_CURSOR: u8 = b'C';
+const TAG_REVOCATION_VERSION: u8 = b'R';
+
+/// When a write is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// Every write is flushed and fsynced before it returns: an `Ok` means
+    /// the data survives a crash of the process or the machine. Concurrent
+    /// writers share flushes (group commit), so throughput grows with
+    /// concurrency. The default.
+    Flush,
+    /// Writes return once they are in sled's in-memory log; sled flushes
+    /// it to disk in the background every `flush_every_ms` milliseconds. A
+    /// crash loses at most the writes of that last interval, never part of
+    /// a write (each is a transaction) and never an older write: the
+    /// database comes back at a consistent earlier point.
+    Background {
+        /// The background flush interval in milliseconds (at least 1).
+        flush_every_ms: u64,
+    },
+}
+
+/// How to open a [`SledStore`].
+#[derive(Debug, Clone)]
+pub struct SledConfig {
+    /// The database directory (created if missing).
+    pub path: PathBuf,
+    /// When writes are on disk. Default [`Durability::Flush`].
+    pub durability: Durability,
+    /// sled's page cache size in bytes. Default 256 MiB.
+    pub cache_capacity: u64,
+}
+
+impl SledConfig {
+    /// The defaults for a database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SledConfig {
+            path: path.into(),
+            durability: Durability::Flush,
+            cache_capacity: 256 * 1024 * 1024,
+        }
+    }
+
+    /// Sets the durability.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
+/// The embedded default [`Store`](super::Store), on
+/// [sled](https://docs.rs/sled/0.34).
+///
+/// ```
+/// use imcore::store::{SledStore, MessageLog};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> imcore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SledStore::open(dir.path())?;
+/// let channel = imcore::Channel::group("g1")?;
+/// assert_eq!(store.last_seq(&channel).await?, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: Db,
+    durability: Durability,
+    flusher: Arc<GroupFlush>,
+    /// The task that writes history and read positions, batching callers.
+    writer: Arc<Writer>,
+    commands: Tree,
+    command_ids: Tree,
+    command_dedup: Tree,
+    counters: Tree,
+    revocations: Tree,
+    revocations_by_channel: Tree,
+}
+
+fn storage(e: sled::Error) -> Error {
+    match e {
+        sled::Error::Corruption { .. } => Error::corrupt(format!("sled reports: {e}")),
+        other => Error::Storage {
+            backend: BACKEND,
+            source: Box::new(other),
+        },
+    }
+}
+
+fn tx_error(e: TransactionError<Error>) -> Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => storage(e),
+    }
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+fn abort<T>(e: Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn unabortable(e: UnabortableTransactionError) -> ConflictableTransactionError<Error> {
+    e.into()
+}
+
+/// The last record of a channel (given as its key prefix), with its seq.
+fn log_tail(messages: &Tree, channel: &[u8]) -> Result<Option<(u64, Record)>> {
+    let mut hi = channel.to_vec();
+    hi.extend_from_slice(&u64::MAX.to_be_bytes());
+    match messages.range(channel..=hi.as_slice()).next_back() {
+        None => Ok(None),
+        Some(kv) => {
+            let (k, v) = kv.map_err(storage)?;
+            Ok(Some((key_suffix_u64(&k, "message key")?, Record::decode(&v)?)))
+        }
+    }
+}
+
+/// A copy of `e` for each caller of a failed batch.
+fn shared_error(e: &Error) -> Error {
+    match e {
+        Error::Corrupt { what } => Error::Corrupt { what: what.clone() },
+        Error::Unconfirmed { source, .. } => Error::Unconfirmed {
+            backend: BACKEND,
+            source: source.to_string().into(),
+        },
+        other => Error::Storage {
+            backend: BACKEND,
+            source: other.to_string().into(),
+        },
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path` with the default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(SledConfig::new(path.as_ref()))
+    }
+
+    /// Opens (or creates) a database as `config` says.
+    ///
+    /// Opening a non-empty directory that this crate did not create (it
+    /// marks its directories with an `imcore.format` file), a database not
+    /// written by this crate, or files sled cannot read, gives
+    /// [`Error::Corrupt`] ([`Error::Storage`] for I/O failures such as a
+    /// path that is a file, or a database already open); it never panics.
+    ///
+    /// A limit of sled 0.34 to know: its recovery cannot tell damage near the
+    /// end of its log from a write torn by a crash, so such damage comes back
+    /// as an earlier consistent state of the database, not as an error.
+    pub fn open_with(config: SledConfig) -> Result<Self> {
+        claim_directory(&config.path)?;
+        let sled_config = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity);
+        Self::from_sled_config(sled_config, config.durability)
+    }
+
+    /// A fresh store in a temporary directory that is deleted when the last
+    /// clone of the store is dropped, with background durability (nothing
+    /// temporary needs to survive a crash).
+    pub fn temporary() -> Result<Self> {
+        Self::temporary_with(Durability::Background {
+            flush_every_ms: 500,
+        })
+    }
+
+    /// [`SledStore::temporary`] with the given durability.
+    pub fn temporary_with(durability: Durability) -> Result<Self> {
+        Self::from_sled_config(sled::Config::new().temporary(true), durability)
+    }
+
+    fn from_sled_config(sled_config: sled::Config, durability: Durability) -> Result<Self> {
+        let flush_every_ms = match durability {
+            Durability::Flush => 500,
+            Durability::Background { flush_every_ms } => flush_every_ms.max(1),
+        };
+        let sled_config = sled_config.flush_every_ms(Some(flush_every_ms));
+        let db = open_retrying_lock(&sled_config)?;
+        Self::check_format(&db)?;
+        let tree = |name: &str| db.open_tree(name).map_err(storage);
+        let counters = tree("counters")?;
+        // Every version used is at most the reservation: start above it.
+        let reserved = match counters.get(VERSION_KEY).map_err(storage)? {
+            Some(v) => be_u64(&v, "version reservation")?,
+            None => 0,
+        };
+        let flusher = Arc::new(GroupFlush::default());
+        let writer = Writer::new(Trees {
+            flush: durability == Durability::Flush,
+            flusher: flusher.clone(),
+            db: db.clone(),
+            messages: tree("messages")?,
+            message_ids: tree("message_ids")?,
+            dedup: tree("dedup")?,
+            positions: tree("positions")?,
+            persons: tree("persons")?,
+            counters: counters.clone(),
+            stable: Arc::new(AtomicU64::new(reserved)),
+            reserved: AtomicU64::new(reserved),
+        });
+        Ok(SledStore {
+            durability,
+            writer: Arc::new(writer),
+            flusher,
+            commands: tree("commands")?,
+            command_ids: tree("command_ids")?,
+            command_dedup: tree("command_dedup")?,
+            counters,
+            revocations: tree("revocations")?,
+            revocations_by_channel: tree("revocations_by_channel")?,
+            db,
+        })
+    }
+
+    fn check_format(db: &Db) -> Result<()> {
+        match db.get(FORMAT_KEY).map_err(storage)? {
+            Some(v) if v.as_ref() == FORMAT_VALUE => Ok(()),
+            Some(v) => Err(old_format(&v).unwrap_or_else(|| Error::corrupt(format!(
+                "database format {:?}, expected {:?}",
+                String::from_utf8_lossy(&v),
+                String::from_utf8_lossy(FORMAT_VALUE)
+            )))),
+            None => {
+                let default_tree_empty = db.is_empty();
+                let only_default_tree = db.tree_names().len() <= 1;
+                if !(default_tree_empty && only_default_tree) {
+                    return Err(Error::corrupt("not an imcore database"));
+                }
+                db.insert(FORMAT_KEY, FORMAT_VALUE).map_err(storage)?;
+                db.flush().map_err(storage)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Flushes everything written so far to disk.
+    pub async fn flush(&self) -> Result<()> {
+        self.flusher.flush(&self.db, self.flusher.committed()).await
+    }
+
+    /// Makes a completed write as durable as the configuration says. Called
+    /// after the write's transaction has committed.
+    async fn settle(&self) -> Result<()> {
+        let ticket = self.flusher.commit();
+        match self.durability {
+            Durability::Flush => self.flusher.flush(&self.db, ticket).await,
+            Durability::Background { .. } => Ok(()),
+        }
+    }
+
+    /// The size of the database on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(storage)
+    }
+}
+
+/// How long `open` waits for a database lock that another handle in this
+/// process is about to release.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] for its file lock.
+///
+/// sled's background threads can hold the lock for a few milliseconds after
+/// the last handle is dropped, so reopening a directory at once (a restart
+/// inside one process, a test) would fail now and then. A lock still held
+/// after the wait (the database is open elsewhere) is an error.
+fn open_retrying_lock(config: &sled::Config) -> Result<Db> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        // sled 0.34 can panic on some kinds of damaged files instead of
+        // returning an error; a damaged database must give an error here.
+        // The closure only reads a clone of the config.
+        let attempt = config.clone();
+        let open = std::panic::AssertUnwindSafe(move || attempt.open());
+        match std::panic::catch_unwind(open) {
+            Err(_) => return Err(Error::corrupt("sled could not read the database files")),
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(e)) if is_lock_error(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Ok(Err(e)) => return Err(storage(e)),
+        }
+    }
+}
+
+/// Whether sled failed to take the database's file lock.
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// The error for a database in a format an earlier version wrote.
+fn old_format(found: &[u8]) -> Option<Error> {
+    OLD_FORMATS
+        .iter()
+        .find(|(format, _)| *format == found)
+        .map(|(format, why)| Error::UnsupportedFormat {
+            found: String::from_utf8_lossy(format).into_owned(),
+            why,
+        })
+}
+
+/// Checks that `path` is missing, empty, or marked as an imcore database,
+/// and marks it when it is new.
+fn claim_directory(path: &Path) -> Result<()> {
+    let io = |e: std::io::Error| Error::Storage {
+        backend: BACKEND,
+        source: Box::new(e),
+    };
+    let fresh = match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(io(e)),
+    };
+    let marker = path.join(MARKER_FILE);
+    if fresh {
+        std::fs::create_dir_all(path).map_err(io)?;
+        let mut expected = FORMAT_VALUE.to_vec();
+        expected.push(b'\n');
+        return std::fs::write(&marker, expected).map_err(io);
+    }
+    match std::fs::read(&marker) {
+        Ok(v) if v.trim_ascii_end() == FORMAT_VALUE => Ok(()),
+        Ok(v) => Err(old_format(v.trim_ascii_end()).unwrap_or_else(|| {
+            Error::corrupt(format!(
+                "{} says {:?}, expected {:?}",
+                marker.display(),
+                String::from_utf8_lossy(&v),
+                String::from_utf8_lossy(FORMAT_VALUE)
+            ))
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::corrupt(format!(
+            "{} is not empty and has no {MARKER_FILE}: not an imcore database",
+            path.display()
+        ))),
+        Err(e) => Err(io(e)),
+    }
+}
+
