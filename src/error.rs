@@ -116,9 +116,7 @@ impl Error {
             Error::Storage { .. }
             | Error::Unconfirmed { .. }
             | Error::UnsupportedFormat { .. }
-            | Error::Corrupt { .. } => {
-                R::SYSTEM_ERROR
-            }
+            | Error::Corrupt { .. } => R::SYSTEM_ERROR,
         }
     }
 

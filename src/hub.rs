@@ -24,8 +24,8 @@ use crate::session::{
     InProcessConnection, LoginTicket, Sessions, SinkError,
 };
 use crate::store::{
-    check_limit, Conversation, MemoryStore, NewRevocation, Page, QueuedCommand,
-    Recorded, Revocation, Store,
+    check_limit, Conversation, MemoryStore, NewRevocation, Page, QueuedCommand, Recorded,
+    Revocation, Store,
 };
 
 /// The prefix of the client_msg_nos the hub makes itself (for server-side

@@ -211,14 +211,22 @@ fn flush_makes_background_history_writes_survive_sigkill() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([FLUSH_TEST_NAME, "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            FLUSH_TEST_NAME,
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(FLUSH_CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let flushed = lines.map_while(Result::ok).any(|l| l.ends_with("imcore-flushed"));
+    let flushed = lines
+        .map_while(Result::ok)
+        .any(|l| l.ends_with("imcore-flushed"));
     child.kill().unwrap(); // SIGKILL on Unix, right after flush() returned
     child.wait().unwrap();
     assert!(flushed, "the child never said it had flushed");

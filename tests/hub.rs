@@ -454,7 +454,11 @@ async fn person_channel_works_both_ways_under_one_id() {
         convs[0].conversation.unread, 0,
         "bob answered: his own send reads the channel up to it"
     );
-    let convs = w.hub.sync_conversations(&uid("alice"), 0, 10).await.unwrap();
+    let convs = w
+        .hub
+        .sync_conversations(&uid("alice"), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(convs[0].channel, person("bob"));
     assert_eq!(convs[0].conversation.unread, 1, "bob's answer, not her own");
     // A stranger may not read it.

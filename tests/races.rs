@@ -45,7 +45,11 @@ async fn a_revoke_whose_caller_stops_waiting_is_still_told_exactly_once() {
     let (alice, bob) = (uid("alice"), uid("bob"));
     let group = Channel::group("g-cancel").unwrap();
     directory.create_channel(&group, &alice, [bob.clone()]);
-    let device = Device::master(bob.clone(), DeviceId::new("phone").unwrap(), DeviceFlag::App);
+    let device = Device::master(
+        bob.clone(),
+        DeviceId::new("phone").unwrap(),
+        DeviceFlag::App,
+    );
     let (_, mut bob_conn) = hub.connect_in_process(device, 4096);
     let bound = Duration::from_secs(10);
     for attempt in 0..300u64 {

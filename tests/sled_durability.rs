@@ -1,8 +1,8 @@
 //! The sled backend across restarts, and against damaged or foreign files.
 
 use imcore::store::{
-    CommandQueue, ConversationStore, Durability, MessageLog, NewRevocation,
-    Page, RevocationStore, SledConfig, SledStore,
+    CommandQueue, ConversationStore, Durability, MessageLog, NewRevocation, Page, RevocationStore,
+    SledConfig, SledStore,
 };
 use imcore::{Channel, ClientMsgNo, Error, Flags, Message, MessageId, Uid};
 
@@ -226,7 +226,10 @@ fn a_store_in_the_previous_format_is_refused_and_says_so() {
         // What the previous version left: its marker and its format key.
         let db = sled::open(dir.path()).unwrap();
         db.insert(b"imcore.format", b"imcore-sled-1").unwrap();
-        db.open_tree("conversations").unwrap().insert(b"k", b"v").unwrap();
+        db.open_tree("conversations")
+            .unwrap()
+            .insert(b"k", b"v")
+            .unwrap();
         db.flush().unwrap();
     }
     std::fs::write(dir.path().join("imcore.format"), b"imcore-sled-1\n").unwrap();

@@ -339,7 +339,11 @@ impl ConversationStore for MemoryStore {
         };
         let read_seq = read_seq.min(head.last_seq);
         let key = (uid.clone(), channel.clone());
-        if inner.positions.get(&key).is_some_and(|p| p.read_seq >= read_seq) {
+        if inner
+            .positions
+            .get(&key)
+            .is_some_and(|p| p.read_seq >= read_seq)
+        {
             return Ok(true); // a stale clear: the position never moves back
         }
         let red_dots = log.messages.get(&read_seq).map_or(0, |(_, dots)| *dots);

@@ -34,23 +34,51 @@ pub async fn append_moves_the_head_and_the_senders_position(store: Arc<dyn Store
         .await
         .expect("append");
     assert!(out[2].duplicate);
-    let b = store.conversation(&bob, &ch).await.expect("get").expect("has messages");
-    assert_eq!((b.last_seq, b.unread), (2, 2), "the duplicate counts nothing");
+    let b = store
+        .conversation(&bob, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
+    assert_eq!(
+        (b.last_seq, b.unread),
+        (2, 2),
+        "the duplicate counts nothing"
+    );
     assert_eq!(b.last_message_id, out[1].message_id);
-    let a = store.conversation(&alice, &ch).await.expect("get").expect("has messages");
+    let a = store
+        .conversation(&alice, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
     assert_eq!((a.last_seq, a.unread), (2, 0), "never the sender's unread");
     let mut quiet = message("h-alice", &ch, "h-quiet", b"q");
     quiet.flags.red_dot = false;
     append_one(&store, quiet).await;
-    let b = store.conversation(&bob, &ch).await.expect("get").expect("has messages");
+    let b = store
+        .conversation(&bob, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
     assert_eq!((b.last_seq, b.unread), (3, 2), "no red dot, no unread");
     // Bob's own send means bob has read the channel up to it.
     append_one(&store, message("h-bob", &ch, "h-b1", b"b")).await;
-    let b = store.conversation(&bob, &ch).await.expect("get").expect("has messages");
+    let b = store
+        .conversation(&bob, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
     assert_eq!((b.last_seq, b.unread), (4, 0));
-    let a = store.conversation(&alice, &ch).await.expect("get").expect("has messages");
+    let a = store
+        .conversation(&alice, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
     assert_eq!((a.last_seq, a.unread), (4, 1));
-    assert!(store.conversation(&bob, &group("c-head-none")).await.expect("get").is_none());
+    assert!(store
+        .conversation(&bob, &group("c-head-none"))
+        .await
+        .expect("get")
+        .is_none());
 }
 
 /// Versions come from one store-wide counter: a user's conversations page
@@ -65,7 +93,10 @@ pub async fn conversations_page_by_version(store: Arc<dyn Store>) {
     append_one(&store, message("v-alice", &dm, "v-3", b"3")).await;
     append_one(&store, message("v-carol", &g1, "v-4", b"4")).await;
     let groups = [g1.clone(), g2.clone()];
-    let all = store.conversations_after(&alice, &groups, 0, 100).await.expect("sync");
+    let all = store
+        .conversations_after(&alice, &groups, 0, 100)
+        .await
+        .expect("sync");
     let order: Vec<&Channel> = all.iter().map(|c| &c.channel).collect();
     assert_eq!(order, [&g2, &dm, &g1], "ascending by version");
     assert!(all.windows(2).all(|w| w[0].version < w[1].version));
@@ -76,20 +107,35 @@ pub async fn conversations_page_by_version(store: Arc<dyn Store>) {
         .expect("sync");
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].channel, g1);
-    let first = store.conversations_after(&alice, &groups, 0, 1).await.expect("sync");
+    let first = store
+        .conversations_after(&alice, &groups, 0, 1)
+        .await
+        .expect("sync");
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].channel, g2);
     // Bob has the person channel without being told of it.
-    let bobs = store.conversations_after(&bob, &[], 0, 100).await.expect("sync");
+    let bobs = store
+        .conversations_after(&bob, &[], 0, 100)
+        .await
+        .expect("sync");
     assert_eq!(bobs.len(), 1);
     assert_eq!((bobs[0].channel.clone(), bobs[0].unread), (dm.clone(), 1));
     // A channel the host no longer lists is no longer in the list.
-    let only_g2 = store.conversations_after(&alice, &[g2.clone()], 0, 100).await.expect("sync");
+    let only_g2 = store
+        .conversations_after(&alice, std::slice::from_ref(&g2), 0, 100)
+        .await
+        .expect("sync");
     assert!(only_g2.iter().all(|c| c.channel != g1));
     // Clearing unread is a change with a higher version.
     let before = all.iter().map(|c| c.version).max().expect("versions");
-    assert!(store.clear_unread(&alice, &g1, u64::MAX).await.expect("clear"));
-    let changed = store.conversations_after(&alice, &groups, before, 100).await.expect("sync");
+    assert!(store
+        .clear_unread(&alice, &g1, u64::MAX)
+        .await
+        .expect("clear"));
+    let changed = store
+        .conversations_after(&alice, &groups, before, 100)
+        .await
+        .expect("sync");
     assert_eq!(changed.len(), 1);
     assert_eq!((changed[0].channel.clone(), changed[0].unread), (g1, 0));
     assert!(changed[0].version > before);
@@ -109,14 +155,35 @@ pub async fn clear_unread_moves_forward_only(store: Arc<dyn Store>) {
         append_one(&store, message("o-other", &ch, &format!("o-{i}"), b"x")).await;
     }
     assert!(store.clear_unread(&user, &ch, 6).await.expect("clear"));
-    let c = store.conversation(&user, &ch).await.expect("get").expect("has messages");
-    assert_eq!(c.unread, 1, "the message at 7 arrived after and stays unread");
-    assert!(store.clear_unread(&user, &ch, u64::MAX).await.expect("clear"));
-    let cleared = store.conversation(&user, &ch).await.expect("get").expect("has messages");
+    let c = store
+        .conversation(&user, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
+    assert_eq!(
+        c.unread, 1,
+        "the message at 7 arrived after and stays unread"
+    );
+    assert!(store
+        .clear_unread(&user, &ch, u64::MAX)
+        .await
+        .expect("clear"));
+    let cleared = store
+        .conversation(&user, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
     assert_eq!(cleared.unread, 0);
     assert!(cleared.version > c.version);
-    assert!(store.clear_unread(&user, &ch, 2).await.expect("stale clear"));
-    let stale = store.conversation(&user, &ch).await.expect("get").expect("has messages");
+    assert!(store
+        .clear_unread(&user, &ch, 2)
+        .await
+        .expect("stale clear"));
+    let stale = store
+        .conversation(&user, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
     assert_eq!((stale.unread, stale.version), (0, cleared.version));
     assert!(!store
         .clear_unread(&user, &group("c-clear-none"), u64::MAX)

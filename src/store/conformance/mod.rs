@@ -24,12 +24,12 @@ use super::{NewRevocation, Page, Recorded, Store};
 
 mod concurrency;
 mod conversations;
+use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
 pub use concurrency::{command_dedup_is_per_sender, history_is_never_ahead_of_conversations};
 pub use conversations::{
     append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
     conversations_page_by_version, unread_is_exact_under_concurrent_senders,
 };
-use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -80,7 +80,6 @@ pub async fn run_all(store: Arc<dyn Store>) {
     command_dedup_is_per_sender(store.clone()).await;
     zero_limits_are_rejected(store).await;
 }
-
 
 /// Seqs start at 1 in every channel and have no gaps; the stored message is
 /// the one given, with its seq.
@@ -585,7 +584,10 @@ pub async fn zero_limits_are_rejected(store: Arc<dyn Store>) {
         store.pending_commands(&u, 0, 0).await.map(|v| v.len())
     ));
     assert!(is_validation(
-        store.conversations_after(&u, &[], 0, 0).await.map(|v| v.len())
+        store
+            .conversations_after(&u, &[], 0, 0)
+            .await
+            .map(|v| v.len())
     ));
     assert!(is_validation(
         store.revocations_after(&ch, 0, 0).await.map(|v| v.len())

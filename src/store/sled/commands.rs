@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::keys::{
     be_u64, command_id_key, counter_key, decode, encode, key, key_suffix_u64, next_counter,
-    seq_key, sender_key, uid_key,
+    sender_key, seq_key, uid_key,
 };
 use super::{abort, storage, tx_error, SledStore, TAG_COMMAND_CURSOR};
 use crate::error::Result;
@@ -158,4 +158,3 @@ impl CommandQueue for SledStore {
         Ok(removed)
     }
 }
-

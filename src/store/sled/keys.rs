@@ -95,7 +95,6 @@ pub(super) fn next_counter(counters: &TransactionalTree, key: &[u8]) -> TxResult
     Ok(next)
 }
 
-
 pub(super) fn counter_key(tag: u8, rest: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     key(|k| {
         k.push(tag);

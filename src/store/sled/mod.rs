@@ -185,7 +185,10 @@ fn log_tail(messages: &Tree, channel: &[u8]) -> Result<Option<(u64, Record)>> {
         None => Ok(None),
         Some(kv) => {
             let (k, v) = kv.map_err(storage)?;
-            Ok(Some((key_suffix_u64(&k, "message key")?, Record::decode(&v)?)))
+            Ok(Some((
+                key_suffix_u64(&k, "message key")?,
+                Record::decode(&v)?,
+            )))
         }
     }
 }
@@ -290,11 +293,13 @@ impl SledStore {
     fn check_format(db: &Db) -> Result<()> {
         match db.get(FORMAT_KEY).map_err(storage)? {
             Some(v) if v.as_ref() == FORMAT_VALUE => Ok(()),
-            Some(v) => Err(old_format(&v).unwrap_or_else(|| Error::corrupt(format!(
-                "database format {:?}, expected {:?}",
-                String::from_utf8_lossy(&v),
-                String::from_utf8_lossy(FORMAT_VALUE)
-            )))),
+            Some(v) => Err(old_format(&v).unwrap_or_else(|| {
+                Error::corrupt(format!(
+                    "database format {:?}, expected {:?}",
+                    String::from_utf8_lossy(&v),
+                    String::from_utf8_lossy(FORMAT_VALUE)
+                ))
+            })),
             None => {
                 let default_tree_empty = db.is_empty();
                 let only_default_tree = db.tree_names().len() <= 1;
@@ -321,6 +326,18 @@ impl SledStore {
             Durability::Flush => self.flusher.flush(&self.db, ticket).await,
             Durability::Background { .. } => Ok(()),
         }
+    }
+
+    /// How many keys the store holds, across all its trees. It scans every
+    /// tree: for tests and diagnostics (for instance, to see that a send
+    /// writes the same number of keys whatever the size of its group).
+    pub fn key_count(&self) -> Result<u64> {
+        let mut count = 0;
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name).map_err(storage)?;
+            count += tree.len() as u64;
+        }
+        Ok(count)
     }
 
     /// The size of the database on disk, in bytes.
@@ -412,4 +429,3 @@ fn claim_directory(path: &Path) -> Result<()> {
         Err(e) => Err(io(e)),
     }
 }
-

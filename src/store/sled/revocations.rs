@@ -53,12 +53,12 @@ impl RevocationStore for SledStore {
 
     async fn lookup_revocations(&self, ids: &[MessageId]) -> Result<Vec<Option<Revocation>>> {
         ids.iter()
-            .map(|id| {
-                match self.revocations.get(id.0.to_be_bytes()).map_err(storage)? {
+            .map(
+                |id| match self.revocations.get(id.0.to_be_bytes()).map_err(storage)? {
                     Some(v) => decode(&v, "revocation").map(Some),
                     None => Ok(None),
-                }
-            })
+                },
+            )
             .collect()
     }
 
@@ -89,4 +89,3 @@ impl RevocationStore for SledStore {
             .collect()
     }
 }
-

@@ -274,7 +274,9 @@ impl Batch<'_> {
             }
         }
         let Some(&red_dots) = self.pending.get(&(channel.clone(), read_seq)) else {
-            return abort(Error::corrupt("a read position the writer did not read ahead"));
+            return abort(Error::corrupt(
+                "a read position the writer did not read ahead",
+            ));
         };
         self.version += 1;
         let position = ReadPosition {
