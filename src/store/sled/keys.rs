@@ -124,9 +124,78 @@ pub(super) fn sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8>
     })
 }
 
-/// The key in the `counters` tree of the highest conversation version
-/// reserved.
-pub(super) const VERSION_KEY: &[u8] = b"V";
+// ---- the `history` tree: one tree, so that a batch of appends is one
+// atomic `apply_batch`; each kind of entry has its own first byte ----
+
+/// `m` ++ channel ++ seq: a message record.
+const LOG: u8 = b'm';
+/// `i` ++ message id: the record's key.
+const BY_ID: u8 = b'i';
+/// `d` ++ from uid ++ client_msg_no: message id ++ the record's key.
+const BY_SENDER: u8 = b'd';
+/// `p` ++ uid ++ channel: the user's read position.
+const POSITION: u8 = b'p';
+/// `c` ++ uid ++ channel: (empty) a person channel of the user.
+const PERSON: u8 = b'c';
+/// `v`: the highest conversation version reserved.
+pub(super) const VERSION_KEY: &[u8] = b"v";
+
+/// The prefix of a channel's records.
+pub(super) fn log_prefix(channel: &Channel) -> Vec<u8> {
+    key(|k| {
+        k.push(LOG);
+        channel_key(k, channel);
+    })
+}
+
+/// The channel a log prefix names.
+pub(super) fn channel_of_log_prefix(prefix: &[u8]) -> Result<Channel> {
+    match prefix.split_first() {
+        Some((&LOG, channel)) => decode_channel_key(channel),
+        _ => Err(Error::corrupt("a record key outside the log")),
+    }
+}
+
+pub(super) fn id_key(id: MessageId) -> [u8; 9] {
+    let mut k = [BY_ID; 9];
+    k[1..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+pub(super) fn by_sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8> {
+    key(|k| {
+        k.push(BY_SENDER);
+        uid_key(k, from_uid);
+        k.extend_from_slice(client_msg_no.as_str().as_bytes());
+    })
+}
+
+/// The prefix of a user's entries of one kind (`POSITION` or `PERSON`).
+fn user_prefix(kind: u8, uid: &Uid) -> Vec<u8> {
+    key(|k| {
+        k.push(kind);
+        uid_key(k, uid);
+    })
+}
+
+/// Where `uid`'s read position in a channel (given by its log prefix) is.
+pub(super) fn position_key(uid: &Uid, log_prefix: &[u8]) -> Vec<u8> {
+    let mut k = user_prefix(POSITION, uid);
+    k.extend_from_slice(&log_prefix[1..]);
+    k
+}
+
+/// The prefix of `uid`'s person channel entries.
+pub(super) fn persons_prefix(uid: &Uid) -> Vec<u8> {
+    user_prefix(PERSON, uid)
+}
+
+/// `uid`'s entry for a person channel (given by its log prefix).
+pub(super) fn person_key(uid: &Uid, log_prefix: &[u8]) -> Vec<u8> {
+    let mut k = persons_prefix(uid);
+    k.extend_from_slice(&log_prefix[1..]);
+    k
+}
 
 /// A message as the log stores it: its channel and seq are in its key; the
 /// channel's running red-dot count and the store version of the append

@@ -1,14 +1,16 @@
 //! Channel logs and the conversations derived from them, on sled.
 //!
-//! Reads go straight to the trees; writes go through the
+//! Reads go straight to the `history` tree; writes go through the
 //! [history writer](super::writer).
 
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 
-use super::keys::{channel_key, decode, decode_channel_key, key, sender_key, seq_key, Record};
-use super::writer::{id_and_seq, party_key, Done, Job};
+use super::keys::{
+    by_sender_key, channel_of_log_prefix, decode, decode_channel_key, id_key, key_suffix_u64,
+    log_prefix, persons_prefix, position_key, seq_key, Record,
+};
 use super::{log_tail, storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
@@ -17,16 +19,11 @@ use crate::store::{
     ReadPosition,
 };
 
-fn unexpected() -> Error {
-    Error::corrupt("the history writer answered a job with another job's outcome")
-}
-
 impl SledStore {
     /// The channel's head: its last record.
-    fn head(&self, channel: &[u8]) -> Result<Option<ChannelHead>> {
-        let trees = self.writer.trees();
+    fn head(&self, prefix: &[u8]) -> Result<Option<ChannelHead>> {
         Ok(
-            log_tail(&trees.messages, channel)?.map(|(last_seq, r)| ChannelHead {
+            log_tail(&self.writer.history, prefix)?.map(|(last_seq, r)| ChannelHead {
                 last_seq,
                 last_message_id: r.message_id,
                 last_timestamp_ms: r.timestamp_ms,
@@ -35,34 +32,45 @@ impl SledStore {
             }),
         )
     }
+
+    /// The message `id`, whose record key an index gave.
+    fn message_at(&self, id: MessageId, location: &[u8]) -> Result<Option<Message>> {
+        let Some(record) = self.writer.record_of(id, location)? else {
+            return Ok(None); // a dangling index entry: see the writer
+        };
+        let split = location
+            .len()
+            .checked_sub(8)
+            .ok_or_else(|| Error::corrupt("record key too short"))?;
+        let channel = channel_of_log_prefix(&location[..split])?;
+        let seq = key_suffix_u64(location, "record key")?;
+        Ok(Some(record.into_message(channel, seq)))
+    }
 }
 
 #[async_trait]
 impl MessageLog for SledStore {
-    /// One transaction, and one flush with
-    /// [`Durability::Flush`](super::Durability::Flush), for every append
-    /// queued at the same time.
+    /// Plain inserts for one message, one atomic batch for several; with
+    /// [`Durability::Flush`](super::Durability::Flush), one flush shared by
+    /// every append at the same time.
     async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        match self.writer.submit(Job::Append(messages)).await? {
-            Done::Appended(out) => Ok(out),
-            Done::Cleared(_) => Err(unexpected()),
-        }
+        self.writer.append(&messages).await
     }
 
     async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>> {
         page.validate()?;
-        let prefix = key(|k| channel_key(k, channel));
+        let prefix = log_prefix(channel);
         let (lo, hi) = match page.direction {
             Direction::Forward => (seq_key(&prefix, page.from), seq_key(&prefix, u64::MAX)),
             Direction::Backward => (seq_key(&prefix, 0), seq_key(&prefix, page.from)),
         };
-        let range = self.writer.trees().messages.range(lo..=hi);
+        let range = self.writer.history.range(lo..=hi);
         let decode_kv = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Message> {
             let (k, v) = kv.map_err(storage)?;
-            let seq = super::keys::key_suffix_u64(&k, "message key")?;
+            let seq = key_suffix_u64(&k, "record key")?;
             Ok(Record::decode(&v)?.into_message(channel.clone(), seq))
         };
         match page.direction {
@@ -72,22 +80,10 @@ impl MessageLog for SledStore {
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>> {
-        let trees = self.writer.trees();
-        let Some(location) = trees.message_ids.get(id.0.to_be_bytes()).map_err(storage)? else {
-            return Ok(None);
-        };
-        let Some(v) = trees.messages.get(&location).map_err(storage)? else {
-            return Err(Error::corrupt(format!(
-                "message index points at a missing message ({id})"
-            )));
-        };
-        let split = location
-            .len()
-            .checked_sub(8)
-            .ok_or_else(|| Error::corrupt("message index entry too short"))?;
-        let channel = decode_channel_key(&location[..split])?;
-        let seq = super::keys::key_suffix_u64(&location, "message index")?;
-        Ok(Some(Record::decode(&v)?.into_message(channel, seq)))
+        match self.writer.history.get(id_key(id)).map_err(storage)? {
+            Some(location) => self.message_at(id, &location),
+            None => Ok(None),
+        }
     }
 
     async fn get_by_client_msg_no(
@@ -95,20 +91,18 @@ impl MessageLog for SledStore {
         from_uid: &Uid,
         client_msg_no: &ClientMsgNo,
     ) -> Result<Option<Message>> {
-        let found = self
-            .writer
-            .trees()
-            .dedup
-            .get(sender_key(from_uid, client_msg_no))
-            .map_err(storage)?;
-        match found {
-            Some(v) => self.get(id_and_seq(&v)?.0).await,
+        let key = by_sender_key(from_uid, client_msg_no);
+        match self.writer.history.get(key).map_err(storage)? {
+            Some(v) => {
+                let (id, location) = self.writer.by_sender(&v)?;
+                self.message_at(id, &location)
+            }
             None => Ok(None),
         }
     }
 
     async fn last_seq(&self, channel: &Channel) -> Result<u64> {
-        let head = self.head(&key(|k| channel_key(k, channel)))?;
+        let head = self.head(&log_prefix(channel))?;
         Ok(head.map_or(0, |h| h.last_seq))
     }
 }
@@ -116,33 +110,27 @@ impl MessageLog for SledStore {
 #[async_trait]
 impl ConversationStore for SledStore {
     async fn stable_version(&self) -> Result<u64> {
-        Ok(self.writer.trees().stable.load(Ordering::Acquire))
+        Ok(self.writer.stable.load(Ordering::Acquire))
     }
 
     async fn conversation(&self, uid: &Uid, channel: &Channel) -> Result<Option<Conversation>> {
-        let ck = key(|k| channel_key(k, channel));
+        let prefix = log_prefix(channel);
         // The position first: the head read after it is at least as new,
         // so the unread count is never torn below zero.
-        let position = match self
-            .writer
-            .trees()
-            .positions
-            .get(party_key(uid, &ck))
-            .map_err(storage)?
-        {
+        let at = position_key(uid, &prefix);
+        let position = match self.writer.history.get(at).map_err(storage)? {
             Some(v) => Some(decode::<ReadPosition>(&v, "read position")?),
             None => None,
         };
         Ok(self
-            .head(&ck)?
+            .head(&prefix)?
             .map(|head| Conversation::derive(channel.clone(), &head, position.as_ref())))
     }
 
     async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>> {
-        let prefix = party_key(uid, &[]);
+        let prefix = persons_prefix(uid);
         self.writer
-            .trees()
-            .persons
+            .history
             .scan_prefix(&prefix)
             .keys()
             .map(|k| decode_channel_key(&k.map_err(storage)?[prefix.len()..]))
@@ -150,14 +138,6 @@ impl ConversationStore for SledStore {
     }
 
     async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
-        let job = Job::Clear {
-            uid: uid.clone(),
-            channel: channel.clone(),
-            read_seq,
-        };
-        match self.writer.submit(job).await? {
-            Done::Cleared(found) => Ok(found),
-            Done::Appended(_) => Err(unexpected()),
-        }
+        self.writer.clear(uid, channel, read_seq).await
     }
 }

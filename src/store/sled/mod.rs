@@ -9,12 +9,13 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `messages` | channel ++ seq | message, with the channel's running red-dot count and the append's version |
-//! | `message_ids` | message id | channel ++ seq |
-//! | `dedup` | from uid ++ client_msg_no | message id ++ seq |
-//! | `positions` | uid ++ channel | read position (seq, red-dot count, version) |
-//! | `persons` | uid ++ channel | (empty): the user's person channels |
-//! | `counters` | `V` | versions reserved; tag ++ uid or channel: command cursors, revocation versions |
+//! | `history` | `m` ++ channel ++ seq | message, with the channel's running red-dot count and the append's version |
+//! | `history` | `i` ++ message id | the record's key |
+//! | `history` | `d` ++ from uid ++ client_msg_no | message id ++ the record's key |
+//! | `history` | `p` ++ uid ++ channel | read position (seq, red-dot count, version) |
+//! | `history` | `c` ++ uid ++ channel | (empty): the user's person channels |
+//! | `history` | `v` | the highest version reserved |
+//! | `counters` | tag ++ uid or channel | command cursors, revocation versions |
 //! | `commands` | uid ++ cursor | message |
 //! | `command_ids` | uid ++ message id | cursor |
 //! | `command_dedup` | from uid ++ client_msg_no | message id |
@@ -30,13 +31,12 @@
 //! and the user's read position. A history append writes four keys whatever
 //! the size of its channel: the record, the id index, the resend index and
 //! the sender's read position (plus, once per person channel, its two
-//! parties' entries in `persons`). Appends and read-position moves go
-//! through one writer task (`writer.rs`), which batches concurrent callers
-//! into one transaction; commands and revocations are transactions of their
-//! own.
+//! parties' `c` entries). Appends and read-position moves take turns in
+//! one writer (`writer.rs`, which says how a single append stays
+//! crash-safe without a transaction); commands and revocations are
+//! transactions of their own.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use sled::transaction::{
@@ -54,8 +54,8 @@ mod revocations;
 mod writer;
 
 use flush::GroupFlush;
-use keys::{be_u64, key_suffix_u64, Record, VERSION_KEY};
-use writer::{Trees, Writer};
+use keys::{key_suffix_u64, Record};
+use writer::Writer;
 
 const BACKEND: &str = "sled";
 /// A file in the database directory that marks it as the crate's. sled
@@ -193,21 +193,6 @@ fn log_tail(messages: &Tree, channel: &[u8]) -> Result<Option<(u64, Record)>> {
     }
 }
 
-/// A copy of `e` for each caller of a failed batch.
-fn shared_error(e: &Error) -> Error {
-    match e {
-        Error::Corrupt { what } => Error::Corrupt { what: what.clone() },
-        Error::Unconfirmed { source, .. } => Error::Unconfirmed {
-            backend: BACKEND,
-            source: source.to_string().into(),
-        },
-        other => Error::Storage {
-            backend: BACKEND,
-            source: other.to_string().into(),
-        },
-    }
-}
-
 impl SledStore {
     /// Opens (or creates) the database at `path` with the default settings.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -256,26 +241,9 @@ impl SledStore {
         let db = open_retrying_lock(&sled_config)?;
         Self::check_format(&db)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
-        let counters = tree("counters")?;
-        // Every version used is at most the reservation: start above it.
-        let reserved = match counters.get(VERSION_KEY).map_err(storage)? {
-            Some(v) => be_u64(&v, "version reservation")?,
-            None => 0,
-        };
         let flusher = Arc::new(GroupFlush::default());
-        let writer = Writer::new(Trees {
-            flush: durability == Durability::Flush,
-            flusher: flusher.clone(),
-            db: db.clone(),
-            messages: tree("messages")?,
-            message_ids: tree("message_ids")?,
-            dedup: tree("dedup")?,
-            positions: tree("positions")?,
-            persons: tree("persons")?,
-            counters: counters.clone(),
-            stable: Arc::new(AtomicU64::new(reserved)),
-            reserved: AtomicU64::new(reserved),
-        });
+        let flush = durability == Durability::Flush;
+        let writer = Writer::open(db.clone(), tree("history")?, flush, flusher.clone())?;
         Ok(SledStore {
             durability,
             writer: Arc::new(writer),
@@ -283,7 +251,7 @@ impl SledStore {
             commands: tree("commands")?,
             command_ids: tree("command_ids")?,
             command_dedup: tree("command_dedup")?,
-            counters,
+            counters: tree("counters")?,
             revocations: tree("revocations")?,
             revocations_by_channel: tree("revocations_by_channel")?,
             db,

@@ -1,331 +1,56 @@
-//! The history writer: the only writer of channel logs, heads and read
-//! positions.
+//! The history writer: the only writer of the `history` tree (channel
+//! logs, their indexes, read positions).
 //!
-//! The first caller with nothing in flight starts a leader task; every job
-//! queued while the leader is busy goes into its next transaction and (with
-//! [`Durability::Flush`](super::Durability::Flush)) its next flush. Being
-//! the only writer, the leader assigns seqs from each channel's log tail and
-//! versions from one counter in memory, so that versions become visible in
+//! Writers take turns under one lock, so seqs come from each channel's log
+//! tail and versions from one counter in memory, and become visible in
 //! order: [`ConversationStore::stable_version`] is simply the last version
-//! it committed. The leader is a spawned task, so a caller that stops
-//! waiting never strands the queue.
+//! written. A single message is written as plain inserts, cheapest in sled
+//! 0.34 (a transaction or a batch costs several times as much), in an order
+//! that makes it crash-safe without a transaction: its indexes first, then
+//! the record, which is the commit point, then the sender's read position.
+//! sled recovers a prefix of its writes, so an index never survives without
+//! the writes before it; an index whose record is missing (a crash between
+//! the two) is dangling, and every look-up checks that the record it points
+//! at is the message it names. A lost read position only means the sender's
+//! own last message counts as unread until the next read. A batch of
+//! several messages is one atomic `apply_batch`. With
+//! [`Durability::Flush`](super::Durability::Flush), callers then share
+//! flushes ([`GroupFlush`]).
 //!
 //! [`ConversationStore::stable_version`]: crate::store::ConversationStore::stable_version
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use sled::transaction::TransactionalTree;
-use sled::{Db, Transactional, Tree};
+use sled::{Db, IVec, Tree};
 
 use super::flush::GroupFlush;
 use super::keys::{
-    be_u64, channel_key, encode, key, sender_key, seq_key, uid_key, Record, VERSION_KEY,
+    be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key, Record,
+    VERSION_KEY,
 };
-use super::{abort, log_tail, shared_error, storage, tx_error, TxResult, BACKEND};
+use super::{log_tail, storage, BACKEND};
 use crate::error::{Error, Result};
-use crate::model::{Channel, Message, Uid};
+use crate::model::{Channel, Message, MessageId, Uid};
 use crate::store::{id_in_use, Appended, ReadPosition};
 
-/// The most jobs one transaction takes.
-const MAX_BATCH: usize = 256;
-/// Versions reserved on disk at a time: the counter is written once per
-/// this many versions, and a reopened store starts above the reservation.
+/// Versions reserved on disk at a time: the reservation is written once per
+/// this many versions, and a reopened store starts above it.
 const VERSION_BLOCK: u64 = 4096;
 
-/// What the writer is asked to do.
-pub(super) enum Job {
-    /// Append messages (the log, heads, senders' positions).
-    Append(Vec<Message>),
-    /// Move a read position forward.
-    Clear {
-        uid: Uid,
-        channel: Channel,
-        read_seq: u64,
-    },
-}
-
-/// What a job did.
-pub(super) enum Done {
-    Appended(Vec<Appended>),
-    Cleared(bool),
-}
-
-struct Queued {
-    job: Job,
-    reply: tokio::sync::oneshot::Sender<Result<Done>>,
-}
-
-/// The trees and state the writer owns.
-pub(super) struct Trees {
+/// The writer and the reads it shares with readers.
+pub(super) struct Writer {
     pub(super) db: Db,
+    pub(super) history: Tree,
     pub(super) flush: bool,
     pub(super) flusher: Arc<GroupFlush>,
-    pub(super) messages: Tree,
-    pub(super) message_ids: Tree,
-    pub(super) dedup: Tree,
-    pub(super) positions: Tree,
-    pub(super) persons: Tree,
-    pub(super) counters: Tree,
-    /// The last version committed: every version up to it is visible.
-    pub(super) stable: Arc<AtomicU64>,
+    /// The last version written: every version up to it is visible.
+    pub(super) stable: AtomicU64,
     /// The highest version reserved on disk.
-    pub(super) reserved: AtomicU64,
-}
-
-impl Trees {
-    /// Runs every job in one transaction. Returns one outcome per job and
-    /// the last version used.
-    fn write(&self, jobs: &[Queued]) -> Result<Vec<Done>> {
-        let first = self.stable.load(Ordering::Acquire) + 1;
-        let needed = jobs
-            .iter()
-            .map(|q| match &q.job {
-                Job::Append(m) => m.len() as u64,
-                Job::Clear { .. } => 1,
-            })
-            .sum::<u64>();
-        let reserved = self.reserved.load(Ordering::Acquire);
-        let reserve = (first + needed > reserved).then(|| first + needed + VERSION_BLOCK);
-        // Plain reads cannot run inside a sled transaction (they wait for
-        // the lock it holds), and this task is the only writer of these
-        // trees: read the logs' tails, and the red-dot counts clears need,
-        // before it.
-        let mut tails = HashMap::new();
-        let mut clear_dots = HashMap::new();
-        for q in jobs {
-            match &q.job {
-                Job::Append(messages) => {
-                    for m in messages {
-                        let ck = key(|k| channel_key(k, &m.channel));
-                        if let std::collections::hash_map::Entry::Vacant(e) = tails.entry(ck) {
-                            let tail = log_tail(&self.messages, e.key())?;
-                            e.insert(tail.map(|(seq, r)| (seq, r.red_dots)));
-                        }
-                    }
-                }
-                Job::Clear {
-                    channel, read_seq, ..
-                } => {
-                    let ck = key(|k| channel_key(k, channel));
-                    let tail = log_tail(&self.messages, &ck)?;
-                    if let Some((last, _)) = tail {
-                        let at = (*read_seq).min(last);
-                        let dots = match self.messages.get(seq_key(&ck, at)).map_err(storage)? {
-                            Some(v) => Record::decode(&v)?.red_dots,
-                            None => 0, // seq 0: nothing read
-                        };
-                        clear_dots.insert((ck.clone(), at), dots);
-                    }
-                    tails.insert(ck, tail.map(|(seq, r)| (seq, r.red_dots)));
-                }
-            }
-        }
-        let trees = (
-            &self.messages,
-            &self.message_ids,
-            &self.dedup,
-            &self.positions,
-            &self.persons,
-            &self.counters,
-        );
-        let (done, last) = trees
-            .transaction(|(log, ids, dedup, positions, persons, counters)| {
-                let mut batch = Batch {
-                    tails: &tails,
-                    log,
-                    ids,
-                    dedup,
-                    positions,
-                    persons,
-                    version: first - 1,
-                    heads: HashMap::new(),
-                    pending: clear_dots.clone(),
-                };
-                let mut done = Vec::with_capacity(jobs.len());
-                for q in jobs {
-                    done.push(match &q.job {
-                        Job::Append(messages) => Done::Appended(batch.append(messages)?),
-                        Job::Clear {
-                            uid,
-                            channel,
-                            read_seq,
-                        } => Done::Cleared(batch.clear(uid, channel, *read_seq)?),
-                    });
-                }
-                if let Some(r) = reserve {
-                    counters.insert(VERSION_KEY, &r.to_be_bytes())?;
-                }
-                Ok((done, batch.version))
-            })
-            .map_err(tx_error)?;
-        if let Some(r) = reserve {
-            self.reserved.store(r, Ordering::Release);
-        }
-        self.stable.store(last, Ordering::Release);
-        Ok(done)
-    }
-}
-
-/// One transaction's view: the transactional trees, and what this batch
-/// has written so far (the plain trees do not show it yet).
-struct Batch<'a> {
-    /// Channel key → (last seq, red dots up to it) before this batch, for
-    /// every channel the batch touches.
-    tails: &'a HashMap<Vec<u8>, Option<(u64, u64)>>,
-    log: &'a TransactionalTree,
-    ids: &'a TransactionalTree,
-    dedup: &'a TransactionalTree,
-    positions: &'a TransactionalTree,
-    persons: &'a TransactionalTree,
-    version: u64,
-    /// Channel key → (last seq, red dots up to it), for channels this batch
-    /// appended to.
-    heads: HashMap<Vec<u8>, (u64, u64)>,
-    /// (channel key, seq) → red dots up to it, for this batch's messages
-    /// and the seqs its clears read up to.
-    pending: HashMap<(Vec<u8>, u64), u64>,
-}
-
-impl Batch<'_> {
-    /// The channel's last seq and red-dot count, this batch included.
-    fn head(&self, channel: &[u8]) -> TxResult<Option<(u64, u64)>> {
-        if let Some(h) = self.heads.get(channel) {
-            return Ok(Some(*h));
-        }
-        match self.tails.get(channel) {
-            Some(tail) => Ok(*tail),
-            None => abort(Error::corrupt("a channel the writer did not read ahead")),
-        }
-    }
-
-    fn append(&mut self, messages: &[Message]) -> TxResult<Vec<Appended>> {
-        let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
-            let sender = sender_key(&m.from_uid, &m.client_msg_no);
-            if let Some(v) = self.dedup.get(&sender)? {
-                let (message_id, message_seq) = match id_and_seq(&v) {
-                    Ok(x) => x,
-                    Err(e) => return abort(e),
-                };
-                out.push(Appended {
-                    message_id,
-                    message_seq,
-                    duplicate: true,
-                });
-                continue;
-            }
-            let id = m.message_id.0.to_be_bytes();
-            if self.ids.get(id)?.is_some() {
-                return abort(id_in_use(BACKEND, m.message_id));
-            }
-            let channel = key(|k| channel_key(k, &m.channel));
-            let (last_seq, dots) = self.head(&channel)?.unwrap_or((0, 0));
-            let seq = last_seq + 1;
-            let red_dots = dots + u64::from(m.flags.red_dot);
-            self.version += 1;
-            let record = match encode(&Record::of(m, red_dots, self.version)) {
-                Ok(r) => r,
-                Err(e) => return abort(e),
-            };
-            let location = seq_key(&channel, seq);
-            self.log.insert(location.as_slice(), record)?;
-            self.ids.insert(&id, location)?;
-            let mut id_seq = id.to_vec();
-            id_seq.extend_from_slice(&seq.to_be_bytes());
-            self.dedup.insert(sender.as_slice(), id_seq)?;
-            let position = ReadPosition {
-                read_seq: seq,
-                red_dots,
-                version: self.version,
-            };
-            self.put_position(&m.from_uid, &channel, &position)?;
-            if seq == 1 {
-                if let Some((a, b)) = m.channel.person_parties() {
-                    for party in [a, b] {
-                        self.persons.insert(party_key(&party, &channel), &[])?;
-                    }
-                }
-            }
-            self.heads.insert(channel.clone(), (seq, red_dots));
-            self.pending.insert((channel, seq), red_dots);
-            out.push(Appended {
-                message_id: m.message_id,
-                message_seq: seq,
-                duplicate: false,
-            });
-        }
-        Ok(out)
-    }
-
-    fn clear(&mut self, uid: &Uid, channel: &Channel, read_seq: u64) -> TxResult<bool> {
-        let channel = key(|k| channel_key(k, channel));
-        let Some((last_seq, _)) = self.head(&channel)? else {
-            return Ok(false);
-        };
-        let read_seq = read_seq.min(last_seq);
-        let at = party_key(uid, &channel);
-        if let Some(v) = self.positions.get(&at)? {
-            match super::keys::decode::<ReadPosition>(&v, "read position") {
-                Ok(p) if p.read_seq >= read_seq => return Ok(true), // never back
-                Ok(_) => {}
-                Err(e) => return abort(e),
-            }
-        }
-        let Some(&red_dots) = self.pending.get(&(channel.clone(), read_seq)) else {
-            return abort(Error::corrupt(
-                "a read position the writer did not read ahead",
-            ));
-        };
-        self.version += 1;
-        let position = ReadPosition {
-            read_seq,
-            red_dots,
-            version: self.version,
-        };
-        self.put_position(uid, &channel, &position)?;
-        Ok(true)
-    }
-
-    fn put_position(&self, uid: &Uid, channel: &[u8], p: &ReadPosition) -> TxResult<()> {
-        let value = match encode(p) {
-            Ok(v) => v,
-            Err(e) => return abort(e),
-        };
-        self.positions.insert(party_key(uid, channel), value)?;
-        Ok(())
-    }
-}
-
-/// The key of a user's entry for a channel: uid ++ channel.
-pub(super) fn party_key(uid: &Uid, channel: &[u8]) -> Vec<u8> {
-    let mut k = key(|k| uid_key(k, uid));
-    k.extend_from_slice(channel);
-    k
-}
-
-/// A message id and seq, as the dedup index stores them.
-pub(super) fn id_and_seq(value: &[u8]) -> Result<(crate::model::MessageId, u64)> {
-    if value.len() != 16 {
-        return Err(Error::corrupt("dedup entry: expected 16 bytes"));
-    }
-    Ok((
-        crate::model::MessageId(be_u64(&value[..8], "dedup entry")?),
-        be_u64(&value[8..], "dedup entry")?,
-    ))
-}
-
-/// The queue and the leader.
-pub(super) struct Writer {
-    trees: Arc<Trees>,
-    state: Arc<Mutex<State>>,
-}
-
-#[derive(Default)]
-struct State {
-    queue: Vec<Queued>,
-    leading: bool,
+    reserved: AtomicU64,
+    /// Held while writing; writers take turns.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -334,106 +59,252 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    // No code path panics while holding the lock.
-    state.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// What one write puts in the tree, in order.
+type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl Writer {
-    pub(super) fn new(trees: Trees) -> Self {
-        Writer {
-            trees: Arc::new(trees),
-            state: Arc::default(),
-        }
-    }
-
-    pub(super) fn trees(&self) -> &Trees {
-        &self.trees
-    }
-
-    /// Queues a job and waits for its outcome.
-    pub(super) async fn submit(&self, job: Job) -> Result<Done> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let lead = {
-            let mut state = lock(&self.state);
-            state.queue.push(Queued { job, reply });
-            !std::mem::replace(&mut state.leading, true)
+    pub(super) fn open(
+        db: Db,
+        history: Tree,
+        flush: bool,
+        flusher: Arc<GroupFlush>,
+    ) -> Result<Self> {
+        // Every version used is at most the reservation: start above it.
+        let reserved = match history.get(VERSION_KEY).map_err(storage)? {
+            Some(v) => be_u64(&v, "version reservation")?,
+            None => 0,
         };
-        if lead {
-            tokio::spawn(Self::lead(self.trees.clone(), self.state.clone()));
-        }
-        answer.await.map_err(|_| Error::Storage {
-            backend: BACKEND,
-            source: "the history writer stopped before answering".into(),
-        })?
+        Ok(Writer {
+            db,
+            history,
+            flush,
+            flusher,
+            stable: AtomicU64::new(reserved),
+            reserved: AtomicU64::new(reserved),
+            turn: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// Writes batches until the queue is empty, then steps down.
-    ///
-    /// It steps down, and lets go of the database, before it answers its
-    /// last batch: once a caller has its answer, dropping the store closes
-    /// the database at once and the directory can be opened again.
-    async fn lead(trees: Arc<Trees>, state: Arc<Mutex<State>>) {
-        let _guard = StepDownOnPanic(state.clone());
-        let mut batch = Self::take(&state);
-        let mut trees = Some(trees);
-        while let Some(writer) = trees.as_ref() {
-            let mut result = writer.write(&batch);
-            if result.is_ok() {
-                // Registered, so that `SledStore::flush` covers it.
-                let ticket = writer.flusher.commit();
-                if writer.flush {
-                    if let Err(e) = writer.flusher.flush(&writer.db, ticket).await {
-                        result = Err(Error::Unconfirmed {
-                            backend: BACKEND,
-                            source: Box::new(e),
-                        });
-                    }
+    /// Appends messages; see [`MessageLog::append`](crate::store::MessageLog::append).
+    pub(super) async fn append(&self, messages: &[Message]) -> Result<Vec<Appended>> {
+        let (out, ticket) = {
+            let _turn = self.turn.lock().await;
+            let mut plan = Plan::new(self, messages.len() as u64);
+            let out = messages
+                .iter()
+                .map(|m| plan.append(m))
+                .collect::<Result<Vec<_>>>()?;
+            plan.commit(messages.len() > 1)?;
+            (out, self.flusher.commit())
+        };
+        self.settle(ticket).await?;
+        Ok(out)
+    }
+
+    /// Moves a read position forward; see
+    /// [`ConversationStore::clear_unread`](crate::store::ConversationStore::clear_unread).
+    pub(super) async fn clear(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
+        let ticket = {
+            let _turn = self.turn.lock().await;
+            let prefix = log_prefix(channel);
+            let Some((last_seq, _)) = log_tail(&self.history, &prefix)? else {
+                return Ok(false);
+            };
+            let read_seq = read_seq.min(last_seq);
+            let at = position_key(uid, &prefix);
+            if let Some(v) = self.history.get(&at).map_err(storage)? {
+                let p: ReadPosition = super::keys::decode(&v, "read position")?;
+                if p.read_seq >= read_seq {
+                    return Ok(true); // a stale clear: never back
                 }
             }
-            let next = Self::take(&state);
-            if next.is_empty() {
-                trees = None; // stepped down in `take`
+            let red_dots = match self
+                .history
+                .get(seq_key(&prefix, read_seq))
+                .map_err(storage)?
+            {
+                Some(v) => Record::decode(&v)?.red_dots,
+                None => 0, // seq 0: nothing read
+            };
+            let mut plan = Plan::new(self, 1);
+            plan.version += 1;
+            let position = ReadPosition {
+                read_seq,
+                red_dots,
+                version: plan.version,
+            };
+            plan.writes.push((at, encode(&position)?));
+            plan.commit(false)?;
+            self.flusher.commit()
+        };
+        self.settle(ticket).await?;
+        Ok(true)
+    }
+
+    /// Makes a written change as durable as the configuration says.
+    async fn settle(&self, ticket: u64) -> Result<()> {
+        if !self.flush {
+            return Ok(());
+        }
+        self.flusher
+            .flush(&self.db, ticket)
+            .await
+            .map_err(|e| Error::Unconfirmed {
+                backend: BACKEND,
+                source: Box::new(e),
+            })
+    }
+
+    /// The record at `location` if it is the message `id`: index entries
+    /// whose record a crash lost are dangling, and point at nothing or at a
+    /// later message that took the same seq.
+    pub(super) fn record_of(&self, id: MessageId, location: &[u8]) -> Result<Option<Record>> {
+        match self.history.get(location).map_err(storage)? {
+            Some(v) => {
+                let record = Record::decode(&v)?;
+                Ok((record.message_id == id).then_some(record))
             }
-            match result {
-                Ok(done) => {
-                    for (q, d) in batch.into_iter().zip(done) {
-                        let _ = q.reply.send(Ok(d));
-                    }
-                }
-                Err(e) => {
-                    for q in batch {
-                        let _ = q.reply.send(Err(shared_error(&e)));
-                    }
-                }
-            }
-            batch = next;
+            None => Ok(None),
         }
     }
 
-    /// The next batch; an empty one means the leader has stepped down.
-    fn take(state: &Mutex<State>) -> Vec<Queued> {
-        let mut state = lock(state);
-        if state.queue.is_empty() {
-            state.leading = false;
-            return Vec::new();
-        }
-        let take = state.queue.len().min(MAX_BATCH);
-        state.queue.drain(..take).collect()
+    /// The message id and record key a resend index entry holds.
+    pub(super) fn by_sender(&self, value: &IVec) -> Result<(MessageId, Vec<u8>)> {
+        let (id, location) = value
+            .split_first_chunk::<8>()
+            .ok_or_else(|| Error::corrupt("resend index entry too short"))?;
+        Ok((MessageId(u64::from_be_bytes(*id)), location.to_vec()))
     }
 }
 
-/// If a leader panics (sled 0.34 has internal panics), it steps down and
-/// fails the queued jobs (their callers get an error), so that the next
-/// write elects a new leader instead of queueing behind a dead one forever.
-struct StepDownOnPanic(Arc<Mutex<State>>);
+/// One write under the writer's turn: what it has planned so far.
+struct Plan<'a> {
+    writer: &'a Writer,
+    writes: Writes,
+    version: u64,
+    /// A new reservation this plan writes first, if it needs one.
+    reserve: Option<u64>,
+    /// Channel log prefix → (last seq, red dots up to it), this write's
+    /// messages included.
+    heads: HashMap<Vec<u8>, (u64, u64)>,
+    /// Resend keys and ids this write has taken.
+    taken: HashMap<Vec<u8>, (MessageId, u64)>,
+    ids: std::collections::HashSet<MessageId>,
+}
 
-impl Drop for StepDownOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let mut state = lock(&self.0);
-            state.leading = false;
-            state.queue.clear();
+impl<'a> Plan<'a> {
+    /// A plan that may use up to `versions` new versions.
+    fn new(writer: &'a Writer, versions: u64) -> Self {
+        let last = writer.stable.load(Ordering::Acquire);
+        let mut writes = Vec::new();
+        let reserve = (last + versions > writer.reserved.load(Ordering::Acquire))
+            .then_some(last + versions + VERSION_BLOCK);
+        if let Some(r) = reserve {
+            // Written first: a record never survives a crash without the
+            // reservation that covers its version.
+            writes.push((VERSION_KEY.to_vec(), r.to_be_bytes().to_vec()));
         }
+        Plan {
+            writer,
+            writes,
+            version: last,
+            reserve,
+            heads: HashMap::new(),
+            taken: HashMap::new(),
+            ids: Default::default(),
+        }
+    }
+
+    fn head(&mut self, prefix: &[u8]) -> Result<(u64, u64)> {
+        if let Some(h) = self.heads.get(prefix) {
+            return Ok(*h);
+        }
+        let tail = log_tail(&self.writer.history, prefix)?;
+        Ok(tail.map_or((0, 0), |(seq, r)| (seq, r.red_dots)))
+    }
+
+    /// Plans one message: a duplicate, or its writes.
+    fn append(&mut self, m: &Message) -> Result<Appended> {
+        let history = &self.writer.history;
+        let sender = by_sender_key(&m.from_uid, &m.client_msg_no);
+        if let Some(&(message_id, message_seq)) = self.taken.get(&sender) {
+            return Ok(Appended {
+                message_id,
+                message_seq,
+                duplicate: true,
+            });
+        }
+        if let Some(v) = history.get(&sender).map_err(storage)? {
+            let (id, location) = self.writer.by_sender(&v)?;
+            if self.writer.record_of(id, &location)?.is_some() {
+                return Ok(Appended {
+                    message_id: id,
+                    message_seq: super::keys::key_suffix_u64(&location, "resend index")?,
+                    duplicate: true,
+                });
+            }
+        }
+        let id = id_key(m.message_id);
+        let stored = match history.get(id).map_err(storage)? {
+            Some(location) => self.writer.record_of(m.message_id, &location)?.is_some(),
+            None => false,
+        };
+        if stored || !self.ids.insert(m.message_id) {
+            return Err(id_in_use(BACKEND, m.message_id));
+        }
+        let prefix = log_prefix(&m.channel);
+        let (last_seq, dots) = self.head(&prefix)?;
+        let seq = last_seq + 1;
+        let red_dots = dots + u64::from(m.flags.red_dot);
+        self.version += 1;
+        let location = seq_key(&prefix, seq);
+        if seq == 1 {
+            if let Some((a, b)) = m.channel.person_parties() {
+                for party in [a, b] {
+                    self.writes.push((person_key(&party, &prefix), Vec::new()));
+                }
+            }
+        }
+        self.writes.push((id.to_vec(), location.clone()));
+        let mut by_sender = m.message_id.0.to_be_bytes().to_vec();
+        by_sender.extend_from_slice(&location);
+        self.writes.push((sender.clone(), by_sender));
+        let record = encode(&Record::of(m, red_dots, self.version))?;
+        self.writes.push((location, record));
+        let position = ReadPosition {
+            read_seq: seq,
+            red_dots,
+            version: self.version,
+        };
+        self.writes
+            .push((position_key(&m.from_uid, &prefix), encode(&position)?));
+        self.heads.insert(prefix, (seq, red_dots));
+        self.taken.insert(sender, (m.message_id, seq));
+        Ok(Appended {
+            message_id: m.message_id,
+            message_seq: seq,
+            duplicate: false,
+        })
+    }
+
+    /// Writes the plan: one atomic batch, or plain inserts in order.
+    fn commit(self, atomic: bool) -> Result<()> {
+        let history = &self.writer.history;
+        if atomic {
+            let mut batch = sled::Batch::default();
+            for (k, v) in self.writes {
+                batch.insert(k, v);
+            }
+            history.apply_batch(batch).map_err(storage)?;
+        } else {
+            for (k, v) in self.writes {
+                history.insert(k, v).map_err(storage)?;
+            }
+        }
+        if let Some(reserve) = self.reserve {
+            self.writer.reserved.store(reserve, Ordering::Release);
+        }
+        self.writer.stable.store(self.version, Ordering::Release);
+        Ok(())
     }
 }
