@@ -813,7 +813,26 @@ impl Hub {
             .store
             .read(&channel, Page { limit, ..page })
             .await?;
-        self.merge_revocations(messages).await
+        // One range look-up of the page's seqs in the channel's revocations.
+        let (Some(lo), Some(hi)) = (
+            messages.iter().map(|m| m.message_seq).min(),
+            messages.iter().map(|m| m.message_seq).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut revoked: std::collections::HashMap<MessageId, Revocation> = self
+            .inner
+            .store
+            .revocations_between(&channel, lo, hi)
+            .await?
+            .into_iter()
+            .map(|r| (r.message_id, r))
+            .collect();
+        let found = messages
+            .iter()
+            .map(|m| revoked.remove(&m.message_id))
+            .collect();
+        Ok(self.mark_revoked(messages, found))
     }
 
     /// The stored form of `channel`, if `reader` may read it.
@@ -831,8 +850,18 @@ impl Hub {
         }
         let ids: Vec<MessageId> = messages.iter().map(|m| m.message_id).collect();
         let revocations = self.inner.store.lookup_revocations(&ids).await?;
+        Ok(self.mark_revoked(messages, revocations))
+    }
+
+    /// Pairs each message with its revocation, removing revoked payloads
+    /// unless the config keeps them.
+    fn mark_revoked(
+        &self,
+        messages: Vec<Message>,
+        revocations: Vec<Option<Revocation>>,
+    ) -> Vec<HistoryMessage> {
         let strip = self.inner.config.strip_revoked_payload;
-        Ok(messages
+        messages
             .into_iter()
             .zip(revocations)
             .map(|(mut message, revoked)| {
@@ -841,7 +870,7 @@ impl Hub {
                 }
                 HistoryMessage { message, revoked }
             })
-            .collect())
+            .collect()
     }
 
     /// A channel's revocations after `extra_version`, ascending: the

@@ -1223,6 +1223,16 @@ impl imcore::store::RevocationStore for GatedStore {
     ) -> imcore::Result<Vec<Option<imcore::store::Revocation>>> {
         self.inner.lookup_revocations(ids).await
     }
+    async fn revocations_between(
+        &self,
+        channel: &Channel,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> imcore::Result<Vec<imcore::store::Revocation>> {
+        self.inner
+            .revocations_between(channel, from_seq, to_seq)
+            .await
+    }
     async fn revocations_after(
         &self,
         channel: &Channel,

@@ -51,6 +51,7 @@ struct Inner {
     person_channels: HashMap<Uid, BTreeSet<Channel>>,
     revocations: HashMap<MessageId, Revocation>,
     revocations_by_channel: HashMap<Channel, (u64, BTreeMap<u64, MessageId>)>,
+    revocations_by_seq: HashMap<Channel, BTreeMap<u64, MessageId>>,
 }
 
 #[derive(Debug, Default)]
@@ -380,6 +381,11 @@ impl RevocationStore for MemoryStore {
             revoked_at_ms: r.revoked_at_ms,
             extra_version,
         };
+        inner
+            .revocations_by_seq
+            .entry(record.channel.clone())
+            .or_default()
+            .insert(record.message_seq, record.message_id);
         inner.revocations.insert(record.message_id, record.clone());
         Ok(Recorded::New(record))
     }
@@ -389,6 +395,25 @@ impl RevocationStore for MemoryStore {
         Ok(ids
             .iter()
             .map(|id| inner.revocations.get(id).cloned())
+            .collect())
+    }
+
+    async fn revocations_between(
+        &self,
+        channel: &Channel,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<Revocation>> {
+        let inner = self.lock();
+        let Some(by_seq) = inner.revocations_by_seq.get(channel) else {
+            return Ok(Vec::new());
+        };
+        if from_seq > to_seq {
+            return Ok(Vec::new());
+        }
+        Ok(by_seq
+            .range(from_seq..=to_seq)
+            .filter_map(|(_, id)| inner.revocations.get(id).cloned())
             .collect())
     }
 

@@ -303,6 +303,16 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
     /// The revocation of each message in `ids`, `None` where there is none.
     async fn lookup_revocations(&self, ids: &[MessageId]) -> Result<Vec<Option<Revocation>>>;
 
+    /// The revocations of `channel`'s messages with a seq in
+    /// `from_seq..=to_seq`, ascending by seq: what a page of history needs,
+    /// in one look-up.
+    async fn revocations_between(
+        &self,
+        channel: &Channel,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<Revocation>>;
+
     /// Up to `limit` of `channel`'s revocations with a version above
     /// `version`, ascending.
     async fn revocations_after(

@@ -22,6 +22,7 @@
 //! | `command_dedup` | 0 ++ message id | (empty): a command was pushed |
 //! | `revocations` | message id | revocation |
 //! | `revocations_by_channel` | channel ++ version | message id |
+//! | `revocations_by_seq` | channel ++ seq | message id |
 //!
 //! where channel = type (1 byte) ++ id length (1 byte) ++ id, and uid = length
 //! (1 byte) ++ uid. Values are a format byte followed by postcard.
@@ -148,6 +149,7 @@ pub struct SledStore {
     counters: Tree,
     revocations: Tree,
     revocations_by_channel: Tree,
+    revocations_by_seq: Tree,
 }
 
 fn storage(e: sled::Error) -> Error {
@@ -254,6 +256,7 @@ impl SledStore {
             counters: tree("counters")?,
             revocations: tree("revocations")?,
             revocations_by_channel: tree("revocations_by_channel")?,
+            revocations_by_seq: tree("revocations_by_seq")?,
             db,
         })
     }

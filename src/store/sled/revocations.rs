@@ -18,9 +18,10 @@ impl RevocationStore for SledStore {
         let recorded = (
             &self.revocations,
             &self.revocations_by_channel,
+            &self.revocations_by_seq,
             &self.counters,
         )
-            .transaction(|(revs, by_channel, counters)| {
+            .transaction(|(revs, by_channel, by_seq, counters)| {
                 if let Some(v) = revs.get(id)? {
                     return match decode::<Revocation>(&v, "revocation") {
                         Ok(existing) => Ok(Recorded::Existing(existing)),
@@ -42,6 +43,7 @@ impl RevocationStore for SledStore {
                 };
                 revs.insert(&id, value)?;
                 by_channel.insert(seq_key(&chan, extra_version), &id)?;
+                by_seq.insert(seq_key(&chan, r.message_seq), &id)?;
                 Ok(Recorded::New(record))
             })
             .map_err(tx_error)?;
@@ -62,6 +64,25 @@ impl RevocationStore for SledStore {
             .collect()
     }
 
+    async fn revocations_between(
+        &self,
+        channel: &Channel,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<Revocation>> {
+        if from_seq > to_seq {
+            return Ok(Vec::new());
+        }
+        let chan = key(|k| channel_key(k, channel));
+        self.revocations_by_seq
+            .range(seq_key(&chan, from_seq)..=seq_key(&chan, to_seq))
+            .map(|kv| {
+                let (_, id) = kv.map_err(storage)?;
+                self.revocation(be_u64(&id, "revocation index")?)
+            })
+            .collect()
+    }
+
     async fn revocations_after(
         &self,
         channel: &Channel,
@@ -78,14 +99,20 @@ impl RevocationStore for SledStore {
             .take(limit)
             .map(|kv| {
                 let (_, id) = kv.map_err(storage)?;
-                let id = be_u64(&id, "revocation index")?;
-                match self.revocations.get(id.to_be_bytes()).map_err(storage)? {
-                    Some(v) => decode(&v, "revocation"),
-                    None => Err(Error::corrupt(format!(
-                        "revocation index points at a missing record ({id})"
-                    ))),
-                }
+                self.revocation(be_u64(&id, "revocation index")?)
             })
             .collect()
+    }
+}
+
+impl SledStore {
+    /// The record an index names.
+    fn revocation(&self, id: u64) -> Result<Revocation> {
+        match self.revocations.get(id.to_be_bytes()).map_err(storage)? {
+            Some(v) => decode(&v, "revocation"),
+            None => Err(Error::corrupt(format!(
+                "revocation index points at a missing record ({id})"
+            ))),
+        }
     }
 }
