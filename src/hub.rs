@@ -338,19 +338,56 @@ struct Inner {
     hasher: RandomState,
 }
 
-/// Runs `work` in a task of its own and waits for it: a caller that stops
-/// waiting (a timeout, a dropped HTTP request) does not stop the work, so
-/// that nothing is left stored but untold.
+/// Runs `work` to the end even if the caller stops waiting (a timeout, a
+/// dropped HTTP request), so that nothing is left stored but untold.
+///
+/// The work runs in the caller's task, with no hand-off to another thread
+/// (a hand-off costs two context switches per send); only if the caller
+/// drops it half-way is the rest moved into a task of its own.
 async fn run_to_end<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    match tokio::spawn(work).await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::Storage {
-            backend: "tokio",
-            source: Box::new(e),
-        }),
+    RunToEnd(Some(Box::pin(work))).await
+}
+
+type Work<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>>;
+
+/// See [`run_to_end`].
+struct RunToEnd<T: Send + 'static>(Option<Work<T>>);
+
+impl<T: Send + 'static> std::future::Future for RunToEnd<T> {
+    type Output = Result<T>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<T>> {
+        let Some(work) = self.0.as_mut() else {
+            return std::task::Poll::Ready(Err(Error::Storage {
+                backend: "hub",
+                source: "polled after completion".into(),
+            }));
+        };
+        let out = work.as_mut().poll(cx);
+        if out.is_ready() {
+            self.0 = None;
+        }
+        out
+    }
+}
+
+impl<T: Send + 'static> Drop for RunToEnd<T> {
+    fn drop(&mut self) {
+        if let Some(rest) = self.0.take() {
+            // The caller gave up half-way: finish in a task of its own. A
+            // hub runs inside a tokio runtime (its sends need one), so
+            // there is one to spawn on unless the runtime itself is going.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = rest.await;
+                });
+            }
+        }
     }
 }
 
@@ -650,8 +687,9 @@ impl Hub {
             }
         }
         let message = Arc::new(message);
-        let offline = self.deliver(&message, recipients, skip);
-        if persistence != Persistence::Transient && !offline.is_empty() {
+        let push = persistence != Persistence::Transient && inner.notifier.enabled();
+        let offline = self.deliver(&message, recipients, skip, push);
+        if push && !offline.is_empty() {
             let notifier = inner.notifier.clone();
             let message = message.clone();
             tokio::spawn(async move { notifier.notify(message, offline).await });
@@ -705,12 +743,14 @@ impl Hub {
     }
 
     /// Hands `message` to every online device of `recipients` but `skip`.
-    /// Returns the recipients (never the sender) with no master online.
+    /// Returns the recipients (never the sender) with no master online, if
+    /// `collect_offline` asks for them.
     fn deliver(
         &self,
         message: &Arc<Message>,
         recipients: &[Uid],
         skip: Option<ConnectionId>,
+        collect_offline: bool,
     ) -> Vec<Uid> {
         let mut offline = Vec::new();
         let mut failed = Vec::new();
@@ -719,7 +759,7 @@ impl Hub {
             for uid in recipients {
                 let is_sender = *uid == message.from_uid;
                 let Some(devices) = users.get(uid) else {
-                    if !is_sender {
+                    if collect_offline && !is_sender {
                         offline.push(uid.clone());
                     }
                     continue;
@@ -740,7 +780,7 @@ impl Hub {
                         Err(e) => failed.push((uid.clone(), d.connection, e)),
                     }
                 }
-                if !master && !is_sender {
+                if collect_offline && !master && !is_sender {
                     offline.push(uid.clone());
                 }
             }

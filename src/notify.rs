@@ -19,6 +19,14 @@ pub trait OfflineNotifier: Send + Sync + Debug + 'static {
     /// `offline` are the recipients of `message` with no master device
     /// online.
     async fn notify(&self, message: Arc<Message>, offline: Vec<Uid>);
+
+    /// Whether this notifier wants to be told at all. When `false`, the hub
+    /// neither collects the offline recipients of a send nor spawns a task
+    /// for them (a send into a large group then costs that much less).
+    /// Default `true`.
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 /// An [`OfflineNotifier`] that does nothing: the default.
@@ -28,4 +36,8 @@ pub struct NoPush;
 #[async_trait]
 impl OfflineNotifier for NoPush {
     async fn notify(&self, _message: Arc<Message>, _offline: Vec<Uid>) {}
+
+    fn enabled(&self) -> bool {
+        false
+    }
 }

@@ -49,8 +49,35 @@ pub(super) struct Writer {
     pub(super) stable: AtomicU64,
     /// The highest version reserved on disk.
     reserved: AtomicU64,
-    /// Held while writing; writers take turns.
-    turn: tokio::sync::Mutex<()>,
+    /// Held while writing; writers take turns. It guards the heads the
+    /// writer has seen: channel log prefix → (last seq, red dots up to it),
+    /// so that an append does not read its channel's log tail back.
+    turn: std::sync::Mutex<Heads>,
+}
+
+/// The heads cache: bounded, so that memory does not grow with the number
+/// of channels; when full it starts over (a miss reads the log tail).
+#[derive(Default)]
+struct Heads(HashMap<Vec<u8>, (u64, u64)>);
+
+/// The most channel heads the writer keeps.
+const HEADS_CACHED: usize = 65_536;
+
+impl Heads {
+    fn get(&self, history: &Tree, prefix: &[u8]) -> Result<(u64, u64)> {
+        if let Some(h) = self.0.get(prefix) {
+            return Ok(*h);
+        }
+        let tail = log_tail(history, prefix)?;
+        Ok(tail.map_or((0, 0), |(seq, r)| (seq, r.red_dots)))
+    }
+
+    fn put(&mut self, updates: HashMap<Vec<u8>, (u64, u64)>) {
+        if self.0.len() + updates.len() > HEADS_CACHED {
+            self.0.clear();
+        }
+        self.0.extend(updates);
+    }
 }
 
 impl std::fmt::Debug for Writer {
@@ -81,20 +108,29 @@ impl Writer {
             flusher,
             stable: AtomicU64::new(reserved),
             reserved: AtomicU64::new(reserved),
-            turn: tokio::sync::Mutex::new(()),
+            turn: std::sync::Mutex::new(Heads::default()),
         })
     }
 
     /// Appends messages; see [`MessageLog::append`](crate::store::MessageLog::append).
     pub(super) async fn append(&self, messages: &[Message]) -> Result<Vec<Appended>> {
+        if let [one] = messages {
+            let (out, ticket) = {
+                let mut heads = self.lock();
+                (self.append_one(&mut heads, one)?, self.flusher.commit())
+            };
+            self.settle(ticket).await?;
+            return Ok(vec![out]);
+        }
         let (out, ticket) = {
-            let _turn = self.turn.lock().await;
-            let mut plan = Plan::new(self, messages.len() as u64);
+            let mut heads = self.lock();
+            let mut plan = Plan::new(self, &heads, messages.len() as u64);
             let out = messages
                 .iter()
                 .map(|m| plan.append(m))
                 .collect::<Result<Vec<_>>>()?;
-            plan.commit(messages.len() > 1)?;
+            let moved = plan.commit(messages.len() > 1)?;
+            heads.put(moved);
             (out, self.flusher.commit())
         };
         self.settle(ticket).await?;
@@ -105,11 +141,12 @@ impl Writer {
     /// [`ConversationStore::clear_unread`](crate::store::ConversationStore::clear_unread).
     pub(super) async fn clear(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         let ticket = {
-            let _turn = self.turn.lock().await;
+            let heads = self.lock();
             let prefix = log_prefix(channel);
-            let Some((last_seq, _)) = log_tail(&self.history, &prefix)? else {
+            let (last_seq, _) = heads.get(&self.history, &prefix)?;
+            if last_seq == 0 {
                 return Ok(false);
-            };
+            }
             let read_seq = read_seq.min(last_seq);
             let at = position_key(uid, &prefix);
             if let Some(v) = self.history.get(&at).map_err(storage)? {
@@ -126,7 +163,7 @@ impl Writer {
                 Some(v) => Record::decode(&v)?.red_dots,
                 None => 0, // seq 0: nothing read
             };
-            let mut plan = Plan::new(self, 1);
+            let mut plan = Plan::new(self, &heads, 1);
             plan.version += 1;
             let position = ReadPosition {
                 read_seq,
@@ -139,6 +176,100 @@ impl Writer {
         };
         self.settle(ticket).await?;
         Ok(true)
+    }
+
+    /// One message, written as it is planned: its resend and id indexes
+    /// claimed with compare-and-swap (one operation each where a look-up
+    /// and an insert would be two), then its record, then the sender's
+    /// position. See the module docs for why the order makes it crash-safe.
+    fn append_one(&self, heads: &mut Heads, m: &Message) -> Result<Appended> {
+        let history = &self.history;
+        let prefix = log_prefix(&m.channel);
+        let (last_seq, dots) = heads.get(history, &prefix)?;
+        let seq = last_seq + 1;
+        let location = seq_key(&prefix, seq);
+        let sender = by_sender_key(&m.from_uid, &m.client_msg_no);
+        let mut by_sender = m.message_id.0.to_be_bytes().to_vec();
+        by_sender.extend_from_slice(&location);
+        if let Err(taken) = self.claim(&sender, &by_sender)? {
+            let (id, at) = self.by_sender(&taken)?;
+            if self.record_of(id, &at)?.is_some() {
+                return Ok(Appended {
+                    message_id: id,
+                    message_seq: super::keys::key_suffix_u64(&at, "resend index")?,
+                    duplicate: true,
+                });
+            }
+            // Dangling (its record was lost): this message takes the key.
+            history.insert(sender, by_sender).map_err(storage)?;
+        }
+        let id = id_key(m.message_id);
+        if let Err(taken) = self.claim(&id, &location)? {
+            if self.record_of(m.message_id, &taken)?.is_some() {
+                return Err(id_in_use(BACKEND, m.message_id));
+            }
+            history.insert(id, location.as_slice()).map_err(storage)?;
+        }
+        let last = self.stable.load(Ordering::Acquire);
+        let version = last + 1;
+        if version > self.reserved.load(Ordering::Acquire) {
+            let reserve = version + VERSION_BLOCK;
+            history
+                .insert(VERSION_KEY, &reserve.to_be_bytes())
+                .map_err(storage)?;
+            self.reserved.store(reserve, Ordering::Release);
+        }
+        if seq == 1 {
+            if let Some((a, b)) = m.channel.person_parties() {
+                for party in [a, b] {
+                    let entry = person_key(&party, &prefix);
+                    history.insert(entry, &[]).map_err(storage)?;
+                }
+            }
+        }
+        let red_dots = dots + u64::from(m.flags.red_dot);
+        let record = encode(&Record::of(m, red_dots, version))?;
+        history.insert(location, record).map_err(storage)?;
+        let position = ReadPosition {
+            read_seq: seq,
+            red_dots,
+            version,
+        };
+        let at = position_key(&m.from_uid, &prefix);
+        history.insert(at, encode(&position)?).map_err(storage)?;
+        self.stable.store(version, Ordering::Release);
+        heads.put(HashMap::from([(prefix, (seq, red_dots))]));
+        Ok(Appended {
+            message_id: m.message_id,
+            message_seq: seq,
+            duplicate: false,
+        })
+    }
+
+    /// Inserts `value` at `key` if the key is free; otherwise leaves it and
+    /// returns what is there.
+    fn claim(&self, key: &[u8], value: &[u8]) -> Result<std::result::Result<(), IVec>> {
+        match self
+            .history
+            .compare_and_swap(key, None::<&[u8]>, Some(value))
+            .map_err(storage)?
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => match e.current {
+                Some(current) => Ok(Err(current)),
+                // Cannot be: the swap expected nothing and found nothing.
+                None => Err(Error::corrupt("compare-and-swap refused an empty key")),
+            },
+        }
+    }
+
+    /// The writer's turn. Held only for synchronous work (a few sled
+    /// operations, no await), so a plain mutex serves, and costs less than
+    /// an async one.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Heads> {
+        // No code path panics while holding the lock: the heads stay
+        // consistent (at worst missing, which reads the log tail).
+        self.turn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes a written change as durable as the configuration says.
@@ -180,6 +311,7 @@ impl Writer {
 /// One write under the writer's turn: what it has planned so far.
 struct Plan<'a> {
     writer: &'a Writer,
+    cached: &'a Heads,
     writes: Writes,
     version: u64,
     /// A new reservation this plan writes first, if it needs one.
@@ -194,7 +326,7 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// A plan that may use up to `versions` new versions.
-    fn new(writer: &'a Writer, versions: u64) -> Self {
+    fn new(writer: &'a Writer, cached: &'a Heads, versions: u64) -> Self {
         let last = writer.stable.load(Ordering::Acquire);
         let mut writes = Vec::new();
         let reserve = (last + versions > writer.reserved.load(Ordering::Acquire))
@@ -206,6 +338,7 @@ impl<'a> Plan<'a> {
         }
         Plan {
             writer,
+            cached,
             writes,
             version: last,
             reserve,
@@ -216,11 +349,10 @@ impl<'a> Plan<'a> {
     }
 
     fn head(&mut self, prefix: &[u8]) -> Result<(u64, u64)> {
-        if let Some(h) = self.heads.get(prefix) {
-            return Ok(*h);
+        match self.heads.get(prefix) {
+            Some(h) => Ok(*h),
+            None => self.cached.get(&self.writer.history, prefix),
         }
-        let tail = log_tail(&self.writer.history, prefix)?;
-        Ok(tail.map_or((0, 0), |(seq, r)| (seq, r.red_dots)))
     }
 
     /// Plans one message: a duplicate, or its writes.
@@ -288,7 +420,8 @@ impl<'a> Plan<'a> {
     }
 
     /// Writes the plan: one atomic batch, or plain inserts in order.
-    fn commit(self, atomic: bool) -> Result<()> {
+    /// Returns the heads it moved.
+    fn commit(self, atomic: bool) -> Result<HashMap<Vec<u8>, (u64, u64)>> {
         let history = &self.writer.history;
         if atomic {
             let mut batch = sled::Batch::default();
@@ -305,6 +438,6 @@ impl<'a> Plan<'a> {
             self.writer.reserved.store(reserve, Ordering::Release);
         }
         self.writer.stable.store(self.version, Ordering::Release);
-        Ok(())
+        Ok(self.heads)
     }
 }

@@ -1,0 +1,180 @@
+//! G: sends into groups of growing size, nobody online (read diffusion: a
+//! send's store work does not grow with the group), against sends into
+//! 1:1 channels in the same run; and the conversation sync of a user in
+//! 1,000 channels, at two history lengths.
+//!
+//! `IMCORE_BENCH_QUICK=1` shrinks the data sets (CI runs it that way with
+//! `cargo bench -- --quick`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use imcore::store::{Durability, SledConfig, SledStore, Store};
+use imcore::{
+    Channel, ChannelType, ClientMsgNo, Flags, Hub, MemoryDirectory, MemoryStore, Message,
+    MessageId, SendRequest, Uid,
+};
+use tokio::runtime::Runtime;
+
+const PAYLOAD: [u8; 200] = [b'x'; 200];
+const SENDERS: usize = 4;
+
+fn quick() -> bool {
+    std::env::var_os("IMCORE_BENCH_QUICK").is_some()
+}
+
+fn rt() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn uid(s: &str) -> Uid {
+    Uid::new(s).unwrap()
+}
+
+fn sled_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    let config = SledConfig::new(dir).durability(Durability::Background {
+        flush_every_ms: 500,
+    });
+    Arc::new(SledStore::open_with(config).unwrap())
+}
+
+/// `n` sends from `SENDERS` concurrent tasks, each to its own target.
+async fn send_all(hub: &Hub, targets: &Arc<Vec<(Uid, Channel)>>, n: u64) -> Duration {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(SENDERS);
+    for s in 0..SENDERS {
+        let (hub, targets) = (hub.clone(), targets.clone());
+        let count = n / SENDERS as u64 + u64::from((s as u64) < n % SENDERS as u64);
+        tasks.push(tokio::spawn(async move {
+            let (from, to) = &targets[s % targets.len()];
+            for _ in 0..count {
+                let req = SendRequest::new(from.clone(), to.clone(), Bytes::from_static(&PAYLOAD));
+                hub.send(req).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+/// A hub on `store` with one group of `members` (the first `SENDERS` of
+/// them send), or with `SENDERS` 1:1 channels when `members` is 0.
+fn hub_with(store: Arc<dyn Store>, members: usize) -> (Hub, Arc<Vec<(Uid, Channel)>>) {
+    let directory = Arc::new(MemoryDirectory::new());
+    let hub = Hub::builder()
+        .store(store)
+        .directory(directory.clone())
+        .build()
+        .unwrap();
+    let targets = if members == 0 {
+        (0..SENDERS)
+            .map(|i| {
+                let to = Channel::new(uid(&format!("b{i}")).into(), ChannelType::PERSON);
+                (uid(&format!("a{i}")), to)
+            })
+            .collect()
+    } else {
+        let group = Channel::group(format!("g{members}")).unwrap();
+        let uids: Vec<Uid> = (0..members).map(|i| uid(&format!("m{i}"))).collect();
+        directory.create_channel(&group, &uids[0], uids[1..].iter().cloned());
+        uids.iter()
+            .take(SENDERS)
+            .map(|u| (u.clone(), group.clone()))
+            .collect()
+    };
+    (hub, Arc::new(targets))
+}
+
+fn g_group_sends(c: &mut Criterion) {
+    let rt = rt();
+    let mut g = c.benchmark_group("g_group_send");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    let sizes: &[usize] = if quick() {
+        &[0, 2, 2_000]
+    } else {
+        &[0, 2, 20, 200, 2_000, 10_000]
+    };
+    for backend in ["sled", "memory"] {
+        for &members in sizes {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> = match backend {
+                "sled" => sled_store(dir.path()),
+                _ => Arc::new(MemoryStore::new()),
+            };
+            let (hub, targets) = hub_with(store, members);
+            let name = if members == 0 {
+                "1to1".to_string()
+            } else {
+                format!("group_{members}")
+            };
+            g.bench_function(BenchmarkId::new(backend, name), |b| {
+                b.to_async(&rt)
+                    .iter_custom(|iters| send_all(&hub, &targets, iters))
+            });
+        }
+    }
+    g.finish();
+}
+
+/// A user in 1,000 channels (groups from the directory) with `per_channel`
+/// messages in each, syncing the whole list in one call.
+fn conversation_sync(c: &mut Criterion) {
+    let rt = rt();
+    let mut g = c.benchmark_group("conversation_sync_1000_channels");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    let lengths: &[u64] = if quick() { &[1, 10] } else { &[1, 100] };
+    for &per_channel in lengths {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sled_store(dir.path());
+        let directory = Arc::new(MemoryDirectory::new());
+        let reader = uid("reader");
+        let mut next = 0u64;
+        rt.block_on(async {
+            for c in 0..1_000 {
+                let channel = Channel::group(format!("c{c}")).unwrap();
+                directory.create_channel(&channel, &uid("owner"), [reader.clone()]);
+                let batch: Vec<Message> = (0..per_channel)
+                    .map(|_| {
+                        next += 1;
+                        Message {
+                            message_id: MessageId(next),
+                            message_seq: 0,
+                            client_msg_no: ClientMsgNo::new(format!("n{next}")).unwrap(),
+                            from_uid: uid("owner"),
+                            channel: channel.clone(),
+                            timestamp_ms: 1_700_000_000_000,
+                            flags: Flags::normal(),
+                            payload: Bytes::from_static(&PAYLOAD),
+                        }
+                    })
+                    .collect();
+                store.append(batch).await.unwrap();
+            }
+        });
+        let hub = Hub::builder()
+            .store(store)
+            .directory(directory)
+            .build()
+            .unwrap();
+        g.bench_function(BenchmarkId::new("sled", per_channel * 1_000), |b| {
+            b.to_async(&rt).iter(|| async {
+                let list = hub.sync_conversations(&reader, 0, 1_000).await.unwrap();
+                assert_eq!(list.len(), 1_000);
+                assert!(list.iter().all(|v| v.conversation.unread == per_channel));
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, g_group_sends, conversation_sync);
+criterion_main!(benches);
