@@ -88,6 +88,13 @@ macro_rules! string_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// Wraps an id the crate itself validated and stored, without
+            /// checking it again (reading history back).
+            #[allow(dead_code)]
+            pub(crate) fn from_stored(s: &str) -> Self {
+                Self(Arc::from(s))
+            }
         }
 
         impl fmt::Debug for $name {

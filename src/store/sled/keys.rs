@@ -124,8 +124,8 @@ pub(super) fn sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8>
     })
 }
 
-// ---- the `history` tree: one tree, so that a batch of appends is one
-// atomic `apply_batch`; each kind of entry has its own first byte ----
+// ---- the `log` tree (records) and the `history` tree (everything else);
+// each kind of entry has its own first byte ----
 
 /// `m` ++ channel ++ seq: a message record.
 const LOG: u8 = b'm';
@@ -211,6 +211,72 @@ pub(super) struct Record {
     pub(super) version: u64,
     /// Last, so that everything before it is small to skip.
     pub(super) payload: bytes::Bytes,
+}
+
+/// A record read in place: ids and payload borrowed from the stored value.
+#[derive(serde::Deserialize)]
+struct RecordRef<'a> {
+    message_id: MessageId,
+    client_msg_no: &'a str,
+    from_uid: &'a str,
+    timestamp_ms: i64,
+    flags: crate::model::Flags,
+    // Read past, in order: postcard has no field names to skip by.
+    #[allow(dead_code)]
+    red_dots: u64,
+    #[allow(dead_code)]
+    version: u64,
+    payload: &'a [u8],
+}
+
+/// Reads the messages of one page: ids are not validated again (the crate
+/// validated them before storing), a sender repeated from the message
+/// before shares its id, and payloads are slices of the stored values
+/// rather than copies.
+#[derive(Default)]
+pub(super) struct PageReader {
+    last_sender: Option<Uid>,
+}
+
+impl PageReader {
+    /// The message stored as `value` at `seq` in `channel`.
+    pub(super) fn message(
+        &mut self,
+        value: sled::IVec,
+        channel: Channel,
+        seq: u64,
+    ) -> Result<crate::model::Message> {
+        let body = match value.split_first() {
+            Some((&VALUE_FORMAT, body)) => body,
+            _ => return Err(Error::corrupt("message: unknown value format")),
+        };
+        let r: RecordRef<'_> =
+            postcard::from_bytes(body).map_err(|e| Error::corrupt(format!("message: {e}")))?;
+        let from_uid = match &self.last_sender {
+            Some(last) if last.as_str() == r.from_uid => last.clone(),
+            _ => {
+                let uid = Uid::from_stored(r.from_uid);
+                self.last_sender = Some(uid.clone());
+                uid
+            }
+        };
+        let start = r.payload.as_ptr() as usize - value.as_ptr() as usize;
+        let end = start + r.payload.len();
+        let message = crate::model::Message {
+            message_id: r.message_id,
+            message_seq: seq,
+            client_msg_no: ClientMsgNo::from_stored(r.client_msg_no),
+            from_uid,
+            channel,
+            timestamp_ms: r.timestamp_ms,
+            flags: r.flags,
+            payload: bytes::Bytes::new(),
+        };
+        Ok(crate::model::Message {
+            payload: bytes::Bytes::from_owner(value).slice(start..end),
+            ..message
+        })
+    }
 }
 
 impl Record {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::keys::{
     by_sender_key, channel_of_log_prefix, decode, decode_channel_key, id_key, key_suffix_u64,
-    log_prefix, persons_prefix, position_key, seq_key, Record,
+    log_prefix, persons_prefix, position_key, seq_key, PageReader,
 };
 use super::{log_tail, storage, SledStore};
 use crate::error::{Error, Result};
@@ -23,7 +23,7 @@ impl SledStore {
     /// The channel's head: its last record.
     fn head(&self, prefix: &[u8]) -> Result<Option<ChannelHead>> {
         Ok(
-            log_tail(&self.writer.history, prefix)?.map(|(last_seq, r)| ChannelHead {
+            log_tail(&self.writer.log, prefix)?.map(|(last_seq, r)| ChannelHead {
                 last_seq,
                 last_message_id: r.message_id,
                 last_timestamp_ms: r.timestamp_ms,
@@ -63,20 +63,42 @@ impl MessageLog for SledStore {
     async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>> {
         page.validate()?;
         let prefix = log_prefix(channel);
+        // Seqs have no gaps: a forward page's last seq is known, and a
+        // tight range lets sled stop where the page does. A backward page
+        // may start past the channel's end (`Page::latest`), so it scans
+        // down from there.
+        let span = page.limit.saturating_sub(1) as u64;
         let (lo, hi) = match page.direction {
-            Direction::Forward => (seq_key(&prefix, page.from), seq_key(&prefix, u64::MAX)),
-            Direction::Backward => (seq_key(&prefix, 0), seq_key(&prefix, page.from)),
+            Direction::Forward => {
+                let from = page.from.max(1); // seqs start at 1
+                (from, from.saturating_add(span))
+            }
+            Direction::Backward => (0, page.from),
         };
-        let range = self.writer.history.range(lo..=hi);
-        let decode_kv = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Message> {
+        let range = self
+            .writer
+            .log
+            .range(seq_key(&prefix, lo)..=seq_key(&prefix, hi));
+        let mut reader = PageReader::default();
+        let mut decode_kv = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Message> {
             let (k, v) = kv.map_err(storage)?;
             let seq = key_suffix_u64(&k, "record key")?;
-            Ok(Record::decode(&v)?.into_message(channel.clone(), seq))
+            reader.message(v, channel.clone(), seq)
         };
+        let mut out = Vec::with_capacity(page.limit.min(1_000));
         match page.direction {
-            Direction::Forward => range.take(page.limit).map(decode_kv).collect(),
-            Direction::Backward => range.rev().take(page.limit).map(decode_kv).collect(),
+            Direction::Forward => {
+                for kv in range.take(page.limit) {
+                    out.push(decode_kv(kv)?);
+                }
+            }
+            Direction::Backward => {
+                for kv in range.rev().take(page.limit) {
+                    out.push(decode_kv(kv)?);
+                }
+            }
         }
+        Ok(out)
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>> {

@@ -9,7 +9,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `history` | `m` ++ channel ++ seq | message, with the channel's running red-dot count and the append's version |
+//! | `log` | `m` ++ channel ++ seq | message, with the channel's running red-dot count and the append's version |
 //! | `history` | `i` ++ message id | the record's key |
 //! | `history` | `d` ++ from uid ++ client_msg_no | message id ++ the record's key |
 //! | `history` | `p` ++ uid ++ channel | read position (seq, red-dot count, version) |
@@ -245,7 +245,13 @@ impl SledStore {
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let flusher = Arc::new(GroupFlush::default());
         let flush = durability == Durability::Flush;
-        let writer = Writer::open(db.clone(), tree("history")?, flush, flusher.clone())?;
+        let writer = Writer::open(
+            db.clone(),
+            tree("log")?,
+            tree("history")?,
+            flush,
+            flusher.clone(),
+        )?;
         Ok(SledStore {
             durability,
             writer: Arc::new(writer),

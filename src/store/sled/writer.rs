@@ -5,7 +5,8 @@
 //! tail and versions from one counter in memory, and become visible in
 //! order: [`ConversationStore::stable_version`] is simply the last version
 //! written. A single message is written as plain inserts, cheapest in sled
-//! 0.34 (a transaction or a batch costs several times as much), in an order
+//! 0.34 (a transaction costs several times as much, and writes out an I/O
+//! buffer on every commit), in an order
 //! that makes it crash-safe without a transaction: its indexes first, then
 //! the record, which is the commit point, then the sender's read position.
 //! sled recovers a prefix of its writes, so an index never survives without
@@ -13,7 +14,8 @@
 //! the two) is dangling, and every look-up checks that the record it points
 //! at is the message it names. A lost read position only means the sender's
 //! own last message counts as unread until the next read. A batch of
-//! several messages is one atomic `apply_batch`. With
+//! several messages is written in the same order as three atomic batches
+//! (indexes, records, positions): all of its records or none. With
 //! [`Durability::Flush`](super::Durability::Flush), callers then share
 //! flushes ([`GroupFlush`]).
 //!
@@ -42,6 +44,10 @@ const VERSION_BLOCK: u64 = 4096;
 /// The writer and the reads it shares with readers.
 pub(super) struct Writer {
     pub(super) db: Db,
+    /// Message records only (`m` keys), so that history pages are not
+    /// spread among index entries.
+    pub(super) log: Tree,
+    /// Indexes, read positions, person channels, the version reservation.
     pub(super) history: Tree,
     pub(super) flush: bool,
     pub(super) flusher: Arc<GroupFlush>,
@@ -92,6 +98,7 @@ type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 impl Writer {
     pub(super) fn open(
         db: Db,
+        log: Tree,
         history: Tree,
         flush: bool,
         flusher: Arc<GroupFlush>,
@@ -103,6 +110,7 @@ impl Writer {
         };
         Ok(Writer {
             db,
+            log,
             history,
             flush,
             flusher,
@@ -129,7 +137,7 @@ impl Writer {
                 .iter()
                 .map(|m| plan.append(m))
                 .collect::<Result<Vec<_>>>()?;
-            let moved = plan.commit(messages.len() > 1)?;
+            let moved = plan.commit()?;
             heads.put(moved);
             (out, self.flusher.commit())
         };
@@ -143,7 +151,7 @@ impl Writer {
         let ticket = {
             let heads = self.lock();
             let prefix = log_prefix(channel);
-            let (last_seq, _) = heads.get(&self.history, &prefix)?;
+            let (last_seq, _) = heads.get(&self.log, &prefix)?;
             if last_seq == 0 {
                 return Ok(false);
             }
@@ -155,11 +163,7 @@ impl Writer {
                     return Ok(true); // a stale clear: never back
                 }
             }
-            let red_dots = match self
-                .history
-                .get(seq_key(&prefix, read_seq))
-                .map_err(storage)?
-            {
+            let red_dots = match self.log.get(seq_key(&prefix, read_seq)).map_err(storage)? {
                 Some(v) => Record::decode(&v)?.red_dots,
                 None => 0, // seq 0: nothing read
             };
@@ -171,7 +175,7 @@ impl Writer {
                 version: plan.version,
             };
             plan.writes.push((at, encode(&position)?));
-            plan.commit(false)?;
+            plan.commit()?;
             self.flusher.commit()
         };
         self.settle(ticket).await?;
@@ -185,7 +189,7 @@ impl Writer {
     fn append_one(&self, heads: &mut Heads, m: &Message) -> Result<Appended> {
         let history = &self.history;
         let prefix = log_prefix(&m.channel);
-        let (last_seq, dots) = heads.get(history, &prefix)?;
+        let (last_seq, dots) = heads.get(&self.log, &prefix)?;
         let seq = last_seq + 1;
         let location = seq_key(&prefix, seq);
         let sender = by_sender_key(&m.from_uid, &m.client_msg_no);
@@ -229,7 +233,7 @@ impl Writer {
         }
         let red_dots = dots + u64::from(m.flags.red_dot);
         let record = encode(&Record::of(m, red_dots, version))?;
-        history.insert(location, record).map_err(storage)?;
+        self.log.insert(location, record).map_err(storage)?;
         let position = ReadPosition {
             read_seq: seq,
             red_dots,
@@ -290,7 +294,7 @@ impl Writer {
     /// whose record a crash lost are dangling, and point at nothing or at a
     /// later message that took the same seq.
     pub(super) fn record_of(&self, id: MessageId, location: &[u8]) -> Result<Option<Record>> {
-        match self.history.get(location).map_err(storage)? {
+        match self.log.get(location).map_err(storage)? {
             Some(v) => {
                 let record = Record::decode(&v)?;
                 Ok((record.message_id == id).then_some(record))
@@ -313,6 +317,10 @@ struct Plan<'a> {
     writer: &'a Writer,
     cached: &'a Heads,
     writes: Writes,
+    /// Records for the `log` tree.
+    records: Writes,
+    /// Senders' read positions, written last.
+    positions: Writes,
     version: u64,
     /// A new reservation this plan writes first, if it needs one.
     reserve: Option<u64>,
@@ -340,6 +348,8 @@ impl<'a> Plan<'a> {
             writer,
             cached,
             writes,
+            records: Vec::new(),
+            positions: Vec::new(),
             version: last,
             reserve,
             heads: HashMap::new(),
@@ -351,7 +361,7 @@ impl<'a> Plan<'a> {
     fn head(&mut self, prefix: &[u8]) -> Result<(u64, u64)> {
         match self.heads.get(prefix) {
             Some(h) => Ok(*h),
-            None => self.cached.get(&self.writer.history, prefix),
+            None => self.cached.get(&self.writer.log, prefix),
         }
     }
 
@@ -402,13 +412,13 @@ impl<'a> Plan<'a> {
         by_sender.extend_from_slice(&location);
         self.writes.push((sender.clone(), by_sender));
         let record = encode(&Record::of(m, red_dots, self.version))?;
-        self.writes.push((location, record));
+        self.records.push((location, record));
         let position = ReadPosition {
             read_seq: seq,
             red_dots,
             version: self.version,
         };
-        self.writes
+        self.positions
             .push((position_key(&m.from_uid, &prefix), encode(&position)?));
         self.heads.insert(prefix, (seq, red_dots));
         self.taken.insert(sender, (m.message_id, seq));
@@ -419,20 +429,33 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Writes the plan: one atomic batch, or plain inserts in order.
+    /// Writes the plan: a clear's position as a plain insert; appends as
+    /// three atomic batches, in the crash-safe order.
     /// Returns the heads it moved.
-    fn commit(self, atomic: bool) -> Result<HashMap<Vec<u8>, (u64, u64)>> {
-        let history = &self.writer.history;
-        if atomic {
-            let mut batch = sled::Batch::default();
-            for (k, v) in self.writes {
-                batch.insert(k, v);
+    fn commit(self) -> Result<HashMap<Vec<u8>, (u64, u64)>> {
+        let (log, history) = (&self.writer.log, &self.writer.history);
+        if self.records.is_empty() {
+            for (k, v) in &self.writes {
+                history
+                    .insert(k.as_slice(), v.as_slice())
+                    .map_err(storage)?;
             }
-            history.apply_batch(batch).map_err(storage)?;
         } else {
-            for (k, v) in self.writes {
-                history.insert(k, v).map_err(storage)?;
-            }
+            // Several messages, in the same order as one: the indexes, then
+            // every record in one atomic batch (the commit point), then the
+            // senders' positions.
+            let batch = |writes: Writes| {
+                let mut batch = sled::Batch::default();
+                for (k, v) in writes {
+                    batch.insert(k, v);
+                }
+                batch
+            };
+            history.apply_batch(batch(self.writes)).map_err(storage)?;
+            log.apply_batch(batch(self.records)).map_err(storage)?;
+            history
+                .apply_batch(batch(self.positions))
+                .map_err(storage)?;
         }
         if let Some(reserve) = self.reserve {
             self.writer.reserved.store(reserve, Ordering::Release);
