@@ -947,8 +947,11 @@ impl Hub {
             .conversations_after(uid, &groups, version, limit)
             .await?;
         let mut last = Vec::with_capacity(conversations.len());
-        for conversation in &conversations {
-            last.push(self.inner.store.get(conversation.last_message_id).await?);
+        for c in &conversations {
+            // By channel and seq: one look-up in the channel's log.
+            let page = Page::forward(c.last_seq, 1);
+            let found = self.inner.store.read(&c.channel, page).await?.pop();
+            last.push(found.filter(|m| m.message_id == c.last_message_id));
         }
         // One revocation look-up for the whole page.
         let mut merged = self

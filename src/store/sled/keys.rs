@@ -221,12 +221,35 @@ struct RecordRef<'a> {
     from_uid: &'a str,
     timestamp_ms: i64,
     flags: crate::model::Flags,
-    // Read past, in order: postcard has no field names to skip by.
-    #[allow(dead_code)]
     red_dots: u64,
-    #[allow(dead_code)]
     version: u64,
     payload: &'a [u8],
+}
+
+/// What a channel's last record says of the channel: read in place,
+/// without copying the record's ids or payload.
+pub(super) struct Tail {
+    pub(super) message_id: MessageId,
+    pub(super) timestamp_ms: i64,
+    pub(super) red_dots: u64,
+    pub(super) version: u64,
+}
+
+impl Tail {
+    pub(super) fn decode(value: &[u8]) -> Result<Self> {
+        let body = match value.split_first() {
+            Some((&VALUE_FORMAT, body)) => body,
+            _ => return Err(Error::corrupt("message: unknown value format")),
+        };
+        let r: RecordRef<'_> =
+            postcard::from_bytes(body).map_err(|e| Error::corrupt(format!("message: {e}")))?;
+        Ok(Tail {
+            message_id: r.message_id,
+            timestamp_ms: r.timestamp_ms,
+            red_dots: r.red_dots,
+            version: r.version,
+        })
+    }
 }
 
 /// Reads the messages of one page: ids are not validated again (the crate

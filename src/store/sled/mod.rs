@@ -55,7 +55,7 @@ mod revocations;
 mod writer;
 
 use flush::GroupFlush;
-use keys::{key_suffix_u64, Record};
+use keys::{key_suffix_u64, Tail};
 use writer::Writer;
 
 const BACKEND: &str = "sled";
@@ -180,7 +180,7 @@ fn unabortable(e: UnabortableTransactionError) -> ConflictableTransactionError<E
 }
 
 /// The last record of a channel (given as its key prefix), with its seq.
-fn log_tail(messages: &Tree, channel: &[u8]) -> Result<Option<(u64, Record)>> {
+fn log_tail(messages: &Tree, channel: &[u8]) -> Result<Option<(u64, Tail)>> {
     let mut hi = channel.to_vec();
     hi.extend_from_slice(&u64::MAX.to_be_bytes());
     match messages.range(channel..=hi.as_slice()).next_back() {
@@ -189,7 +189,7 @@ fn log_tail(messages: &Tree, channel: &[u8]) -> Result<Option<(u64, Record)>> {
             let (k, v) = kv.map_err(storage)?;
             Ok(Some((
                 key_suffix_u64(&k, "message key")?,
-                Record::decode(&v)?,
+                Tail::decode(&v)?,
             )))
         }
     }
