@@ -1,5 +1,5 @@
-//! The history writer: the only writer of the `history` tree (channel
-//! logs, their indexes, read positions).
+//! The history writer: the only writer of the `log` tree (channel logs)
+//! and of the `history` tree (their indexes, read positions).
 //!
 //! Writers take turns under one lock, so seqs come from each channel's log
 //! tail and versions from one counter in memory, and become visible in
@@ -70,11 +70,11 @@ struct Heads(HashMap<Vec<u8>, (u64, u64)>);
 const HEADS_CACHED: usize = 65_536;
 
 impl Heads {
-    fn get(&self, history: &Tree, prefix: &[u8]) -> Result<(u64, u64)> {
+    fn get(&self, log: &Tree, prefix: &[u8]) -> Result<(u64, u64)> {
         if let Some(h) = self.0.get(prefix) {
             return Ok(*h);
         }
-        let tail = log_tail(history, prefix)?;
+        let tail = log_tail(log, prefix)?;
         Ok(tail.map_or((0, 0), |(seq, r)| (seq, r.red_dots)))
     }
 
@@ -132,13 +132,12 @@ impl Writer {
         }
         let (out, ticket) = {
             let mut heads = self.lock();
-            let mut plan = Plan::new(self, &heads, messages.len() as u64);
+            let mut plan = Plan::new(self, messages.len() as u64);
             let out = messages
                 .iter()
-                .map(|m| plan.append(m))
+                .map(|m| plan.append(&heads, m))
                 .collect::<Result<Vec<_>>>()?;
-            let moved = plan.commit()?;
-            heads.put(moved);
+            plan.commit(&mut heads)?;
             (out, self.flusher.commit())
         };
         self.settle(ticket).await?;
@@ -149,7 +148,7 @@ impl Writer {
     /// [`ConversationStore::clear_unread`](crate::store::ConversationStore::clear_unread).
     pub(super) async fn clear(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         let ticket = {
-            let heads = self.lock();
+            let mut heads = self.lock();
             let prefix = log_prefix(channel);
             let (last_seq, _) = heads.get(&self.log, &prefix)?;
             if last_seq == 0 {
@@ -167,7 +166,7 @@ impl Writer {
                 Some(v) => Record::decode(&v)?.red_dots,
                 None => 0, // seq 0: nothing read
             };
-            let mut plan = Plan::new(self, &heads, 1);
+            let mut plan = Plan::new(self, 1);
             plan.version += 1;
             let position = ReadPosition {
                 read_seq,
@@ -175,7 +174,7 @@ impl Writer {
                 version: plan.version,
             };
             plan.writes.push((at, encode(&position)?));
-            plan.commit()?;
+            plan.commit(&mut heads)?;
             self.flusher.commit()
         };
         self.settle(ticket).await?;
@@ -233,16 +232,17 @@ impl Writer {
         }
         let red_dots = dots + u64::from(m.flags.red_dot);
         let record = encode(&Record::of(m, red_dots, version))?;
-        self.log.insert(location, record).map_err(storage)?;
-        let position = ReadPosition {
+        let position = encode(&ReadPosition {
             read_seq: seq,
             red_dots,
             version,
-        };
-        let at = position_key(&m.from_uid, &prefix);
-        history.insert(at, encode(&position)?).map_err(storage)?;
+        })?;
+        self.log.insert(location, record).map_err(storage)?;
+        // Stored: whatever happens next, the next append must see it.
         self.stable.store(version, Ordering::Release);
+        let at = position_key(&m.from_uid, &prefix);
         heads.put(HashMap::from([(prefix, (seq, red_dots))]));
+        history.insert(at, position).map_err(storage)?;
         Ok(Appended {
             message_id: m.message_id,
             message_seq: seq,
@@ -315,7 +315,6 @@ impl Writer {
 /// One write under the writer's turn: what it has planned so far.
 struct Plan<'a> {
     writer: &'a Writer,
-    cached: &'a Heads,
     writes: Writes,
     /// Records for the `log` tree.
     records: Writes,
@@ -334,7 +333,7 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// A plan that may use up to `versions` new versions.
-    fn new(writer: &'a Writer, cached: &'a Heads, versions: u64) -> Self {
+    fn new(writer: &'a Writer, versions: u64) -> Self {
         let last = writer.stable.load(Ordering::Acquire);
         let mut writes = Vec::new();
         let reserve = (last + versions > writer.reserved.load(Ordering::Acquire))
@@ -346,7 +345,6 @@ impl<'a> Plan<'a> {
         }
         Plan {
             writer,
-            cached,
             writes,
             records: Vec::new(),
             positions: Vec::new(),
@@ -358,15 +356,15 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn head(&mut self, prefix: &[u8]) -> Result<(u64, u64)> {
+    fn head(&self, cached: &Heads, prefix: &[u8]) -> Result<(u64, u64)> {
         match self.heads.get(prefix) {
             Some(h) => Ok(*h),
-            None => self.cached.get(&self.writer.log, prefix),
+            None => cached.get(&self.writer.log, prefix),
         }
     }
 
     /// Plans one message: a duplicate, or its writes.
-    fn append(&mut self, m: &Message) -> Result<Appended> {
+    fn append(&mut self, cached: &Heads, m: &Message) -> Result<Appended> {
         let history = &self.writer.history;
         let sender = by_sender_key(&m.from_uid, &m.client_msg_no);
         if let Some(&(message_id, message_seq)) = self.taken.get(&sender) {
@@ -395,7 +393,7 @@ impl<'a> Plan<'a> {
             return Err(id_in_use(BACKEND, m.message_id));
         }
         let prefix = log_prefix(&m.channel);
-        let (last_seq, dots) = self.head(&prefix)?;
+        let (last_seq, dots) = self.head(cached, &prefix)?;
         let seq = last_seq + 1;
         let red_dots = dots + u64::from(m.flags.red_dot);
         self.version += 1;
@@ -430,9 +428,9 @@ impl<'a> Plan<'a> {
     }
 
     /// Writes the plan: a clear's position as a plain insert; appends as
-    /// three atomic batches, in the crash-safe order.
-    /// Returns the heads it moved.
-    fn commit(self) -> Result<HashMap<Vec<u8>, (u64, u64)>> {
+    /// three atomic batches, in the crash-safe order, updating `heads` as
+    /// soon as the records are stored.
+    fn commit(self, heads: &mut Heads) -> Result<()> {
         let (log, history) = (&self.writer.log, &self.writer.history);
         if self.records.is_empty() {
             for (k, v) in &self.writes {
@@ -452,15 +450,22 @@ impl<'a> Plan<'a> {
                 batch
             };
             history.apply_batch(batch(self.writes)).map_err(storage)?;
+            if let Some(reserve) = self.reserve {
+                self.writer.reserved.store(reserve, Ordering::Release);
+            }
             log.apply_batch(batch(self.records)).map_err(storage)?;
+            // Stored: whatever happens next, the next append must see it.
+            self.writer.stable.store(self.version, Ordering::Release);
+            heads.put(self.heads);
             history
                 .apply_batch(batch(self.positions))
                 .map_err(storage)?;
+            return Ok(());
         }
         if let Some(reserve) = self.reserve {
             self.writer.reserved.store(reserve, Ordering::Release);
         }
         self.writer.stable.store(self.version, Ordering::Release);
-        Ok(self.heads)
+        Ok(())
     }
 }
