@@ -230,6 +230,7 @@ struct RecordRef<'a> {
 /// without copying the record's ids or payload.
 pub(super) struct Tail {
     pub(super) message_id: MessageId,
+    pub(super) from_uid: Uid,
     pub(super) timestamp_ms: i64,
     pub(super) red_dots: u64,
     pub(super) version: u64,
@@ -245,6 +246,7 @@ impl Tail {
             postcard::from_bytes(body).map_err(|e| Error::corrupt(format!("message: {e}")))?;
         Ok(Tail {
             message_id: r.message_id,
+            from_uid: Uid::from_stored(r.from_uid),
             timestamp_ms: r.timestamp_ms,
             red_dots: r.red_dots,
             version: r.version,

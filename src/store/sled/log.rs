@@ -140,13 +140,35 @@ impl ConversationStore for SledStore {
         // The position first: the head read after it is at least as new,
         // so the unread count is never torn below zero.
         let at = position_key(uid, &prefix);
-        let position = match self.writer.history.get(at).map_err(storage)? {
+        let stored = match self.writer.history.get(at).map_err(storage)? {
             Some(v) => Some(decode::<ReadPosition>(&v, "read position")?),
             None => None,
         };
-        Ok(self
-            .head(&prefix)?
-            .map(|head| Conversation::derive(channel.clone(), &head, position.as_ref())))
+        let Some((last_seq, tail)) = log_tail(&self.writer.log, &prefix)? else {
+            return Ok(None);
+        };
+        // The sender of the last message has read up to it (see the writer).
+        let position = if tail.from_uid == *uid {
+            Some(ReadPosition {
+                read_seq: last_seq,
+                red_dots: tail.red_dots,
+                version: tail.version,
+            })
+        } else {
+            stored
+        };
+        let head = ChannelHead {
+            last_seq,
+            last_message_id: tail.message_id,
+            last_timestamp_ms: tail.timestamp_ms,
+            red_dots: tail.red_dots,
+            version: tail.version,
+        };
+        Ok(Some(Conversation::derive(
+            channel.clone(),
+            &head,
+            position.as_ref(),
+        )))
     }
 
     async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>> {

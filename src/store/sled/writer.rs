@@ -6,16 +6,23 @@
 //! order: [`ConversationStore::stable_version`] is simply the last version
 //! written. A single message is written as plain inserts, cheapest in sled
 //! 0.34 (a transaction costs several times as much, and writes out an I/O
-//! buffer on every commit), in an order
-//! that makes it crash-safe without a transaction: its indexes first, then
-//! the record, which is the commit point, then the sender's read position.
+//! buffer on every commit), in an order that makes it crash-safe without a
+//! transaction: its indexes first, then the record, which is the commit
+//! point.
+//!
+//! A sender's read position moves to each message it sends, but is not
+//! written then: the sender of a channel's last message has read the
+//! channel up to it, which the record says. It is written when someone
+//! else's message takes the head (before that message's record), so that a
+//! run of messages from one sender (most of a 1:1 chat, a bot) writes no
+//! position at all.
 //! sled recovers a prefix of its writes, so an index never survives without
 //! the writes before it; an index whose record is missing (a crash between
 //! the two) is dangling, and every look-up checks that the record it points
-//! at is the message it names. A lost read position only means the sender's
-//! own last message counts as unread until the next read. A batch of
-//! several messages is written in the same order as three atomic batches
-//! (indexes, records, positions): all of its records or none. With
+//! at is the message it names. A batch of several messages is written in
+//! the same order as three atomic batches (indexes, records, positions):
+//! all of its records or none; a crash before its positions only means a
+//! sender's own message counts as unread to that sender until it reads. With
 //! [`Durability::Flush`](super::Durability::Flush), callers then share
 //! flushes ([`GroupFlush`]).
 //!
@@ -61,24 +68,50 @@ pub(super) struct Writer {
     turn: std::sync::Mutex<Heads>,
 }
 
+/// A channel's last message, as the writer needs it.
+#[derive(Clone)]
+struct Head {
+    seq: u64,
+    red_dots: u64,
+    version: u64,
+    /// Its sender, whose read position is implicitly at it.
+    from: Uid,
+}
+
+impl Head {
+    /// The read position its sender has without it being written.
+    fn senders_position(&self) -> ReadPosition {
+        ReadPosition {
+            read_seq: self.seq,
+            red_dots: self.red_dots,
+            version: self.version,
+        }
+    }
+}
+
 /// The heads cache: bounded, so that memory does not grow with the number
 /// of channels; when full it starts over (a miss reads the log tail).
 #[derive(Default)]
-struct Heads(HashMap<Vec<u8>, (u64, u64)>);
+struct Heads(HashMap<Vec<u8>, Head>);
 
 /// The most channel heads the writer keeps.
 const HEADS_CACHED: usize = 65_536;
 
 impl Heads {
-    fn get(&self, log: &Tree, prefix: &[u8]) -> Result<(u64, u64)> {
+    fn get(&self, log: &Tree, prefix: &[u8]) -> Result<Option<Head>> {
         if let Some(h) = self.0.get(prefix) {
-            return Ok(*h);
+            return Ok(Some(h.clone()));
         }
         let tail = log_tail(log, prefix)?;
-        Ok(tail.map_or((0, 0), |(seq, r)| (seq, r.red_dots)))
+        Ok(tail.map(|(seq, t)| Head {
+            seq,
+            red_dots: t.red_dots,
+            version: t.version,
+            from: t.from_uid,
+        }))
     }
 
-    fn put(&mut self, updates: HashMap<Vec<u8>, (u64, u64)>) {
+    fn put(&mut self, updates: HashMap<Vec<u8>, Head>) {
         if self.0.len() + updates.len() > HEADS_CACHED {
             self.0.clear();
         }
@@ -150,11 +183,13 @@ impl Writer {
         let ticket = {
             let mut heads = self.lock();
             let prefix = log_prefix(channel);
-            let (last_seq, _) = heads.get(&self.log, &prefix)?;
-            if last_seq == 0 {
+            let Some(head) = heads.get(&self.log, &prefix)? else {
                 return Ok(false);
+            };
+            let read_seq = read_seq.min(head.seq);
+            if head.from == *uid {
+                return Ok(true); // its sender has read it all
             }
-            let read_seq = read_seq.min(last_seq);
             let at = position_key(uid, &prefix);
             if let Some(v) = self.history.get(&at).map_err(storage)? {
                 let p: ReadPosition = super::keys::decode(&v, "read position")?;
@@ -183,12 +218,14 @@ impl Writer {
 
     /// One message, written as it is planned: its resend and id indexes
     /// claimed with compare-and-swap (one operation each where a look-up
-    /// and an insert would be two), then its record, then the sender's
-    /// position. See the module docs for why the order makes it crash-safe.
+    /// and an insert would be two), the previous sender's position if the
+    /// sender changes, then its record. See the module docs for why the
+    /// order makes it crash-safe.
     fn append_one(&self, heads: &mut Heads, m: &Message) -> Result<Appended> {
         let history = &self.history;
         let prefix = log_prefix(&m.channel);
-        let (last_seq, dots) = heads.get(&self.log, &prefix)?;
+        let previous = heads.get(&self.log, &prefix)?;
+        let (last_seq, dots) = previous.as_ref().map_or((0, 0), |h| (h.seq, h.red_dots));
         let seq = last_seq + 1;
         let location = seq_key(&prefix, seq);
         let sender = by_sender_key(&m.from_uid, &m.client_msg_no);
@@ -230,19 +267,25 @@ impl Writer {
                 }
             }
         }
+        if let Some(previous) = previous.filter(|h| h.from != m.from_uid) {
+            // The previous sender's implicit position stops being the
+            // head's: write it down first.
+            let at = position_key(&previous.from, &prefix);
+            let position = encode(&previous.senders_position())?;
+            history.insert(at, position).map_err(storage)?;
+        }
         let red_dots = dots + u64::from(m.flags.red_dot);
         let record = encode(&Record::of(m, red_dots, version))?;
-        let position = encode(&ReadPosition {
-            read_seq: seq,
+        self.log.insert(location, record).map_err(storage)?;
+        // Stored: the next append must see it.
+        self.stable.store(version, Ordering::Release);
+        let head = Head {
+            seq,
             red_dots,
             version,
-        })?;
-        self.log.insert(location, record).map_err(storage)?;
-        // Stored: whatever happens next, the next append must see it.
-        self.stable.store(version, Ordering::Release);
-        let at = position_key(&m.from_uid, &prefix);
-        heads.put(HashMap::from([(prefix, (seq, red_dots))]));
-        history.insert(at, position).map_err(storage)?;
+            from: m.from_uid.clone(),
+        };
+        heads.put(HashMap::from([(prefix, head)]));
         Ok(Appended {
             message_id: m.message_id,
             message_seq: seq,
@@ -323,9 +366,8 @@ struct Plan<'a> {
     version: u64,
     /// A new reservation this plan writes first, if it needs one.
     reserve: Option<u64>,
-    /// Channel log prefix → (last seq, red dots up to it), this write's
-    /// messages included.
-    heads: HashMap<Vec<u8>, (u64, u64)>,
+    /// The heads this write's messages made.
+    heads: HashMap<Vec<u8>, Head>,
     /// Resend keys and ids this write has taken.
     taken: HashMap<Vec<u8>, (MessageId, u64)>,
     ids: std::collections::HashSet<MessageId>,
@@ -356,9 +398,9 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn head(&self, cached: &Heads, prefix: &[u8]) -> Result<(u64, u64)> {
+    fn head(&self, cached: &Heads, prefix: &[u8]) -> Result<Option<Head>> {
         match self.heads.get(prefix) {
-            Some(h) => Ok(*h),
+            Some(h) => Ok(Some(h.clone())),
             None => cached.get(&self.writer.log, prefix),
         }
     }
@@ -393,10 +435,16 @@ impl<'a> Plan<'a> {
             return Err(id_in_use(BACKEND, m.message_id));
         }
         let prefix = log_prefix(&m.channel);
-        let (last_seq, dots) = self.head(cached, &prefix)?;
+        let previous = self.head(cached, &prefix)?;
+        let (last_seq, dots) = previous.as_ref().map_or((0, 0), |h| (h.seq, h.red_dots));
         let seq = last_seq + 1;
         let red_dots = dots + u64::from(m.flags.red_dot);
         self.version += 1;
+        if let Some(previous) = previous.filter(|h| h.from != m.from_uid) {
+            let position = encode(&previous.senders_position())?;
+            self.positions
+                .push((position_key(&previous.from, &prefix), position));
+        }
         let location = seq_key(&prefix, seq);
         if seq == 1 {
             if let Some((a, b)) = m.channel.person_parties() {
@@ -411,14 +459,13 @@ impl<'a> Plan<'a> {
         self.writes.push((sender.clone(), by_sender));
         let record = encode(&Record::of(m, red_dots, self.version))?;
         self.records.push((location, record));
-        let position = ReadPosition {
-            read_seq: seq,
+        let head = Head {
+            seq,
             red_dots,
             version: self.version,
+            from: m.from_uid.clone(),
         };
-        self.positions
-            .push((position_key(&m.from_uid, &prefix), encode(&position)?));
-        self.heads.insert(prefix, (seq, red_dots));
+        self.heads.insert(prefix, head);
         self.taken.insert(sender, (m.message_id, seq));
         Ok(Appended {
             message_id: m.message_id,
