@@ -1,0 +1,402 @@
+//! The hub: the façade a host links in. It sends, delivers and syncs.
+//!
+//! This file holds the types and the builder; what the hub does is in one
+//! file per capability: `send.rs` (validate, store, deliver: the send path
+//! in one place), `sync.rs` (acks and catching up), `revoke.rs`, and
+//! `sessions.rs` (connections, logins and kicks).
+
+mod revoke;
+mod run_to_end;
+mod send;
+mod sessions;
+mod sync;
+
+use run_to_end::run_to_end;
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, SystemClock};
+use crate::directory::{Directory, MemoryDirectory, Permission};
+use crate::error::{Error, Result, ValidationError};
+use crate::id::MessageIdGenerator;
+use crate::model::{Channel, ChannelType, ClientMsgNo, Flags, Limits, Message, MessageId, Uid};
+use crate::notify::{NoPush, OfflineNotifier};
+use crate::policy::{Persistence, PersistencePolicy, WuKongPolicy};
+use crate::reason::ReasonCode;
+use crate::revoke::{
+    revoke_command_payload, revoke_tip_payload, Authorizer, Decision, DefaultRevokeRules,
+    RevokeContext, RevokeOutcome, RevokeRefusal, RevokeRequest, RevokeTarget,
+};
+use crate::session::{
+    in_process, ConnectionId, Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason,
+    InProcessConnection, LoginTicket, Sessions, SinkError,
+};
+use crate::store::{
+    check_limit, Conversation, MemoryStore, NewRevocation, Page, QueuedCommand, Recorded,
+    Revocation, Store,
+};
+
+/// The prefix of the client_msg_nos the hub makes itself (for server-side
+/// sends without one, and for revocation commands and tips). Callers may not
+/// use it, so that the hub's own messages never collide with theirs in
+/// resend detection.
+pub const HUB_CLIENT_MSG_NO_PREFIX: &str = "imcore:";
+
+/// Number of lock stripes that serialise sends per channel.
+const CHANNEL_STRIPES: usize = 256;
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// A channel, as the sender addresses it (a person channel by the other
+    /// party's uid, or in its stored form).
+    Channel(Channel),
+    /// An explicit list of users, for server-side commands only: the message
+    /// names no channel. Each recipient sees it in a person channel named by
+    /// the sender's uid.
+    Subscribers(Vec<Uid>),
+}
+
+/// A message to send. Build it with [`SendRequest::new`] or
+/// [`SendRequest::command_to`] and the setters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRequest {
+    /// The sender, authenticated by the host.
+    pub from_uid: Uid,
+    /// The sending device's connection, so that it is not sent its own
+    /// message; `None` for a server-side send.
+    pub from_connection: Option<ConnectionId>,
+    /// Where it goes.
+    pub target: Target,
+    /// Header flags. [`SendRequest::new`] uses [`Flags::normal`].
+    pub flags: Flags,
+    /// The sender's number for the message; `None` lets the hub make one
+    /// (server-side sends). Resends with the same number are recognised.
+    pub client_msg_no: Option<ClientMsgNo>,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+impl SendRequest {
+    /// A normal message (history, red dot) from `from_uid` to `channel`.
+    ///
+    /// Note the default: this is `sync_once=0`, a message clients keep.
+    /// WuKongIM's HTTP `/message/send` defaults to `sync_once=1` (a
+    /// pass-through command, absent from history after a refresh); set
+    /// [`Flags::command`] with [`SendRequest::flags`] for that.
+    pub fn new(from_uid: Uid, channel: Channel, payload: impl Into<Bytes>) -> Self {
+        SendRequest {
+            from_uid,
+            from_connection: None,
+            target: Target::Channel(channel),
+            flags: Flags::normal(),
+            client_msg_no: None,
+            payload: payload.into(),
+        }
+    }
+
+    /// A server-side command (`sync_once`) to an explicit list of users.
+    pub fn command_to(from_uid: Uid, subscribers: Vec<Uid>, payload: impl Into<Bytes>) -> Self {
+        SendRequest {
+            from_uid,
+            from_connection: None,
+            target: Target::Subscribers(subscribers),
+            flags: Flags::command(),
+            client_msg_no: None,
+            payload: payload.into(),
+        }
+    }
+
+    /// Sets the flags.
+    pub fn flags(mut self, flags: Flags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Sets the client's message number.
+    pub fn client_msg_no(mut self, client_msg_no: ClientMsgNo) -> Self {
+        self.client_msg_no = Some(client_msg_no);
+        self
+    }
+
+    /// Marks the send as coming from this connection.
+    pub fn from_connection(mut self, connection: ConnectionId) -> Self {
+        self.from_connection = Some(connection);
+        self
+    }
+}
+
+/// The answer to a send, as WuKongIM's SENDACK carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendAck {
+    /// The message's id; 0 for a transient message.
+    pub message_id: MessageId,
+    /// Its channel seq; 0 for commands and transient messages.
+    pub message_seq: u64,
+    /// The client's number for it (made by the hub if the request had none).
+    pub client_msg_no: ClientMsgNo,
+    /// Always [`ReasonCode::SUCCESS`]; refusals are `Err(Error::Rejected)`.
+    pub reason: ReasonCode,
+    /// `true` when this was a resend: the ids are the first send's, and
+    /// nothing was stored or delivered again.
+    pub duplicate: bool,
+    /// How the message was kept.
+    pub persistence: Persistence,
+}
+
+/// A conversation as one user sees it, with its last message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationView {
+    /// The channel as this user calls it (a person channel by the other
+    /// party's uid).
+    pub channel: Channel,
+    /// The stored entry (its `channel` is the stored form).
+    pub conversation: Conversation,
+    /// The last message, read from the log when the view was made, with its
+    /// revocation state merged.
+    pub last_message: Option<HistoryMessage>,
+}
+
+/// A message read from history, with its revocation state merged in.
+///
+/// It dereferences to the [`Message`]. When the message was revoked and the
+/// hub strips revoked payloads (the default), `payload` is empty: revoked
+/// content never leaves the crate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    /// The message (payload removed if revoked and stripped).
+    pub message: Message,
+    /// Its revocation, if revoked.
+    pub revoked: Option<Revocation>,
+}
+
+impl std::ops::Deref for HistoryMessage {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.message
+    }
+}
+
+/// The hub's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// This process's node number for message ids (0 to 1023). Default 1.
+    pub node_id: u16,
+    /// Input limits.
+    pub limits: Limits,
+    /// The largest page a sync call returns; larger limits are cut to it.
+    /// Default 1000.
+    pub max_page: usize,
+    /// How long after its timestamp a message may be revoked, in
+    /// milliseconds; 0 means no limit. Default 120,000 (two minutes).
+    pub revoke_window_ms: u64,
+    /// Also append a tip message (content type 1006, "{0}撤回了一条消息") to
+    /// the channel when a message is revoked. Default off.
+    pub revoke_tip: bool,
+    /// Remove the payload of revoked messages from history reads. Default
+    /// on.
+    pub strip_revoked_payload: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            node_id: 1,
+            limits: Limits::default(),
+            max_page: 1000,
+            revoke_window_ms: 120_000,
+            revoke_tip: false,
+            strip_revoked_payload: true,
+        }
+    }
+}
+
+/// Builds a [`Hub`]. Every part has a default: a [`MemoryStore`], an empty
+/// [`MemoryDirectory`], no offline push, [`WuKongPolicy`],
+/// [`DefaultRevokeRules`], the system clock and [`HubConfig::default`].
+#[derive(Debug, Default)]
+pub struct HubBuilder {
+    store: Option<Arc<dyn Store>>,
+    directory: Option<Arc<dyn Directory>>,
+    notifier: Option<Arc<dyn OfflineNotifier>>,
+    policy: Option<Arc<dyn PersistencePolicy>>,
+    clock: Option<Arc<dyn Clock>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
+    config: HubConfig,
+}
+
+impl HubBuilder {
+    /// Who may revoke what. Default [`DefaultRevokeRules`].
+    pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// The storage backend.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The membership and permission directory.
+    pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The offline push hook.
+    pub fn notifier(mut self, notifier: Arc<dyn OfflineNotifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The persistence policy.
+    pub fn policy(mut self, policy: Arc<dyn PersistencePolicy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The clock (message timestamps, ids).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The settings.
+    pub fn config(mut self, config: HubConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the hub. Fails only for an invalid config (a node id above
+    /// 1023, a zero `max_page`).
+    pub fn build(self) -> Result<Hub> {
+        check_limit(self.config.max_page)?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                ids: MessageIdGenerator::with_clock(self.config.node_id, clock.clone())?,
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                directory: self
+                    .directory
+                    .unwrap_or_else(|| Arc::new(MemoryDirectory::new())),
+                notifier: self.notifier.unwrap_or_else(|| Arc::new(NoPush)),
+                policy: self.policy.unwrap_or_else(|| Arc::new(WuKongPolicy)),
+                authorizer: self
+                    .authorizer
+                    .unwrap_or_else(|| Arc::new(DefaultRevokeRules)),
+                clock,
+                config: self.config,
+                sessions: Sessions::default(),
+                stripes: (0..CHANNEL_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+                hasher: RandomState::new(),
+            }),
+        })
+    }
+}
+
+/// The core of an IM server: send, deliver, sync.
+///
+/// A `Hub` is cheap to clone (it is an `Arc`) and safe to use from many
+/// tasks. See the crate's README for the send order and the flag table.
+///
+/// ```
+/// use std::sync::Arc;
+/// use imcore::directory::MemoryDirectory;
+/// use imcore::hub::{Hub, SendRequest};
+/// use imcore::session::{Device, DeviceFlag};
+/// use imcore::{Channel, DeviceId, Uid};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> imcore::Result<()> {
+/// let directory = Arc::new(MemoryDirectory::new());
+/// let hub = Hub::builder().directory(directory.clone()).build()?;
+/// let (alice, bob) = (Uid::new("alice")?, Uid::new("bob")?);
+/// let group = Channel::group("g1")?;
+/// directory.create_channel(&group, &alice, [bob.clone()]);
+///
+/// let bob_phone = Device::master(bob.clone(), DeviceId::new("phone")?, DeviceFlag::App);
+/// let (_, mut bob_conn) = hub.connect_in_process(bob_phone, 64);
+///
+/// let ack = hub.send(SendRequest::new(alice, group.clone(), "hello")).await?;
+/// assert_eq!(ack.message_seq, 1);
+/// let got = bob_conn.recv().await.unwrap();
+/// assert_eq!(got.payload.as_ref(), b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    directory: Arc<dyn Directory>,
+    notifier: Arc<dyn OfflineNotifier>,
+    policy: Arc<dyn PersistencePolicy>,
+    authorizer: Arc<dyn Authorizer>,
+    clock: Arc<dyn Clock>,
+    ids: MessageIdGenerator,
+    config: HubConfig,
+    sessions: Sessions,
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+    hasher: RandomState,
+}
+
+/// A person channel is only ever the business of its two parties: no
+/// directory is asked to let a third user write to or read it.
+fn party_to(uid: &Uid, channel: &Channel) -> Result<()> {
+    match channel.person_parties() {
+        Some((a, b)) if *uid != a && *uid != b => {
+            Err(Error::rejected(ReasonCode::SUBSCRIBER_NOT_EXIST))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn denied(p: Permission) -> Result<()> {
+    match p {
+        Permission::Allowed => Ok(()),
+        Permission::Denied(reason) => Err(Error::rejected(reason)),
+    }
+}
+
+impl Hub {
+    /// A builder with every part at its default.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// The store the hub writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The directory the hub asks.
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.inner.directory
+    }
+
+    /// The hub's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The hub's settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    fn page_limit(&self, limit: usize) -> Result<usize> {
+        check_limit(limit)?;
+        Ok(limit.min(self.inner.config.max_page))
+    }
+}

@@ -1,0 +1,256 @@
+//! Sending: validate, classify, store, deliver, push, acknowledge.
+
+use super::*;
+
+impl Hub {
+    /// Sends a message.
+    ///
+    /// A `client_msg_no` starting with [`HUB_CLIENT_MSG_NO_PREFIX`] is
+    /// refused: that space is the hub's own.
+    ///
+    /// The order: validate and check permission → classify with the policy
+    /// → store as the policy says (history: once, in the channel's log,
+    /// which moves the channel's head and the sender's read position;
+    /// recipients' conversations and unread counts are derived from them
+    /// at sync; command: every recipient's command queue; transient:
+    /// nothing) → deliver to every online device of every recipient except
+    /// the sending connection → hand recipients with no master device
+    /// online to the offline notifier (history and commands) → acknowledge.
+    ///
+    /// A server-side command (no `from_connection`) is not queued for its
+    /// own sender. A device send skips only the sender's own connection.
+    ///
+    /// A resend with the same `(from_uid, client_msg_no)` is acknowledged
+    /// with the first send's id and seq, and neither stored nor delivered
+    /// again. Refusals are [`Error::Rejected`] with WuKongIM's reason code;
+    /// bad input is [`Error::Validation`].
+    pub async fn send(&self, request: SendRequest) -> Result<SendAck> {
+        let inner = &*self.inner;
+        inner.config.limits.check_payload(&request.payload)?;
+        if let Some(no) = &request.client_msg_no {
+            if no.as_str().starts_with(HUB_CLIENT_MSG_NO_PREFIX) {
+                return Err(ValidationError::OutOfRange(
+                    "client_msg_no starting with \"imcore:\" is reserved for the hub",
+                )
+                .into());
+            }
+        }
+        let (channel, recipients) = self.resolve(&request).await?;
+        let message_id = inner.ids.next_id();
+        let client_msg_no = match request.client_msg_no {
+            Some(no) => no,
+            None => ClientMsgNo::new(format!("{HUB_CLIENT_MSG_NO_PREFIX}{message_id}"))?,
+        };
+        let message = Message {
+            message_id,
+            message_seq: 0,
+            client_msg_no,
+            from_uid: request.from_uid,
+            channel,
+            timestamp_ms: inner.clock.now_ms(),
+            flags: request.flags,
+            payload: request.payload,
+        };
+        let persistence = inner.policy.classify(&message);
+        let to_channel = matches!(request.target, Target::Channel(_));
+        if persistence == Persistence::History && !to_channel {
+            return Err(ValidationError::OutOfRange(
+                "an explicit subscriber list names no channel, so it cannot carry history",
+            )
+            .into());
+        }
+        let mut recipients = recipients;
+        if persistence == Persistence::Command
+            && request.from_connection.is_none()
+            && recipients.contains(&message.from_uid)
+        {
+            // A server-side sender (a system uid that is a member, so that
+            // it may send) would otherwise queue every command it sends for
+            // itself, with no device ever to acknowledge them.
+            recipients = recipients
+                .iter()
+                .filter(|uid| **uid != message.from_uid)
+                .cloned()
+                .collect();
+        }
+        let skip = request.from_connection;
+        if persistence == Persistence::Transient {
+            // Nothing is stored, and delivery does not await: a caller that
+            // stops waiting can only stop it before it starts.
+            return self
+                .dispatch(message, persistence, &recipients, skip, to_channel)
+                .await;
+        }
+        // A send that stores runs to the end in a task of its own: a caller
+        // that stops waiting (a timeout, a dropped HTTP request) must not
+        // leave a stored message undelivered, since its resend would then
+        // be acknowledged as a duplicate and delivered to no one.
+        let hub = self.clone();
+        run_to_end(async move {
+            hub.dispatch(message, persistence, &recipients, skip, to_channel)
+                .await
+        })
+        .await
+    }
+
+    /// Stores `message` as `persistence` says, delivers it and hands the
+    /// offline recipients to the notifier. Permission has been checked.
+    pub(super) async fn dispatch(
+        &self,
+        mut message: Message,
+        persistence: Persistence,
+        recipients: &[Uid],
+        skip: Option<ConnectionId>,
+        to_channel: bool,
+    ) -> Result<SendAck> {
+        let inner = &*self.inner;
+        // Sends to one channel are serialised from seq assignment to
+        // delivery, so that every device sees the channel in seq order.
+        let _guard = if to_channel {
+            Some(self.stripe(&message.channel).lock().await)
+        } else {
+            None
+        };
+        let ack = |message: &Message, duplicate: bool| SendAck {
+            message_id: message.message_id,
+            message_seq: message.message_seq,
+            client_msg_no: message.client_msg_no.clone(),
+            reason: ReasonCode::SUCCESS,
+            duplicate,
+            persistence,
+        };
+        match persistence {
+            Persistence::History => {
+                // One write whatever the channel's size: the log, the
+                // channel's head and the sender's read position (read
+                // diffusion: recipients' conversations are derived).
+                let appended = inner.store.append(vec![message.clone()]).await?;
+                let Some(appended) = appended.first() else {
+                    return Err(Error::corrupt("the message log acknowledged nothing"));
+                };
+                message.message_id = appended.message_id;
+                message.message_seq = appended.message_seq;
+                if appended.duplicate {
+                    return Ok(ack(&message, true));
+                }
+            }
+            Persistence::Command => {
+                let pushed = inner.store.push_command(&message, recipients).await?;
+                if pushed.duplicate {
+                    message.message_id = pushed.message_id;
+                    return Ok(ack(&message, true));
+                }
+            }
+            Persistence::Transient => {
+                message.message_id = MessageId(0);
+            }
+        }
+        let message = Arc::new(message);
+        let push = persistence != Persistence::Transient && inner.notifier.enabled();
+        let offline = self.deliver(&message, recipients, skip, push);
+        if push && !offline.is_empty() {
+            let notifier = inner.notifier.clone();
+            let message = message.clone();
+            tokio::spawn(async move { notifier.notify(message, offline).await });
+        }
+        Ok(ack(&message, false))
+    }
+
+    fn stripe(&self, channel: &Channel) -> &tokio::sync::Mutex<()> {
+        let i = self.inner.hasher.hash_one(channel) as usize % CHANNEL_STRIPES;
+        &self.inner.stripes[i]
+    }
+
+    /// Checks the request and finds the stored channel and the recipients.
+    async fn resolve(&self, request: &SendRequest) -> Result<(Channel, Arc<[Uid]>)> {
+        let from = &request.from_uid;
+        match &request.target {
+            Target::Subscribers(list) => {
+                if request.from_connection.is_some() || !request.flags.sync_once {
+                    return Err(ValidationError::OutOfRange(
+                        "an explicit subscriber list is for server-side commands (sync_once) only",
+                    )
+                    .into());
+                }
+                let mut seen = HashSet::with_capacity(list.len());
+                let recipients: Arc<[Uid]> =
+                    list.iter().filter(|u| seen.insert(*u)).cloned().collect();
+                Ok((
+                    Channel::new(from.clone().into(), ChannelType::PERSON),
+                    recipients,
+                ))
+            }
+            Target::Channel(addressed) => {
+                let channel = addressed.stored_for(from)?;
+                party_to(from, &channel)?;
+                denied(self.inner.directory.check_send(from, &channel).await?)?;
+                let recipients = self.recipients_of(&channel).await?;
+                Ok((channel, recipients))
+            }
+        }
+    }
+
+    /// Everyone who receives what is sent to a stored channel. The
+    /// directory's list is shared, not copied: a group of 10,000 would
+    /// otherwise cost 10,000 reference-count updates per send.
+    pub(super) async fn recipients_of(&self, channel: &Channel) -> Result<Arc<[Uid]>> {
+        Ok(match channel.person_parties() {
+            Some((a, b)) if a == b => Arc::from([a]),
+            Some((a, b)) => Arc::from([a, b]),
+            None => self.inner.directory.subscribers(channel).await?,
+        })
+    }
+
+    /// Hands `message` to every online device of `recipients` but `skip`.
+    /// Returns the recipients (never the sender) with no master online, if
+    /// `collect_offline` asks for them.
+    fn deliver(
+        &self,
+        message: &Arc<Message>,
+        recipients: &[Uid],
+        skip: Option<ConnectionId>,
+        collect_offline: bool,
+    ) -> Vec<Uid> {
+        let mut offline = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let users = self.inner.sessions.read();
+            for uid in recipients {
+                let is_sender = *uid == message.from_uid;
+                let Some(devices) = users.get(uid) else {
+                    if collect_offline && !is_sender {
+                        offline.push(uid.clone());
+                    }
+                    continue;
+                };
+                let mut master = false;
+                for d in devices {
+                    // Only the sender's own connection is skipped: naming
+                    // someone else's connection suppresses nothing.
+                    // (The sender is never pushed, so its skipped device
+                    // need not count.)
+                    if is_sender && Some(d.connection) == skip {
+                        continue;
+                    }
+                    // A master that did not take the message (and is
+                    // dropped for it) does not count as online for push.
+                    match d.sink.deliver(message.clone()) {
+                        Ok(()) => master |= d.level == DeviceLevel::Master,
+                        Err(e) => failed.push((uid.clone(), d.connection, e)),
+                    }
+                }
+                if collect_offline && !master && !is_sender {
+                    offline.push(uid.clone());
+                }
+            }
+        }
+        for (uid, connection, error) in failed {
+            let reason = match error {
+                SinkError::Full => Some(DisconnectReason::SlowConsumer),
+                SinkError::Closed => None,
+            };
+            self.inner.sessions.disconnect(&uid, connection, reason);
+        }
+        offline
+    }
+}

@@ -1,0 +1,91 @@
+//! Connections: registering devices, logins that a kick can refuse, kicks.
+
+use super::*;
+
+impl Hub {
+    /// Registers a device's connection. A connection with the same device
+    /// id is replaced (and closed with [`DisconnectReason::Replaced`]); a
+    /// master login closes the user's other devices of the same flag with
+    /// [`DisconnectReason::Kicked`] (reason 12).
+    pub fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
+        self.inner.sessions.connect(device, sink)
+    }
+
+    /// A ticket for a login of `uid`, to take **before** checking the
+    /// user's credential, and to hand to [`Hub::connect_checked`].
+    ///
+    /// A logout is "forget the credential, then [`Hub::kick`]". A login is
+    /// "check the credential, then connect". Without the ticket a kick can
+    /// fall between the login's two steps, find nothing to close, and the
+    /// login then registers with a credential that no longer exists.
+    pub fn login_ticket(&self, uid: &Uid) -> LoginTicket {
+        self.inner.sessions.login_ticket(uid)
+    }
+
+    /// [`Hub::connect`], unless `uid` may have been kicked since `ticket`
+    /// was taken: then nothing is registered and `None` is returned, and
+    /// the caller checks the credential again with a new ticket (a kick
+    /// of another user can share the ticket's stripe, so a second check
+    /// usually succeeds; a logged-out user's fails).
+    ///
+    /// ```
+    /// use imcore::{Device, DeviceFlag, DeviceId, Hub, Uid};
+    /// # fn main() -> imcore::Result<()> {
+    /// let hub = Hub::builder().build()?;
+    /// let alice = Uid::new("alice")?;
+    /// let ticket = hub.login_ticket(&alice);
+    /// // ... the credential is checked here; meanwhile a logout kicks alice:
+    /// hub.kick(&alice, None);
+    /// let (sink, _conn) = imcore::session::in_process(8);
+    /// let device = Device::master(alice, DeviceId::new("phone")?, DeviceFlag::App);
+    /// assert!(hub.connect_checked(ticket, device, sink).is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_checked(
+        &self,
+        ticket: LoginTicket,
+        device: Device,
+        sink: Arc<dyn DeviceSink>,
+    ) -> Option<ConnectionId> {
+        self.inner.sessions.connect_checked(ticket, device, sink)
+    }
+
+    /// [`Hub::connect`] over the in-process transport with a queue of
+    /// `capacity` messages.
+    pub fn connect_in_process(
+        &self,
+        device: Device,
+        capacity: usize,
+    ) -> (ConnectionId, InProcessConnection) {
+        let (sink, conn) = in_process(capacity);
+        (self.connect(device, sink), conn)
+    }
+
+    /// Forgets a connection (the client went away). Returns whether it was
+    /// still registered; a connection already replaced is left alone.
+    pub fn disconnect(&self, uid: &Uid, connection: ConnectionId) -> bool {
+        self.inner.sessions.disconnect(uid, connection, None)
+    }
+
+    /// Closes every connection of `uid`, or only those of one device kind,
+    /// with [`DisconnectReason::Kicked`] (reason 12: a WuKongIM client then
+    /// stops reconnecting): a logout or a ban by the host. Returns how many
+    /// connections were closed. Revoke the user's token first, or the
+    /// client can simply log in again.
+    ///
+    pub fn kick(&self, uid: &Uid, flag: Option<DeviceFlag>) -> usize {
+        self.inner
+            .sessions
+            .disconnect_user(uid, flag, DisconnectReason::Kicked)
+    }
+
+    /// The online devices of `uid`.
+    pub fn online_devices(&self, uid: &Uid) -> Vec<Device> {
+        self.inner.sessions.devices_of(uid)
+    }
+
+    /// How many connections are registered.
+    pub fn connection_count(&self) -> usize {
+        self.inner.sessions.connection_count()
+    }
+}

@@ -1,0 +1,186 @@
+//! Acknowledgements and catching up: commands, history, conversations.
+
+use super::*;
+
+impl Hub {
+    /// A device acknowledges a message it received. For a command (seq 0)
+    /// acknowledged by a master device, the command is consumed for the
+    /// user: removed from the queue, never delivered or synced again. A
+    /// slave's acknowledgement, or one of a history message, changes
+    /// nothing (history is caught up by seq). Returns whether a command
+    /// was consumed.
+    pub async fn ack(
+        &self,
+        uid: &Uid,
+        connection: ConnectionId,
+        message_id: MessageId,
+        message_seq: u64,
+    ) -> Result<bool> {
+        if message_seq != 0 {
+            return Ok(false);
+        }
+        if self.inner.sessions.level_of(uid, connection) != Some(DeviceLevel::Master) {
+            return Ok(false);
+        }
+        Ok(self.inner.store.remove_commands(uid, &[message_id]).await? > 0)
+    }
+
+    /// The user's pending commands with a cursor above `after`.
+    pub async fn sync_commands(
+        &self,
+        uid: &Uid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedCommand>> {
+        let limit = self.page_limit(limit)?;
+        self.inner.store.pending_commands(uid, after, limit).await
+    }
+
+    /// The user acknowledges commands up to `cursor` after a command sync:
+    /// they are consumed. Returns how many.
+    pub async fn ack_commands(&self, uid: &Uid, cursor: u64) -> Result<usize> {
+        self.inner.store.ack_commands(uid, cursor).await
+    }
+
+    /// A page of a channel's history for `reader`, who must be allowed to
+    /// read it. `channel` is as the reader addresses it. Revocation state is
+    /// merged with one batch look-up for the page; revoked payloads are
+    /// removed unless the config keeps them.
+    pub async fn sync_channel(
+        &self,
+        reader: &Uid,
+        channel: &Channel,
+        page: Page,
+    ) -> Result<Vec<HistoryMessage>> {
+        let limit = self.page_limit(page.limit)?;
+        let channel = self.readable(reader, channel).await?;
+        let messages = self
+            .inner
+            .store
+            .read(&channel, Page { limit, ..page })
+            .await?;
+        // One range look-up of the page's seqs in the channel's revocations.
+        let (Some(lo), Some(hi)) = (
+            messages.iter().map(|m| m.message_seq).min(),
+            messages.iter().map(|m| m.message_seq).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut revoked: std::collections::HashMap<MessageId, Revocation> = self
+            .inner
+            .store
+            .revocations_between(&channel, lo, hi)
+            .await?
+            .into_iter()
+            .map(|r| (r.message_id, r))
+            .collect();
+        let found = messages
+            .iter()
+            .map(|m| revoked.remove(&m.message_id))
+            .collect();
+        Ok(self.mark_revoked(messages, found))
+    }
+
+    /// The stored form of `channel`, if `reader` may read it.
+    async fn readable(&self, reader: &Uid, channel: &Channel) -> Result<Channel> {
+        let channel = channel.stored_for(reader)?;
+        party_to(reader, &channel)?;
+        denied(self.inner.directory.check_read(reader, &channel).await?)?;
+        Ok(channel)
+    }
+
+    /// Marks revoked messages, with one look-up for all of them.
+    async fn merge_revocations(&self, messages: Vec<Message>) -> Result<Vec<HistoryMessage>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<MessageId> = messages.iter().map(|m| m.message_id).collect();
+        let revocations = self.inner.store.lookup_revocations(&ids).await?;
+        Ok(self.mark_revoked(messages, revocations))
+    }
+
+    /// Pairs each message with its revocation, removing revoked payloads
+    /// unless the config keeps them.
+    fn mark_revoked(
+        &self,
+        messages: Vec<Message>,
+        revocations: Vec<Option<Revocation>>,
+    ) -> Vec<HistoryMessage> {
+        let strip = self.inner.config.strip_revoked_payload;
+        messages
+            .into_iter()
+            .zip(revocations)
+            .map(|(mut message, revoked)| {
+                if revoked.is_some() && strip {
+                    message.payload = Bytes::new();
+                }
+                HistoryMessage { message, revoked }
+            })
+            .collect()
+    }
+
+    /// A channel's revocations after `extra_version`, ascending: the
+    /// incremental sync of revocation state, for a reader who may read the
+    /// channel.
+    pub async fn sync_revocations(
+        &self,
+        reader: &Uid,
+        channel: &Channel,
+        extra_version: u64,
+        limit: usize,
+    ) -> Result<Vec<Revocation>> {
+        let limit = self.page_limit(limit)?;
+        let channel = self.readable(reader, channel).await?;
+        self.inner
+            .store
+            .revocations_after(&channel, extra_version, limit)
+            .await
+    }
+
+    /// The user's conversations changed after `version`, ascending, each
+    /// with its last message.
+    pub async fn sync_conversations(
+        &self,
+        uid: &Uid,
+        version: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversationView>> {
+        let limit = self.page_limit(limit)?;
+        let groups = self.inner.directory.channels_of(uid).await?;
+        let conversations = self
+            .inner
+            .store
+            .conversations_after(uid, &groups, version, limit)
+            .await?;
+        let mut last = Vec::with_capacity(conversations.len());
+        for c in &conversations {
+            // By channel and seq: one look-up in the channel's log.
+            let page = Page::forward(c.last_seq, 1);
+            let found = self.inner.store.read(&c.channel, page).await?.pop();
+            last.push(found.filter(|m| m.message_id == c.last_message_id));
+        }
+        // One revocation look-up for the whole page.
+        let mut merged = self
+            .merge_revocations(last.iter().flatten().cloned().collect())
+            .await?
+            .into_iter();
+        Ok(conversations
+            .into_iter()
+            .zip(last)
+            .map(|(conversation, found)| ConversationView {
+                channel: conversation.channel.as_seen_by(uid),
+                conversation,
+                last_message: found.and_then(|_| merged.next()),
+            })
+            .collect())
+    }
+
+    /// The user has read `channel` (as the user addresses it) up to seq
+    /// `read_seq`, as WuKongIM's `clearUnread` says it: messages after it
+    /// stay unread (`u64::MAX` clears everything). Returns `false` when the
+    /// user has no such conversation.
+    pub async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
+        let channel = channel.stored_for(uid)?;
+        self.inner.store.clear_unread(uid, &channel, read_seq).await
+    }
+}
