@@ -185,11 +185,6 @@ pub(super) fn position_key(uid: &Uid, log_prefix: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The prefix of `uid`'s read positions.
-pub(super) fn positions_prefix(uid: &Uid) -> Vec<u8> {
-    user_prefix(POSITION, uid)
-}
-
 /// The prefix of `uid`'s person channel entries.
 pub(super) fn persons_prefix(uid: &Uid) -> Vec<u8> {
     user_prefix(PERSON, uid)

@@ -3,21 +3,20 @@
 //! Reads go straight to the `history` tree; writes go through the
 //! [history writer](super::writer).
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 
 use super::keys::{
     by_sender_key, channel_of_log_prefix, decode, decode_channel_key, id_key, key_suffix_u64,
-    log_prefix, persons_prefix, position_key, positions_prefix, seq_key, PageReader,
+    log_prefix, persons_prefix, position_key, seq_key, PageReader,
 };
 use super::{log_tail, storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 use crate::store::{
-    check_limit, Appended, ChannelHead, Conversation, ConversationStore, Direction, MessageLog,
-    Page, ReadPosition,
+    Appended, ChannelHead, Conversation, ConversationStore, Direction, MessageLog, Page,
+    ReadPosition,
 };
 
 impl SledStore {
@@ -32,43 +31,6 @@ impl SledStore {
                 version: r.version,
             }),
         )
-    }
-
-    /// The conversation of `uid` in a channel (given with its log prefix),
-    /// from the user's stored position (read before the head) and the
-    /// channel's last record.
-    fn derive(
-        &self,
-        uid: &Uid,
-        channel: &Channel,
-        prefix: &[u8],
-        stored: Option<ReadPosition>,
-    ) -> Result<Option<Conversation>> {
-        let Some((last_seq, tail)) = log_tail(&self.writer.log, prefix)? else {
-            return Ok(None);
-        };
-        // The sender of the last message has read up to it (see the writer).
-        let position = if tail.from_uid == *uid {
-            Some(ReadPosition {
-                read_seq: last_seq,
-                red_dots: tail.red_dots,
-                version: tail.version,
-            })
-        } else {
-            stored
-        };
-        let head = ChannelHead {
-            last_seq,
-            last_message_id: tail.message_id,
-            last_timestamp_ms: tail.timestamp_ms,
-            red_dots: tail.red_dots,
-            version: tail.version,
-        };
-        Ok(Some(Conversation::derive(
-            channel.clone(),
-            &head,
-            position.as_ref(),
-        )))
     }
 
     /// The message `id`, whose record key an index gave.
@@ -182,44 +144,31 @@ impl ConversationStore for SledStore {
             Some(v) => Some(decode::<ReadPosition>(&v, "read position")?),
             None => None,
         };
-        self.derive(uid, channel, &prefix, stored)
-    }
-
-    /// As the trait's, with every read position of the user in one scan
-    /// rather than one look-up per channel.
-    async fn conversations_after(
-        &self,
-        uid: &Uid,
-        groups: &[Channel],
-        version: u64,
-        limit: usize,
-    ) -> Result<Vec<Conversation>> {
-        check_limit(limit)?;
-        let ceiling = self.stable_version().await?;
-        let scan = positions_prefix(uid);
-        let mut positions = HashMap::new();
-        for kv in self.writer.history.scan_prefix(&scan) {
-            let (k, v) = kv.map_err(storage)?;
-            let position: ReadPosition = decode(&v, "read position")?;
-            positions.insert(k[scan.len()..].to_vec(), position);
-        }
-        let mut channels = self.person_channels(uid).await?;
-        channels.extend(groups.iter().cloned());
-        channels.sort_unstable();
-        channels.dedup();
-        let mut out = Vec::new();
-        for channel in &channels {
-            let prefix = log_prefix(channel);
-            let stored = positions.remove(&prefix[1..]);
-            if let Some(c) = self.derive(uid, channel, &prefix, stored)? {
-                if c.version > version && c.version <= ceiling {
-                    out.push(c);
-                }
-            }
-        }
-        out.sort_unstable_by_key(|c| c.version);
-        out.truncate(limit);
-        Ok(out)
+        let Some((last_seq, tail)) = log_tail(&self.writer.log, &prefix)? else {
+            return Ok(None);
+        };
+        // The sender of the last message has read up to it (see the writer).
+        let position = if tail.from_uid == *uid {
+            Some(ReadPosition {
+                read_seq: last_seq,
+                red_dots: tail.red_dots,
+                version: tail.version,
+            })
+        } else {
+            stored
+        };
+        let head = ChannelHead {
+            last_seq,
+            last_message_id: tail.message_id,
+            last_timestamp_ms: tail.timestamp_ms,
+            red_dots: tail.red_dots,
+            version: tail.version,
+        };
+        Ok(Some(Conversation::derive(
+            channel.clone(),
+            &head,
+            position.as_ref(),
+        )))
     }
 
     async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>> {
