@@ -19,10 +19,9 @@
 //! sled recovers a prefix of its writes, so an index never survives without
 //! the writes before it; an index whose record is missing (a crash between
 //! the two) is dangling, and every look-up checks that the record it points
-//! at is the message it names. A batch of several messages is written in
-//! the same order as three atomic batches (indexes, records, positions):
-//! all of its records or none; a crash before its positions only means a
-//! sender's own message counts as unread to that sender until it reads. With
+//! at is the message it names. A batch of several messages is one
+//! transaction across both trees: all of it or none, and no reader sees
+//! its records before the read positions they move. With
 //! [`Durability::Flush`](super::Durability::Flush), callers then share
 //! flushes ([`GroupFlush`]).
 //!
@@ -32,14 +31,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sled::{Db, IVec, Tree};
+use sled::transaction::ConflictableTransactionError;
+use sled::{Db, IVec, Transactional, Tree};
 
 use super::flush::GroupFlush;
 use super::keys::{
     be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key, Record,
     VERSION_KEY,
 };
-use super::{log_tail, storage, BACKEND};
+use super::{log_tail, storage, tx_error, BACKEND};
 use crate::error::{Error, Result};
 use crate::model::{Channel, Message, MessageId, Uid};
 use crate::store::{id_in_use, Appended, ReadPosition};
@@ -361,8 +361,6 @@ struct Plan<'a> {
     writes: Writes,
     /// Records for the `log` tree.
     records: Writes,
-    /// Senders' read positions, written last.
-    positions: Writes,
     version: u64,
     /// A new reservation this plan writes first, if it needs one.
     reserve: Option<u64>,
@@ -389,7 +387,6 @@ impl<'a> Plan<'a> {
             writer,
             writes,
             records: Vec::new(),
-            positions: Vec::new(),
             version: last,
             reserve,
             heads: HashMap::new(),
@@ -442,7 +439,7 @@ impl<'a> Plan<'a> {
         self.version += 1;
         if let Some(previous) = previous.filter(|h| h.from != m.from_uid) {
             let position = encode(&previous.senders_position())?;
-            self.positions
+            self.writes
                 .push((position_key(&previous.from, &prefix), position));
         }
         let location = seq_key(&prefix, seq);
@@ -474,9 +471,8 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Writes the plan: a clear's position as a plain insert; appends as
-    /// three atomic batches, in the crash-safe order, updating `heads` as
-    /// soon as the records are stored.
+    /// Writes the plan: a clear's position as a plain insert; appends in
+    /// one transaction across both trees, then moves `heads`.
     fn commit(self, heads: &mut Heads) -> Result<()> {
         let (log, history) = (&self.writer.log, &self.writer.history);
         if self.records.is_empty() {
@@ -486,27 +482,24 @@ impl<'a> Plan<'a> {
                     .map_err(storage)?;
             }
         } else {
-            // Several messages, in the same order as one: the indexes, then
-            // every record in one atomic batch (the commit point), then the
-            // senders' positions.
-            let batch = |writes: Writes| {
-                let mut batch = sled::Batch::default();
-                for (k, v) in writes {
-                    batch.insert(k, v);
-                }
-                batch
-            };
-            history.apply_batch(batch(self.writes)).map_err(storage)?;
+            // Several messages: all or nothing across both trees, and
+            // visible at once, positions with the records that move them.
+            (log, history)
+                .transaction(|(log, history)| {
+                    for (k, v) in &self.writes {
+                        history.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (k, v) in &self.records {
+                        log.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<Error>>(())
+                })
+                .map_err(tx_error)?;
             if let Some(reserve) = self.reserve {
                 self.writer.reserved.store(reserve, Ordering::Release);
             }
-            log.apply_batch(batch(self.records)).map_err(storage)?;
-            // Stored: whatever happens next, the next append must see it.
             self.writer.stable.store(self.version, Ordering::Release);
             heads.put(self.heads);
-            history
-                .apply_batch(batch(self.positions))
-                .map_err(storage)?;
             return Ok(());
         }
         if let Some(reserve) = self.reserve {
