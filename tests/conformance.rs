@@ -32,6 +32,7 @@ macro_rules! suite {
                 append_refuses_a_stored_message_id,
                 history_is_never_ahead_of_conversations,
                 command_dedup_is_per_sender,
+                one_version_one_conversation_under_concurrent_appends,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -46,8 +46,7 @@ async fn child(dir: String, round: String) {
                     flags: Flags::normal(),
                     payload: no.clone().into_bytes().into(),
                 };
-                // The send path: batched with the other writers into one
-                // transaction and one flush.
+                // The send path: concurrent writers share one flush.
                 let out = store.append(vec![message]).await.expect("append");
                 if tx.send(format!("{} {no}", out[0].message_seq)).is_err() {
                     return;
@@ -242,5 +241,107 @@ fn flush_makes_background_history_writes_survive_sigkill() {
             FLUSHED_COUNT,
             "every write committed before flush() is on disk"
         );
+    });
+}
+
+const VERSION_CHILD_ENV: &str = "IMCORE_VERSION_CHILD_DIR";
+const VERSION_TEST_NAME: &str = "conversation_versions_are_never_handed_out_twice_across_a_crash";
+
+/// The child: 65,000 messages with background durability (no flush for an
+/// hour), a `flush()`, then 1,000 more that cross a version reservation
+/// block and are never flushed; it prints the stable version a client
+/// could have synced to, then waits to be killed.
+async fn version_child(dir: String) {
+    use imcore::store::{Durability, SledConfig};
+    let config = SledConfig::new(&dir).durability(Durability::Background {
+        flush_every_ms: 3_600_000,
+    });
+    let store = SledStore::open_with(config).expect("open in child");
+    let ids = MessageIdGenerator::new(5).unwrap();
+    for batch in 0..66 {
+        if batch == 65 {
+            store.flush().await.expect("flush");
+        }
+        let messages = (0..1_000)
+            .map(|i| Message {
+                message_id: ids.next_id(),
+                message_seq: 0,
+                client_msg_no: ClientMsgNo::new(format!("v{batch}-{i}")).unwrap(),
+                from_uid: Uid::new("writer").unwrap(),
+                channel: channel(),
+                timestamp_ms: 0,
+                flags: Flags::normal(),
+                payload: b"x".to_vec().into(),
+            })
+            .collect();
+        store.append(messages).await.expect("append");
+    }
+    let seen = store.stable_version().await.expect("stable");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "imcore-seen {seen}").unwrap();
+    stdout.flush().unwrap();
+    drop(stdout);
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+}
+
+#[test]
+fn conversation_versions_are_never_handed_out_twice_across_a_crash() {
+    if let Ok(dir) = std::env::var(VERSION_CHILD_ENV) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(version_child(dir));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            VERSION_TEST_NAME,
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(VERSION_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let seen = lines.map_while(Result::ok).find_map(|l| {
+        l.split_once("imcore-seen ")
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+    });
+    child.kill().unwrap(); // SIGKILL: the last writes were never flushed
+    child.wait().unwrap();
+    let seen = seen.expect("the child never said which version it reached");
+    assert!(seen >= 66_000, "{seen}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SledStore::open(dir.path()).unwrap();
+        // Whatever the crash lost, a new change takes a version above
+        // every version a client may have seen, so its next incremental
+        // sync (after `seen`) finds it.
+        let ids = MessageIdGenerator::new(6).unwrap();
+        let message = Message {
+            message_id: ids.next_id(),
+            message_seq: 0,
+            client_msg_no: ClientMsgNo::new("after-crash").unwrap(),
+            from_uid: Uid::new("other").unwrap(),
+            channel: channel(),
+            timestamp_ms: 0,
+            flags: Flags::normal(),
+            payload: b"y".to_vec().into(),
+        };
+        store.append(vec![message]).await.unwrap();
+        let reader = Uid::new("reader").unwrap();
+        let changed = store
+            .conversations_after(&reader, &[channel()], seen, 10)
+            .await
+            .unwrap();
+        assert_eq!(changed.len(), 1, "the change after the crash is found");
+        assert!(changed[0].version > seen);
     });
 }

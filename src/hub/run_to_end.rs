@@ -1,40 +1,53 @@
 //! Work that a caller cannot cut short.
 
-use crate::error::{Error, Result};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::error::Result;
 
 /// Runs `work` to the end even if the caller stops waiting (a timeout, a
 /// dropped HTTP request), so that nothing is left stored but untold.
 ///
 /// The work runs in the caller's task, with no hand-off to another thread
 /// (a hand-off costs two context switches per send); only if the caller
-/// drops it half-way is the rest moved into a task of its own.
+/// drops it half-way is the rest moved into a task of its own, on the
+/// runtime that first polled it.
 pub(super) async fn run_to_end<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    work: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    RunToEnd(Some(Box::pin(work))).await
+    RunToEnd {
+        work: Some(Box::pin(work)),
+        runtime: None,
+    }
+    .await
 }
 
-type Work<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>>;
+type Work<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
 
 /// See [`run_to_end`].
-struct RunToEnd<T: Send + 'static>(Option<Work<T>>);
+struct RunToEnd<T: Send + 'static> {
+    work: Option<Work<T>>,
+    /// Where to finish the work if the caller drops it: the runtime that
+    /// polled it (the one dropping it may be another thread, or none).
+    runtime: Option<tokio::runtime::Handle>,
+}
 
-impl<T: Send + 'static> std::future::Future for RunToEnd<T> {
+impl<T: Send + 'static> Future for RunToEnd<T> {
     type Output = Result<T>;
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<T>> {
-        let Some(work) = self.0.as_mut() else {
-            return std::task::Poll::Ready(Err(Error::Storage {
-                backend: "hub",
-                source: "polled after completion".into(),
-            }));
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if self.runtime.is_none() {
+            self.runtime = tokio::runtime::Handle::try_current().ok();
+        }
+        // Polled again after it finished: a caller's bug (`Future`'s
+        // contract), answered as the standard library's futures do.
+        let Some(work) = self.work.as_mut() else {
+            panic!("run_to_end polled after completion");
         };
         let out = work.as_mut().poll(cx);
         if out.is_ready() {
-            self.0 = None;
+            self.work = None;
         }
         out
     }
@@ -42,15 +55,19 @@ impl<T: Send + 'static> std::future::Future for RunToEnd<T> {
 
 impl<T: Send + 'static> Drop for RunToEnd<T> {
     fn drop(&mut self) {
-        if let Some(rest) = self.0.take() {
-            // The caller gave up half-way: finish in a task of its own. A
-            // hub runs inside a tokio runtime (its sends need one), so
-            // there is one to spawn on unless the runtime itself is going.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = rest.await;
-                });
-            }
+        let Some(rest) = self.work.take() else {
+            return;
+        };
+        // Unwinding from a panic inside the work: polling it again would
+        // panic again. Let it go.
+        if std::thread::panicking() {
+            return;
+        }
+        // The caller gave up half-way: finish in a task of its own.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.spawn(async move {
+                let _ = rest.await;
+            });
         }
     }
 }

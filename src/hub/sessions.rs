@@ -7,6 +7,10 @@ impl Hub {
     /// id is replaced (and closed with [`DisconnectReason::Replaced`]); a
     /// master login closes the user's other devices of the same flag with
     /// [`DisconnectReason::Kicked`] (reason 12).
+    ///
+    /// A transport that checks a credential first (a login) should use
+    /// [`Hub::login_ticket`] and [`Hub::connect_checked`] instead, so that a
+    /// logout between the check and the registration is not lost.
     pub fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
         self.inner.sessions.connect(device, sink)
     }
@@ -72,7 +76,6 @@ impl Hub {
     /// stops reconnecting): a logout or a ban by the host. Returns how many
     /// connections were closed. Revoke the user's token first, or the
     /// client can simply log in again.
-    ///
     pub fn kick(&self, uid: &Uid, flag: Option<DeviceFlag>) -> usize {
         self.inner
             .sessions

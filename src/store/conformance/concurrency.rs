@@ -72,3 +72,63 @@ pub async fn command_dedup_is_per_sender(store: Arc<dyn Store>) {
     let payloads: Vec<&[u8]> = pending.iter().map(|c| c.message.payload.as_ref()).collect();
     assert_eq!(payloads, [b"a".as_slice(), b"b".as_slice()]);
 }
+
+/// A conversation seen at a version is the same whenever it is seen at
+/// that version: a reader syncing while others append (one message or a
+/// batch) and the user answers never sees an unread count that a later
+/// look at the same version contradicts (an incremental sync would never
+/// hear of the correction).
+pub async fn one_version_one_conversation_under_concurrent_appends(store: Arc<dyn Store>) {
+    const ROUNDS: usize = 300;
+    let (x, y) = (group("c-torn-x"), group("c-torn-y"));
+    let user = uid("torn-u2");
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, x, user, done) = (store.clone(), x.clone(), user.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut seen = std::collections::HashMap::<u64, u64>::new();
+            let mut looks = 0usize;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                let list = store
+                    .conversations_after(&user, std::slice::from_ref(&x), 0, 10)
+                    .await
+                    .expect("sync");
+                if let Some(c) = list.first() {
+                    let first = *seen.entry(c.version).or_insert(c.unread);
+                    assert_eq!(
+                        first, c.unread,
+                        "version {} seen with unread {first} and {}",
+                        c.version, c.unread
+                    );
+                }
+                looks += 1;
+                if finished {
+                    return looks;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for i in 0..ROUNDS {
+        let answer = message("torn-u2", &x, &format!("torn-a{i}"), b"a");
+        store.append(vec![answer]).await.expect("append");
+        let batch = if i % 2 == 0 {
+            vec![
+                message("torn-u1", &x, &format!("torn-b{i}"), b"b"),
+                message("torn-u1", &y, &format!("torn-c{i}"), b"c"),
+            ]
+        } else {
+            vec![message("torn-u1", &x, &format!("torn-b{i}"), b"b")]
+        };
+        store.append(batch).await.expect("append");
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    assert!(reader.await.expect("reader") > 0);
+    let c = store
+        .conversation(&user, &x)
+        .await
+        .expect("get")
+        .expect("has messages");
+    assert_eq!(c.unread, 1, "the last message is u1's, after u2's answer");
+}

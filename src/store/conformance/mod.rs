@@ -25,7 +25,10 @@ use super::{NewRevocation, Page, Recorded, Store};
 mod concurrency;
 mod conversations;
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
-pub use concurrency::{command_dedup_is_per_sender, history_is_never_ahead_of_conversations};
+pub use concurrency::{
+    command_dedup_is_per_sender, history_is_never_ahead_of_conversations,
+    one_version_one_conversation_under_concurrent_appends,
+};
 pub use conversations::{
     append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
     conversations_page_by_version, unread_is_exact_under_concurrent_senders,
@@ -78,6 +81,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_revocations_of_one_message_record_once(store.clone()).await;
     history_is_never_ahead_of_conversations(store.clone()).await;
     command_dedup_is_per_sender(store.clone()).await;
+    one_version_one_conversation_under_concurrent_appends(store.clone()).await;
     zero_limits_are_rejected(store).await;
 }
 

@@ -10,13 +10,14 @@ use crate::error::{Error, Result};
 /// Group commit: one flush at a time, each covering every write committed
 /// before it started.
 ///
-/// Writers take a ticket after their transaction commits and wait until a
-/// flush that started after that point has finished. Concurrent writers
-/// therefore share flushes instead of queueing one each.
+/// Writers take a ticket once their write is in sled and wait until a flush
+/// that started after that point has finished. Concurrent writers therefore
+/// share flushes instead of queueing one each.
 ///
-/// Running one flush at a time, on a tokio blocking thread, also avoids a
-/// deadlock in sled 0.34: `Tree::flush_async` runs each flush on sled's
-/// small I/O pool while holding sled's global read guard, and with several
+/// Running one flush at a time (see [`flush_now`] for where), with sled's
+/// synchronous `flush` rather than `Tree::flush_async`, also avoids a
+/// deadlock in sled 0.34: `flush_async` runs each flush on sled's small
+/// I/O pool while holding sled's global read guard, and with several
 /// concurrent flushes and a transaction waiting for the write guard the pool
 /// can fill with flushes that wait for one another.
 #[derive(Debug, Default)]

@@ -137,15 +137,30 @@ impl ConversationStore for SledStore {
 
     async fn conversation(&self, uid: &Uid, channel: &Channel) -> Result<Option<Conversation>> {
         let prefix = log_prefix(channel);
-        // The position first: the head read after it is at least as new,
-        // so the unread count is never torn below zero.
         let at = position_key(uid, &prefix);
-        let stored = match self.writer.history.get(at).map_err(storage)? {
-            Some(v) => Some(decode::<ReadPosition>(&v, "read position")?),
-            None => None,
-        };
-        let Some((last_seq, tail)) = log_tail(&self.writer.log, &prefix)? else {
-            return Ok(None);
+        // One consistent look without a lock: the head, the position, and
+        // the head again. The writer moves a position before the record
+        // that needs it, so a position read while the head stayed put
+        // belongs with that head; if the head moved, look again.
+        let mut looks = 0;
+        let (last_seq, tail, stored) = loop {
+            let Some((before, _)) = log_tail(&self.writer.log, &prefix)? else {
+                return Ok(None);
+            };
+            let stored = match self.writer.history.get(&at).map_err(storage)? {
+                Some(v) => Some(decode::<ReadPosition>(&v, "read position")?),
+                None => None,
+            };
+            let Some((last_seq, tail)) = log_tail(&self.writer.log, &prefix)? else {
+                return Ok(None);
+            };
+            looks += 1;
+            // Under a flood of appends, settle for the last look: it is
+            // off only while the flood lasts (conversations_after, which
+            // syncs use, is exact through its version ceiling).
+            if last_seq == before || looks == 8 {
+                break (last_seq, tail, stored);
+            }
         };
         // The sender of the last message has read up to it (see the writer).
         let position = if tail.from_uid == *uid {

@@ -29,10 +29,11 @@
 //!
 //! Conversations are not stored per member (read diffusion): a channel's
 //! head is its last record, and a user's conversation is derived from it
-//! and the user's read position. A history append writes four keys whatever
-//! the size of its channel: the record, the id index, the resend index and
-//! the sender's read position (plus, once per person channel, its two
-//! parties' `c` entries). Appends and read-position moves take turns in
+//! and the user's read position. A history append writes three keys whatever
+//! the size of its channel: the record, the id index and the resend index
+//! (plus the previous sender's read position when the sender changes, and,
+//! once per person channel, its two parties' `c` entries). Appends and
+//! read-position moves take turns in
 //! one writer (`writer.rs`, which says how a single append stays
 //! crash-safe without a transaction); commands and revocations are
 //! transactions of their own.
@@ -86,9 +87,10 @@ pub enum Durability {
     Flush,
     /// Writes return once they are in sled's in-memory log; sled flushes
     /// it to disk in the background every `flush_every_ms` milliseconds. A
-    /// crash loses at most the writes of that last interval, never part of
-    /// a write (each is a transaction) and never an older write: the
-    /// database comes back at a consistent earlier point.
+    /// crash loses at most the writes of that last interval and never an
+    /// older write: the database comes back at a consistent earlier point
+    /// (a message comes back whole with its indexes, or not at all; see
+    /// the writer's docs for why without a transaction).
     Background {
         /// The background flush interval in milliseconds (at least 1).
         flush_every_ms: u64,

@@ -44,9 +44,11 @@ use crate::error::{Error, Result};
 use crate::model::{Channel, Message, MessageId, Uid};
 use crate::store::{id_in_use, Appended, ReadPosition};
 
-/// Versions reserved on disk at a time: the reservation is written once per
-/// this many versions, and a reopened store starts above it.
-const VERSION_BLOCK: u64 = 4096;
+/// Versions reserved on disk at a time: the reservation is written, and
+/// flushed, once per this many versions, before any of them is handed out;
+/// a reopened store starts above it, so no version is handed out twice,
+/// even after a crash that lost writes.
+const VERSION_BLOCK: u64 = 1 << 16;
 
 /// The writer and the reads it shares with readers.
 pub(super) struct Writer {
@@ -180,22 +182,26 @@ impl Writer {
     /// Moves a read position forward; see
     /// [`ConversationStore::clear_unread`](crate::store::ConversationStore::clear_unread).
     pub(super) async fn clear(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
-        let ticket = {
+        let ticket = 'write: {
             let mut heads = self.lock();
             let prefix = log_prefix(channel);
             let Some(head) = heads.get(&self.log, &prefix)? else {
                 return Ok(false);
             };
             let read_seq = read_seq.min(head.seq);
-            if head.from == *uid {
-                return Ok(true); // its sender has read it all
-            }
             let at = position_key(uid, &prefix);
-            if let Some(v) = self.history.get(&at).map_err(storage)? {
-                let p: ReadPosition = super::keys::decode(&v, "read position")?;
-                if p.read_seq >= read_seq {
-                    return Ok(true); // a stale clear: never back
+            let behind = match self.history.get(&at).map_err(storage)? {
+                Some(v) => {
+                    let p: ReadPosition = super::keys::decode(&v, "read position")?;
+                    p.read_seq < read_seq
                 }
+                None => true,
+            };
+            // Nothing to move (its sender has read the head; a stale
+            // clear never moves back). Answered once what it found is as
+            // durable as the configuration says, like any clear.
+            if head.from == *uid || !behind {
+                break 'write self.flusher.committed();
             }
             let red_dots = match self.log.get(seq_key(&prefix, read_seq)).map_err(storage)? {
                 Some(v) => Record::decode(&v)?.red_dots,
@@ -214,6 +220,18 @@ impl Writer {
         };
         self.settle(ticket).await?;
         Ok(true)
+    }
+
+    /// Writes and flushes a new version reservation. Once per
+    /// [`VERSION_BLOCK`] versions; the fsync is what makes versions unique
+    /// across a crash that loses the writes of the last flush interval.
+    fn reserve(&self, reserve: u64) -> Result<()> {
+        self.history
+            .insert(VERSION_KEY, &reserve.to_be_bytes())
+            .map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        self.reserved.store(reserve, Ordering::Release);
+        Ok(())
     }
 
     /// One message, written as it is planned: its resend and id indexes
@@ -253,11 +271,7 @@ impl Writer {
         let last = self.stable.load(Ordering::Acquire);
         let version = last + 1;
         if version > self.reserved.load(Ordering::Acquire) {
-            let reserve = version + VERSION_BLOCK;
-            history
-                .insert(VERSION_KEY, &reserve.to_be_bytes())
-                .map_err(storage)?;
-            self.reserved.store(reserve, Ordering::Release);
+            self.reserve(version + VERSION_BLOCK)?;
         }
         if seq == 1 {
             if let Some((a, b)) = m.channel.person_parties() {
@@ -375,14 +389,10 @@ impl<'a> Plan<'a> {
     /// A plan that may use up to `versions` new versions.
     fn new(writer: &'a Writer, versions: u64) -> Self {
         let last = writer.stable.load(Ordering::Acquire);
-        let mut writes = Vec::new();
+        let writes = Vec::new();
+        // Written, and flushed, before anything that uses it.
         let reserve = (last + versions > writer.reserved.load(Ordering::Acquire))
             .then_some(last + versions + VERSION_BLOCK);
-        if let Some(r) = reserve {
-            // Written first: a record never survives a crash without the
-            // reservation that covers its version.
-            writes.push((VERSION_KEY.to_vec(), r.to_be_bytes().to_vec()));
-        }
         Plan {
             writer,
             writes,
@@ -475,6 +485,9 @@ impl<'a> Plan<'a> {
     /// one transaction across both trees, then moves `heads`.
     fn commit(self, heads: &mut Heads) -> Result<()> {
         let (log, history) = (&self.writer.log, &self.writer.history);
+        if let Some(reserve) = self.reserve {
+            self.writer.reserve(reserve)?;
+        }
         if self.records.is_empty() {
             for (k, v) in &self.writes {
                 history
@@ -495,15 +508,9 @@ impl<'a> Plan<'a> {
                     Ok::<_, ConflictableTransactionError<Error>>(())
                 })
                 .map_err(tx_error)?;
-            if let Some(reserve) = self.reserve {
-                self.writer.reserved.store(reserve, Ordering::Release);
-            }
             self.writer.stable.store(self.version, Ordering::Release);
             heads.put(self.heads);
             return Ok(());
-        }
-        if let Some(reserve) = self.reserve {
-            self.writer.reserved.store(reserve, Ordering::Release);
         }
         self.writer.stable.store(self.version, Ordering::Release);
         Ok(())
