@@ -97,7 +97,8 @@ fn payloads(conn: &mut InProcessConnection) -> Vec<String> {
         .collect()
 }
 
-// ---- the seed scenario (../shared/seeds/000_…) ----
+// ---- the scenario of the article the product comes from: an API-sent
+// message that clients saw live but not in history ----
 
 #[tokio::test]
 async fn server_send_with_sync_once_is_a_command_delivered_once() {

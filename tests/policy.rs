@@ -30,7 +30,8 @@ fn message(flags: Flags, payload: &[u8]) -> Message {
     }
 }
 
-/// DESIGN.md §2, every combination of (dup, sync_once, red_dot, no_persist)
+/// The flag table (README, "Persistence policy"): every combination of
+/// (dup, sync_once, red_dot, no_persist)
 /// written out: `no_persist=1` is transient (online-only even with
 /// `sync_once=1`), else `sync_once=1` is a command, else history.
 const TABLE: [(bool, bool, bool, bool, Persistence); 16] = [
