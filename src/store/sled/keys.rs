@@ -55,6 +55,11 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 }
 
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    decode_in_place(bytes, what)
+}
+
+/// [`decode`], for a value that borrows from `bytes`.
+fn decode_in_place<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
     match bytes.split_first() {
         Some((&VALUE_FORMAT, rest)) => {
             postcard::from_bytes(rest).map_err(|e| Error::corrupt(format!("{what}: {e}")))
@@ -163,11 +168,9 @@ pub(super) fn id_key(id: MessageId) -> [u8; 9] {
 }
 
 pub(super) fn by_sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8> {
-    key(|k| {
-        k.push(BY_SENDER);
-        uid_key(k, from_uid);
-        k.extend_from_slice(client_msg_no.as_str().as_bytes());
-    })
+    let mut k = vec![BY_SENDER];
+    k.extend_from_slice(&sender_key(from_uid, client_msg_no));
+    k
 }
 
 /// The prefix of a user's entries of one kind (`POSITION` or `PERSON`).
@@ -238,12 +241,7 @@ pub(super) struct Tail {
 
 impl Tail {
     pub(super) fn decode(value: &[u8]) -> Result<Self> {
-        let body = match value.split_first() {
-            Some((&VALUE_FORMAT, body)) => body,
-            _ => return Err(Error::corrupt("message: unknown value format")),
-        };
-        let r: RecordRef<'_> =
-            postcard::from_bytes(body).map_err(|e| Error::corrupt(format!("message: {e}")))?;
+        let r: RecordRef<'_> = decode_in_place(value, "message")?;
         Ok(Tail {
             message_id: r.message_id,
             from_uid: Uid::from_stored(r.from_uid),
@@ -271,12 +269,7 @@ impl PageReader {
         channel: Channel,
         seq: u64,
     ) -> Result<crate::model::Message> {
-        let body = match value.split_first() {
-            Some((&VALUE_FORMAT, body)) => body,
-            _ => return Err(Error::corrupt("message: unknown value format")),
-        };
-        let r: RecordRef<'_> =
-            postcard::from_bytes(body).map_err(|e| Error::corrupt(format!("message: {e}")))?;
+        let r: RecordRef<'_> = decode_in_place(&value, "message")?;
         let from_uid = match &self.last_sender {
             Some(last) if last.as_str() == r.from_uid => last.clone(),
             _ => {

@@ -37,7 +37,7 @@ use sled::{Db, IVec, Transactional, Tree};
 use super::flush::GroupFlush;
 use super::keys::{
     be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key, Record,
-    VERSION_KEY,
+    Tail, VERSION_KEY,
 };
 use super::{log_tail, storage, tx_error, BACKEND};
 use crate::error::{Error, Result};
@@ -204,7 +204,7 @@ impl Writer {
                 break 'write self.flusher.committed();
             }
             let red_dots = match self.log.get(seq_key(&prefix, read_seq)).map_err(storage)? {
-                Some(v) => Record::decode(&v)?.red_dots,
+                Some(v) => Tail::decode(&v)?.red_dots,
                 None => 0, // seq 0: nothing read
             };
             let mut plan = Plan::new(self, 1);
