@@ -6,6 +6,9 @@
 //! `IMCORE_BENCH_QUICK=1` shrinks the data sets (CI runs it that way with
 //! `cargo bench -- --quick`).
 
+mod common;
+
+use common::{quick, rt, uid, PAYLOAD};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,26 +19,8 @@ use imcore::{
     Channel, ChannelType, ClientMsgNo, Flags, Hub, MemoryDirectory, MemoryStore, Message,
     MessageId, SendRequest, Uid,
 };
-use tokio::runtime::Runtime;
 
-const PAYLOAD: [u8; 200] = [b'x'; 200];
 const SENDERS: usize = 4;
-
-fn quick() -> bool {
-    std::env::var_os("IMCORE_BENCH_QUICK").is_some()
-}
-
-fn rt() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn uid(s: &str) -> Uid {
-    Uid::new(s).unwrap()
-}
 
 fn sled_store(dir: &std::path::Path) -> Arc<dyn Store> {
     let config = SledConfig::new(dir).durability(Durability::Background {

@@ -48,6 +48,9 @@
 //! Linux only (`/proc`). Run: `cargo bench --bench reopen_memory`
 //! (`IMCORE_BENCH_QUICK=1`: 100,000 messages, 100 per channel).
 
+mod common;
+
+use common::{uid, PAYLOAD};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -57,9 +60,8 @@ use imcore::store::{
     ConversationStore, Durability, MessageLog, NewRevocation, Page, RevocationStore, SledConfig,
     SledStore,
 };
-use imcore::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
+use imcore::{Channel, ClientMsgNo, Flags, Message, MessageId};
 
-const PAYLOAD: [u8; 200] = [b'x'; 200];
 const CHANNELS: u64 = 1_000;
 /// Senders per channel (each append moves its sender's read position).
 const SENDERS: u64 = 10;
@@ -108,10 +110,6 @@ fn channel(c: u64) -> Channel {
 
 fn channels() -> Vec<Channel> {
     (0..CHANNELS).map(channel).collect()
-}
-
-fn uid(s: &str) -> Uid {
-    Uid::new(s).unwrap()
 }
 
 /// The message with id `n` (from 1): seq `(n - 1) / CHANNELS + 1` of

@@ -16,6 +16,9 @@
 //! `IMCORE_BENCH_QUICK=1` shrinks the data sets (CI runs it that way with
 //! `cargo bench -- --quick`).
 
+mod common;
+
+use common::{quick, rt, uid, PAYLOAD};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,25 +33,7 @@ use imcore::{
     Channel, ChannelType, ClientMsgNo, Device, DeviceFlag, DeviceId, Flags, Hub, MemoryDirectory,
     MemoryStore, Message, MessageId, SendRequest, Uid,
 };
-use tokio::runtime::Runtime;
 
-fn quick() -> bool {
-    std::env::var_os("IMCORE_BENCH_QUICK").is_some()
-}
-
-fn rt() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn uid(s: &str) -> Uid {
-    Uid::new(s).unwrap()
-}
-
-const PAYLOAD: [u8; 200] = [b'x'; 200];
 const PAIRS: usize = 100;
 
 /// The raw-sled key of a message: the same layout the crate uses
