@@ -214,36 +214,39 @@ fn a_sled_database_written_by_something_else_is_refused() {
         db.flush().unwrap();
     }
     // Even with our marker file planted, the database itself is checked.
-    std::fs::write(dir.path().join("imcore.format"), b"imcore-sled-2\n").unwrap();
+    std::fs::write(dir.path().join("imcore.format"), b"imcore-sled-3\n").unwrap();
     let err = SledStore::open(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }
 
 #[test]
-fn a_store_in_the_previous_format_is_refused_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        // What the previous version left: its marker and its format key.
-        let db = sled::open(dir.path()).unwrap();
-        db.insert(b"imcore.format", b"imcore-sled-1").unwrap();
-        db.open_tree("conversations")
-            .unwrap()
-            .insert(b"k", b"v")
-            .unwrap();
-        db.flush().unwrap();
-    }
-    std::fs::write(dir.path().join("imcore.format"), b"imcore-sled-1\n").unwrap();
-    let err = SledStore::open(dir.path()).unwrap_err();
-    match &err {
-        Error::UnsupportedFormat { found, why } => {
-            assert_eq!(found, "imcore-sled-1");
-            assert!(why.contains("read diffusion"), "{why}");
+fn stores_in_previous_formats_are_refused_and_say_why() {
+    for (format, why_contains) in [
+        ("imcore-sled-1", "read diffusion"),
+        ("imcore-sled-2", "read positions"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What the previous version left: its marker and its format key.
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(b"imcore.format", format.as_bytes()).unwrap();
+            db.open_tree("history").unwrap().insert(b"k", b"v").unwrap();
+            db.flush().unwrap();
         }
-        other => panic!("expected UnsupportedFormat, got {other}"),
+        let marker = format!("{format}\n");
+        std::fs::write(dir.path().join("imcore.format"), &marker).unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        match &err {
+            Error::UnsupportedFormat { found, why } => {
+                assert_eq!(found, format);
+                assert!(why.contains(why_contains), "{why}");
+            }
+            other => panic!("expected UnsupportedFormat, got {other}"),
+        }
+        // Nothing was changed: the old marker is still there.
+        let kept = std::fs::read(dir.path().join("imcore.format")).unwrap();
+        assert_eq!(kept, marker.as_bytes());
     }
-    // Nothing was changed: the old marker is still there.
-    let marker = std::fs::read(dir.path().join("imcore.format")).unwrap();
-    assert_eq!(marker, b"imcore-sled-1\n");
 }
 
 #[test]

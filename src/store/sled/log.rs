@@ -7,30 +7,22 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 
+use super::heads::Head;
 use super::keys::{
     by_sender_key, channel_of_log_prefix, decode, decode_channel_key, id_key, key_suffix_u64,
     log_prefix, persons_prefix, position_key, seq_key, PageReader,
 };
-use super::{log_tail, storage, SledStore};
+use super::{storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 use crate::store::{
-    Appended, ChannelHead, Conversation, ConversationStore, Direction, MessageLog, Page,
-    ReadPosition,
+    Appended, Conversation, ConversationStore, Direction, MessageLog, Page, ReadPosition,
 };
 
 impl SledStore {
     /// The channel's head: its last record.
-    fn head(&self, prefix: &[u8]) -> Result<Option<ChannelHead>> {
-        Ok(
-            log_tail(&self.writer.log, prefix)?.map(|(last_seq, r)| ChannelHead {
-                last_seq,
-                last_message_id: r.message_id,
-                last_timestamp_ms: r.timestamp_ms,
-                red_dots: r.red_dots,
-                version: r.version,
-            }),
-        )
+    fn head(&self, prefix: &[u8]) -> Result<Option<Head>> {
+        self.writer.heads.get(&self.writer.log, prefix)
     }
 
     /// The message `id`, whose record key an index gave.
@@ -63,18 +55,29 @@ impl MessageLog for SledStore {
     async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>> {
         page.validate()?;
         let prefix = log_prefix(channel);
+        // Up to the head only: the writer publishes a head after its
+        // record, and history is never ahead of conversations.
+        let Some(head) = self.head(&prefix)? else {
+            return Ok(Vec::new());
+        };
         // Seqs have no gaps: a forward page's last seq is known, and a
-        // tight range lets sled stop where the page does. A backward page
-        // may start past the channel's end (`Page::latest`), so it scans
-        // down from there.
+        // tight range lets sled stop where the page does.
         let span = page.limit.saturating_sub(1) as u64;
         let (lo, hi) = match page.direction {
+            Direction::Forward if page.from == head.seq => {
+                // A conversation's last message: from memory.
+                let last = PageReader::default().message(head.record, channel.clone(), head.seq)?;
+                return Ok(vec![last]);
+            }
             Direction::Forward => {
                 let from = page.from.max(1); // seqs start at 1
-                (from, from.saturating_add(span))
+                (from, from.saturating_add(span).min(head.seq))
             }
-            Direction::Backward => (0, page.from),
+            Direction::Backward => (0, page.from.min(head.seq)),
         };
+        if lo > hi {
+            return Ok(Vec::new()); // past the end
+        }
         let range = self
             .writer
             .log
@@ -125,7 +128,7 @@ impl MessageLog for SledStore {
 
     async fn last_seq(&self, channel: &Channel) -> Result<u64> {
         let head = self.head(&log_prefix(channel))?;
-        Ok(head.map_or(0, |h| h.last_seq))
+        Ok(head.map_or(0, |h| h.seq))
     }
 }
 
@@ -143,45 +146,34 @@ impl ConversationStore for SledStore {
         // that needs it, so a position read while the head stayed put
         // belongs with that head; if the head moved, look again.
         let mut looks = 0;
-        let (last_seq, tail, stored) = loop {
-            let Some((before, _)) = log_tail(&self.writer.log, &prefix)? else {
+        let (head, stored) = loop {
+            let Some(before) = self.head(&prefix)? else {
                 return Ok(None);
             };
-            let stored = match self.writer.history.get(&at).map_err(storage)? {
+            let stored = match self.writer.positions.get(&at).map_err(storage)? {
                 Some(v) => Some(decode::<ReadPosition>(&v, "read position")?),
                 None => None,
             };
-            let Some((last_seq, tail)) = log_tail(&self.writer.log, &prefix)? else {
+            let Some(head) = self.head(&prefix)? else {
                 return Ok(None);
             };
             looks += 1;
             // Under a flood of appends, settle for the last look: it is
             // off only while the flood lasts (conversations_after, which
             // syncs use, is exact through its version ceiling).
-            if last_seq == before || looks == 8 {
-                break (last_seq, tail, stored);
+            if head.seq == before.seq || looks == 8 {
+                break (head, stored);
             }
         };
         // The sender of the last message has read up to it (see the writer).
-        let position = if tail.from_uid == *uid {
-            Some(ReadPosition {
-                read_seq: last_seq,
-                red_dots: tail.red_dots,
-                version: tail.version,
-            })
+        let position = if head.from == *uid {
+            Some(head.senders_position())
         } else {
             stored
         };
-        let head = ChannelHead {
-            last_seq,
-            last_message_id: tail.message_id,
-            last_timestamp_ms: tail.timestamp_ms,
-            red_dots: tail.red_dots,
-            version: tail.version,
-        };
         Ok(Some(Conversation::derive(
             channel.clone(),
-            &head,
+            &head.channel_head(),
             position.as_ref(),
         )))
     }
@@ -189,7 +181,7 @@ impl ConversationStore for SledStore {
     async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>> {
         let prefix = persons_prefix(uid);
         self.writer
-            .history
+            .positions
             .scan_prefix(&prefix)
             .keys()
             .map(|k| decode_channel_key(&k.map_err(storage)?[prefix.len()..]))

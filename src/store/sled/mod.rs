@@ -12,8 +12,8 @@
 //! | `log` | `m` ++ channel ++ seq | message, with the channel's running red-dot count and the append's version |
 //! | `history` | `i` ++ message id | the record's key |
 //! | `history` | `d` ++ from uid ++ client_msg_no | message id ++ the record's key |
-//! | `history` | `p` ++ uid ++ channel | read position (seq, red-dot count, version) |
-//! | `history` | `c` ++ uid ++ channel | (empty): the user's person channels |
+//! | `positions` | `p` ++ uid ++ channel | read position (seq, red-dot count, version) |
+//! | `positions` | `c` ++ uid ++ channel | (empty): the user's person channels |
 //! | `history` | `v` | the highest version reserved |
 //! | `counters` | tag ++ uid or channel | command cursors, revocation versions |
 //! | `commands` | uid ++ cursor | message |
@@ -50,13 +50,13 @@ use crate::error::{Error, Result};
 
 mod commands;
 mod flush;
+mod heads;
 mod keys;
 mod log;
 mod revocations;
 mod writer;
 
 use flush::GroupFlush;
-use keys::{key_suffix_u64, Tail};
 use writer::Writer;
 
 const BACKEND: &str = "sled";
@@ -66,13 +66,20 @@ const BACKEND: &str = "sled";
 const MARKER_FILE: &str = "imcore.format";
 /// Stored in the default tree; tells an imcore database from anything else.
 const FORMAT_KEY: &[u8] = b"imcore.format";
-const FORMAT_VALUE: &[u8] = b"imcore-sled-2";
+const FORMAT_VALUE: &[u8] = b"imcore-sled-3";
 /// Formats this version cannot read, with why.
-const OLD_FORMATS: &[(&[u8], &str)] = &[(
-    b"imcore-sled-1",
-    "it keeps a conversation row per member (write diffusion); this version derives \
-     conversations from channel heads (read diffusion) and cannot read it",
-)];
+const OLD_FORMATS: &[(&[u8], &str)] = &[
+    (
+        b"imcore-sled-1",
+        "it keeps a conversation row per member (write diffusion); this version derives \
+         conversations from channel heads (read diffusion) and cannot read it",
+    ),
+    (
+        b"imcore-sled-2",
+        "it keeps read positions among the message indexes; this version keeps them in \
+         a tree of their own and cannot read it",
+    ),
+];
 
 const TAG_COMMAND_CURSOR: u8 = b'C';
 const TAG_REVOCATION_VERSION: u8 = b'R';
@@ -181,22 +188,6 @@ fn unabortable(e: UnabortableTransactionError) -> ConflictableTransactionError<E
     e.into()
 }
 
-/// The last record of a channel (given as its key prefix), with its seq.
-fn log_tail(messages: &Tree, channel: &[u8]) -> Result<Option<(u64, Tail)>> {
-    let mut hi = channel.to_vec();
-    hi.extend_from_slice(&u64::MAX.to_be_bytes());
-    match messages.range(channel..=hi.as_slice()).next_back() {
-        None => Ok(None),
-        Some(kv) => {
-            let (k, v) = kv.map_err(storage)?;
-            Ok(Some((
-                key_suffix_u64(&k, "message key")?,
-                Tail::decode(&v)?,
-            )))
-        }
-    }
-}
-
 impl SledStore {
     /// Opens (or creates) the database at `path` with the default settings.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -251,6 +242,7 @@ impl SledStore {
             db.clone(),
             tree("log")?,
             tree("history")?,
+            tree("positions")?,
             flush,
             flusher.clone(),
         )?;

@@ -1,9 +1,10 @@
-//! The history writer: the only writer of the `log` tree (channel logs)
-//! and of the `history` tree (their indexes, read positions).
+//! The history writer: the only writer of the `log` tree (channel logs),
+//! the `history` tree (their indexes) and the `positions` tree (read
+//! positions, person channels).
 //!
-//! Writers take turns under one lock, so seqs come from each channel's log
-//! tail and versions from one counter in memory, and become visible in
-//! order: [`ConversationStore::stable_version`] is simply the last version
+//! Writers take turns under one lock, so seqs come from each channel's
+//! head (kept in memory, see [`Heads`]) and versions from one counter in
+//! memory, and become visible in order: [`ConversationStore::stable_version`] is simply the last version
 //! written. A single message is written as plain inserts, cheapest in sled
 //! 0.34 (a transaction costs several times as much, and writes out an I/O
 //! buffer on every commit), in an order that makes it crash-safe without a
@@ -35,11 +36,12 @@ use sled::transaction::ConflictableTransactionError;
 use sled::{Db, IVec, Transactional, Tree};
 
 use super::flush::GroupFlush;
+use super::heads::{Head, Heads};
 use super::keys::{
     be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key, Record,
     Tail, VERSION_KEY,
 };
-use super::{log_tail, storage, tx_error, BACKEND};
+use super::{storage, tx_error, BACKEND};
 use crate::error::{Error, Result};
 use crate::model::{Channel, Message, MessageId, Uid};
 use crate::store::{id_in_use, Appended, ReadPosition};
@@ -56,69 +58,23 @@ pub(super) struct Writer {
     /// Message records only (`m` keys), so that history pages are not
     /// spread among index entries.
     pub(super) log: Tree,
-    /// Indexes, read positions, person channels, the version reservation.
+    /// Indexes (by id, by sender) and the version reservation.
     pub(super) history: Tree,
+    /// Read positions and person channels: what conversations read, in a
+    /// tree whose size does not grow with the history.
+    pub(super) positions: Tree,
     pub(super) flush: bool,
     pub(super) flusher: Arc<GroupFlush>,
     /// The last version written: every version up to it is visible.
     pub(super) stable: AtomicU64,
     /// The highest version reserved on disk.
     reserved: AtomicU64,
-    /// Held while writing; writers take turns. It guards the heads the
-    /// writer has seen: channel log prefix → (last seq, red dots up to it),
-    /// so that an append does not read its channel's log tail back.
-    turn: std::sync::Mutex<Heads>,
-}
-
-/// A channel's last message, as the writer needs it.
-#[derive(Clone)]
-struct Head {
-    seq: u64,
-    red_dots: u64,
-    version: u64,
-    /// Its sender, whose read position is implicitly at it.
-    from: Uid,
-}
-
-impl Head {
-    /// The read position its sender has without it being written.
-    fn senders_position(&self) -> ReadPosition {
-        ReadPosition {
-            read_seq: self.seq,
-            red_dots: self.red_dots,
-            version: self.version,
-        }
-    }
-}
-
-/// The heads cache: bounded, so that memory does not grow with the number
-/// of channels; when full it starts over (a miss reads the log tail).
-#[derive(Default)]
-struct Heads(HashMap<Vec<u8>, Head>);
-
-/// The most channel heads the writer keeps.
-const HEADS_CACHED: usize = 65_536;
-
-impl Heads {
-    fn get(&self, log: &Tree, prefix: &[u8]) -> Result<Option<Head>> {
-        if let Some(h) = self.0.get(prefix) {
-            return Ok(Some(h.clone()));
-        }
-        let tail = log_tail(log, prefix)?;
-        Ok(tail.map(|(seq, t)| Head {
-            seq,
-            red_dots: t.red_dots,
-            version: t.version,
-            from: t.from_uid,
-        }))
-    }
-
-    fn put(&mut self, updates: HashMap<Vec<u8>, Head>) {
-        if self.0.len() + updates.len() > HEADS_CACHED {
-            self.0.clear();
-        }
-        self.0.extend(updates);
-    }
+    /// Held while writing: writers take turns, so that each channel's
+    /// next seq comes from its head in memory.
+    turn: std::sync::Mutex<()>,
+    /// Channel heads, which the writer moves after each record it writes
+    /// and readers share.
+    pub(super) heads: Heads,
 }
 
 impl std::fmt::Debug for Writer {
@@ -135,6 +91,7 @@ impl Writer {
         db: Db,
         log: Tree,
         history: Tree,
+        positions: Tree,
         flush: bool,
         flusher: Arc<GroupFlush>,
     ) -> Result<Self> {
@@ -147,11 +104,13 @@ impl Writer {
             db,
             log,
             history,
+            positions,
             flush,
             flusher,
             stable: AtomicU64::new(reserved),
             reserved: AtomicU64::new(reserved),
-            turn: std::sync::Mutex::new(Heads::default()),
+            turn: std::sync::Mutex::new(()),
+            heads: Heads::default(),
         })
     }
 
@@ -159,20 +118,20 @@ impl Writer {
     pub(super) async fn append(&self, messages: &[Message]) -> Result<Vec<Appended>> {
         if let [one] = messages {
             let (out, ticket) = {
-                let mut heads = self.lock();
-                (self.append_one(&mut heads, one)?, self.flusher.commit())
+                let _turn = self.lock();
+                (self.append_one(one)?, self.flusher.commit())
             };
             self.settle(ticket).await?;
             return Ok(vec![out]);
         }
         let (out, ticket) = {
-            let mut heads = self.lock();
+            let _turn = self.lock();
             let mut plan = Plan::new(self, messages.len() as u64);
             let out = messages
                 .iter()
-                .map(|m| plan.append(&heads, m))
+                .map(|m| plan.append(m))
                 .collect::<Result<Vec<_>>>()?;
-            plan.commit(&mut heads)?;
+            plan.commit()?;
             (out, self.flusher.commit())
         };
         self.settle(ticket).await?;
@@ -183,14 +142,14 @@ impl Writer {
     /// [`ConversationStore::clear_unread`](crate::store::ConversationStore::clear_unread).
     pub(super) async fn clear(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         let ticket = 'write: {
-            let mut heads = self.lock();
+            let _turn = self.lock();
             let prefix = log_prefix(channel);
-            let Some(head) = heads.get(&self.log, &prefix)? else {
+            let Some(head) = self.heads.get(&self.log, &prefix)? else {
                 return Ok(false);
             };
             let read_seq = read_seq.min(head.seq);
             let at = position_key(uid, &prefix);
-            let behind = match self.history.get(&at).map_err(storage)? {
+            let behind = match self.positions.get(&at).map_err(storage)? {
                 Some(v) => {
                     let p: ReadPosition = super::keys::decode(&v, "read position")?;
                     p.read_seq < read_seq
@@ -214,8 +173,8 @@ impl Writer {
                 red_dots,
                 version: plan.version,
             };
-            plan.writes.push((at, encode(&position)?));
-            plan.commit(&mut heads)?;
+            plan.positions.push((at, encode(&position)?));
+            plan.commit()?;
             self.flusher.commit()
         };
         self.settle(ticket).await?;
@@ -239,10 +198,10 @@ impl Writer {
     /// and an insert would be two), the previous sender's position if the
     /// sender changes, then its record. See the module docs for why the
     /// order makes it crash-safe.
-    fn append_one(&self, heads: &mut Heads, m: &Message) -> Result<Appended> {
+    fn append_one(&self, m: &Message) -> Result<Appended> {
         let history = &self.history;
         let prefix = log_prefix(&m.channel);
-        let previous = heads.get(&self.log, &prefix)?;
+        let previous = self.heads.get(&self.log, &prefix)?;
         let (last_seq, dots) = previous.as_ref().map_or((0, 0), |h| (h.seq, h.red_dots));
         let seq = last_seq + 1;
         let location = seq_key(&prefix, seq);
@@ -277,7 +236,7 @@ impl Writer {
             if let Some((a, b)) = m.channel.person_parties() {
                 for party in [a, b] {
                     let entry = person_key(&party, &prefix);
-                    history.insert(entry, &[]).map_err(storage)?;
+                    self.positions.insert(entry, &[]).map_err(storage)?;
                 }
             }
         }
@@ -286,20 +245,17 @@ impl Writer {
             // head's: write it down first.
             let at = position_key(&previous.from, &prefix);
             let position = encode(&previous.senders_position())?;
-            history.insert(at, position).map_err(storage)?;
+            self.positions.insert(at, position).map_err(storage)?;
         }
         let red_dots = dots + u64::from(m.flags.red_dot);
-        let record = encode(&Record::of(m, red_dots, version))?;
-        self.log.insert(location, record).map_err(storage)?;
-        // Stored: the next append must see it.
+        let record = IVec::from(encode(&Record::of(m, red_dots, version))?);
+        self.log.insert(location, record.clone()).map_err(storage)?;
+        // Stored. Published to readers (who read history only up to the
+        // head), then its version: a reader that sees the version sees
+        // the head.
+        self.heads
+            .put(prefix, Head::new(m, seq, red_dots, version, record));
         self.stable.store(version, Ordering::Release);
-        let head = Head {
-            seq,
-            red_dots,
-            version,
-            from: m.from_uid.clone(),
-        };
-        heads.put(HashMap::from([(prefix, head)]));
         Ok(Appended {
             message_id: m.message_id,
             message_seq: seq,
@@ -327,9 +283,9 @@ impl Writer {
     /// The writer's turn. Held only for synchronous work (a few sled
     /// operations, no await), so a plain mutex serves, and costs less than
     /// an async one.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Heads> {
-        // No code path panics while holding the lock: the heads stay
-        // consistent (at worst missing, which reads the log tail).
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // It guards no data of its own: a panic while holding it leaves
+        // nothing inconsistent.
         self.turn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -372,9 +328,12 @@ impl Writer {
 /// One write under the writer's turn: what it has planned so far.
 struct Plan<'a> {
     writer: &'a Writer,
-    writes: Writes,
+    /// Index entries for the `history` tree.
+    indexes: Writes,
+    /// Read positions and person channels, for the `positions` tree.
+    positions: Writes,
     /// Records for the `log` tree.
-    records: Writes,
+    records: Vec<(Vec<u8>, IVec)>,
     version: u64,
     /// A new reservation this plan writes first, if it needs one.
     reserve: Option<u64>,
@@ -389,13 +348,13 @@ impl<'a> Plan<'a> {
     /// A plan that may use up to `versions` new versions.
     fn new(writer: &'a Writer, versions: u64) -> Self {
         let last = writer.stable.load(Ordering::Acquire);
-        let writes = Vec::new();
         // Written, and flushed, before anything that uses it.
         let reserve = (last + versions > writer.reserved.load(Ordering::Acquire))
             .then_some(last + versions + VERSION_BLOCK);
         Plan {
             writer,
-            writes,
+            indexes: Vec::new(),
+            positions: Vec::new(),
             records: Vec::new(),
             version: last,
             reserve,
@@ -405,15 +364,15 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn head(&self, cached: &Heads, prefix: &[u8]) -> Result<Option<Head>> {
+    fn head(&self, prefix: &[u8]) -> Result<Option<Head>> {
         match self.heads.get(prefix) {
             Some(h) => Ok(Some(h.clone())),
-            None => cached.get(&self.writer.log, prefix),
+            None => self.writer.heads.get(&self.writer.log, prefix),
         }
     }
 
     /// Plans one message: a duplicate, or its writes.
-    fn append(&mut self, cached: &Heads, m: &Message) -> Result<Appended> {
+    fn append(&mut self, m: &Message) -> Result<Appended> {
         let history = &self.writer.history;
         let sender = by_sender_key(&m.from_uid, &m.client_msg_no);
         if let Some(&(message_id, message_seq)) = self.taken.get(&sender) {
@@ -442,36 +401,32 @@ impl<'a> Plan<'a> {
             return Err(id_in_use(BACKEND, m.message_id));
         }
         let prefix = log_prefix(&m.channel);
-        let previous = self.head(cached, &prefix)?;
+        let previous = self.head(&prefix)?;
         let (last_seq, dots) = previous.as_ref().map_or((0, 0), |h| (h.seq, h.red_dots));
         let seq = last_seq + 1;
         let red_dots = dots + u64::from(m.flags.red_dot);
         self.version += 1;
         if let Some(previous) = previous.filter(|h| h.from != m.from_uid) {
             let position = encode(&previous.senders_position())?;
-            self.writes
+            self.positions
                 .push((position_key(&previous.from, &prefix), position));
         }
         let location = seq_key(&prefix, seq);
         if seq == 1 {
             if let Some((a, b)) = m.channel.person_parties() {
                 for party in [a, b] {
-                    self.writes.push((person_key(&party, &prefix), Vec::new()));
+                    self.positions
+                        .push((person_key(&party, &prefix), Vec::new()));
                 }
             }
         }
-        self.writes.push((id.to_vec(), location.clone()));
+        self.indexes.push((id.to_vec(), location.clone()));
         let mut by_sender = m.message_id.0.to_be_bytes().to_vec();
         by_sender.extend_from_slice(&location);
-        self.writes.push((sender.clone(), by_sender));
-        let record = encode(&Record::of(m, red_dots, self.version))?;
-        self.records.push((location, record));
-        let head = Head {
-            seq,
-            red_dots,
-            version: self.version,
-            from: m.from_uid.clone(),
-        };
+        self.indexes.push((sender.clone(), by_sender));
+        let record = IVec::from(encode(&Record::of(m, red_dots, self.version))?);
+        self.records.push((location, record.clone()));
+        let head = Head::new(m, seq, red_dots, self.version, record);
         self.heads.insert(prefix, head);
         self.taken.insert(sender, (m.message_id, seq));
         Ok(Appended {
@@ -482,34 +437,40 @@ impl<'a> Plan<'a> {
     }
 
     /// Writes the plan: a clear's position as a plain insert; appends in
-    /// one transaction across both trees, then moves `heads`.
-    fn commit(self, heads: &mut Heads) -> Result<()> {
-        let (log, history) = (&self.writer.log, &self.writer.history);
+    /// one transaction across the three trees, then moves the heads.
+    fn commit(self) -> Result<()> {
+        let writer = self.writer;
+        let (log, history, positions) = (&writer.log, &writer.history, &writer.positions);
         if let Some(reserve) = self.reserve {
             self.writer.reserve(reserve)?;
         }
         if self.records.is_empty() {
-            for (k, v) in &self.writes {
-                history
+            for (k, v) in &self.positions {
+                positions
                     .insert(k.as_slice(), v.as_slice())
                     .map_err(storage)?;
             }
         } else {
-            // Several messages: all or nothing across both trees, and
+            // Several messages: all or nothing across the trees, and
             // visible at once, positions with the records that move them.
-            (log, history)
-                .transaction(|(log, history)| {
-                    for (k, v) in &self.writes {
+            (log, history, positions)
+                .transaction(|(log, history, positions)| {
+                    for (k, v) in &self.indexes {
                         history.insert(k.as_slice(), v.as_slice())?;
                     }
+                    for (k, v) in &self.positions {
+                        positions.insert(k.as_slice(), v.as_slice())?;
+                    }
                     for (k, v) in &self.records {
-                        log.insert(k.as_slice(), v.as_slice())?;
+                        log.insert(k.as_slice(), v.clone())?;
                     }
                     Ok::<_, ConflictableTransactionError<Error>>(())
                 })
                 .map_err(tx_error)?;
+            for (prefix, head) in self.heads {
+                self.writer.heads.put(prefix, head);
+            }
             self.writer.stable.store(self.version, Ordering::Release);
-            heads.put(self.heads);
             return Ok(());
         }
         self.writer.stable.store(self.version, Ordering::Release);
