@@ -46,9 +46,12 @@ fn check_id(kind: &'static str, s: &str, max: usize, forbidden: &[char]) -> Resu
 
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $forbidden:expr) => {
+        string_id!($(#[$meta])* $name, $kind, $max, $forbidden, Arc<str>);
+    };
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $forbidden:expr, $inner:ty) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(Arc<str>);
+        pub struct $name($inner);
 
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -81,7 +84,7 @@ macro_rules! string_id {
             pub fn new(s: impl AsRef<str>) -> Result<Self> {
                 let s = s.as_ref();
                 check_id($kind, s, $max, $forbidden)?;
-                Ok(Self(Arc::from(s)))
+                Ok(Self(<$inner>::from(s)))
             }
 
             /// The id as a string slice.
@@ -93,7 +96,7 @@ macro_rules! string_id {
             /// checking it again (reading history back).
             #[allow(dead_code)]
             pub(crate) fn from_stored(s: &str) -> Self {
-                Self(Arc::from(s))
+                Self(<$inner>::from(s))
             }
         }
 
@@ -178,11 +181,23 @@ string_id!(
     /// The client's own number for a message, used to recognise resends: a
     /// second send with the same `(from_uid, client_msg_no)` is answered with
     /// the first send's id and seq. At most [`MAX_ID_LEN`] bytes, never empty.
+    ///
+    /// Unlike the other ids it can share a buffer with other data (a page
+    /// of history read back shares one), since every message has its own.
     ClientMsgNo,
     "client_msg_no",
     MAX_ID_LEN,
-    &[]
+    &[],
+    bytestring::ByteString
 );
+
+impl ClientMsgNo {
+    /// Wraps a number the crate itself validated and stored, sharing
+    /// `bytes` rather than copying it; `None` if it is not UTF-8.
+    pub(crate) fn from_stored_bytes(bytes: bytes::Bytes) -> Option<Self> {
+        bytestring::ByteString::try_from(bytes).ok().map(Self)
+    }
+}
 
 string_id!(
     /// A channel id. At most [`MAX_CHANNEL_ID_LEN`] bytes, never empty. For

@@ -253,23 +253,42 @@ impl Tail {
 }
 
 /// Reads the messages of one page: ids are not validated again (the crate
-/// validated them before storing), a sender repeated from the message
-/// before shares its id, and payloads are slices of the stored values
-/// rather than copies.
-#[derive(Default)]
+/// validated them before storing), and a sender repeated from the message
+/// before shares its id. The page's client message numbers and payloads
+/// are copied into one buffer that its messages share: no allocation per
+/// message, and sled's node buffers are not held by what the caller keeps.
 pub(super) struct PageReader {
+    channel: Channel,
     last_sender: Option<Uid>,
+    buf: Vec<u8>,
+    parts: Vec<Part>,
+}
+
+/// A message of the page, with its variable-length parts in the buffer.
+struct Part {
+    seq: u64,
+    message_id: MessageId,
+    from_uid: Uid,
+    timestamp_ms: i64,
+    flags: crate::model::Flags,
+    client_msg_no: std::ops::Range<usize>,
+    payload: std::ops::Range<usize>,
 }
 
 impl PageReader {
-    /// The message stored as `value` at `seq` in `channel`.
-    pub(super) fn message(
-        &mut self,
-        value: sled::IVec,
-        channel: Channel,
-        seq: u64,
-    ) -> Result<crate::model::Message> {
-        let r: RecordRef<'_> = decode_in_place(&value, "message")?;
+    /// A page of up to about `capacity` messages of `channel`.
+    pub(super) fn new(channel: Channel, capacity: usize) -> Self {
+        PageReader {
+            channel,
+            last_sender: None,
+            buf: Vec::with_capacity(capacity * 256),
+            parts: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Adds the message stored as `value` at `seq`.
+    pub(super) fn push(&mut self, seq: u64, value: &[u8]) -> Result<()> {
+        let r: RecordRef<'_> = decode_in_place(value, "message")?;
         let from_uid = match &self.last_sender {
             Some(last) if last.as_str() == r.from_uid => last.clone(),
             _ => {
@@ -278,22 +297,47 @@ impl PageReader {
                 uid
             }
         };
-        let start = r.payload.as_ptr() as usize - value.as_ptr() as usize;
-        let end = start + r.payload.len();
-        let message = crate::model::Message {
+        let mut copy = |part: &[u8]| {
+            let start = self.buf.len();
+            self.buf.extend_from_slice(part);
+            start..self.buf.len()
+        };
+        let client_msg_no = copy(r.client_msg_no.as_bytes());
+        let payload = copy(r.payload);
+        self.parts.push(Part {
+            seq,
             message_id: r.message_id,
-            message_seq: seq,
-            client_msg_no: ClientMsgNo::from_stored(r.client_msg_no),
             from_uid,
-            channel,
             timestamp_ms: r.timestamp_ms,
             flags: r.flags,
-            payload: bytes::Bytes::new(),
-        };
-        Ok(crate::model::Message {
-            payload: bytes::Bytes::from_owner(value).slice(start..end),
-            ..message
-        })
+            client_msg_no,
+            payload,
+        });
+        Ok(())
+    }
+
+    /// The page's messages, in the order they were added.
+    pub(super) fn finish(self) -> Result<Vec<crate::model::Message>> {
+        let shared = bytes::Bytes::from(self.buf);
+        let channel = self.channel;
+        self.parts
+            .into_iter()
+            .map(|p| {
+                let client_msg_no =
+                    ClientMsgNo::from_stored_bytes(shared.slice(p.client_msg_no))
+                        .ok_or_else(|| Error::corrupt("a stored client_msg_no is not UTF-8"))?;
+                Ok(crate::model::Message {
+                    message_id: p.message_id,
+                    message_seq: p.seq,
+                    client_msg_no,
+                    from_uid: p.from_uid,
+                    channel: channel.clone(),
+                    timestamp_ms: p.timestamp_ms,
+                    flags: p.flags,
+                    payload: shared.slice(p.payload),
+                })
+            })
+            .collect()
     }
 }
 

@@ -66,8 +66,9 @@ impl MessageLog for SledStore {
         let (lo, hi) = match page.direction {
             Direction::Forward if page.from == head.seq => {
                 // A conversation's last message: from memory.
-                let last = PageReader::default().message(head.record, channel.clone(), head.seq)?;
-                return Ok(vec![last]);
+                let mut reader = PageReader::new(channel.clone(), 1);
+                reader.push(head.seq, &head.record)?;
+                return reader.finish();
             }
             Direction::Forward => {
                 let from = page.from.max(1); // seqs start at 1
@@ -82,26 +83,16 @@ impl MessageLog for SledStore {
             .writer
             .log
             .range(seq_key(&prefix, lo)..=seq_key(&prefix, hi));
-        let mut reader = PageReader::default();
-        let mut decode_kv = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Message> {
+        let mut reader = PageReader::new(channel.clone(), page.limit.min(1_000));
+        let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<()> {
             let (k, v) = kv.map_err(storage)?;
-            let seq = key_suffix_u64(&k, "record key")?;
-            reader.message(v, channel.clone(), seq)
+            reader.push(key_suffix_u64(&k, "record key")?, &v)
         };
-        let mut out = Vec::with_capacity(page.limit.min(1_000));
         match page.direction {
-            Direction::Forward => {
-                for kv in range.take(page.limit) {
-                    out.push(decode_kv(kv)?);
-                }
-            }
-            Direction::Backward => {
-                for kv in range.rev().take(page.limit) {
-                    out.push(decode_kv(kv)?);
-                }
-            }
+            Direction::Forward => range.take(page.limit).try_for_each(&mut push)?,
+            Direction::Backward => range.rev().take(page.limit).try_for_each(&mut push)?,
         }
-        Ok(out)
+        reader.finish()
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>> {
