@@ -150,7 +150,7 @@ fn conversation_sync(c: &mut Criterion) {
         drop(store);
         let store = sled_store(dir.path());
         let hub = Hub::builder()
-            .store(store)
+            .store(store.clone())
             .directory(directory)
             .build()
             .unwrap();
@@ -161,6 +161,19 @@ fn conversation_sync(c: &mut Criterion) {
                 assert!(list.iter().all(|v| v.conversation.unread == per_channel));
             })
         });
+        // A control: 1,000 look-ups in the revocations tree, which is empty
+        // at every history length. What it loses as the history grows is
+        // what the process loses, not what the sync does.
+        let ids: Vec<MessageId> = (1..=1_000).map(MessageId).collect();
+        g.bench_function(
+            BenchmarkId::new("control_empty_tree_gets", per_channel * 1_000),
+            |b| {
+                b.to_async(&rt).iter(|| async {
+                    let found = store.lookup_revocations(&ids).await.unwrap();
+                    assert!(found.iter().all(Option::is_none));
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -150,7 +150,59 @@ fn w1_send(c: &mut Criterion) {
     let (db, _d4) = raw_sled(500);
     let substrate = raw_inserts(&db, true);
     g.bench_function("raw_sled/flush", |b| b.iter(&substrate));
+    // The substrate's own ceiling for concurrent flushed writes: bare sled,
+    // one key per write, writers on OS threads sharing flushes as well as
+    // they can (group commit), at 1 and 64 writers.
+    for writers in [1, 64] {
+        let (db, _d) = raw_sled(500);
+        g.bench_function(BenchmarkId::new("raw_sled/flush_group", writers), |b| {
+            b.iter_custom(|iters| raw_group_commit(&db, writers, iters))
+        });
+    }
     g.finish();
+}
+
+/// `n` raw inserts by `writers` threads, each insert waiting until a flush
+/// that started after it has finished; one flush at a time, by whichever
+/// waiting writer finds none running. Returns the time.
+fn raw_group_commit(db: &sled::Db, writers: usize, n: u64) -> Duration {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Condvar, Mutex};
+    let value = raw_value(&message(0, &uid("a"), &Channel::group("g").unwrap()));
+    let next = AtomicU64::new(0);
+    let committed = AtomicU64::new(0);
+    // (durable up to this ticket, a flush is running)
+    let durable = (Mutex::new((0u64, false)), Condvar::new());
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..writers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                db.insert(i.to_be_bytes(), value.as_slice()).unwrap();
+                let ticket = committed.fetch_add(1, Ordering::AcqRel) + 1;
+                let (lock, flushed) = &durable;
+                let mut state = lock.lock().unwrap();
+                while state.0 < ticket {
+                    if state.1 {
+                        state = flushed.wait(state).unwrap();
+                        continue;
+                    }
+                    state.1 = true;
+                    drop(state);
+                    let target = committed.load(Ordering::Acquire);
+                    db.flush().unwrap();
+                    state = lock.lock().unwrap();
+                    state.0 = state.0.max(target);
+                    state.1 = false;
+                    flushed.notify_all();
+                }
+            });
+        }
+    });
+    start.elapsed()
 }
 
 /// One raw insert of the next message's key and value, optionally flushed.
