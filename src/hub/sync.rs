@@ -59,26 +59,34 @@ impl Hub {
             .store
             .read(&channel, Page { limit, ..page })
             .await?;
-        // One range look-up of the page's seqs in the channel's revocations.
+        // One range look-up of the page's seqs in the channel's revocations
+        // (few: a walk of the page finds them).
         let (Some(lo), Some(hi)) = (
             messages.iter().map(|m| m.message_seq).min(),
             messages.iter().map(|m| m.message_seq).max(),
         ) else {
             return Ok(Vec::new());
         };
-        let mut revoked: std::collections::HashMap<MessageId, Revocation> = self
+        let mut revoked = self
             .inner
             .store
             .revocations_between(&channel, lo, hi)
-            .await?
+            .await?;
+        revoked.sort_unstable_by_key(|r| r.message_id);
+        let strip = self.inner.config.strip_revoked_payload;
+        Ok(messages
             .into_iter()
-            .map(|r| (r.message_id, r))
-            .collect();
-        let found = messages
-            .iter()
-            .map(|m| revoked.remove(&m.message_id))
-            .collect();
-        Ok(self.mark_revoked(messages, found))
+            .map(|mut message| {
+                let revoked = revoked
+                    .binary_search_by_key(&message.message_id, |r| r.message_id)
+                    .ok()
+                    .map(|i| revoked[i].clone());
+                if revoked.is_some() && strip {
+                    message.payload = Bytes::new();
+                }
+                HistoryMessage { message, revoked }
+            })
+            .collect())
     }
 
     /// The stored form of `channel`, if `reader` may read it.
