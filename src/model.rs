@@ -197,6 +197,14 @@ impl ClientMsgNo {
     pub(crate) fn from_stored_bytes(bytes: bytes::Bytes) -> Option<Self> {
         bytestring::ByteString::try_from(bytes).ok().map(Self)
     }
+
+    /// An empty number, which no valid message has: only a stand-in while
+    /// a page of history is read back, replaced before the page is handed
+    /// out.
+    #[cfg(feature = "sled")]
+    pub(crate) fn placeholder() -> Self {
+        Self(bytestring::ByteString::from_static(""))
+    }
 }
 
 string_id!(

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use sled::{IVec, Tree};
 
-use super::keys::Tail;
+use super::record::Tail;
 use super::storage;
 use crate::error::Result;
 use crate::model::{Message, MessageId, Uid};

@@ -200,180 +200,6 @@ pub(super) fn person_key(uid: &Uid, log_prefix: &[u8]) -> Vec<u8> {
     k
 }
 
-/// A message as the log stores it: its channel and seq are in its key; the
-/// channel's running red-dot count and the store version of the append
-/// come with it, so that the last record of a channel is its head.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(super) struct Record {
-    pub(super) message_id: MessageId,
-    pub(super) client_msg_no: ClientMsgNo,
-    pub(super) from_uid: Uid,
-    pub(super) timestamp_ms: i64,
-    pub(super) flags: crate::model::Flags,
-    pub(super) red_dots: u64,
-    pub(super) version: u64,
-    /// Last, so that everything before it is small to skip.
-    pub(super) payload: bytes::Bytes,
-}
-
-/// A record read in place: ids and payload borrowed from the stored value.
-#[derive(serde::Deserialize)]
-struct RecordRef<'a> {
-    message_id: MessageId,
-    client_msg_no: &'a str,
-    from_uid: &'a str,
-    timestamp_ms: i64,
-    flags: crate::model::Flags,
-    red_dots: u64,
-    version: u64,
-    payload: &'a [u8],
-}
-
-/// What a channel's last record says of the channel: read in place,
-/// without copying the record's ids or payload.
-pub(super) struct Tail {
-    pub(super) message_id: MessageId,
-    pub(super) from_uid: Uid,
-    pub(super) timestamp_ms: i64,
-    pub(super) red_dots: u64,
-    pub(super) version: u64,
-}
-
-impl Tail {
-    pub(super) fn decode(value: &[u8]) -> Result<Self> {
-        let r: RecordRef<'_> = decode_in_place(value, "message")?;
-        Ok(Tail {
-            message_id: r.message_id,
-            from_uid: Uid::from_stored(r.from_uid),
-            timestamp_ms: r.timestamp_ms,
-            red_dots: r.red_dots,
-            version: r.version,
-        })
-    }
-}
-
-/// Reads the messages of one page: ids are not validated again (the crate
-/// validated them before storing), and a sender repeated from the message
-/// before shares its id. The page's client message numbers and payloads
-/// are copied into one buffer that its messages share: no allocation per
-/// message, and sled's node buffers are not held by what the caller keeps.
-pub(super) struct PageReader {
-    channel: Channel,
-    last_sender: Option<Uid>,
-    buf: Vec<u8>,
-    parts: Vec<Part>,
-}
-
-/// A message of the page, with its variable-length parts in the buffer.
-struct Part {
-    seq: u64,
-    message_id: MessageId,
-    from_uid: Uid,
-    timestamp_ms: i64,
-    flags: crate::model::Flags,
-    client_msg_no: std::ops::Range<usize>,
-    payload: std::ops::Range<usize>,
-}
-
-impl PageReader {
-    /// A page of up to about `capacity` messages of `channel`.
-    pub(super) fn new(channel: Channel, capacity: usize) -> Self {
-        PageReader {
-            channel,
-            last_sender: None,
-            buf: Vec::with_capacity(capacity * 256),
-            parts: Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Adds the message stored as `value` at `seq`.
-    pub(super) fn push(&mut self, seq: u64, value: &[u8]) -> Result<()> {
-        let r: RecordRef<'_> = decode_in_place(value, "message")?;
-        let from_uid = match &self.last_sender {
-            Some(last) if last.as_str() == r.from_uid => last.clone(),
-            _ => {
-                let uid = Uid::from_stored(r.from_uid);
-                self.last_sender = Some(uid.clone());
-                uid
-            }
-        };
-        let mut copy = |part: &[u8]| {
-            let start = self.buf.len();
-            self.buf.extend_from_slice(part);
-            start..self.buf.len()
-        };
-        let client_msg_no = copy(r.client_msg_no.as_bytes());
-        let payload = copy(r.payload);
-        self.parts.push(Part {
-            seq,
-            message_id: r.message_id,
-            from_uid,
-            timestamp_ms: r.timestamp_ms,
-            flags: r.flags,
-            client_msg_no,
-            payload,
-        });
-        Ok(())
-    }
-
-    /// The page's messages, in the order they were added.
-    pub(super) fn finish(self) -> Result<Vec<crate::model::Message>> {
-        let shared = bytes::Bytes::from(self.buf);
-        let channel = self.channel;
-        self.parts
-            .into_iter()
-            .map(|p| {
-                let client_msg_no =
-                    ClientMsgNo::from_stored_bytes(shared.slice(p.client_msg_no))
-                        .ok_or_else(|| Error::corrupt("a stored client_msg_no is not UTF-8"))?;
-                Ok(crate::model::Message {
-                    message_id: p.message_id,
-                    message_seq: p.seq,
-                    client_msg_no,
-                    from_uid: p.from_uid,
-                    channel: channel.clone(),
-                    timestamp_ms: p.timestamp_ms,
-                    flags: p.flags,
-                    payload: shared.slice(p.payload),
-                })
-            })
-            .collect()
-    }
-}
-
-impl Record {
-    pub(super) fn of(m: &crate::model::Message, red_dots: u64, version: u64) -> Self {
-        Record {
-            message_id: m.message_id,
-            client_msg_no: m.client_msg_no.clone(),
-            from_uid: m.from_uid.clone(),
-            timestamp_ms: m.timestamp_ms,
-            flags: m.flags,
-            red_dots,
-            version,
-            payload: m.payload.clone(),
-        }
-    }
-
-    pub(super) fn decode(value: &[u8]) -> Result<Self> {
-        decode(value, "message")
-    }
-
-    /// The message this record holds, at `seq` in `channel`.
-    pub(super) fn into_message(self, channel: Channel, seq: u64) -> crate::model::Message {
-        crate::model::Message {
-            message_id: self.message_id,
-            message_seq: seq,
-            client_msg_no: self.client_msg_no,
-            from_uid: self.from_uid,
-            channel,
-            timestamp_ms: self.timestamp_ms,
-            flags: self.flags,
-            payload: self.payload,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,16 +217,17 @@ mod tests {
 
     #[test]
     fn garbage_values_are_corrupt_not_panics() {
+        type Position = crate::store::ReadPosition;
         assert!(matches!(
-            decode::<Record>(&[], "m"),
+            decode::<Position>(&[], "p"),
             Err(Error::Corrupt { .. })
         ));
         assert!(matches!(
-            decode::<Record>(&[VALUE_FORMAT, 0xff, 0xff], "m"),
+            decode::<Position>(&[VALUE_FORMAT, 0xff, 0xff], "p"),
             Err(Error::Corrupt { .. })
         ));
         assert!(matches!(
-            decode::<Record>(&[9, 1, 2], "m"),
+            decode::<Position>(&[9, 1, 2], "p"),
             Err(Error::Corrupt { .. })
         ));
         assert!(be_u64(&[1, 2, 3], "x").is_err());

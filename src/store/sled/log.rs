@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 
 use super::heads::Head;
+use super::record::{PageReader, RecordRef};
 use super::keys::{
     by_sender_key, channel_of_log_prefix, decode, decode_channel_key, id_key, key_suffix_u64,
-    log_prefix, persons_prefix, position_key, seq_key, PageReader,
+    log_prefix, persons_prefix, position_key, seq_key,
 };
 use super::{storage, SledStore};
 use crate::error::{Error, Result};
@@ -36,7 +37,7 @@ impl SledStore {
             .ok_or_else(|| Error::corrupt("record key too short"))?;
         let channel = channel_of_log_prefix(&location[..split])?;
         let seq = key_suffix_u64(location, "record key")?;
-        Ok(Some(record.into_message(channel, seq)))
+        RecordRef::parse(&record)?.to_message(channel, seq).map(Some)
     }
 }
 

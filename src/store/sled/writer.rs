@@ -37,9 +37,10 @@ use sled::{Db, IVec, Transactional, Tree};
 
 use super::flush::GroupFlush;
 use super::heads::{Head, Heads};
+use super::record::{self, RecordRef, Tail};
 use super::keys::{
-    be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key, Record,
-    Tail, VERSION_KEY,
+    be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key,
+    VERSION_KEY,
 };
 use super::{storage, tx_error, BACKEND};
 use crate::error::{Error, Result};
@@ -248,7 +249,7 @@ impl Writer {
             self.positions.insert(at, position).map_err(storage)?;
         }
         let red_dots = dots + u64::from(m.flags.red_dot);
-        let record = IVec::from(encode(&Record::of(m, red_dots, version))?);
+        let record = IVec::from(record::encode(m, red_dots, version)?);
         self.log.insert(location, record.clone()).map_err(storage)?;
         // Stored. Published to readers (who read history only up to the
         // head), then its version: a reader that sees the version sees
@@ -306,11 +307,11 @@ impl Writer {
     /// The record at `location` if it is the message `id`: index entries
     /// whose record a crash lost are dangling, and point at nothing or at a
     /// later message that took the same seq.
-    pub(super) fn record_of(&self, id: MessageId, location: &[u8]) -> Result<Option<Record>> {
+    pub(super) fn record_of(&self, id: MessageId, location: &[u8]) -> Result<Option<IVec>> {
         match self.log.get(location).map_err(storage)? {
             Some(v) => {
-                let record = Record::decode(&v)?;
-                Ok((record.message_id == id).then_some(record))
+                let stored = RecordRef::parse(&v)?.message_id;
+                Ok((stored == id).then_some(v))
             }
             None => Ok(None),
         }
@@ -424,7 +425,7 @@ impl<'a> Plan<'a> {
         let mut by_sender = m.message_id.0.to_be_bytes().to_vec();
         by_sender.extend_from_slice(&location);
         self.indexes.push((sender.clone(), by_sender));
-        let record = IVec::from(encode(&Record::of(m, red_dots, self.version))?);
+        let record = IVec::from(record::encode(m, red_dots, self.version)?);
         self.records.push((location, record.clone()));
         let head = Head::new(m, seq, red_dots, self.version, record);
         self.heads.insert(prefix, head);
