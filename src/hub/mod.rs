@@ -36,6 +36,7 @@ use crate::session::{
     in_process, ConnectionId, Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason,
     InProcessConnection, LoginTicket, Sessions, SinkError,
 };
+pub use crate::store::HistoryMessage;
 use crate::store::{
     check_limit, Conversation, MemoryStore, NewRevocation, Page, QueuedCommand, Recorded,
     Revocation, Store,
@@ -160,26 +161,6 @@ pub struct ConversationView {
     /// The last message, read from the log when the view was made, with its
     /// revocation state merged.
     pub last_message: Option<HistoryMessage>,
-}
-
-/// A message read from history, with its revocation state merged in.
-///
-/// It dereferences to the [`Message`]. When the message was revoked and the
-/// hub strips revoked payloads (the default), `payload` is empty: revoked
-/// content never leaves the crate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryMessage {
-    /// The message (payload removed if revoked and stripped).
-    pub message: Message,
-    /// Its revocation, if revoked.
-    pub revoked: Option<Revocation>,
-}
-
-impl std::ops::Deref for HistoryMessage {
-    type Target = Message;
-    fn deref(&self) -> &Message {
-        &self.message
-    }
 }
 
 /// The hub's settings.

@@ -54,39 +54,47 @@ impl Hub {
     ) -> Result<Vec<HistoryMessage>> {
         let limit = self.page_limit(page.limit)?;
         let channel = self.readable(reader, channel).await?;
-        let messages = self
+        let mut page = self
             .inner
             .store
-            .read(&channel, Page { limit, ..page })
+            .read_history(&channel, Page { limit, ..page })
             .await?;
         // One range look-up of the page's seqs in the channel's revocations
-        // (few: a walk of the page finds them).
-        let (Some(lo), Some(hi)) = (
-            messages.iter().map(|m| m.message_seq).min(),
-            messages.iter().map(|m| m.message_seq).max(),
-        ) else {
-            return Ok(Vec::new());
+        // (few), each then found in the page by seq (in order, either way).
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            return Ok(page);
         };
-        let mut revoked = self
+        let (lo, hi) = (
+            first.message_seq.min(last.message_seq),
+            first.message_seq.max(last.message_seq),
+        );
+        let revoked = self
             .inner
             .store
             .revocations_between(&channel, lo, hi)
             .await?;
-        revoked.sort_unstable_by_key(|r| r.message_id);
         let strip = self.inner.config.strip_revoked_payload;
-        Ok(messages
-            .into_iter()
-            .map(|mut message| {
-                let revoked = revoked
-                    .binary_search_by_key(&message.message_id, |r| r.message_id)
-                    .ok()
-                    .map(|i| revoked[i].clone());
-                if revoked.is_some() && strip {
-                    message.payload = Bytes::new();
+        let ascending = first.message_seq <= last.message_seq;
+        for revocation in revoked {
+            let found = page.binary_search_by(|h| {
+                let order = h.message_seq.cmp(&revocation.message_seq);
+                if ascending {
+                    order
+                } else {
+                    order.reverse()
                 }
-                HistoryMessage { message, revoked }
-            })
-            .collect())
+            });
+            let Ok(at) = found else { continue };
+            let h = &mut page[at];
+            if h.message_id != revocation.message_id {
+                continue; // not this message (cannot be: seqs are unique)
+            }
+            if strip {
+                h.message.payload = Bytes::new();
+            }
+            h.revoked = Some(Box::new(revocation));
+        }
+        Ok(page)
     }
 
     /// The stored form of `channel`, if `reader` may read it.
@@ -122,7 +130,10 @@ impl Hub {
                 if revoked.is_some() && strip {
                     message.payload = Bytes::new();
                 }
-                HistoryMessage { message, revoked }
+                HistoryMessage {
+                    message,
+                    revoked: revoked.map(Box::new),
+                }
             })
             .collect()
     }

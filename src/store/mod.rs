@@ -159,6 +159,20 @@ pub trait MessageLog: Send + Sync + Debug + 'static {
     /// in that direction.
     async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>>;
 
+    /// [`read`](Self::read), each message in a [`HistoryMessage`] whose
+    /// `revoked` is `None`, for the hub to merge revocations into. A backend
+    /// may build them directly rather than wrap what `read` returns.
+    async fn read_history(&self, channel: &Channel, page: Page) -> Result<Vec<HistoryMessage>> {
+        let messages = self.read(channel, page).await?;
+        Ok(messages
+            .into_iter()
+            .map(|message| HistoryMessage {
+                message,
+                revoked: None,
+            })
+            .collect())
+    }
+
     /// The message with this id, if it is in the log.
     async fn get(&self, id: MessageId) -> Result<Option<Message>>;
 
@@ -265,6 +279,29 @@ pub struct Revocation {
     /// The channel's version when this was recorded: per channel, strictly
     /// increasing from 1.
     pub extra_version: u64,
+}
+
+/// A message read from history, with its revocation state merged in.
+///
+/// It dereferences to the [`Message`]. When the message was revoked and the
+/// hub strips revoked payloads (the default), `payload` is empty: revoked
+/// content never leaves the crate. A store's
+/// [`read_history`](MessageLog::read_history) gives them with `revoked`
+/// unset; the hub merges revocations in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    /// The message (payload removed if revoked and stripped).
+    pub message: Message,
+    /// Its revocation, if revoked (boxed: few messages are, and a page of
+    /// history stays small).
+    pub revoked: Option<Box<Revocation>>,
+}
+
+impl std::ops::Deref for HistoryMessage {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.message
+    }
 }
 
 /// The outcome of [`RevocationStore::record_revocation`].

@@ -8,16 +8,17 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 
 use super::heads::Head;
-use super::record::{PageReader, RecordRef};
 use super::keys::{
     by_sender_key, channel_of_log_prefix, decode, decode_channel_key, id_key, key_suffix_u64,
     log_prefix, persons_prefix, position_key, seq_key,
 };
+use super::record::{PageItem, PageReader, RecordRef};
 use super::{storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 use crate::store::{
-    Appended, Conversation, ConversationStore, Direction, MessageLog, Page, ReadPosition,
+    Appended, Conversation, ConversationStore, Direction, HistoryMessage, MessageLog, Page,
+    ReadPosition,
 };
 
 impl SledStore {
@@ -37,23 +38,13 @@ impl SledStore {
             .ok_or_else(|| Error::corrupt("record key too short"))?;
         let channel = channel_of_log_prefix(&location[..split])?;
         let seq = key_suffix_u64(location, "record key")?;
-        RecordRef::parse(&record)?.to_message(channel, seq).map(Some)
-    }
-}
-
-#[async_trait]
-impl MessageLog for SledStore {
-    /// Plain inserts for one message, one atomic batch for several; with
-    /// [`Durability::Flush`](super::Durability::Flush), one flush shared by
-    /// every append at the same time.
-    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.writer.append(&messages).await
+        RecordRef::parse(&record)?
+            .to_message(channel, seq)
+            .map(Some)
     }
 
-    async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>> {
+    /// A page of `channel`'s history, as messages or history messages.
+    fn page<T: PageItem>(&self, channel: &Channel, page: Page) -> Result<Vec<T>> {
         page.validate()?;
         let prefix = log_prefix(channel);
         // Up to the head only: the writer publishes a head after its
@@ -90,10 +81,39 @@ impl MessageLog for SledStore {
             reader.push(key_suffix_u64(&k, "record key")?, &v)
         };
         match page.direction {
-            Direction::Forward => range.take(page.limit).try_for_each(&mut push)?,
-            Direction::Backward => range.rev().take(page.limit).try_for_each(&mut push)?,
+            Direction::Forward => {
+                for kv in range.take(page.limit) {
+                    push(kv)?;
+                }
+            }
+            Direction::Backward => {
+                for kv in range.rev().take(page.limit) {
+                    push(kv)?;
+                }
+            }
         }
         reader.finish()
+    }
+}
+
+#[async_trait]
+impl MessageLog for SledStore {
+    /// Plain inserts for one message, one atomic batch for several; with
+    /// [`Durability::Flush`](super::Durability::Flush), one flush shared by
+    /// every append at the same time.
+    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer.append(&messages).await
+    }
+
+    async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>> {
+        self.page(channel, page)
+    }
+
+    async fn read_history(&self, channel: &Channel, page: Page) -> Result<Vec<HistoryMessage>> {
+        self.page(channel, page)
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>> {

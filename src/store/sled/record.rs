@@ -24,6 +24,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
+use crate::store::HistoryMessage;
 
 /// First byte of a record.
 const RECORD_FORMAT: u8 = 2;
@@ -97,7 +98,7 @@ impl<'a> RecordRef<'a> {
     }
 
     /// The sender, as stored (validated when it was stored).
-    pub(super) fn from_uid(&self) -> Result<Uid> {
+    pub(super) fn sender(&self) -> Result<Uid> {
         Ok(Uid::from_stored(utf8(self.from_uid)?))
     }
 
@@ -107,7 +108,7 @@ impl<'a> RecordRef<'a> {
             message_id: self.message_id,
             message_seq: seq,
             client_msg_no: ClientMsgNo::from_stored(utf8(self.client_msg_no)?),
-            from_uid: self.from_uid()?,
+            from_uid: self.sender()?,
             channel,
             timestamp_ms: self.timestamp_ms,
             flags: self.flags,
@@ -125,16 +126,51 @@ fn utf8(bytes: &[u8]) -> Result<&str> {
 /// before shares its id. The page's client message numbers and payloads
 /// are copied into one buffer that its messages share: no allocation per
 /// message, and sled's node buffers are not held by what the caller keeps.
-pub(super) struct PageReader {
+pub(super) struct PageReader<T = Message> {
     channel: Channel,
     buf: Vec<u8>,
-    messages: Vec<Message>,
+    messages: Vec<T>,
     /// Where each message's client_msg_no ends and its payload ends in
     /// `buf` (each starts where the one before ends).
     ends: Vec<(usize, usize)>,
 }
 
-impl PageReader {
+/// What a page is made of: messages, or history messages (built in place,
+/// not wrapped afterwards, which would copy the page).
+pub(super) trait PageItem {
+    fn wrap(message: Message) -> Self;
+    fn message(&self) -> &Message;
+    fn message_mut(&mut self) -> &mut Message;
+}
+
+impl PageItem for Message {
+    fn wrap(message: Message) -> Self {
+        message
+    }
+    fn message(&self) -> &Message {
+        self
+    }
+    fn message_mut(&mut self) -> &mut Message {
+        self
+    }
+}
+
+impl PageItem for HistoryMessage {
+    fn wrap(message: Message) -> Self {
+        HistoryMessage {
+            message,
+            revoked: None,
+        }
+    }
+    fn message(&self) -> &Message {
+        &self.message
+    }
+    fn message_mut(&mut self) -> &mut Message {
+        &mut self.message
+    }
+}
+
+impl<T: PageItem> PageReader<T> {
     /// A page of up to about `capacity` messages of `channel`.
     pub(super) fn new(channel: Channel, capacity: usize) -> Self {
         PageReader {
@@ -148,15 +184,15 @@ impl PageReader {
     /// Adds the message stored as `value` at `seq`.
     pub(super) fn push(&mut self, seq: u64, value: &[u8]) -> Result<()> {
         let r = RecordRef::parse(value)?;
-        let from_uid = match self.messages.last() {
+        let from_uid = match self.messages.last().map(T::message) {
             Some(last) if last.from_uid.as_str().as_bytes() == r.from_uid => last.from_uid.clone(),
-            _ => r.from_uid()?,
+            _ => r.sender()?,
         };
         self.buf.extend_from_slice(r.client_msg_no);
         let no_end = self.buf.len();
         self.buf.extend_from_slice(r.payload);
         self.ends.push((no_end, self.buf.len()));
-        self.messages.push(Message {
+        self.messages.push(T::wrap(Message {
             message_id: r.message_id,
             message_seq: seq,
             // Set by `finish`, once the buffer is shared.
@@ -166,15 +202,16 @@ impl PageReader {
             timestamp_ms: r.timestamp_ms,
             flags: r.flags,
             payload: Bytes::new(),
-        });
+        }));
         Ok(())
     }
 
     /// The page's messages, in the order they were added.
-    pub(super) fn finish(mut self) -> Result<Vec<Message>> {
+    pub(super) fn finish(mut self) -> Result<Vec<T>> {
         let shared = Bytes::from(self.buf);
         let mut start = 0;
-        for (m, &(no_end, end)) in self.messages.iter_mut().zip(&self.ends) {
+        for (item, &(no_end, end)) in self.messages.iter_mut().zip(&self.ends) {
+            let m = item.message_mut();
             m.client_msg_no = ClientMsgNo::from_stored_bytes(shared.slice(start..no_end))
                 .ok_or_else(|| Error::corrupt("message record: a client_msg_no is not UTF-8"))?;
             m.payload = shared.slice(no_end..end);
@@ -198,7 +235,7 @@ impl Tail {
         let r = RecordRef::parse(value)?;
         Ok(Tail {
             message_id: r.message_id,
-            from_uid: r.from_uid()?,
+            from_uid: r.sender()?,
             timestamp_ms: r.timestamp_ms,
             red_dots: r.red_dots,
             version: r.version,
@@ -227,7 +264,7 @@ mod tests {
     fn records_round_trip_through_a_page() {
         let m = sample();
         let value = encode(&m, 3, 9).unwrap();
-        let mut page = PageReader::new(m.channel.clone(), 2);
+        let mut page = PageReader::<Message>::new(m.channel.clone(), 2);
         page.push(4, &value).unwrap();
         page.push(5, &value).unwrap();
         let read = page.finish().unwrap();
@@ -259,6 +296,6 @@ mod tests {
         assert!(matches!(RecordRef::parse(&bad), Err(Error::Corrupt { .. })));
         let mut bad = value;
         bad[HEADER] = 0xff; // not UTF-8
-        assert!(RecordRef::parse(&bad).unwrap().from_uid().is_err());
+        assert!(RecordRef::parse(&bad).unwrap().sender().is_err());
     }
 }

@@ -37,11 +37,11 @@ use sled::{Db, IVec, Transactional, Tree};
 
 use super::flush::GroupFlush;
 use super::heads::{Head, Heads};
-use super::record::{self, RecordRef, Tail};
 use super::keys::{
     be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key,
     VERSION_KEY,
 };
+use super::record::{self, RecordRef, Tail};
 use super::{storage, tx_error, BACKEND};
 use crate::error::{Error, Result};
 use crate::model::{Channel, Message, MessageId, Uid};
