@@ -4,7 +4,8 @@ import { before, after } from 'node:test';
 import { startServer, registerToken } from './server.mjs';
 import { SdkClient, DeviceFlag } from './client.mjs';
 
-export function useServer() {
+/** `args`: extra command-line arguments for the server. */
+export function useServer({ args = [] } = {}) {
   const env = {
     server: undefined,
     clients: [],
@@ -34,7 +35,7 @@ export function useServer() {
     },
   };
   before(async () => {
-    env.server = await startServer();
+    env.server = await startServer({ args });
   });
   after(async () => {
     await Promise.all(env.clients.map((c) => c.close()));

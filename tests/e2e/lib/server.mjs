@@ -24,7 +24,7 @@ export const b64json = (obj) => Buffer.from(JSON.stringify(obj), 'utf8').toStrin
 /** Decodes a base64 payload back to its JSON value. */
 export const unb64json = (s) => JSON.parse(Buffer.from(s, 'base64').toString('utf8'));
 
-export async function startServer({ timeout = 30000 } = {}) {
+export async function startServer({ timeout = 30000, args = [] } = {}) {
   const bin = serverBinary();
   if (!existsSync(bin)) {
     throw new Error(
@@ -32,7 +32,7 @@ export async function startServer({ timeout = 30000 } = {}) {
     );
   }
   const dataDir = await mkdtemp(join(tmpdir(), 'imcore-e2e-'));
-  const child = spawn(bin, ['--port', '0', '--data', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(bin, ['--port', '0', '--data', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 
   const output = [];
   const keep = (line) => {

@@ -10,6 +10,12 @@
 //! directory from `IMCORE_DATA`. When ready it prints one line,
 //! `listening on 127.0.0.1:<port>`. Everything listens on 127.0.0.1 only.
 //!
+//! A connection must send its HTTP request headers, and after a WebSocket
+//! upgrade its CONNECT, each within the connect timeout
+//! (`--connect-timeout-ms`, `IMCORE_CONNECT_TIMEOUT_MS`; default 2,000 ms,
+//! WuKongIM's): a connection that sends nothing, or half a request, is
+//! closed then instead of being held.
+//!
 //! - WebSocket, `ws://127.0.0.1:<port>/`: WuKongIM's binary protocol v2
 //!   ([`imcore::wire::WireServer`]).
 //! - HTTP, all `POST` with JSON bodies on the same port; errors are HTTP
@@ -43,12 +49,11 @@
 //! embedded sled store and survive a restart. Tokens and groups are the
 //! host's own data; this example keeps them in memory.
 
-use std::future::ready;
+mod net;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -56,10 +61,8 @@ use axum::routing::{any, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use imcore::store::Page;
-use imcore::wire::{TokenTable, WireServer};
+use imcore::wire::{TokenTable, WireConfig, WireServer};
 use imcore::{
     Channel, ChannelId, ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, Error, Flags,
     HistoryMessage, Hub, MemoryDirectory, Message, MessageId, RevokeRequest, RevokeTarget,
@@ -78,21 +81,26 @@ struct App {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (port, data) = settings()?;
+    let settings = net::Settings::from_args()?;
     let directory = Arc::new(MemoryDirectory::new());
     let tokens = Arc::new(TokenTable::new());
     let hub = Hub::builder()
-        .store(Arc::new(SledStore::open(&data)?))
+        .store(Arc::new(SledStore::open(&settings.data)?))
         .directory(directory.clone())
         .build()?;
+    // Upgrade, then CONNECT: each within the connect timeout.
+    let wire = WireConfig {
+        connect_timeout: settings.connect_timeout,
+        ..WireConfig::default()
+    };
     let app = App {
-        wire: WireServer::new(hub.clone(), tokens.clone()),
+        wire: WireServer::new(hub.clone(), tokens.clone()).with_config(wire),
         hub,
         directory,
         tokens,
     };
     let router = Router::new()
-        .route("/", any(websocket))
+        .route("/", any(net::websocket))
         .route("/user/token", post(user_token))
         .route("/user/device_quit", post(device_quit))
         .route("/channel", post(channel_create))
@@ -106,63 +114,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/message/revoke", post(revoke))
         .route("/message/extra/sync", post(extra_sync))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    let address = SocketAddr::from(([127, 0, 0, 1], settings.port));
+    let listener = tokio::net::TcpListener::bind(address).await?;
     println!("listening on {}", listener.local_addr()?);
-    axum::serve(listener, router).await?;
+    net::serve(listener, router, settings.connect_timeout).await;
     Ok(())
-}
-
-/// The port and data directory, from `--port`/`--data` or the environment.
-fn settings() -> Result<(u16, PathBuf), String> {
-    let mut port = std::env::var("IMCORE_PORT").unwrap_or_else(|_| "5200".into());
-    let mut data = std::env::var("IMCORE_DATA").unwrap_or_else(|_| "wukong-data".into());
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let slot = match arg.as_str() {
-            "--port" => &mut port,
-            "--data" => &mut data,
-            other => return Err(format!("unknown argument {other}; use --port N --data DIR")),
-        };
-        *slot = args.next().ok_or(format!("{arg} needs a value"))?;
-    }
-    let port = port.parse().map_err(|_| format!("bad port {port}"))?;
-    Ok((port, PathBuf::from(data)))
-}
-
-// ---- WebSocket ----
-
-async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
-    // The WebSocket library assembles whole messages before the wire server
-    // sees them: cap them at what the wire server would read past anyway.
-    let cap = app.wire.config().max_discard + 16;
-    upgrade
-        .max_message_size(cap)
-        .max_frame_size(cap)
-        .on_upgrade(move |socket| serve_socket(app, socket))
-}
-
-/// Adapts a WebSocket to the wire server: binary messages in, one binary
-/// message per packet out.
-async fn serve_socket(app: App, socket: WebSocket) {
-    let (sink, stream) = socket.split();
-    let incoming = Box::pin(
-        stream
-            .take_while(|m| ready(!matches!(m, Ok(WsMessage::Close(_)))))
-            .filter_map(|m| {
-                ready(match m {
-                    Ok(WsMessage::Binary(b)) => Some(Ok(b)),
-                    Ok(WsMessage::Text(t)) => Some(Ok(Bytes::copy_from_slice(t.as_bytes()))),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-            }),
-    );
-    let outgoing =
-        Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
-    match app.wire.serve(incoming, outgoing).await {
-        Ok(end) => eprintln!("connection ended: {end:?}"),
-        Err(e) => eprintln!("connection failed: {e}"),
-    }
 }
 
 // ---- HTTP plumbing ----

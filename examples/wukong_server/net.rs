@@ -1,0 +1,128 @@
+//! Settings, the accept loop, and WebSocket connections.
+
+use std::future::ready;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::Router;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::App;
+
+/// What the server is told at start.
+pub struct Settings {
+    pub port: u16,
+    pub data: PathBuf,
+    /// How long a connection has to send its request headers, and after an
+    /// upgrade its CONNECT.
+    pub connect_timeout: Duration,
+}
+
+impl Settings {
+    /// From `--port`/`--data`/`--connect-timeout-ms` or the environment.
+    pub fn from_args() -> Result<Self, String> {
+        let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        let mut port = env("IMCORE_PORT", "5200");
+        let mut data = env("IMCORE_DATA", "wukong-data");
+        let mut timeout = env("IMCORE_CONNECT_TIMEOUT_MS", "2000");
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let slot = match arg.as_str() {
+                "--port" => &mut port,
+                "--data" => &mut data,
+                "--connect-timeout-ms" => &mut timeout,
+                other => {
+                    return Err(format!(
+                        "unknown argument {other}; use --port N --data DIR --connect-timeout-ms MS"
+                    ))
+                }
+            };
+            *slot = args.next().ok_or(format!("{arg} needs a value"))?;
+        }
+        let timeout: u64 = timeout
+            .parse()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .ok_or(format!("bad connect timeout {timeout} (milliseconds, at least 1)"))?;
+        Ok(Settings {
+            port: port.parse().map_err(|_| format!("bad port {port}"))?,
+            data: PathBuf::from(data),
+            connect_timeout: Duration::from_millis(timeout),
+        })
+    }
+}
+
+/// Accepts connections for ever. Each must send its request headers
+/// within `header_timeout` (from the moment it is accepted, and again for
+/// each request it sends), or it is closed: hyper's header read timeout,
+/// which `axum::serve` leaves off.
+pub async fn serve(listener: TcpListener, router: Router, header_timeout: Duration) {
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of file descriptors, say: wait for some to close.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            // HTTP/1 (WebSocket upgrades and the JSON API), served by
+            // hyper's own builder: hyper-util's `auto` first waits for a
+            // byte to sniff the version, and only then starts the timer.
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            if let Err(e) = connection.await {
+                eprintln!("http connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// Upgrades to a WebSocket served by the wire server.
+pub async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
+    // The WebSocket library assembles whole messages before the wire server
+    // sees them: cap them at what the wire server would read past anyway.
+    let cap = app.wire.config().max_discard + 16;
+    upgrade
+        .max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| serve_socket(app, socket))
+}
+
+/// Adapts a WebSocket to the wire server: binary messages in, one binary
+/// message per packet out.
+async fn serve_socket(app: App, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let incoming = Box::pin(
+        stream
+            .take_while(|m| ready(!matches!(m, Ok(WsMessage::Close(_)))))
+            .filter_map(|m| {
+                ready(match m {
+                    Ok(WsMessage::Binary(b)) => Some(Ok(b)),
+                    Ok(WsMessage::Text(t)) => Some(Ok(Bytes::copy_from_slice(t.as_bytes()))),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+            }),
+    );
+    let outgoing =
+        Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
+    match app.wire.serve(incoming, outgoing).await {
+        Ok(end) => eprintln!("connection ended: {end:?}"),
+        Err(e) => eprintln!("connection failed: {e}"),
+    }
+}
