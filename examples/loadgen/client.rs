@@ -1,0 +1,206 @@
+//! One simulated client: a WebSocket speaking WuKongIM's protocol with the
+//! crate's codec and cipher, as the official JavaScript client does (one
+//! packet per WebSocket message, RECVACK for every RECV).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use imcore::wire::{
+    ConnectPacket, KeyExchange, Packet, RecvackPacket, SendPacket, SessionCipher, Setting,
+};
+use imcore::{Flags, ReasonCode};
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::server::{token_of, Server};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How long a client waits without any progress before it calls the run
+/// stalled.
+const STALL: Duration = Duration::from_secs(30);
+
+/// A logged-in client.
+pub struct Client {
+    uid: String,
+    socket: Socket,
+    cipher: SessionCipher,
+}
+
+/// What one client does.
+pub struct Load {
+    pub channel: String,
+    /// Messages it sends.
+    pub sends: usize,
+    /// Messages it should receive.
+    pub expected: usize,
+    /// SENDs without a SENDACK at most.
+    pub in_flight: usize,
+    /// Sends per second, or as fast as acks allow.
+    pub rate: Option<f64>,
+}
+
+/// What one client saw.
+pub struct Tally {
+    pub uid: String,
+    pub expected: usize,
+    /// The latency of each SENDACK.
+    pub acks: Vec<Duration>,
+    /// SENDACKs that were not a success.
+    pub refused: usize,
+    /// RECVs, each new and in seq order.
+    pub received: usize,
+    pub failure: Option<String>,
+}
+
+impl Client {
+    /// Connects and logs in as `uid`.
+    pub async fn login(server: &Server, uid: &str) -> Result<Self, String> {
+        let url = format!("ws://127.0.0.1:{}/", server.port);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| format!("{uid}: connect: {e}"))?;
+        let keys = KeyExchange::new();
+        let connect = Packet::Connect(ConnectPacket {
+            version: 2,
+            device_flag: 1,
+            device_id: format!("{uid}-web"),
+            uid: uid.into(),
+            token: token_of(uid),
+            client_timestamp: 0,
+            client_key: keys.public_base64(),
+        });
+        send(&mut socket, &connect).await?;
+        let connack = match next(&mut socket).await? {
+            Some(Packet::Connack(c)) if c.reason == ReasonCode::SUCCESS => c,
+            other => return Err(format!("{uid}: login refused: {other:?}")),
+        };
+        let cipher = keys
+            .agree(&connack.server_key, &connack.salt)
+            .map_err(|e| format!("{uid}: key exchange: {e}"))?;
+        Ok(Client {
+            uid: uid.into(),
+            socket,
+            cipher,
+        })
+    }
+
+    /// Sends and receives as `load` says, until everything is sent, acked
+    /// and received, or something goes wrong.
+    pub async fn drive(mut self, load: Load) -> Tally {
+        let mut tally = Tally {
+            uid: self.uid.clone(),
+            expected: load.expected,
+            acks: Vec::with_capacity(load.sends),
+            refused: 0,
+            received: 0,
+            failure: None,
+        };
+        if let Err(e) = self.exchange(&load, &mut tally).await {
+            tally.failure = Some(e);
+        }
+        self.close().await;
+        tally
+    }
+
+    async fn exchange(&mut self, load: &Load, tally: &mut Tally) -> Result<(), String> {
+        let mut sent = 0;
+        let mut waiting: HashMap<u32, Instant> = HashMap::new();
+        let mut last_seq = 0u32;
+        let gap = load.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+        let mut next_send = Instant::now();
+        loop {
+            let done_sending = sent == load.sends && waiting.is_empty();
+            if done_sending && tally.received >= load.expected {
+                return Ok(());
+            }
+            let may_send = sent < load.sends && waiting.len() < load.in_flight;
+            let pause = tokio::time::sleep_until(next_send.into());
+            tokio::select! {
+                () = pause, if may_send => {
+                    sent += 1;
+                    let seq = sent as u32;
+                    let packet = self.sealed(seq, &load.channel, format!("{}-{seq}", self.uid));
+                    waiting.insert(seq, Instant::now());
+                    send(&mut self.socket, &Packet::Send(packet)).await?;
+                    next_send = gap.map_or(Instant::now(), |g| next_send.max(Instant::now() - g) + g);
+                }
+                packet = tokio::time::timeout(STALL, next(&mut self.socket)) => {
+                    let stalled = |_| format!("nothing for {STALL:?}: {} of {} received", tally.received, load.expected);
+                    match packet.map_err(stalled)?? {
+                        Some(Packet::Sendack(ack)) => {
+                            let at = waiting.remove(&ack.client_seq).ok_or("an ack for nothing")?;
+                            tally.acks.push(at.elapsed());
+                            if ack.reason != ReasonCode::SUCCESS {
+                                tally.refused += 1;
+                            }
+                        }
+                        Some(Packet::Recv(recv)) => {
+                            if recv.message_seq <= last_seq {
+                                return Err(format!("seq {} after {last_seq}", recv.message_seq));
+                            }
+                            last_seq = recv.message_seq;
+                            tally.received += 1;
+                            let ack = RecvackPacket {
+                                flags: recv.flags,
+                                message_id: recv.message_id,
+                                message_seq: recv.message_seq,
+                            };
+                            send(&mut self.socket, &Packet::Recvack(ack)).await?;
+                        }
+                        Some(Packet::Disconnect(d)) => return Err(format!("disconnected: {d:?}")),
+                        Some(_) => {}
+                        None => return Err("closed by the server".into()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A SEND as the JavaScript client makes it.
+    fn sealed(&self, client_seq: u32, channel: &str, text: String) -> SendPacket {
+        let mut packet = SendPacket {
+            flags: Flags::from_bits(0b0010),
+            setting: Setting::default(),
+            client_seq,
+            client_msg_no: format!("{}-{client_seq}", self.uid),
+            stream_no: None,
+            channel_id: channel.into(),
+            channel_type: 2,
+            msg_key: String::new(),
+            topic: None,
+            payload: Bytes::from(self.cipher.encrypt(text.as_bytes())),
+        };
+        packet.msg_key = self.cipher.send_msg_key(&packet).unwrap_or_default();
+        packet
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+async fn send(socket: &mut Socket, packet: &Packet) -> Result<(), String> {
+    let frame = packet.to_bytes().map_err(|e| e.to_string())?;
+    socket
+        .send(Ws::Binary(frame))
+        .await
+        .map_err(|e| format!("write: {e}"))
+}
+
+/// The next packet; `None` when the server closed the connection.
+async fn next(socket: &mut Socket) -> Result<Option<Packet>, String> {
+    loop {
+        match socket.next().await {
+            None | Some(Ok(Ws::Close(_))) => return Ok(None),
+            Some(Err(e)) => return Err(format!("read: {e}")),
+            Some(Ok(Ws::Binary(frame))) => {
+                let (packet, _) = Packet::decode(&frame, 1 << 20).map_err(|e| e.to_string())?;
+                return Ok(Some(packet));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}

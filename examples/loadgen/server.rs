@@ -1,0 +1,150 @@
+//! The server process under load: started, told who may log in and which
+//! groups exist (its HTTP API), measured from `/proc`, stopped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+/// A running `wukong_server`.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    _data: tempfile::TempDir,
+}
+
+/// What the server process has used so far.
+#[derive(Clone, Copy)]
+pub struct Usage {
+    /// CPU time, user and system.
+    pub cpu: Duration,
+    /// Resident memory.
+    pub rss_kib: u64,
+}
+
+impl Server {
+    /// Starts `binary` (default: `wukong_server` beside this executable) on
+    /// a free port with a fresh data directory.
+    pub async fn start(binary: Option<&Path>) -> Result<Self, String> {
+        let binary = match binary {
+            Some(b) => b.to_path_buf(),
+            None => sibling("wukong_server")?,
+        };
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut child = Command::new(&binary)
+            .args(["--port", "0", "--data"])
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        // The one line it prints when ready.
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let port = line
+            .trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("unexpected first line from the server: {line:?}"))?;
+        Ok(Server {
+            child,
+            port,
+            _data: data,
+        })
+    }
+
+    /// The process's CPU time and resident memory now.
+    pub fn usage(&self) -> Result<Usage, String> {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+        // Fields after the command name (which may hold spaces), from the
+        // third: utime and stime are the 14th and 15th, in clock ticks
+        // (USER_HZ, 100 on Linux).
+        let rest = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let cpu = Duration::from_millis((ticks(14) + ticks(15)) * 10);
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or("no VmRSS")?;
+        Ok(Usage { cpu, rss_kib })
+    }
+
+    /// Lets `uid` log in (with the token [`token_of`]).
+    pub async fn token(&self, uid: &str) -> Result<(), String> {
+        self.post("/user/token", json!({"uid": uid, "token": token_of(uid)}))
+            .await
+    }
+
+    /// Creates a group with these members (the first owns it).
+    pub async fn group(&self, id: &str, members: &[String]) -> Result<(), String> {
+        self.post(
+            "/channel",
+            json!({"channel_id": id, "channel_type": 2, "subscribers": members}),
+        )
+        .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| format!("POST {path}: {e}");
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(|e| err(&e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| err(&e))?;
+        tokio::spawn(connection);
+        let request = Request::post(path)
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| err(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| err(&e))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|e| err(&e))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+            return Err(err(&format!("{status}: {text}")));
+        }
+        Ok(())
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The token the load generator registers for `uid`.
+pub fn token_of(uid: &str) -> String {
+    format!("{uid}-token")
+}
+
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = me.with_file_name(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: build it first (cargo build --release --example {name}), or pass --server PATH",
+            path.display()
+        ))
+    }
+}
