@@ -92,12 +92,20 @@ pub async fn serve(listener: TcpListener, router: Router, header_timeout: Durati
     }
 }
 
+/// Bytes read from a WebSocket at a time.
+const READ_BUFFER: usize = 1024;
+
 /// Upgrades to a WebSocket served by the wire server.
 pub async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
     // The WebSocket library assembles whole messages before the wire server
     // sees them: cap them at what the wire server would read past anyway.
     let cap = app.wire.config().max_discard + 16;
     upgrade
+        // A small read buffer: it is allocated whole for every connection
+        // (128 KiB by default), and an idle connection should cost little.
+        // Larger messages still arrive, over several reads; packets from
+        // clients are small (a SEND is its payload and about 100 bytes).
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(cap)
         .max_frame_size(cap)
         .on_upgrade(move |socket| serve_socket(app, socket))

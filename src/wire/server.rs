@@ -175,7 +175,10 @@ impl WireServer {
         // CONNECT and its check (the host's authenticator included) must be
         // done within the connect timeout.
         let (sink, deliveries) = in_process(self.config.queue);
-        let login = tokio::time::timeout(self.config.connect_timeout, async {
+        // Boxed, like the hub calls below: a future holds room for its
+        // largest state for as long as it lives, and an idle connection
+        // should not carry the room that a login or a send needs.
+        let login = tokio::time::timeout(self.config.connect_timeout, Box::pin(async {
             let connect = match reader.next(&mut incoming).await? {
                 None => return Ok(None),
                 Some(Inbound::Packet(Packet::Connect(connect))) => connect,
@@ -187,7 +190,7 @@ impl WireServer {
                 }
             };
             Ok(Some(self.login_and_register(&connect, sink).await))
-        })
+        }))
         .await;
         let (device, connection, cipher, connack) = match login {
             Err(_) => return Ok(SessionEnd::TimedOut),
@@ -541,10 +544,10 @@ impl Session<'_> {
         match packet {
             Packet::Ping => outgoing.send(&Packet::Pong).await?,
             Packet::Send(send) => {
-                let ack = self.send(send).await;
+                let ack = Box::pin(self.send(send)).await;
                 outgoing.send(&Packet::Sendack(ack)).await?;
             }
-            Packet::Recvack(ack) => self.recvack(ack).await?,
+            Packet::Recvack(ack) => Box::pin(self.recvack(ack)).await?,
             Packet::Sub(sub) => outgoing.send(&Packet::Suback(unsupported_sub(sub))).await?,
             Packet::Disconnect(_) => return Ok(Some(SessionEnd::ClientClosed)),
             other => return Err(WireError::Unexpected(other.packet_type())),
