@@ -111,7 +111,7 @@ pub enum SessionEnd {
 /// - answers SUB with SUBACK reason 23: the hub has no channels to
 ///   subscribe to.
 ///
-/// See `examples/wukong_server.rs` for a WebSocket server built on it.
+/// See `examples/wukong_server/` for a WebSocket server built on it.
 #[derive(Debug, Clone)]
 pub struct WireServer {
     hub: Hub,
