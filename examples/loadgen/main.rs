@@ -238,7 +238,10 @@ fn report(
     }
     match problems.len() {
         0 => {
-            println!("{}: exact (every ack a success, every message once, in seq order, nobody closed)", plan.name);
+            println!(
+                "{}: exact (every ack a success, every message once, in seq order, nobody closed)",
+                plan.name
+            );
             Ok(())
         }
         n => Err(format!("{n} problems, first: {}", problems[0])),

@@ -29,7 +29,8 @@ pub struct Settings {
 impl Settings {
     /// From `--port`/`--data`/`--connect-timeout-ms` or the environment.
     pub fn from_args() -> Result<Self, String> {
-        let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        let env =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
         let mut port = env("IMCORE_PORT", "5200");
         let mut data = env("IMCORE_DATA", "wukong-data");
         let mut timeout = env("IMCORE_CONNECT_TIMEOUT_MS", "2000");
@@ -47,11 +48,9 @@ impl Settings {
             };
             *slot = args.next().ok_or(format!("{arg} needs a value"))?;
         }
-        let timeout: u64 = timeout
-            .parse()
-            .ok()
-            .filter(|ms| *ms > 0)
-            .ok_or(format!("bad connect timeout {timeout} (milliseconds, at least 1)"))?;
+        let timeout: u64 = timeout.parse().ok().filter(|ms| *ms > 0).ok_or(format!(
+            "bad connect timeout {timeout} (milliseconds, at least 1)"
+        ))?;
         Ok(Settings {
             port: port.parse().map_err(|_| format!("bad port {port}"))?,
             data: PathBuf::from(data),

@@ -19,6 +19,8 @@ mod cipher;
 mod codec;
 mod packet;
 mod server;
+mod session;
+mod transport;
 
 pub use auth::{Authenticator, ConnectInfo, TokenTable};
 pub use cipher::{new_salt, KeyExchange, SessionCipher, SALT_LEN};

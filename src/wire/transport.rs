@@ -1,0 +1,140 @@
+//! A connection's transport: incoming byte chunks split into packets, and
+//! outgoing packets written one per frame, each write bounded in time.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio_util::codec::Decoder;
+
+use crate::wire::codec::WireCodec;
+use crate::wire::packet::{Packet, PacketType};
+use crate::wire::server::WireConfig;
+use crate::wire::WireError;
+
+pub(super) type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// What the reader found in the incoming bytes.
+// Short-lived, one per packet: boxing the packet would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Inbound {
+    /// A whole packet.
+    Packet(Packet),
+    /// A SEND over `max_frame` (but within `max_discard`), read past.
+    TooLarge {
+        /// The SEND's client seq, to answer it.
+        client_seq: u32,
+    },
+}
+
+/// Buffers incoming chunks and splits them into packets.
+pub(super) struct PacketReader {
+    codec: WireCodec,
+    buf: BytesMut,
+    max_discard: usize,
+    /// An oversized SEND being read past: bytes still to drop, its seq.
+    discarding: Option<(usize, u32)>,
+}
+
+impl PacketReader {
+    pub(super) fn new(config: &WireConfig) -> Self {
+        PacketReader {
+            codec: WireCodec::new(config.max_frame),
+            buf: BytesMut::new(),
+            max_discard: config.max_discard,
+            discarding: None,
+        }
+    }
+
+    /// What is already buffered, if anything whole.
+    pub(super) fn buffered(&mut self) -> Result<Option<Inbound>, WireError> {
+        if let Some((left, client_seq)) = self.discarding {
+            let n = left.min(self.buf.len());
+            self.buf.advance(n);
+            if left > n {
+                self.discarding = Some((left - n, client_seq));
+                return Ok(None);
+            }
+            self.discarding = None;
+            return Ok(Some(Inbound::TooLarge { client_seq }));
+        }
+        match self.codec.decode(&mut self.buf) {
+            Ok(packet) => Ok(packet.map(Inbound::Packet)),
+            Err(WireError::Oversized { len, .. })
+                if self.buf[0] >> 4 == PacketType::Send.as_u8() && len <= self.max_discard =>
+            {
+                // Header, remaining length (already checked to end within
+                // four bytes), the setting byte, then the client seq.
+                let length_bytes = self.buf[1..].iter().take_while(|b| *b & 0x80 != 0).count() + 1;
+                let seq_at = 1 + length_bytes + 1;
+                let Some(seq) = self.buf.get(seq_at..seq_at + 4) else {
+                    return Ok(None); // wait for the seq
+                };
+                let client_seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
+                self.discarding = Some((1 + length_bytes + len, client_seq));
+                self.buffered()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn push(&mut self, chunk: &[u8]) {
+        if let Some((left, _)) = self.discarding {
+            if self.buf.is_empty() && chunk.len() <= left {
+                // Dropped without being copied.
+                self.discarding = self.discarding.map(|(l, seq)| (l - chunk.len(), seq));
+                return;
+            }
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next packet, reading chunks as needed; `None` when the stream
+    /// ends.
+    pub(super) async fn next<I, E>(
+        &mut self,
+        incoming: &mut I,
+    ) -> Result<Option<Inbound>, WireError>
+    where
+        I: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<BoxError>,
+    {
+        loop {
+            if let Some(inbound) = self.buffered()? {
+                return Ok(Some(inbound));
+            }
+            match incoming.next().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(WireError::Transport(e.into())),
+                Some(Ok(chunk)) => self.push(&chunk),
+            }
+        }
+    }
+}
+
+/// The outgoing side: one packet per frame, each write bounded in time.
+pub(super) struct Out<'o, O> {
+    pub(super) sink: &'o mut O,
+    pub(super) timeout: Duration,
+}
+
+impl<O> Out<'_, O>
+where
+    O: Sink<Bytes> + Unpin,
+    O::Error: Into<BoxError>,
+{
+    pub(super) async fn send(&mut self, packet: &Packet) -> Result<(), WireError> {
+        let frame = packet.to_bytes()?;
+        match tokio::time::timeout(self.timeout, self.sink.send(frame)).await {
+            Ok(sent) => sent.map_err(|e| WireError::Transport(e.into())),
+            Err(_) => Err(WireError::WriteTimeout),
+        }
+    }
+
+    /// Closes the transport, giving up after the write timeout.
+    pub(super) async fn close(&mut self) {
+        let _ = tokio::time::timeout(self.timeout, self.sink.close()).await;
+    }
+}

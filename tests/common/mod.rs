@@ -1,0 +1,211 @@
+//! A Rust client of the wire server over in-memory channels, shared by the
+//! wire tests: a world (hub, directory, tokens, server), and clients that
+//! log in, send sealed SENDs and open RECVs.
+
+// Each test file uses a part of this.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{sink, stream};
+use imcore::wire::{
+    ConnackPacket, ConnectPacket, KeyExchange, Packet, RecvPacket, SendPacket, SessionCipher,
+    SessionEnd, Setting, TokenTable, WireConfig, WireError, WireServer,
+};
+use imcore::{DeviceFlag, DeviceLevel, Flags, Hub, ManualClock, MemoryDirectory, ReasonCode, Uid};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub const NOW_MS: i64 = 1_800_000_000_000;
+
+/// Every client is a device of its own.
+static NEXT_DEVICE: AtomicU32 = AtomicU32::new(1);
+
+pub struct World {
+    pub hub: Hub,
+    pub directory: Arc<MemoryDirectory>,
+    pub server: WireServer,
+    pub tokens: Arc<TokenTable>,
+}
+
+pub fn world_with(config: WireConfig) -> World {
+    let directory = Arc::new(MemoryDirectory::new());
+    let tokens = Arc::new(TokenTable::new());
+    for (uid, flag, level) in [
+        ("alice", DeviceFlag::Web, DeviceLevel::Master),
+        ("alice", DeviceFlag::Pc, DeviceLevel::Master),
+        ("bob", DeviceFlag::Web, DeviceLevel::Master),
+        ("bob", DeviceFlag::App, DeviceLevel::Slave),
+    ] {
+        tokens.set(uid_of(uid), flag, format!("{uid}-token"), level);
+    }
+    let hub = Hub::builder()
+        .directory(directory.clone())
+        .clock(Arc::new(ManualClock::new(NOW_MS)))
+        .build()
+        .unwrap();
+    let server = WireServer::new(hub.clone(), tokens.clone()).with_config(config);
+    World {
+        hub,
+        directory,
+        server,
+        tokens,
+    }
+}
+
+pub fn world() -> World {
+    world_with(WireConfig::default())
+}
+
+pub fn uid_of(s: &str) -> Uid {
+    Uid::new(s).unwrap()
+}
+
+/// One client: chunks go in through `to_server`, frames come out of
+/// `from_server`; the server runs in its own task.
+pub struct Client {
+    to_server: Option<mpsc::UnboundedSender<Result<Bytes, std::io::Error>>>,
+    from_server: mpsc::Receiver<Bytes>,
+    pub task: JoinHandle<Result<SessionEnd, WireError>>,
+    keys: Option<KeyExchange>,
+    cipher: Option<SessionCipher>,
+}
+
+impl Client {
+    /// Starts serving a connection; `out_capacity` bounds the frames the
+    /// server may write before the client reads them.
+    pub fn open(server: &WireServer, out_capacity: usize) -> Client {
+        let (in_tx, in_rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+        let (out_tx, out_rx) = mpsc::channel::<Bytes>(out_capacity);
+        let incoming = Box::pin(stream::unfold(in_rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+        let outgoing = Box::pin(sink::unfold(out_tx, |tx, frame: Bytes| async move {
+            tx.send(frame)
+                .await
+                .map_err(|_| std::io::Error::other("client gone"))?;
+            Ok::<_, std::io::Error>(tx)
+        }));
+        let server = server.clone();
+        let task = tokio::spawn(async move { server.serve(incoming, outgoing).await });
+        Client {
+            to_server: Some(in_tx),
+            from_server: out_rx,
+            task,
+            keys: None,
+            cipher: None,
+        }
+    }
+
+    pub fn raw(&self, bytes: &[u8]) {
+        if let Some(tx) = &self.to_server {
+            let _ = tx.send(Ok(Bytes::copy_from_slice(bytes)));
+        }
+    }
+
+    pub fn packet(&self, packet: &Packet) {
+        self.raw(&packet.to_bytes().unwrap());
+    }
+
+    /// Ends the client's side of the transport.
+    pub fn hang_up(&mut self) {
+        self.to_server = None;
+    }
+
+    /// The next frame, which must hold exactly one packet; `None` when the
+    /// server closed the connection.
+    pub async fn next(&mut self) -> Option<Packet> {
+        let frame = self.from_server.recv().await?;
+        let (packet, used) = Packet::decode(&frame, 1 << 20).unwrap();
+        assert_eq!(used, frame.len(), "one packet per frame");
+        Some(packet)
+    }
+
+    pub fn connect_packet(&mut self, uid: &str, token: &str, flag: u8) -> ConnectPacket {
+        let keys = KeyExchange::new();
+        let connect = ConnectPacket {
+            version: 2,
+            device_flag: flag,
+            device_id: format!(
+                "{uid}-device-{}",
+                NEXT_DEVICE.fetch_add(1, Ordering::Relaxed)
+            ),
+            uid: uid.into(),
+            token: token.into(),
+            client_timestamp: NOW_MS - 1500,
+            client_key: keys.public_base64(),
+        };
+        self.keys = Some(keys);
+        connect
+    }
+
+    pub async fn connack(&mut self) -> ConnackPacket {
+        match self.next().await {
+            Some(Packet::Connack(c)) => c,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Sends CONNECT and completes the key exchange.
+    pub async fn login(&mut self, uid: &str, flag: u8) -> ConnackPacket {
+        let connect = self.connect_packet(uid, &format!("{uid}-token"), flag);
+        self.packet(&Packet::Connect(connect));
+        let connack = self.connack().await;
+        assert_eq!(connack.reason, ReasonCode::SUCCESS);
+        let keys = self.keys.take().unwrap();
+        self.cipher = Some(keys.agree(&connack.server_key, &connack.salt).unwrap());
+        connack
+    }
+
+    pub fn cipher(&self) -> &SessionCipher {
+        self.cipher.as_ref().expect("logged in")
+    }
+
+    /// A SEND as the JavaScript client makes it: payload encrypted, message
+    /// key over the verification string.
+    pub fn sealed_send(
+        &self,
+        client_seq: u32,
+        channel_id: &str,
+        kind: u8,
+        plain: &str,
+    ) -> SendPacket {
+        let mut send = SendPacket {
+            flags: Flags::from_bits(0b0010), // red dot, as the SDK sets
+            setting: Setting::default(),
+            client_seq,
+            client_msg_no: format!("cmn-{client_seq}"),
+            stream_no: None,
+            channel_id: channel_id.into(),
+            channel_type: kind,
+            msg_key: String::new(),
+            topic: None,
+            payload: Bytes::from(self.cipher().encrypt(plain.as_bytes())),
+        };
+        send.msg_key = self.cipher().send_msg_key(&send).unwrap();
+        send
+    }
+
+    pub async fn recv(&mut self) -> RecvPacket {
+        match self.next().await {
+            Some(Packet::Recv(r)) => r,
+            other => panic!("expected RECV, got {other:?}"),
+        }
+    }
+
+    /// Checks a RECV's message key and returns its decrypted payload.
+    pub fn open_recv(&self, recv: &RecvPacket) -> String {
+        assert_eq!(recv.msg_key, self.cipher().recv_msg_key(recv).unwrap());
+        String::from_utf8(self.cipher().decrypt(&recv.payload).unwrap()).unwrap()
+    }
+
+    pub async fn end(self) -> Result<SessionEnd, WireError> {
+        self.task.await.unwrap()
+    }
+}
+
+pub const WEB: u8 = 1;
+pub const PC: u8 = 2;
+pub const APP: u8 = 0;
