@@ -75,7 +75,8 @@ impl SledStore {
             .writer
             .log
             .range(seq_key(&prefix, lo)..=seq_key(&prefix, hi));
-        let mut reader = PageReader::new(channel.clone(), page.limit.min(1_000));
+        let count = usize::try_from(hi - lo).map_or(page.limit, |n| n.saturating_add(1));
+        let mut reader = PageReader::new(channel.clone(), count.min(page.limit));
         let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<()> {
             let (k, v) = kv.map_err(storage)?;
             reader.push(key_suffix_u64(&k, "record key")?, &v)
