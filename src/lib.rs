@@ -81,7 +81,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{Directory, MemoryDirectory, Permission, Role};
 pub use error::{Error, Result, ValidationError};
 pub use hub::{
-    ConversationView, HistoryMessage, Hub, HubBuilder, HubConfig, SendAck, SendRequest, Target,
+    ConversationView, HistoryMessage, Hub, HubBuilder, HubConfig, HubStats, SendAck, SendCounts,
+    SendRequest, Target,
 };
 pub use id::MessageIdGenerator;
 pub use model::{

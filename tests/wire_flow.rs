@@ -204,3 +204,24 @@ async fn a_client_that_stops_reading_is_closed_and_fifty_beside_it_get_everythin
     );
     assert!(w.hub.online_devices(&uid_of("slow")).is_empty());
 }
+
+#[tokio::test]
+async fn the_server_counts_logins_refusals_and_open_connections() {
+    let w = world();
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    let mut intruder = Client::open(&w.server, 16);
+    let connect = intruder.connect_packet("bob", "a wrong token", WEB);
+    intruder.packet(&Packet::Connect(connect));
+    assert_eq!(intruder.connack().await.reason, ReasonCode::AUTH_FAIL);
+    assert_eq!(
+        intruder.end().await.unwrap(),
+        SessionEnd::Refused(ReasonCode::AUTH_FAIL)
+    );
+    let stats = w.server.stats();
+    assert_eq!((stats.logins, stats.connections), (1, 1), "{stats:?}");
+    assert_eq!(stats.refusals, vec![(ReasonCode::AUTH_FAIL, 1)]);
+    alice.hang_up();
+    assert_eq!(alice.end().await.unwrap(), SessionEnd::ClientClosed);
+    assert_eq!(w.server.stats().connections, 0);
+}

@@ -43,12 +43,17 @@
 //!   - `/message/revoke` `{uid, message_id | client_msg_no |
 //!     (channel_id, channel_type, message_seq)}`: `uid` revokes a message;
 //!   - `/message/extra/sync` `{login_uid, channel_id, channel_type,
-//!     extra_version, limit}`: revocation state, TangSengDaoDao's shape.
+//!     extra_version, limit}`: revocation state, TangSengDaoDao's shape;
+//!   - `GET /metrics`: counters in Prometheus' text format (sends by class
+//!     and result, deliveries, slow consumers, online devices, store
+//!     writes and their time, connections, logins, refusals by reason,
+//!     timeouts).
 //!
 //! Messages, conversations, command queues and revocations live in the
 //! embedded sled store and survive a restart. Tokens and groups are the
 //! host's own data; this example keeps them in memory.
 
+mod metrics;
 mod net;
 
 use std::net::SocketAddr;
@@ -57,7 +62,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -113,6 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/message/syncack", post(command_ack))
         .route("/message/revoke", post(revoke))
         .route("/message/extra/sync", post(extra_sync))
+        .route("/metrics", get(metrics::metrics))
         .with_state(app);
     let address = SocketAddr::from(([127, 0, 0, 1], settings.port));
     let listener = tokio::net::TcpListener::bind(address).await?;

@@ -9,6 +9,7 @@ mod revoke;
 mod run_to_end;
 mod send;
 mod sessions;
+mod stats;
 mod sync;
 
 use run_to_end::run_to_end;
@@ -41,6 +42,7 @@ use crate::store::{
     check_limit, Conversation, MemoryStore, NewRevocation, Page, QueuedCommand, Recorded,
     Revocation, Store,
 };
+pub use stats::{HubStats, SendCounts};
 
 /// The prefix of the client_msg_nos the hub makes itself (for server-side
 /// sends without one, and for revocation commands and tips). Callers may not
@@ -274,6 +276,7 @@ impl HubBuilder {
                 clock,
                 config: self.config,
                 sessions: Sessions::default(),
+                counters: stats::Counters::default(),
                 stripes: (0..CHANNEL_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
@@ -328,6 +331,7 @@ struct Inner {
     ids: MessageIdGenerator,
     config: HubConfig,
     sessions: Sessions,
+    counters: stats::Counters,
     stripes: Box<[tokio::sync::Mutex<()>]>,
     hasher: RandomState,
 }
@@ -369,6 +373,25 @@ impl Hub {
     /// The hub's clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// What the hub has done since it was built (sends by class and
+    /// outcome, deliveries, slow consumers, store writes) and the devices
+    /// online now: for a host's metrics.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> imcore::Result<()> {
+    /// let hub = imcore::Hub::builder().build()?;
+    /// let bob = imcore::Uid::new("bob")?;
+    /// let to = imcore::Channel::new(bob.into(), imcore::ChannelType::PERSON);
+    /// hub.send(imcore::SendRequest::new(imcore::Uid::new("alice")?, to, "hi")).await?;
+    /// assert_eq!(hub.stats().history.accepted, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> HubStats {
+        let online = self.inner.sessions.connection_count();
+        self.inner.counters.snapshot(online as u64)
     }
 
     /// The hub's settings.

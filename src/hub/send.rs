@@ -25,6 +25,19 @@ impl Hub {
     /// again. Refusals are [`Error::Rejected`] with WuKongIM's reason code;
     /// bad input is [`Error::Validation`].
     pub async fn send(&self, request: SendRequest) -> Result<SendAck> {
+        let mut class = None;
+        let result = self.send_as_classified(request, &mut class).await;
+        let duplicate = result.as_ref().is_ok_and(|ack| ack.duplicate);
+        self.inner.counters.send(class, &result, duplicate);
+        result
+    }
+
+    /// [`Hub::send`], saying in `class` what the policy made of it.
+    async fn send_as_classified(
+        &self,
+        request: SendRequest,
+        class: &mut Option<Persistence>,
+    ) -> Result<SendAck> {
         let inner = &*self.inner;
         inner.config.limits.check_payload(&request.payload)?;
         if let Some(no) = &request.client_msg_no {
@@ -52,6 +65,7 @@ impl Hub {
             payload: request.payload,
         };
         let persistence = inner.policy.classify(&message);
+        *class = Some(persistence);
         let to_channel = matches!(request.target, Target::Channel(_));
         if persistence == Persistence::History && !to_channel {
             return Err(ValidationError::OutOfRange(
@@ -124,7 +138,10 @@ impl Hub {
                 // One write whatever the channel's size: the log, the
                 // channel's head and the sender's read position (read
                 // diffusion: recipients' conversations are derived).
-                let appended = inner.store.append(vec![message.clone()]).await?;
+                let started = std::time::Instant::now();
+                let appended = inner.store.append(vec![message.clone()]).await;
+                inner.counters.store_write(started.elapsed());
+                let appended = appended?;
                 let Some(appended) = appended.first() else {
                     return Err(Error::corrupt("the message log acknowledged nothing"));
                 };
@@ -135,7 +152,10 @@ impl Hub {
                 }
             }
             Persistence::Command => {
-                let pushed = inner.store.push_command(&message, recipients).await?;
+                let started = std::time::Instant::now();
+                let pushed = inner.store.push_command(&message, recipients).await;
+                inner.counters.store_write(started.elapsed());
+                let pushed = pushed?;
                 if pushed.duplicate {
                     message.message_id = pushed.message_id;
                     return Ok(ack(&message, true));
@@ -213,6 +233,7 @@ impl Hub {
     ) -> Vec<Uid> {
         let mut offline = Vec::new();
         let mut failed = Vec::new();
+        let mut delivered = 0;
         {
             let users = self.inner.sessions.read();
             for uid in recipients {
@@ -235,7 +256,10 @@ impl Hub {
                     // A master that did not take the message (and is
                     // dropped for it) does not count as online for push.
                     match d.sink.deliver(message.clone()) {
-                        Ok(()) => master |= d.level == DeviceLevel::Master,
+                        Ok(()) => {
+                            delivered += 1;
+                            master |= d.level == DeviceLevel::Master;
+                        }
                         Err(e) => failed.push((uid.clone(), d.connection, e)),
                     }
                 }
@@ -244,9 +268,13 @@ impl Hub {
                 }
             }
         }
+        self.inner.counters.delivered(delivered);
         for (uid, connection, error) in failed {
             let reason = match error {
-                SinkError::Full => Some(DisconnectReason::SlowConsumer),
+                SinkError::Full => {
+                    self.inner.counters.slow_consumer();
+                    Some(DisconnectReason::SlowConsumer)
+                }
                 SinkError::Closed => None,
             };
             self.inner.sessions.disconnect(&uid, connection, reason);

@@ -20,6 +20,7 @@ mod codec;
 mod packet;
 mod server;
 mod session;
+mod stats;
 mod transport;
 
 pub use auth::{Authenticator, ConnectInfo, TokenTable};
@@ -31,6 +32,7 @@ pub use packet::{
     MAX_REMAINING_LENGTH, PROTOCOL_VERSION,
 };
 pub use server::{SessionEnd, WireConfig, WireServer};
+pub use stats::WireStats;
 
 /// What went wrong reading, writing or serving the protocol.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ use crate::wire::cipher::{new_salt, KeyExchange, SessionCipher};
 use crate::wire::codec::DEFAULT_MAX_FRAME;
 use crate::wire::packet::{ConnackPacket, ConnectPacket, Packet, PacketType, PROTOCOL_VERSION};
 use crate::wire::session::Session;
+use crate::wire::stats::{WireCounters, WireStats};
 use crate::wire::transport::{BoxError, Inbound, Out, PacketReader};
 use crate::wire::WireError;
 
@@ -113,6 +114,7 @@ pub struct WireServer {
     hub: Hub,
     auth: Arc<dyn Authenticator>,
     config: WireConfig,
+    counters: Arc<WireCounters>,
 }
 
 impl WireServer {
@@ -123,6 +125,7 @@ impl WireServer {
             hub,
             auth,
             config: WireConfig::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -150,7 +153,27 @@ impl WireServer {
     /// Returns how the connection ended; `Err` for malformed input, a
     /// packet a client may not send, or a transport failure. The device is
     /// unregistered from the hub whichever way it ends.
-    pub async fn serve<I, O, E>(
+    pub async fn serve<I, O, E>(&self, incoming: I, outgoing: O) -> Result<SessionEnd, WireError>
+    where
+        I: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<BoxError>,
+        O: Sink<Bytes> + Unpin,
+        O::Error: Into<BoxError>,
+    {
+        let end = self.serve_counted(incoming, outgoing).await;
+        self.counters.ended(&end);
+        end
+    }
+
+    /// What the server's connections have done: logins, refusals,
+    /// timeouts, connections now; shared by its clones, for a host's
+    /// metrics.
+    pub fn stats(&self) -> WireStats {
+        self.counters.snapshot()
+    }
+
+    /// [`WireServer::serve`], before its end is counted.
+    async fn serve_counted<I, O, E>(
         &self,
         mut incoming: I,
         mut outgoing: O,
@@ -195,6 +218,7 @@ impl WireServer {
             Ok(Ok(None)) => return Ok(SessionEnd::ClientClosed),
             Ok(Ok(Some(Ok(accepted)))) => accepted,
             Ok(Ok(Some(Err(reason)))) => {
+                self.counters.refused(reason);
                 let refusal = Packet::Connack(ConnackPacket {
                     time_diff: 0,
                     reason,
@@ -208,8 +232,10 @@ impl WireServer {
         };
         let uid = device.uid.clone();
         // Unregisters however this ends, even if the caller drops `serve`.
+        self.counters.logged_in();
         let registered = Registered {
             hub: &self.hub,
+            counters: &self.counters,
             uid: uid.clone(),
             connection,
         };
@@ -317,6 +343,7 @@ impl WireServer {
 /// A device registered with the hub, unregistered when dropped.
 struct Registered<'a> {
     hub: &'a Hub,
+    counters: &'a WireCounters,
     uid: Uid,
     connection: ConnectionId,
 }
@@ -324,5 +351,6 @@ struct Registered<'a> {
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.hub.disconnect(&self.uid, self.connection);
+        self.counters.closed();
     }
 }

@@ -28,6 +28,10 @@ use crate::wire::WireError;
 /// stops reading, and the client's own window (and TCP) hold it back.
 const MAX_QUEUED_SENDS: usize = 64;
 
+/// Deliveries written to the transport at once at most (each its own
+/// frame, one flush).
+const WRITE_BATCH: usize = 64;
+
 type SendFuture = Pin<Box<dyn Future<Output = SendackPacket> + Send>>;
 
 /// SENDs read and verified but not yet answered. They go through the hub
@@ -121,7 +125,15 @@ impl Session<'_> {
                 }
                 ack = sends.answered() => outgoing.send(&Packet::Sendack(ack)).await?,
                 delivery = deliveries.recv() => match delivery {
-                    Some(message) => outgoing.send(&self.recv_packet(&message)?).await?,
+                    Some(message) => {
+                        // Whatever else is queued goes in the same write.
+                        let mut batch = vec![self.recv_packet(&message)?];
+                        while batch.len() < WRITE_BATCH {
+                            let Some(next) = deliveries.try_recv() else { break };
+                            batch.push(self.recv_packet(&next)?);
+                        }
+                        outgoing.send_all(batch).await?;
+                    }
                     None => {
                         let reason = deliveries.closed_reason().unwrap_or(DisconnectReason::Closed);
                         if reason != DisconnectReason::SlowConsumer {

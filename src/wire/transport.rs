@@ -125,16 +125,39 @@ where
     O: Sink<Bytes> + Unpin,
     O::Error: Into<BoxError>,
 {
+    /// Writes one packet as one frame, and flushes.
     pub(super) async fn send(&mut self, packet: &Packet) -> Result<(), WireError> {
         let frame = packet.to_bytes()?;
-        match tokio::time::timeout(self.timeout, self.sink.send(frame)).await {
-            Ok(sent) => sent.map_err(|e| WireError::Transport(e.into())),
-            Err(_) => Err(WireError::WriteTimeout),
+        bounded(self.timeout, self.sink.send(frame)).await
+    }
+
+    /// Writes packets, one frame each, and flushes once: several frames
+    /// in one write to the transport.
+    pub(super) async fn send_all(
+        &mut self,
+        packets: impl IntoIterator<Item = Packet>,
+    ) -> Result<(), WireError> {
+        for packet in packets {
+            let frame = packet.to_bytes()?;
+            bounded(self.timeout, self.sink.feed(frame)).await?;
         }
+        bounded(self.timeout, self.sink.flush()).await
     }
 
     /// Closes the transport, giving up after the write timeout.
     pub(super) async fn close(&mut self) {
         let _ = tokio::time::timeout(self.timeout, self.sink.close()).await;
+    }
+}
+
+/// A write that must finish within `timeout`.
+async fn bounded<F, T, E>(timeout: Duration, write: F) -> Result<T, WireError>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    match tokio::time::timeout(timeout, write).await {
+        Ok(done) => done.map_err(|e| WireError::Transport(e.into())),
+        Err(_) => Err(WireError::WriteTimeout),
     }
 }

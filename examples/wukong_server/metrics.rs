@@ -1,0 +1,150 @@
+//! `GET /metrics`: the hub's and the wire server's counters in Prometheus'
+//! text format, read at each scrape (prometheus-client's `Collector`).
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use imcore::wire::WireServer;
+use imcore::Hub;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::App;
+
+/// Reads the counters when scraped.
+#[derive(Debug)]
+struct Counters {
+    hub: Hub,
+    wire: WireServer,
+}
+
+/// One counter.
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, n: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(n);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+/// One gauge.
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, n: u64) -> std::fmt::Result {
+    let g = ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for Counters {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let hub = self.hub.stats();
+        let wire = self.wire.stats();
+        let sends = ConstCounter::new(0u64);
+        let mut family = e.encode_descriptor(
+            "imcore_sends",
+            "Sends by class (history, command, transient) and result",
+            None,
+            sends.metric_type(),
+        )?;
+        for (class, c) in [
+            ("history", hub.history),
+            ("command", hub.commands),
+            ("transient", hub.transient),
+        ] {
+            for (result, n) in [
+                ("accepted", c.accepted),
+                ("duplicate", c.duplicates),
+                ("refused", c.refused),
+                ("failed", c.failed),
+            ] {
+                let labels = [("class", class), ("result", result)];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let labels = [("class", "none"), ("result", "refused")];
+        ConstCounter::new(hub.refused_unclassified).encode(family.encode_family(&labels)?)?;
+        drop(family);
+        counter(
+            &mut e,
+            "imcore_deliveries",
+            "Messages handed to devices",
+            hub.deliveries,
+        )?;
+        counter(
+            &mut e,
+            "imcore_slow_consumer_closes",
+            "Devices disconnected because their queue was full",
+            hub.slow_consumers,
+        )?;
+        gauge(
+            &mut e,
+            "imcore_online_devices",
+            "Devices online now",
+            hub.online_devices,
+        )?;
+        counter(
+            &mut e,
+            "imcore_store_writes",
+            "Writes of history and commands to the store",
+            hub.store_writes,
+        )?;
+        let seconds = ConstCounter::new(hub.store_write_time.as_secs_f64());
+        seconds.encode(e.encode_descriptor(
+            "imcore_store_write_seconds",
+            "Time spent in those writes",
+            None,
+            seconds.metric_type(),
+        )?)?;
+        gauge(
+            &mut e,
+            "imcore_connections",
+            "Logged-in connections now",
+            wire.connections,
+        )?;
+        counter(&mut e, "imcore_logins", "Logins accepted", wire.logins)?;
+        let refusals = ConstCounter::new(0u64);
+        let mut family = e.encode_descriptor(
+            "imcore_login_refusals",
+            "Logins refused, by the reason code sent",
+            None,
+            refusals.metric_type(),
+        )?;
+        for (reason, n) in &wire.refusals {
+            let labels = [("reason", reason.as_u8().to_string())];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        drop(family);
+        counter(
+            &mut e,
+            "imcore_connect_timeouts",
+            "Connections that did not log in, or stayed silent, in time",
+            wire.timeouts,
+        )?;
+        counter(
+            &mut e,
+            "imcore_write_timeouts",
+            "Connections given up because a write did not finish in time",
+            wire.write_timeouts,
+        )
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(app): State<App>) -> Response {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Counters {
+        hub: app.hub.clone(),
+        wire: app.wire.clone(),
+    }));
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => (
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

@@ -1,0 +1,132 @@
+//! What the hub has done, counted, for a host's metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::policy::Persistence;
+
+/// How sends of one class ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendCounts {
+    /// Stored (or, for transient messages, delivered) and acknowledged.
+    pub accepted: u64,
+    /// Resends, answered with the first send's ids.
+    pub duplicates: u64,
+    /// Refused: bad input, no permission, a rule of the host's.
+    pub refused: u64,
+    /// Failed in the store ([`Error::Storage`], [`Error::Corrupt`],
+    /// [`Error::Unconfirmed`]): may be retried.
+    pub failed: u64,
+}
+
+/// A snapshot of the hub's counters since it was built; see
+/// [`Hub::stats`](crate::Hub::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// History messages.
+    pub history: SendCounts,
+    /// Commands (`sync_once`).
+    pub commands: SendCounts,
+    /// Transient messages (`no_persist`).
+    pub transient: SendCounts,
+    /// Sends refused before they had a class (bad input, no permission).
+    pub refused_unclassified: u64,
+    /// Messages handed to devices.
+    pub deliveries: u64,
+    /// Devices disconnected because their queue was full.
+    pub slow_consumers: u64,
+    /// Devices online now.
+    pub online_devices: u64,
+    /// Writes of history and commands to the store, and their total time.
+    pub store_writes: u64,
+    /// See `store_writes`.
+    pub store_write_time: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Outcomes {
+    fn snapshot(&self) -> SendCounts {
+        SendCounts {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The live counters.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    history: Outcomes,
+    commands: Outcomes,
+    transient: Outcomes,
+    refused_unclassified: AtomicU64,
+    deliveries: AtomicU64,
+    slow_consumers: AtomicU64,
+    store_writes: AtomicU64,
+    store_write_nanos: AtomicU64,
+}
+
+impl Counters {
+    /// Counts how a send of class `class` (`None`: refused before it had
+    /// one) ended.
+    pub(super) fn send<T>(&self, class: Option<Persistence>, result: &Result<T>, duplicate: bool) {
+        let outcomes = match class {
+            Some(Persistence::History) => &self.history,
+            Some(Persistence::Command) => &self.commands,
+            Some(Persistence::Transient) => &self.transient,
+            None => {
+                self.refused_unclassified.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let counter = match result {
+            Ok(_) if duplicate => &outcomes.duplicates,
+            Ok(_) => &outcomes.accepted,
+            Err(Error::Storage { .. } | Error::Corrupt { .. } | Error::Unconfirmed { .. }) => {
+                &outcomes.failed
+            }
+            Err(_) => &outcomes.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn delivered(&self, n: u64) {
+        self.deliveries.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn slow_consumer(&self) {
+        self.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn store_write(&self, took: Duration) {
+        self.store_writes.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.store_write_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    pub(super) fn snapshot(&self, online_devices: u64) -> HubStats {
+        HubStats {
+            history: self.history.snapshot(),
+            commands: self.commands.snapshot(),
+            transient: self.transient.snapshot(),
+            refused_unclassified: self.refused_unclassified.load(Ordering::Relaxed),
+            deliveries: self.deliveries.load(Ordering::Relaxed),
+            slow_consumers: self.slow_consumers.load(Ordering::Relaxed),
+            online_devices,
+            store_writes: self.store_writes.load(Ordering::Relaxed),
+            store_write_time: Duration::from_nanos(self.store_write_nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
