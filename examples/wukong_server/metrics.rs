@@ -62,7 +62,6 @@ impl Collector for Counters {
         }
         let labels = [("class", "none"), ("result", "refused")];
         ConstCounter::new(hub.refused_unclassified).encode(family.encode_family(&labels)?)?;
-        drop(family);
         counter(
             &mut e,
             "imcore_deliveries",
@@ -112,7 +111,6 @@ impl Collector for Counters {
             let labels = [("reason", reason.as_u8().to_string())];
             ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
         }
-        drop(family);
         counter(
             &mut e,
             "imcore_connect_timeouts",
