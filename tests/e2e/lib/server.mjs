@@ -1,4 +1,4 @@
-// Starts the crate's example server (examples/wukong_server.rs) on a free
+// Starts the crate's example server (examples/wukong_server/) on a free
 // port with a fresh data directory, and wraps its HTTP API.
 //
 // Binary: $WUKONG_SERVER, else ../../target/debug/examples/wukong_server
