@@ -53,15 +53,15 @@
 //! embedded sled store and survive a restart. Tokens and groups are the
 //! host's own data; this example keeps them in memory.
 
+mod api;
 mod metrics;
 mod net;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use api::{channel, flag, history_json, message_json, uid, ApiError, ApiResult};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -69,9 +69,8 @@ use base64::Engine as _;
 use imcore::store::Page;
 use imcore::wire::{TokenTable, WireConfig, WireServer};
 use imcore::{
-    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, Error, Flags,
-    HistoryMessage, Hub, MemoryDirectory, Message, MessageId, RevokeRequest, RevokeTarget,
-    SendRequest, SledStore, Uid,
+    ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, Error, Flags, Hub, MemoryDirectory,
+    MessageId, RevokeRequest, RevokeTarget, SendRequest, SledStore, Uid,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -125,98 +124,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on {}", listener.local_addr()?);
     net::serve(listener, router, settings.connect_timeout).await;
     Ok(())
-}
-
-// ---- HTTP plumbing ----
-
-struct ApiError {
-    status: StatusCode,
-    msg: String,
-    reason_code: u8,
-}
-
-impl ApiError {
-    fn bad(msg: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            msg: msg.into(),
-            reason_code: 0,
-        }
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let status = match e {
-            Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Storage { .. } | Error::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError {
-            status,
-            reason_code: e.reason_code().as_u8(),
-            msg: e.to_string(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "status": self.status.as_u16(),
-            "msg": self.msg,
-            "reason_code": self.reason_code,
-        });
-        (self.status, Json(body)).into_response()
-    }
-}
-
-type ApiResult = Result<Json<Value>, ApiError>;
-
-fn uid(s: &str) -> Result<Uid, ApiError> {
-    Ok(Uid::new(s)?)
-}
-
-fn channel(id: &str, kind: u8) -> Result<Channel, ApiError> {
-    Ok(Channel::new(
-        ChannelId::new(id)?,
-        ChannelType::try_from(kind)?,
-    ))
-}
-
-fn flag(b: u8) -> bool {
-    b != 0
-}
-
-/// A message as WuKongIM's HTTP API shows it, with the channel as `viewer`
-/// addresses it.
-fn message_json(m: &Message, viewer: &Uid) -> Value {
-    let seen = m.channel.as_seen_by(viewer);
-    json!({
-        "header": {
-            "no_persist": u8::from(m.flags.no_persist),
-            "red_dot": u8::from(m.flags.red_dot),
-            "sync_once": u8::from(m.flags.sync_once),
-        },
-        "setting": 0,
-        "message_id": m.message_id.0,
-        "message_idstr": m.message_id.0.to_string(),
-        "client_msg_no": m.client_msg_no.as_str(),
-        "message_seq": m.message_seq,
-        "from_uid": m.from_uid.as_str(),
-        "channel_id": seen.id.as_str(),
-        "channel_type": seen.kind.as_u8(),
-        "timestamp": m.timestamp_secs(),
-        "payload": BASE64.encode(&m.payload),
-    })
-}
-
-/// A history message: the above, and its revocation state.
-fn history_json(h: &HistoryMessage, viewer: &Uid) -> Value {
-    let mut v = message_json(h, viewer);
-    v["revoke"] = json!(u8::from(h.revoked.is_some()));
-    v["revoker"] = json!(h.revoked.as_ref().map_or("", |r| r.revoker.as_str()));
-    v
 }
 
 // ---- users and channels ----

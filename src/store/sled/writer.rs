@@ -4,8 +4,10 @@
 //!
 //! Writers take turns under one lock, so seqs come from each channel's
 //! head (kept in memory, see [`Heads`]) and versions from one counter in
-//! memory, and become visible in order: [`ConversationStore::stable_version`] is simply the last version
-//! written. A single message is written as plain inserts, cheapest in sled
+//! memory. A write becomes visible in order: its record, then its head
+//! (readers read history only up to the head), then its version
+//! ([`ConversationStore::stable_version`] is the last version written, and
+//! a reader that sees a version sees its head). A single message is written as plain inserts, cheapest in sled
 //! 0.34 (a transaction costs several times as much, and writes out an I/O
 //! buffer on every commit), in an order that makes it crash-safe without a
 //! transaction: its indexes first, then the record, which is the commit
@@ -21,7 +23,7 @@
 //! the writes before it; an index whose record is missing (a crash between
 //! the two) is dangling, and every look-up checks that the record it points
 //! at is the message it names. A batch of several messages is one
-//! transaction across both trees: all of it or none, and no reader sees
+//! transaction across the trees: all of it or none, and no reader sees
 //! its records before the read positions they move. With
 //! [`Durability::Flush`](super::Durability::Flush), callers then share
 //! flushes ([`GroupFlush`]).

@@ -1,0 +1,104 @@
+//! The HTTP API's plumbing: errors in WuKongIM's JSON shape, id parsing,
+//! and messages as the API shows them.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use imcore::{Channel, ChannelId, ChannelType, Error, HistoryMessage, Message, Uid};
+use serde_json::{json, Value};
+
+/// An API error: a JSON body of status, msg and reason_code, with that
+/// HTTP status.
+pub struct ApiError {
+    status: StatusCode,
+    msg: String,
+    reason_code: u8,
+}
+
+impl ApiError {
+    /// A 400 with `msg`.
+    pub fn bad(msg: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            msg: msg.into(),
+            reason_code: 0,
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match e {
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Storage { .. } | Error::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            reason_code: e.reason_code().as_u8(),
+            msg: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "status": self.status.as_u16(),
+            "msg": self.msg,
+            "reason_code": self.reason_code,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// What a handler answers.
+pub type ApiResult = Result<Json<Value>, ApiError>;
+
+pub fn uid(s: &str) -> Result<Uid, ApiError> {
+    Ok(Uid::new(s)?)
+}
+
+pub fn channel(id: &str, kind: u8) -> Result<Channel, ApiError> {
+    Ok(Channel::new(
+        ChannelId::new(id)?,
+        ChannelType::try_from(kind)?,
+    ))
+}
+
+pub fn flag(b: u8) -> bool {
+    b != 0
+}
+
+/// A message as WuKongIM's HTTP API shows it, with the channel as `viewer`
+/// addresses it.
+pub fn message_json(m: &Message, viewer: &Uid) -> Value {
+    let seen = m.channel.as_seen_by(viewer);
+    json!({
+        "header": {
+            "no_persist": u8::from(m.flags.no_persist),
+            "red_dot": u8::from(m.flags.red_dot),
+            "sync_once": u8::from(m.flags.sync_once),
+        },
+        "setting": 0,
+        "message_id": m.message_id.0,
+        "message_idstr": m.message_id.0.to_string(),
+        "client_msg_no": m.client_msg_no.as_str(),
+        "message_seq": m.message_seq,
+        "from_uid": m.from_uid.as_str(),
+        "channel_id": seen.id.as_str(),
+        "channel_type": seen.kind.as_u8(),
+        "timestamp": m.timestamp_secs(),
+        "payload": BASE64.encode(&m.payload),
+    })
+}
+
+/// A history message: the above, and its revocation state.
+pub fn history_json(h: &HistoryMessage, viewer: &Uid) -> Value {
+    let mut v = message_json(h, viewer);
+    v["revoke"] = json!(u8::from(h.revoked.is_some()));
+    v["revoker"] = json!(h.revoked.as_ref().map_or("", |r| r.revoker.as_str()));
+    v
+}
