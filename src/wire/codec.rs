@@ -3,7 +3,8 @@
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::wire::packet::{frame_len, Packet};
+use crate::wire::fields::frame_len;
+use crate::wire::packet::Packet;
 use crate::wire::WireError;
 
 /// The default largest packet body a [`WireCodec`] accepts: 256 KiB, room

@@ -17,6 +17,7 @@
 mod auth;
 mod cipher;
 mod codec;
+mod fields;
 mod packet;
 mod server;
 mod session;
@@ -26,10 +27,11 @@ mod transport;
 pub use auth::{Authenticator, ConnectInfo, TokenTable};
 pub use cipher::{new_salt, KeyExchange, SessionCipher, SALT_LEN};
 pub use codec::{WireCodec, DEFAULT_MAX_FRAME};
+pub use fields::frame_len;
 pub use packet::{
-    frame_len, ConnackPacket, ConnectPacket, DisconnectPacket, Packet, PacketType, RecvPacket,
-    RecvackPacket, SendPacket, SendackPacket, Setting, StreamInfo, SubPacket, SubackPacket,
-    MAX_REMAINING_LENGTH, PROTOCOL_VERSION,
+    ConnackPacket, ConnectPacket, DisconnectPacket, Packet, PacketType, RecvPacket, RecvackPacket,
+    SendPacket, SendackPacket, Setting, StreamInfo, SubPacket, SubackPacket, MAX_REMAINING_LENGTH,
+    PROTOCOL_VERSION,
 };
 pub use server::{SessionEnd, WireConfig, WireServer};
 pub use stats::WireStats;
