@@ -194,16 +194,9 @@ string_id!(
 impl ClientMsgNo {
     /// Wraps a number the crate itself validated and stored, sharing
     /// `bytes` rather than copying it; `None` if it is not UTF-8.
+    #[cfg(feature = "sled")]
     pub(crate) fn from_stored_bytes(bytes: bytes::Bytes) -> Option<Self> {
         bytestring::ByteString::try_from(bytes).ok().map(Self)
-    }
-
-    /// An empty number, which no valid message has: only a stand-in while
-    /// a page of history is read back, replaced before the page is handed
-    /// out.
-    #[cfg(feature = "sled")]
-    pub(crate) fn placeholder() -> Self {
-        Self(bytestring::ByteString::from_static(""))
     }
 }
 

@@ -20,7 +20,7 @@
 //! The red-dot count and the version make the last record of a channel its
 //! head.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
@@ -124,15 +124,13 @@ fn utf8(bytes: &[u8]) -> Result<&str> {
 /// Reads the messages of one page: ids are not validated again (the crate
 /// validated them before storing), and a sender repeated from the message
 /// before shares its id. The page's client message numbers and payloads
-/// are copied into one buffer that its messages share: no allocation per
-/// message, and sled's node buffers are not held by what the caller keeps.
+/// are copied into one buffer that its messages share (each part split off
+/// it): no allocation per message, and sled's node buffers are not held by
+/// what the caller keeps.
 pub(super) struct PageReader<T = Message> {
     channel: Channel,
-    buf: Vec<u8>,
+    buf: BytesMut,
     messages: Vec<T>,
-    /// Where each message's client_msg_no ends and its payload ends in
-    /// `buf` (each starts where the one before ends).
-    ends: Vec<(usize, usize)>,
 }
 
 /// What a page is made of: messages, or history messages (built in place,
@@ -140,7 +138,6 @@ pub(super) struct PageReader<T = Message> {
 pub(super) trait PageItem {
     fn wrap(message: Message) -> Self;
     fn message(&self) -> &Message;
-    fn message_mut(&mut self) -> &mut Message;
 }
 
 impl PageItem for Message {
@@ -148,9 +145,6 @@ impl PageItem for Message {
         message
     }
     fn message(&self) -> &Message {
-        self
-    }
-    fn message_mut(&mut self) -> &mut Message {
         self
     }
 }
@@ -165,9 +159,6 @@ impl PageItem for HistoryMessage {
     fn message(&self) -> &Message {
         &self.message
     }
-    fn message_mut(&mut self) -> &mut Message {
-        &mut self.message
-    }
 }
 
 impl<T: PageItem> PageReader<T> {
@@ -175,9 +166,8 @@ impl<T: PageItem> PageReader<T> {
     pub(super) fn new(channel: Channel, capacity: usize) -> Self {
         PageReader {
             channel,
-            buf: Vec::with_capacity(capacity * 256),
+            buf: BytesMut::with_capacity(capacity * 256),
             messages: Vec::with_capacity(capacity),
-            ends: Vec::with_capacity(capacity),
         }
     }
 
@@ -189,34 +179,24 @@ impl<T: PageItem> PageReader<T> {
             _ => r.sender()?,
         };
         self.buf.extend_from_slice(r.client_msg_no);
-        let no_end = self.buf.len();
+        let client_msg_no = ClientMsgNo::from_stored_bytes(self.buf.split().freeze())
+            .ok_or_else(|| Error::corrupt("message record: a client_msg_no is not UTF-8"))?;
         self.buf.extend_from_slice(r.payload);
-        self.ends.push((no_end, self.buf.len()));
         self.messages.push(T::wrap(Message {
             message_id: r.message_id,
             message_seq: seq,
-            // Set by `finish`, once the buffer is shared.
-            client_msg_no: ClientMsgNo::placeholder(),
+            client_msg_no,
             from_uid,
             channel: self.channel.clone(),
             timestamp_ms: r.timestamp_ms,
             flags: r.flags,
-            payload: Bytes::new(),
+            payload: self.buf.split().freeze(),
         }));
         Ok(())
     }
 
     /// The page's messages, in the order they were added.
-    pub(super) fn finish(mut self) -> Result<Vec<T>> {
-        let shared = Bytes::from(self.buf);
-        let mut start = 0;
-        for (item, &(no_end, end)) in self.messages.iter_mut().zip(&self.ends) {
-            let m = item.message_mut();
-            m.client_msg_no = ClientMsgNo::from_stored_bytes(shared.slice(start..no_end))
-                .ok_or_else(|| Error::corrupt("message record: a client_msg_no is not UTF-8"))?;
-            m.payload = shared.slice(no_end..end);
-            start = end;
-        }
+    pub(super) fn finish(self) -> Result<Vec<T>> {
         Ok(self.messages)
     }
 }
