@@ -177,6 +177,12 @@ pub trait DeviceSink: Send + Sync + Debug + 'static {
     /// Tells the device it is being disconnected, and why. Called once; the
     /// hub forgets the sink right after.
     fn close(&self, reason: DisconnectReason);
+
+    /// How many messages wait in its queue now, for metrics. Default 0 (a
+    /// sink without a queue of its own).
+    fn queued(&self) -> usize {
+        0
+    }
 }
 
 /// Creates an in-process connection: a [`DeviceSink`] for the hub and the
@@ -227,6 +233,10 @@ impl DeviceSink for InProcessSink {
 
     fn close(&self, reason: DisconnectReason) {
         self.closed.send_replace(Some(reason));
+    }
+
+    fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 }
 
@@ -505,5 +515,20 @@ impl Sessions {
     /// How many connections are registered.
     pub(crate) fn connection_count(&self) -> usize {
         self.read().values().map(|d| d.len()).sum()
+    }
+
+    /// Connections, messages queued for them in all, and the most queued
+    /// for one.
+    pub(crate) fn queues(&self) -> (usize, usize, usize) {
+        let users = self.read();
+        let mut connections = 0;
+        let (mut queued, mut deepest) = (0, 0);
+        for d in users.values().flat_map(|d| d.iter()) {
+            let n = d.sink.queued();
+            connections += 1;
+            queued += n;
+            deepest = deepest.max(n);
+        }
+        (connections, queued, deepest)
     }
 }

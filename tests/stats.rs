@@ -30,6 +30,12 @@ async fn stats_count_sends_by_class_and_outcome_deliveries_and_slow_consumers() 
             .client_msg_no(ClientMsgNo::new(no).unwrap())
     };
     hub.send(message(Flags::normal(), "h1")).await.unwrap();
+    let queued = hub.stats();
+    assert_eq!(
+        (queued.queued_deliveries, queued.deepest_queue),
+        (1, 1),
+        "{queued:?}"
+    );
     let resend = hub.send(message(Flags::normal(), "h1")).await.unwrap();
     assert!(resend.duplicate);
     // The second delivery finds bob's queue full: he is dropped.

@@ -45,9 +45,9 @@
 //!   - `/message/extra/sync` `{login_uid, channel_id, channel_type,
 //!     extra_version, limit}`: revocation state, TangSengDaoDao's shape;
 //!   - `GET /metrics`: counters in Prometheus' text format (sends by class
-//!     and result, deliveries, slow consumers, online devices, store
-//!     writes and their time, connections, logins, refusals by reason,
-//!     timeouts).
+//!     and result, deliveries, slow consumers, online devices and their
+//!     queue depths, store writes and their time, connections, logins,
+//!     refusals by reason, timeouts).
 //!
 //! Messages, conversations, command queues and revocations live in the
 //! embedded sled store and survive a restart. Tokens and groups are the

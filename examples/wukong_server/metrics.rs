@@ -80,6 +80,18 @@ impl Collector for Counters {
             "Devices online now",
             hub.online_devices,
         )?;
+        gauge(
+            &mut e,
+            "imcore_queued_deliveries",
+            "Messages waiting in devices' queues now",
+            hub.queued_deliveries,
+        )?;
+        gauge(
+            &mut e,
+            "imcore_deepest_queue",
+            "The most messages waiting in one device's queue now",
+            hub.deepest_queue,
+        )?;
         counter(
             &mut e,
             "imcore_store_writes",

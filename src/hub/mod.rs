@@ -376,8 +376,9 @@ impl Hub {
     }
 
     /// What the hub has done since it was built (sends by class and
-    /// outcome, deliveries, slow consumers, store writes) and the devices
-    /// online now: for a host's metrics.
+    /// outcome, deliveries, slow consumers, store writes), and the devices
+    /// online and their queues now: for a host's metrics. It walks the
+    /// session table, so call it per scrape, not per message.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -390,8 +391,7 @@ impl Hub {
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> HubStats {
-        let online = self.inner.sessions.connection_count();
-        self.inner.counters.snapshot(online as u64)
+        self.inner.counters.snapshot(self.inner.sessions.queues())
     }
 
     /// The hub's settings.

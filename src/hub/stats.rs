@@ -40,6 +40,10 @@ pub struct HubStats {
     pub slow_consumers: u64,
     /// Devices online now.
     pub online_devices: u64,
+    /// Messages waiting in devices' queues now, in all.
+    pub queued_deliveries: u64,
+    /// The most messages waiting in one device's queue now.
+    pub deepest_queue: u64,
     /// Writes of history and commands to the store, and their total time.
     pub store_writes: u64,
     /// See `store_writes`.
@@ -116,7 +120,10 @@ impl Counters {
         self.store_write_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    pub(super) fn snapshot(&self, online_devices: u64) -> HubStats {
+    /// The counters, with the session table's figures: devices online,
+    /// messages queued for them in all, the most for one.
+    pub(super) fn snapshot(&self, (online, queued, deepest): (usize, usize, usize)) -> HubStats {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
         HubStats {
             history: self.history.snapshot(),
             commands: self.commands.snapshot(),
@@ -124,7 +131,9 @@ impl Counters {
             refused_unclassified: self.refused_unclassified.load(Ordering::Relaxed),
             deliveries: self.deliveries.load(Ordering::Relaxed),
             slow_consumers: self.slow_consumers.load(Ordering::Relaxed),
-            online_devices,
+            online_devices: n(online),
+            queued_deliveries: n(queued),
+            deepest_queue: n(deepest),
             store_writes: self.store_writes.load(Ordering::Relaxed),
             store_write_time: Duration::from_nanos(self.store_write_nanos.load(Ordering::Relaxed)),
         }

@@ -65,4 +65,7 @@ test('counters follow sends, deliveries, logins and refusals', async () => {
   assert.equal(m.get('imcore_online_devices'), 2, [...m].join('\n'));
   assert.equal(m.get('imcore_login_refusals_total{reason="2"}'), 1, [...m].join('\n'));
   assert.equal(m.get('imcore_slow_consumer_closes_total'), 0, [...m].join('\n'));
+  // Both clients read everything: nothing waits in their queues.
+  assert.equal(m.get('imcore_queued_deliveries'), 0, [...m].join('\n'));
+  assert.equal(m.get('imcore_deepest_queue'), 0, [...m].join('\n'));
 });
