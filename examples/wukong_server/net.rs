@@ -92,7 +92,7 @@ pub async fn serve(listener: TcpListener, router: Router, header_timeout: Durati
 }
 
 /// Bytes read from a WebSocket at a time.
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 512;
 
 /// Upgrades to a WebSocket served by the wire server.
 pub async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
@@ -103,7 +103,9 @@ pub async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Res
         // A small read buffer: it is allocated whole for every connection
         // (128 KiB by default), and an idle connection should cost little.
         // Larger messages still arrive, over several reads; packets from
-        // clients are small (a SEND is its payload and about 100 bytes).
+        // clients are small (a SEND is its payload and about 100 bytes, a
+        // RECVACK 15). 512 bytes cost no measurable CPU under the load
+        // generator against 1 KiB, and 0.5 KiB less per connection.
         .read_buffer_size(READ_BUFFER)
         .max_message_size(cap)
         .max_frame_size(cap)
