@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use sled::{IVec, Tree};
 
-use super::record::Tail;
+use super::record::RecordRef;
 use super::storage;
 use crate::error::Result;
 use crate::model::{Message, MessageId, Uid};
@@ -39,14 +39,16 @@ pub(super) struct Head {
 impl Head {
     /// The head whose record `record` is, at `seq`.
     pub(super) fn of(seq: u64, record: IVec) -> Result<Self> {
-        let tail = Tail::decode(&record)?;
+        let r = RecordRef::parse(&record)?;
+        let (message_id, timestamp_ms) = (r.message_id, r.timestamp_ms);
+        let (red_dots, version, from) = (r.red_dots, r.version, r.sender()?);
         Ok(Head {
             seq,
-            message_id: tail.message_id,
-            timestamp_ms: tail.timestamp_ms,
-            red_dots: tail.red_dots,
-            version: tail.version,
-            from: tail.from_uid,
+            message_id,
+            timestamp_ms,
+            red_dots,
+            version,
+            from,
             record,
         })
     }

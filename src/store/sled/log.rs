@@ -60,7 +60,7 @@ impl SledStore {
                 // A conversation's last message: from memory.
                 let mut reader = PageReader::new(channel.clone(), 1);
                 reader.push(head.seq, &head.record)?;
-                return reader.finish();
+                return Ok(reader.finish());
             }
             Direction::Forward => {
                 let from = page.from.max(1); // seqs start at 1
@@ -93,7 +93,7 @@ impl SledStore {
                 }
             }
         }
-        reader.finish()
+        Ok(reader.finish())
     }
 }
 

@@ -43,7 +43,7 @@ use super::keys::{
     be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key,
     VERSION_KEY,
 };
-use super::record::{self, RecordRef, Tail};
+use super::record::{self, RecordRef};
 use super::{storage, tx_error, BACKEND};
 use crate::error::{Error, Result};
 use crate::model::{Channel, Message, MessageId, Uid};
@@ -166,7 +166,7 @@ impl Writer {
                 break 'write self.flusher.committed();
             }
             let red_dots = match self.log.get(seq_key(&prefix, read_seq)).map_err(storage)? {
-                Some(v) => Tail::decode(&v)?.red_dots,
+                Some(v) => RecordRef::parse(&v)?.red_dots,
                 None => 0, // seq 0: nothing read
             };
             let mut plan = Plan::new(self, 1);
