@@ -73,7 +73,6 @@ impl Hub {
             .store
             .revocations_between(&channel, lo, hi)
             .await?;
-        let strip = self.inner.config.strip_revoked_payload;
         let ascending = first.message_seq <= last.message_seq;
         for revocation in revoked {
             let found = page.binary_search_by(|h| {
@@ -85,14 +84,10 @@ impl Hub {
                 }
             });
             let Ok(at) = found else { continue };
-            let h = &mut page[at];
-            if h.message_id != revocation.message_id {
+            if page[at].message_id != revocation.message_id {
                 continue; // not this message (cannot be: seqs are unique)
             }
-            if strip {
-                h.message.payload = Bytes::new();
-            }
-            h.revoked = Some(Box::new(revocation));
+            self.mark_revoked(&mut page[at], revocation);
         }
         Ok(page)
     }
@@ -112,30 +107,28 @@ impl Hub {
         }
         let ids: Vec<MessageId> = messages.iter().map(|m| m.message_id).collect();
         let revocations = self.inner.store.lookup_revocations(&ids).await?;
-        Ok(self.mark_revoked(messages, revocations))
-    }
-
-    /// Pairs each message with its revocation, removing revoked payloads
-    /// unless the config keeps them.
-    fn mark_revoked(
-        &self,
-        messages: Vec<Message>,
-        revocations: Vec<Option<Revocation>>,
-    ) -> Vec<HistoryMessage> {
-        let strip = self.inner.config.strip_revoked_payload;
-        messages
+        Ok(messages
             .into_iter()
             .zip(revocations)
-            .map(|(mut message, revoked)| {
-                if revoked.is_some() && strip {
-                    message.payload = Bytes::new();
-                }
-                HistoryMessage {
+            .map(|(message, revoked)| {
+                let mut h = HistoryMessage {
                     message,
-                    revoked: revoked.map(Box::new),
+                    revoked: None,
+                };
+                if let Some(revocation) = revoked {
+                    self.mark_revoked(&mut h, revocation);
                 }
+                h
             })
-            .collect()
+            .collect())
+    }
+
+    /// Marks `h` revoked, removing its payload unless the config keeps it.
+    fn mark_revoked(&self, h: &mut HistoryMessage, revocation: Revocation) {
+        if self.inner.config.strip_revoked_payload {
+            h.message.payload = Bytes::new();
+        }
+        h.revoked = Some(Box::new(revocation));
     }
 
     /// A channel's revocations after `extra_version`, ascending: the
