@@ -11,6 +11,7 @@
 //! refuses fills begun before).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use sled::{IVec, Tree};
@@ -102,12 +103,15 @@ struct Shard {
 /// The heads cache.
 pub(super) struct Heads {
     shards: Vec<Mutex<Shard>>,
+    /// Picks a channel's shard.
+    hasher: RandomState,
 }
 
 impl Default for Heads {
     fn default() -> Self {
         Heads {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
         }
     }
 }
@@ -120,14 +124,9 @@ impl std::fmt::Debug for Heads {
 
 impl Heads {
     fn shard(&self, prefix: &[u8]) -> std::sync::MutexGuard<'_, Shard> {
-        // FNV-1a: cheap, and channel ids differ in their last bytes.
-        let hash = prefix.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let i = self.hasher.hash_one(prefix) as usize % SHARDS;
         // Nothing panics while a shard is held: its map stays consistent.
-        self.shards[hash as usize % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The channel's head (given as its log prefix), from memory or from
