@@ -1,6 +1,7 @@
 //! One simulated client: a WebSocket speaking WuKongIM's protocol with the
 //! crate's codec and cipher, as the official JavaScript client does (one
-//! packet per WebSocket message, RECVACK for every RECV).
+//! packet per WebSocket message, RECVACK for every RECV), or the bare
+//! substrate's frames (see `substrate`) in the same pattern.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::server::{token_of, Server};
 
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long a client waits without any progress before it calls the run
 /// stalled.
@@ -26,8 +27,31 @@ const STALL: Duration = Duration::from_secs(30);
 pub struct Client {
     uid: String,
     socket: Socket,
-    cipher: SessionCipher,
+    speech: Box<dyn Speech>,
 }
+
+/// What a client says and how it reads what it hears.
+pub trait Speech: Send {
+    /// SEND number `seq` (from 1) of `text` to `channel`.
+    fn send(&self, seq: u32, channel: &str, text: String) -> Bytes;
+    /// What a frame from the server is.
+    fn hear(&self, frame: &[u8]) -> Result<Heard, String>;
+}
+
+/// A frame from the server, as a client sees it.
+pub enum Heard {
+    /// The answer to SEND `seq`.
+    Ack { seq: u32, ok: bool },
+    /// A message of the channel at `seq`, and the frame acknowledging it.
+    Recv { seq: u32, ack: Bytes },
+    /// The server says goodbye.
+    Disconnect(String),
+    /// Anything else (pings).
+    Other,
+}
+
+/// WuKongIM's protocol with the session's cipher.
+struct Wukong(SessionCipher);
 
 /// What one client does.
 pub struct Load {
@@ -83,8 +107,17 @@ impl Client {
         Ok(Client {
             uid: uid.into(),
             socket,
-            cipher,
+            speech: Box::new(Wukong(cipher)),
         })
+    }
+
+    /// A client of the bare substrate, logged in as `uid` on `channel`.
+    pub fn bare(uid: &str, socket: Socket, speech: Box<dyn Speech>) -> Self {
+        Client {
+            uid: uid.into(),
+            socket,
+            speech,
+        }
     }
 
     /// Sends and receives as `load` says, until everything is sent, acked
@@ -122,59 +155,38 @@ impl Client {
                 () = pause, if may_send => {
                     sent += 1;
                     let seq = sent as u32;
-                    let packet = self.sealed(seq, &load.channel, format!("{}-{seq}", self.uid));
+                    let frame = self.speech.send(seq, &load.channel, format!("{}-{seq}", self.uid));
                     waiting.insert(seq, Instant::now());
-                    send(&mut self.socket, &Packet::Send(packet)).await?;
+                    write(&mut self.socket, frame).await?;
                     next_send = gap.map_or(Instant::now(), |g| next_send.max(Instant::now() - g) + g);
                 }
-                packet = tokio::time::timeout(STALL, next(&mut self.socket)) => {
+                frame = tokio::time::timeout(STALL, next_frame(&mut self.socket)) => {
                     let stalled = |_| format!("nothing for {STALL:?}: {} of {} received", tally.received, load.expected);
-                    match packet.map_err(stalled)?? {
-                        Some(Packet::Sendack(ack)) => {
-                            let at = waiting.remove(&ack.client_seq).ok_or("an ack for nothing")?;
+                    let Some(frame) = frame.map_err(stalled)?? else {
+                        return Err("closed by the server".into());
+                    };
+                    match self.speech.hear(&frame)? {
+                        Heard::Ack { seq, ok } => {
+                            let at = waiting.remove(&seq).ok_or("an ack for nothing")?;
                             tally.acks.push(at.elapsed());
-                            if ack.reason != ReasonCode::SUCCESS {
+                            if !ok {
                                 tally.refused += 1;
                             }
                         }
-                        Some(Packet::Recv(recv)) => {
-                            if recv.message_seq <= last_seq {
-                                return Err(format!("seq {} after {last_seq}", recv.message_seq));
+                        Heard::Recv { seq, ack } => {
+                            if seq <= last_seq {
+                                return Err(format!("seq {seq} after {last_seq}"));
                             }
-                            last_seq = recv.message_seq;
+                            last_seq = seq;
                             tally.received += 1;
-                            let ack = RecvackPacket {
-                                flags: recv.flags,
-                                message_id: recv.message_id,
-                                message_seq: recv.message_seq,
-                            };
-                            send(&mut self.socket, &Packet::Recvack(ack)).await?;
+                            write(&mut self.socket, ack).await?;
                         }
-                        Some(Packet::Disconnect(d)) => return Err(format!("disconnected: {d:?}")),
-                        Some(_) => {}
-                        None => return Err("closed by the server".into()),
+                        Heard::Disconnect(why) => return Err(format!("disconnected: {why}")),
+                        Heard::Other => {}
                     }
                 }
             }
         }
-    }
-
-    /// A SEND as the JavaScript client makes it.
-    fn sealed(&self, client_seq: u32, channel: &str, text: String) -> SendPacket {
-        let mut packet = SendPacket {
-            flags: Flags::from_bits(0b0010),
-            setting: Setting::default(),
-            client_seq,
-            client_msg_no: format!("{}-{client_seq}", self.uid),
-            stream_no: None,
-            channel_id: channel.into(),
-            channel_type: 2,
-            msg_key: String::new(),
-            topic: None,
-            payload: Bytes::from(self.cipher.encrypt(text.as_bytes())),
-        };
-        packet.msg_key = self.cipher.send_msg_key(&packet).unwrap_or_default();
-        packet
     }
 
     pub async fn close(mut self) {
@@ -182,25 +194,81 @@ impl Client {
     }
 }
 
+impl Speech for Wukong {
+    /// A SEND as the JavaScript client makes it.
+    fn send(&self, client_seq: u32, channel: &str, text: String) -> Bytes {
+        let mut packet = SendPacket {
+            flags: Flags::from_bits(0b0010),
+            setting: Setting::default(),
+            client_seq,
+            client_msg_no: text.clone(),
+            stream_no: None,
+            channel_id: channel.into(),
+            channel_type: 2,
+            msg_key: String::new(),
+            topic: None,
+            payload: Bytes::from(self.0.encrypt(text.as_bytes())),
+        };
+        packet.msg_key = self.0.send_msg_key(&packet).unwrap_or_default();
+        frame(&Packet::Send(packet))
+    }
+
+    fn hear(&self, frame: &[u8]) -> Result<Heard, String> {
+        let (packet, _) = Packet::decode(frame, 1 << 20).map_err(|e| e.to_string())?;
+        Ok(match packet {
+            Packet::Sendack(ack) => Heard::Ack {
+                seq: ack.client_seq,
+                ok: ack.reason == ReasonCode::SUCCESS,
+            },
+            Packet::Recv(recv) => Heard::Recv {
+                seq: recv.message_seq,
+                ack: self::frame(&Packet::Recvack(RecvackPacket {
+                    flags: recv.flags,
+                    message_id: recv.message_id,
+                    message_seq: recv.message_seq,
+                })),
+            },
+            Packet::Disconnect(d) => Heard::Disconnect(format!("{d:?}")),
+            _ => Heard::Other,
+        })
+    }
+}
+
+fn frame(packet: &Packet) -> Bytes {
+    packet
+        .to_bytes()
+        .expect("the load generator's own packets encode")
+}
+
 async fn send(socket: &mut Socket, packet: &Packet) -> Result<(), String> {
-    let frame = packet.to_bytes().map_err(|e| e.to_string())?;
+    write(socket, frame(packet)).await
+}
+
+pub async fn write(socket: &mut Socket, frame: Bytes) -> Result<(), String> {
     socket
         .send(Ws::Binary(frame))
         .await
         .map_err(|e| format!("write: {e}"))
 }
 
-/// The next packet; `None` when the server closed the connection.
-async fn next(socket: &mut Socket) -> Result<Option<Packet>, String> {
+/// The next binary frame; `None` when the server closed the connection.
+pub async fn next_frame(socket: &mut Socket) -> Result<Option<Bytes>, String> {
     loop {
         match socket.next().await {
             None | Some(Ok(Ws::Close(_))) => return Ok(None),
             Some(Err(e)) => return Err(format!("read: {e}")),
-            Some(Ok(Ws::Binary(frame))) => {
-                let (packet, _) = Packet::decode(&frame, 1 << 20).map_err(|e| e.to_string())?;
-                return Ok(Some(packet));
-            }
+            Some(Ok(Ws::Binary(frame))) => return Ok(Some(frame)),
             Some(Ok(_)) => {}
         }
+    }
+}
+
+/// The next packet; `None` when the server closed the connection.
+async fn next(socket: &mut Socket) -> Result<Option<Packet>, String> {
+    match next_frame(socket).await? {
+        None => Ok(None),
+        Some(frame) => Packet::decode(&frame, 1 << 20)
+            .map(|(p, _)| Some(p))
+            .map_err(|e| e.to_string()),
     }
 }

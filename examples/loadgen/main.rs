@@ -27,10 +27,16 @@
 //! message of its group once and in seq order, and no client is closed by
 //! the server. A failed check ends the run with exit code 1.
 //!
+//! `send`, `recv` and `storm` then run again against the bare substrate (a
+//! WebSocket fan-out server with no IM in it, see `substrate`) with the
+//! same clients and traffic, and print the ratio of the server CPU per
+//! delivery and per send.
+//!
 //! The server binary is `wukong_server` beside this one, or `--server PATH`.
 
 mod client;
 mod server;
+mod substrate;
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +61,13 @@ struct Plan {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--substrate-server") {
+        if let Err(e) = substrate::serve().await {
+            eprintln!("substrate: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let binary = args
         .windows(2)
@@ -70,26 +83,58 @@ async fn main() {
     }
     let mut failed = false;
     for name in chosen {
-        let server = match Server::start(binary.as_deref()).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("loadgen: {e}");
-                std::process::exit(2);
-            }
-        };
-        let outcome = match name {
-            "idle" => idle(&server, if quick { 200 } else { 4_000 }).await,
-            _ => run(&server, plan(name, quick)).await,
-        };
-        if let Err(e) = outcome {
+        if let Err(e) = scenario(name, quick, binary.as_deref()).await {
             eprintln!("{name}: FAILED: {e}");
             failed = true;
         }
-        server.stop();
     }
     if failed {
         std::process::exit(1);
     }
+}
+
+/// Runs one scenario against `wukong_server` and then, but for `idle`,
+/// against the bare substrate.
+async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> Result<(), String> {
+    let server = Server::start(binary).await?;
+    if name == "idle" {
+        let outcome = idle(&server, if quick { 200 } else { 4_000 }).await;
+        server.stop();
+        return outcome;
+    }
+    let plan = plan(name, quick);
+    let served = run(&server, &plan, Target::Wukong).await;
+    server.stop();
+    let served = served?;
+    let bare = Server::substrate().await?;
+    let substrate = run(&bare, &plan, Target::Substrate).await;
+    bare.stop();
+    let substrate = substrate?;
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+        _ => "-".into(),
+    };
+    println!(
+        "{name}: wukong_server / substrate, server CPU per delivery {}, per send {}",
+        ratio(served.per_delivery, substrate.per_delivery),
+        ratio(served.per_send, substrate.per_send),
+    );
+    Ok(())
+}
+
+/// Whom the clients talk to.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    /// `wukong_server`, in WuKongIM's protocol.
+    Wukong,
+    /// The bare substrate, in its own frames.
+    Substrate,
+}
+
+/// Server CPU per send and per delivery, in µs.
+struct Measured {
+    per_send: Option<f64>,
+    per_delivery: Option<f64>,
 }
 
 fn plan(name: &str, quick: bool) -> Plan {
@@ -130,10 +175,10 @@ fn plan(name: &str, quick: bool) -> Plan {
 
 /// Sets up the groups, logs the online members in, runs the senders, and
 /// checks and reports what came back.
-async fn run(server: &Server, plan: Plan) -> Result<(), String> {
+async fn run(server: &Server, plan: &Plan, target: Target) -> Result<Measured, String> {
     let group_id = |g: usize| format!("{}-g{g}", plan.name);
     let uid = |g: usize, m: usize| format!("{}-g{g}-u{m}", plan.name);
-    for g in 0..plan.groups {
+    for g in (0..plan.groups).filter(|_| target == Target::Wukong) {
         let members: Vec<String> = (0..plan.members).map(|m| uid(g, m)).collect();
         for u in members.iter().take(plan.online) {
             server.token(u).await?;
@@ -143,7 +188,11 @@ async fn run(server: &Server, plan: Plan) -> Result<(), String> {
     let mut clients = Vec::new();
     for g in 0..plan.groups {
         for m in 0..plan.online {
-            clients.push((g, m, Client::login(server, &uid(g, m)).await?));
+            let client = match target {
+                Target::Wukong => Client::login(server, &uid(g, m)).await?,
+                Target::Substrate => substrate::login(server.port, &uid(g, m), &group_id(g)).await?,
+            };
+            clients.push((g, m, client));
         }
     }
     let before = server.usage()?;
@@ -168,16 +217,20 @@ async fn run(server: &Server, plan: Plan) -> Result<(), String> {
     }
     let elapsed = started.elapsed();
     let after = server.usage()?;
-    report(&plan, &tallies, elapsed, before, after)
+    let name = match target {
+        Target::Wukong => plan.name.to_string(),
+        Target::Substrate => format!("{} (substrate)", plan.name),
+    };
+    report(&name, &tallies, elapsed, before, after)
 }
 
 fn report(
-    plan: &Plan,
+    name: &str,
     tallies: &[Tally],
     elapsed: Duration,
     before: server::Usage,
     after: server::Usage,
-) -> Result<(), String> {
+) -> Result<Measured, String> {
     let sends: usize = tallies.iter().map(|t| t.acks.len()).sum();
     let deliveries: usize = tallies.iter().map(|t| t.received).sum();
     let mut latencies: Vec<Duration> = tallies.iter().flat_map(|t| t.acks.clone()).collect();
@@ -192,7 +245,7 @@ fn report(
     let secs = elapsed.as_secs_f64();
     println!(
         "{}: {} sends, {} deliveries in {:.2} s: {:.0} sends/s, {:.0} deliveries/s",
-        plan.name,
+        name,
         sends,
         deliveries,
         secs,
@@ -201,24 +254,23 @@ fn report(
     );
     println!(
         "{}: SENDACK p50 {:?}, p99 {:?}, max {:?}",
-        plan.name,
+        name,
         pct(0.5),
         pct(0.99),
         latencies.last().copied().unwrap_or_default()
     );
-    let per = |n: usize| {
-        if n == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.1} µs", cpu.as_secs_f64() * 1e6 / n as f64)
-        }
+    let per_us = |n: usize| (n > 0).then(|| cpu.as_secs_f64() * 1e6 / n as f64);
+    let measured = Measured {
+        per_send: per_us(sends),
+        per_delivery: per_us(deliveries),
     };
+    let per = |us: Option<f64>| us.map_or("-".to_string(), |us| format!("{us:.1} µs"));
     println!(
         "{}: server CPU {:.2} s: {} per send, {} per delivery; server RSS {:.1} MiB",
-        plan.name,
+        name,
         cpu.as_secs_f64(),
-        per(sends),
-        per(deliveries),
+        per(measured.per_send),
+        per(measured.per_delivery),
         after.rss_kib as f64 / 1024.0
     );
     let mut problems = Vec::new();
@@ -240,9 +292,9 @@ fn report(
         0 => {
             println!(
                 "{}: exact (every ack a success, every message once, in seq order, nobody closed)",
-                plan.name
+                name
             );
-            Ok(())
+            Ok(measured)
         }
         n => Err(format!("{n} problems, first: {}", problems[0])),
     }

@@ -37,13 +37,25 @@ impl Server {
             None => sibling("wukong_server")?,
         };
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut child = Command::new(&binary)
-            .args(["--port", "0", "--data"])
-            .arg(data.path())
+        let mut command = Command::new(&binary);
+        command.args(["--port", "0", "--data"]).arg(data.path());
+        Self::spawn(command, data).await
+    }
+
+    /// Starts the bare substrate (this executable, `--substrate-server`).
+    pub async fn substrate() -> Result<Self, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut command = Command::new(me);
+        command.arg("--substrate-server");
+        Self::spawn(command, tempfile::tempdir().map_err(|e| e.to_string())?).await
+    }
+
+    async fn spawn(mut command: Command, data: tempfile::TempDir) -> Result<Self, String> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+            .map_err(|e| format!("cannot start {command:?}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         // The one line it prints when ready.
         let line = tokio::task::spawn_blocking(move || {
