@@ -662,6 +662,25 @@ async fn concurrent_senders_on_sled_with_flush_before_ack() {
     concurrent_senders(world_on(Arc::new(store))).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sends_to_one_channel_share_flushes() {
+    // A send gives up its channel's turn once it has its seq, before its
+    // flush: the sends behind it write meanwhile, and the next flush
+    // covers them all. Held through the flush, the turn made every send
+    // to a channel wait for a flush of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let config = imcore::store::SledConfig::new(dir.path());
+    let store = Arc::new(SledStore::open_with(config).unwrap());
+    let before = store.flushes();
+    concurrent_senders(world_on(store.clone())).await;
+    let flushes = store.flushes() - before;
+    assert!(flushes > 0);
+    assert!(
+        flushes < 100,
+        "200 sends to one channel took {flushes} flushes"
+    );
+}
+
 async fn concurrent_senders(w: World) {
     let senders: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
     let mut members: Vec<&str> = senders.iter().map(String::as_str).collect();

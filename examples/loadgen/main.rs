@@ -190,7 +190,9 @@ async fn run(server: &Server, plan: &Plan, target: Target) -> Result<Measured, S
         for m in 0..plan.online {
             let client = match target {
                 Target::Wukong => Client::login(server, &uid(g, m)).await?,
-                Target::Substrate => substrate::login(server.port, &uid(g, m), &group_id(g)).await?,
+                Target::Substrate => {
+                    substrate::login(server.port, &uid(g, m), &group_id(g)).await?
+                }
             };
             clients.push((g, m, client));
         }

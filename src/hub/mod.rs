@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::clock::{Clock, SystemClock};
 use crate::directory::{Directory, MemoryDirectory, Permission};
@@ -277,9 +278,7 @@ impl HubBuilder {
                 config: self.config,
                 sessions: Sessions::default(),
                 counters: stats::Counters::default(),
-                stripes: (0..CHANNEL_STRIPES)
-                    .map(|_| tokio::sync::Mutex::new(()))
-                    .collect(),
+                stripes: (0..CHANNEL_STRIPES).map(|_| Stripe::default()).collect(),
                 hasher: RandomState::new(),
             }),
         })
@@ -332,9 +331,16 @@ struct Inner {
     config: HubConfig,
     sessions: Sessions,
     counters: stats::Counters,
-    stripes: Box<[tokio::sync::Mutex<()>]>,
+    stripes: Box<[Stripe]>,
     hasher: RandomState,
 }
+
+/// The turn of the channels on one stripe: held while a send takes its
+/// seq, and holding what tells when the last send to take one has
+/// delivered (the next delivers after it).
+type Stripe = tokio::sync::Mutex<Option<oneshot::Receiver<()>>>;
+/// A turn being held.
+type StripeGuard<'a> = tokio::sync::MutexGuard<'a, Option<oneshot::Receiver<()>>>;
 
 /// A person channel is only ever the business of its two parties: no
 /// directory is asked to let a third user write to or read it.

@@ -118,12 +118,21 @@ impl Hub {
         to_channel: bool,
     ) -> Result<SendAck> {
         let inner = &*self.inner;
-        // Sends to one channel are serialised from seq assignment to
-        // delivery, so that every device sees the channel in seq order.
-        let _guard = if to_channel {
-            Some(self.stripe(&message.channel).lock().await)
-        } else {
-            None
+        // Sends to one channel take their turn for the store (seq
+        // assignment) one at a time, and deliver in the same order, each
+        // after the one before it: every device sees the channel in seq
+        // order. The turn is given up before the flush, so that one flush
+        // covers many sends to the channel.
+        let mut turn = match to_channel {
+            true => Some(self.stripe(&message.channel).lock().await),
+            false => None,
+        };
+        let (delivered, delivering) = oneshot::channel::<()>();
+        let mut before = None;
+        let take_turn = |turn: &mut Option<StripeGuard<'_>>| {
+            if let Some(mut turn) = turn.take() {
+                before = turn.replace(delivering);
+            }
         };
         let ack = |message: &Message, duplicate: bool| SendAck {
             message_id: message.message_id,
@@ -139,7 +148,12 @@ impl Hub {
                 // channel's head and the sender's read position (read
                 // diffusion: recipients' conversations are derived).
                 let started = std::time::Instant::now();
-                let appended = inner.store.append(vec![message.clone()]).await;
+                let appended = inner.store.append_then_settle(vec![message.clone()]).await;
+                take_turn(&mut turn);
+                let appended = match appended {
+                    Ok((appended, settle)) => settle.await.map(|()| appended),
+                    Err(e) => Err(e),
+                };
                 inner.counters.store_write(started.elapsed());
                 let appended = appended?;
                 let Some(appended) = appended.first() else {
@@ -154,6 +168,7 @@ impl Hub {
             Persistence::Command => {
                 let started = std::time::Instant::now();
                 let pushed = inner.store.push_command(&message, recipients).await;
+                take_turn(&mut turn);
                 inner.counters.store_write(started.elapsed());
                 let pushed = pushed?;
                 if pushed.duplicate {
@@ -162,8 +177,13 @@ impl Hub {
                 }
             }
             Persistence::Transient => {
+                take_turn(&mut turn);
                 message.message_id = MessageId(0);
             }
+        }
+        if let Some(before) = before {
+            // Its sender drops it once it has delivered, or given up.
+            let _ = before.await;
         }
         let message = Arc::new(message);
         let push = persistence != Persistence::Transient && inner.notifier.enabled();
@@ -173,10 +193,11 @@ impl Hub {
             let message = message.clone();
             tokio::spawn(async move { notifier.notify(message, offline).await });
         }
+        drop(delivered); // the next send to the channel may deliver
         Ok(ack(&message, false))
     }
 
-    fn stripe(&self, channel: &Channel) -> &tokio::sync::Mutex<()> {
+    fn stripe(&self, channel: &Channel) -> &Stripe {
         let i = self.inner.hasher.hash_one(channel) as usize % CHANNEL_STRIPES;
         &self.inner.stripes[i]
     }

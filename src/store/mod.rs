@@ -21,6 +21,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ValidationError};
+
+/// Resolves once an append is durable: see
+/// [`MessageLog::append_then_settle`].
+pub type Settle = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 
 pub mod conformance;
@@ -153,6 +157,21 @@ pub trait MessageLog: Send + Sync + Debug + 'static {
     /// Appends `messages` (to any channels), returning one [`Appended`] per
     /// message, in order.
     async fn append(&self, messages: Vec<Message>) -> Result<Vec<Appended>>;
+
+    /// [`append`](Self::append) in two steps: returns once the messages
+    /// have their seqs and can be read, with a [`Settle`] that resolves
+    /// once they are as durable as `append`'s return would have made them.
+    /// The hub orders a channel's sends through the first step only, so
+    /// that their flushes overlap (one flush then covers many sends to the
+    /// channel) while their deliveries keep seq order.
+    ///
+    /// Provided: `append`, and nothing left to settle. A backend whose
+    /// writes become durable later than they become readable (group
+    /// commit) overrides it.
+    async fn append_then_settle(&self, messages: Vec<Message>) -> Result<(Vec<Appended>, Settle)> {
+        let appended = self.append(messages).await?;
+        Ok((appended, Box::pin(std::future::ready(Ok(())))))
+    }
 
     /// Reads one page of `channel`'s history, in the page's direction. Seqs
     /// that do not exist are skipped; an empty result means there is nothing

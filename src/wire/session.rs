@@ -126,6 +126,10 @@ impl Session<'_> {
                 ack = sends.answered() => outgoing.send(&Packet::Sendack(ack)).await?,
                 delivery = deliveries.recv() => match delivery {
                     Some(message) => {
+                        // Let the tasks already waiting run first: under
+                        // load, they are sends fanning out, and what they
+                        // queue for this connection joins this write.
+                        tokio::task::yield_now().await;
                         // Whatever else is queued goes in the same write.
                         let mut batch = vec![self.recv_packet(&message)?];
                         while batch.len() < WRITE_BATCH {

@@ -27,6 +27,8 @@ pub(super) struct GroupFlush {
     /// The highest ticket known to be on disk. Guarded by the mutex so that
     /// only one flush runs at a time.
     durable: tokio::sync::Mutex<u64>,
+    /// Flushes done.
+    flushes: AtomicU64,
 }
 
 impl GroupFlush {
@@ -40,6 +42,11 @@ impl GroupFlush {
         self.committed.load(Ordering::Acquire)
     }
 
+    /// How many flushes have been done.
+    pub(super) fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
     /// Returns once every write up to `ticket` is on disk.
     pub(super) async fn flush(&self, db: &Db, ticket: u64) -> Result<()> {
         let mut durable = self.durable.lock().await;
@@ -50,6 +57,7 @@ impl GroupFlush {
         // flush makes all of them durable.
         let target = self.committed();
         flush_now(db).await?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
         *durable = target;
         Ok(())
     }

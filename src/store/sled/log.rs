@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 use crate::store::{
     Appended, Conversation, ConversationStore, Direction, HistoryMessage, MessageLog, Page,
-    ReadPosition,
+    ReadPosition, Settle,
 };
 
 impl SledStore {
@@ -107,6 +107,19 @@ impl MessageLog for SledStore {
             return Ok(Vec::new());
         }
         self.writer.append(&messages).await
+    }
+
+    /// The write now, the flush in the [`Settle`] it returns.
+    async fn append_then_settle(&self, messages: Vec<Message>) -> Result<(Vec<Appended>, Settle)> {
+        if messages.is_empty() {
+            return Ok((Vec::new(), Box::pin(std::future::ready(Ok(())))));
+        }
+        let (appended, ticket) = self.writer.write(&messages)?;
+        let writer = self.writer.clone();
+        Ok((
+            appended,
+            Box::pin(async move { writer.settle(ticket).await }),
+        ))
     }
 
     async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>> {

@@ -285,6 +285,14 @@ impl SledStore {
         }
     }
 
+    /// How many flushes (each an fsync) the store's writes have waited
+    /// for so far, shared by concurrent writes with
+    /// [`Durability::Flush`]: sends divided by this is the group commit's
+    /// batch.
+    pub fn flushes(&self) -> u64 {
+        self.flusher.flushes()
+    }
+
     /// Flushes everything written so far to disk.
     pub async fn flush(&self) -> Result<()> {
         self.flusher.flush(&self.db, self.flusher.committed()).await

@@ -119,26 +119,25 @@ impl Writer {
 
     /// Appends messages; see [`MessageLog::append`](crate::store::MessageLog::append).
     pub(super) async fn append(&self, messages: &[Message]) -> Result<Vec<Appended>> {
-        if let [one] = messages {
-            let (out, ticket) = {
-                let _turn = self.lock();
-                (self.append_one(one)?, self.flusher.commit())
-            };
-            self.settle(ticket).await?;
-            return Ok(vec![out]);
-        }
-        let (out, ticket) = {
-            let _turn = self.lock();
-            let mut plan = Plan::new(self, messages.len() as u64);
-            let out = messages
-                .iter()
-                .map(|m| plan.append(m))
-                .collect::<Result<Vec<_>>>()?;
-            plan.commit()?;
-            (out, self.flusher.commit())
-        };
+        let (out, ticket) = self.write(messages)?;
         self.settle(ticket).await?;
         Ok(out)
+    }
+
+    /// Writes messages, readable on return, with the ticket that
+    /// [`settle`](Self::settle) takes to make them durable.
+    pub(super) fn write(&self, messages: &[Message]) -> Result<(Vec<Appended>, u64)> {
+        let _turn = self.lock();
+        if let [one] = messages {
+            return Ok((vec![self.append_one(one)?], self.flusher.commit()));
+        }
+        let mut plan = Plan::new(self, messages.len() as u64);
+        let out = messages
+            .iter()
+            .map(|m| plan.append(m))
+            .collect::<Result<Vec<_>>>()?;
+        plan.commit()?;
+        Ok((out, self.flusher.commit()))
     }
 
     /// Moves a read position forward; see
@@ -293,7 +292,7 @@ impl Writer {
     }
 
     /// Makes a written change as durable as the configuration says.
-    async fn settle(&self, ticket: u64) -> Result<()> {
+    pub(super) async fn settle(&self, ticket: u64) -> Result<()> {
         if !self.flush {
             return Ok(());
         }
