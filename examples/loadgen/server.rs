@@ -53,7 +53,7 @@ impl Server {
     async fn spawn(mut command: Command, data: tempfile::TempDir) -> Result<Self, String> {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {command:?}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;

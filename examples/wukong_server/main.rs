@@ -89,15 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let directory = Arc::new(MemoryDirectory::new());
     let tokens = Arc::new(TokenTable::new());
     let hub = Hub::builder()
-        .store(Arc::new(if std::env::var("X_BG").is_ok() {
-            SledStore::open_with(imcore::store::SledConfig::new(&settings.data).durability(
-                imcore::store::Durability::Background {
-                    flush_every_ms: 500,
-                },
-            ))?
-        } else {
-            SledStore::open(&settings.data)?
-        }))
+        .store(Arc::new(SledStore::open(&settings.data)?))
         .directory(directory.clone())
         .build()?;
     // Upgrade, then CONNECT: each within the connect timeout.
