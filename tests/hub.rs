@@ -681,6 +681,48 @@ async fn sends_to_one_channel_share_flushes() {
     );
 }
 
+#[tokio::test]
+async fn send_all_keeps_order_shares_one_flush_and_answers_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = imcore::store::SledConfig::new(dir.path());
+    let store = Arc::new(SledStore::open_with(config).unwrap());
+    let w = world_on(store.clone());
+    let g = w.group("g", "alice", &["bob"]);
+    let (_, mut bob) = w.phone("bob");
+    let mut requests: Vec<SendRequest> = (0..20)
+        .map(|i| SendRequest::new(uid("alice"), g.clone(), format!("m{i}")))
+        .collect();
+    // Refused in the middle: the others are stored all the same.
+    requests.insert(5, SendRequest::new(uid("stranger"), g.clone(), "x"));
+    let before = store.flushes();
+    let acks = w.hub.send_all(requests).await;
+    assert_eq!(
+        store.flushes() - before,
+        1,
+        "one flush covers the whole batch"
+    );
+    assert_eq!(acks.len(), 21);
+    assert_eq!(
+        acks[5].as_ref().unwrap_err().reason_code(),
+        ReasonCode::SUBSCRIBER_NOT_EXIST
+    );
+    let seqs: Vec<u64> = acks
+        .iter()
+        .filter_map(|a| a.as_ref().ok())
+        .map(|a| a.message_seq)
+        .collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "seqs in the order given");
+    let got: Vec<(u64, Vec<u8>)> = bob
+        .drain()
+        .iter()
+        .map(|m| (m.message_seq, m.payload.to_vec()))
+        .collect();
+    let want: Vec<(u64, Vec<u8>)> = (0..20u64)
+        .map(|i| (i + 1, format!("m{i}").into_bytes()))
+        .collect();
+    assert_eq!(got, want, "delivered once each, in seq order");
+}
+
 async fn concurrent_senders(w: World) {
     let senders: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
     let mut members: Vec<&str> = senders.iter().map(String::as_str).collect();

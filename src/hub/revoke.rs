@@ -148,8 +148,14 @@ impl Hub {
             flags: Flags::command(),
             payload: revoke_command_payload(record, &message.client_msg_no).into(),
         };
-        self.dispatch(command, Persistence::Command, &recipients, None, true)
-            .await?;
+        self.dispatch(
+            command,
+            Persistence::Command,
+            recipients.clone(),
+            None,
+            true,
+        )
+        .await?;
         if inner.config.revoke_tip {
             let name = inner
                 .directory
@@ -172,7 +178,7 @@ impl Hub {
                 },
                 payload: revoke_tip_payload(record, &name).into(),
             };
-            self.dispatch(tip, Persistence::History, &recipients, None, true)
+            self.dispatch(tip, Persistence::History, recipients, None, true)
                 .await?;
         }
         Ok(())

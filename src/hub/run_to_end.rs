@@ -4,8 +4,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::error::Result;
-
 /// Runs `work` to the end even if the caller stops waiting (a timeout, a
 /// dropped HTTP request), so that nothing is left stored but untold.
 ///
@@ -14,8 +12,8 @@ use crate::error::Result;
 /// drops it half-way is the rest moved into a task of its own, on the
 /// runtime that first polled it.
 pub(super) async fn run_to_end<T: Send + 'static>(
-    work: impl Future<Output = Result<T>> + Send + 'static,
-) -> Result<T> {
+    work: impl Future<Output = T> + Send + 'static,
+) -> T {
     RunToEnd {
         work: Some(Box::pin(work)),
         runtime: None,
@@ -23,7 +21,7 @@ pub(super) async fn run_to_end<T: Send + 'static>(
     .await
 }
 
-type Work<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+type Work<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// See [`run_to_end`].
 struct RunToEnd<T: Send + 'static> {
@@ -34,9 +32,9 @@ struct RunToEnd<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> Future for RunToEnd<T> {
-    type Output = Result<T>;
+    type Output = T;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         if self.runtime.is_none() {
             self.runtime = tokio::runtime::Handle::try_current().ok();
         }

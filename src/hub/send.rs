@@ -2,6 +2,26 @@
 
 use super::*;
 
+use crate::store::Settle;
+
+/// A send stored in its channel's turn, to finish: see [`Hub::finish`].
+struct Staged {
+    message: Message,
+    persistence: Persistence,
+    recipients: Arc<[Uid]>,
+    skip: Option<ConnectionId>,
+    /// When the store's work began.
+    started: std::time::Instant,
+    /// What makes a history send durable.
+    settle: Option<Settle>,
+    /// A resend of a message already stored: answered, not delivered.
+    duplicate: bool,
+    /// Resolves once the send before it in its channel has delivered.
+    before: Option<oneshot::Receiver<()>>,
+    /// Dropped once this send has delivered (or given up).
+    delivered: oneshot::Sender<()>,
+}
+
 impl Hub {
     /// Sends a message.
     ///
@@ -25,19 +45,69 @@ impl Hub {
     /// again. Refusals are [`Error::Rejected`] with WuKongIM's reason code;
     /// bad input is [`Error::Validation`].
     pub async fn send(&self, request: SendRequest) -> Result<SendAck> {
-        let mut class = None;
-        let result = self.send_as_classified(request, &mut class).await;
-        let duplicate = result.as_ref().is_ok_and(|ack| ack.duplicate);
-        self.inner.counters.send(class, &result, duplicate);
-        result
+        let mut acks = self.send_all(vec![request]).await;
+        acks.pop()
+            .unwrap_or_else(|| Err(Error::corrupt("a send was answered with nothing")))
     }
 
-    /// [`Hub::send`], saying in `class` what the policy made of it.
-    async fn send_as_classified(
-        &self,
-        request: SendRequest,
-        class: &mut Option<Persistence>,
-    ) -> Result<SendAck> {
+    /// Sends several messages in the order given, as one connection sends
+    /// them: each takes its seq (in its channel) in that order, and is
+    /// delivered in that order, while the store makes them durable
+    /// together (one flush can cover them all, where [`Hub::send`] one
+    /// after another waits for a flush each). Each is otherwise
+    /// [`Hub::send`]: one answer per request, in the same order, and one
+    /// refused does not stop the others.
+    ///
+    /// It runs to the end even if the caller stops waiting (a timeout, a
+    /// dropped HTTP request): a message stored must not be left
+    /// undelivered, since its resend would be acknowledged as a duplicate
+    /// and delivered to no one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> imcore::Result<()> {
+    /// use imcore::{Channel, Hub, SendRequest, Uid};
+    ///
+    /// let hub = Hub::builder().build()?;
+    /// let (alice, bob) = (Uid::new("alice")?, Uid::new("bob")?);
+    /// let chat = Channel::person(&alice, &bob);
+    /// let acks = hub
+    ///     .send_all(vec![
+    ///         SendRequest::new(alice.clone(), chat.clone(), "one"),
+    ///         SendRequest::new(alice.clone(), chat.clone(), "two"),
+    ///     ])
+    ///     .await;
+    /// let seqs: Vec<u64> = acks.into_iter().map(|a| a.map(|a| a.message_seq)).collect::<Result<_, _>>()?;
+    /// assert_eq!(seqs, [1, 2]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_all(&self, requests: Vec<SendRequest>) -> Vec<Result<SendAck>> {
+        let hub = self.clone();
+        run_to_end(async move {
+            let mut staged = Vec::with_capacity(requests.len());
+            for request in requests {
+                let mut class = None;
+                let stage = hub.stage(request, &mut class).await;
+                staged.push((class, stage));
+            }
+            let mut acks = Vec::with_capacity(staged.len());
+            for (class, stage) in staged {
+                let result = match stage {
+                    Ok(stage) => hub.finish(stage).await,
+                    Err(e) => Err(e),
+                };
+                let duplicate = result.as_ref().is_ok_and(|ack| ack.duplicate);
+                hub.inner.counters.send(class, &result, duplicate);
+                acks.push(result);
+            }
+            acks
+        })
+        .await
+    }
+
+    /// A send up to its turn in the store, saying in `class` what the
+    /// policy made of it.
+    async fn stage(&self, request: SendRequest, class: &mut Option<Persistence>) -> Result<Staged> {
         let inner = &*self.inner;
         inner.config.limits.check_payload(&request.payload)?;
         if let Some(no) = &request.client_msg_no {
@@ -88,41 +158,42 @@ impl Hub {
                 .collect();
         }
         let skip = request.from_connection;
-        if persistence == Persistence::Transient {
-            // Nothing is stored, and delivery does not await: a caller that
-            // stops waiting can only stop it before it starts.
-            return self
-                .dispatch(message, persistence, &recipients, skip, to_channel)
-                .await;
-        }
-        // A send that stores runs to the end in a task of its own: a caller
-        // that stops waiting (a timeout, a dropped HTTP request) must not
-        // leave a stored message undelivered, since its resend would then
-        // be acknowledged as a duplicate and delivered to no one.
-        let hub = self.clone();
-        run_to_end(async move {
-            hub.dispatch(message, persistence, &recipients, skip, to_channel)
-                .await
-        })
-        .await
+        self.store_in_turn(message, persistence, recipients, skip, to_channel)
+            .await
     }
 
     /// Stores `message` as `persistence` says, delivers it and hands the
     /// offline recipients to the notifier. Permission has been checked.
     pub(super) async fn dispatch(
         &self,
-        mut message: Message,
+        message: Message,
         persistence: Persistence,
-        recipients: &[Uid],
+        recipients: Arc<[Uid]>,
         skip: Option<ConnectionId>,
         to_channel: bool,
     ) -> Result<SendAck> {
+        let staged = self
+            .store_in_turn(message, persistence, recipients, skip, to_channel)
+            .await?;
+        self.finish(staged).await
+    }
+
+    /// Stores `message` as `persistence` says, in its channel's turn.
+    ///
+    /// Sends to one channel take their turn for the store (seq assignment)
+    /// one at a time, and deliver in the same order, each after the one
+    /// before it ([`Hub::finish`]): every device sees the channel in seq
+    /// order. The turn is given up before the flush, so that one flush
+    /// covers many sends to the channel.
+    async fn store_in_turn(
+        &self,
+        mut message: Message,
+        persistence: Persistence,
+        recipients: Arc<[Uid]>,
+        skip: Option<ConnectionId>,
+        to_channel: bool,
+    ) -> Result<Staged> {
         let inner = &*self.inner;
-        // Sends to one channel take their turn for the store (seq
-        // assignment) one at a time, and deliver in the same order, each
-        // after the one before it: every device sees the channel in seq
-        // order. The turn is given up before the flush, so that one flush
-        // covers many sends to the channel.
         let mut turn = match to_channel {
             true => Some(self.stripe(&message.channel).lock().await),
             false => None,
@@ -134,6 +205,74 @@ impl Hub {
                 before = turn.replace(delivering);
             }
         };
+        let started = std::time::Instant::now();
+        let mut settle = None;
+        let mut duplicate = false;
+        match persistence {
+            Persistence::History => {
+                // One write whatever the channel's size: the log, the
+                // channel's head and the sender's read position (read
+                // diffusion: recipients' conversations are derived).
+                let appended = inner.store.append_then_settle(vec![message.clone()]).await;
+                take_turn(&mut turn);
+                let (appended, to_settle) = appended?;
+                let Some(appended) = appended.first() else {
+                    return Err(Error::corrupt("the message log acknowledged nothing"));
+                };
+                message.message_id = appended.message_id;
+                message.message_seq = appended.message_seq;
+                duplicate = appended.duplicate;
+                settle = Some(to_settle);
+            }
+            Persistence::Command => {
+                let pushed = inner.store.push_command(&message, &recipients).await;
+                take_turn(&mut turn);
+                inner.counters.store_write(started.elapsed());
+                let pushed = pushed?;
+                if pushed.duplicate {
+                    message.message_id = pushed.message_id;
+                    duplicate = true;
+                }
+            }
+            Persistence::Transient => {
+                take_turn(&mut turn);
+                message.message_id = MessageId(0);
+            }
+        }
+        Ok(Staged {
+            message,
+            persistence,
+            recipients,
+            skip,
+            started,
+            settle,
+            duplicate,
+            before,
+            delivered,
+        })
+    }
+
+    /// Waits for a stored send to be durable and for the send before it
+    /// in its channel to deliver, then delivers it and hands the offline
+    /// recipients to the notifier.
+    async fn finish(&self, staged: Staged) -> Result<SendAck> {
+        let inner = &*self.inner;
+        let Staged {
+            message,
+            persistence,
+            recipients,
+            skip,
+            started,
+            settle,
+            duplicate,
+            before,
+            delivered,
+        } = staged;
+        if let Some(settle) = settle {
+            let settled = settle.await;
+            inner.counters.store_write(started.elapsed());
+            settled?;
+        }
         let ack = |message: &Message, duplicate: bool| SendAck {
             message_id: message.message_id,
             message_seq: message.message_seq,
@@ -142,44 +281,8 @@ impl Hub {
             duplicate,
             persistence,
         };
-        match persistence {
-            Persistence::History => {
-                // One write whatever the channel's size: the log, the
-                // channel's head and the sender's read position (read
-                // diffusion: recipients' conversations are derived).
-                let started = std::time::Instant::now();
-                let appended = inner.store.append_then_settle(vec![message.clone()]).await;
-                take_turn(&mut turn);
-                let appended = match appended {
-                    Ok((appended, settle)) => settle.await.map(|()| appended),
-                    Err(e) => Err(e),
-                };
-                inner.counters.store_write(started.elapsed());
-                let appended = appended?;
-                let Some(appended) = appended.first() else {
-                    return Err(Error::corrupt("the message log acknowledged nothing"));
-                };
-                message.message_id = appended.message_id;
-                message.message_seq = appended.message_seq;
-                if appended.duplicate {
-                    return Ok(ack(&message, true));
-                }
-            }
-            Persistence::Command => {
-                let started = std::time::Instant::now();
-                let pushed = inner.store.push_command(&message, recipients).await;
-                take_turn(&mut turn);
-                inner.counters.store_write(started.elapsed());
-                let pushed = pushed?;
-                if pushed.duplicate {
-                    message.message_id = pushed.message_id;
-                    return Ok(ack(&message, true));
-                }
-            }
-            Persistence::Transient => {
-                take_turn(&mut turn);
-                message.message_id = MessageId(0);
-            }
+        if duplicate {
+            return Ok(ack(&message, true));
         }
         if let Some(before) = before {
             // Its sender drops it once it has delivered, or given up.
@@ -187,7 +290,7 @@ impl Hub {
         }
         let message = Arc::new(message);
         let push = persistence != Persistence::Transient && inner.notifier.enabled();
-        let offline = self.deliver(&message, recipients, skip, push);
+        let offline = self.deliver(&message, &recipients, skip, push);
         if push && !offline.is_empty() {
             let notifier = inner.notifier.clone();
             let message = message.clone();

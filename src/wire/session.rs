@@ -11,7 +11,7 @@ use futures_util::{Sink, Stream, StreamExt};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::hub::{Hub, SendRequest};
+use crate::hub::{Hub, SendAck, SendRequest};
 use crate::model::{Channel, ChannelId, ChannelType, ClientMsgNo, Flags, Message, MessageId, Uid};
 use crate::reason::ReasonCode;
 use crate::session::{ConnectionId, DisconnectReason, InProcessConnection};
@@ -32,40 +32,51 @@ const MAX_QUEUED_SENDS: usize = 64;
 /// frame, one flush).
 const WRITE_BATCH: usize = 64;
 
-type SendFuture = Pin<Box<dyn Future<Output = SendackPacket> + Send>>;
+/// SENDs passed to the hub at once, answered together.
+type Batch = Pin<Box<dyn Future<Output = Vec<SendackPacket>> + Send>>;
 
-/// SENDs read and verified but not yet answered. They go through the hub
-/// one at a time, in the order the client sent them (so that its messages
-/// to a channel take seqs in that order), while the connection goes on
-/// writing deliveries: a connection waiting for its own sends to be stored
-/// never stops draining what others send it.
+/// A SEND read and verified: refused on the spot, or a request for the hub.
+enum Queued {
+    Refused(SendackPacket),
+    Request(u32, SendRequest),
+}
+
+/// SENDs read and verified but not yet answered. Those read while a batch
+/// is in the hub go to it together as the next batch
+/// ([`Hub::send_all`]): they take seqs in the order the client sent them
+/// and share the store's flushes. Meanwhile the connection goes on writing
+/// deliveries: a connection waiting for its own sends to be stored never
+/// stops draining what others send it.
 #[derive(Default)]
 struct Sends {
-    queued: VecDeque<SendFuture>,
-    current: Option<SendFuture>,
+    queued: VecDeque<Queued>,
+    /// The batch in the hub, and its size.
+    current: Option<(usize, Batch)>,
 }
 
 impl Sends {
     fn full(&self) -> bool {
-        self.queued.len() >= MAX_QUEUED_SENDS
+        self.queued.len() + self.current.as_ref().map_or(0, |(n, _)| *n) >= MAX_QUEUED_SENDS
     }
 
-    fn push(&mut self, send: SendFuture) {
-        match self.current {
-            None => self.current = Some(send),
-            Some(_) => self.queued.push_back(send),
+    fn push(&mut self, send: Queued) {
+        self.queued.push_back(send);
+    }
+
+    /// The answers to the batch in the hub, starting one with every SEND
+    /// queued if there is none; never ready when nothing is queued.
+    /// Cancel-safe: the batch stays in the hub.
+    async fn answered(&mut self, hub: &Hub) -> Vec<SendackPacket> {
+        if self.current.is_none() && !self.queued.is_empty() {
+            let batch: Vec<Queued> = self.queued.drain(..).collect();
+            self.current = Some((batch.len(), Box::pin(hub_send(hub.clone(), batch))));
         }
-    }
-
-    /// The answer to the SEND in progress; never ready when there is none.
-    /// Cancel-safe: the SEND stays in progress.
-    async fn answered(&mut self) -> SendackPacket {
-        let Some(current) = self.current.as_mut() else {
+        let Some((_, current)) = self.current.as_mut() else {
             return std::future::pending().await;
         };
-        let ack = current.await;
-        self.current = self.queued.pop_front();
-        ack
+        let acks = current.await;
+        self.current = None;
+        acks
     }
 }
 
@@ -123,7 +134,9 @@ impl Session<'_> {
                         }
                     }
                 }
-                ack = sends.answered() => outgoing.send(&Packet::Sendack(ack)).await?,
+                acks = sends.answered(self.hub) => {
+                    outgoing.send_all(acks.into_iter().map(Packet::Sendack).collect::<Vec<_>>()).await?;
+                }
                 delivery = deliveries.recv() => match delivery {
                     Some(message) => {
                         // Let the tasks already waiting run first: under
@@ -185,13 +198,10 @@ impl Session<'_> {
         Ok(None)
     }
 
-    /// Verifies and decrypts a SEND now; the hub's send and the SENDACK
-    /// answering it, to run in turn.
-    fn send(&self, send: SendPacket) -> SendFuture {
+    /// Verifies and decrypts a SEND now: refused, or a request for the hub.
+    fn send(&self, send: SendPacket) -> Queued {
         let client_seq = send.client_seq;
-        let refuse = move |reason| -> SendFuture {
-            Box::pin(std::future::ready(refused_send(client_seq, reason)))
-        };
+        let refuse = move |reason| Queued::Refused(refused_send(client_seq, reason));
         match self.cipher.send_msg_key(&send) {
             Ok(key) if key == send.msg_key => {}
             Ok(_) => return refuse(ReasonCode::MSG_KEY_ERROR),
@@ -201,7 +211,7 @@ impl Session<'_> {
             return refuse(ReasonCode::PAYLOAD_DECODE_ERROR);
         };
         match self.request(&send, payload) {
-            Ok(request) => Box::pin(hub_send(self.hub.clone(), client_seq, request)),
+            Ok(request) => Queued::Request(client_seq, request),
             Err(e) => refuse(e.reason_code()),
         }
     }
@@ -266,11 +276,41 @@ impl Session<'_> {
     }
 }
 
-/// Sends through the hub; the SENDACK answering the SEND numbered
-/// `client_seq`.
-async fn hub_send(hub: Hub, client_seq: u32, request: SendRequest) -> SendackPacket {
-    let from = request.from_uid.clone();
-    match hub.send(request).await {
+/// Sends a batch through the hub; the SENDACKs answering it, in order.
+async fn hub_send(hub: Hub, batch: Vec<Queued>) -> Vec<SendackPacket> {
+    let mut requests = Vec::with_capacity(batch.len());
+    // Each SEND's answer, or who sent it, to answer once the hub has.
+    let slots: Vec<Result<(u32, Uid), SendackPacket>> = batch
+        .into_iter()
+        .map(|q| match q {
+            Queued::Refused(ack) => Err(ack),
+            Queued::Request(client_seq, request) => {
+                let from = request.from_uid.clone();
+                requests.push(request);
+                Ok((client_seq, from))
+            }
+        })
+        .collect();
+    let mut results = hub.send_all(requests).await.into_iter();
+    slots
+        .into_iter()
+        .map(|slot| match slot {
+            Err(ack) => ack,
+            Ok((client_seq, from)) => {
+                let result = results.next().unwrap_or_else(|| {
+                    Err(Error::corrupt(
+                        "the hub answered fewer sends than it was given",
+                    ))
+                });
+                sendack(client_seq, &from, result)
+            }
+        })
+        .collect()
+}
+
+/// The SENDACK answering the SEND numbered `client_seq` from `from`.
+fn sendack(client_seq: u32, from: &Uid, result: crate::Result<SendAck>) -> SendackPacket {
+    match result {
         Ok(ack) => match (
             i64::try_from(ack.message_id.0),
             u32::try_from(ack.message_seq),
