@@ -106,20 +106,41 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
     let served = run(&server, &plan, Target::Wukong).await;
     server.stop();
     let served = served?;
-    let bare = Server::substrate().await?;
-    let substrate = run(&bare, &plan, Target::Substrate).await;
-    bare.stop();
-    let substrate = substrate?;
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
-        _ => "-".into(),
+    let ratio = |what: &str, substrate: &Measured| {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "{name}: wukong_server / substrate {what}: server CPU per delivery {}, per send {}",
+            ratio(served.per_delivery, substrate.per_delivery),
+            ratio(served.per_send, substrate.per_send),
+        );
     };
-    println!(
-        "{name}: wukong_server / substrate, server CPU per delivery {}, per send {}",
-        ratio(served.per_delivery, substrate.per_delivery),
-        ratio(served.per_send, substrate.per_send),
-    );
+    let substrate = substrate_run(&plan).await?;
+    ratio("as fast as it goes", &substrate);
+    if plan.rate.is_none() {
+        // The cost of a delivery depends on the rate: a faster server
+        // writes more frames per system call and finds its clients
+        // already awake. The substrate again, at the served run's rate.
+        let senders = (plan.groups * plan.senders) as f64;
+        let paced = Plan {
+            rate: Some(served.sends_per_sec / senders),
+            ..plan
+        };
+        println!("{name} (substrate), again at {:.0} sends/s:", served.sends_per_sec);
+        let substrate = substrate_run(&paced).await?;
+        ratio("at the same rate", &substrate);
+    }
     Ok(())
+}
+
+/// The scenario against a fresh substrate process.
+async fn substrate_run(plan: &Plan) -> Result<Measured, String> {
+    let bare = Server::substrate().await?;
+    let measured = run(&bare, plan, Target::Substrate).await;
+    bare.stop();
+    measured
 }
 
 /// Whom the clients talk to.
@@ -133,6 +154,7 @@ enum Target {
 
 /// Server CPU per send and per delivery, in µs.
 struct Measured {
+    sends_per_sec: f64,
     per_send: Option<f64>,
     per_delivery: Option<f64>,
 }
@@ -263,6 +285,7 @@ fn report(
     );
     let per_us = |n: usize| (n > 0).then(|| cpu.as_secs_f64() * 1e6 / n as f64);
     let measured = Measured {
+        sends_per_sec: sends as f64 / elapsed.as_secs_f64(),
         per_send: per_us(sends),
         per_delivery: per_us(deliveries),
     };
