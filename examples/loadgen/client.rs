@@ -143,7 +143,13 @@ impl Client {
         let mut waiting: HashMap<u32, Instant> = HashMap::new();
         let mut last_seq = 0u32;
         let gap = load.rate.map(|r| Duration::from_secs_f64(1.0 / r));
-        let mut next_send = Instant::now();
+        // Paced clients start at phases of their own, spread over one gap,
+        // so that they do not send in step (bursts a server could batch).
+        let phase = {
+            use std::hash::{BuildHasher, RandomState};
+            (RandomState::new().hash_one(&self.uid) % 1_000) as f64 / 1_000.0
+        };
+        let mut next_send = Instant::now() + gap.map_or(Duration::ZERO, |g| g.mul_f64(phase));
         loop {
             let done_sending = sent == load.sends && waiting.is_empty();
             if done_sending && tally.received >= load.expected {
