@@ -711,7 +711,11 @@ async fn send_all_keeps_order_shares_one_flush_and_answers_each() {
         .filter_map(|a| a.as_ref().ok())
         .map(|a| a.message_seq)
         .collect();
-    assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "seqs in the order given");
+    assert_eq!(
+        seqs,
+        (1..=20).collect::<Vec<_>>(),
+        "seqs in the order given"
+    );
     let got: Vec<(u64, Vec<u8>)> = bob
         .drain()
         .iter()

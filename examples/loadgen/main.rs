@@ -128,7 +128,10 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
             rate: Some(served.sends_per_sec / senders),
             ..plan
         };
-        println!("{name} (substrate), again at {:.0} sends/s:", served.sends_per_sec);
+        println!(
+            "{name} (substrate), again at {:.0} sends/s:",
+            served.sends_per_sec
+        );
         let substrate = substrate_run(&paced).await?;
         ratio("at the same rate", &substrate);
     }
