@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::Db;
+use tokio::sync::watch;
 
 use super::{storage, BACKEND};
 use crate::error::{Error, Result};
@@ -12,7 +13,10 @@ use crate::error::{Error, Result};
 ///
 /// Writers take a ticket once their write is in sled and wait until a flush
 /// that started after that point has finished. Concurrent writers therefore
-/// share flushes instead of queueing one each.
+/// share flushes instead of queueing one each. When a flush ends, every
+/// writer it covers is woken at once: the sends it made durable go on to
+/// deliver together, rather than one after another as each hands a lock on
+/// to the next.
 ///
 /// Running one flush at a time (see [`flush_now`] for where), with sled's
 /// synchronous `flush` rather than `Tree::flush_async`, also avoids a
@@ -20,15 +24,29 @@ use crate::error::{Error, Result};
 /// I/O pool while holding sled's global read guard, and with several
 /// concurrent flushes and a transaction waiting for the write guard the pool
 /// can fill with flushes that wait for one another.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct GroupFlush {
     /// Tickets handed out: writes committed so far.
     committed: AtomicU64,
-    /// The highest ticket known to be on disk. Guarded by the mutex so that
-    /// only one flush runs at a time.
-    durable: tokio::sync::Mutex<u64>,
+    /// The highest ticket known to be on disk; told to every waiter when
+    /// a flush ends (and, unchanged, when one fails, so that a waiter
+    /// takes the next).
+    durable: watch::Sender<u64>,
+    /// Held by the writer whose flush is running.
+    flushing: tokio::sync::Mutex<()>,
     /// Flushes done.
     flushes: AtomicU64,
+}
+
+impl Default for GroupFlush {
+    fn default() -> Self {
+        GroupFlush {
+            committed: AtomicU64::new(0),
+            durable: watch::Sender::new(0),
+            flushing: tokio::sync::Mutex::new(()),
+            flushes: AtomicU64::new(0),
+        }
+    }
 }
 
 impl GroupFlush {
@@ -49,17 +67,57 @@ impl GroupFlush {
 
     /// Returns once every write up to `ticket` is on disk.
     pub(super) async fn flush(&self, db: &Db, ticket: u64) -> Result<()> {
-        let mut durable = self.durable.lock().await;
-        if *durable >= ticket {
-            return Ok(()); // a flush that started after our commit covered us
+        let mut durable = self.durable.subscribe();
+        loop {
+            if *durable.borrow_and_update() >= ticket {
+                return Ok(()); // a flush that started after our commit covered us
+            }
+            let Ok(lock) = self.flushing.try_lock() else {
+                // A flush is running: when it ends, look again (it may
+                // have begun before our commit). The sender lives in
+                // `self`, so this only ends with a change.
+                let _ = durable.changed().await;
+                continue;
+            };
+            let flushing = Flushing {
+                lock: Some(lock),
+                durable: &self.durable,
+            };
+            if *self.durable.borrow() >= ticket {
+                return Ok(()); // one ended between our look and the lock
+            }
+            // Every ticket up to `target` belongs to a committed write, so
+            // this flush makes all of them durable.
+            let target = self.committed();
+            let flushed = flush_now(db).await;
+            if flushed.is_ok() {
+                self.flushes.fetch_add(1, Ordering::Relaxed);
+                self.durable.send_if_modified(|d| {
+                    *d = (*d).max(target);
+                    false // `flushing` tells the waiters once it has unlocked
+                });
+            }
+            drop(flushing);
+            return flushed;
         }
-        // Every ticket up to `target` belongs to a committed write, so this
-        // flush makes all of them durable.
-        let target = self.committed();
-        flush_now(db).await?;
-        self.flushes.fetch_add(1, Ordering::Relaxed);
-        *durable = target;
-        Ok(())
+    }
+}
+
+/// The right to flush, held by one writer at a time. Dropping it (after
+/// the flush, or when the writer's future is dropped mid-flush) unlocks and
+/// then wakes every waiter: unlocking first, so that no waiter can find the
+/// lock still taken after its wake-up and wait for a wake-up that never
+/// comes. After a failed flush the waiters see no progress and one of them
+/// flushes again.
+struct Flushing<'a> {
+    lock: Option<tokio::sync::MutexGuard<'a, ()>>,
+    durable: &'a watch::Sender<u64>,
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        self.durable.send_modify(|_| {});
     }
 }
 
