@@ -269,6 +269,7 @@ fn report(
             .unwrap_or_default()
     };
     let cpu = after.cpu - before.cpu;
+    let kernel = after.kernel - before.kernel;
     let secs = elapsed.as_secs_f64();
     println!(
         "{}: {} sends, {} deliveries in {:.2} s: {:.0} sends/s, {:.0} deliveries/s",
@@ -294,9 +295,10 @@ fn report(
     };
     let per = |us: Option<f64>| us.map_or("-".to_string(), |us| format!("{us:.1} µs"));
     println!(
-        "{}: server CPU {:.2} s: {} per send, {} per delivery; server RSS {:.1} MiB",
+        "{}: server CPU {:.2} s ({:.0} % in the kernel): {} per send, {} per delivery; server RSS {:.1} MiB",
         name,
         cpu.as_secs_f64(),
+        100.0 * kernel.as_secs_f64() / cpu.as_secs_f64().max(1e-9),
         per(measured.per_send),
         per(measured.per_delivery),
         after.rss_kib as f64 / 1024.0

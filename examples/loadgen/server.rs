@@ -24,6 +24,9 @@ pub struct Server {
 pub struct Usage {
     /// CPU time, user and system.
     pub cpu: Duration,
+    /// Of `cpu`, the time in the kernel (system calls, and on 127.0.0.1
+    /// the TCP stack of both ends of each write).
+    pub kernel: Duration,
     /// Resident memory.
     pub rss_kib: u64,
 }
@@ -94,6 +97,7 @@ impl Server {
                 .unwrap_or(0)
         };
         let cpu = Duration::from_millis((ticks(14) + ticks(15)) * 10);
+        let kernel = Duration::from_millis(ticks(15) * 10);
         let status =
             std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
         let rss_kib = status
@@ -101,7 +105,11 @@ impl Server {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .ok_or("no VmRSS")?;
-        Ok(Usage { cpu, rss_kib })
+        Ok(Usage {
+            cpu,
+            kernel,
+            rss_kib,
+        })
     }
 
     /// Lets `uid` log in (with the token [`token_of`]).
