@@ -40,12 +40,8 @@ mod substrate;
 
 use std::time::{Duration, Instant};
 
-/// A server that fans messages out allocates and frees a few small buffers
-/// per delivery. jemalloc does that faster than glibc's allocator (the
-/// load generator's `storm`: 4.6-5.7 µs of server CPU per delivery against
-/// 7.1-8.9) and keeps an idle connection smaller (7.4 KiB against 7.6).
-/// The load generator uses it too, so that the bare substrate it runs is
-/// measured on the same allocator.
+/// The allocator `wukong_server` uses (see its `main.rs`), so that the bare
+/// substrate this runs is measured on the same one.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
