@@ -37,6 +37,22 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// The backend could not be reached, or did not answer within its
+    /// configured time (a database server down or restarting, a full
+    /// connection pool). Retrying later is the answer; [`Error::is_retryable`]
+    /// says so. A read changed nothing. A write changed nothing unless the
+    /// connection was lost while its commit was under way, in which case it
+    /// may be stored: a resend with the same `client_msg_no` is then answered
+    /// as a duplicate of it, so retrying a send is always safe.
+    #[error("storage backend {backend} is unavailable: {source}")]
+    Unavailable {
+        /// The backend's name, such as `"postgres"`.
+        backend: &'static str,
+        /// The backend's own error (a refused connection, a timeout…).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// The write was committed but could not be made durable (its flush
     /// failed): it **may be stored**, and may be lost by a crash. It was
     /// not delivered. A resend with the same `client_msg_no` is answered as
@@ -114,10 +130,24 @@ impl Error {
             Error::Validation(_) => R::NOT_ALLOW_SEND,
             Error::NotFound { .. } | Error::RevokeRefused(_) => R::UNKNOWN,
             Error::Storage { .. }
+            | Error::Unavailable { .. }
             | Error::Unconfirmed { .. }
             | Error::UnsupportedFormat { .. }
             | Error::Corrupt { .. } => R::SYSTEM_ERROR,
         }
+    }
+
+    /// Whether the same call may succeed if made again later, unchanged:
+    /// `true` for [`Error::Unavailable`] (the backend is down or slow) and
+    /// nothing else.
+    ///
+    /// ```
+    /// let down = imcore::Error::Unavailable { backend: "postgres", source: "refused".into() };
+    /// assert!(down.is_retryable());
+    /// assert!(!imcore::Error::not_found("message 7").is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
     }
 
     /// A [`Error::Rejected`] for `reason`.

@@ -32,7 +32,10 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match e {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Storage { .. } | Error::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Storage { .. } | Error::Corrupt { .. } | Error::Unconfirmed { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError {

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The port also comes from `IMCORE_PORT` (0 picks a free one), the data
-//! directory from `IMCORE_DATA`. When ready it prints one line,
+//! directory from `IMCORE_DATA`. With `--postgres URL` (or
+//! `IMCORE_POSTGRES`) the history lives in PostgreSQL instead of sled, so
+//! that several servers can share it. When ready it prints one line,
 //! `listening on 127.0.0.1:<port>`. Everything listens on 127.0.0.1 only.
 //!
 //! A connection must send its HTTP request headers, and after a WebSocket
@@ -75,7 +77,7 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use imcore::store::Page;
+use imcore::store::{Page, PgConfig, PgStore, Store};
 use imcore::wire::{TokenTable, WireConfig, WireServer};
 use imcore::{
     ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, Error, Flags, Hub, MemoryDirectory,
@@ -97,8 +99,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = net::Settings::from_args()?;
     let directory = Arc::new(MemoryDirectory::new());
     let tokens = Arc::new(TokenTable::new());
+    // sled in the data directory, unless PostgreSQL is named.
+    let store: Arc<dyn Store> = match &settings.postgres {
+        Some(url) => Arc::new(PgStore::open(PgConfig::new(url.clone())).await?),
+        None => Arc::new(SledStore::open(&settings.data)?),
+    };
     let hub = Hub::builder()
-        .store(Arc::new(SledStore::open(&settings.data)?))
+        .store(store)
         .directory(directory.clone())
         .build()?;
     // Upgrade, then CONNECT: each within the connect timeout.

@@ -21,28 +21,35 @@ use crate::App;
 pub struct Settings {
     pub port: u16,
     pub data: PathBuf,
+    /// A PostgreSQL URL: the store is then `PgStore` there, not sled in
+    /// `data`.
+    pub postgres: Option<String>,
     /// How long a connection has to send its request headers, and after an
     /// upgrade its CONNECT.
     pub connect_timeout: Duration,
 }
 
 impl Settings {
-    /// From `--port`/`--data`/`--connect-timeout-ms` or the environment.
+    /// From `--port`/`--data`/`--connect-timeout-ms`/`--postgres` or the
+    /// environment.
     pub fn from_args() -> Result<Self, String> {
         let env =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
         let mut port = env("IMCORE_PORT", "5200");
         let mut data = env("IMCORE_DATA", "wukong-data");
         let mut timeout = env("IMCORE_CONNECT_TIMEOUT_MS", "2000");
+        let mut postgres = env("IMCORE_POSTGRES", "");
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let slot = match arg.as_str() {
                 "--port" => &mut port,
                 "--data" => &mut data,
                 "--connect-timeout-ms" => &mut timeout,
+                "--postgres" => &mut postgres,
                 other => {
                     return Err(format!(
-                        "unknown argument {other}; use --port N --data DIR --connect-timeout-ms MS"
+                        "unknown argument {other}; use --port N --data DIR \
+                         --connect-timeout-ms MS --postgres URL"
                     ))
                 }
             };
@@ -54,6 +61,7 @@ impl Settings {
         Ok(Settings {
             port: port.parse().map_err(|_| format!("bad port {port}"))?,
             data: PathBuf::from(data),
+            postgres: Some(postgres).filter(|url| !url.is_empty()),
             connect_timeout: Duration::from_millis(timeout),
         })
     }

@@ -17,7 +17,7 @@ pub struct SendCounts {
     /// Refused: bad input, no permission, a rule of the host's.
     pub refused: u64,
     /// Failed in the store ([`Error::Storage`], [`Error::Corrupt`],
-    /// [`Error::Unconfirmed`]): may be retried.
+    /// [`Error::Unconfirmed`], [`Error::Unavailable`]): may be retried.
     pub failed: u64,
 }
 
@@ -98,9 +98,12 @@ impl Counters {
         let counter = match result {
             Ok(_) if duplicate => &outcomes.duplicates,
             Ok(_) => &outcomes.accepted,
-            Err(Error::Storage { .. } | Error::Corrupt { .. } | Error::Unconfirmed { .. }) => {
-                &outcomes.failed
-            }
+            Err(
+                Error::Storage { .. }
+                | Error::Corrupt { .. }
+                | Error::Unconfirmed { .. }
+                | Error::Unavailable { .. },
+            ) => &outcomes.failed,
             Err(_) => &outcomes.refused,
         };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -30,11 +30,15 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 pub mod conformance;
 mod conversations;
 mod memory;
+#[cfg(feature = "postgres")]
+mod pg;
 #[cfg(feature = "sled")]
 mod sled;
 
 pub use conversations::{ChannelHead, Conversation, ConversationStore, ReadPosition};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use pg::{PgConfig, PgStore};
 #[cfg(feature = "sled")]
 pub use sled::{Durability, SledConfig, SledStore};
 

@@ -325,7 +325,10 @@ fn sendack(client_seq: u32, from: &Uid, result: crate::Result<SendAck>) -> Senda
         },
         Err(e) => {
             match e {
-                Error::Storage { .. } | Error::Corrupt { .. } => {
+                Error::Storage { .. }
+                | Error::Corrupt { .. }
+                | Error::Unconfirmed { .. }
+                | Error::Unavailable { .. } => {
                     tracing::warn!(uid = %from, error = %e, "SEND failed")
                 }
                 _ => tracing::debug!(uid = %from, error = %e, "SEND refused"),

@@ -1,0 +1,209 @@
+//! `PgStore` against raw PostgreSQL in the same run, on a throwaway
+//! server the bench starts (fsync on, as shipped):
+//!
+//! - W1: sends into 1:1 channels (200-byte payloads) from 1 and 64
+//!   concurrent senders; substrate: single-row INSERTs of the same payload
+//!   into an indexed table, from 1 and 64 connections.
+//! - W3: a page of 100 from a channel of 1,000,000 messages; substrate: the
+//!   same indexed range SELECT of the same columns from a copy of the
+//!   table.
+//!
+//! `IMCORE_BENCH_QUICK=1` shrinks the channel to 10,000 messages.
+
+#[path = "../tests/common/pg_server.rs"]
+mod pg_server;
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{quick, rt, uid, PAYLOAD};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use imcore::store::{MessageLog, Page, PgConfig, PgStore};
+use imcore::{Channel, ClientMsgNo, Flags, Message, MessageId};
+use tokio_postgres::{Client, NoTls};
+
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+fn message(from: &str, channel: &Channel) -> Message {
+    let i = NEXT.fetch_add(1, Ordering::Relaxed);
+    Message {
+        message_id: MessageId(i),
+        message_seq: 0,
+        client_msg_no: ClientMsgNo::new(format!("b{i}")).unwrap(),
+        from_uid: uid(from),
+        channel: channel.clone(),
+        timestamp_ms: 1_700_000_000_000,
+        flags: Flags::normal(),
+        payload: Bytes::from_static(&PAYLOAD),
+    }
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+const RAW_TABLES: &str = "
+    CREATE TABLE raw_insert (ctype int2, cid text, seq int8, payload bytea,
+        PRIMARY KEY (ctype, cid, seq));
+    CREATE TABLE raw_log (LIKE imcore_messages INCLUDING ALL);";
+
+/// `iters` operations split over `tasks` concurrent tasks, timed.
+async fn concurrently<F, Fut>(tasks: u64, iters: u64, op: F) -> Duration
+where
+    F: Fn(u64, u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| tokio::spawn(op(t, iters / tasks + u64::from(t < iters % tasks))))
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(server) = pg_server::PgServer::start("benches/postgres") else {
+        return;
+    };
+    let rt = rt();
+    let url = server.url("postgres");
+    let mut config = PgConfig::new(url.clone());
+    config.pool_size = 8;
+    let store = Arc::new(rt.block_on(PgStore::open(config)).unwrap());
+    let admin = rt.block_on(connect(&url));
+    rt.block_on(admin.batch_execute(RAW_TABLES)).unwrap();
+
+    let mut w1 = c.benchmark_group("pg_w1");
+    w1.throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    for senders in [1u64, 64] {
+        w1.bench_function(BenchmarkId::new("imcore", senders), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let store = store.clone();
+                concurrently(senders, iters, move |t, n| {
+                    let store = store.clone();
+                    async move {
+                        let from = format!("s{t}");
+                        let channel = Channel::person(&uid(&from), &uid(&format!("r{t}")));
+                        for _ in 0..n {
+                            store.append(vec![message(&from, &channel)]).await.unwrap();
+                        }
+                    }
+                })
+            })
+        });
+        let clients: Vec<Arc<Client>> = (0..senders)
+            .map(|_| Arc::new(rt.block_on(connect(&url))))
+            .collect();
+        w1.bench_function(BenchmarkId::new("raw_insert", senders), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let clients = clients.clone();
+                concurrently(senders, iters, move |t, n| {
+                    let client = clients[t as usize].clone();
+                    async move {
+                        let insert = client
+                            .prepare("INSERT INTO raw_insert VALUES ($1, $2, $3, $4)")
+                            .await
+                            .unwrap();
+                        let cid = format!("raw{t}");
+                        for _ in 0..n {
+                            let seq = NEXT.fetch_add(1, Ordering::Relaxed) as i64;
+                            let payload: &[u8] = &PAYLOAD;
+                            client
+                                .execute(&insert, &[&1i16, &cid, &seq, &payload])
+                                .await
+                                .unwrap();
+                        }
+                    }
+                })
+            })
+        });
+    }
+    w1.finish();
+
+    // W3: one channel of N messages, and a copy of its rows to scan raw.
+    let n: u64 = if quick() { 10_000 } else { 1_000_000 };
+    let channel = Channel::group("w3").unwrap();
+    rt.block_on(async {
+        let loading = Instant::now();
+        let chunks: Vec<_> = (0..n / 1000)
+            .map(|_| {
+                let (store, channel) = (store.clone(), channel.clone());
+                tokio::spawn(async move {
+                    let batch = (0..1000).map(|_| message("w3", &channel)).collect();
+                    store.append(batch).await.unwrap();
+                })
+            })
+            .collect();
+        for chunk in chunks {
+            chunk.await.unwrap();
+        }
+        admin
+            .batch_execute(
+                "INSERT INTO raw_log SELECT * FROM imcore_messages WHERE cid = 'w3'; ANALYZE;",
+            )
+            .await
+            .unwrap();
+        eprintln!("loaded {n} messages in {:?}", loading.elapsed());
+    });
+    assert_eq!(rt.block_on(store.last_seq(&channel)).unwrap(), n);
+    let mut w3 = c.benchmark_group("pg_w3");
+    w3.throughput(Throughput::Elements(100));
+    let from = AtomicU64::new(1);
+    let next_from = || {
+        // Pages all over the channel, not one cached spot.
+        let f = from.fetch_add(7_919, Ordering::Relaxed) % (n - 100) + 1;
+        f as i64
+    };
+    w3.bench_function(BenchmarkId::new("imcore_page", n), |b| {
+        b.to_async(&rt).iter(|| {
+            let (store, channel, f) = (store.clone(), channel.clone(), next_from());
+            async move {
+                let page = store
+                    .read(&channel, Page::forward(f as u64, 100))
+                    .await
+                    .unwrap();
+                assert_eq!(page.len(), 100);
+            }
+        })
+    });
+    let raw = Arc::new(rt.block_on(connect(&url)));
+    let select = rt
+        .block_on(raw.prepare(
+            "SELECT ctype, cid, seq, message_id, from_uid, client_msg_no, ts, flags, payload \
+             FROM raw_log WHERE ctype = $1 AND cid = $2 AND seq >= $3 ORDER BY seq LIMIT 100",
+        ))
+        .unwrap();
+    w3.bench_function(BenchmarkId::new("raw_select", n), |b| {
+        b.to_async(&rt).iter(|| {
+            let (raw, select, f) = (raw.clone(), select.clone(), next_from());
+            async move {
+                let rows = raw.query(&select, &[&2i16, &"w3", &f]).await.unwrap();
+                let mut bytes = 0;
+                for row in &rows {
+                    let (_, _, _, _): (i16, &str, i64, i64) =
+                        (row.get(0), row.get(1), row.get(2), row.get(3));
+                    let (from, no, payload): (&str, &str, &[u8]) =
+                        (row.get(4), row.get(5), row.get(8));
+                    bytes += from.len() + no.len() + payload.len();
+                }
+                assert_eq!(rows.len(), 100);
+                std::hint::black_box(bytes);
+            }
+        })
+    });
+    w3.finish();
+    drop(server);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,151 @@
+//! Conversations, derived from heads and read positions in one statement.
+
+use async_trait::async_trait;
+
+use super::writer::{query, Params, SET_VERSION, UPSERT_POSITIONS};
+use super::PgStore;
+use super::{channel_arrays, channel_from, channel_key, pg_error, to_i64, to_u64, within};
+use crate::error::Result;
+use crate::model::{Channel, Uid};
+use crate::store::{check_limit, ChannelHead, Conversation, ConversationStore, ReadPosition};
+
+/// A head joined with one user's read position: the columns
+/// [`conversation_from`] reads.
+const CONVERSATION_COLUMNS: &str = "h.ctype, h.cid, h.last_seq, h.last_message_id, h.last_ts, \
+    h.red_dots, h.version, p.read_seq, p.red_dots, p.version";
+
+fn conversation_from(row: &tokio_postgres::Row) -> Result<Conversation> {
+    let head = ChannelHead {
+        last_seq: to_u64(row.get(2), "seq")?,
+        last_message_id: super::id_from_i64(row.get(3)),
+        last_timestamp_ms: row.get(4),
+        red_dots: to_u64(row.get(5), "red_dots")?,
+        version: to_u64(row.get(6), "version")?,
+    };
+    let position = match row.get::<_, Option<i64>>(7) {
+        Some(read_seq) => Some(ReadPosition {
+            read_seq: to_u64(read_seq, "read_seq")?,
+            red_dots: to_u64(row.get(8), "red_dots")?,
+            version: to_u64(row.get(9), "version")?,
+        }),
+        None => None,
+    };
+    let channel = channel_from(row.get(0), row.get(1))?;
+    Ok(Conversation::derive(channel, &head, position.as_ref()))
+}
+
+#[async_trait]
+impl ConversationStore for PgStore {
+    async fn stable_version(&self) -> Result<u64> {
+        // Versions commit in order (the counter row is locked until each
+        // commit), so every version up to the committed one is visible.
+        let rows = self.rows(STABLE, &[]).await?;
+        to_u64(rows[0].get(0), "version")
+    }
+
+    async fn conversation(&self, uid: &Uid, channel: &Channel) -> Result<Option<Conversation>> {
+        let (ctype, cid) = channel_key(channel);
+        let uid = uid.as_str();
+        let rows = self
+            .rows(&conversation_sql(), &[&uid, &ctype, &cid])
+            .await?;
+        rows.first().map(conversation_from).transpose()
+    }
+
+    async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>> {
+        let rows = self.rows(PERSONS, &[&uid.as_str()]).await?;
+        rows.iter()
+            .map(|r| channel_from(r.get(0), r.get(1)))
+            .collect()
+    }
+
+    async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
+        let (ctype, cid) = channel_key(channel);
+        let uid = uid.as_str();
+        let mut client = self.client().await?;
+        within(self.timeout, async {
+            let tx = client.transaction().await.map_err(pg_error)?;
+            // The counter's lock first, as appends take it: the position
+            // is compared and moved with no append in between.
+            let version: i64 = query(&tx, LOCK_COUNTER, &[]).await?[0].get(0);
+            let head = query(&tx, HEAD_SEQ, &[&ctype, &cid]).await?;
+            let Some(last_seq) = head.first().map(|r| r.get::<_, i64>(0)) else {
+                return Ok::<_, crate::Error>(false);
+            };
+            let read_seq = to_i64(read_seq).min(last_seq);
+            let at = query(&tx, POSITION_AND_DOTS, &[&uid, &ctype, &cid, &read_seq]).await?;
+            let (current, red_dots): (Option<i64>, Option<i64>) =
+                at.first().map_or((None, None), |r| (r.get(0), r.get(1)));
+            if current.is_some_and(|seq| seq >= read_seq) {
+                return Ok(true); // a stale clear: the position never moves back
+            }
+            let version = version + 1;
+            let (uids, ctypes, cids) = (vec![uid], vec![ctype], vec![cid]);
+            let (seqs, dots, versions) =
+                (vec![read_seq], vec![red_dots.unwrap_or(0)], vec![version]);
+            let position: Params<6> = [&uids, &ctypes, &cids, &seqs, &dots, &versions];
+            let counter: Params<1> = [&version];
+            tokio::try_join!(
+                query(&tx, UPSERT_POSITIONS, &position),
+                query(&tx, SET_VERSION, &counter),
+            )?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn conversations_after(
+        &self,
+        uid: &Uid,
+        groups: &[Channel],
+        version: u64,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        check_limit(limit)?;
+        let ceiling = to_i64(self.stable_version().await?);
+        let (ctypes, cids) = channel_arrays(groups.iter());
+        let (uid, after, limit) = (uid.as_str(), to_i64(version), to_i64(limit as u64));
+        let sql = conversations_after_sql();
+        let rows = self
+            .rows(&sql, &[&uid, &ctypes, &cids, &after, &ceiling, &limit])
+            .await?;
+        rows.iter().map(conversation_from).collect()
+    }
+}
+
+const STABLE: &str = "SELECT version FROM imcore_counter WHERE id = 1";
+const LOCK_COUNTER: &str = "SELECT version FROM imcore_counter WHERE id = 1 FOR UPDATE";
+const HEAD_SEQ: &str = "SELECT last_seq FROM imcore_heads WHERE ctype = $1 AND cid = $2";
+const PERSONS: &str =
+    "SELECT ctype, cid FROM imcore_person_channels WHERE uid = $1 ORDER BY ctype, cid";
+/// The user's current position, and the channel's red-dot count at `$4`
+/// (one row either way).
+const POSITION_AND_DOTS: &str = "SELECT \
+    (SELECT read_seq FROM imcore_positions WHERE uid = $1 AND ctype = $2 AND cid = $3), \
+    (SELECT red_dots FROM imcore_messages WHERE ctype = $2 AND cid = $3 AND seq = $4)";
+
+fn conversation_sql() -> String {
+    format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM imcore_heads h \
+         LEFT JOIN imcore_positions p ON p.uid = $1 AND p.ctype = h.ctype AND p.cid = h.cid \
+         WHERE h.ctype = $2 AND h.cid = $3"
+    )
+}
+
+/// The user's groups (given) and person channels (stored), with a version
+/// in `($4, $5]`, ascending, at most `$6`.
+fn conversations_after_sql() -> String {
+    format!(
+        "WITH channels AS ( \
+             SELECT * FROM unnest($2::int2[], $3::text[]) AS g(ctype, cid) \
+             UNION SELECT ctype, cid FROM imcore_person_channels WHERE uid = $1), \
+         c AS ( \
+             SELECT {CONVERSATION_COLUMNS}, \
+                 greatest(h.version, coalesce(p.version, 0)) AS v \
+             FROM channels JOIN imcore_heads h USING (ctype, cid) \
+             LEFT JOIN imcore_positions p \
+                 ON p.uid = $1 AND p.ctype = h.ctype AND p.cid = h.cid) \
+         SELECT * FROM c WHERE v > $4 AND v <= $5 ORDER BY v LIMIT $6"
+    )
+}

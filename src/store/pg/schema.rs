@@ -1,0 +1,187 @@
+//! The tables, and creating or checking them when a store opens.
+//!
+//! The schema is versioned in `imcore_schema`: a database without it gets
+//! the current tables; one at the current version is used as it is; one
+//! that names another schema, or a newer version, is refused with
+//! [`Error::UnsupportedFormat`] and left unchanged. Opening takes an
+//! advisory lock, so that hub processes starting together create the
+//! tables once.
+
+use deadpool_postgres::Object;
+
+use super::pg_error;
+use crate::error::{Error, Result};
+
+/// The name `imcore_schema` holds for this crate's tables.
+const SCHEMA_NAME: &str = "imcore-pg";
+/// The schema version this version of the crate writes and reads.
+pub(super) const SCHEMA_VERSION: i32 = 1;
+/// Key of the advisory lock held while the schema is checked or created
+/// (the bytes of "imcore" as a number).
+const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
+
+/// The version-1 tables.
+///
+/// - `imcore_counter` is the store-wide version of heads and read
+///   positions. Every append batch and every read-position move locks its
+///   one row first and sets it before committing, so versions commit in
+///   order and its committed value is the stable version. The same lock
+///   orders appends from every hub process on the database, which is what
+///   gives each channel gap-free seqs: a channel's next seq is its head's
+///   plus one, read under the lock.
+/// - `imcore_messages` is the channel logs; each row keeps the channel's
+///   red-dot count up to it, so that a read position is a seq and a count.
+/// - `imcore_heads` is one row per channel: its newest message.
+/// - `imcore_positions` is one row per user and channel the user has read
+///   or sent to, and `imcore_person_channels` the person channels of each
+///   party. Nothing is written per member of a group.
+const CREATE_V1: &str = "
+CREATE TABLE imcore_counter (
+    id int2 PRIMARY KEY CHECK (id = 1),
+    version int8 NOT NULL
+);
+INSERT INTO imcore_counter VALUES (1, 0);
+
+CREATE TABLE imcore_messages (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    seq int8 NOT NULL,
+    message_id int8 NOT NULL UNIQUE,
+    from_uid text NOT NULL,
+    client_msg_no text NOT NULL,
+    ts int8 NOT NULL,
+    flags int2 NOT NULL,
+    red_dots int8 NOT NULL,
+    payload bytea NOT NULL,
+    PRIMARY KEY (ctype, cid, seq),
+    UNIQUE (from_uid, client_msg_no)
+);
+
+CREATE TABLE imcore_heads (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    last_seq int8 NOT NULL,
+    last_message_id int8 NOT NULL,
+    last_ts int8 NOT NULL,
+    red_dots int8 NOT NULL,
+    version int8 NOT NULL,
+    PRIMARY KEY (ctype, cid)
+);
+
+CREATE TABLE imcore_positions (
+    uid text NOT NULL,
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    read_seq int8 NOT NULL,
+    red_dots int8 NOT NULL,
+    version int8 NOT NULL,
+    PRIMARY KEY (uid, ctype, cid)
+);
+
+CREATE TABLE imcore_person_channels (
+    uid text NOT NULL,
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    PRIMARY KEY (uid, ctype, cid)
+);
+
+CREATE TABLE imcore_commands (
+    message_id int8 PRIMARY KEY,
+    from_uid text NOT NULL,
+    client_msg_no text NOT NULL,
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    ts int8 NOT NULL,
+    flags int2 NOT NULL,
+    payload bytea NOT NULL,
+    UNIQUE (from_uid, client_msg_no)
+);
+
+CREATE TABLE imcore_command_cursors (
+    uid text PRIMARY KEY,
+    last_cursor int8 NOT NULL
+);
+
+CREATE TABLE imcore_command_queue (
+    uid text NOT NULL,
+    cursor int8 NOT NULL,
+    message_id int8 NOT NULL,
+    PRIMARY KEY (uid, cursor)
+);
+CREATE INDEX imcore_command_queue_ids ON imcore_command_queue (uid, message_id);
+
+CREATE TABLE imcore_revocation_versions (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    version int8 NOT NULL,
+    PRIMARY KEY (ctype, cid)
+);
+
+CREATE TABLE imcore_revocations (
+    message_id int8 PRIMARY KEY,
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    seq int8 NOT NULL,
+    revoker text NOT NULL,
+    revoked_at int8 NOT NULL,
+    extra_version int8 NOT NULL,
+    UNIQUE (ctype, cid, extra_version)
+);
+CREATE INDEX imcore_revocations_seq ON imcore_revocations (ctype, cid, seq);
+";
+
+/// Creates the tables in an empty database, or checks the version of
+/// those there.
+pub(super) async fn migrate(client: &mut Object) -> Result<()> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await
+        .map_err(pg_error)?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('imcore_schema') IS NOT NULL", &[])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    if !exists {
+        let ours: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM pg_tables \
+                 WHERE tablename LIKE 'imcore\\_%' AND schemaname = current_schema()",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if ours > 0 {
+            return Err(Error::UnsupportedFormat {
+                found: "imcore tables without imcore_schema".into(),
+                why: "the database holds imcore_ tables that no version of this crate created",
+            });
+        }
+        let create = format!(
+            "CREATE TABLE imcore_schema (name text PRIMARY KEY, version int4 NOT NULL);
+             INSERT INTO imcore_schema VALUES ('{SCHEMA_NAME}', {SCHEMA_VERSION});
+             {CREATE_V1}"
+        );
+        tx.batch_execute(&create).await.map_err(pg_error)?;
+        return tx.commit().await.map_err(pg_error);
+    }
+    let rows = tx
+        .query("SELECT name, version FROM imcore_schema", &[])
+        .await
+        .map_err(pg_error)?;
+    let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    match found.as_slice() {
+        [(name, version)] if name == SCHEMA_NAME && *version == SCHEMA_VERSION => Ok(()),
+        [(name, version)] if name == SCHEMA_NAME && *version > SCHEMA_VERSION => {
+            Err(Error::UnsupportedFormat {
+                found: format!("{name} {version}"),
+                why: "it was written by a newer version of imcore",
+            })
+        }
+        other => Err(Error::UnsupportedFormat {
+            found: format!("{other:?}"),
+            why: "imcore_schema does not name a schema of this crate",
+        }),
+    }
+}

@@ -1,0 +1,460 @@
+//! `PgStore` on a real PostgreSQL server that each test starts itself
+//! (initdb into a temporary directory, a free port on 127.0.0.1): the
+//! conformance suite, two stores on one database, the schema's version
+//! check, and faults (the host killed, the server restarted).
+//!
+//! Without the PostgreSQL binaries each test says it is skipped and why;
+//! with `IMCORE_REQUIRE_SERVERS=1` (CI) a skip is a failure.
+
+#[path = "common/pg_server.rs"]
+mod pg_server;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use imcore::store::{conformance, ConversationStore, MessageLog, Page, PgConfig, PgStore, Store};
+use imcore::{Channel, ClientMsgNo, Error, Flags, Message, MessageIdGenerator, Uid};
+use pg_server::PgServer;
+
+/// Creates database `name` on `server`; the config to reach it.
+async fn database(server: &PgServer, name: &str) -> PgConfig {
+    let (client, connection) =
+        tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test server");
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    drop(client);
+    driver.await.expect("connection task").expect("connection");
+    PgConfig::new(server.url(name))
+}
+
+fn message(ids: &MessageIdGenerator, from: &str, channel: &Channel, no: &str) -> Message {
+    Message {
+        message_id: ids.next_id(),
+        message_seq: 0,
+        client_msg_no: ClientMsgNo::new(no).unwrap(),
+        from_uid: Uid::new(from).unwrap(),
+        channel: channel.clone(),
+        timestamp_ms: 1_700_000_000_000,
+        flags: Flags::normal(),
+        payload: no.as_bytes().to_vec().into(),
+    }
+}
+
+/// The whole suite, each function on a database of its own (the suite's
+/// functions name their channels, not their databases).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_the_conformance_suite() {
+    let Some(server) = PgServer::start("passes_the_conformance_suite") else {
+        return;
+    };
+    type Check =
+        fn(Arc<dyn Store>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    macro_rules! checks {
+        ($($name:ident),+ $(,)?) => {
+            [$((stringify!($name), (|s| Box::pin(conformance::$name(s))) as Check)),+]
+        };
+    }
+    let checks = checks![
+        append_assigns_contiguous_seqs_per_channel,
+        append_batch_spans_channels_in_order,
+        append_is_idempotent_on_sender_and_client_msg_no,
+        append_refuses_a_stored_message_id,
+        read_pages_both_directions,
+        get_by_id_and_client_msg_no,
+        concurrent_appends_get_each_seq_once,
+        command_queue_push_pending_ack,
+        command_queue_remove_and_dedup,
+        append_moves_the_head_and_the_senders_position,
+        conversations_page_by_version,
+        clear_unread_moves_forward_only,
+        unread_is_exact_under_concurrent_senders,
+        revocations_record_once_with_versions,
+        concurrent_revocations_of_one_message_record_once,
+        history_is_never_ahead_of_conversations,
+        command_dedup_is_per_sender,
+        one_version_one_conversation_under_concurrent_appends,
+        zero_limits_are_rejected,
+    ];
+    for (i, (name, check)) in checks.into_iter().enumerate() {
+        let config = database(&server, &format!("suite_{i}")).await;
+        let store = PgStore::open(config).await.expect("open");
+        let started = Instant::now();
+        check(Arc::new(store)).await;
+        eprintln!("{name}: ok in {:?}", started.elapsed());
+    }
+    // And all of them on one database, as a long-lived store sees them.
+    let store = PgStore::open(database(&server, "suite_all").await)
+        .await
+        .expect("open");
+    conformance::run_all(Arc::new(store)).await;
+}
+
+/// Two stores on one database, as two hub processes would have: 8 writers
+/// on each, one channel, and the seqs come out 1..=N with no gap and no
+/// repeat, every message stored once at the seq it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_database_give_gap_free_seqs() {
+    const WRITERS: usize = 8;
+    const EACH: usize = 40;
+    let Some(server) = PgServer::start("two_stores_on_one_database_give_gap_free_seqs") else {
+        return;
+    };
+    let config = database(&server, "shared").await;
+    let (a, b) = tokio::join!(PgStore::open(config.clone()), PgStore::open(config));
+    let stores = [Arc::new(a.expect("open a")), Arc::new(b.expect("open b"))];
+    let channel = Channel::group("shared").unwrap();
+    let ids = Arc::new(MessageIdGenerator::new(1).unwrap());
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for w in 0..WRITERS {
+            let (store, ids, channel) = (store.clone(), ids.clone(), channel.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..EACH {
+                    let no = format!("s{s}-w{w}-{i}");
+                    let m = message(&ids, &format!("writer{s}{w}"), &channel, &no);
+                    let out = store.append(vec![m]).await.expect("append");
+                    got.push((out[0].message_seq, no));
+                }
+                got
+            }));
+        }
+    }
+    let mut acked = HashMap::new();
+    for task in tasks {
+        for (seq, no) in task.await.expect("writer") {
+            assert!(acked.insert(seq, no).is_none(), "seq {seq} given twice");
+        }
+    }
+    let n = (2 * WRITERS * EACH) as u64;
+    let seqs: HashSet<u64> = acked.keys().copied().collect();
+    assert_eq!(seqs, (1..=n).collect::<HashSet<_>>(), "gap-free, from 1");
+    for store in &stores {
+        assert_eq!(store.last_seq(&channel).await.unwrap(), n);
+        let stored = store
+            .read(&channel, Page::forward(1, 10_000))
+            .await
+            .unwrap();
+        assert_eq!(stored.len() as u64, n);
+        for m in &stored {
+            assert_eq!(acked[&m.message_seq], m.client_msg_no.as_str());
+        }
+    }
+}
+
+/// A database whose schema is newer than this crate's, or that holds
+/// `imcore_` tables the crate did not create, is refused, and left as it
+/// was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_or_foreign_schema_is_refused() {
+    let Some(server) = PgServer::start("a_newer_or_foreign_schema_is_refused") else {
+        return;
+    };
+    let config = database(&server, "newer").await;
+    let store = PgStore::open(config.clone())
+        .await
+        .expect("create the schema");
+    let ids = MessageIdGenerator::new(1).unwrap();
+    let channel = Channel::group("kept").unwrap();
+    store
+        .append(vec![message(&ids, "u", &channel, "kept-1")])
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = PgStore::open(config.clone())
+        .await
+        .expect("the same version opens");
+    assert_eq!(reopened.last_seq(&channel).await.unwrap(), 1);
+    drop(reopened);
+
+    sql(
+        &config.url,
+        "UPDATE imcore_schema SET version = version + 1",
+    )
+    .await;
+    let refused = PgStore::open(config.clone()).await;
+    assert!(
+        matches!(refused, Err(Error::UnsupportedFormat { .. })),
+        "a newer schema: {refused:?}"
+    );
+    sql(
+        &config.url,
+        "UPDATE imcore_schema SET version = version - 1",
+    )
+    .await;
+    let back = PgStore::open(config)
+        .await
+        .expect("unchanged by the refusal");
+    assert_eq!(back.last_seq(&channel).await.unwrap(), 1);
+
+    let foreign = database(&server, "alien").await;
+    sql(&foreign.url, "CREATE TABLE imcore_messages (x int)").await;
+    let refused = PgStore::open(foreign.clone()).await;
+    assert!(
+        matches!(refused, Err(Error::UnsupportedFormat { .. })),
+        "foreign tables: {refused:?}"
+    );
+    sql(&foreign.url, "INSERT INTO imcore_messages VALUES (1)").await;
+}
+
+/// Runs `statement` on the database at `url`.
+async fn sql(url: &str, statement: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(connection);
+    client.batch_execute(statement).await.expect(statement);
+    drop(client);
+    driver.await.expect("connection task").expect("connection");
+}
+
+/// While the server is down, a send fails within the configured timeout
+/// with a retryable error; after a fast shutdown mid-stream and a start,
+/// the same store sends again, and everything acknowledged before is
+/// there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn survives_a_server_restart_and_fails_typed_while_it_is_down() {
+    let Some(mut server) = PgServer::start("survives_a_server_restart") else {
+        return;
+    };
+    let mut config = database(&server, "restart").await;
+    config.timeout = Duration::from_secs(2);
+    let store = Arc::new(PgStore::open(config).await.expect("open"));
+    let channel = Channel::group("restart").unwrap();
+    let ids = Arc::new(MessageIdGenerator::new(1).unwrap());
+
+    // Four senders stream until told to stop, keeping what was acked.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let mut senders = Vec::new();
+    for w in 0..4 {
+        let (store, ids, channel, stop, acks_tx) = (
+            store.clone(),
+            ids.clone(),
+            channel.clone(),
+            stop.clone(),
+            acks_tx.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut failures = 0;
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                let no = format!("w{w}-{i}");
+                match store
+                    .append(vec![message(&ids, "sender", &channel, &no)])
+                    .await
+                {
+                    Ok(out) => acks_tx.send((out[0].message_seq, no)).unwrap(),
+                    Err(e) => {
+                        assert!(e.is_retryable(), "a typed, retryable error: {e}");
+                        failures += 1;
+                    }
+                }
+            }
+            failures
+        }));
+    }
+    drop(acks_tx);
+    let mut acked = HashMap::new();
+    while acked.len() < 200 {
+        let (seq, no) = acks.recv().await.expect("acks");
+        acked.insert(seq, no);
+    }
+    let server = tokio::task::spawn_blocking(move || {
+        server.stop_fast();
+        server
+    })
+    .await
+    .unwrap();
+
+    let started = Instant::now();
+    let down = store
+        .append(vec![message(&ids, "probe", &channel, "while-down")])
+        .await;
+    let took = started.elapsed();
+    match down {
+        Err(e) => assert!(e.is_retryable(), "retryable while down: {e}"),
+        Ok(out) => panic!("stored while the server is down: {out:?}"),
+    }
+    assert!(
+        took < Duration::from_secs(4),
+        "failed after {took:?}, timeout 2 s"
+    );
+
+    let mut server = server;
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+
+    // The same store, no reopen: sends go through again (a connection the
+    // restart broke may fail one more send, with a retryable error).
+    let mut sent = None;
+    for attempt in 0..3 {
+        let no = format!("after-restart-{attempt}");
+        match store
+            .append(vec![message(&ids, "probe", &channel, &no)])
+            .await
+        {
+            Ok(out) => {
+                sent = Some(out);
+                break;
+            }
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+        }
+    }
+    assert!(sent.is_some(), "sends work again after the restart");
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let mut failures = 0;
+    for sender in senders {
+        failures += sender.await.expect("sender");
+    }
+    while let Some((seq, no)) = acks.recv().await {
+        assert!(acked.insert(seq, no).is_none(), "seq given twice");
+    }
+    let last = store.last_seq(&channel).await.unwrap();
+    let stored = store
+        .read(&channel, Page::forward(1, 1_000_000))
+        .await
+        .unwrap();
+    assert_eq!(stored.len() as u64, last, "seqs contiguous");
+    for (seq, no) in &acked {
+        let m = &stored[(*seq - 1) as usize];
+        assert_eq!(m.client_msg_no.as_str(), no, "acked seq {seq} survived");
+    }
+    let reader = Uid::new("reader").unwrap();
+    let c = store
+        .conversation(&reader, &channel)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.last_seq, last);
+    eprintln!(
+        "{} acked across the restart, {failures} retryable failures while down",
+        acked.len()
+    );
+    drop(server);
+}
+
+const CHILD_URL: &str = "IMCORE_PG_CHILD_URL";
+const KILL_TEST: &str = "acknowledged_sends_survive_sigkill_of_the_host";
+
+/// The child: 8 writers append until killed, printing every acknowledged
+/// `seq client_msg_no`.
+async fn child(url: String) {
+    let store = Arc::new(
+        PgStore::open(PgConfig::new(url))
+            .await
+            .expect("open in child"),
+    );
+    let ids = Arc::new(MessageIdGenerator::new(9).unwrap());
+    let channel = Channel::group("killed").unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for w in 0..8 {
+        let (store, ids, channel, tx) = (store.clone(), ids.clone(), channel.clone(), tx.clone());
+        tokio::spawn(async move {
+            for i in 0..100_000 {
+                let no = format!("k{w}-{i}");
+                let out = store
+                    .append(vec![message(&ids, "killed", &channel, &no)])
+                    .await
+                    .expect("append");
+                if tx.send(format!("{} {no}", out[0].message_seq)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut stdout = std::io::stdout().lock();
+    while let Some(line) = rx.recv().await {
+        writeln!(stdout, "{line}").unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+#[test]
+fn acknowledged_sends_survive_sigkill_of_the_host() {
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    if let Ok(url) = std::env::var(CHILD_URL) {
+        rt().block_on(child(url));
+        return;
+    }
+    let Some(server) = PgServer::start(KILL_TEST) else {
+        return;
+    };
+    let config = rt().block_on(database(&server, "killed"));
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([KILL_TEST, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_URL, &config.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut acked: HashMap<u64, String> = HashMap::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let Some((seq, no)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(seq) = seq.parse::<u64>() else {
+            continue; // the test harness's own lines
+        };
+        assert!(
+            acked.insert(seq, no.to_string()).is_none(),
+            "seq {seq} twice"
+        );
+        if acked.len() == 300 {
+            child.kill().unwrap(); // SIGKILL
+            break;
+        }
+    }
+    for line in lines.map_while(Result::ok) {
+        if let Some((seq, no)) = line.split_once(' ') {
+            if let Ok(seq) = seq.parse::<u64>() {
+                acked.insert(seq, no.to_string());
+            }
+        }
+    }
+    assert!(!child.wait().unwrap().success(), "the child was killed");
+    assert!(acked.len() >= 300, "{} acks", acked.len());
+    rt().block_on(async {
+        let store = PgStore::open(config).await.expect("reopen");
+        let channel = Channel::group("killed").unwrap();
+        let last = store.last_seq(&channel).await.unwrap();
+        let stored = store
+            .read(&channel, Page::forward(1, 1_000_000))
+            .await
+            .unwrap();
+        assert_eq!(stored.len() as u64, last, "contiguous from 1");
+        for (seq, no) in &acked {
+            let m = &stored[(*seq - 1) as usize];
+            assert_eq!(m.client_msg_no.as_str(), no, "acked seq {seq} is stored");
+        }
+        eprintln!(
+            "{} acknowledged, {} stored after SIGKILL",
+            acked.len(),
+            stored.len()
+        );
+    });
+    drop(server);
+}
