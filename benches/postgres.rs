@@ -135,17 +135,20 @@ fn bench(c: &mut Criterion) {
     let channel = Channel::group("w3").unwrap();
     rt.block_on(async {
         let loading = Instant::now();
-        let chunks: Vec<_> = (0..n / 1000)
-            .map(|_| {
+        // Four loaders, 1,000 messages per append.
+        let loaders: Vec<_> = (0..4)
+            .map(|l| {
                 let (store, channel) = (store.clone(), channel.clone());
                 tokio::spawn(async move {
-                    let batch = (0..1000).map(|_| message("w3", &channel)).collect();
-                    store.append(batch).await.unwrap();
+                    for _ in (l..n / 1000).step_by(4) {
+                        let batch = (0..1000).map(|_| message("w3", &channel)).collect();
+                        store.append(batch).await.unwrap();
+                    }
                 })
             })
             .collect();
-        for chunk in chunks {
-            chunk.await.unwrap();
+        for loader in loaders {
+            loader.await.unwrap();
         }
         admin
             .batch_execute(

@@ -61,9 +61,9 @@ pub struct PgConfig {
     pub url: String,
     /// The most connections the store opens. Default 16.
     pub pool_size: usize,
-    /// How long any one call may wait for the server (a connection from
-    /// the pool, a statement, a commit) before it fails with
-    /// [`Error::Unavailable`]. Default 5 s.
+    /// How long any one call may wait (for a connection from the pool, for
+    /// its turn behind other appends, for a statement or a commit) before
+    /// it fails with [`Error::Unavailable`]. Default 5 s.
     pub timeout: Duration,
     /// The most messages the writer commits in one transaction. Default
     /// 1,024.
@@ -141,6 +141,15 @@ impl PgStore {
             source: format!("malformed connection URL: {e}").into(),
         })?;
         pg.connect_timeout(config.timeout);
+        // Plans made for the current table sizes at every execution: a
+        // cached generic plan made while a table was small keeps scanning
+        // it as it grows (measured: a resend look-up went from 0.1 to 2 ms
+        // per batch over 6,000 sends).
+        let options = match pg.get_options() {
+            Some(given) => format!("{given} -c plan_cache_mode=force_custom_plan"),
+            None => "-c plan_cache_mode=force_custom_plan".to_owned(),
+        };
+        pg.options(&options);
         let manager = Manager::from_config(
             pg,
             tls(),
@@ -244,6 +253,13 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> Error {
         Error::Unavailable {
             backend: BACKEND,
             source: Box::new(e),
+        }
+    } else if let Some(db) = e.as_db_error() {
+        // tokio-postgres says only "db error"; the server's words are in
+        // its DbError.
+        Error::Storage {
+            backend: BACKEND,
+            source: format!("{}: {} ({})", db.severity(), db.message(), db.code().code()).into(),
         }
     } else {
         Error::Storage {

@@ -151,8 +151,6 @@ struct Rows<'a> {
 async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Result<Vec<Appended>>>> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    let mut version = to_u64(query(&tx, LOCK, &[]).await?[0].get(0), "version")?;
-
     let all = || batch.iter().flat_map(|r| r.messages.iter());
     let (ctypes, cids) = channel_arrays(all().map(|m| &m.channel));
     let (uids, nos): (Vec<&str>, Vec<&str>) = all()
@@ -161,11 +159,16 @@ async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Result<Vec<Appende
     let ids: Vec<i64> = all().map(|m| id_to_i64(m.message_id)).collect();
     let (p_heads, p_resends, p_ids): (Params<2>, Params<2>, Params<1>) =
         ([&ctypes, &cids], [&uids, &nos], [&ids]);
+    // The lock first, on its own: sent in one pipeline with the reads,
+    // the reads were seen to miss a batch that committed while the lock
+    // waited (the primary key then refused the batch).
+    let lock = query(&tx, LOCK, &[]).await?;
     let (heads, resends, used) = tokio::try_join!(
         query(&tx, HEADS, &p_heads),
         query(&tx, RESENDS, &p_resends),
         query(&tx, IDS, &p_ids),
     )?;
+    let mut version = to_u64(lock[0].get(0), "version")?;
     let mut heads: HashMap<(i16, String), Head> = heads
         .iter()
         .map(|r| {
