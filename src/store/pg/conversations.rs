@@ -134,7 +134,9 @@ fn conversation_sql() -> String {
 }
 
 /// The user's groups (given) and person channels (stored), with a version
-/// in `($4, $5]`, ascending, at most `$6`.
+/// in `($4, $5]`, ascending, at most `$6`. Heads and positions are probed
+/// key by key (LATERAL, fenced by `OFFSET 0`), whatever plan is cached;
+/// see the writer's look-ups.
 fn conversations_after_sql() -> String {
     format!(
         "WITH channels AS ( \
@@ -143,9 +145,10 @@ fn conversations_after_sql() -> String {
          c AS ( \
              SELECT {CONVERSATION_COLUMNS}, \
                  greatest(h.version, coalesce(p.version, 0)) AS v \
-             FROM channels JOIN imcore_heads h USING (ctype, cid) \
-             LEFT JOIN imcore_positions p \
-                 ON p.uid = $1 AND p.ctype = h.ctype AND p.cid = h.cid) \
+             FROM channels, LATERAL (SELECT * FROM imcore_heads \
+                 WHERE ctype = channels.ctype AND cid = channels.cid OFFSET 0) h \
+             LEFT JOIN LATERAL (SELECT * FROM imcore_positions \
+                 WHERE uid = $1 AND ctype = h.ctype AND cid = h.cid OFFSET 0) p ON true) \
          SELECT * FROM c WHERE v > $4 AND v <= $5 ORDER BY v LIMIT $6"
     )
 }

@@ -141,15 +141,6 @@ impl PgStore {
             source: format!("malformed connection URL: {e}").into(),
         })?;
         pg.connect_timeout(config.timeout);
-        // Plans made for the current table sizes at every execution: a
-        // cached generic plan made while a table was small keeps scanning
-        // it as it grows (measured: a resend look-up went from 0.1 to 2 ms
-        // per batch over 6,000 sends).
-        let options = match pg.get_options() {
-            Some(given) => format!("{given} -c plan_cache_mode=force_custom_plan"),
-            None => "-c plan_cache_mode=force_custom_plan".to_owned(),
-        };
-        pg.options(&options);
         let manager = Manager::from_config(
             pg,
             tls(),

@@ -125,7 +125,11 @@ fn by_id() -> String {
 }
 
 fn by_ids() -> String {
-    format!("SELECT {COLUMNS} FROM imcore_revocations WHERE message_id = ANY($1)")
+    // Probed id by id whatever plan is cached (see the writer's look-ups).
+    format!(
+        "SELECT r.* FROM unnest($1::int8[]) AS k(id), LATERAL ( \
+         SELECT {COLUMNS} FROM imcore_revocations WHERE message_id = k.id OFFSET 0) r"
+    )
 }
 
 fn between() -> String {
