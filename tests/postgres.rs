@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use imcore::store::{conformance, ConversationStore, MessageLog, Page, PgConfig, PgStore, Store};
+use imcore::store::{conformance, ConversationStore, MessageLog, Page, PgConfig, PgStore};
 use imcore::{Channel, ClientMsgNo, Error, Flags, Message, MessageIdGenerator, Uid};
 use pg_server::PgServer;
 
@@ -55,35 +55,7 @@ async fn passes_the_conformance_suite() {
     let Some(server) = PgServer::start("passes_the_conformance_suite") else {
         return;
     };
-    type Check =
-        fn(Arc<dyn Store>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-    macro_rules! checks {
-        ($($name:ident),+ $(,)?) => {
-            [$((stringify!($name), (|s| Box::pin(conformance::$name(s))) as Check)),+]
-        };
-    }
-    let checks = checks![
-        append_assigns_contiguous_seqs_per_channel,
-        append_batch_spans_channels_in_order,
-        append_is_idempotent_on_sender_and_client_msg_no,
-        append_refuses_a_stored_message_id,
-        read_pages_both_directions,
-        get_by_id_and_client_msg_no,
-        concurrent_appends_get_each_seq_once,
-        command_queue_push_pending_ack,
-        command_queue_remove_and_dedup,
-        append_moves_the_head_and_the_senders_position,
-        conversations_page_by_version,
-        clear_unread_moves_forward_only,
-        unread_is_exact_under_concurrent_senders,
-        revocations_record_once_with_versions,
-        concurrent_revocations_of_one_message_record_once,
-        history_is_never_ahead_of_conversations,
-        command_dedup_is_per_sender,
-        one_version_one_conversation_under_concurrent_appends,
-        zero_limits_are_rejected,
-    ];
-    for (i, (name, check)) in checks.into_iter().enumerate() {
+    for (i, (name, check)) in conformance::checks().into_iter().enumerate() {
         let config = database(&server, &format!("suite_{i}")).await;
         let store = PgStore::open(config).await.expect("open");
         let started = Instant::now();

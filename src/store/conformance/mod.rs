@@ -14,16 +14,16 @@
 //! # }
 //! ```
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{NewRevocation, Page, Recorded, Store};
+use super::{Page, Store};
 
 mod concurrency;
 mod conversations;
+mod revocations;
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
 pub use concurrency::{
     command_dedup_is_per_sender, history_is_never_ahead_of_conversations,
@@ -32,6 +32,9 @@ pub use concurrency::{
 pub use conversations::{
     append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
     conversations_page_by_version, unread_is_exact_under_concurrent_senders,
+};
+pub use revocations::{
+    concurrent_revocations_of_one_message_record_once, revocations_record_once_with_versions,
 };
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -62,27 +65,59 @@ fn seqs(messages: &[Message]) -> Vec<u64> {
     messages.iter().map(|m| m.message_seq).collect()
 }
 
-/// Runs every function of the suite against `store`.
+/// One function of the suite, as [`checks`] lists it.
+pub type Check =
+    fn(Arc<dyn Store>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Every function of the suite with its name, so that a host can give
+/// each one a fresh store (a database of its own, say) and report them by
+/// name.
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() {
+/// use std::sync::Arc;
+/// for (name, check) in imcore::store::conformance::checks() {
+///     check(Arc::new(imcore::MemoryStore::new())).await;
+///     println!("{name}: ok");
+/// }
+/// # }
+/// ```
+pub fn checks() -> Vec<(&'static str, Check)> {
+    macro_rules! named {
+        ($($name:ident),+ $(,)?) => {
+            vec![$((stringify!($name), (|s| Box::pin($name(s))) as Check)),+]
+        };
+    }
+    named![
+        append_assigns_contiguous_seqs_per_channel,
+        append_batch_spans_channels_in_order,
+        append_is_idempotent_on_sender_and_client_msg_no,
+        append_refuses_a_stored_message_id,
+        read_pages_both_directions,
+        get_by_id_and_client_msg_no,
+        concurrent_appends_get_each_seq_once,
+        command_queue_push_pending_ack,
+        command_queue_remove_and_dedup,
+        append_moves_the_head_and_the_senders_position,
+        conversations_page_by_version,
+        clear_unread_moves_forward_only,
+        unread_is_exact_under_concurrent_senders,
+        revocations_record_once_with_versions,
+        concurrent_revocations_of_one_message_record_once,
+        history_is_never_ahead_of_conversations,
+        command_dedup_is_per_sender,
+        one_version_one_conversation_under_concurrent_appends,
+        zero_limits_are_rejected,
+    ]
+}
+
+/// Runs every function of the suite against `store`, in the order
+/// [`checks`] lists them.
 pub async fn run_all(store: Arc<dyn Store>) {
-    append_assigns_contiguous_seqs_per_channel(store.clone()).await;
-    append_batch_spans_channels_in_order(store.clone()).await;
-    append_is_idempotent_on_sender_and_client_msg_no(store.clone()).await;
-    append_refuses_a_stored_message_id(store.clone()).await;
-    read_pages_both_directions(store.clone()).await;
-    get_by_id_and_client_msg_no(store.clone()).await;
-    concurrent_appends_get_each_seq_once(store.clone()).await;
-    command_queue_push_pending_ack(store.clone()).await;
-    command_queue_remove_and_dedup(store.clone()).await;
-    append_moves_the_head_and_the_senders_position(store.clone()).await;
-    conversations_page_by_version(store.clone()).await;
-    clear_unread_moves_forward_only(store.clone()).await;
-    unread_is_exact_under_concurrent_senders(store.clone()).await;
-    revocations_record_once_with_versions(store.clone()).await;
-    concurrent_revocations_of_one_message_record_once(store.clone()).await;
-    history_is_never_ahead_of_conversations(store.clone()).await;
-    command_dedup_is_per_sender(store.clone()).await;
-    one_version_one_conversation_under_concurrent_appends(store.clone()).await;
-    zero_limits_are_rejected(store).await;
+    for (_, check) in checks() {
+        check(store.clone()).await;
+    }
 }
 
 /// Seqs start at 1 in every channel and have no gaps; the stored message is
@@ -472,107 +507,6 @@ pub async fn command_queue_remove_and_dedup(store: Arc<dyn Store>) {
     assert!(
         store.is_command(m1.message_id).await.expect("is_command"),
         "still known as a command after every ack"
-    );
-}
-
-fn revocation(id: u64, channel: &Channel, seq: u64, by: &str) -> NewRevocation {
-    NewRevocation {
-        message_id: MessageId(id),
-        channel: channel.clone(),
-        message_seq: seq,
-        revoker: uid(by),
-        revoked_at_ms: 1_700_000_100_000,
-    }
-}
-
-/// Versions are per channel from 1; a second record of a message keeps the
-/// first; look-ups answer in order; `revocations_after` pages ascending.
-pub async fn revocations_record_once_with_versions(store: Arc<dyn Store>) {
-    let (a, b) = (group("c-rev-a"), group("c-rev-b"));
-    let base = 5_000_000_000;
-    let r1 = store
-        .record_revocation(revocation(base + 1, &a, 1, "x-alice"))
-        .await
-        .expect("record");
-    let Recorded::New(r1) = r1 else {
-        panic!("first record is new")
-    };
-    assert_eq!(r1.extra_version, 1);
-    let r2 = store
-        .record_revocation(revocation(base + 2, &a, 2, "x-alice"))
-        .await
-        .expect("record");
-    assert_eq!(r2.revocation().extra_version, 2);
-    let rb = store
-        .record_revocation(revocation(base + 3, &b, 9, "x-bob"))
-        .await
-        .expect("record");
-    assert_eq!(rb.revocation().extra_version, 1, "per-channel versions");
-    let again = store
-        .record_revocation(revocation(base + 1, &a, 1, "x-other"))
-        .await
-        .expect("record");
-    assert_eq!(again, Recorded::Existing(r1.clone()));
-    let found = store
-        .lookup_revocations(&[
-            MessageId(base + 2),
-            MessageId(base + 99),
-            MessageId(base + 1),
-        ])
-        .await
-        .expect("lookup");
-    assert_eq!(found.len(), 3);
-    assert_eq!(found[0].as_ref().map(|r| r.message_seq), Some(2));
-    assert!(found[1].is_none());
-    assert_eq!(found[2].as_ref(), Some(&r1));
-    let changed = store.revocations_after(&a, 0, 10).await.expect("changed");
-    assert_eq!(
-        changed.iter().map(|r| r.extra_version).collect::<Vec<_>>(),
-        vec![1, 2]
-    );
-    let changed = store.revocations_after(&a, 1, 1).await.expect("changed");
-    assert_eq!(changed.len(), 1);
-    assert_eq!(changed[0].message_id, MessageId(base + 2));
-    assert!(store
-        .revocations_after(&a, 2, 10)
-        .await
-        .expect("changed")
-        .is_empty());
-}
-
-/// Eight concurrent records of one message leave one record, and exactly
-/// one caller is told it is new.
-pub async fn concurrent_revocations_of_one_message_record_once(store: Arc<dyn Store>) {
-    let ch = group("c-rev-conc");
-    let mut handles = Vec::new();
-    for t in 0..8 {
-        let store = store.clone();
-        let ch = ch.clone();
-        handles.push(tokio::spawn(async move {
-            store
-                .record_revocation(revocation(6_000_000_000, &ch, 1, &format!("y-{t}")))
-                .await
-                .expect("record")
-        }));
-    }
-    let mut new = 0;
-    let mut revokers = HashSet::new();
-    for h in handles {
-        let r = h.await.expect("task");
-        if matches!(r, Recorded::New(_)) {
-            new += 1;
-        }
-        revokers.insert(r.revocation().revoker.clone());
-    }
-    assert_eq!(new, 1, "exactly one new record");
-    assert_eq!(revokers.len(), 1, "everyone sees the same first record");
-    assert_eq!(
-        store
-            .revocations_after(&ch, 0, 10)
-            .await
-            .expect("changed")
-            .len(),
-        1
     );
 }
 
