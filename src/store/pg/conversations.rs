@@ -108,7 +108,7 @@ impl ConversationStore for PgStore {
         let (uid, after, limit) = (uid.as_str(), to_i64(version), to_i64(limit as u64));
         let sql = conversations_after_sql();
         let rows = self
-            .rows(&sql, &[&uid, &ctypes, &cids, &after, &ceiling, &limit])
+            .rows_planned(&sql, &[&uid, &ctypes, &cids, &after, &ceiling, &limit])
             .await?;
         rows.iter().map(conversation_from).collect()
     }
@@ -135,9 +135,9 @@ fn conversation_sql() -> String {
 
 /// The user's groups (given) and person channels (stored), with a version
 /// in `($4, $5]`, ascending, at most `$6`. Heads and positions are probed
-/// key by key (LATERAL, fenced by `OFFSET 0`), whatever plan is cached;
-/// see the writer's look-ups.
-fn conversations_after_sql() -> String {
+/// key by key (LATERAL, fenced by `OFFSET 0`), and it runs on a connection
+/// that plans it for the tables as they are; see the writer's look-ups.
+pub(super) fn conversations_after_sql() -> String {
     format!(
         "WITH channels AS ( \
              SELECT * FROM unnest($2::int2[], $3::text[]) AS g(ctype, cid) \

@@ -17,8 +17,27 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>> {
-        let client = self.client().await?;
+        self.rows_from(&self.pool, sql, params).await
+    }
+
+    /// [`rows`](Self::rows) on a connection that plans `sql` for the
+    /// tables as they are: for look-ups of many keys.
+    pub(super) async fn rows_planned(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        self.rows_from(&self.planned, sql, params).await
+    }
+
+    async fn rows_from(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
         within(self.timeout, async {
+            let client = pool.get().await?;
             let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
             client.query(&statement, params).await.map_err(pg_error)
         })

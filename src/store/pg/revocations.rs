@@ -77,7 +77,7 @@ impl RevocationStore for PgStore {
 
     async fn lookup_revocations(&self, ids: &[MessageId]) -> Result<Vec<Option<Revocation>>> {
         let keys: Vec<i64> = ids.iter().copied().map(id_to_i64).collect();
-        let rows = self.rows(&by_ids(), &[&keys]).await?;
+        let rows = self.rows_planned(&by_ids(), &[&keys]).await?;
         let mut found: HashMap<MessageId, Revocation> = rows
             .iter()
             .map(|r| revocation_from(r).map(|r| (r.message_id, r)))
@@ -124,8 +124,9 @@ fn by_id() -> String {
     format!("SELECT {COLUMNS} FROM imcore_revocations WHERE message_id = $1")
 }
 
-fn by_ids() -> String {
-    // Probed id by id whatever plan is cached (see the writer's look-ups).
+pub(super) fn by_ids() -> String {
+    // Probed id by id, planned for the table as it is (see the writer's
+    // look-ups).
     format!(
         "SELECT r.* FROM unnest($1::int8[]) AS k(id), LATERAL ( \
          SELECT {COLUMNS} FROM imcore_revocations WHERE message_id = k.id OFFSET 0) r"

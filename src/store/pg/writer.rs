@@ -86,19 +86,18 @@ fn copy(e: &Error) -> Error {
 }
 
 const LOCK: &str = "SELECT version FROM imcore_counter WHERE id = 1 FOR UPDATE";
-// Look-ups of many keys are LATERAL subqueries fenced by `OFFSET 0`, so
-// that every plan probes the index key by key. As plain joins, the generic
-// plan PostgreSQL caches after a statement's fifth run, made while the
-// table was small, hash-joined a scan of the whole table, and kept doing so
-// as it grew (measured: 0.1 -> 2 ms per batch over 6,000 sends; `= ANY` of
-// an array did the same, 0.2 -> 10 ms over 20,000).
-const HEADS: &str = "SELECT h.ctype, h.cid, h.last_seq, h.red_dots \
+// Look-ups of many keys: each key probes the index on its own (a LATERAL
+// subquery, kept from being flattened into a join by `OFFSET 0`), and the
+// writer's connections plan every run for the tables as they are (see
+// `PLANNED_OPTIONS`): a generic plan cached while a table was small joined
+// a scan of the whole table, and kept doing so as it grew.
+pub(super) const HEADS: &str = "SELECT h.ctype, h.cid, h.last_seq, h.red_dots \
     FROM unnest($1::int2[], $2::text[]) AS k(ctype, cid), LATERAL ( \
     SELECT * FROM imcore_heads WHERE ctype = k.ctype AND cid = k.cid OFFSET 0) h";
-const RESENDS: &str = "SELECT m.from_uid, m.client_msg_no, m.message_id, m.seq \
+pub(super) const RESENDS: &str = "SELECT m.from_uid, m.client_msg_no, m.message_id, m.seq \
     FROM unnest($1::text[], $2::text[]) AS k(u, n), LATERAL ( \
     SELECT * FROM imcore_messages WHERE from_uid = k.u AND client_msg_no = k.n OFFSET 0) m";
-const IDS: &str = "SELECT i.message_id FROM unnest($1::int8[]) AS k(id), LATERAL ( \
+pub(super) const IDS: &str = "SELECT i.message_id FROM unnest($1::int8[]) AS k(id), LATERAL ( \
     SELECT message_id FROM imcore_messages WHERE message_id = k.id OFFSET 0) i";
 const INSERT_MESSAGES: &str = "INSERT INTO imcore_messages \
     (ctype, cid, seq, message_id, from_uid, client_msg_no, ts, flags, red_dots, payload) \

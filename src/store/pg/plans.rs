@@ -1,0 +1,108 @@
+//! The look-ups of many keys use their indexes once a table has grown,
+//! whatever was planned while it was small: on a default connection a
+//! generic plan cached then keeps scanning the whole table (sends slowed
+//! as history grew); the store runs them on connections that plan each
+//! run for the tables as they are.
+
+#[path = "../../../tests/common/pg_server.rs"]
+mod pg_server;
+
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+use super::{conversations, revocations, writer, PgConfig, PgStore, PLANNED_OPTIONS};
+
+/// The plan of prepared statement `name` run with `args`, as text.
+async fn plan(client: &tokio_postgres::Client, name: &str, args: &str) -> String {
+    let rows = client
+        .simple_query(&format!("EXPLAIN EXECUTE {name}({args})"))
+        .await
+        .expect("explain");
+    let lines: Vec<&str> = rows
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        })
+        .collect();
+    lines.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
+    let why = "look_ups_of_many_keys_use_indexes_after_the_tables_grow";
+    let Some(server) = pg_server::PgServer::start(why) else {
+        return;
+    };
+    let url = server.url("postgres");
+    drop(
+        PgStore::open(PgConfig::new(url.clone()))
+            .await
+            .expect("open"),
+    );
+    let mut config: tokio_postgres::Config = url.parse().expect("url");
+    config.options(PLANNED_OPTIONS);
+    let (client, connection) = config.connect(NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    // Small tables, analyzed as such.
+    client
+        .batch_execute(
+            "INSERT INTO imcore_messages SELECT 2, 'g', i, i, 'u', 'n' || i, 0, 2, i, '' \
+                 FROM generate_series(1, 3) i;
+             INSERT INTO imcore_heads VALUES (2, 'g', 3, 3, 0, 3, 3);
+             INSERT INTO imcore_positions VALUES ('u', 2, 'g', 3, 3, 3);
+             ANALYZE;",
+        )
+        .await
+        .expect("small tables");
+    let cases = [
+        (writer::HEADS.to_owned(), "'{2}', '{g}'"),
+        (writer::RESENDS.to_owned(), "'{u}', '{n1}'"),
+        (writer::IDS.to_owned(), "'{1}'"),
+        (revocations::by_ids(), "'{1}'"),
+        (
+            conversations::conversations_after_sql(),
+            "'u', '{2}', '{g}', 0, 10, 10",
+        ),
+    ];
+    // Each run more often than PostgreSQL's five before it caches a plan.
+    for (i, (sql, args)) in cases.iter().enumerate() {
+        client
+            .batch_execute(&format!("PREPARE p{i} AS {sql}"))
+            .await
+            .expect("prepare");
+        for _ in 0..8 {
+            client
+                .batch_execute(&format!("EXECUTE p{i}({args})"))
+                .await
+                .expect("execute");
+        }
+    }
+    // Then the tables grow (no ANALYZE: autovacuum may not have come).
+    client
+        .batch_execute(
+            "INSERT INTO imcore_messages SELECT 3, 'c' || (i % 1000), i, i, 'w' || (i % 97), \
+                 'm' || i, 0, 2, i, '' FROM generate_series(10, 200000) i;
+             INSERT INTO imcore_heads SELECT 3, 'c' || i, 1, 1, 0, 1, 1 \
+                 FROM generate_series(0, 50000) i;
+             INSERT INTO imcore_positions SELECT 'w' || i, 3, 'c' || i, 1, 1, 1 \
+                 FROM generate_series(0, 50000) i;
+             INSERT INTO imcore_revocations SELECT i, 3, 'c', i, 'w', 0, i \
+                 FROM generate_series(10, 50000) i;",
+        )
+        .await
+        .expect("grown tables");
+    for (i, (sql, args)) in cases.iter().enumerate() {
+        let plan = plan(&client, &format!("p{i}"), args).await;
+        for table in [
+            "imcore_messages",
+            "imcore_heads",
+            "imcore_positions",
+            "imcore_revocations",
+        ] {
+            assert!(
+                !plan.contains(&format!("Seq Scan on {table}")),
+                "scans {table} after it grew:\n{sql}\n{plan}"
+            );
+        }
+    }
+}
