@@ -1,6 +1,7 @@
 //! Conversations, derived from heads and read positions in one statement.
 
 use async_trait::async_trait;
+use tokio_postgres::types::Type;
 
 use super::writer::{query, Params, SET_VERSION, UPSERT_POSITIONS};
 use super::PgStore;
@@ -108,7 +109,17 @@ impl ConversationStore for PgStore {
         let (uid, after, limit) = (uid.as_str(), to_i64(version), to_i64(limit as u64));
         let sql = conversations_after_sql();
         let rows = self
-            .rows_planned(&sql, &[&uid, &ctypes, &cids, &after, &ceiling, &limit])
+            .rows_planned(
+                &sql,
+                &[
+                    (&uid, Type::TEXT),
+                    (&ctypes, Type::INT2_ARRAY),
+                    (&cids, Type::TEXT_ARRAY),
+                    (&after, Type::INT8),
+                    (&ceiling, Type::INT8),
+                    (&limit, Type::INT8),
+                ],
+            )
             .await?;
         rows.iter().map(conversation_from).collect()
     }

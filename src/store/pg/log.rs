@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::writer::Request;
 use super::{channel_key, id_to_i64, message_from, pg_error, to_i64, to_u64, within};
@@ -15,31 +16,29 @@ impl PgStore {
     pub(super) async fn rows(
         &self,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>> {
-        self.rows_from(&self.pool, sql, params).await
+        let client = self.client().await?;
+        within(self.timeout, async {
+            let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+            client.query(&statement, params).await.map_err(pg_error)
+        })
+        .await
     }
 
-    /// [`rows`](Self::rows) on a connection that plans `sql` for the
-    /// tables as they are: for look-ups of many keys.
+    /// [`rows`](Self::rows) for a look-up of many keys at once: an unnamed
+    /// statement, which PostgreSQL plans at every run for the tables as
+    /// they are. A prepared one caches, after its fifth run, a generic plan
+    /// made for the tables of that moment: one made while a table was
+    /// small kept scanning it whole as it grew.
     pub(super) async fn rows_planned(
         &self,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<tokio_postgres::Row>> {
-        self.rows_from(&self.planned, sql, params).await
-    }
-
-    async fn rows_from(
-        &self,
-        pool: &deadpool_postgres::Pool,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>> {
+        let client = self.client().await?;
         within(self.timeout, async {
-            let client = pool.get().await?;
-            let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
-            client.query(&statement, params).await.map_err(pg_error)
+            client.query_typed(sql, params).await.map_err(pg_error)
         })
         .await
     }

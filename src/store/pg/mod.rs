@@ -111,9 +111,6 @@ impl PgConfig {
 /// ```
 pub struct PgStore {
     pool: Pool,
-    /// Connections that plan every statement for the tables as they are
-    /// (see [`PLANNED_OPTIONS`]): the writer's, and look-ups of many keys.
-    planned: Pool,
     appends: mpsc::Sender<writer::Request>,
     timeout: Duration,
 }
@@ -146,28 +143,16 @@ impl PgStore {
             source: format!("malformed connection URL: {e}").into(),
         })?;
         pg.connect_timeout(config.timeout);
-        let pool = new_pool(pg.clone(), config.pool_size, config.timeout)?;
-        // Statements whose best plan depends on how big the tables are
-        // now: a plan cached while a table was small scanned it whole as
-        // it grew (0.1 -> 10 ms per batch over 20,000 sends, 64 senders
-        // fell from 12 k/s to 1.5 k/s). Single-key statements keep their
-        // cached plans, which are index scans whatever the size.
-        let options = match pg.get_options() {
-            Some(given) => format!("{given} {PLANNED_OPTIONS}"),
-            None => PLANNED_OPTIONS.to_owned(),
-        };
-        pg.options(&options);
-        let planned = new_pool(pg, config.pool_size.div_ceil(4), config.timeout)?;
+        let pool = new_pool(pg, config.pool_size, config.timeout)?;
         let timeout = config.timeout;
         within(timeout, async {
             let mut client = pool.get().await?;
             schema::migrate(&mut client).await
         })
         .await?;
-        let appends = writer::spawn(planned.clone(), config.timeout, config.max_batch);
+        let appends = writer::spawn(pool.clone(), config.timeout, config.max_batch);
         Ok(PgStore {
             pool,
-            planned,
             appends,
             timeout,
         })
@@ -178,9 +163,6 @@ impl PgStore {
         within(self.timeout, async { Ok(self.pool.get().await?) }).await
     }
 }
-
-/// The session setting of the `planned` connections.
-pub(super) const PLANNED_OPTIONS: &str = "-c plan_cache_mode=force_custom_plan";
 
 /// A pool of at most `size` connections to `pg`.
 fn new_pool(pg: tokio_postgres::Config, size: usize, timeout: Duration) -> Result<Pool> {

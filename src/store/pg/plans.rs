@@ -1,15 +1,17 @@
 //! The look-ups of many keys use their indexes once a table has grown,
-//! whatever was planned while it was small: on a default connection a
-//! generic plan cached then keeps scanning the whole table (sends slowed
-//! as history grew); the store runs them on connections that plan each
-//! run for the tables as they are.
+//! whatever was planned while it was small. A prepared statement's generic
+//! plan, cached then, keeps scanning the whole table (sends slowed as
+//! history grew); the store runs them as unnamed statements, which
+//! PostgreSQL plans at every run. The test plans them the same way
+//! (`plan_cache_mode=force_custom_plan` on prepared statements) after
+//! caching had every chance to happen.
 
 #[path = "../../../tests/common/pg_server.rs"]
 mod pg_server;
 
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use super::{conversations, revocations, writer, PgConfig, PgStore, PLANNED_OPTIONS};
+use super::{conversations, revocations, writer, PgConfig, PgStore};
 
 /// The plan of prepared statement `name` run with `args`, as text.
 async fn plan(client: &tokio_postgres::Client, name: &str, args: &str) -> String {
@@ -40,7 +42,7 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
             .expect("open"),
     );
     let mut config: tokio_postgres::Config = url.parse().expect("url");
-    config.options(PLANNED_OPTIONS);
+    config.options("-c plan_cache_mode=force_custom_plan");
     let (client, connection) = config.connect(NoTls).await.expect("connect");
     tokio::spawn(connection);
     // Small tables, analyzed as such.

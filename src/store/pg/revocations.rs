@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use tokio_postgres::types::Type;
 
 use super::writer::query;
 use super::{channel_from, channel_key, id_from_i64, id_to_i64, pg_error, to_i64, to_u64};
@@ -77,7 +78,9 @@ impl RevocationStore for PgStore {
 
     async fn lookup_revocations(&self, ids: &[MessageId]) -> Result<Vec<Option<Revocation>>> {
         let keys: Vec<i64> = ids.iter().copied().map(id_to_i64).collect();
-        let rows = self.rows_planned(&by_ids(), &[&keys]).await?;
+        let rows = self
+            .rows_planned(&by_ids(), &[(&keys, Type::INT8_ARRAY)])
+            .await?;
         let mut found: HashMap<MessageId, Revocation> = rows
             .iter()
             .map(|r| revocation_from(r).map(|r| (r.message_id, r)))
@@ -125,8 +128,8 @@ fn by_id() -> String {
 }
 
 pub(super) fn by_ids() -> String {
-    // Probed id by id, planned for the table as it is (see the writer's
-    // look-ups).
+    // Probed id by id, and run unnamed: planned for the table as it is
+    // (see `rows_planned`).
     format!(
         "SELECT r.* FROM unnest($1::int8[]) AS k(id), LATERAL ( \
          SELECT {COLUMNS} FROM imcore_revocations WHERE message_id = k.id OFFSET 0) r"
