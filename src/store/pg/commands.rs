@@ -92,7 +92,7 @@ impl CommandQueue for PgStore {
             .map(|r| {
                 Ok(QueuedCommand {
                     cursor: to_u64(r.get(9), "cursor")?,
-                    message: message_from(r)?,
+                    message: message_from(r, None)?,
                 })
             })
             .collect()

@@ -51,7 +51,7 @@ impl PgStore {
         self.rows(sql, params)
             .await?
             .first()
-            .map(message_from)
+            .map(|row| message_from(row, None))
             .transpose()
     }
 }
@@ -84,7 +84,9 @@ impl MessageLog for PgStore {
             Direction::Backward => BACKWARD,
         };
         let rows = self.rows(sql, &[&ctype, &cid, &from, &limit]).await?;
-        rows.iter().map(message_from).collect()
+        rows.iter()
+            .map(|row| message_from(row, Some(channel)))
+            .collect()
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>> {

@@ -302,22 +302,29 @@ fn channel_from(ctype: i16, cid: String) -> Result<Channel> {
 }
 
 /// A message from a row selected with `message_columns!()`.
-fn message_from(row: &tokio_postgres::Row) -> Result<Message> {
+///
+/// `channel`: the channel when the caller knows it (a page of one
+/// channel), so that its columns are not decoded again for every row.
+fn message_from(row: &tokio_postgres::Row, channel: Option<&Channel>) -> Result<Message> {
     let get = |e: tokio_postgres::Error| Error::corrupt(format!("message row: {e}"));
-    let from_uid: String = row.try_get(4).map_err(get)?;
-    let client_msg_no: String = row.try_get(5).map_err(get)?;
+    let from_uid: &str = row.try_get(4).map_err(get)?;
+    let client_msg_no: &str = row.try_get(5).map_err(get)?;
     let flags: i16 = row.try_get(7).map_err(get)?;
-    let payload: Vec<u8> = row.try_get(8).map_err(get)?;
+    let payload: &[u8] = row.try_get(8).map_err(get)?;
+    let channel = match channel {
+        Some(channel) => channel.clone(),
+        None => channel_from(row.try_get(0).map_err(get)?, row.try_get(1).map_err(get)?)?,
+    };
     Ok(Message {
-        channel: channel_from(row.try_get(0).map_err(get)?, row.try_get(1).map_err(get)?)?,
+        channel,
         message_seq: to_u64(row.try_get(2).map_err(get)?, "seq")?,
         message_id: id_from_i64(row.try_get(3).map_err(get)?),
-        from_uid: Uid::new(&from_uid).map_err(|_| Error::corrupt(format!("uid {from_uid:?}")))?,
-        client_msg_no: ClientMsgNo::new(&client_msg_no)
+        from_uid: Uid::new(from_uid).map_err(|_| Error::corrupt(format!("uid {from_uid:?}")))?,
+        client_msg_no: ClientMsgNo::new(client_msg_no)
             .map_err(|_| Error::corrupt(format!("client_msg_no {client_msg_no:?}")))?,
         timestamp_ms: row.try_get(6).map_err(get)?,
         flags: Flags::from_bits(u8::try_from(flags).unwrap_or(0)),
-        payload: payload.into(),
+        payload: bytes::Bytes::copy_from_slice(payload),
     })
 }
 
