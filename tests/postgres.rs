@@ -320,6 +320,66 @@ async fn survives_a_server_restart_and_fails_typed_while_it_is_down() {
     drop(server);
 }
 
+/// A server that hangs (every process stopped, connections open, nothing
+/// answering) makes a send fail with a retryable error within the
+/// configured timeout rather than wait for ever; once it answers again,
+/// the same store sends again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_fails_sends_within_the_timeout() {
+    let Some(server) = PgServer::start("a_hung_server_fails_sends_within_the_timeout") else {
+        return;
+    };
+    let mut config = database(&server, "hung").await;
+    config.timeout = Duration::from_secs(1);
+    let store = PgStore::open(config).await.expect("open");
+    let channel = Channel::group("hung").unwrap();
+    let ids = MessageIdGenerator::new(1).unwrap();
+    store
+        .append(vec![message(&ids, "u", &channel, "before")])
+        .await
+        .expect("a send before the hang");
+
+    server.pause();
+    let started = Instant::now();
+    let hung = store
+        .append(vec![message(&ids, "u", &channel, "during")])
+        .await;
+    let took = started.elapsed();
+    let read = store.last_seq(&channel).await;
+    server.resume();
+    match hung {
+        Err(e) => assert!(e.is_retryable(), "retryable: {e}"),
+        Ok(out) => panic!("acknowledged by a stopped server: {out:?}"),
+    }
+    assert!(read.is_err_and(|e| e.is_retryable()), "reads time out too");
+    assert!(
+        took >= Duration::from_secs(1),
+        "it waited for the timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "and not much longer: {took:?}"
+    );
+
+    // Answering again: the same store sends (the hung send, whose commit
+    // never ran, is not stored; a resend of it is a new message).
+    let mut sent = None;
+    for attempt in 0..3 {
+        let no = format!("after-{attempt}");
+        match store.append(vec![message(&ids, "u", &channel, &no)]).await {
+            Ok(out) => {
+                sent = Some(out);
+                break;
+            }
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+        }
+    }
+    let sent = sent.expect("sends work again once the server answers");
+    let stored = store.read(&channel, Page::forward(1, 10)).await.unwrap();
+    assert_eq!(stored.last().unwrap().message_seq, sent[0].message_seq);
+    assert!(stored.iter().all(|m| m.client_msg_no.as_str() != "during"));
+}
+
 const CHILD_URL: &str = "IMCORE_PG_CHILD_URL";
 const KILL_TEST: &str = "acknowledged_sends_survive_sigkill_of_the_host";
 

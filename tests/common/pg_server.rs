@@ -104,6 +104,21 @@ impl PgServer {
         self.signal("KILL");
     }
 
+    /// Freezes the server and its backends (SIGSTOP): connections stay
+    /// open and nothing answers, as with a hung host.
+    pub fn pause(&self) {
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        let _ = Command::new("pkill").args(["-STOP", "-P", &pid]).status();
+    }
+
+    /// Undoes [`pause`](Self::pause) (SIGCONT).
+    pub fn resume(&self) {
+        let pid = self.pid().to_string();
+        let _ = Command::new("pkill").args(["-CONT", "-P", &pid]).status();
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    }
+
     /// Starts the server again on its data directory and port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
