@@ -23,6 +23,9 @@ pub struct PgServer {
     port: u16,
     user: Option<(u32, u32)>,
     child: Option<Child>,
+    /// Kills the server if this process dies without dropping it (killed
+    /// itself, say), so that no server outlives its test.
+    watchdog: Option<Child>,
 }
 
 impl PgServer {
@@ -55,6 +58,7 @@ impl PgServer {
             port: 0,
             user,
             child: None,
+            watchdog: None,
         };
         let out = server
             .command("initdb")
@@ -190,6 +194,19 @@ impl PgServer {
         });
         match ready.recv_timeout(Duration::from_secs(60)) {
             Ok(true) => {
+                let watchdog = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "tail --pid={} -f /dev/null; kill -KILL {}",
+                        std::process::id(),
+                        child.id()
+                    ))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start the watchdog");
+                self.watchdog = Some(watchdog);
                 self.child = Some(child);
                 true
             }
@@ -206,6 +223,10 @@ impl PgServer {
     }
 
     fn signal(&mut self, signal: &str) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };
