@@ -48,6 +48,48 @@ fn message(ids: &MessageIdGenerator, from: &str, channel: &Channel, no: &str) ->
     }
 }
 
+/// Checks that `channel` holds seqs 1..=last with no gap and that every
+/// acknowledged `seq -> client_msg_no` is stored at its seq; returns how
+/// many are stored.
+async fn assert_acked_stored(
+    store: &PgStore,
+    channel: &Channel,
+    acked: &HashMap<u64, String>,
+) -> usize {
+    let last = store.last_seq(channel).await.unwrap();
+    let stored = store
+        .read(channel, Page::forward(1, 1_000_000))
+        .await
+        .unwrap();
+    assert_eq!(stored.len() as u64, last, "seqs contiguous from 1");
+    for (seq, no) in acked {
+        let m = &stored[(*seq - 1) as usize];
+        assert_eq!(m.client_msg_no.as_str(), no, "acked seq {seq} is stored");
+    }
+    stored.len()
+}
+
+/// A send that goes through within three tries, each failure retryable
+/// (a connection the fault broke may fail one more send).
+async fn send_again(
+    store: &PgStore,
+    ids: &MessageIdGenerator,
+    channel: &Channel,
+    prefix: &str,
+) -> Vec<imcore::store::Appended> {
+    for attempt in 0..3 {
+        let no = format!("{prefix}-{attempt}");
+        match store
+            .append(vec![message(ids, "probe", channel, &no)])
+            .await
+        {
+            Ok(out) => return out,
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+        }
+    }
+    panic!("sends do not work again");
+}
+
 /// The whole suite, each function on a database of its own (the suite's
 /// functions name their channels, not their databases).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -271,23 +313,8 @@ async fn survives_a_server_restart_and_fails_typed_while_it_is_down() {
     .await
     .unwrap();
 
-    // The same store, no reopen: sends go through again (a connection the
-    // restart broke may fail one more send, with a retryable error).
-    let mut sent = None;
-    for attempt in 0..3 {
-        let no = format!("after-restart-{attempt}");
-        match store
-            .append(vec![message(&ids, "probe", &channel, &no)])
-            .await
-        {
-            Ok(out) => {
-                sent = Some(out);
-                break;
-            }
-            Err(e) => assert!(e.is_retryable(), "{e}"),
-        }
-    }
-    assert!(sent.is_some(), "sends work again after the restart");
+    // The same store, no reopen: sends go through again.
+    send_again(&store, &ids, &channel, "after-restart").await;
     stop.store(true, std::sync::atomic::Ordering::Release);
     let mut failures = 0;
     for sender in senders {
@@ -296,16 +323,8 @@ async fn survives_a_server_restart_and_fails_typed_while_it_is_down() {
     while let Some((seq, no)) = acks.recv().await {
         assert!(acked.insert(seq, no).is_none(), "seq given twice");
     }
+    assert_acked_stored(&store, &channel, &acked).await;
     let last = store.last_seq(&channel).await.unwrap();
-    let stored = store
-        .read(&channel, Page::forward(1, 1_000_000))
-        .await
-        .unwrap();
-    assert_eq!(stored.len() as u64, last, "seqs contiguous");
-    for (seq, no) in &acked {
-        let m = &stored[(*seq - 1) as usize];
-        assert_eq!(m.client_msg_no.as_str(), no, "acked seq {seq} survived");
-    }
     let reader = Uid::new("reader").unwrap();
     let c = store
         .conversation(&reader, &channel)
@@ -363,18 +382,7 @@ async fn a_hung_server_fails_sends_within_the_timeout() {
 
     // Answering again: the same store sends (the hung send, whose commit
     // never ran, is not stored; a resend of it is a new message).
-    let mut sent = None;
-    for attempt in 0..3 {
-        let no = format!("after-{attempt}");
-        match store.append(vec![message(&ids, "u", &channel, &no)]).await {
-            Ok(out) => {
-                sent = Some(out);
-                break;
-            }
-            Err(e) => assert!(e.is_retryable(), "{e}"),
-        }
-    }
-    let sent = sent.expect("sends work again once the server answers");
+    let sent = send_again(&store, &ids, &channel, "after").await;
     let stored = store.read(&channel, Page::forward(1, 10)).await.unwrap();
     assert_eq!(stored.last().unwrap().message_seq, sent[0].message_seq);
     assert!(stored.iter().all(|m| m.client_msg_no.as_str() != "during"));
@@ -472,20 +480,10 @@ fn acknowledged_sends_survive_sigkill_of_the_host() {
     rt().block_on(async {
         let store = PgStore::open(config).await.expect("reopen");
         let channel = Channel::group("killed").unwrap();
-        let last = store.last_seq(&channel).await.unwrap();
-        let stored = store
-            .read(&channel, Page::forward(1, 1_000_000))
-            .await
-            .unwrap();
-        assert_eq!(stored.len() as u64, last, "contiguous from 1");
-        for (seq, no) in &acked {
-            let m = &stored[(*seq - 1) as usize];
-            assert_eq!(m.client_msg_no.as_str(), no, "acked seq {seq} is stored");
-        }
+        let stored = assert_acked_stored(&store, &channel, &acked).await;
         eprintln!(
-            "{} acknowledged, {} stored after SIGKILL",
-            acked.len(),
-            stored.len()
+            "{} acknowledged, {stored} stored after SIGKILL",
+            acked.len()
         );
     });
     drop(server);
