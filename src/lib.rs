@@ -72,6 +72,7 @@ pub mod notify;
 pub mod policy;
 pub mod reason;
 pub mod revoke;
+pub mod route;
 pub mod session;
 pub mod store;
 #[cfg(feature = "wire")]
@@ -95,6 +96,9 @@ pub use revoke::{
     Authorizer, Decision, DefaultRevokeRules, RevokeOutcome, RevokeRefusal, RevokeRequest,
     RevokeTarget,
 };
+#[cfg(feature = "nats")]
+pub use route::{NatsConfig, NatsRouter};
+pub use route::{Router, SingleNode};
 pub use session::{Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason, LoginTicket};
 pub use store::MemoryStore;
 #[cfg(feature = "sled")]

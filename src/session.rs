@@ -311,6 +311,16 @@ pub(crate) struct Sessions {
     stripe_hasher: ahash::RandomState,
 }
 
+/// A user's devices, and how many of them are masters.
+fn count(devices: &Devices) -> (u32, u32) {
+    let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let masters = devices
+        .iter()
+        .filter(|d| d.level == DeviceLevel::Master)
+        .count();
+    (n(devices.len()), n(masters))
+}
+
 /// Stripes of kick epochs. A kick of one user makes a concurrent login of
 /// another user in the same stripe authenticate once more, nothing worse.
 const KICK_STRIPES: usize = 1024;
@@ -432,6 +442,26 @@ impl Sessions {
         connection
     }
 
+    /// A device logged in on another node: removes this node's connection
+    /// of the same device id (replaced) and, for a master, the same flag's
+    /// (kicked), closing them. Returns how many.
+    pub(crate) fn displace(&self, device: &Device) -> usize {
+        let mut closed = 0;
+        closed += self.remove_where(
+            &device.uid,
+            |d| d.device_id == device.device_id,
+            Some(DisconnectReason::Replaced),
+        );
+        if device.level == DeviceLevel::Master {
+            closed += self.remove_where(
+                &device.uid,
+                |d| d.flag == device.flag,
+                Some(DisconnectReason::Kicked),
+            );
+        }
+        closed
+    }
+
     /// Removes one connection if it is still registered, closing its sink
     /// with `reason` when given. Returns whether it was registered.
     pub(crate) fn disconnect(
@@ -510,6 +540,20 @@ impl Sessions {
                 })
                 .collect()
         })
+    }
+
+    /// The user's devices here, and how many of them are masters.
+    pub(crate) fn presence_of(&self, uid: &Uid) -> (u32, u32) {
+        self.read().get(uid).map_or((0, 0), count)
+    }
+
+    /// Every user with a device here, with [`Sessions::presence_of`]'s
+    /// figures.
+    pub(crate) fn presence(&self) -> Vec<(Uid, (u32, u32))> {
+        self.read()
+            .iter()
+            .map(|(uid, devices)| (uid.clone(), count(devices)))
+            .collect()
     }
 
     /// How many connections are registered.

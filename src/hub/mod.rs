@@ -5,6 +5,7 @@
 //! in one place), `sync.rs` (acks and catching up), `revoke.rs`, and
 //! `sessions.rs` (connections, logins and kicks).
 
+mod nodes;
 mod revoke;
 mod run_to_end;
 mod send;
@@ -30,6 +31,7 @@ use crate::model::{Channel, ChannelType, ClientMsgNo, Flags, Limits, Message, Me
 use crate::notify::{NoPush, OfflineNotifier};
 use crate::policy::{Persistence, PersistencePolicy, WuKongPolicy};
 use crate::reason::ReasonCode;
+use crate::route::{Router, SingleNode};
 use crate::revoke::{
     revoke_command_payload, revoke_tip_payload, Authorizer, Decision, DefaultRevokeRules,
     RevokeContext, RevokeOutcome, RevokeRefusal, RevokeRequest, RevokeTarget,
@@ -211,10 +213,19 @@ pub struct HubBuilder {
     policy: Option<Arc<dyn PersistencePolicy>>,
     clock: Option<Arc<dyn Clock>>,
     authorizer: Option<Arc<dyn Authorizer>>,
+    router: Option<Arc<dyn Router>>,
     config: HubConfig,
 }
 
 impl HubBuilder {
+    /// How this hub reaches the other nodes of its cluster. Default
+    /// [`SingleNode`]: there are none. Every node of a cluster shares one
+    /// store (such as `PgStore`) and has its own `node_id`.
+    pub fn router(mut self, router: Arc<dyn Router>) -> Self {
+        self.router = Some(router);
+        self
+    }
+
     /// Who may revoke what. Default [`DefaultRevokeRules`].
     pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
         self.authorizer = Some(authorizer);
@@ -258,11 +269,14 @@ impl HubBuilder {
     }
 
     /// Builds the hub. Fails only for an invalid config (a node id above
-    /// 1023, a zero `max_page`).
+    /// 1023, a zero `max_page`), or for a cluster router outside a tokio
+    /// runtime.
     pub fn build(self) -> Result<Hub> {
         check_limit(self.config.max_page)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        Ok(Hub {
+        let router = self.router.unwrap_or_else(|| Arc::new(SingleNode));
+        let wait = router.reorder_wait();
+        let hub = Hub {
             inner: Arc::new(Inner {
                 ids: MessageIdGenerator::with_clock(self.config.node_id, clock.clone())?,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
@@ -280,8 +294,16 @@ impl HubBuilder {
                 counters: stats::Counters::default(),
                 stripes: (0..CHANNEL_STRIPES).map(|_| Stripe::default()).collect(),
                 hasher: RandomState::new(),
+                reorder: wait.map(nodes::Reorder::new),
+                router,
             }),
-        })
+        };
+        if let Some(wait) = wait {
+            nodes::start_reorder_clock(Arc::downgrade(&hub.inner), wait)?;
+        }
+        let node = nodes::NodeHandle(Arc::downgrade(&hub.inner));
+        hub.inner.router.attach(Arc::new(node));
+        Ok(hub)
     }
 }
 
@@ -333,6 +355,10 @@ struct Inner {
     counters: stats::Counters,
     stripes: Box<[Stripe]>,
     hasher: RandomState,
+    router: Arc<dyn Router>,
+    /// Set in a cluster: deliveries of a channel from several nodes put
+    /// back in seq order.
+    reorder: Option<nodes::Reorder>,
 }
 
 /// The turn of the channels on one stripe: held while a send takes its

@@ -290,7 +290,7 @@ impl Hub {
         }
         let message = Arc::new(message);
         let push = persistence != Persistence::Transient && inner.notifier.enabled();
-        let offline = self.deliver(&message, &recipients, skip, push);
+        let offline = self.route(&message, &recipients, skip, push);
         if push && !offline.is_empty() {
             let notifier = inner.notifier.clone();
             let message = message.clone();
@@ -348,7 +348,7 @@ impl Hub {
     /// Hands `message` to every online device of `recipients` but `skip`.
     /// Returns the recipients (never the sender) with no master online, if
     /// `collect_offline` asks for them.
-    fn deliver(
+    pub(super) fn deliver(
         &self,
         message: &Arc<Message>,
         recipients: &[Uid],
@@ -401,7 +401,9 @@ impl Hub {
                 }
                 SinkError::Closed => None,
             };
-            self.inner.sessions.disconnect(&uid, connection, reason);
+            if self.inner.sessions.disconnect(&uid, connection, reason) {
+                self.inner.router.presence_changed(&uid, None);
+            }
         }
         offline
     }

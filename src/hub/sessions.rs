@@ -11,8 +11,16 @@ impl Hub {
     /// A transport that checks a credential first (a login) should use
     /// [`Hub::login_ticket`] and [`Hub::connect_checked`] instead, so that a
     /// logout between the check and the registration is not lost.
+    ///
+    /// In a cluster the login reaches the other nodes too: the same device
+    /// connected there is replaced, and a master login kicks the same
+    /// flag's devices there.
     pub fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
-        self.inner.sessions.connect(device, sink)
+        let uid = device.uid.clone();
+        let login = device.clone();
+        let connection = self.inner.sessions.connect(device, sink);
+        self.inner.router.presence_changed(&uid, Some(&login));
+        connection
     }
 
     /// A ticket for a login of `uid`, to take **before** checking the
@@ -51,7 +59,10 @@ impl Hub {
         device: Device,
         sink: Arc<dyn DeviceSink>,
     ) -> Option<ConnectionId> {
-        self.inner.sessions.connect_checked(ticket, device, sink)
+        let login = device.clone();
+        let connection = self.inner.sessions.connect_checked(ticket, device, sink)?;
+        self.inner.router.presence_changed(&login.uid, Some(&login));
+        Some(connection)
     }
 
     /// [`Hub::connect`] over the in-process transport with a queue of
@@ -68,26 +79,32 @@ impl Hub {
     /// Forgets a connection (the client went away). Returns whether it was
     /// still registered; a connection already replaced is left alone.
     pub fn disconnect(&self, uid: &Uid, connection: ConnectionId) -> bool {
-        self.inner.sessions.disconnect(uid, connection, None)
+        let removed = self.inner.sessions.disconnect(uid, connection, None);
+        if removed {
+            self.inner.router.presence_changed(uid, None);
+        }
+        removed
     }
 
     /// Closes every connection of `uid`, or only those of one device kind,
     /// with [`DisconnectReason::Kicked`] (reason 12: a WuKongIM client then
     /// stops reconnecting): a logout or a ban by the host. Returns how many
-    /// connections were closed. Revoke the user's token first, or the
-    /// client can simply log in again.
+    /// connections were closed on this node. Revoke the user's token
+    /// first, or the client can simply log in again.
+    ///
+    /// In a cluster the kick reaches every node (at most once: a node cut
+    /// off from the others at that moment keeps its connections).
     pub fn kick(&self, uid: &Uid, flag: Option<DeviceFlag>) -> usize {
-        self.inner
-            .sessions
-            .disconnect_user(uid, flag, DisconnectReason::Kicked)
+        self.inner.router.kick(uid, flag);
+        self.kick_here(uid, flag)
     }
 
-    /// The online devices of `uid`.
+    /// The online devices of `uid` on this node.
     pub fn online_devices(&self, uid: &Uid) -> Vec<Device> {
         self.inner.sessions.devices_of(uid)
     }
 
-    /// How many connections are registered.
+    /// How many connections are registered on this node.
     pub fn connection_count(&self) -> usize {
         self.inner.sessions.connection_count()
     }

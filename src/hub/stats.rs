@@ -48,6 +48,13 @@ pub struct HubStats {
     pub store_writes: u64,
     /// See `store_writes`.
     pub store_write_time: Duration,
+    /// In a cluster: history messages that reached this node after a later
+    /// message of their channel had been delivered here (their wait had
+    /// run out), delivered out of order.
+    pub late_deliveries: u64,
+    /// In a cluster: seqs given up on at this node (never arrived within
+    /// the reorder wait); devices find them by sync.
+    pub skipped_seqs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +87,8 @@ pub(super) struct Counters {
     slow_consumers: AtomicU64,
     store_writes: AtomicU64,
     store_write_nanos: AtomicU64,
+    late_deliveries: AtomicU64,
+    skipped_seqs: AtomicU64,
 }
 
 impl Counters {
@@ -117,6 +126,15 @@ impl Counters {
         self.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(super) fn reordered(&self, late: u64, skipped: u64) {
+        if late > 0 {
+            self.late_deliveries.fetch_add(late, Ordering::Relaxed);
+        }
+        if skipped > 0 {
+            self.skipped_seqs.fetch_add(skipped, Ordering::Relaxed);
+        }
+    }
+
     pub(super) fn store_write(&self, took: Duration) {
         self.store_writes.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
@@ -139,6 +157,8 @@ impl Counters {
             deepest_queue: n(deepest),
             store_writes: self.store_writes.load(Ordering::Relaxed),
             store_write_time: Duration::from_nanos(self.store_write_nanos.load(Ordering::Relaxed)),
+            late_deliveries: self.late_deliveries.load(Ordering::Relaxed),
+            skipped_seqs: self.skipped_seqs.load(Ordering::Relaxed),
         }
     }
 }

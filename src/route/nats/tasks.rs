@@ -1,0 +1,309 @@
+//! A [`NatsRouter`](super::NatsRouter)'s tasks: one publishes everything
+//! the node says, in order; one hands other nodes' messages to this node's
+//! devices; one follows the other nodes (heartbeats, presence, kicks,
+//! snapshots); one says this node is alive and forgets the silent ones.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::{Subject, Subscriber};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::event::{Event, Mark};
+use super::{Outgoing, Shared};
+use crate::error::{Error, Result};
+
+/// Users per snapshot part (NATS' default payload limit is 1 MiB).
+const SNAPSHOT_PART: usize = 4_000;
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Unavailable {
+        backend: "nats",
+        source: Box::new(e),
+    }
+}
+
+/// Subscribes, then starts the tasks.
+pub(super) async fn start(
+    shared: Arc<Shared>,
+    outgoing: mpsc::Receiver<Outgoing>,
+    reconnected: mpsc::UnboundedReceiver<()>,
+) -> Result<()> {
+    let client = &shared.client;
+    let node = shared.config.node_id;
+    let subscribe = |subject: String| async move {
+        client.subscribe(subject).await.map_err(unavailable)
+    };
+    let deliveries = subscribe(shared.subject(&format!("node.{node}"))).await?;
+    let presence = subscribe(shared.subject("presence")).await?;
+    let snapshots = subscribe(shared.subject(&format!("snapshot.{node}"))).await?;
+    let inbox = subscribe(shared.inbox.clone()).await?;
+    tokio::spawn(publish(shared.clone(), outgoing));
+    tokio::spawn(deliver(shared.clone(), deliveries));
+    tokio::spawn(follow(shared.clone(), presence, snapshots, inbox));
+    tokio::spawn(heartbeat(shared, reconnected));
+    Ok(())
+}
+
+/// Resolves once the router is dropped.
+async fn stopped(shared: &Shared) {
+    let mut stop = shared.stop.subscribe();
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Publishes what the node says, in the order it said it: the presence
+/// numbering is given here, so that it follows the publishing order.
+async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
+    let mut counter = 0u64;
+    let me = shared.config.node_id;
+    loop {
+        let item = tokio::select! {
+            item = outgoing.recv() => item,
+            () = stopped(&shared) => None,
+        };
+        let Some(item) = item else {
+            return;
+        };
+        let mark = |counter| Mark {
+            node: me,
+            incarnation: shared.incarnation,
+            counter,
+        };
+        let presence = shared.subject("presence");
+        let (subject, events) = match item {
+            Outgoing::Deliver {
+                node,
+                message,
+                recipients,
+            } => {
+                let message = Arc::unwrap_or_clone(message);
+                let event = Event::Deliver {
+                    message,
+                    recipients,
+                };
+                (shared.subject(&format!("node.{node}")), vec![event])
+            }
+            Outgoing::Presence { uid, login } => {
+                let Some(local) = shared.local.get() else {
+                    continue;
+                };
+                counter += 1;
+                // The state now, not when the change was queued: the last
+                // change published for a user is its latest state.
+                let event = Event::Presence {
+                    mark: mark(counter),
+                    presence: local.presence_of(&uid),
+                    uid,
+                    login,
+                };
+                (presence, vec![event])
+            }
+            Outgoing::Kick { uid, flag } => (presence, vec![Event::Kick { node: me, uid, flag }]),
+            Outgoing::Beat { hello } => (
+                presence,
+                vec![Event::Beat {
+                    mark: mark(counter),
+                    hello,
+                }],
+            ),
+            Outgoing::AskSnapshot { node } => {
+                shared.counters.snapshots_asked.fetch_add(1, Ordering::Relaxed);
+                let subject = shared.subject(&format!("snapshot.{node}"));
+                let inbox = Subject::from(shared.inbox.as_str());
+                let sent = shared
+                    .client
+                    .publish_with_reply(subject, inbox, Default::default())
+                    .await;
+                count(&shared, sent.is_ok());
+                continue;
+            }
+            Outgoing::Snapshot { reply } => {
+                let users = shared.local.get().map(|l| l.presence()).unwrap_or_default();
+                let parts: Vec<_> = users.chunks(SNAPSHOT_PART).map(<[_]>::to_vec).collect();
+                let total = u32::try_from(parts.len().max(1)).unwrap_or(u32::MAX);
+                let events = if parts.is_empty() {
+                    vec![Event::Snapshot {
+                        mark: mark(counter),
+                        part: 0,
+                        parts: 1,
+                        users: Vec::new(),
+                    }]
+                } else {
+                    (0..)
+                        .zip(parts)
+                        .map(|(part, users)| Event::Snapshot {
+                            mark: mark(counter),
+                            part,
+                            parts: total,
+                            users,
+                        })
+                        .collect()
+                };
+                (reply.to_string(), events)
+            }
+            Outgoing::Flush(done) => {
+                let _ = done.send(shared.client.flush().await.map_err(unavailable));
+                continue;
+            }
+        };
+        for event in events {
+            let sent = match event.encode() {
+                Ok(bytes) => shared.client.publish(subject.clone(), bytes).await.is_ok(),
+                Err(_) => false,
+            };
+            count(&shared, sent);
+        }
+    }
+}
+
+fn count(shared: &Shared, sent: bool) {
+    let counter = match sent {
+        true => &shared.counters.published,
+        false => &shared.counters.dropped,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Decodes one event, counting it.
+fn decode(shared: &Shared, message: &async_nats::Message) -> Option<Event> {
+    shared.counters.received.fetch_add(1, Ordering::Relaxed);
+    match Event::decode(&message.payload) {
+        Ok(event) => Some(event),
+        Err(e) => {
+            shared.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(subject = %message.subject, error = %e, "an event from another node does not decode");
+            None
+        }
+    }
+}
+
+/// Hands other nodes' messages to this node's devices.
+async fn deliver(shared: Arc<Shared>, mut deliveries: Subscriber) {
+    loop {
+        let message = tokio::select! {
+            message = deliveries.next() => message,
+            () = stopped(&shared) => None,
+        };
+        let Some(message) = message else {
+            return;
+        };
+        if let Some(Event::Deliver {
+            message,
+            recipients,
+        }) = decode(&shared, &message)
+        {
+            if let Some(local) = shared.local.get() {
+                local.deliver(Arc::new(message), recipients.into());
+            }
+        }
+    }
+}
+
+/// Follows the other nodes: heartbeats, presence changes, kicks, snapshot
+/// requests and answers.
+async fn follow(
+    shared: Arc<Shared>,
+    mut presence: Subscriber,
+    mut snapshots: Subscriber,
+    mut inbox: Subscriber,
+) {
+    loop {
+        tokio::select! {
+            message = presence.next() => match message {
+                Some(m) => if let Some(event) = decode(&shared, &m) { on_event(&shared, event) },
+                None => return,
+            },
+            message = inbox.next() => match message {
+                Some(m) => if let Some(event) = decode(&shared, &m) { on_event(&shared, event) },
+                None => return,
+            },
+            message = snapshots.next() => match message {
+                Some(m) => if let Some(reply) = m.reply { shared.send(Outgoing::Snapshot { reply }) },
+                None => return,
+            },
+            () = stopped(&shared) => return,
+        }
+    }
+}
+
+fn on_event(shared: &Shared, event: Event) {
+    let me = shared.config.node_id;
+    let now = Instant::now();
+    let ask = |node| shared.send(Outgoing::AskSnapshot { node });
+    match event {
+        Event::Beat { mark, hello } => {
+            if mark.node == me {
+                if mark.incarnation != shared.incarnation {
+                    tracing::error!(node = me, "another live node has this node's id");
+                }
+                return;
+            }
+            let asking = shared.views_mut().beat(&mark, now);
+            if hello {
+                shared.send(Outgoing::Beat { hello: false });
+            }
+            if asking {
+                ask(mark.node);
+            }
+            shared.changed();
+        }
+        Event::Presence {
+            mark,
+            uid,
+            presence,
+            login,
+        } => {
+            if mark.node == me {
+                return;
+            }
+            if let (Some(device), Some(local)) = (login, shared.local.get()) {
+                local.logged_in_elsewhere(&device);
+            }
+            if shared.views_mut().change(&mark, &uid, presence, now) {
+                ask(mark.node);
+            }
+            shared.changed();
+        }
+        Event::Kick { node, uid, flag } => {
+            if let (true, Some(local)) = (node != me, shared.local.get()) {
+                local.kick(&uid, flag);
+            }
+        }
+        Event::Snapshot {
+            mark,
+            part,
+            parts,
+            users,
+        } => {
+            if shared
+                .views_mut()
+                .snapshot_part(&mark, part, parts, users, now)
+            {
+                ask(mark.node);
+            }
+            shared.changed();
+        }
+        Event::Deliver { .. } => {}
+    }
+}
+
+/// Says this node is alive every heartbeat (and at once after a
+/// reconnection, asking the others to answer), and forgets silent nodes.
+async fn heartbeat(shared: Arc<Shared>, mut reconnected: mpsc::UnboundedReceiver<()>) {
+    let mut ticks = tokio::time::interval(shared.config.heartbeat);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                shared.send(Outgoing::Beat { hello: false });
+                if shared.views_mut().expire(Instant::now()) {
+                    shared.changed();
+                }
+            }
+            Some(()) = reconnected.recv() => shared.send(Outgoing::Beat { hello: true }),
+            () = stopped(&shared) => return,
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Putting a node's deliveries of a channel back in seq order.
+//!
+//! On one node, sends to a channel take their seq and deliver in one turn,
+//! so devices see the channel in order. With many nodes, a message stored
+//! by another node arrives over the network while this node's own next
+//! message may already be stored: the node holds a message until the one
+//! before it has been delivered here, or until it is clear that it will
+//! not come (it was stored long ago, or the wait passed a bound).
+//!
+//! This is the logic alone, with time passed in, so that it can be tested
+//! without a clock: the hub's cluster path drives it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::model::Channel;
+
+/// One channel's place in the order at this node.
+#[derive(Debug)]
+struct Lane<T> {
+    /// The seq to deliver next; `None` until this node has delivered one
+    /// (or learned where to start).
+    next: Option<u64>,
+    /// Messages waiting for the ones before them.
+    held: BTreeMap<u64, T>,
+    /// When the oldest wait began (set while `held` is not empty).
+    waiting_since: Option<Instant>,
+    /// A look-up of the message before the first held one is running.
+    probing: bool,
+    /// The last time anything happened here.
+    touched: Instant,
+}
+
+/// What the caller must look up: whether message `seq` of `channel` was
+/// stored long enough ago that it is delivered or lost by now. Answer with
+/// [`Sequencer::probed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Probe {
+    pub(crate) channel: Channel,
+    pub(crate) seq: u64,
+}
+
+/// What the caller must do now: deliver `ready` in this order, and start
+/// the look-ups in `probes`.
+#[derive(Debug)]
+pub(crate) struct Step<T> {
+    pub(crate) ready: Vec<T>,
+    pub(crate) probes: Vec<Probe>,
+    /// Messages that arrived after a later one had been delivered (their
+    /// wait had run out): delivered anyway, out of order.
+    pub(crate) late: u64,
+    /// Gaps given up on: seqs that never arrived within the wait.
+    pub(crate) skipped: u64,
+}
+
+impl<T> Default for Step<T> {
+    fn default() -> Self {
+        Step {
+            ready: Vec::new(),
+            probes: Vec::new(),
+            late: 0,
+            skipped: 0,
+        }
+    }
+}
+
+/// Per-channel order of deliveries at one node.
+#[derive(Debug)]
+pub(crate) struct Sequencer<T> {
+    lanes: HashMap<Channel, Lane<T>, ahash::RandomState>,
+    /// How long a message waits for the ones before it.
+    wait: Duration,
+    /// How long an idle channel's place is remembered.
+    memory: Duration,
+}
+
+impl<T> Sequencer<T> {
+    /// A sequencer that holds a message at most `wait`, and forgets a
+    /// channel idle for `memory`.
+    pub(crate) fn new(wait: Duration, memory: Duration) -> Self {
+        Sequencer {
+            lanes: HashMap::default(),
+            wait,
+            memory,
+        }
+    }
+
+    /// Channels remembered now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Message `seq` of `channel` (a history message: seq ≥ 1) is here.
+    pub(crate) fn admit(&mut self, channel: &Channel, seq: u64, item: T, now: Instant) -> Step<T> {
+        let mut step = Step::default();
+        let lane = self.lanes.entry(channel.clone()).or_insert_with(|| Lane {
+            next: None,
+            held: BTreeMap::new(),
+            waiting_since: None,
+            probing: false,
+            touched: now,
+        });
+        lane.touched = now;
+        match lane.next {
+            // The channel's first message, or the one awaited.
+            None if seq <= 1 => {
+                step.ready.push(item);
+                lane.next = Some(seq + 1);
+                drain(lane, &mut step);
+            }
+            Some(next) if seq == next => {
+                step.ready.push(item);
+                lane.next = Some(seq + 1);
+                drain(lane, &mut step);
+            }
+            Some(next) if seq < next => {
+                step.ready.push(item);
+                step.late += 1;
+            }
+            // Ahead of what was delivered here, or nothing known yet.
+            _ => {
+                lane.held.insert(seq, item);
+                lane.waiting_since.get_or_insert(now);
+                probe(channel, lane, &mut step);
+            }
+        }
+        step
+    }
+
+    /// The answer to a [`Probe`]: `settled` when message `seq` was stored
+    /// long enough ago (or not at all) that nothing before the held ones
+    /// is still on its way.
+    pub(crate) fn probed(&mut self, channel: &Channel, seq: u64, settled: bool) -> Step<T> {
+        let mut step = Step::default();
+        let Some(lane) = self.lanes.get_mut(channel) else {
+            return step;
+        };
+        lane.probing = false;
+        // Still on its way (or not known): the wait's bound decides, and
+        // the clock's expiry looks again.
+        if !settled {
+            return step;
+        }
+        // Nothing up to `seq` is still on its way.
+        let start = lane.next.unwrap_or(0).max(seq + 1);
+        let next = match lane.held.keys().next() {
+            Some(&first) if first > start => first,
+            _ => start,
+        };
+        if let Some(old) = lane.next {
+            let arrived = lane.held.range(old..next).count() as u64;
+            step.skipped += next.saturating_sub(old) - arrived;
+        }
+        lane.next = Some(next);
+        drain(lane, &mut step);
+        // A gap above what was released: is it old too?
+        probe(channel, lane, &mut step);
+        step
+    }
+
+    /// Gives up the waits that ran past the bound, delivering what waited
+    /// in order, and forgets idle channels.
+    pub(crate) fn expire(&mut self, now: Instant) -> Step<T> {
+        let mut step = Step::default();
+        let (wait, memory) = (self.wait, self.memory);
+        self.lanes.retain(|channel, lane| {
+            if lane
+                .waiting_since
+                .is_some_and(|since| now.duration_since(since) >= wait)
+            {
+                if let Some(&first) = lane.held.keys().next() {
+                    let next = lane.next.unwrap_or(first);
+                    step.skipped += first.saturating_sub(next);
+                    lane.next = Some(first);
+                    lane.touched = now;
+                    drain(lane, &mut step);
+                }
+                if !lane.held.is_empty() {
+                    lane.waiting_since = Some(now);
+                    probe(channel, lane, &mut step);
+                }
+            }
+            !lane.held.is_empty() || now.duration_since(lane.touched) < memory
+        });
+        step
+    }
+}
+
+/// Moves what is now in order from `held` to `step.ready`.
+fn drain<T>(lane: &mut Lane<T>, step: &mut Step<T>) {
+    while let Some(next) = lane.next {
+        match lane.held.first_entry() {
+            Some(entry) if *entry.key() <= next => {
+                let seq = *entry.key();
+                step.ready.push(entry.remove());
+                lane.next = Some(next.max(seq + 1));
+            }
+            _ => break,
+        }
+    }
+    if lane.held.is_empty() {
+        lane.waiting_since = None;
+    }
+}
+
+/// Asks for a look-up of the message before the first held one, unless one
+/// is running.
+fn probe<T>(channel: &Channel, lane: &mut Lane<T>, step: &mut Step<T>) {
+    if lane.probing {
+        return;
+    }
+    if let Some(&first) = lane.held.keys().next() {
+        lane.probing = true;
+        step.probes.push(Probe {
+            channel: channel.clone(),
+            seq: first - 1,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group() -> Channel {
+        Channel::group("g").unwrap()
+    }
+
+    fn seq() -> Sequencer<u64> {
+        Sequencer::new(Duration::from_millis(100), Duration::from_secs(10))
+    }
+
+    #[test]
+    fn in_order_arrivals_pass_straight_through() {
+        let (mut s, t) = (seq(), Instant::now());
+        for n in 1..=3 {
+            let step = s.admit(&group(), n, n, t);
+            assert_eq!(step.ready, [n]);
+            assert!(step.probes.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_message_waits_for_the_one_before_it() {
+        let (mut s, t) = (seq(), Instant::now());
+        assert_eq!(s.admit(&group(), 1, 1, t).ready, [1]);
+        let step = s.admit(&group(), 3, 3, t);
+        assert!(step.ready.is_empty());
+        assert_eq!(step.probes, [Probe { channel: group(), seq: 2 }]);
+        // The look-up says 2 was stored just now: keep waiting.
+        assert!(s.probed(&group(), 2, false).ready.is_empty());
+        assert_eq!(s.admit(&group(), 2, 2, t).ready, [2, 3]);
+    }
+
+    #[test]
+    fn an_unknown_channel_asks_whether_the_previous_message_is_old() {
+        let (mut s, t) = (seq(), Instant::now());
+        let step = s.admit(&group(), 7, 7, t);
+        assert!(step.ready.is_empty());
+        assert_eq!(step.probes, [Probe { channel: group(), seq: 6 }]);
+        // 8 arrives meanwhile and waits behind 7; no second look-up.
+        let step = s.admit(&group(), 8, 8, t);
+        assert!(step.ready.is_empty() && step.probes.is_empty());
+        let step = s.probed(&group(), 6, true);
+        assert_eq!(step.ready, [7, 8]);
+        assert_eq!(step.skipped, 0);
+    }
+
+    #[test]
+    fn an_unknown_channel_whose_previous_message_is_recent_waits_for_it() {
+        let (mut s, t) = (seq(), Instant::now());
+        s.admit(&group(), 7, 7, t);
+        let step = s.probed(&group(), 6, false);
+        assert!(step.ready.is_empty() && step.probes.is_empty());
+        // 6 arrives: is 5 old? (it could be on its way too)
+        let step = s.admit(&group(), 6, 6, t);
+        assert!(step.ready.is_empty());
+        assert_eq!(step.probes, [Probe { channel: group(), seq: 5 }]);
+        assert_eq!(s.probed(&group(), 5, true).ready, [6, 7]);
+    }
+
+    #[test]
+    fn a_gap_is_given_up_after_the_wait_and_what_waited_goes_in_order() {
+        let (mut s, t) = (seq(), Instant::now());
+        s.admit(&group(), 1, 1, t);
+        s.admit(&group(), 4, 4, t);
+        s.admit(&group(), 3, 3, t);
+        s.probed(&group(), 2, false);
+        assert!(s.expire(t + Duration::from_millis(99)).ready.is_empty());
+        let step = s.expire(t + Duration::from_millis(100));
+        assert_eq!(step.ready, [3, 4]);
+        assert_eq!(step.skipped, 1);
+        // 2 arrives after all: delivered, counted as late.
+        let step = s.admit(&group(), 2, 2, t + Duration::from_millis(101));
+        assert_eq!((step.ready, step.late), (vec![2], 1));
+        assert_eq!(s.admit(&group(), 5, 5, t).ready, [5]);
+    }
+
+    #[test]
+    fn a_settled_probe_releases_past_a_gap_of_old_messages() {
+        let (mut s, t) = (seq(), Instant::now());
+        s.admit(&group(), 1, 1, t);
+        s.admit(&group(), 5, 5, t);
+        let step = s.probed(&group(), 4, true);
+        assert_eq!(step.ready, [5]);
+        assert_eq!(step.skipped, 3);
+    }
+
+    #[test]
+    fn idle_channels_are_forgotten_and_waiting_ones_kept() {
+        let (mut s, t) = (seq(), Instant::now());
+        s.admit(&group(), 1, 1, t);
+        let other = Channel::group("h").unwrap();
+        s.admit(&other, 1, 1, t);
+        s.admit(&other, 3, 3, t + Duration::from_secs(10));
+        s.expire(t + Duration::from_secs(10));
+        assert_eq!(s.len(), 1, "the idle group is forgotten");
+        // Forgotten: its next message is treated as a first contact.
+        let step = s.admit(&group(), 2, 2, t + Duration::from_secs(11));
+        assert_eq!(step.probes.len(), 1);
+    }
+
+    #[test]
+    fn channels_do_not_wait_for_each_other() {
+        let (mut s, t) = (seq(), Instant::now());
+        s.admit(&group(), 1, 1, t);
+        s.admit(&group(), 3, 3, t);
+        let other = Channel::group("h").unwrap();
+        assert_eq!(s.admit(&other, 1, 10, t).ready, [10]);
+    }
+}
