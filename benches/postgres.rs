@@ -11,8 +11,8 @@
 //!
 //! `IMCORE_BENCH_QUICK=1` shrinks the channel to 10,000 messages.
 
-#[path = "../tests/common/pg_server.rs"]
-mod pg_server;
+#[path = "../tests/common/servers.rs"]
+mod servers;
 
 mod common;
 
@@ -93,7 +93,7 @@ async fn raw_page((raw, select): (Arc<Client>, tokio_postgres::Statement), from:
 }
 
 fn bench(c: &mut Criterion) {
-    let Some(server) = pg_server::PgServer::start("benches/postgres") else {
+    let Some(server) = servers::PgServer::start("benches/postgres") else {
         return;
     };
     let rt = rt();

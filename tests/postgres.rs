@@ -6,8 +6,8 @@
 //! Without the PostgreSQL binaries each test says it is skipped and why;
 //! with `IMCORE_REQUIRE_SERVERS=1` (CI) a skip is a failure.
 
-#[path = "common/pg_server.rs"]
-mod pg_server;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use imcore::store::{conformance, ConversationStore, MessageLog, Page, PgConfig, PgStore};
 use imcore::{Channel, ClientMsgNo, Error, Flags, Message, MessageIdGenerator, Uid};
-use pg_server::PgServer;
+use servers::PgServer;
 
 /// Creates database `name` on `server`; the config to reach it.
 async fn database(server: &PgServer, name: &str) -> PgConfig {

@@ -31,11 +31,11 @@ use crate::model::{Channel, ChannelType, ClientMsgNo, Flags, Limits, Message, Me
 use crate::notify::{NoPush, OfflineNotifier};
 use crate::policy::{Persistence, PersistencePolicy, WuKongPolicy};
 use crate::reason::ReasonCode;
-use crate::route::{Router, SingleNode};
 use crate::revoke::{
     revoke_command_payload, revoke_tip_payload, Authorizer, Decision, DefaultRevokeRules,
     RevokeContext, RevokeOutcome, RevokeRefusal, RevokeRequest, RevokeTarget,
 };
+use crate::route::{Router, SingleNode};
 use crate::session::{
     in_process, ConnectionId, Device, DeviceFlag, DeviceLevel, DeviceSink, DisconnectReason,
     InProcessConnection, LoginTicket, Sessions, SinkError,

@@ -247,7 +247,13 @@ mod tests {
         assert_eq!(s.admit(&group(), 1, 1, t).ready, [1]);
         let step = s.admit(&group(), 3, 3, t);
         assert!(step.ready.is_empty());
-        assert_eq!(step.probes, [Probe { channel: group(), seq: 2 }]);
+        assert_eq!(
+            step.probes,
+            [Probe {
+                channel: group(),
+                seq: 2
+            }]
+        );
         // The look-up says 2 was stored just now: keep waiting.
         assert!(s.probed(&group(), 2, false).ready.is_empty());
         assert_eq!(s.admit(&group(), 2, 2, t).ready, [2, 3]);
@@ -258,7 +264,13 @@ mod tests {
         let (mut s, t) = (seq(), Instant::now());
         let step = s.admit(&group(), 7, 7, t);
         assert!(step.ready.is_empty());
-        assert_eq!(step.probes, [Probe { channel: group(), seq: 6 }]);
+        assert_eq!(
+            step.probes,
+            [Probe {
+                channel: group(),
+                seq: 6
+            }]
+        );
         // 8 arrives meanwhile and waits behind 7; no second look-up.
         let step = s.admit(&group(), 8, 8, t);
         assert!(step.ready.is_empty() && step.probes.is_empty());
@@ -276,7 +288,13 @@ mod tests {
         // 6 arrives: is 5 old? (it could be on its way too)
         let step = s.admit(&group(), 6, 6, t);
         assert!(step.ready.is_empty());
-        assert_eq!(step.probes, [Probe { channel: group(), seq: 5 }]);
+        assert_eq!(
+            step.probes,
+            [Probe {
+                channel: group(),
+                seq: 5
+            }]
+        );
         assert_eq!(s.probed(&group(), 5, true).ready, [6, 7]);
     }
 

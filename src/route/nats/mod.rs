@@ -217,7 +217,9 @@ impl NatsRouter {
     /// is lost.
     pub async fn connect(config: NatsConfig) -> Result<NatsRouter> {
         if config.prefix.is_empty()
-            || config.prefix.contains(|c: char| c.is_whitespace() || "*>".contains(c))
+            || config
+                .prefix
+                .contains(|c: char| c.is_whitespace() || "*>".contains(c))
         {
             return Err(ValidationError::OutOfRange(
                 "the NATS subject prefix is empty or holds a space, '*' or '>'",

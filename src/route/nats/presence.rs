@@ -164,7 +164,8 @@ impl Views {
         let Some(pending) = &mut view.pending else {
             return false;
         };
-        if pending.counter.is_some_and(|c| c != mark.counter) || pending.parts.len() > parts as usize
+        if pending.counter.is_some_and(|c| c != mark.counter)
+            || pending.parts.len() > parts as usize
         {
             // Parts of two different snapshots: start over.
             view.pending = None;
@@ -292,7 +293,10 @@ mod tests {
         assert!(!v.beat(&mark(4), t), "asked already");
         assert!(!v.change(&mark(5), &alice(), online(0), t));
         assert!(!v.snapshot_part(&mark(4), 0, 1, vec![(alice(), online(1))], t));
-        assert!(!v.online(&alice(), t), "the change after the snapshot applies");
+        assert!(
+            !v.online(&alice(), t),
+            "the change after the snapshot applies"
+        );
         assert!(!v.change(&mark(6), &alice(), online(1), t));
         assert!(v.online(&alice(), t));
         assert_eq!(v.route(&[alice()], t), [(2, vec![alice()])]);

@@ -33,9 +33,8 @@ pub(super) async fn start(
 ) -> Result<()> {
     let client = &shared.client;
     let node = shared.config.node_id;
-    let subscribe = |subject: String| async move {
-        client.subscribe(subject).await.map_err(unavailable)
-    };
+    let subscribe =
+        |subject: String| async move { client.subscribe(subject).await.map_err(unavailable) };
     let deliveries = subscribe(shared.subject(&format!("node.{node}"))).await?;
     let presence = subscribe(shared.subject("presence")).await?;
     let snapshots = subscribe(shared.subject(&format!("snapshot.{node}"))).await?;
@@ -100,7 +99,14 @@ async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
                 };
                 (presence, vec![event])
             }
-            Outgoing::Kick { uid, flag } => (presence, vec![Event::Kick { node: me, uid, flag }]),
+            Outgoing::Kick { uid, flag } => (
+                presence,
+                vec![Event::Kick {
+                    node: me,
+                    uid,
+                    flag,
+                }],
+            ),
             Outgoing::Beat { hello } => (
                 presence,
                 vec![Event::Beat {
@@ -109,7 +115,10 @@ async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
                 }],
             ),
             Outgoing::AskSnapshot { node } => {
-                shared.counters.snapshots_asked.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .snapshots_asked
+                    .fetch_add(1, Ordering::Relaxed);
                 let subject = shared.subject(&format!("snapshot.{node}"));
                 let inbox = Subject::from(shared.inbox.as_str());
                 let sent = shared

@@ -6,8 +6,8 @@
 //! (`plan_cache_mode=force_custom_plan` on prepared statements) after
 //! caching had every chance to happen.
 
-#[path = "../../../tests/common/pg_server.rs"]
-mod pg_server;
+#[path = "../../../tests/common/servers.rs"]
+mod servers;
 
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
@@ -32,7 +32,7 @@ async fn plan(client: &tokio_postgres::Client, name: &str, args: &str) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
     let why = "look_ups_of_many_keys_use_indexes_after_the_tables_grow";
-    let Some(server) = pg_server::PgServer::start(why) else {
+    let Some(server) = servers::PgServer::start(why) else {
         return;
     };
     let url = server.url("postgres");

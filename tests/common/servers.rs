@@ -1,11 +1,14 @@
-//! A throwaway PostgreSQL server for tests and benches: `initdb` into a
-//! temporary directory, `postgres` on a free port of 127.0.0.1, stopped by
-//! pid when dropped.
+//! Throwaway servers for tests and benches, from the installed binaries,
+//! on a free port of 127.0.0.1, stopped by pid when dropped (and killed by
+//! a watchdog if the test process dies first):
 //!
-//! As root, both run as the `postgres` user (PostgreSQL refuses root).
-//! Without the binaries, [`PgServer::start`] says loudly that the caller
-//! is skipped and returns `None`; with `IMCORE_REQUIRE_SERVERS=1` it
-//! panics instead, so that CI cannot pass by skipping.
+//! - [`PgServer`]: `initdb` into a temporary directory, then `postgres`.
+//!   As root, both run as the `postgres` user (PostgreSQL refuses root).
+//! - [`NatsServer`]: `nats-server` (core NATS, no JetStream).
+//!
+//! Without the binaries, `start` says loudly that the caller is skipped
+//! and returns `None`; with `IMCORE_REQUIRE_SERVERS=1` it panics instead,
+//! so that CI cannot pass by skipping.
 
 #![allow(dead_code)]
 
@@ -33,14 +36,10 @@ impl PgServer {
     /// the PostgreSQL binaries are not installed.
     pub fn start(why: &str) -> Option<PgServer> {
         let Some(bin) = binaries() else {
-            let msg = format!(
-                "SKIPPED: {why}: PostgreSQL binaries (initdb, postgres) not found; \
+            skip(&format!(
+                "{why}: PostgreSQL binaries (initdb, postgres) not found; \
                  set IMCORE_PG_BIN or install postgresql"
-            );
-            if std::env::var("IMCORE_REQUIRE_SERVERS").as_deref() == Ok("1") {
-                panic!("{msg} (IMCORE_REQUIRE_SERVERS=1 makes this a failure)");
-            }
-            eprintln!("\n*** {msg} ***\n");
+            ));
             return None;
         };
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -194,19 +193,7 @@ impl PgServer {
         });
         match ready.recv_timeout(Duration::from_secs(60)) {
             Ok(true) => {
-                let watchdog = Command::new("sh")
-                    .arg("-c")
-                    .arg(format!(
-                        "tail --pid={} -f /dev/null; kill -KILL {}",
-                        std::process::id(),
-                        child.id()
-                    ))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("start the watchdog");
-                self.watchdog = Some(watchdog);
+                self.watchdog = Some(watchdog(child.id()));
                 self.child = Some(child);
                 true
             }
@@ -223,17 +210,7 @@ impl PgServer {
     }
 
     fn signal(&mut self, signal: &str) {
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-        }
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status();
-        let _ = child.wait();
+        stop(&mut self.child, &mut self.watchdog, signal);
     }
 }
 
@@ -291,4 +268,152 @@ fn postgres_user() -> (u32, u32) {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
+}
+
+/// Says loudly that a test is skipped, or fails it under
+/// `IMCORE_REQUIRE_SERVERS=1`.
+fn skip(msg: &str) {
+    if std::env::var("IMCORE_REQUIRE_SERVERS").as_deref() == Ok("1") {
+        panic!("SKIPPED: {msg} (IMCORE_REQUIRE_SERVERS=1 makes this a failure)");
+    }
+    eprintln!("\n*** SKIPPED: {msg} ***\n");
+}
+
+/// Kills `pid` when this process ends, however it ends.
+fn watchdog(pid: u32) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tail --pid={} -f /dev/null; kill -KILL {pid}",
+            std::process::id()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the watchdog")
+}
+
+/// Stops the watchdog, then signals the server and waits for it to end.
+fn stop(child: &mut Option<Child>, watchdog: &mut Option<Child>, signal: &str) {
+    if let Some(mut watchdog) = watchdog.take() {
+        let _ = watchdog.kill();
+        let _ = watchdog.wait();
+    }
+    let Some(mut child) = child.take() else {
+        return;
+    };
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// A running `nats-server` (core NATS) on a port of 127.0.0.1.
+pub struct NatsServer {
+    bin: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl NatsServer {
+    /// A fresh server, ready for clients; `None` (after saying so) when
+    /// `nats-server` is not installed.
+    pub fn start(why: &str) -> Option<NatsServer> {
+        let bin = std::env::var_os("IMCORE_NATS_BIN")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                std::env::split_paths(&path)
+                    .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+                    .map(|d| d.join("nats-server"))
+                    .find(|b| b.is_file())
+            })
+            .filter(|b| b.is_file());
+        let Some(bin) = bin else {
+            skip(&format!(
+                "{why}: nats-server not found; set IMCORE_NATS_BIN or install nats-server"
+            ));
+            return None;
+        };
+        let mut server = NatsServer {
+            bin,
+            port: 0,
+            child: None,
+            watchdog: None,
+        };
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.run() {
+                return Some(server);
+            }
+        }
+        panic!("nats-server could not bind a port");
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, and wait for the process to end.
+    pub fn kill(&mut self) {
+        stop(&mut self.child, &mut self.watchdog, "KILL");
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        // The port was just freed; another process may take it meanwhile,
+        // but on a test machine a few tries suffice.
+        for _ in 0..50 {
+            if self.run() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nats-server could not bind its port again");
+    }
+
+    /// Starts the server and waits until it is ready: `true`, or `false`
+    /// when it exited (its port taken).
+    fn run(&mut self) -> bool {
+        let mut child = Command::new(&self.bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nats-server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (ready_tx, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Server is ready") {
+                    let _ = ready_tx.send(true);
+                }
+            }
+            // The server ended (or never got ready).
+            let _ = ready_tx.send(false);
+        });
+        match ready.recv_timeout(Duration::from_secs(30)) {
+            Ok(true) => {
+                self.watchdog = Some(watchdog(child.id()));
+                self.child = Some(child);
+                true
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                false
+            }
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
