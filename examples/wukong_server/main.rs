@@ -9,7 +9,11 @@
 //! The port also comes from `IMCORE_PORT` (0 picks a free one), the data
 //! directory from `IMCORE_DATA`. With `--postgres URL` (or
 //! `IMCORE_POSTGRES`) the history lives in PostgreSQL instead of sled, so
-//! that several servers can share it. When ready it prints one line,
+//! that several servers can share it. With `--nats URL` (or `IMCORE_NATS`)
+//! as well, each server is one node of a cluster: `--node-id N`
+//! (`IMCORE_NODE_ID`, default 1; unique per node) names it, and a device
+//! on any node hears what is sent on every other (`NatsRouter`). When
+//! ready it prints one line,
 //! `listening on 127.0.0.1:<port>`. Everything listens on 127.0.0.1 only.
 //!
 //! A connection must send its HTTP request headers, and after a WebSocket
@@ -44,6 +48,8 @@
 //!     `{uid, last_message_seq}`: the command queue;
 //!   - `/message/revoke` `{uid, message_id | client_msg_no |
 //!     (channel_id, channel_type, message_seq)}`: `uid` revokes a message;
+//!   - `/user/onlinestatus` `[uid, …]`: the users with a master device
+//!     online on any node, `[{uid, online: 1}]`;
 //!   - `/message/extra/sync` `{login_uid, channel_id, channel_type,
 //!     extra_version, limit}`: revocation state, TangSengDaoDao's shape;
 //!   - `GET /metrics`: counters in Prometheus' text format (sends by class
@@ -53,7 +59,9 @@
 //!
 //! Messages, conversations, command queues and revocations live in the
 //! embedded sled store and survive a restart. Tokens and groups are the
-//! host's own data; this example keeps them in memory.
+//! host's own data; this example keeps them in memory, per node: in a
+//! cluster, register tokens on the node a client connects to and create
+//! groups on every node.
 
 mod api;
 mod metrics;
@@ -80,8 +88,9 @@ use base64::Engine as _;
 use imcore::store::{Page, PgConfig, PgStore, Store};
 use imcore::wire::{TokenTable, WireConfig, WireServer};
 use imcore::{
-    ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, Error, Flags, Hub, MemoryDirectory,
-    MessageId, RevokeRequest, RevokeTarget, SendRequest, SledStore, Uid,
+    ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, Error, Flags, Hub, HubConfig,
+    MemoryDirectory, MessageId, NatsConfig, NatsRouter, RevokeRequest, RevokeTarget, SendRequest,
+    SledStore, Uid,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -104,10 +113,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(url) => Arc::new(PgStore::open(PgConfig::new(url.clone())).await?),
         None => Arc::new(SledStore::open(&settings.data)?),
     };
-    let hub = Hub::builder()
+    let mut hub = Hub::builder()
         .store(store)
         .directory(directory.clone())
-        .build()?;
+        .config(HubConfig {
+            node_id: settings.node_id,
+            ..HubConfig::default()
+        });
+    if let Some(url) = &settings.nats {
+        let router = NatsRouter::connect(NatsConfig::new(url.clone(), settings.node_id)).await?;
+        hub = hub.router(Arc::new(router));
+    }
+    let hub = hub.build()?;
     // Upgrade, then CONNECT: each within the connect timeout.
     let wire = WireConfig {
         connect_timeout: settings.connect_timeout,
@@ -133,6 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/message/syncack", post(command_ack))
         .route("/message/revoke", post(revoke))
         .route("/message/extra/sync", post(extra_sync))
+        .route("/user/onlinestatus", post(online_status))
         .route("/metrics", get(metrics::metrics))
         .with_state(app);
     let address = SocketAddr::from(([127, 0, 0, 1], settings.port));
@@ -171,6 +189,18 @@ async fn user_token(State(app): State<App>, Json(req): Json<TokenReq>) -> ApiRes
     };
     app.tokens.set(uid(&req.uid)?, flag, req.token, level);
     Ok(Json(json!({})))
+}
+
+/// The users of the list with a master device online on any node, as
+/// WuKongIM's `/user/onlinestatus` answers (offline users are left out).
+async fn online_status(State(app): State<App>, Json(uids): Json<Vec<String>>) -> ApiResult {
+    let mut online = Vec::new();
+    for u in uids {
+        if app.hub.is_online(&uid(&u)?) {
+            online.push(json!({ "uid": u, "online": 1 }));
+        }
+    }
+    Ok(Json(Value::Array(online)))
 }
 
 #[derive(Deserialize)]

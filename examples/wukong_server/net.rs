@@ -24,14 +24,19 @@ pub struct Settings {
     /// A PostgreSQL URL: the store is then `PgStore` there, not sled in
     /// `data`.
     pub postgres: Option<String>,
+    /// A NATS URL: the server is then one node of a cluster, joined to
+    /// the others there (with `postgres`, the history they share).
+    pub nats: Option<String>,
+    /// This node's number (message ids, and its name in the cluster).
+    pub node_id: u16,
     /// How long a connection has to send its request headers, and after an
     /// upgrade its CONNECT.
     pub connect_timeout: Duration,
 }
 
 impl Settings {
-    /// From `--port`/`--data`/`--connect-timeout-ms`/`--postgres` or the
-    /// environment.
+    /// From `--port`/`--data`/`--connect-timeout-ms`/`--postgres`/
+    /// `--nats`/`--node-id` or the environment.
     pub fn from_args() -> Result<Self, String> {
         let env =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
@@ -39,6 +44,8 @@ impl Settings {
         let mut data = env("IMCORE_DATA", "wukong-data");
         let mut timeout = env("IMCORE_CONNECT_TIMEOUT_MS", "2000");
         let mut postgres = env("IMCORE_POSTGRES", "");
+        let mut nats = env("IMCORE_NATS", "");
+        let mut node_id = env("IMCORE_NODE_ID", "1");
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let slot = match arg.as_str() {
@@ -46,10 +53,12 @@ impl Settings {
                 "--data" => &mut data,
                 "--connect-timeout-ms" => &mut timeout,
                 "--postgres" => &mut postgres,
+                "--nats" => &mut nats,
+                "--node-id" => &mut node_id,
                 other => {
                     return Err(format!(
                         "unknown argument {other}; use --port N --data DIR \
-                         --connect-timeout-ms MS --postgres URL"
+                         --connect-timeout-ms MS --postgres URL --nats URL --node-id N"
                     ))
                 }
             };
@@ -62,6 +71,10 @@ impl Settings {
             port: port.parse().map_err(|_| format!("bad port {port}"))?,
             data: PathBuf::from(data),
             postgres: Some(postgres).filter(|url| !url.is_empty()),
+            nats: Some(nats).filter(|url| !url.is_empty()),
+            node_id: node_id
+                .parse()
+                .map_err(|_| format!("bad node id {node_id} (0 to 1023)"))?,
             connect_timeout: Duration::from_millis(timeout),
         })
     }

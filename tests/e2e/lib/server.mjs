@@ -104,8 +104,15 @@ export async function startServer({ timeout = 30000, args = [] } = {}) {
     await rm(dataDir, { recursive: true, force: true });
   }
 
+  /** Sends `signal` (default SIGKILL) and resolves once the server exited. */
+  async function kill(signal = 'SIGKILL') {
+    if (!exited) child.kill(signal);
+    await exitPromise;
+  }
+
   return {
     port,
+    kill,
     addr: `ws://127.0.0.1:${port}/`,
     httpBase,
     dataDir,
