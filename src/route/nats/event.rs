@@ -26,11 +26,9 @@ pub(super) struct Mark {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum Event {
-    /// A message for the devices of `recipients` on the receiving node.
-    Deliver {
-        message: Message,
-        recipients: Vec<Uid>,
-    },
+    /// Messages, in order, each for the devices of its recipients on the
+    /// receiving node.
+    Deliver(Vec<(Message, Vec<Uid>)>),
     /// A node is alive. `hello`: it has just (re)joined, and asks every
     /// node to say it is alive too.
     Beat { mark: Mark, hello: bool },
@@ -92,8 +90,8 @@ mod tests {
             counter: 2,
         };
         let events = [
-            Event::Deliver {
-                message: Message {
+            Event::Deliver(vec![(
+                Message {
                     message_id: MessageId(7),
                     message_seq: 4,
                     client_msg_no: ClientMsgNo::new("c").unwrap(),
@@ -103,8 +101,8 @@ mod tests {
                     flags: Flags::normal(),
                     payload: "hi".into(),
                 },
-                recipients: vec![uid.clone()],
-            },
+                vec![uid.clone()],
+            )]),
             Event::Beat { mark, hello: true },
             Event::Presence {
                 mark,

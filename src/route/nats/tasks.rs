@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::event::{Event, Mark};
 use super::{Outgoing, Shared};
 use crate::error::{Error, Result};
+use crate::model::{Message, Uid};
 
 /// Users per snapshot part (NATS' default payload limit is 1 MiB).
 const SNAPSHOT_PART: usize = 4_000;
@@ -54,115 +55,147 @@ async fn stopped(shared: &Shared) {
 
 /// Publishes what the node says, in the order it said it: the presence
 /// numbering is given here, so that it follows the publishing order.
+/// Messages for one node that wait together go as one NATS message.
 async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
     let mut counter = 0u64;
-    let me = shared.config.node_id;
+    let mut waiting = Vec::with_capacity(BATCH);
     loop {
-        let item = tokio::select! {
+        let first = tokio::select! {
             item = outgoing.recv() => item,
             () = stopped(&shared) => None,
         };
-        let Some(item) = item else {
+        let Some(first) = first else {
             return;
         };
-        let mark = |counter| Mark {
-            node: me,
-            incarnation: shared.incarnation,
-            counter,
-        };
-        let presence = shared.subject("presence");
-        let (subject, events) = match item {
-            Outgoing::Deliver {
-                node,
-                message,
-                recipients,
-            } => {
-                let message = Arc::unwrap_or_clone(message);
-                let event = Event::Deliver {
+        waiting.push(first);
+        while waiting.len() < BATCH {
+            match outgoing.try_recv() {
+                Ok(item) => waiting.push(item),
+                Err(_) => break,
+            }
+        }
+        // Messages per node, in order, sent before anything else that
+        // waited after them.
+        let mut batches: Vec<(u16, Vec<(Message, Vec<Uid>)>)> = Vec::new();
+        for item in waiting.drain(..) {
+            match item {
+                Outgoing::Deliver {
+                    node,
                     message,
                     recipients,
-                };
-                (shared.subject(&format!("node.{node}")), vec![event])
+                } => {
+                    let message = Arc::unwrap_or_clone(message);
+                    match batches.iter_mut().find(|(n, _)| *n == node) {
+                        Some((_, batch)) => batch.push((message, recipients)),
+                        None => batches.push((node, vec![(message, recipients)])),
+                    }
+                }
+                other => {
+                    send_batches(&shared, &mut batches).await;
+                    say(&shared, other, &mut counter).await;
+                }
             }
-            Outgoing::Presence { uid, login } => {
-                let Some(local) = shared.local.get() else {
-                    continue;
-                };
-                counter += 1;
-                // The state now, not when the change was queued: the last
-                // change published for a user is its latest state.
-                let event = Event::Presence {
-                    mark: mark(counter),
-                    presence: local.presence_of(&uid),
-                    uid,
-                    login,
-                };
-                (presence, vec![event])
-            }
-            Outgoing::Kick { uid, flag } => (
+        }
+        send_batches(&shared, &mut batches).await;
+    }
+}
+
+/// Events per NATS message at most, and items taken from the queue at once.
+const BATCH: usize = 64;
+
+async fn send_batches(shared: &Shared, batches: &mut Vec<(u16, Vec<(Message, Vec<Uid>)>)>) {
+    for (node, batch) in batches.drain(..) {
+        let subject = shared.subject(&format!("node.{node}"));
+        put(shared, subject, &Event::Deliver(batch)).await;
+    }
+}
+
+/// Encodes and publishes one event, counting it.
+async fn put(shared: &Shared, subject: String, event: &Event) {
+    let sent = match event.encode() {
+        Ok(bytes) => shared.client.publish(subject, bytes).await.is_ok(),
+        Err(_) => false,
+    };
+    count(shared, sent);
+}
+
+/// Publishes what is not a delivery.
+async fn say(shared: &Shared, item: Outgoing, counter: &mut u64) {
+    let me = shared.config.node_id;
+    let mark = |counter| Mark {
+        node: me,
+        incarnation: shared.incarnation,
+        counter,
+    };
+    let presence = shared.subject("presence");
+    match item {
+        Outgoing::Deliver { .. } => {}
+        Outgoing::Presence { uid, login } => {
+            let Some(local) = shared.local.get() else {
+                return;
+            };
+            *counter += 1;
+            // The state now, not when the change was queued: the last
+            // change published for a user is its latest state.
+            let event = Event::Presence {
+                mark: mark(*counter),
+                presence: local.presence_of(&uid),
+                uid,
+                login,
+            };
+            put(shared, presence, &event).await;
+        }
+        Outgoing::Kick { uid, flag } => {
+            put(
+                shared,
                 presence,
-                vec![Event::Kick {
+                &Event::Kick {
                     node: me,
                     uid,
                     flag,
-                }],
-            ),
-            Outgoing::Beat { hello } => (
-                presence,
-                vec![Event::Beat {
-                    mark: mark(counter),
-                    hello,
-                }],
-            ),
-            Outgoing::AskSnapshot { node } => {
-                shared
-                    .counters
-                    .snapshots_asked
-                    .fetch_add(1, Ordering::Relaxed);
-                let subject = shared.subject(&format!("snapshot.{node}"));
-                let inbox = Subject::from(shared.inbox.as_str());
-                let sent = shared
-                    .client
-                    .publish_with_reply(subject, inbox, Default::default())
-                    .await;
-                count(&shared, sent.is_ok());
-                continue;
-            }
-            Outgoing::Snapshot { reply } => {
-                let users = shared.local.get().map(|l| l.presence()).unwrap_or_default();
-                let parts: Vec<_> = users.chunks(SNAPSHOT_PART).map(<[_]>::to_vec).collect();
-                let total = u32::try_from(parts.len().max(1)).unwrap_or(u32::MAX);
-                let events = if parts.is_empty() {
-                    vec![Event::Snapshot {
-                        mark: mark(counter),
-                        part: 0,
-                        parts: 1,
-                        users: Vec::new(),
-                    }]
-                } else {
-                    (0..)
-                        .zip(parts)
-                        .map(|(part, users)| Event::Snapshot {
-                            mark: mark(counter),
-                            part,
-                            parts: total,
-                            users,
-                        })
-                        .collect()
-                };
-                (reply.to_string(), events)
-            }
-            Outgoing::Flush(done) => {
-                let _ = done.send(shared.client.flush().await.map_err(unavailable));
-                continue;
-            }
-        };
-        for event in events {
-            let sent = match event.encode() {
-                Ok(bytes) => shared.client.publish(subject.clone(), bytes).await.is_ok(),
-                Err(_) => false,
+                },
+            )
+            .await;
+        }
+        Outgoing::Beat { hello } => {
+            let event = Event::Beat {
+                mark: mark(*counter),
+                hello,
             };
-            count(&shared, sent);
+            put(shared, presence, &event).await;
+        }
+        Outgoing::AskSnapshot { node } => {
+            shared
+                .counters
+                .snapshots_asked
+                .fetch_add(1, Ordering::Relaxed);
+            let subject = shared.subject(&format!("snapshot.{node}"));
+            let inbox = Subject::from(shared.inbox.as_str());
+            let sent = shared
+                .client
+                .publish_with_reply(subject, inbox, Default::default())
+                .await;
+            count(shared, sent.is_ok());
+        }
+        Outgoing::Snapshot { reply } => {
+            let users = shared.local.get().map(|l| l.presence()).unwrap_or_default();
+            let chunks: Vec<_> = users.chunks(SNAPSHOT_PART).collect();
+            let parts = u32::try_from(chunks.len().max(1)).unwrap_or(u32::MAX);
+            for part in 0..parts {
+                let users = chunks
+                    .get(part as usize)
+                    .map_or_else(Vec::new, |c| c.to_vec());
+                let event = Event::Snapshot {
+                    mark: mark(*counter),
+                    part,
+                    parts,
+                    users,
+                };
+                put(shared, reply.to_string(), &event).await;
+            }
+        }
+        Outgoing::Flush(done) => {
+            let _ = done.send(shared.client.flush().await.map_err(unavailable));
         }
     }
 }
@@ -198,12 +231,10 @@ async fn deliver(shared: Arc<Shared>, mut deliveries: Subscriber) {
         let Some(message) = message else {
             return;
         };
-        if let Some(Event::Deliver {
-            message,
-            recipients,
-        }) = decode(&shared, &message)
+        if let (Some(Event::Deliver(batch)), Some(local)) =
+            (decode(&shared, &message), shared.local.get())
         {
-            if let Some(local) = shared.local.get() {
+            for (message, recipients) in batch {
                 local.deliver(Arc::new(message), recipients.into());
             }
         }
@@ -294,7 +325,7 @@ fn on_event(shared: &Shared, event: Event) {
             }
             shared.changed();
         }
-        Event::Deliver { .. } => {}
+        Event::Deliver(_) => {}
     }
 }
 
