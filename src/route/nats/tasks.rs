@@ -76,7 +76,7 @@ async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
         }
         // Messages per node, in order, sent before anything else that
         // waited after them.
-        let mut batches: Vec<(u16, Vec<(Message, Vec<Uid>)>)> = Vec::new();
+        let mut batches: Batches = Vec::new();
         for item in waiting.drain(..) {
             match item {
                 Outgoing::Deliver {
@@ -100,10 +100,13 @@ async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
     }
 }
 
+/// Messages waiting for each node, in order, with their recipients there.
+type Batches = Vec<(u16, Vec<(Message, Vec<Uid>)>)>;
+
 /// Events per NATS message at most, and items taken from the queue at once.
 const BATCH: usize = 64;
 
-async fn send_batches(shared: &Shared, batches: &mut Vec<(u16, Vec<(Message, Vec<Uid>)>)>) {
+async fn send_batches(shared: &Shared, batches: &mut Batches) {
     for (node, batch) in batches.drain(..) {
         let subject = shared.subject(&format!("node.{node}"));
         put(shared, subject, &Event::Deliver(batch)).await;
