@@ -2,8 +2,10 @@
 //!
 //! This file holds the types and the builder; what the hub does is in one
 //! file per capability: `send.rs` (validate, store, deliver: the send path
-//! in one place), `sync.rs` (acks and catching up), `revoke.rs`, and
-//! `sessions.rs` (connections, logins and kicks).
+//! in one place), `sync.rs` (acks and catching up), `revoke.rs`,
+//! `sessions.rs` (connections, logins and kicks), and `nodes.rs` (the
+//! other nodes: routing through the [`Router`](crate::route::Router), and
+//! seq order across nodes).
 
 mod nodes;
 mod revoke;
