@@ -311,14 +311,40 @@ pub(crate) struct Sessions {
     stripe_hasher: ahash::RandomState,
 }
 
-/// A user's devices, and how many of them are masters.
-fn count(devices: &Devices) -> (u32, u32) {
+/// A user's devices on one node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPresence {
+    /// Devices connected.
+    pub devices: u32,
+    /// Of which master devices (a user with none online anywhere is offline
+    /// for push).
+    pub masters: u32,
+}
+
+/// A user's devices, counted.
+fn count(devices: &Devices) -> UserPresence {
     let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let masters = devices
         .iter()
         .filter(|d| d.level == DeviceLevel::Master)
         .count();
-    (n(devices.len()), n(masters))
+    UserPresence {
+        devices: n(devices.len()),
+        masters: n(masters),
+    }
+}
+
+/// Why a login of `device` closes the connection `d` of the same user, if
+/// it does: the same device id is replaced; a master login kicks the other
+/// devices of its flag.
+fn displaced_by(device: &Device, d: &Online) -> Option<DisconnectReason> {
+    if d.device_id == device.device_id {
+        Some(DisconnectReason::Replaced)
+    } else if device.level == DeviceLevel::Master && d.flag == device.flag {
+        Some(DisconnectReason::Kicked)
+    } else {
+        None
+    }
 }
 
 /// Stripes of kick epochs. A kick of one user makes a concurrent login of
@@ -412,21 +438,12 @@ impl Sessions {
         let connection = ConnectionId(self.next_connection.fetch_add(1, Ordering::Relaxed) + 1);
         let mut displaced = Vec::new();
         let devices = users.entry(device.uid.clone()).or_default();
-        devices.retain(|d| {
-            let reason = if d.device_id == device.device_id {
-                Some(DisconnectReason::Replaced)
-            } else if device.level == DeviceLevel::Master && d.flag == device.flag {
-                Some(DisconnectReason::Kicked)
-            } else {
-                None
-            };
-            match reason {
-                Some(r) => {
-                    displaced.push((d.sink.clone(), r));
-                    false
-                }
-                None => true,
+        devices.retain(|d| match displaced_by(&device, d) {
+            Some(r) => {
+                displaced.push((d.sink.clone(), r));
+                false
             }
+            None => true,
         });
         devices.push(Online {
             device_id: device.device_id,
@@ -446,20 +463,7 @@ impl Sessions {
     /// of the same device id (replaced) and, for a master, the same flag's
     /// (kicked), closing them. Returns how many.
     pub(crate) fn displace(&self, device: &Device) -> usize {
-        let mut closed = 0;
-        closed += self.remove_where(
-            &device.uid,
-            |d| d.device_id == device.device_id,
-            Some(DisconnectReason::Replaced),
-        );
-        if device.level == DeviceLevel::Master {
-            closed += self.remove_where(
-                &device.uid,
-                |d| d.flag == device.flag,
-                Some(DisconnectReason::Kicked),
-            );
-        }
-        closed
+        self.remove(&device.uid, |d| displaced_by(device, d).map(Some))
     }
 
     /// Removes one connection if it is still registered, closing its sink
@@ -496,23 +500,37 @@ impl Sessions {
         matches: impl Fn(&Online) -> bool,
         reason: Option<DisconnectReason>,
     ) -> usize {
-        let removed: Devices = {
+        self.remove(uid, |d| matches(d).then_some(reason))
+    }
+
+    /// Removes the connections of `uid` for which `decide` says
+    /// `Some(reason)`, then (with the lock released) closes each with its
+    /// reason when there is one. Returns how many were removed.
+    fn remove(
+        &self,
+        uid: &Uid,
+        decide: impl Fn(&Online) -> Option<Option<DisconnectReason>>,
+    ) -> usize {
+        let mut removed = Vec::new();
+        {
             let mut users = self.write();
             let Some(devices) = users.get_mut(uid) else {
                 return 0;
             };
-            let (gone, kept) = std::mem::take(devices)
-                .into_iter()
-                .partition(|d| matches(d));
-            *devices = kept;
+            devices.retain(|d| match decide(d) {
+                Some(reason) => {
+                    removed.push((d.sink.clone(), reason));
+                    false
+                }
+                None => true,
+            });
             if devices.is_empty() {
                 users.remove(uid);
             }
-            gone
-        };
-        if let Some(reason) = reason {
-            for d in &removed {
-                d.sink.close(reason);
+        }
+        for (sink, reason) in &removed {
+            if let Some(reason) = reason {
+                sink.close(*reason);
             }
         }
         removed.len()
@@ -542,14 +560,16 @@ impl Sessions {
         })
     }
 
-    /// The user's devices here, and how many of them are masters.
-    pub(crate) fn presence_of(&self, uid: &Uid) -> (u32, u32) {
-        self.read().get(uid).map_or((0, 0), count)
+    /// The user's devices here.
+    pub(crate) fn presence_of(&self, uid: &Uid) -> UserPresence {
+        self.read()
+            .get(uid)
+            .map_or_else(UserPresence::default, count)
     }
 
     /// Every user with a device here, with [`Sessions::presence_of`]'s
     /// figures.
-    pub(crate) fn presence(&self) -> Vec<(Uid, (u32, u32))> {
+    pub(crate) fn presence(&self) -> Vec<(Uid, UserPresence)> {
         self.read()
             .iter()
             .map(|(uid, devices)| (uid.clone(), count(devices)))

@@ -71,20 +71,13 @@ impl LocalDevices for NodeHandle {
 
     fn presence_of(&self, uid: &Uid) -> UserPresence {
         self.hub().map_or_else(UserPresence::default, |hub| {
-            let (devices, masters) = hub.inner.sessions.presence_of(uid);
-            UserPresence { devices, masters }
+            hub.inner.sessions.presence_of(uid)
         })
     }
 
     fn presence(&self) -> Vec<(Uid, UserPresence)> {
-        self.hub().map_or_else(Vec::new, |hub| {
-            hub.inner
-                .sessions
-                .presence()
-                .into_iter()
-                .map(|(uid, (devices, masters))| (uid, UserPresence { devices, masters }))
-                .collect()
-        })
+        self.hub()
+            .map_or_else(Vec::new, |hub| hub.inner.sessions.presence())
     }
 }
 
@@ -248,7 +241,6 @@ impl Hub {
     /// Whether `uid` has a master device online on this node or, in a
     /// cluster, on another live node: what offline push asks.
     pub fn is_online(&self, uid: &Uid) -> bool {
-        let (_, masters) = self.inner.sessions.presence_of(uid);
-        masters > 0 || self.inner.router.online_elsewhere(uid)
+        self.inner.sessions.presence_of(uid).masters > 0 || self.inner.router.online_elsewhere(uid)
     }
 }

@@ -16,10 +16,9 @@ impl Hub {
     /// connected there is replaced, and a master login kicks the same
     /// flag's devices there.
     pub fn connect(&self, device: Device, sink: Arc<dyn DeviceSink>) -> ConnectionId {
-        let uid = device.uid.clone();
         let login = device.clone();
         let connection = self.inner.sessions.connect(device, sink);
-        self.inner.router.presence_changed(&uid, Some(&login));
+        self.inner.router.presence_changed(&login.uid, Some(&login));
         connection
     }
 

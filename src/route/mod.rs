@@ -19,23 +19,12 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::{Message, Uid};
+pub use crate::session::UserPresence;
 use crate::session::{Device, DeviceFlag};
 
 #[cfg(feature = "nats")]
 pub use nats::{NatsConfig, NatsRouter, RouteStats};
-
-/// A user's devices on one node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserPresence {
-    /// Devices connected.
-    pub devices: u32,
-    /// Of which master devices (a user with none online anywhere is offline
-    /// for push).
-    pub masters: u32,
-}
 
 /// The node's side, for its router: the devices connected to this node.
 ///
