@@ -90,28 +90,24 @@ pub struct RouteStats {
 /// What the publishing task is asked to send, in order.
 #[derive(Debug)]
 enum Outgoing {
+    /// A message for the devices of `recipients` on `node`.
     Deliver {
         node: u16,
         message: Arc<Message>,
         recipients: Vec<Uid>,
     },
-    Presence {
-        uid: Uid,
-        login: Option<Device>,
-    },
-    Kick {
-        uid: Uid,
-        flag: Option<DeviceFlag>,
-    },
-    Beat {
-        hello: bool,
-    },
-    AskSnapshot {
-        node: u16,
-    },
-    Snapshot {
-        reply: async_nats::Subject,
-    },
+    /// Anything else.
+    Notice(Notice),
+}
+
+/// What the publishing task sends besides messages.
+#[derive(Debug)]
+enum Notice {
+    Presence { uid: Uid, login: Option<Device> },
+    Kick { uid: Uid, flag: Option<DeviceFlag> },
+    Beat { hello: bool },
+    AskSnapshot { node: u16 },
+    Snapshot { reply: async_nats::Subject },
     Flush(tokio::sync::oneshot::Sender<Result<()>>),
 }
 
@@ -151,6 +147,10 @@ impl fmt::Debug for Shared {
 impl Shared {
     fn subject(&self, what: &str) -> String {
         format!("{}.{what}", self.config.prefix)
+    }
+
+    fn notify(&self, notice: Notice) {
+        self.send(Outgoing::Notice(notice));
     }
 
     fn send(&self, outgoing: Outgoing) {
@@ -307,7 +307,7 @@ impl NatsRouter {
         let (done, flushed) = tokio::sync::oneshot::channel();
         self.shared
             .out
-            .send(Outgoing::Flush(done))
+            .send(Outgoing::Notice(Notice::Flush(done)))
             .await
             .map_err(|_| stopped())?;
         flushed.await.map_err(|_| stopped())?
@@ -338,7 +338,7 @@ impl Router for NatsRouter {
     fn attach(&self, local: Arc<dyn LocalDevices>) {
         if self.shared.local.set(local).is_ok() {
             // Users may have connected before: tell the others.
-            self.shared.send(Outgoing::Beat { hello: true });
+            self.shared.notify(Notice::Beat { hello: true });
         }
     }
 
@@ -354,14 +354,14 @@ impl Router for NatsRouter {
     }
 
     fn presence_changed(&self, uid: &Uid, login: Option<&Device>) {
-        self.shared.send(Outgoing::Presence {
+        self.shared.notify(Notice::Presence {
             uid: uid.clone(),
             login: login.cloned(),
         });
     }
 
     fn kick(&self, uid: &Uid, flag: Option<DeviceFlag>) {
-        self.shared.send(Outgoing::Kick {
+        self.shared.notify(Notice::Kick {
             uid: uid.clone(),
             flag,
         });

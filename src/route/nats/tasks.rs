@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::event::{Event, Mark};
-use super::{Outgoing, Shared};
+use super::{Notice, Outgoing, Shared};
 use crate::error::{Error, Result};
 use crate::model::{Message, Uid};
 
@@ -90,9 +90,9 @@ async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
                         None => batches.push((node, vec![(message, recipients)])),
                     }
                 }
-                other => {
+                Outgoing::Notice(notice) => {
                     send_batches(&shared, &mut batches).await;
-                    say(&shared, other, &mut counter).await;
+                    say(&shared, notice, &mut counter).await;
                 }
             }
         }
@@ -123,7 +123,7 @@ async fn put(shared: &Shared, subject: String, event: &Event) {
 }
 
 /// Publishes what is not a delivery.
-async fn say(shared: &Shared, item: Outgoing, counter: &mut u64) {
+async fn say(shared: &Shared, notice: Notice, counter: &mut u64) {
     let me = shared.config.node_id;
     let mark = |counter| Mark {
         node: me,
@@ -131,9 +131,8 @@ async fn say(shared: &Shared, item: Outgoing, counter: &mut u64) {
         counter,
     };
     let presence = shared.subject("presence");
-    match item {
-        Outgoing::Deliver { .. } => {}
-        Outgoing::Presence { uid, login } => {
+    match notice {
+        Notice::Presence { uid, login } => {
             let Some(local) = shared.local.get() else {
                 return;
             };
@@ -148,7 +147,7 @@ async fn say(shared: &Shared, item: Outgoing, counter: &mut u64) {
             };
             put(shared, presence, &event).await;
         }
-        Outgoing::Kick { uid, flag } => {
+        Notice::Kick { uid, flag } => {
             put(
                 shared,
                 presence,
@@ -160,14 +159,14 @@ async fn say(shared: &Shared, item: Outgoing, counter: &mut u64) {
             )
             .await;
         }
-        Outgoing::Beat { hello } => {
+        Notice::Beat { hello } => {
             let event = Event::Beat {
                 mark: mark(*counter),
                 hello,
             };
             put(shared, presence, &event).await;
         }
-        Outgoing::AskSnapshot { node } => {
+        Notice::AskSnapshot { node } => {
             shared
                 .counters
                 .snapshots_asked
@@ -180,7 +179,7 @@ async fn say(shared: &Shared, item: Outgoing, counter: &mut u64) {
                 .await;
             count(shared, sent.is_ok());
         }
-        Outgoing::Snapshot { reply } => {
+        Notice::Snapshot { reply } => {
             let users = shared.local.get().map(|l| l.presence()).unwrap_or_default();
             let chunks: Vec<_> = users.chunks(SNAPSHOT_PART).collect();
             let parts = u32::try_from(chunks.len().max(1)).unwrap_or(u32::MAX);
@@ -197,7 +196,7 @@ async fn say(shared: &Shared, item: Outgoing, counter: &mut u64) {
                 put(shared, reply.to_string(), &event).await;
             }
         }
-        Outgoing::Flush(done) => {
+        Notice::Flush(done) => {
             let _ = done.send(shared.client.flush().await.map_err(unavailable));
         }
     }
@@ -263,7 +262,7 @@ async fn follow(
                 None => return,
             },
             message = snapshots.next() => match message {
-                Some(m) => if let Some(reply) = m.reply { shared.send(Outgoing::Snapshot { reply }) },
+                Some(m) => if let Some(reply) = m.reply { shared.notify(Notice::Snapshot { reply }) },
                 None => return,
             },
             () = stopped(&shared) => return,
@@ -274,7 +273,7 @@ async fn follow(
 fn on_event(shared: &Shared, event: Event) {
     let me = shared.config.node_id;
     let now = Instant::now();
-    let ask = |node| shared.send(Outgoing::AskSnapshot { node });
+    let ask = |node| shared.notify(Notice::AskSnapshot { node });
     match event {
         Event::Beat { mark, hello } => {
             if mark.node == me {
@@ -285,7 +284,7 @@ fn on_event(shared: &Shared, event: Event) {
             }
             let asking = shared.views_mut().beat(&mark, now);
             if hello {
-                shared.send(Outgoing::Beat { hello: false });
+                shared.notify(Notice::Beat { hello: false });
             }
             if asking {
                 ask(mark.node);
@@ -340,12 +339,12 @@ async fn heartbeat(shared: Arc<Shared>, mut reconnected: mpsc::UnboundedReceiver
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                shared.send(Outgoing::Beat { hello: false });
+                shared.notify(Notice::Beat { hello: false });
                 if shared.views_mut().expire(Instant::now()) {
                     shared.changed();
                 }
             }
-            Some(()) = reconnected.recv() => shared.send(Outgoing::Beat { hello: true }),
+            Some(()) = reconnected.recv() => shared.notify(Notice::Beat { hello: true }),
             () = stopped(&shared) => return,
         }
     }
