@@ -96,15 +96,14 @@ async fn raw_nats(nats: &NatsServer, n: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A node joined by `config`, on `store`.
 async fn join(
-    nats: &NatsServer,
-    id: u16,
+    config: NatsConfig,
     store: Arc<MemoryStore>,
     dir: Arc<MemoryDirectory>,
 ) -> (Hub, NatsRouter) {
-    let router = NatsRouter::connect(NatsConfig::new(nats.url(), id))
-        .await
-        .unwrap();
+    let id = config.node_id;
+    let router = NatsRouter::connect(config).await.unwrap();
     let hub = Hub::builder()
         .store(store)
         .directory(dir)
@@ -130,8 +129,8 @@ async fn cross_node(nats: &NatsServer, n: usize, crossing: bool, transient: bool
         Arc::new(MemoryStore::new()),
         Arc::new(MemoryDirectory::new()),
     );
-    let (a, _ra) = join(nats, 1, store.clone(), dir.clone()).await;
-    let (b, rb) = join(nats, 2, store, dir.clone()).await;
+    let (a, _ra) = join(NatsConfig::new(nats.url(), 1), store.clone(), dir.clone()).await;
+    let (b, rb) = join(NatsConfig::new(nats.url(), 2), store, dir.clone()).await;
     let groups = [Channel::group("x1").unwrap(), Channel::group("x2").unwrap()];
     for g in &groups {
         dir.create_channel(g, &uid("sender"), [uid("reader")]);
@@ -223,17 +222,8 @@ async fn serve_groups(
 ) -> (usize, Instant, Instant) {
     let mut config = NatsConfig::new(url, id);
     config.prefix = prefix;
-    let router = NatsRouter::connect(config).await.unwrap();
     let dir = Arc::new(MemoryDirectory::new());
-    let hub = Hub::builder()
-        .directory(dir.clone())
-        .router(Arc::new(router.clone()))
-        .config(HubConfig {
-            node_id: id,
-            ..HubConfig::default()
-        })
-        .build()
-        .unwrap();
+    let (hub, router) = join(config, Arc::new(MemoryStore::new()), dir.clone()).await;
     let mut readers = Vec::new();
     let mut groups = Vec::new();
     for g in 0..GROUPS {

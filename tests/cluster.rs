@@ -11,7 +11,7 @@
 #[path = "common/servers.rs"]
 mod servers;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use imcore::{
     RevokeRequest, SendRequest, Uid,
 };
 use servers::{NatsServer, PgServer};
+use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -39,15 +40,15 @@ fn device(user: &str, id: &str, flag: DeviceFlag) -> Device {
     Device::master(uid(user), DeviceId::new(id).unwrap(), flag)
 }
 
-/// Records who was handed to offline push.
-#[derive(Debug, Default)]
-struct Pushes(Mutex<Vec<(String, Vec<Uid>)>>);
+/// Tells the test who was handed to offline push, and for which message.
+#[derive(Debug)]
+struct Pushes(mpsc::UnboundedSender<(String, Vec<Uid>)>);
 
 #[async_trait]
 impl OfflineNotifier for Pushes {
     async fn notify(&self, message: Arc<Message>, offline: Vec<Uid>) {
         let text = String::from_utf8_lossy(&message.payload).into_owned();
-        self.0.lock().unwrap().push((text, offline));
+        let _ = self.0.send((text, offline));
     }
 }
 
@@ -88,6 +89,50 @@ async fn node(
     node_with(nats, id, store, dir, |_| {}, None).await
 }
 
+/// Nodes 1 and 2, sharing one in-memory store and one directory.
+struct Pair {
+    a: Node,
+    b: Node,
+    store: Arc<MemoryStore>,
+    dir: Arc<MemoryDirectory>,
+}
+
+async fn pair(nats: &NatsServer) -> Pair {
+    pair_with(nats, |_| {}, None).await
+}
+
+/// [`pair`], both nodes' configs tuned, node 1 pushing to `pushes`.
+async fn pair_with(
+    nats: &NatsServer,
+    tune: impl Fn(&mut NatsConfig),
+    pushes: Option<Arc<Pushes>>,
+) -> Pair {
+    let (store, dir) = (
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryDirectory::new()),
+    );
+    let a = node_with(nats, 1, store.clone(), dir.clone(), &tune, pushes).await;
+    let b = node_with(nats, 2, store.clone(), dir.clone(), &tune, None).await;
+    Pair { a, b, store, dir }
+}
+
+/// Connects `device` to node `on`, and waits until node `seen_by` sees
+/// its user online.
+async fn connect_seen(
+    on: &Node,
+    seen_by: &Node,
+    device: Device,
+    capacity: usize,
+) -> InProcessConnection {
+    let user = device.uid.clone();
+    let (_, conn) = on.hub.connect_in_process(device, capacity);
+    until(&seen_by.router, &format!("{user} is seen online"), || {
+        seen_by.hub.is_online(&user)
+    })
+    .await;
+    conn
+}
+
 /// Waits (on the router's change notices, never by sleeping) until `cond`
 /// holds.
 async fn until(router: &NatsRouter, what: &str, cond: impl Fn() -> bool) {
@@ -125,12 +170,7 @@ async fn a_message_reaches_every_device_on_every_node_once_but_the_sending_one()
     let Some(nats) = NatsServer::start("cluster: routing") else {
         return;
     };
-    let (store, dir) = (
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryDirectory::new()),
-    );
-    let a = node(&nats, 1, store.clone(), dir.clone()).await;
-    let b = node(&nats, 2, store.clone(), dir.clone()).await;
+    let Pair { a, b, dir, .. } = pair(&nats).await;
     let group = Channel::group("g").unwrap();
     dir.create_channel(&group, &uid("alice"), [uid("bob"), uid("carol")]);
 
@@ -183,21 +223,10 @@ async fn commands_transient_messages_and_revocations_cross_nodes() {
     let Some(nats) = NatsServer::start("cluster: commands") else {
         return;
     };
-    let (store, dir) = (
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryDirectory::new()),
-    );
-    let a = node(&nats, 1, store.clone(), dir.clone()).await;
-    let b = node(&nats, 2, store.clone(), dir.clone()).await;
+    let Pair { a, b, dir, .. } = pair(&nats).await;
     let group = Channel::group("g").unwrap();
     dir.create_channel(&group, &uid("alice"), [uid("bob")]);
-    let (_, mut bob) = b
-        .hub
-        .connect_in_process(device("bob", "b", DeviceFlag::App), 64);
-    until(&a.router, "node 1 sees bob", || {
-        a.hub.is_online(&uid("bob"))
-    })
-    .await;
+    let mut bob = connect_seen(&b, &a, device("bob", "b", DeviceFlag::App), 64).await;
 
     let command = SendRequest::command_to(uid("system"), vec![uid("bob")], "cmd");
     let ack = a.hub.send(command).await.unwrap();
@@ -235,12 +264,7 @@ async fn logins_and_kicks_act_across_nodes() {
     let Some(nats) = NatsServer::start("cluster: kicks") else {
         return;
     };
-    let (store, dir) = (
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryDirectory::new()),
-    );
-    let a = node(&nats, 1, store.clone(), dir.clone()).await;
-    let b = node(&nats, 2, store.clone(), dir.clone()).await;
+    let Pair { a, b, .. } = pair(&nats).await;
     until(&a.router, "node 1 sees node 2", || {
         a.router.nodes().len() == 1
     })
@@ -274,13 +298,7 @@ async fn logins_and_kicks_act_across_nodes() {
     );
 
     // Hub::kick on node 1 closes bob's devices on node 2.
-    let (_, mut bob) = b
-        .hub
-        .connect_in_process(device("bob", "b", DeviceFlag::Pc), 8);
-    until(&a.router, "node 1 sees bob", || {
-        a.hub.is_online(&uid("bob"))
-    })
-    .await;
+    let mut bob = connect_seen(&b, &a, device("bob", "b", DeviceFlag::Pc), 8).await;
     assert_eq!(a.hub.kick(&uid("bob"), None), 0, "none on node 1 itself");
     assert_eq!(
         tokio::time::timeout(WAIT, bob.closed()).await.unwrap(),
@@ -297,34 +315,16 @@ async fn push_asks_every_node_and_a_silent_nodes_users_go_offline_after_the_ttl(
     let Some(nats) = NatsServer::start("cluster: presence") else {
         return;
     };
-    let (store, dir) = (
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryDirectory::new()),
-    );
     let fast = |c: &mut NatsConfig| {
         c.heartbeat = Duration::from_millis(100);
         c.presence_ttl = Duration::from_millis(400);
     };
-    let pushes = Arc::new(Pushes::default());
-    let a = node_with(
-        &nats,
-        1,
-        store.clone(),
-        dir.clone(),
-        fast,
-        Some(pushes.clone()),
-    )
-    .await;
-    let b = node_with(&nats, 2, store.clone(), dir.clone(), fast, None).await;
+    let (pushed, mut pushes) = mpsc::unbounded_channel();
+    let pushed = Arc::new(Pushes(pushed));
+    let Pair { a, b, dir, .. } = pair_with(&nats, fast, Some(pushed)).await;
     let group = Channel::group("g").unwrap();
     dir.create_channel(&group, &uid("alice"), [uid("bob"), uid("carol")]);
-    let (_, _bob) = b
-        .hub
-        .connect_in_process(device("bob", "b", DeviceFlag::App), 64);
-    until(&a.router, "node 1 sees bob", || {
-        a.hub.is_online(&uid("bob"))
-    })
-    .await;
+    let _bob = connect_seen(&b, &a, device("bob", "b", DeviceFlag::App), 64).await;
 
     a.hub
         .send(SendRequest::new(uid("alice"), group.clone(), "one"))
@@ -342,39 +342,17 @@ async fn push_asks_every_node_and_a_silent_nodes_users_go_offline_after_the_ttl(
         .await
         .unwrap();
 
-    let pushed = tokio::time::timeout(WAIT, async {
-        loop {
-            let seen = pushes.0.lock().unwrap().clone();
-            if seen.len() == 2 {
-                return seen;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("two pushes");
+    let mut pushed = Vec::new();
+    for _ in 0..2 {
+        let push = tokio::time::timeout(WAIT, pushes.recv()).await;
+        pushed.push(push.expect("a push in time").expect("the hub alive"));
+    }
     assert_eq!(
         pushed[0],
         ("one".into(), vec![uid("carol")]),
         "bob was online on node 2"
     );
     assert_eq!(pushed[1], ("two".into(), vec![uid("bob"), uid("carol")]));
-}
-
-/// Creates database `name` on `server`; the config to reach it.
-async fn database(server: &PgServer, name: &str) -> PgConfig {
-    let (client, connection) =
-        tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
-            .await
-            .expect("connect to the test server");
-    let driver = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    drop(client);
-    driver.await.expect("connection task").expect("connection");
-    PgConfig::new(server.url(name))
 }
 
 /// Reads seqs from `conn` until it has `n`, asserting they rise.
@@ -398,7 +376,7 @@ async fn senders_on_two_nodes_of_one_postgres_keep_every_device_in_seq_order() {
     ) else {
         return;
     };
-    let config = database(&pg, "ordering").await;
+    let config = PgConfig::new(pg.create_database("ordering").await);
     let dir = Arc::new(MemoryDirectory::new());
     let store_a = Arc::new(PgStore::open(config.clone()).await.unwrap());
     let store_b = Arc::new(PgStore::open(config).await.unwrap());
@@ -474,21 +452,10 @@ async fn nodes_reconnect_by_themselves_when_nats_server_restarts_mid_stream() {
     let Some(mut nats) = NatsServer::start("cluster: nats restart") else {
         return;
     };
-    let (store, dir) = (
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryDirectory::new()),
-    );
-    let a = node(&nats, 1, store.clone(), dir.clone()).await;
-    let b = node(&nats, 2, store.clone(), dir.clone()).await;
+    let Pair { a, b, store, dir } = pair(&nats).await;
     let group = Channel::group("g").unwrap();
     dir.create_channel(&group, &uid("alice"), [uid("bob")]);
-    let (_, mut bob) = b
-        .hub
-        .connect_in_process(device("bob", "b", DeviceFlag::App), 4096);
-    until(&a.router, "node 1 sees bob", || {
-        a.hub.is_online(&uid("bob"))
-    })
-    .await;
+    let mut bob = connect_seen(&b, &a, device("bob", "b", DeviceFlag::App), 4096).await;
 
     let send = |n: usize| {
         a.hub.send(SendRequest::new(

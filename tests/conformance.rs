@@ -42,6 +42,17 @@ macro_rules! suite {
         }
     };
     (@tests $($name:ident),+ $(,)?) => {
+        /// A check added to the suite without a test of its own here
+        /// would run only inside `run_all_on_one_store`.
+        #[test]
+        fn every_check_of_the_suite_has_a_test_of_its_own() {
+            let mut here = vec![$(stringify!($name)),+];
+            let mut suite: Vec<&str> = conformance::checks().into_iter().map(|(n, _)| n).collect();
+            here.sort_unstable();
+            suite.sort_unstable();
+            assert_eq!(here, suite);
+        }
+
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {

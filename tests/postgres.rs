@@ -21,18 +21,7 @@ use servers::PgServer;
 
 /// Creates database `name` on `server`; the config to reach it.
 async fn database(server: &PgServer, name: &str) -> PgConfig {
-    let (client, connection) =
-        tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
-            .await
-            .expect("connect to the test server");
-    let driver = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    drop(client);
-    driver.await.expect("connection task").expect("connection");
-    PgConfig::new(server.url(name))
+    PgConfig::new(server.create_database(name).await)
 }
 
 fn message(ids: &MessageIdGenerator, from: &str, channel: &Channel, no: &str) -> Message {

@@ -86,6 +86,22 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// Creates database `name` (as the superuser); its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test server");
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        drop(client);
+        driver.await.expect("connection task").expect("connection");
+        self.url(name)
+    }
+
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
@@ -171,26 +187,12 @@ impl PgServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start postgres");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (ready_tx, ready) = mpsc::channel();
-        let log = self.log();
-        // Copies the server's log to a file; says when it is ready or
-        // failed to bind.
-        std::thread::spawn(move || {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .expect("server log");
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = writeln!(file, "{line}");
-                if line.contains("ready to accept connections") {
-                    let _ = ready_tx.send(true);
-                } else if line.contains("could not bind") || line.contains("could not create any") {
-                    let _ = ready_tx.send(false);
-                }
-            }
-        });
+        let ready = watch_stderr(
+            &mut child,
+            Some(self.log()),
+            "ready to accept connections",
+            &["could not bind", "could not create any"],
+        );
         match ready.recv_timeout(Duration::from_secs(60)) {
             Ok(true) => {
                 self.watchdog = Some(watchdog(child.id()));
@@ -277,6 +279,41 @@ fn skip(msg: &str) {
         panic!("SKIPPED: {msg} (IMCORE_REQUIRE_SERVERS=1 makes this a failure)");
     }
     eprintln!("\n*** SKIPPED: {msg} ***\n");
+}
+
+/// Reads a server's stderr on a thread of its own, copying it to `log` if
+/// given: the receiver gets `true` once a line holds `ready`, `false` on a
+/// line holding one of `failed` or when the server ends first.
+fn watch_stderr(
+    child: &mut Child,
+    log: Option<PathBuf>,
+    ready: &'static str,
+    failed: &'static [&'static str],
+) -> mpsc::Receiver<bool> {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut file = log.map(|log| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("server log")
+        });
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(file) = &mut file {
+                let _ = writeln!(file, "{line}");
+            }
+            if line.contains(ready) {
+                let _ = ready_tx.send(true);
+            } else if failed.iter().any(|f| line.contains(f)) {
+                let _ = ready_tx.send(false);
+            }
+        }
+        // The server ended (ready or not).
+        let _ = ready_tx.send(false);
+    });
+    ready_rx
 }
 
 /// Kills `pid` when this process ends, however it ends.
@@ -386,17 +423,7 @@ impl NatsServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start nats-server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (ready_tx, ready) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Server is ready") {
-                    let _ = ready_tx.send(true);
-                }
-            }
-            // The server ended (or never got ready).
-            let _ = ready_tx.send(false);
-        });
+        let ready = watch_stderr(&mut child, None, "Server is ready", &[]);
         match ready.recv_timeout(Duration::from_secs(30)) {
             Ok(true) => {
                 self.watchdog = Some(watchdog(child.id()));
