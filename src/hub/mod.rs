@@ -4,7 +4,7 @@
 //! file per capability: `send.rs` (validate, store, deliver: the send path
 //! in one place), `sync.rs` (acks and catching up), `revoke.rs`,
 //! `sessions.rs` (connections, logins and kicks), and `nodes.rs` (the
-//! other nodes: routing through the [`Router`](crate::route::Router), and
+//! other nodes: routing through the [`Router`], and
 //! seq order across nodes).
 
 mod nodes;
