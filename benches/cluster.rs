@@ -2,15 +2,18 @@
 //! nats-server the bench starts:
 //!
 //! - X: deliveries from node 1 to a device on node 2 (history messages,
-//!   200-byte payloads, node 2 putting them in seq order), per second;
-//!   substrate: raw NATS publish → subscribe of the same payloads between
-//!   two connections.
+//!   200-byte payloads, node 2 putting them in seq order; then transient
+//!   ones; and both again to a device on node 1), per second; substrate:
+//!   raw NATS publish → subscribe of the same payloads between two
+//!   connections, in turns with the hubs, five rounds, the median ratio.
 //! - S: nodes serving disjoint groups (each node its own groups, their
 //!   members connected to it, its own in-memory store, all joined over
 //!   NATS), each node on one thread of its own: total deliveries per
 //!   second with 1, 2 and 3 nodes.
 //!
-//! `IMCORE_BENCH_QUICK=1` sends fewer messages (CI).
+//! `IMCORE_BENCH_QUICK=1` sends fewer messages (CI);
+//! `IMCORE_BENCH_ONLY=<text>` runs only the X workloads whose name holds
+//! the text (for a profiler), and no S.
 
 #[path = "../tests/common/servers.rs"]
 mod servers;
@@ -31,6 +34,13 @@ use servers::NatsServer;
 
 const BATCH: usize = 64;
 
+// The example server's allocator, for the hubs and raw NATS alike.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Rounds of raw NATS and hubs, taking turns (quick mode: one).
+const ROUNDS: usize = 5;
+
 fn main() {
     // `cargo bench` passes criterion's flags; this bench reads none.
     let Some(nats) = NatsServer::start("benches/cluster") else {
@@ -38,19 +48,40 @@ fn main() {
     };
     let n = if quick() { 5_000 } else { 100_000 };
     println!("cluster bench: {n} messages of {} bytes", PAYLOAD.len());
-    let raw = rt().block_on(raw_nats(&nats, n));
-    println!("X raw NATS pub/sub               {raw:>10.0} msg/s");
+    let only = std::env::var("IMCORE_BENCH_ONLY").ok();
+    let rounds = if quick() { 1 } else { ROUNDS };
     for (what, crossing, transient) in [
         ("history, node 1 → node 2", true, false),
         ("history, node 1 → node 1", false, false),
         ("transient, node 1 → node 2", true, true),
         ("transient, node 1 → node 1", false, true),
     ] {
-        let rate = rt().block_on(cross_node(&nats, n, crossing, transient));
+        if only.as_deref().is_some_and(|only| !what.contains(only)) {
+            continue;
+        }
+        // Raw NATS and the hubs take turns, round by round, so that both
+        // sides of each ratio see the same machine.
+        let mut runs: Vec<(f64, f64)> = (0..rounds)
+            .map(|_| {
+                let raw = rt().block_on(raw_nats(&nats, n));
+                let rate = rt().block_on(cross_node(&nats, n, crossing, transient));
+                (raw, rate)
+            })
+            .collect();
+        runs.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
+        let (raw, rate) = runs[runs.len() / 2];
+        let (low, high) = (
+            runs[0].1 / runs[0].0,
+            runs[runs.len() - 1].1 / runs[runs.len() - 1].0,
+        );
         println!(
-            "X {what:<30} {rate:>10.0} deliveries/s  ({:.2}× raw)",
+            "X {what:<27} {rate:>9.0} deliveries/s, raw NATS {raw:>9.0} msg/s: \
+             {:.2}× raw (median of {rounds} rounds; {low:.2}–{high:.2})",
             rate / raw
         );
+    }
+    if only.is_some() {
+        return;
     }
     let one = scale(&nats, 1, n);
     for nodes in [1, 2, 3] {
@@ -66,21 +97,29 @@ fn main() {
     }
 }
 
-/// Raw NATS: `n` payloads from one connection to a subscriber on another.
+/// Raw NATS: `n` payloads from one connection to a subscriber on another,
+/// then an empty message that ends the run. Core NATS may drop messages
+/// under load (nats-server 2.9 did, a few in a thousand, without a slow
+/// consumer report): the rate counts what arrived, and says what did not.
 async fn raw_nats(nats: &NatsServer, n: usize) -> f64 {
     let publisher = async_nats::connect(nats.url()).await.unwrap();
-    let subscriber = async_nats::connect(nats.url()).await.unwrap();
+    // Room for every message: a full subscription would drop some.
+    let subscriber = async_nats::ConnectOptions::new()
+        .subscription_capacity(n + 16)
+        .connect(nats.url())
+        .await
+        .unwrap();
     let mut sub = subscriber.subscribe("raw.bench").await.unwrap();
     subscriber.flush().await.unwrap();
     let payload = Bytes::from_static(&PAYLOAD);
     let started = Instant::now();
     let receiving = tokio::spawn(async move {
         let mut got = 0;
-        while got < n {
-            match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
-                Ok(Some(_)) => got += 1,
-                _ => break,
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+            if m.payload.is_empty() {
+                break;
             }
+            got += 1;
         }
         got
     });
@@ -90,10 +129,14 @@ async fn raw_nats(nats: &NatsServer, n: usize) -> f64 {
             .await
             .unwrap();
     }
+    publisher.publish("raw.bench", Bytes::new()).await.unwrap();
     publisher.flush().await.unwrap();
     let got = receiving.await.unwrap();
-    assert_eq!(got, n, "raw NATS lost messages");
-    n as f64 / started.elapsed().as_secs_f64()
+    assert!(got > n / 2, "raw NATS delivered {got} of {n}");
+    if got < n {
+        println!("  (raw NATS dropped {} of {n})", n - got);
+    }
+    got as f64 / started.elapsed().as_secs_f64()
 }
 
 /// A node joined by `config`, on `store`.
@@ -168,13 +211,19 @@ async fn cross_node(nats: &NatsServer, n: usize, crossing: bool, transient: bool
         })
         .collect();
     let expected = n / 2 / BATCH * BATCH * 2;
-    let mut got = 0;
-    while got < expected {
-        match tokio::time::timeout(Duration::from_secs(10), reader.recv()).await {
-            Ok(Some(_)) => got += 1,
-            _ => break,
+    // Read on a worker, as the raw subscriber does: not on the thread
+    // that blocks on this function, which each delivery would wake.
+    let receiving = tokio::spawn(async move {
+        let mut got = 0;
+        while got < expected {
+            match tokio::time::timeout(Duration::from_secs(10), reader.recv()).await {
+                Ok(Some(_)) => got += 1,
+                _ => break,
+            }
         }
-    }
+        got
+    });
+    let got = receiving.await.unwrap();
     for s in senders {
         s.await.unwrap();
     }

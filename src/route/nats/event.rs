@@ -1,6 +1,8 @@
 //! What nodes say to each other, and its encoding: a version byte, then
 //! the event in postcard.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -27,8 +29,9 @@ pub(super) struct Mark {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum Event {
     /// Messages, in order, each for the devices of its recipients on the
-    /// receiving node.
-    Deliver(Vec<(Message, Vec<Uid>)>),
+    /// receiving node. (Shared with the sending node's own deliveries:
+    /// encoded without a copy.)
+    Deliver(Vec<(Arc<Message>, Vec<Uid>)>),
     /// A node is alive. `hello`: it has just (re)joined, and asks every
     /// node to say it is alive too.
     Beat { mark: Mark, hello: bool },
@@ -58,9 +61,25 @@ pub(super) enum Event {
 
 impl Event {
     pub(super) fn encode(&self) -> Result<bytes::Bytes> {
-        postcard::to_extend(self, vec![VERSION])
+        let mut buffer = Vec::with_capacity(self.size_hint());
+        buffer.push(VERSION);
+        postcard::to_extend(self, buffer)
             .map(Into::into)
             .map_err(|e| Error::corrupt(format!("encoding a node event: {e}")))
+    }
+
+    /// About the encoded size, so that encoding a batch of messages does
+    /// not grow its buffer step by step.
+    fn size_hint(&self) -> usize {
+        const FIELDS: usize = 160;
+        match self {
+            Event::Deliver(batch) => batch
+                .iter()
+                .map(|(m, to)| FIELDS + m.payload.len() + to.len() * 24)
+                .sum::<usize>()
+                .saturating_add(8),
+            _ => FIELDS,
+        }
     }
 
     pub(super) fn decode(bytes: &[u8]) -> Result<Event> {
@@ -91,7 +110,7 @@ mod tests {
         };
         let events = [
             Event::Deliver(vec![(
-                Message {
+                Arc::new(Message {
                     message_id: MessageId(7),
                     message_seq: 4,
                     client_msg_no: ClientMsgNo::new("c").unwrap(),
@@ -100,7 +119,7 @@ mod tests {
                     timestamp_ms: 1,
                     flags: Flags::normal(),
                     payload: "hi".into(),
-                },
+                }),
                 vec![uid.clone()],
             )]),
             Event::Beat { mark, hello: true },

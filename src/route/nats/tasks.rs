@@ -83,13 +83,10 @@ async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
                     node,
                     message,
                     recipients,
-                } => {
-                    let message = Arc::unwrap_or_clone(message);
-                    match batches.iter_mut().find(|(n, _)| *n == node) {
-                        Some((_, batch)) => batch.push((message, recipients)),
-                        None => batches.push((node, vec![(message, recipients)])),
-                    }
-                }
+                } => match batches.iter_mut().find(|(n, _)| *n == node) {
+                    Some((_, batch)) => batch.push((message, recipients)),
+                    None => batches.push((node, vec![(message, recipients)])),
+                },
                 Outgoing::Notice(notice) => {
                     send_batches(&shared, &mut batches).await;
                     say(&shared, notice, &mut counter).await;
@@ -101,7 +98,7 @@ async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
 }
 
 /// Messages waiting for each node, in order, with their recipients there.
-type Batches = Vec<(u16, Vec<(Message, Vec<Uid>)>)>;
+type Batches = Vec<(u16, Vec<(Arc<Message>, Vec<Uid>)>)>;
 
 /// Events per NATS message at most, and items taken from the queue at once.
 const BATCH: usize = 64;
@@ -237,7 +234,7 @@ async fn deliver(shared: Arc<Shared>, mut deliveries: Subscriber) {
             (decode(&shared, &message), shared.local.get())
         {
             for (message, recipients) in batch {
-                local.deliver(Arc::new(message), recipients.into());
+                local.deliver(message, recipients.into());
             }
         }
     }
