@@ -138,6 +138,8 @@ fn conversation_sync(c: &mut Criterion) {
                             channel: channel.clone(),
                             timestamp_ms: 1_700_000_000_000,
                             flags: Flags::normal(),
+                            setting: Default::default(),
+                            topic: None,
                             payload: Bytes::from_static(&PAYLOAD),
                         }
                     })

@@ -39,6 +39,8 @@ fn message(from: &str, channel: &Channel) -> Message {
         channel: channel.clone(),
         timestamp_ms: 1_700_000_000_000,
         flags: Flags::normal(),
+        setting: Default::default(),
+        topic: None,
         payload: Bytes::from_static(&PAYLOAD),
     }
 }

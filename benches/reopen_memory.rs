@@ -129,6 +129,8 @@ fn message(n: u64) -> Message {
         channel: channel((n - 1) % CHANNELS),
         timestamp_ms: 1_700_000_000_000 + n as i64,
         flags: Flags::normal(),
+        setting: Default::default(),
+        topic: None,
         payload: Bytes::from_static(&PAYLOAD),
     }
 }

@@ -55,6 +55,8 @@ fn message(i: u64, from: &Uid, channel: &Channel) -> Message {
         channel: channel.clone(),
         timestamp_ms: 1_700_000_000_000,
         flags: Flags::normal(),
+        setting: Default::default(),
+        topic: None,
         payload: Bytes::from_static(&PAYLOAD),
     }
 }

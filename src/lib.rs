@@ -35,7 +35,7 @@
 //!
 //! ```
 //! use imcore::store::{MessageLog, MemoryStore, Page};
-//! use imcore::{Channel, ClientMsgNo, Flags, Message, MessageIdGenerator, Uid};
+//! use imcore::{Channel, ClientMsgNo, Flags, Message, MessageIdGenerator, Setting, Uid};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> imcore::Result<()> {
@@ -50,6 +50,8 @@
 //!     channel: Channel::person(&alice, &Uid::new("bob")?),
 //!     timestamp_ms: 1_700_000_000_000,
 //!     flags: Flags::normal(),
+//!     setting: Setting::default(),
+//!     topic: None,
 //!     payload: r#"{"type":1,"content":"hi"}"#.into(),
 //! };
 //! let appended = store.append(vec![message.clone()]).await?;
@@ -87,7 +89,8 @@ pub use hub::{
 };
 pub use id::MessageIdGenerator;
 pub use model::{
-    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Limits, Message, MessageId, Uid,
+    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Limits, Message, MessageId,
+    Setting, Uid,
 };
 pub use notify::{NoPush, OfflineNotifier};
 pub use policy::{Persistence, PersistencePolicy, WuKongPolicy};

@@ -48,7 +48,9 @@ codes! {
     CHANNEL_NOT_EXIST = 5,
     /// 7: the sending device is not connected.
     SENDER_OFFLINE = 7,
-    /// 8: the message key did not verify.
+    /// 8: the message key did not verify. In WuKongIM's list, but its
+    /// server answers a bad message key with 9, and so does this crate:
+    /// 8 is never sent.
     MSG_KEY_ERROR = 8,
     /// 9: the payload could not be decoded.
     PAYLOAD_DECODE_ERROR = 9,

@@ -19,6 +19,7 @@ macro_rules! suite {
                 append_is_idempotent_on_sender_and_client_msg_no,
                 read_pages_both_directions,
                 get_by_id_and_client_msg_no,
+                setting_and_topic_are_kept,
                 concurrent_appends_get_each_seq_once,
                 command_queue_push_pending_ack,
                 command_queue_remove_and_dedup,

@@ -44,6 +44,8 @@ async fn child(dir: String, round: String) {
                     channel: channel(),
                     timestamp_ms: 0,
                     flags: Flags::normal(),
+                    setting: Default::default(),
+                    topic: None,
                     payload: no.clone().into_bytes().into(),
                 };
                 // The send path: concurrent writers share one flush.
@@ -184,6 +186,8 @@ async fn flush_child(dir: String) {
             channel: channel(),
             timestamp_ms: 0,
             flags: Flags::normal(),
+            setting: Default::default(),
+            topic: None,
             payload: no.into_bytes().into(),
         };
         store.append(vec![message]).await.expect("append");
@@ -271,6 +275,8 @@ async fn version_child(dir: String) {
                 channel: channel(),
                 timestamp_ms: 0,
                 flags: Flags::normal(),
+                setting: Default::default(),
+                topic: None,
                 payload: b"x".to_vec().into(),
             })
             .collect();
@@ -333,6 +339,8 @@ fn conversation_versions_are_never_handed_out_twice_across_a_crash() {
             channel: channel(),
             timestamp_ms: 0,
             flags: Flags::normal(),
+            setting: Default::default(),
+            topic: None,
             payload: b"y".to_vec().into(),
         };
         store.append(vec![message]).await.unwrap();

@@ -36,6 +36,8 @@ fn message(flags: Flags, payload: Bytes) -> Message {
         channel: Channel::person(&alice, &uid("bob")),
         timestamp_ms: 1_700_000_000_123,
         flags,
+        setting: Default::default(),
+        topic: None,
         payload,
     }
 }
@@ -723,6 +725,8 @@ proptest! {
             channel,
             timestamp_ms,
             flags,
+            setting: Default::default(),
+            topic: None,
             payload: Bytes::from(payload),
         };
         let json = serde_json::to_vec(&m).unwrap();

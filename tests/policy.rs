@@ -26,6 +26,8 @@ fn message(flags: Flags, payload: &[u8]) -> Message {
         channel: Channel::person(&alice, &uid("bob")),
         timestamp_ms: 1_700_000_000_000,
         flags,
+        setting: Default::default(),
+        topic: None,
         payload: Bytes::copy_from_slice(payload),
     }
 }

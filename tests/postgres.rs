@@ -33,6 +33,8 @@ fn message(ids: &MessageIdGenerator, from: &str, channel: &Channel, no: &str) ->
         channel: channel.clone(),
         timestamp_ms: 1_700_000_000_000,
         flags: Flags::normal(),
+        setting: Default::default(),
+        topic: None,
         payload: no.as_bytes().to_vec().into(),
     }
 }
@@ -206,6 +208,58 @@ async fn a_newer_or_foreign_schema_is_refused() {
         "foreign tables: {refused:?}"
     );
     sql(&foreign.url, "INSERT INTO imcore_messages VALUES (1)").await;
+}
+
+/// A database of schema version 1 (messages without setting and topic) is
+/// brought to version 2 when a store opens it: its messages read with
+/// neither, and new ones keep both.
+#[tokio::test]
+async fn a_version_1_schema_is_migrated_and_keeps_its_messages() {
+    let Some(server) = PgServer::start("a_version_1_schema_is_migrated_and_keeps_its_messages")
+    else {
+        return;
+    };
+    let config = database(&server, "v1").await;
+    let ids = MessageIdGenerator::new(1).unwrap();
+    let channel = Channel::group("old").unwrap();
+    let store = PgStore::open(config.clone()).await.unwrap();
+    store
+        .append(vec![message(&ids, "u", &channel, "old-1")])
+        .await
+        .unwrap();
+    drop(store);
+    // What version 1 had: no setting or topic columns.
+    sql(
+        &config.url,
+        "ALTER TABLE imcore_messages DROP COLUMN setting, DROP COLUMN topic; \
+         ALTER TABLE imcore_commands DROP COLUMN setting, DROP COLUMN topic; \
+         UPDATE imcore_schema SET version = 1",
+    )
+    .await;
+
+    let store = PgStore::open(config.clone())
+        .await
+        .expect("a version-1 schema opens");
+    let new = Message {
+        setting: imcore::Setting(imcore::Setting::RECEIPT),
+        topic: Some("t".into()),
+        ..message(&ids, "u", &channel, "new-2")
+    };
+    store.append(vec![new]).await.unwrap();
+    drop(store);
+    let store = PgStore::open(config).await.expect("and opens again");
+    let read = store.read(&channel, Page::forward(1, 10)).await.unwrap();
+    let kept: Vec<_> = read
+        .iter()
+        .map(|m| (m.client_msg_no.as_str(), m.setting.0, m.topic.as_deref()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("old-1", 0, None),
+            ("new-2", imcore::Setting::RECEIPT, Some("t"))
+        ]
+    );
 }
 
 /// Runs `statement` on the database at `url`.

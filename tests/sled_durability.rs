@@ -19,6 +19,8 @@ fn message(id: u64, from: &str, channel: &Channel, no: &str) -> Message {
         channel: channel.clone(),
         timestamp_ms: 1_700_000_000_000 + id as i64,
         flags: Flags::normal(),
+        setting: Default::default(),
+        topic: None,
         payload: format!("payload {id}").into_bytes().into(),
     }
 }

@@ -211,9 +211,10 @@ fn send() -> impl Strategy<Value = Packet> {
 }
 
 fn sendack() -> impl Strategy<Value = Packet> {
-    (any::<i64>(), any::<u32>(), any::<u32>(), reason()).prop_map(
-        |(message_id, client_seq, message_seq, reason)| {
+    (flags(), any::<i64>(), any::<u32>(), any::<u32>(), reason()).prop_map(
+        |(flags, message_id, client_seq, message_seq, reason)| {
             Packet::Sendack(SendackPacket {
+                flags,
                 message_id,
                 client_seq,
                 message_seq,
@@ -342,8 +343,12 @@ fn check_round_trip(p: &Packet) -> Result<(), TestCaseError> {
     prop_assert_eq!(buf[0] >> 4, ty, "type nibble");
     prop_assert_eq!(buf[0] & 0x0F, p.flags().bits(), "flag nibble");
     match p {
-        Packet::Send(_) | Packet::Recv(_) | Packet::Recvack(_) => {}
-        _ => prop_assert_eq!(buf[0] & 0x0F, 0, "only SEND/RECV/RECVACK carry flags"),
+        Packet::Send(_) | Packet::Sendack(_) | Packet::Recv(_) | Packet::Recvack(_) => {}
+        _ => prop_assert_eq!(
+            buf[0] & 0x0F,
+            0,
+            "only SEND/SENDACK/RECV/RECVACK carry flags"
+        ),
     }
     if matches!(p, Packet::Ping | Packet::Pong) {
         prop_assert_eq!(buf.len(), 1);
@@ -942,6 +947,7 @@ fn ping_and_pong_are_one_byte() {
 #[test]
 fn sendack_layout() {
     let ack = Packet::Sendack(SendackPacket {
+        flags: Flags::default(),
         message_id: 1,
         client_seq: 2,
         message_seq: 3,
@@ -953,6 +959,7 @@ fn sendack_layout() {
 
     // Big-endian, full width, negative ids as two's complement.
     let ack = Packet::Sendack(SendackPacket {
+        flags: Flags::default(),
         message_id: -2,
         client_seq: 0xDEAD_BEEF,
         message_seq: 0x0102_0304,
@@ -962,6 +969,22 @@ fn sendack_layout() {
         0x40, 17, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3,
         4, 4,
     ];
+    assert_eq!(encode(&ack), bytes);
+    assert_eq!(Packet::decode(&bytes, MAX).unwrap(), (ack, bytes.len()));
+
+    // A SENDACK carries header flags (WuKongIM answers with the SEND's):
+    // red_dot gives header 0x42, and they read back.
+    let ack = Packet::Sendack(SendackPacket {
+        flags: Flags {
+            red_dot: true,
+            ..Flags::default()
+        },
+        message_id: 1,
+        client_seq: 2,
+        message_seq: 3,
+        reason: ReasonCode::SUCCESS,
+    });
+    let bytes = [0x42, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 1];
     assert_eq!(encode(&ack), bytes);
     assert_eq!(Packet::decode(&bytes, MAX).unwrap(), (ack, bytes.len()));
 }

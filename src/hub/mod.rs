@@ -29,7 +29,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::directory::{Directory, MemoryDirectory, Permission};
 use crate::error::{Error, Result, ValidationError};
 use crate::id::MessageIdGenerator;
-use crate::model::{Channel, ChannelType, ClientMsgNo, Flags, Limits, Message, MessageId, Uid};
+use crate::model::{
+    Channel, ChannelType, ClientMsgNo, Flags, Limits, Message, MessageId, Setting, Uid,
+    MAX_TOPIC_LEN,
+};
 use crate::notify::{NoPush, OfflineNotifier};
 use crate::policy::{Persistence, PersistencePolicy, WuKongPolicy};
 use crate::reason::ReasonCode;
@@ -86,6 +89,12 @@ pub struct SendRequest {
     /// The sender's number for the message; `None` lets the hub make one
     /// (server-side sends). Resends with the same number are recognised.
     pub client_msg_no: Option<ClientMsgNo>,
+    /// The setting byte (read receipts and the like), kept with the
+    /// message as [`Setting::stored`] says. Default: none.
+    pub setting: Setting,
+    /// A topic, kept with the message (at most [`MAX_TOPIC_LEN`] bytes; an
+    /// empty one is none).
+    pub topic: Option<String>,
     /// The payload.
     pub payload: Bytes,
 }
@@ -104,6 +113,8 @@ impl SendRequest {
             target: Target::Channel(channel),
             flags: Flags::normal(),
             client_msg_no: None,
+            setting: Setting::default(),
+            topic: None,
             payload: payload.into(),
         }
     }
@@ -116,6 +127,8 @@ impl SendRequest {
             target: Target::Subscribers(subscribers),
             flags: Flags::command(),
             client_msg_no: None,
+            setting: Setting::default(),
+            topic: None,
             payload: payload.into(),
         }
     }
@@ -129,6 +142,18 @@ impl SendRequest {
     /// Sets the client's message number.
     pub fn client_msg_no(mut self, client_msg_no: ClientMsgNo) -> Self {
         self.client_msg_no = Some(client_msg_no);
+        self
+    }
+
+    /// Sets the setting byte.
+    pub fn setting(mut self, setting: Setting) -> Self {
+        self.setting = setting;
+        self
+    }
+
+    /// Sets the topic.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
         self
     }
 

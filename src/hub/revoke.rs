@@ -146,6 +146,8 @@ impl Hub {
             channel: record.channel.clone(),
             timestamp_ms: now_ms,
             flags: Flags::command(),
+            setting: Setting::default(),
+            topic: None,
             payload: revoke_command_payload(record, &message.client_msg_no).into(),
         };
         self.dispatch(
@@ -176,6 +178,8 @@ impl Hub {
                     red_dot: false,
                     ..Flags::normal()
                 },
+                setting: Setting::default(),
+                topic: None,
                 payload: revoke_tip_payload(record, &name).into(),
             };
             self.dispatch(tip, Persistence::History, recipients, None, true)

@@ -107,7 +107,11 @@ impl Hub {
 
     /// A send up to its turn in the store, saying in `class` what the
     /// policy made of it.
-    async fn stage(&self, request: SendRequest, class: &mut Option<Persistence>) -> Result<Staged> {
+    async fn stage(
+        &self,
+        mut request: SendRequest,
+        class: &mut Option<Persistence>,
+    ) -> Result<Staged> {
         let inner = &*self.inner;
         inner.config.limits.check_payload(&request.payload)?;
         if let Some(no) = &request.client_msg_no {
@@ -118,6 +122,12 @@ impl Hub {
                 .into());
             }
         }
+        let topic = match request.topic.take() {
+            Some(topic) if topic.len() > MAX_TOPIC_LEN => {
+                return Err(ValidationError::OutOfRange("a topic longer than 255 bytes").into())
+            }
+            topic => topic.filter(|t| !t.is_empty()),
+        };
         let (channel, recipients) = self.resolve(&request).await?;
         let message_id = inner.ids.next_id();
         let client_msg_no = match request.client_msg_no {
@@ -132,6 +142,8 @@ impl Hub {
             channel,
             timestamp_ms: inner.clock.now_ms(),
             flags: request.flags,
+            setting: request.setting.stored(),
+            topic,
             payload: request.payload,
         };
         let persistence = inner.policy.classify(&message);

@@ -11,6 +11,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::model::Flags;
+pub use crate::model::Setting;
 use crate::reason::ReasonCode;
 use crate::wire::fields::{frame_len, put_varint, Reader, Writer};
 use crate::wire::WireError;
@@ -85,35 +86,6 @@ impl PacketType {
     }
 }
 
-/// The setting byte of SEND and RECV. The bits the version-2 client knows
-/// are named; any other bit is kept as it came.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Setting(pub u8);
-
-impl Setting {
-    /// Bit 7: the sender wants read receipts.
-    pub const RECEIPT: u8 = 1 << 7;
-    /// Bit 3: a topic string follows.
-    pub const TOPIC: u8 = 1 << 3;
-    /// Bit 2: the message is part of a stream; stream fields follow.
-    pub const STREAM: u8 = 1 << 2;
-
-    /// Whether read receipts are on.
-    pub const fn receipt(self) -> bool {
-        self.0 & Self::RECEIPT != 0
-    }
-
-    /// Whether the packet carries a topic.
-    pub const fn topic(self) -> bool {
-        self.0 & Self::TOPIC != 0
-    }
-
-    /// Whether the packet carries stream fields.
-    pub const fn stream(self) -> bool {
-        self.0 & Self::STREAM != 0
-    }
-}
-
 /// CONNECT: the client logs in and offers its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectPacket {
@@ -185,6 +157,9 @@ pub struct SendPacket {
 /// SENDACK: the server's answer to SEND.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendackPacket {
+    /// Header flags: WuKongIM answers a SEND with the SEND's own header
+    /// flags.
+    pub flags: Flags,
     /// The message's id (0 when refused or transient).
     pub message_id: i64,
     /// The SEND's `client_seq`.
@@ -283,9 +258,10 @@ pub struct SubackPacket {
 /// ```
 /// use bytes::BytesMut;
 /// use imcore::wire::{Packet, SendackPacket};
-/// use imcore::ReasonCode;
+/// use imcore::{Flags, ReasonCode};
 ///
 /// let ack = Packet::Sendack(SendackPacket {
+///     flags: Flags::default(),
 ///     message_id: 42,
 ///     client_seq: 1,
 ///     message_seq: 7,
@@ -342,13 +318,14 @@ impl Packet {
         }
     }
 
-    /// The header flags the packet carries (SEND, RECV and RECVACK have
-    /// them; the others send none).
+    /// The header flags the packet carries (SEND, SENDACK, RECV and
+    /// RECVACK have them; the others send none).
     pub fn flags(&self) -> Flags {
         match self {
             Packet::Send(p) => p.flags,
             Packet::Recv(p) => p.flags,
             Packet::Recvack(p) => p.flags,
+            Packet::Sendack(p) => p.flags,
             _ => Flags::from_bits(0),
         }
     }
@@ -450,6 +427,7 @@ impl Packet {
                 })
             }
             PacketType::Sendack => Packet::Sendack(SendackPacket {
+                flags,
                 message_id: r.i64()?,
                 client_seq: r.u32()?,
                 message_seq: r.u32()?,

@@ -17,8 +17,8 @@ use crate::reason::ReasonCode;
 use crate::session::{ConnectionId, DisconnectReason, InProcessConnection};
 use crate::wire::cipher::SessionCipher;
 use crate::wire::packet::{
-    DisconnectPacket, Packet, RecvPacket, RecvackPacket, SendPacket, SendackPacket, Setting,
-    SubPacket, SubackPacket,
+    DisconnectPacket, Packet, RecvPacket, RecvackPacket, SendPacket, SendackPacket, SubPacket,
+    SubackPacket,
 };
 use crate::wire::server::SessionEnd;
 use crate::wire::transport::{BoxError, Inbound, Out, PacketReader};
@@ -35,10 +35,11 @@ const WRITE_BATCH: usize = 64;
 /// SENDs passed to the hub at once, answered together.
 type Batch = Pin<Box<dyn Future<Output = Vec<SendackPacket>> + Send>>;
 
-/// A SEND read and verified: refused on the spot, or a request for the hub.
+/// A SEND read and verified: refused on the spot, or a request for the hub
+/// with the SEND's client seq and header flags (its SENDACK carries them).
 enum Queued {
     Refused(SendackPacket),
-    Request(u32, SendRequest),
+    Request(u32, Flags, SendRequest),
 }
 
 /// SENDs read and verified but not yet answered. Those read while a batch
@@ -181,8 +182,8 @@ impl Session<'_> {
     {
         let packet = match inbound {
             Inbound::Packet(packet) => packet,
-            Inbound::TooLarge { client_seq } => {
-                let refusal = refused_send(client_seq, ReasonCode::NOT_ALLOW_SEND);
+            Inbound::TooLarge { flags, client_seq } => {
+                let refusal = refused_send(client_seq, flags, ReasonCode::NOT_ALLOW_SEND);
                 outgoing.send(&Packet::Sendack(refusal)).await?;
                 return Ok(None);
             }
@@ -199,19 +200,20 @@ impl Session<'_> {
     }
 
     /// Verifies and decrypts a SEND now: refused, or a request for the hub.
+    /// A message key that does not verify is a payload that does not
+    /// decode (reason 9), as WuKongIM's server answers it.
     fn send(&self, send: SendPacket) -> Queued {
-        let client_seq = send.client_seq;
-        let refuse = move |reason| Queued::Refused(refused_send(client_seq, reason));
+        let (client_seq, flags) = (send.client_seq, send.flags);
+        let refuse = move |reason| Queued::Refused(refused_send(client_seq, flags, reason));
         match self.cipher.send_msg_key(&send) {
             Ok(key) if key == send.msg_key => {}
-            Ok(_) => return refuse(ReasonCode::MSG_KEY_ERROR),
-            Err(_) => return refuse(ReasonCode::PAYLOAD_DECODE_ERROR),
+            _ => return refuse(ReasonCode::PAYLOAD_DECODE_ERROR),
         }
         let Ok(payload) = self.cipher.decrypt(&send.payload) else {
             return refuse(ReasonCode::PAYLOAD_DECODE_ERROR);
         };
         match self.request(&send, payload) {
-            Ok(request) => Queued::Request(client_seq, request),
+            Ok(request) => Queued::Request(client_seq, flags, request),
             Err(e) => refuse(e.reason_code()),
         }
     }
@@ -225,10 +227,13 @@ impl Session<'_> {
             dup: false,
             ..send.flags
         };
-        Ok(SendRequest::new(self.uid.clone(), channel, payload)
+        let mut request = SendRequest::new(self.uid.clone(), channel, payload)
             .flags(flags)
+            .setting(send.setting)
             .client_msg_no(ClientMsgNo::new(&send.client_msg_no)?)
-            .from_connection(self.connection))
+            .from_connection(self.connection);
+        request.topic = send.topic.clone();
+        Ok(request)
     }
 
     async fn recvack(&self, ack: RecvackPacket) -> Result<(), WireError> {
@@ -247,15 +252,19 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// The RECV carrying `message` to this user, encrypted for this session.
+    /// The RECV carrying `message` to this user, encrypted for this session:
+    /// the message's setting and topic as sent, and no red dot on the
+    /// sender's own other devices (as WuKongIM does: nothing is unread
+    /// for whoever wrote it).
     fn recv_packet(&self, message: &Message) -> Result<Packet, WireError> {
         let channel = message.channel.as_seen_by(&self.uid);
         let mut recv = RecvPacket {
             flags: Flags {
                 dup: false,
+                red_dot: message.flags.red_dot && message.from_uid != self.uid,
                 ..message.flags
             },
-            setting: Setting::default(),
+            setting: message.setting.with_topic(message.topic.is_some()),
             msg_key: String::new(),
             from_uid: message.from_uid.as_str().into(),
             channel_id: channel.id.as_str().into(),
@@ -268,7 +277,7 @@ impl Session<'_> {
                 .map_err(|_| WireError::OutOfRange("message seq"))?,
             timestamp: i32::try_from(message.timestamp_secs())
                 .map_err(|_| WireError::OutOfRange("timestamp"))?,
-            topic: None,
+            topic: message.topic.clone(),
             payload: Bytes::from(self.cipher.encrypt(&message.payload)),
         };
         recv.msg_key = self.cipher.recv_msg_key(&recv)?;
@@ -280,14 +289,14 @@ impl Session<'_> {
 async fn hub_send(hub: Hub, batch: Vec<Queued>) -> Vec<SendackPacket> {
     let mut requests = Vec::with_capacity(batch.len());
     // Each SEND's answer, or who sent it, to answer once the hub has.
-    let slots: Vec<Result<(u32, Uid), SendackPacket>> = batch
+    let slots: Vec<Result<(u32, Flags, Uid), SendackPacket>> = batch
         .into_iter()
         .map(|q| match q {
             Queued::Refused(ack) => Err(ack),
-            Queued::Request(client_seq, request) => {
+            Queued::Request(client_seq, flags, request) => {
                 let from = request.from_uid.clone();
                 requests.push(request);
-                Ok((client_seq, from))
+                Ok((client_seq, flags, from))
             }
         })
         .collect();
@@ -296,32 +305,39 @@ async fn hub_send(hub: Hub, batch: Vec<Queued>) -> Vec<SendackPacket> {
         .into_iter()
         .map(|slot| match slot {
             Err(ack) => ack,
-            Ok((client_seq, from)) => {
+            Ok((client_seq, flags, from)) => {
                 let result = results.next().unwrap_or_else(|| {
                     Err(Error::corrupt(
                         "the hub answered fewer sends than it was given",
                     ))
                 });
-                sendack(client_seq, &from, result)
+                sendack(client_seq, flags, &from, result)
             }
         })
         .collect()
 }
 
-/// The SENDACK answering the SEND numbered `client_seq` from `from`.
-fn sendack(client_seq: u32, from: &Uid, result: crate::Result<SendAck>) -> SendackPacket {
+/// The SENDACK answering the SEND numbered `client_seq` from `from`, with
+/// the SEND's header flags.
+fn sendack(
+    client_seq: u32,
+    flags: Flags,
+    from: &Uid,
+    result: crate::Result<SendAck>,
+) -> SendackPacket {
     match result {
         Ok(ack) => match (
             i64::try_from(ack.message_id.0),
             u32::try_from(ack.message_seq),
         ) {
             (Ok(message_id), Ok(message_seq)) => SendackPacket {
+                flags,
                 message_id,
                 client_seq,
                 message_seq,
                 reason: ReasonCode::SUCCESS,
             },
-            _ => refused_send(client_seq, ReasonCode::SYSTEM_ERROR),
+            _ => refused_send(client_seq, flags, ReasonCode::SYSTEM_ERROR),
         },
         Err(e) => {
             match e {
@@ -333,14 +349,16 @@ fn sendack(client_seq: u32, from: &Uid, result: crate::Result<SendAck>) -> Senda
                 }
                 _ => tracing::debug!(uid = %from, error = %e, "SEND refused"),
             }
-            refused_send(client_seq, e.reason_code())
+            refused_send(client_seq, flags, e.reason_code())
         }
     }
 }
 
-/// The SENDACK refusing the SEND numbered `client_seq`: nothing was stored.
-pub(super) fn refused_send(client_seq: u32, reason: ReasonCode) -> SendackPacket {
+/// The SENDACK refusing the SEND numbered `client_seq` (whose header flags
+/// were `flags`): nothing was stored.
+pub(super) fn refused_send(client_seq: u32, flags: Flags, reason: ReasonCode) -> SendackPacket {
     SendackPacket {
+        flags,
         message_id: 0,
         client_seq,
         message_seq: 0,

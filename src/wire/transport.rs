@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio_util::codec::Decoder;
 
+use crate::model::Flags;
 use crate::wire::codec::WireCodec;
 use crate::wire::packet::{Packet, PacketType};
 use crate::wire::server::WireConfig;
@@ -24,7 +25,8 @@ pub(super) enum Inbound {
     Packet(Packet),
     /// A SEND over `max_frame` (but within `max_discard`), read past.
     TooLarge {
-        /// The SEND's client seq, to answer it.
+        /// The SEND's header flags and client seq, to answer it.
+        flags: Flags,
         client_seq: u32,
     },
 }
@@ -34,8 +36,9 @@ pub(super) struct PacketReader {
     codec: WireCodec,
     buf: BytesMut,
     max_discard: usize,
-    /// An oversized SEND being read past: bytes still to drop, its seq.
-    discarding: Option<(usize, u32)>,
+    /// An oversized SEND being read past: bytes still to drop, its header
+    /// flags and seq.
+    discarding: Option<(usize, Flags, u32)>,
 }
 
 impl PacketReader {
@@ -50,15 +53,15 @@ impl PacketReader {
 
     /// What is already buffered, if anything whole.
     pub(super) fn buffered(&mut self) -> Result<Option<Inbound>, WireError> {
-        if let Some((left, client_seq)) = self.discarding {
+        if let Some((left, flags, client_seq)) = self.discarding {
             let n = left.min(self.buf.len());
             self.buf.advance(n);
             if left > n {
-                self.discarding = Some((left - n, client_seq));
+                self.discarding = Some((left - n, flags, client_seq));
                 return Ok(None);
             }
             self.discarding = None;
-            return Ok(Some(Inbound::TooLarge { client_seq }));
+            return Ok(Some(Inbound::TooLarge { flags, client_seq }));
         }
         match self.codec.decode(&mut self.buf) {
             Ok(packet) => Ok(packet.map(Inbound::Packet)),
@@ -73,7 +76,8 @@ impl PacketReader {
                     return Ok(None); // wait for the seq
                 };
                 let client_seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
-                self.discarding = Some((1 + length_bytes + len, client_seq));
+                let flags = Flags::from_bits(self.buf[0]);
+                self.discarding = Some((1 + length_bytes + len, flags, client_seq));
                 self.buffered()
             }
             Err(e) => Err(e),
@@ -81,10 +85,12 @@ impl PacketReader {
     }
 
     pub(super) fn push(&mut self, chunk: &[u8]) {
-        if let Some((left, _)) = self.discarding {
+        if let Some((left, _, _)) = self.discarding {
             if self.buf.is_empty() && chunk.len() <= left {
                 // Dropped without being copied.
-                self.discarding = self.discarding.map(|(l, seq)| (l - chunk.len(), seq));
+                self.discarding = self
+                    .discarding
+                    .map(|(l, flags, seq)| (l - chunk.len(), flags, seq));
                 return;
             }
         }

@@ -12,7 +12,8 @@ use crate::session::{Device, DeviceFlag};
 
 /// The encoding's version: a node refuses events of another version
 /// (nodes of one cluster run one version of the crate's event format).
-const VERSION: u8 = 1;
+/// Version 2: messages carry their setting and topic.
+const VERSION: u8 = 2;
 
 /// Which node said it, in which of its lives, after how many presence
 /// changes.
@@ -118,6 +119,8 @@ mod tests {
                     channel: Channel::group("g").unwrap(),
                     timestamp_ms: 1,
                     flags: Flags::normal(),
+                    setting: Default::default(),
+                    topic: None,
                     payload: "hi".into(),
                 }),
                 vec![uid.clone()],
@@ -151,7 +154,8 @@ mod tests {
     #[test]
     fn garbage_and_other_versions_are_typed_errors() {
         assert!(Event::decode(&[]).is_err());
-        assert!(Event::decode(&[2, 0, 0]).is_err());
+        assert!(Event::decode(&[VERSION + 1, 0, 0]).is_err());
+        assert!(Event::decode(&[VERSION - 1, 0, 0]).is_err());
         assert!(Event::decode(&[VERSION, 0xff, 0xff, 0xff]).is_err());
     }
 }

@@ -24,7 +24,7 @@ use super::{Page, Store};
 mod concurrency;
 mod conversations;
 mod revocations;
-use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
+use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Setting, Uid};
 pub use concurrency::{
     command_dedup_is_per_sender, history_is_never_ahead_of_conversations,
     one_version_one_conversation_under_concurrent_appends,
@@ -57,6 +57,8 @@ fn message(from: &str, channel: &Channel, client_msg_no: &str, payload: &[u8]) -
         channel: channel.clone(),
         timestamp_ms: 1_700_000_000_000,
         flags: Flags::normal(),
+        setting: Setting::default(),
+        topic: None,
         payload: Bytes::copy_from_slice(payload),
     }
 }
@@ -96,6 +98,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         append_refuses_a_stored_message_id,
         read_pages_both_directions,
         get_by_id_and_client_msg_no,
+        setting_and_topic_are_kept,
         concurrent_appends_get_each_seq_once,
         command_queue_push_pending_ack,
         command_queue_remove_and_dedup,
@@ -315,6 +318,68 @@ pub async fn get_by_id_and_client_msg_no(store: Arc<dyn Store>) {
         .await
         .expect("get")
         .is_none());
+}
+
+/// A message's setting byte and topic come back from every read of the
+/// log and of the command queue, as stored; a message with neither reads
+/// back with neither.
+pub async fn setting_and_topic_are_kept(store: Arc<dyn Store>) {
+    let ch = group("c-setting");
+    let with = Message {
+        setting: Setting(Setting::RECEIPT | 0x01),
+        topic: Some("news/今日".into()),
+        ..message("s-alice", &ch, "setting-1", b"with")
+    };
+    let without = message("s-alice", &ch, "setting-2", b"without");
+    store
+        .append(vec![with.clone(), without.clone()])
+        .await
+        .expect("append");
+    let page = store.read(&ch, Page::forward(1, 10)).await.expect("read");
+    let kept: Vec<_> = page.iter().map(|m| (m.setting, m.topic.clone())).collect();
+    assert_eq!(
+        kept,
+        [(with.setting, with.topic.clone()), (Setting(0), None)],
+        "read"
+    );
+    let got = store
+        .get(with.message_id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!((got.setting, got.topic), (with.setting, with.topic.clone()));
+    let got = store
+        .get_by_client_msg_no(&uid("s-alice"), &with.client_msg_no)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!((got.setting, got.topic), (with.setting, with.topic.clone()));
+    let history = store
+        .read_history(&ch, Page::forward(1, 10))
+        .await
+        .expect("history");
+    assert_eq!(history[0].message.topic, with.topic, "history");
+
+    let command = Message {
+        flags: Flags::command(),
+        ..Message {
+            message_seq: 0,
+            client_msg_no: ClientMsgNo::new("setting-cmd").expect("valid"),
+            message_id: MessageId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            ..with.clone()
+        }
+    };
+    let bob = uid("s-bob");
+    store
+        .push_command(&command, std::slice::from_ref(&bob))
+        .await
+        .expect("push");
+    let pending = store.pending_commands(&bob, 0, 10).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].message.setting, pending[0].message.topic.clone()),
+        (with.setting, with.topic)
+    );
 }
 
 /// Eight tasks appending to one channel at once: seqs 1..=N, each exactly

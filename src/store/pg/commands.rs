@@ -19,10 +19,12 @@ impl PgStore {
         let id = id_to_i64(message.message_id);
         let flags = i16::from(message.flags.bits());
         let payload: &[u8] = &message.payload;
+        let setting = i16::from(message.setting.stored().0);
+        let topic = message.topic.as_deref();
         let mut client = self.client().await?;
         within(self.timeout, async {
             let tx = client.transaction().await.map_err(pg_error)?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
                 &id,
                 &from,
                 &no,
@@ -31,6 +33,8 @@ impl PgStore {
                 &message.timestamp_ms,
                 &flags,
                 &payload,
+                &setting,
+                &topic,
             ];
             let inserted = query(&tx, INSERT_COMMAND, &params).await?;
             if inserted.is_empty() {
@@ -91,7 +95,7 @@ impl CommandQueue for PgStore {
         rows.iter()
             .map(|r| {
                 Ok(QueuedCommand {
-                    cursor: to_u64(r.get(9), "cursor")?,
+                    cursor: to_u64(r.get(11), "cursor")?,
                     message: message_from(r, None)?,
                 })
             })
@@ -124,8 +128,8 @@ fn is_deadlock(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 const INSERT_COMMAND: &str = "INSERT INTO imcore_commands \
-    (message_id, from_uid, client_msg_no, ctype, cid, ts, flags, payload) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+    (message_id, from_uid, client_msg_no, ctype, cid, ts, flags, payload, setting, topic) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
     ON CONFLICT (from_uid, client_msg_no) DO NOTHING RETURNING message_id";
 const COMMAND_BY_KEY: &str =
     "SELECT message_id FROM imcore_commands WHERE from_uid = $1 AND client_msg_no = $2";
@@ -139,7 +143,7 @@ const ENQUEUE: &str = "WITH cursors AS ( \
     INSERT INTO imcore_command_queue (uid, cursor, message_id) \
     SELECT uid, last_cursor, $2 FROM cursors";
 const PENDING: &str = "SELECT c.ctype, c.cid, 0::int8, c.message_id, c.from_uid, \
-    c.client_msg_no, c.ts, c.flags, c.payload, q.cursor \
+    c.client_msg_no, c.ts, c.flags, c.payload, c.setting, c.topic, q.cursor \
     FROM imcore_command_queue q JOIN imcore_commands c USING (message_id) \
     WHERE q.uid = $1 AND q.cursor > $2 ORDER BY q.cursor LIMIT $3";
 const ACK: &str = "DELETE FROM imcore_command_queue WHERE uid = $1 AND cursor <= $2 RETURNING 1";

@@ -26,12 +26,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::model::{Channel, ChannelId, ChannelType, ClientMsgNo, Flags, Message, MessageId, Uid};
+use crate::model::{
+    Channel, ChannelId, ChannelType, ClientMsgNo, Flags, Message, MessageId, Setting, Uid,
+};
 
 /// The columns of a message row, in the order [`message_from`] reads them.
 macro_rules! message_columns {
     () => {
-        "ctype, cid, seq, message_id, from_uid, client_msg_no, ts, flags, payload"
+        "ctype, cid, seq, message_id, from_uid, client_msg_no, ts, flags, payload, setting, topic"
     };
 }
 
@@ -311,6 +313,8 @@ fn message_from(row: &tokio_postgres::Row, channel: Option<&Channel>) -> Result<
     let client_msg_no: &str = row.try_get(5).map_err(get)?;
     let flags: i16 = row.try_get(7).map_err(get)?;
     let payload: &[u8] = row.try_get(8).map_err(get)?;
+    let setting: i16 = row.try_get(9).map_err(get)?;
+    let topic: Option<String> = row.try_get(10).map_err(get)?;
     let channel = match channel {
         Some(channel) => channel.clone(),
         None => channel_from(row.try_get(0).map_err(get)?, row.try_get(1).map_err(get)?)?,
@@ -324,6 +328,8 @@ fn message_from(row: &tokio_postgres::Row, channel: Option<&Channel>) -> Result<
             .map_err(|_| Error::corrupt(format!("client_msg_no {client_msg_no:?}")))?,
         timestamp_ms: row.try_get(6).map_err(get)?,
         flags: Flags::from_bits(u8::try_from(flags).unwrap_or(0)),
+        setting: Setting(u8::try_from(setting).unwrap_or(0)),
+        topic,
         payload: bytes::Bytes::copy_from_slice(payload),
     })
 }

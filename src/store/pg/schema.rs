@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 2;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -130,8 +130,17 @@ CREATE TABLE imcore_revocations (
 CREATE INDEX imcore_revocations_seq ON imcore_revocations (ctype, cid, seq);
 ";
 
-/// Creates the tables in an empty database, or checks the version of
-/// those there.
+/// Version 2: messages and commands keep their setting byte and topic.
+/// A version-1 database is brought to version 2 when a store opens it
+/// (the new columns default to none).
+const MIGRATE_V2: &str = "
+ALTER TABLE imcore_messages ADD COLUMN setting int2 NOT NULL DEFAULT 0, ADD COLUMN topic text;
+ALTER TABLE imcore_commands ADD COLUMN setting int2 NOT NULL DEFAULT 0, ADD COLUMN topic text;
+UPDATE imcore_schema SET version = 2;
+";
+
+/// Creates the tables in an empty database, brings those of an older
+/// version up to date, or checks the version of those there.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
     let tx = client.transaction().await.map_err(pg_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -160,8 +169,9 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
         }
         let create = format!(
             "CREATE TABLE imcore_schema (name text PRIMARY KEY, version int4 NOT NULL);
-             INSERT INTO imcore_schema VALUES ('{SCHEMA_NAME}', {SCHEMA_VERSION});
-             {CREATE_V1}"
+             INSERT INTO imcore_schema VALUES ('{SCHEMA_NAME}', 1);
+             {CREATE_V1}
+             {MIGRATE_V2}"
         );
         tx.batch_execute(&create).await.map_err(pg_error)?;
         return tx.commit().await.map_err(pg_error);
@@ -173,6 +183,10 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
     let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     match found.as_slice() {
         [(name, version)] if name == SCHEMA_NAME && *version == SCHEMA_VERSION => Ok(()),
+        [(name, 1)] if name == SCHEMA_NAME => {
+            tx.batch_execute(MIGRATE_V2).await.map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)
+        }
         [(name, version)] if name == SCHEMA_NAME && *version > SCHEMA_VERSION => {
             Err(Error::UnsupportedFormat {
                 found: format!("{name} {version}"),

@@ -99,9 +99,10 @@ pub(super) const RESENDS: &str = "SELECT m.from_uid, m.client_msg_no, m.message_
 pub(super) const IDS: &str = "SELECT i.message_id FROM unnest($1::int8[]) AS k(id), LATERAL ( \
     SELECT message_id FROM imcore_messages WHERE message_id = k.id OFFSET 0) i";
 const INSERT_MESSAGES: &str = "INSERT INTO imcore_messages \
-    (ctype, cid, seq, message_id, from_uid, client_msg_no, ts, flags, red_dots, payload) \
+    (ctype, cid, seq, message_id, from_uid, client_msg_no, ts, flags, red_dots, payload, \
+    setting, topic) \
     SELECT * FROM unnest($1::int2[], $2::text[], $3::int8[], $4::int8[], $5::text[], \
-    $6::text[], $7::int8[], $8::int2[], $9::int8[], $10::bytea[])";
+    $6::text[], $7::int8[], $8::int2[], $9::int8[], $10::bytea[], $11::int2[], $12::text[])";
 const UPSERT_HEADS: &str = "INSERT INTO imcore_heads \
     (ctype, cid, last_seq, last_message_id, last_ts, red_dots, version) \
     SELECT * FROM unnest($1::int2[], $2::text[], $3::int8[], $4::int8[], $5::int8[], \
@@ -167,6 +168,8 @@ struct Rows<'a> {
     flags: Vec<i16>,
     red_dots: Vec<i64>,
     payload: Vec<&'a [u8]>,
+    setting: Vec<i16>,
+    topic: Vec<Option<&'a str>>,
 }
 
 /// Commits one batch; one result per request, in order.
@@ -307,6 +310,8 @@ impl<'a> Rows<'a> {
         self.flags.push(i16::from(m.flags.bits()));
         self.red_dots.push(to_i64(red_dots));
         self.payload.push(&m.payload);
+        self.setting.push(i16::from(m.setting.stored().0));
+        self.topic.push(m.topic.as_deref());
     }
 }
 
@@ -344,7 +349,7 @@ async fn write(
     );
     let r = rows;
     let version = to_i64(version);
-    let messages: Params<10> = [
+    let messages: Params<12> = [
         &r.ctype,
         &r.cid,
         &r.seq,
@@ -355,6 +360,8 @@ async fn write(
         &r.flags,
         &r.red_dots,
         &r.payload,
+        &r.setting,
+        &r.topic,
     ];
     let heads: Params<7> = [&h_ctype, &h_cid, &h_seq, &h_id, &h_ts, &h_dots, &h_version];
     let positions: Params<6> = [&p_uid, &p_ctype, &p_cid, &p_seq, &p_dots, &p_version];

@@ -15,7 +15,13 @@
 //! | 8 | the store version of the append |
 //! | 1 | sender uid length |
 //! | 1 | client_msg_no length |
-//! | … | sender uid, client_msg_no, payload |
+//! | 1 | setting ([`Setting::stored`]) |
+//! | 1 | topic length (0: none) |
+//! | … | sender uid, client_msg_no, topic, payload |
+//!
+//! Records of format 2 (written before messages kept a setting and a
+//! topic) are the same without the setting and topic bytes, and are read
+//! as messages with neither.
 //!
 //! The red-dot count and the version make the last record of a channel its
 //! head.
@@ -23,31 +29,38 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, Result};
-use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
+use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Setting, Uid};
 use crate::store::HistoryMessage;
 
 /// First byte of a record.
-const RECORD_FORMAT: u8 = 2;
+const RECORD_FORMAT: u8 = 3;
+/// The format before setting and topic, still read.
+const RECORD_FORMAT_2: u8 = 2;
 /// Bytes before the variable parts.
-const HEADER: usize = 36;
+const HEADER: usize = 38;
+/// Bytes before the variable parts in format 2.
+const HEADER_2: usize = 36;
 
 /// Encodes `m` as a record with the channel's red-dot count up to it and
 /// its version.
 pub(super) fn encode(m: &Message, red_dots: u64, version: u64) -> Result<Vec<u8>> {
     let (uid, no) = (m.from_uid.as_str(), m.client_msg_no.as_str());
+    let topic = m.topic.as_deref().unwrap_or("");
     let too_long = |what| Error::corrupt(format!("a {what} too long to store"));
     let uid_len = u8::try_from(uid.len()).map_err(|_| too_long("uid"))?;
     let no_len = u8::try_from(no.len()).map_err(|_| too_long("client_msg_no"))?;
-    let mut out = Vec::with_capacity(HEADER + uid.len() + no.len() + m.payload.len());
+    let topic_len = u8::try_from(topic.len()).map_err(|_| too_long("topic"))?;
+    let mut out = Vec::with_capacity(HEADER + uid.len() + no.len() + topic.len() + m.payload.len());
     out.push(RECORD_FORMAT);
     out.extend_from_slice(&m.message_id.0.to_be_bytes());
     out.extend_from_slice(&m.timestamp_ms.to_be_bytes());
     out.push(m.flags.bits());
     out.extend_from_slice(&red_dots.to_be_bytes());
     out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&[uid_len, no_len]);
+    out.extend_from_slice(&[uid_len, no_len, m.setting.stored().0, topic_len]);
     out.extend_from_slice(uid.as_bytes());
     out.extend_from_slice(no.as_bytes());
+    out.extend_from_slice(topic.as_bytes());
     out.extend_from_slice(&m.payload);
     Ok(out)
 }
@@ -59,9 +72,12 @@ pub(super) struct RecordRef<'a> {
     pub(super) flags: Flags,
     pub(super) red_dots: u64,
     pub(super) version: u64,
+    pub(super) setting: Setting,
     /// UTF-8 when the record is sound; checked where it becomes a `Uid`.
     from_uid: &'a [u8],
     client_msg_no: &'a [u8],
+    /// Empty: no topic.
+    topic: &'a [u8],
     pub(super) payload: &'a [u8],
 }
 
@@ -75,26 +91,41 @@ impl<'a> RecordRef<'a> {
     /// Reads a stored record; damage is [`Error::Corrupt`], never a panic.
     pub(super) fn parse(value: &'a [u8]) -> Result<Self> {
         let corrupt = || Error::corrupt("message record: malformed");
-        if value.first() != Some(&RECORD_FORMAT) || value.len() < HEADER {
-            return Err(corrupt());
-        }
+        let (header, setting, topic_len) = match value.first() {
+            Some(&RECORD_FORMAT) if value.len() >= HEADER => {
+                (HEADER, Setting(value[36]), usize::from(value[37]))
+            }
+            Some(&RECORD_FORMAT_2) if value.len() >= HEADER_2 => (HEADER_2, Setting(0), 0),
+            _ => return Err(corrupt()),
+        };
         let (uid_len, no_len) = (usize::from(value[34]), usize::from(value[35]));
-        let rest = &value[HEADER..];
-        if rest.len() < uid_len + no_len {
+        let rest = &value[header..];
+        if rest.len() < uid_len + no_len + topic_len {
             return Err(corrupt());
         }
         let (from_uid, rest) = rest.split_at(uid_len);
-        let (client_msg_no, payload) = rest.split_at(no_len);
+        let (client_msg_no, rest) = rest.split_at(no_len);
+        let (topic, payload) = rest.split_at(topic_len);
         Ok(RecordRef {
             message_id: MessageId(u64::from_be_bytes(be8(value, 1))),
             timestamp_ms: i64::from_be_bytes(be8(value, 9)),
             flags: Flags::from_bits(value[17]),
             red_dots: u64::from_be_bytes(be8(value, 18)),
             version: u64::from_be_bytes(be8(value, 26)),
+            setting,
             from_uid,
             client_msg_no,
+            topic,
             payload,
         })
+    }
+
+    /// The topic, as stored.
+    pub(super) fn topic(&self) -> Result<Option<String>> {
+        match self.topic {
+            [] => Ok(None),
+            topic => Ok(Some(utf8(topic)?.to_owned())),
+        }
     }
 
     /// The sender, as stored (validated when it was stored).
@@ -112,13 +143,16 @@ impl<'a> RecordRef<'a> {
             channel,
             timestamp_ms: self.timestamp_ms,
             flags: self.flags,
+            setting: self.setting,
+            topic: self.topic()?,
             payload: Bytes::copy_from_slice(self.payload),
         })
     }
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str> {
-    std::str::from_utf8(bytes).map_err(|_| Error::corrupt("message record: an id is not UTF-8"))
+    std::str::from_utf8(bytes)
+        .map_err(|_| Error::corrupt("message record: an id or topic is not UTF-8"))
 }
 
 /// Reads the messages of one page: ids are not validated again (the crate
@@ -190,6 +224,8 @@ impl<T: PageItem> PageReader<T> {
             channel: self.channel.clone(),
             timestamp_ms: r.timestamp_ms,
             flags: r.flags,
+            setting: r.setting,
+            topic: r.topic()?,
             payload: self.buf.split().freeze(),
         }));
         Ok(())
@@ -214,8 +250,34 @@ mod tests {
             channel: Channel::group("g").unwrap(),
             timestamp_ms: -5,
             flags: Flags::from_bits(0b1010),
+            setting: Setting(Setting::RECEIPT),
+            topic: Some("news".into()),
             payload: Bytes::from_static(b"hello"),
         }
+    }
+
+    #[test]
+    fn format_2_records_read_as_messages_without_setting_or_topic() {
+        let m = sample();
+        let v3 = encode(&m, 3, 9).unwrap();
+        // Format 2: the same header without the setting and topic bytes,
+        // and no topic among the variable parts.
+        let mut v2 = vec![RECORD_FORMAT_2];
+        v2.extend_from_slice(&v3[1..HEADER_2]);
+        v2.extend_from_slice(b"alice");
+        v2.extend_from_slice(b"no-1");
+        v2.extend_from_slice(b"hello");
+        let read = RecordRef::parse(&v2)
+            .unwrap()
+            .to_message(m.channel.clone(), 4)
+            .unwrap();
+        let expected = Message {
+            message_seq: 4,
+            setting: Setting(0),
+            topic: None,
+            ..m
+        };
+        assert_eq!(read, expected);
     }
 
     #[test]
@@ -245,7 +307,7 @@ mod tests {
         for len in 0..value.len() {
             // Cut anywhere in the header or the ids: refused.
             let cut = &value[..len];
-            if len < HEADER + 5 + 4 {
+            if len < HEADER + 5 + 4 + 4 {
                 assert!(RecordRef::parse(cut).is_err(), "{len}");
             }
         }

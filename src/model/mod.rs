@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ValidationError};
 
+mod flags;
+
+pub use flags::{Flags, Setting, MAX_TOPIC_LEN};
+
 /// The longest uid, device id or `client_msg_no` accepted, in bytes.
 pub const MAX_ID_LEN: usize = 64;
 
@@ -427,99 +431,6 @@ impl fmt::Display for Channel {
     }
 }
 
-/// The message flags of WuKongIM's fixed header byte:
-/// `packet_type << 4 | dup << 3 | sync_once << 2 | red_dot << 1 | no_persist`.
-///
-/// ```
-/// use imcore::Flags;
-/// let f = Flags { red_dot: true, ..Flags::default() };
-/// assert_eq!(f.header_byte(3), 0x32); // SEND with red_dot
-/// assert_eq!(Flags::from_header_byte(0x32), (3, f));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct Flags {
-    /// Resent by the client (bit 3). Carried, never acted upon.
-    #[serde(default)]
-    pub dup: bool,
-    /// A command (bit 2): delivered, never in channel history; an offline
-    /// recipient gets it once, by command sync.
-    #[serde(default)]
-    pub sync_once: bool,
-    /// Raise the recipients' unread count (bit 1).
-    #[serde(default)]
-    pub red_dot: bool,
-    /// Transient (bit 0): delivered to online devices only, stored nowhere.
-    #[serde(default)]
-    pub no_persist: bool,
-}
-
-impl Flags {
-    const DUP: u8 = 1 << 3;
-    const SYNC_ONCE: u8 = 1 << 2;
-    const RED_DOT: u8 = 1 << 1;
-    const NO_PERSIST: u8 = 1;
-
-    /// The flags of an ordinary chat message: history, with a red dot.
-    pub const fn normal() -> Self {
-        Flags {
-            dup: false,
-            sync_once: false,
-            red_dot: true,
-            no_persist: false,
-        }
-    }
-
-    /// The flags of a command: `sync_once`, no red dot.
-    pub const fn command() -> Self {
-        Flags {
-            dup: false,
-            sync_once: true,
-            red_dot: false,
-            no_persist: false,
-        }
-    }
-
-    /// The flags of a transient message: `no_persist`.
-    pub const fn transient() -> Self {
-        Flags {
-            dup: false,
-            sync_once: false,
-            red_dot: false,
-            no_persist: true,
-        }
-    }
-
-    /// The low four bits of the header byte.
-    pub const fn bits(self) -> u8 {
-        (if self.dup { Self::DUP } else { 0 })
-            | (if self.sync_once { Self::SYNC_ONCE } else { 0 })
-            | (if self.red_dot { Self::RED_DOT } else { 0 })
-            | (if self.no_persist { Self::NO_PERSIST } else { 0 })
-    }
-
-    /// The flags held in the low four bits of `bits` (the high bits are
-    /// ignored).
-    pub const fn from_bits(bits: u8) -> Self {
-        Flags {
-            dup: bits & Self::DUP != 0,
-            sync_once: bits & Self::SYNC_ONCE != 0,
-            red_dot: bits & Self::RED_DOT != 0,
-            no_persist: bits & Self::NO_PERSIST != 0,
-        }
-    }
-
-    /// The whole header byte for `packet_type` (only its low four bits are
-    /// used).
-    pub const fn header_byte(self, packet_type: u8) -> u8 {
-        (packet_type << 4) | self.bits()
-    }
-
-    /// Splits a header byte into its packet type and flags.
-    pub const fn from_header_byte(byte: u8) -> (u8, Self) {
-        (byte >> 4, Self::from_bits(byte))
-    }
-}
-
 /// A message as the crate stores and delivers it.
 ///
 /// `channel` is always the stored form (see [`Channel`]); `message_seq` is
@@ -541,6 +452,13 @@ pub struct Message {
     pub timestamp_ms: i64,
     /// Header flags as sent.
     pub flags: Flags,
+    /// The setting byte as sent, without the bits that describe packet
+    /// fields ([`Setting::stored`]).
+    #[serde(default)]
+    pub setting: Setting,
+    /// The topic the sender gave, if any (at most [`MAX_TOPIC_LEN`] bytes).
+    #[serde(default)]
+    pub topic: Option<String>,
     /// The payload, opaque to the crate (WuKongIM clients send JSON).
     pub payload: Bytes,
 }
