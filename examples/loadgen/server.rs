@@ -41,7 +41,9 @@ impl Server {
         };
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut command = Command::new(&binary);
-        command.args(["--port", "0", "--data"]).arg(data.path());
+        command
+            .args(["--port", "0", "--tcp-port", "0", "--data"])
+            .arg(data.path());
         Self::spawn(command, data).await
     }
 

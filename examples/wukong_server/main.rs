@@ -13,7 +13,7 @@
 //! as well, each server is one node of a cluster: `--node-id N`
 //! (`IMCORE_NODE_ID`, default 1; unique per node) names it, and a device
 //! on any node hears what is sent on every other (`NatsRouter`). When
-//! ready it prints one line,
+//! ready it prints `tcp listening on 127.0.0.1:<tcp port>`, then
 //! `listening on 127.0.0.1:<port>`. Everything listens on 127.0.0.1 only.
 //!
 //! A connection must send its HTTP request headers, and after a WebSocket
@@ -24,6 +24,9 @@
 //!
 //! - WebSocket, `ws://127.0.0.1:<port>/`: WuKongIM's binary protocol v2
 //!   ([`imcore::wire::WireServer`]).
+//! - TCP, `127.0.0.1:<tcp port>`: the same protocol as a plain byte
+//!   stream, for WuKongIM's native SDKs and WuKongIMGoSDK (`--tcp-port`,
+//!   `IMCORE_TCP_PORT`; default 5100, WuKongIM's; 0 picks a free one).
 //! - HTTP, all `POST` with JSON bodies on the same port; errors are HTTP
 //!   400 (404 for what does not exist) with
 //!   `{"status", "msg", "reason_code"}`:
@@ -152,7 +155,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/message/extra/sync", post(extra_sync))
         .route("/user/onlinestatus", post(online_status))
         .route("/metrics", get(metrics::metrics))
-        .with_state(app);
+        .with_state(app.clone());
+    let tcp = SocketAddr::from(([127, 0, 0, 1], settings.tcp_port));
+    let tcp = tokio::net::TcpListener::bind(tcp).await?;
+    println!("tcp listening on {}", tcp.local_addr()?);
+    tokio::spawn(net::serve_tcp(tcp, app.clone()));
     let address = SocketAddr::from(([127, 0, 0, 1], settings.port));
     let listener = tokio::net::TcpListener::bind(address).await?;
     println!("listening on {}", listener.local_addr()?);

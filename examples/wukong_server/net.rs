@@ -20,6 +20,9 @@ use crate::App;
 /// What the server is told at start.
 pub struct Settings {
     pub port: u16,
+    /// The TCP port for WuKongIM's native SDKs (its 5100 convention; 0:
+    /// any free port).
+    pub tcp_port: u16,
     pub data: PathBuf,
     /// A PostgreSQL URL: the store is then `PgStore` there, not sled in
     /// `data`.
@@ -41,6 +44,7 @@ impl Settings {
         let env =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
         let mut port = env("IMCORE_PORT", "5200");
+        let mut tcp_port = env("IMCORE_TCP_PORT", "5100");
         let mut data = env("IMCORE_DATA", "wukong-data");
         let mut timeout = env("IMCORE_CONNECT_TIMEOUT_MS", "2000");
         let mut postgres = env("IMCORE_POSTGRES", "");
@@ -50,6 +54,7 @@ impl Settings {
         while let Some(arg) = args.next() {
             let slot = match arg.as_str() {
                 "--port" => &mut port,
+                "--tcp-port" => &mut tcp_port,
                 "--data" => &mut data,
                 "--connect-timeout-ms" => &mut timeout,
                 "--postgres" => &mut postgres,
@@ -57,7 +62,7 @@ impl Settings {
                 "--node-id" => &mut node_id,
                 other => {
                     return Err(format!(
-                        "unknown argument {other}; use --port N --data DIR \
+                        "unknown argument {other}; use --port N --tcp-port N --data DIR \
                          --connect-timeout-ms MS --postgres URL --nats URL --node-id N"
                     ))
                 }
@@ -69,6 +74,9 @@ impl Settings {
         ))?;
         Ok(Settings {
             port: port.parse().map_err(|_| format!("bad port {port}"))?,
+            tcp_port: tcp_port
+                .parse()
+                .map_err(|_| format!("bad TCP port {tcp_port}"))?,
             data: PathBuf::from(data),
             postgres: Some(postgres).filter(|url| !url.is_empty()),
             nats: Some(nats).filter(|url| !url.is_empty()),
@@ -107,6 +115,33 @@ pub async fn serve(listener: TcpListener, router: Router, header_timeout: Durati
                 .with_upgrades();
             if let Err(e) = connection.await {
                 eprintln!("http connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// Accepts TCP connections for ever, each served by the wire server: what
+/// WuKongIM's native SDKs (and WuKongIMGoSDK) connect to. A connection
+/// must send its CONNECT within the wire server's connect timeout.
+pub async fn serve_tcp(listener: TcpListener, app: App) {
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                eprintln!("tcp accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Small packets, answered at once: no Nagle delay.
+        if let Err(e) = tcp.set_nodelay(true) {
+            eprintln!("tcp nodelay: {e}");
+        }
+        let wire = app.wire.clone();
+        tokio::spawn(async move {
+            match wire.serve_stream(tcp).await {
+                Ok(end) => eprintln!("tcp connection ended: {end:?}"),
+                Err(e) => eprintln!("tcp connection failed: {e}"),
             }
         });
     }

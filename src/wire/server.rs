@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{Sink, Stream};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Sink, Stream, TryStreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 
 use crate::hub::Hub;
 use crate::model::{DeviceId, Uid};
@@ -163,6 +165,33 @@ impl WireServer {
         let end = self.serve_counted(incoming, outgoing).await;
         self.counters.ended(&end);
         end
+    }
+
+    /// Serves one connection over a byte stream, such as a TCP or TLS
+    /// stream, until it ends: what WuKongIM's native SDKs speak (its port
+    /// 5100). Packets arrive split and coalesced however the stream reads
+    /// them; the answers are written back to back, the deliveries waiting
+    /// together in one write.
+    ///
+    /// ```no_run
+    /// # async fn run(server: imcore::wire::WireServer) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:5100").await?;
+    /// loop {
+    ///     let (tcp, _) = listener.accept().await?;
+    ///     tcp.set_nodelay(true)?;
+    ///     let server = server.clone();
+    ///     tokio::spawn(async move { server.serve_stream(tcp).await });
+    /// }
+    /// # }
+    /// ```
+    pub async fn serve_stream<S>(&self, stream: S) -> Result<SessionEnd, WireError>
+    where
+        S: AsyncRead + AsyncWrite,
+    {
+        let (read, write) = tokio::io::split(stream);
+        let incoming = FramedRead::new(read, BytesCodec::new()).map_ok(BytesMut::freeze);
+        let outgoing = FramedWrite::new(write, BytesCodec::new());
+        self.serve(Box::pin(incoming), Box::pin(outgoing)).await
     }
 
     /// What the server's connections have done: logins, refusals,

@@ -99,6 +99,74 @@ impl Client {
         }
     }
 
+    /// A client of `server` over a real TCP connection on 127.0.0.1 (the
+    /// server side served by [`WireServer::serve_stream`]). What the
+    /// client sends is cut at random places and what waits together is
+    /// written at once, as `seed` decides: packets reach the server split
+    /// and coalesced across reads. What comes back is split into packets
+    /// wherever the reads end.
+    pub async fn tcp(server: &WireServer, seed: u64) -> Client {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(address), listener.accept());
+        let (client, (served, _)) = (client.unwrap(), accepted.unwrap());
+        client.set_nodelay(true).unwrap();
+        served.set_nodelay(true).unwrap();
+        let server = server.clone();
+        let task = tokio::spawn(async move { server.serve_stream(served).await });
+        let (mut read, mut write) = client.into_split();
+        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+        let (out_tx, out_rx) = mpsc::channel::<Bytes>(1024);
+        tokio::spawn(async move {
+            let mut rng = seed | 1;
+            let mut next = move |below: usize| {
+                // xorshift64: reproducible cuts, no dependency.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % below as u64) as usize
+            };
+            while let Some(Ok(first)) = in_rx.recv().await {
+                let mut bytes = first.to_vec();
+                while next(2) == 0 {
+                    match in_rx.try_recv() {
+                        Ok(Ok(more)) => bytes.extend_from_slice(&more),
+                        _ => break,
+                    }
+                }
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    let (piece, after) = rest.split_at(1 + next(rest.len().min(40)));
+                    if write.write_all(piece).await.is_err() {
+                        return;
+                    }
+                    // Let the server read what is there before the rest.
+                    tokio::task::yield_now().await;
+                    rest = after;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let mut buf = bytes::BytesMut::new();
+            while read.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+                while let Ok(Some(len)) = imcore::wire::frame_len(&buf, 1 << 20) {
+                    if out_tx.send(buf.split_to(len).freeze()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Client {
+            to_server: Some(in_tx),
+            from_server: out_rx,
+            task,
+            keys: None,
+            cipher: None,
+        }
+    }
+
     pub fn raw(&self, bytes: &[u8]) {
         if let Some(tx) = &self.to_server {
             let _ = tx.send(Ok(Bytes::copy_from_slice(bytes)));

@@ -32,7 +32,8 @@ export async function startServer({ timeout = 30000, args = [] } = {}) {
     );
   }
   const dataDir = await mkdtemp(join(tmpdir(), 'imcore-e2e-'));
-  const child = spawn(bin, ['--port', '0', '--data', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Free ports for HTTP/WebSocket and for TCP (WuKongIM's 5100 otherwise).
+  const child = spawn(bin, ['--port', '0', '--tcp-port', '0', '--data', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 
   const output = [];
   const keep = (line) => {
@@ -46,10 +47,13 @@ export async function startServer({ timeout = 30000, args = [] } = {}) {
   let exited = null;
   const exitPromise = new Promise((res) => child.on('exit', (code, signal) => res((exited = { code, signal }))));
 
+  let tcpPort = null;
   const port = await new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`server did not print "listening on" within ${timeout} ms\n${output.join('\n')}`)), timeout);
     stdout.on('line', (line) => {
       keep(`stdout: ${line}`);
+      const tcp = /^tcp listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
+      if (tcp) tcpPort = Number(tcp[1]);
       const m = /^listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
       if (m) {
         clearTimeout(timer);
@@ -112,6 +116,7 @@ export async function startServer({ timeout = 30000, args = [] } = {}) {
 
   return {
     port,
+    tcpPort,
     kill,
     addr: `ws://127.0.0.1:${port}/`,
     httpBase,
