@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{Channel, ChannelType, Uid};
+use crate::model::{Channel, ChannelId, ChannelType, Uid};
 use crate::reason::ReasonCode;
 
 /// A directory's answer to "may this user do this?".
@@ -77,12 +77,17 @@ pub trait Directory: Send + Sync + Debug + 'static {
 /// An in-memory [`Directory`], for examples, tests and small hosts.
 ///
 /// Person channels are open to everyone, except that a user may block
-/// another ([`MemoryDirectory::block`], reason 4) and the directory may
-/// require friendship ([`MemoryDirectory::require_friends`], reason 13).
-/// Other channels must be created ([`MemoryDirectory::create_channel`]) and
-/// only their members may send and read; they can be muted per member (4),
-/// muted as a whole (25), banned (19) and disbanded (24). Channel types
-/// other than the seven WuKongIM names are refused with 23 unless created.
+/// another ([`MemoryDirectory::block`], reason 4), keep a blacklist (4) or
+/// a whitelist (13) of who may message them
+/// ([`MemoryDirectory::add_to_list`] on their own person channel), and the
+/// directory may require friendship ([`MemoryDirectory::require_friends`],
+/// reason 13). Other channels must be created
+/// ([`MemoryDirectory::create_channel`]) and only their members may send
+/// and read; they can have a blacklist (4) and a whitelist (13), be muted
+/// per member (4), muted as a whole (25), banned (19), disbanded (24) and
+/// deleted. System accounts ([`MemoryDirectory::set_system`]) may send to
+/// any channel there is. Channel types other than the seven WuKongIM names
+/// are refused with 23 unless created.
 ///
 /// ```
 /// use imcore::directory::{MemoryDirectory, Directory, Permission};
@@ -105,11 +110,26 @@ pub struct MemoryDirectory {
     inner: RwLock<Inner>,
 }
 
+/// Which of a channel's two lists: WuKongIM's blacklist (who may not send,
+/// reason 4) or whitelist (when not empty, the only ones who may, reason
+/// 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccessList {
+    /// Uids that may not send.
+    Black,
+    /// Uids that alone may send, when any are listed.
+    White,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     channels: HashMap<Channel, ChannelInfo>,
-    /// `blocked[a]` = the users `a` has blocked.
-    blocked: HashMap<Uid, HashSet<Uid>>,
+    /// Blacklists and whitelists, by the channel as WuKongIM's API names
+    /// it: a group, or a user's own person channel (`Channel::new(uid,
+    /// PERSON)`: who may message that user).
+    lists: HashMap<(AccessList, Channel), HashSet<Uid>>,
+    /// Uids that may send to any channel there is.
+    system: HashSet<Uid>,
     friends: HashSet<(Uid, Uid)>,
     friends_only: bool,
     names: HashMap<Uid, String>,
@@ -262,15 +282,98 @@ impl MemoryDirectory {
     }
 
     /// `blocker` blocks (or unblocks) `blocked`: `blocked` may no longer send
-    /// to `blocker` in their person channel.
+    /// to `blocker` in their person channel. The same as listing `blocked`
+    /// in the blacklist of `blocker`'s own person channel.
     pub fn block(&self, blocker: &Uid, blocked: &Uid, on: bool) {
-        let mut inner = self.write();
-        let set = inner.blocked.entry(blocker.clone()).or_default();
-        if on {
-            set.insert(blocked.clone());
-        } else {
-            set.remove(blocked);
+        let own = Channel::new(ChannelId::from(blocker.clone()), ChannelType::PERSON);
+        match on {
+            true => self.add_to_list(AccessList::Black, &own, [blocked.clone()]),
+            false => self.remove_from_list(AccessList::Black, &own, [blocked.clone()]),
         }
+    }
+
+    /// Adds uids to a channel's blacklist or whitelist. `channel` is a
+    /// group (or any channel that is not a person channel), or a user's
+    /// own person channel, `Channel::new(uid, PERSON)` as WuKongIM's API
+    /// names it, whose lists say who may message that user. The channel
+    /// need not exist yet.
+    pub fn add_to_list(
+        &self,
+        list: AccessList,
+        channel: &Channel,
+        uids: impl IntoIterator<Item = Uid>,
+    ) {
+        let mut inner = self.write();
+        let set = inner.lists.entry((list, channel.clone())).or_default();
+        set.extend(uids);
+    }
+
+    /// Removes uids from a channel's blacklist or whitelist.
+    pub fn remove_from_list(
+        &self,
+        list: AccessList,
+        channel: &Channel,
+        uids: impl IntoIterator<Item = Uid>,
+    ) {
+        let mut inner = self.write();
+        let key = (list, channel.clone());
+        if let Some(set) = inner.lists.get_mut(&key) {
+            for uid in uids {
+                set.remove(&uid);
+            }
+            if set.is_empty() {
+                inner.lists.remove(&key);
+            }
+        }
+    }
+
+    /// Replaces a channel's blacklist or whitelist (empty: none).
+    pub fn set_list(
+        &self,
+        list: AccessList,
+        channel: &Channel,
+        uids: impl IntoIterator<Item = Uid>,
+    ) {
+        let set: HashSet<Uid> = uids.into_iter().collect();
+        let mut inner = self.write();
+        match set.is_empty() {
+            true => inner.lists.remove(&(list, channel.clone())),
+            false => inner.lists.insert((list, channel.clone()), set),
+        };
+    }
+
+    /// A channel's blacklist or whitelist, sorted.
+    pub fn list(&self, list: AccessList, channel: &Channel) -> Vec<Uid> {
+        let mut uids: Vec<Uid> = self
+            .read()
+            .lists
+            .get(&(list, channel.clone()))
+            .map_or_else(Vec::new, |set| set.iter().cloned().collect());
+        uids.sort_unstable();
+        uids
+    }
+
+    /// Makes `uid` a system account (or not): it may send to every channel
+    /// there is, member or not, whatever the lists, mutes and bans say
+    /// (WuKongIM's system uids). A channel must still exist (5) and not be
+    /// disbanded (24).
+    pub fn set_system(&self, uid: &Uid, system: bool) {
+        let mut inner = self.write();
+        match system {
+            true => inner.system.insert(uid.clone()),
+            false => inner.system.remove(uid),
+        };
+    }
+
+    /// Whether `uid` is a system account.
+    pub fn is_system(&self, uid: &Uid) -> bool {
+        self.read().system.contains(uid)
+    }
+
+    /// Deletes a channel: its members, roles and state go (its messages
+    /// stay in the store). Returns `false` if it did not exist.
+    pub fn delete_channel(&self, channel: &Channel) -> bool {
+        self.write().channels.remove(channel).is_some()
     }
 
     /// Requires (or not) that the two sides of a person channel be friends.
@@ -288,6 +391,21 @@ impl MemoryDirectory {
         let mut inner = self.write();
         inner.friends.insert((a.clone(), b.clone()));
         inner.friends.insert((b.clone(), a.clone()));
+    }
+}
+
+impl Inner {
+    /// What `channel`'s lists say of `sender`: blacklisted (4), or not in a
+    /// whitelist that has anyone (13).
+    fn listed(&self, sender: &Uid, channel: &Channel) -> Option<ReasonCode> {
+        let list = |kind| self.lists.get(&(kind, channel.clone()));
+        if list(AccessList::Black).is_some_and(|set| set.contains(sender)) {
+            return Some(ReasonCode::IN_BLACKLIST);
+        }
+        match list(AccessList::White) {
+            Some(set) if !set.contains(sender) => Some(ReasonCode::NOT_IN_WHITELIST),
+            _ => None,
+        }
     }
 }
 
@@ -317,6 +435,7 @@ impl Directory for MemoryDirectory {
     async fn check_send(&self, sender: &Uid, channel: &Channel) -> Result<Permission> {
         use Permission::{Allowed, Denied};
         let inner = self.read();
+        let system = inner.system.contains(sender);
         if let Some((a, b)) = channel.person_parties() {
             let peer = if &a == sender {
                 b
@@ -325,13 +444,14 @@ impl Directory for MemoryDirectory {
             } else {
                 return Ok(Denied(ReasonCode::SUBSCRIBER_NOT_EXIST));
             };
-            if inner.blocked.get(&peer).is_some_and(|s| s.contains(sender)) {
-                return Ok(Denied(ReasonCode::IN_BLACKLIST));
+            if system || &peer == sender {
+                return Ok(Allowed);
             }
-            if inner.friends_only
-                && &peer != sender
-                && !inner.friends.contains(&(sender.clone(), peer))
-            {
+            let peers = Channel::new(ChannelId::from(peer.clone()), ChannelType::PERSON);
+            if let Some(refusal) = inner.listed(sender, &peers) {
+                return Ok(Denied(refusal));
+            }
+            if inner.friends_only && !inner.friends.contains(&(sender.clone(), peer)) {
                 return Ok(Denied(ReasonCode::NOT_IN_WHITELIST));
             }
             return Ok(Allowed);
@@ -346,10 +466,14 @@ impl Directory for MemoryDirectory {
         let privileged = &info.owner == sender || info.managers.contains(sender);
         Ok(if info.disbanded {
             Denied(ReasonCode::DISBAND)
+        } else if system {
+            Allowed
         } else if info.banned {
             Denied(ReasonCode::BAN)
         } else if !info.members.contains(sender) {
             Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
+        } else if let Some(refusal) = inner.listed(sender, channel) {
+            Denied(refusal)
         } else if info.muted.contains(sender) {
             Denied(ReasonCode::IN_BLACKLIST)
         } else if info.all_muted && !privileged {

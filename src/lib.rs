@@ -81,7 +81,7 @@ pub mod store;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use directory::{Directory, MemoryDirectory, Permission, Role};
+pub use directory::{AccessList, Directory, MemoryDirectory, Permission, Role};
 pub use error::{Error, Result, ValidationError};
 pub use hub::{
     ConversationView, HistoryMessage, Hub, HubBuilder, HubConfig, HubStats, SendAck, SendCounts,
