@@ -66,6 +66,7 @@
 //! cluster, register tokens on the node a client connects to and create
 //! groups on every node.
 
+mod access;
 mod api;
 mod metrics;
 mod net;
@@ -145,6 +146,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/user/device_quit", post(device_quit))
         .route("/channel", post(channel_create))
         .route("/channel/subscriber_add", post(subscriber_add))
+        .route(
+            "/channel/subscriber_remove",
+            post(access::subscriber_remove),
+        )
+        .route("/channel/delete", post(access::channel_delete))
+        .route("/channel/blacklist_add", post(access::blacklist_add))
+        .route("/channel/blacklist_remove", post(access::blacklist_remove))
+        .route("/channel/blacklist_set", post(access::blacklist_set))
+        .route("/channel/whitelist_add", post(access::whitelist_add))
+        .route("/channel/whitelist_remove", post(access::whitelist_remove))
+        .route("/channel/whitelist_set", post(access::whitelist_set))
+        .route("/user/systemuids_add", post(access::systemuids_add))
+        .route("/user/systemuids_remove", post(access::systemuids_remove))
         .route("/message/send", post(message_send))
         .route("/channel/messagesync", post(channel_sync))
         .route("/conversation/sync", post(conversation_sync))
