@@ -34,6 +34,7 @@ macro_rules! suite {
                 history_is_never_ahead_of_conversations,
                 command_dedup_is_per_sender,
                 one_version_one_conversation_under_concurrent_appends,
+                hidden_conversations_keep_the_highest_seq,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

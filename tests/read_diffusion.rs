@@ -131,3 +131,55 @@ async fn a_senders_own_messages_stay_read_across_turns_and_a_reopen() {
     assert!(hub.clear_unread(&bob, &to_alice, 1).await.unwrap());
     assert_eq!(unread(hub.clone(), bob.clone()).await, 0);
 }
+
+/// A deleted conversation leaves the user's list with nothing unread, and
+/// comes back with the next message; the other party's list and the
+/// history are untouched.
+#[tokio::test]
+async fn a_deleted_conversation_returns_with_the_next_message() {
+    let hub = Hub::builder().build().unwrap();
+    let to_bob = Channel::new(uid("bob").into(), imcore::ChannelType::PERSON);
+    let to_alice = Channel::new(uid("alice").into(), imcore::ChannelType::PERSON);
+    for text in ["one", "two"] {
+        hub.send(SendRequest::new(uid("alice"), to_bob.clone(), text))
+            .await
+            .unwrap();
+    }
+    let listed = |views: &[imcore::ConversationView]| {
+        views
+            .iter()
+            .map(|v| (v.conversation.last_seq, v.conversation.unread))
+            .collect::<Vec<_>>()
+    };
+    let bob = hub.sync_conversations(&uid("bob"), 0, 10).await.unwrap();
+    assert_eq!(listed(&bob), [(2, 2)]);
+
+    assert!(hub
+        .delete_conversation(&uid("bob"), &to_alice)
+        .await
+        .unwrap());
+    assert!(hub
+        .sync_conversations(&uid("bob"), 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let alice = hub.sync_conversations(&uid("alice"), 0, 10).await.unwrap();
+    assert_eq!(listed(&alice), [(2, 0)], "the other party keeps it");
+    let never = Channel::new(uid("carol").into(), imcore::ChannelType::PERSON);
+    assert!(!hub.delete_conversation(&uid("bob"), &never).await.unwrap());
+
+    hub.send(SendRequest::new(uid("alice"), to_bob.clone(), "three"))
+        .await
+        .unwrap();
+    let bob = hub.sync_conversations(&uid("bob"), 0, 10).await.unwrap();
+    assert_eq!(
+        listed(&bob),
+        [(3, 1)],
+        "back, with only the new message unread"
+    );
+    let history = hub
+        .sync_channel(&uid("bob"), &to_alice, imcore::store::Page::forward(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 3, "the history stays");
+}

@@ -70,6 +70,7 @@ mod access;
 mod api;
 mod metrics;
 mod net;
+mod routing;
 
 use std::net::SocketAddr;
 
@@ -105,6 +106,7 @@ struct App {
     directory: Arc<MemoryDirectory>,
     tokens: Arc<TokenTable>,
     wire: WireServer,
+    addresses: Arc<routing::Addresses>,
 }
 
 #[tokio::main]
@@ -134,7 +136,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         connect_timeout: settings.connect_timeout,
         ..WireConfig::default()
     };
+    let tcp = SocketAddr::from(([127, 0, 0, 1], settings.tcp_port));
+    let tcp = tokio::net::TcpListener::bind(tcp).await?;
+    let address = SocketAddr::from(([127, 0, 0, 1], settings.port));
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let addresses = routing::Addresses {
+        tcp: tcp.local_addr()?.to_string(),
+        ws: format!("ws://{}", listener.local_addr()?),
+    };
     let app = App {
+        addresses: Arc::new(addresses),
         wire: WireServer::new(hub.clone(), tokens.clone()).with_config(wire),
         hub,
         directory,
@@ -168,14 +179,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/message/revoke", post(revoke))
         .route("/message/extra/sync", post(extra_sync))
         .route("/user/onlinestatus", post(online_status))
+        .route("/route", get(routing::route))
+        .route("/route/batch", post(routing::route_batch))
         .route("/metrics", get(metrics::metrics))
         .with_state(app.clone());
-    let tcp = SocketAddr::from(([127, 0, 0, 1], settings.tcp_port));
-    let tcp = tokio::net::TcpListener::bind(tcp).await?;
     println!("tcp listening on {}", tcp.local_addr()?);
     tokio::spawn(net::serve_tcp(tcp, app.clone()));
-    let address = SocketAddr::from(([127, 0, 0, 1], settings.port));
-    let listener = tokio::net::TcpListener::bind(address).await?;
     println!("listening on {}", listener.local_addr()?);
     net::serve(listener, router, settings.connect_timeout).await;
     Ok(())

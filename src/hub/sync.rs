@@ -1,5 +1,7 @@
 //! Acknowledgements and catching up: commands, history, conversations.
 
+use std::collections::HashMap;
+
 use super::*;
 
 impl Hub {
@@ -150,7 +152,8 @@ impl Hub {
     }
 
     /// The user's conversations changed after `version`, ascending, each
-    /// with its last message.
+    /// with its last message; those the user deleted
+    /// ([`Hub::delete_conversation`]) are left out until a newer message.
     pub async fn sync_conversations(
         &self,
         uid: &Uid,
@@ -159,11 +162,19 @@ impl Hub {
     ) -> Result<Vec<ConversationView>> {
         let limit = self.page_limit(limit)?;
         let groups = self.inner.directory.channels_of(uid).await?;
-        let conversations = self
-            .inner
-            .store
-            .conversations_after(uid, &groups, version, limit)
+        let store = &self.inner.store;
+        let hidden: HashMap<Channel, u64> =
+            store.hidden_conversations(uid).await?.into_iter().collect();
+        // Enough for a full page whatever the hidden ones take of it.
+        let mut conversations = store
+            .conversations_after(uid, &groups, version, limit.saturating_add(hidden.len()))
             .await?;
+        conversations.retain(|c| {
+            hidden
+                .get(&c.channel)
+                .is_none_or(|up_to| c.last_seq > *up_to)
+        });
+        conversations.truncate(limit);
         let mut last = Vec::with_capacity(conversations.len());
         for c in &conversations {
             // By channel and seq: one look-up in the channel's log.
@@ -194,5 +205,21 @@ impl Hub {
     pub async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         let channel = channel.stored_for(uid)?;
         self.inner.store.clear_unread(uid, &channel, read_seq).await
+    }
+
+    /// Deletes the user's conversation in `channel` (as the user addresses
+    /// it), as WuKongIM's `/conversations/delete`: everything in it is read,
+    /// and it leaves the user's list until a newer message arrives. The
+    /// history stays. Returns `false` when the channel has no messages.
+    pub async fn delete_conversation(&self, uid: &Uid, channel: &Channel) -> Result<bool> {
+        let channel = channel.stored_for(uid)?;
+        let store = &self.inner.store;
+        let last = store.last_seq(&channel).await?;
+        if last == 0 {
+            return Ok(false);
+        }
+        store.clear_unread(uid, &channel, last).await?;
+        store.hide_conversation(uid, &channel, last).await?;
+        Ok(true)
     }
 }

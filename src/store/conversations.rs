@@ -123,6 +123,16 @@ pub trait ConversationStore: Send + Sync + Debug + 'static {
     /// stays unread. Returns `false` when the channel has no messages.
     async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool>;
 
+    /// Hides `uid`'s conversation in `channel` up to seq `up_to`: it is
+    /// left out of the user's list until a message with a higher seq
+    /// arrives (WuKongIM's conversation delete). A lower `up_to` than one
+    /// before changes nothing. The hub clears the unread count too.
+    async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()>;
+
+    /// The conversations `uid` has hidden: each channel (stored form) with
+    /// the seq it is hidden up to.
+    async fn hidden_conversations(&self, uid: &Uid) -> Result<Vec<(Channel, u64)>>;
+
     /// Up to `limit` of `uid`'s conversations with a version above
     /// `version`, ascending: among `groups` (the host's channels of the
     /// user, stored form) and the user's person channels. Only versions up

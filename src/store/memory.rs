@@ -57,6 +57,9 @@ struct Inner {
     revocations: HashMap<MessageId, Revocation>,
     revocations_by_channel: HashMap<Channel, (u64, BTreeMap<u64, MessageId>)>,
     revocations_by_seq: HashMap<Channel, BTreeMap<u64, MessageId>>,
+    /// Hidden conversations: each user's channels with the seq they are
+    /// hidden up to.
+    hidden: HashMap<Uid, HashMap<Channel, u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -340,6 +343,25 @@ impl ConversationStore for MemoryStore {
         };
         let position = inner.positions.get(&(uid.clone(), channel.clone()));
         Ok(Some(Conversation::derive(channel.clone(), head, position)))
+    }
+
+    async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {
+        let mut inner = self.lock();
+        let seq = inner
+            .hidden
+            .entry(uid.clone())
+            .or_default()
+            .entry(channel.clone())
+            .or_default();
+        *seq = (*seq).max(up_to);
+        Ok(())
+    }
+
+    async fn hidden_conversations(&self, uid: &Uid) -> Result<Vec<(Channel, u64)>> {
+        let inner = self.lock();
+        Ok(inner.hidden.get(uid).map_or_else(Vec::new, |h| {
+            h.iter().map(|(c, seq)| (c.clone(), *seq)).collect()
+        }))
     }
 
     async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>> {

@@ -262,3 +262,40 @@ pub async fn unread_is_exact_under_concurrent_senders(store: Arc<dyn Store>) {
     }
     check("after the clears", clears).await;
 }
+
+/// A hidden conversation's mark keeps the highest seq it was given, per
+/// user and channel, and survives other users' marks.
+pub async fn hidden_conversations_keep_the_highest_seq(store: Arc<dyn Store>) {
+    let (a, b) = (group("c-hide-a"), group("c-hide-b"));
+    let (alice, bob) = (uid("hide-alice"), uid("hide-bob"));
+    assert!(store
+        .hidden_conversations(&alice)
+        .await
+        .expect("hidden")
+        .is_empty());
+    store.hide_conversation(&alice, &a, 3).await.expect("hide");
+    store
+        .hide_conversation(&alice, &a, 1)
+        .await
+        .expect("hide lower");
+    store.hide_conversation(&alice, &b, 7).await.expect("hide");
+    store.hide_conversation(&bob, &a, 9).await.expect("hide");
+    let mut hidden = store.hidden_conversations(&alice).await.expect("hidden");
+    hidden.sort();
+    assert_eq!(hidden, [(a.clone(), 3), (b, 7)]);
+    store
+        .hide_conversation(&alice, &a, 5)
+        .await
+        .expect("hide higher");
+    let hidden: HashMap<_, _> = store
+        .hidden_conversations(&alice)
+        .await
+        .expect("hidden")
+        .into_iter()
+        .collect();
+    assert_eq!(hidden.get(&a), Some(&5));
+    assert_eq!(
+        store.hidden_conversations(&bob).await.expect("hidden"),
+        [(a, 9)]
+    );
+}

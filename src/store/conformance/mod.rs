@@ -31,7 +31,8 @@ pub use concurrency::{
 };
 pub use conversations::{
     append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
-    conversations_page_by_version, unread_is_exact_under_concurrent_senders,
+    conversations_page_by_version, hidden_conversations_keep_the_highest_seq,
+    unread_is_exact_under_concurrent_senders,
 };
 pub use revocations::{
     concurrent_revocations_of_one_message_record_once, revocations_record_once_with_versions,
@@ -111,6 +112,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         history_is_never_ahead_of_conversations,
         command_dedup_is_per_sender,
         one_version_one_conversation_under_concurrent_appends,
+        hidden_conversations_keep_the_highest_seq,
         zero_limits_are_rejected,
     ]
 }

@@ -96,6 +96,26 @@ impl ConversationStore for PgStore {
         .await
     }
 
+    async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {
+        let (ctype, cid) = channel_key(channel);
+        let up_to = to_i64(up_to);
+        self.rows(HIDE, &[&uid.as_str(), &ctype, &cid, &up_to])
+            .await
+            .map(drop)
+    }
+
+    async fn hidden_conversations(&self, uid: &Uid) -> Result<Vec<(Channel, u64)>> {
+        let rows = self.rows(HIDDEN, &[&uid.as_str()]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    channel_from(r.get(0), r.get(1))?,
+                    to_u64(r.get(2), "up_to")?,
+                ))
+            })
+            .collect()
+    }
+
     async fn conversations_after(
         &self,
         uid: &Uid,
@@ -125,6 +145,10 @@ impl ConversationStore for PgStore {
     }
 }
 
+const HIDE: &str = "INSERT INTO imcore_hidden (uid, ctype, cid, up_to) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (uid, ctype, cid) DO UPDATE SET up_to = greatest(imcore_hidden.up_to, excluded.up_to) \
+    RETURNING 1";
+const HIDDEN: &str = "SELECT ctype, cid, up_to FROM imcore_hidden WHERE uid = $1";
 const STABLE: &str = "SELECT version FROM imcore_counter WHERE id = 1";
 const LOCK_COUNTER: &str = "SELECT version FROM imcore_counter WHERE id = 1 FOR UPDATE";
 const HEAD_SEQ: &str = "SELECT last_seq FROM imcore_heads WHERE ctype = $1 AND cid = $2";

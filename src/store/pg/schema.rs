@@ -130,12 +130,20 @@ CREATE TABLE imcore_revocations (
 CREATE INDEX imcore_revocations_seq ON imcore_revocations (ctype, cid, seq);
 ";
 
-/// Version 2: messages and commands keep their setting byte and topic.
+/// Version 2: messages and commands keep their setting byte and topic;
+/// `imcore_hidden` holds the conversations users have hidden.
 /// A version-1 database is brought to version 2 when a store opens it
 /// (the new columns default to none).
 const MIGRATE_V2: &str = "
 ALTER TABLE imcore_messages ADD COLUMN setting int2 NOT NULL DEFAULT 0, ADD COLUMN topic text;
 ALTER TABLE imcore_commands ADD COLUMN setting int2 NOT NULL DEFAULT 0, ADD COLUMN topic text;
+CREATE TABLE imcore_hidden (
+    uid text NOT NULL,
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    up_to int8 NOT NULL,
+    PRIMARY KEY (uid, ctype, cid)
+);
 UPDATE imcore_schema SET version = 2;
 ";
 

@@ -142,6 +142,8 @@ const BY_SENDER: u8 = b'd';
 const POSITION: u8 = b'p';
 /// `c` ++ uid ++ channel: (empty) a person channel of the user.
 const PERSON: u8 = b'c';
+/// `h` ++ uid ++ channel: the seq the user's conversation is hidden up to.
+const HIDDEN: u8 = b'h';
 /// `v`: the highest conversation version reserved.
 pub(super) const VERSION_KEY: &[u8] = b"v";
 
@@ -173,7 +175,8 @@ pub(super) fn by_sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<
     k
 }
 
-/// The prefix of a user's entries of one kind (`POSITION` or `PERSON`).
+/// The prefix of a user's entries of one kind (`POSITION`, `PERSON` or
+/// `HIDDEN`).
 fn user_prefix(kind: u8, uid: &Uid) -> Vec<u8> {
     key(|k| {
         k.push(kind);
@@ -184,6 +187,18 @@ fn user_prefix(kind: u8, uid: &Uid) -> Vec<u8> {
 /// Where `uid`'s read position in a channel (given by its log prefix) is.
 pub(super) fn position_key(uid: &Uid, log_prefix: &[u8]) -> Vec<u8> {
     let mut k = user_prefix(POSITION, uid);
+    k.extend_from_slice(&log_prefix[1..]);
+    k
+}
+
+/// The prefix of `uid`'s hidden conversations.
+pub(super) fn hidden_prefix(uid: &Uid) -> Vec<u8> {
+    user_prefix(HIDDEN, uid)
+}
+
+/// Where `uid`'s hidden mark for a channel (given by its log prefix) is.
+pub(super) fn hidden_key(uid: &Uid, log_prefix: &[u8]) -> Vec<u8> {
+    let mut k = hidden_prefix(uid);
     k.extend_from_slice(&log_prefix[1..]);
     k
 }

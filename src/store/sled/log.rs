@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use super::heads::Head;
 use super::keys::{
-    by_sender_key, channel_of_log_prefix, decode, decode_channel_key, id_key, key_suffix_u64,
-    log_prefix, persons_prefix, position_key, seq_key,
+    by_sender_key, channel_of_log_prefix, decode, decode_channel_key, hidden_key, hidden_prefix,
+    id_key, key_suffix_u64, log_prefix, persons_prefix, position_key, seq_key,
 };
 use super::record::{PageItem, PageReader, RecordRef};
 use super::{storage, SledStore};
@@ -216,5 +216,35 @@ impl ConversationStore for SledStore {
 
     async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
         self.writer.clear(uid, channel, read_seq).await
+    }
+
+    async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {
+        let at = hidden_key(uid, &log_prefix(channel));
+        self.writer
+            .positions
+            .fetch_and_update(&at, |old| {
+                let old = old.and_then(|v| <[u8; 8]>::try_from(v).ok());
+                let seq = old.map_or(0, u64::from_be_bytes).max(up_to);
+                Some(seq.to_be_bytes().to_vec())
+            })
+            .map_err(storage)?;
+        self.settle().await
+    }
+
+    async fn hidden_conversations(&self, uid: &Uid) -> Result<Vec<(Channel, u64)>> {
+        let prefix = hidden_prefix(uid);
+        self.writer
+            .positions
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (k, v) = entry.map_err(storage)?;
+                let seq = <[u8; 8]>::try_from(v.as_ref())
+                    .map_err(|_| Error::corrupt("hidden conversation: not a seq"))?;
+                Ok((
+                    decode_channel_key(&k[prefix.len()..])?,
+                    u64::from_be_bytes(seq),
+                ))
+            })
+            .collect()
     }
 }
