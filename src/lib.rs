@@ -6,11 +6,18 @@
 //! [WuKongIM](https://github.com/WuKongIM/WuKongIM) so that its clients can
 //! talk to a Rust backend.
 //!
-//! Everything the host owns is a trait: storage ([`store`]), and (in later
-//! modules) its transport, its membership directory and its offline push.
-//! The crate ships real defaults: an embedded [sled](https://docs.rs/sled)
-//! store ([`SledStore`], feature `sled`, on by default) and an in-memory
-//! store ([`MemoryStore`]).
+//! Everything the host owns is a trait: storage ([`store`]), its
+//! membership directory ([`Directory`]), its offline push
+//! ([`OfflineNotifier`]), the path to other hub nodes ([`Router`]) and the
+//! devices' transport ([`DeviceSink`]; feature `wire` serves WuKongIM's
+//! protocol over any byte transport). The traits are
+//! [`async_trait`](macro@async_trait)s, re-exported here so that a host
+//! implements them without adding the crate itself. The crate ships real
+//! defaults: an embedded [sled](https://docs.rs/sled) store ([`SledStore`],
+//! feature `sled`, on by default), PostgreSQL (`PgStore`, feature
+//! `postgres`), an in-memory store ([`MemoryStore`]), an in-memory
+//! directory ([`MemoryDirectory`]) and NATS between nodes (feature
+//! `nats`).
 //!
 //! ## Runtime
 //!
@@ -80,6 +87,9 @@ pub mod store;
 #[cfg(feature = "wire")]
 pub mod wire;
 
+/// The attribute the crate's async traits are written with, for hosts
+/// implementing them.
+pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{AccessList, Directory, MemoryDirectory, Permission, Role};
 pub use error::{Error, Result, ValidationError};
