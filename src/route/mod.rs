@@ -5,7 +5,7 @@
 //! the rest to its [`Router`]: the message for devices on other nodes, a
 //! login (which may kick or replace a device elsewhere), a kick, and the
 //! question "is this user online on another node" for offline push. The
-//! default, [`SingleNode`], has no other nodes. [`NatsRouter`] (feature
+//! default, [`SingleNode`], has no other nodes. `NatsRouter` (feature
 //! `nats`) joins the nodes over core NATS.
 //!
 //! A router calls back into its node through [`LocalDevices`], which the
