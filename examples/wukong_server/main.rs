@@ -45,7 +45,7 @@
 //!     history, revoked messages marked `revoke: 1` with the payload
 //!     removed;
 //!   - `/conversation/sync` `{uid, version, msg_count}`;
-//!     `/conversation/clearUnread` `{uid, channel_id, channel_type,
+//!     `/conversations/clearUnread` `{uid, channel_id, channel_type,
 //!     message_seq}` (read up to that seq; 0 for everything);
 //!   - `/message/sync` `{uid, message_seq, limit}` and `/message/syncack`
 //!     `{uid, last_message_seq}`: the command queue;
@@ -171,9 +171,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/user/systemuids_add", post(access::systemuids_add))
         .route("/user/systemuids_remove", post(access::systemuids_remove))
         .route("/message/send", post(message_send))
+        .route("/message/sendbatch", post(message_sendbatch))
         .route("/channel/messagesync", post(channel_sync))
         .route("/conversation/sync", post(conversation_sync))
-        .route("/conversation/clearUnread", post(clear_unread))
+        .route("/conversations/clearUnread", post(clear_unread))
+        .route("/conversations/setUnread", post(set_unread))
+        .route("/conversations/delete", post(conversation_delete))
         .route("/message/sync", post(command_sync))
         .route("/message/syncack", post(command_ack))
         .route("/message/revoke", post(revoke))
@@ -347,17 +350,27 @@ struct SendReq {
     payload: String,
 }
 
+impl Header {
+    fn flags(&self) -> Flags {
+        Flags {
+            dup: false,
+            no_persist: flag(self.no_persist),
+            red_dot: flag(self.red_dot),
+            sync_once: flag(self.sync_once),
+        }
+    }
+}
+
+fn payload_of(base64: &str) -> Result<Vec<u8>, ApiError> {
+    BASE64
+        .decode(base64)
+        .map_err(|_| ApiError::bad("payload is not base64"))
+}
+
 async fn message_send(State(app): State<App>, Json(req): Json<SendReq>) -> ApiResult {
     let from = uid(&req.from_uid)?;
-    let payload = BASE64
-        .decode(&req.payload)
-        .map_err(|_| ApiError::bad("payload is not base64"))?;
-    let flags = Flags {
-        dup: false,
-        no_persist: flag(req.header.no_persist),
-        red_dot: flag(req.header.red_dot),
-        sync_once: flag(req.header.sync_once),
-    };
+    let payload = payload_of(&req.payload)?;
+    let flags = req.header.flags();
     let mut request = if req.subscribers.is_empty() {
         SendRequest::new(from, channel(&req.channel_id, req.channel_type)?, payload)
     } else {
@@ -377,6 +390,42 @@ async fn message_send(State(app): State<App>, Json(req): Json<SendReq>) -> ApiRe
 }
 
 // ---- sync ----
+
+#[derive(Deserialize)]
+struct SendBatchReq {
+    #[serde(default)]
+    header: Header,
+    from_uid: String,
+    subscribers: Vec<String>,
+    payload: String,
+}
+
+/// `/message/sendbatch`: the same message to each subscriber, in the
+/// person channel between the sender and them, as WuKongIM's. Answers
+/// `{fail_uids, reason}`: who it was refused for, and each refusal's
+/// reason code.
+async fn message_sendbatch(State(app): State<App>, Json(req): Json<SendBatchReq>) -> ApiResult {
+    let from = uid(&req.from_uid)?;
+    let payload = bytes::Bytes::from(payload_of(&req.payload)?);
+    let mut requests = Vec::with_capacity(req.subscribers.len());
+    for to in &req.subscribers {
+        let to = channel(to, ChannelType::PERSON.as_u8())?;
+        requests
+            .push(SendRequest::new(from.clone(), to, payload.clone()).flags(req.header.flags()));
+    }
+    let (mut fail_uids, mut reasons) = (Vec::new(), Vec::new());
+    for (to, ack) in req.subscribers.iter().zip(app.hub.send_all(requests).await) {
+        match ack {
+            Ok(_) => {}
+            Err(e @ Error::Rejected { .. }) => {
+                fail_uids.push(to.clone());
+                reasons.push(e.reason_code().as_u8());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Json(json!({ "fail_uids": fail_uids, "reason": reasons })))
+}
 
 #[derive(Deserialize)]
 struct ChannelSyncReq {
@@ -487,6 +536,48 @@ struct ClearUnreadReq {
     /// Read up to this seq; 0 (or absent) for everything.
     #[serde(default)]
     message_seq: u64,
+}
+
+#[derive(Deserialize)]
+struct SetUnreadReq {
+    uid: String,
+    channel_id: String,
+    channel_type: u8,
+    unread: u64,
+}
+
+/// `/conversations/setUnread`: only 0 (everything read). Unread counts
+/// are derived from the log and the user's read position (read
+/// diffusion), which never moves back, so a conversation cannot be made
+/// unread again.
+async fn set_unread(State(app): State<App>, Json(req): Json<SetUnreadReq>) -> ApiResult {
+    if req.unread != 0 {
+        return Err(ApiError::bad(
+            "unread can only be set to 0: unread counts derive from the read position, \
+             which never moves back",
+        ));
+    }
+    let ch = channel(&req.channel_id, req.channel_type)?;
+    let found = app.hub.clear_unread(&uid(&req.uid)?, &ch, u64::MAX).await?;
+    Ok(Json(json!({ "found": found })))
+}
+
+#[derive(Deserialize)]
+struct ConversationDeleteReq {
+    uid: String,
+    channel_id: String,
+    channel_type: u8,
+}
+
+/// `/conversations/delete`: the conversation leaves the user's list until
+/// a newer message arrives; the history stays.
+async fn conversation_delete(
+    State(app): State<App>,
+    Json(req): Json<ConversationDeleteReq>,
+) -> ApiResult {
+    let ch = channel(&req.channel_id, req.channel_type)?;
+    let found = app.hub.delete_conversation(&uid(&req.uid)?, &ch).await?;
+    Ok(Json(json!({ "found": found })))
 }
 
 async fn clear_unread(State(app): State<App>, Json(req): Json<ClearUnreadReq>) -> ApiResult {
