@@ -35,6 +35,7 @@ macro_rules! suite {
                 command_dedup_is_per_sender,
                 one_version_one_conversation_under_concurrent_appends,
                 hidden_conversations_keep_the_highest_seq,
+                the_outbox_holds_each_new_message_until_done,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -233,7 +233,7 @@ async fn a_version_1_schema_is_migrated_and_keeps_its_messages() {
         &config.url,
         "ALTER TABLE imcore_messages DROP COLUMN setting, DROP COLUMN topic; \
          ALTER TABLE imcore_commands DROP COLUMN setting, DROP COLUMN topic; \
-         DROP TABLE imcore_hidden; \
+         DROP TABLE imcore_hidden, imcore_outbox; \
          UPDATE imcore_schema SET version = 1",
     )
     .await;

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::{
     check_limit, id_in_use, Appended, ChannelHead, CommandQueue, Conversation, ConversationStore,
-    Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand, ReadPosition, Recorded,
-    Revocation, RevocationStore,
+    Direction, MessageLog, NewRevocation, Outbox, Page, Pushed, QueuedCommand, ReadPosition,
+    Recorded, Revocation, RevocationStore,
 };
 use crate::error::Result;
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
@@ -60,6 +60,10 @@ struct Inner {
     /// Hidden conversations: each user's channels with the seq they are
     /// hidden up to.
     hidden: HashMap<Uid, HashMap<Channel, u64>>,
+    /// The outbox, when enabled: entry number → message id.
+    outbox: Option<BTreeMap<u64, MessageId>>,
+    /// The last outbox entry number given.
+    outbox_last: u64,
 }
 
 #[derive(Debug, Default)]
@@ -174,6 +178,10 @@ impl Inner {
             }
         }
         self.by_id.insert(id, (channel.clone(), seq));
+        if let Some(outbox) = &mut self.outbox {
+            self.outbox_last += 1;
+            outbox.insert(self.outbox_last, id);
+        }
         let position = ReadPosition {
             read_seq: seq,
             red_dots,
@@ -473,5 +481,39 @@ impl RevocationStore for MemoryStore {
             .take(limit)
             .filter_map(|(_, id)| inner.revocations.get(id).cloned())
             .collect())
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    fn enable_outbox(&self) {
+        let mut inner = self.lock();
+        inner.outbox.get_or_insert_with(BTreeMap::new);
+    }
+
+    async fn outbox(&self, limit: usize) -> Result<Vec<(u64, Message)>> {
+        check_limit(limit)?;
+        let inner = self.lock();
+        let Some(outbox) = &inner.outbox else {
+            return Ok(Vec::new());
+        };
+        Ok(outbox
+            .iter()
+            .filter_map(|(entry, id)| {
+                let (channel, seq) = inner.by_id.get(id)?;
+                let (message, _) = inner.logs.get(channel)?.messages.get(seq)?;
+                Some((*entry, message.clone()))
+            })
+            .take(limit)
+            .collect())
+    }
+
+    async fn outbox_done(&self, entries: &[u64]) -> Result<()> {
+        if let Some(outbox) = &mut self.lock().outbox {
+            for entry in entries {
+                outbox.remove(entry);
+            }
+        }
+        Ok(())
     }
 }

@@ -30,6 +30,7 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 pub mod conformance;
 mod conversations;
 mod memory;
+mod outbox;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(feature = "sled")]
@@ -37,6 +38,7 @@ mod sled;
 
 pub use conversations::{ChannelHead, Conversation, ConversationStore, ReadPosition};
 pub use memory::MemoryStore;
+pub use outbox::Outbox;
 #[cfg(feature = "postgres")]
 pub use pg::{PgConfig, PgStore};
 #[cfg(feature = "sled")]
@@ -385,6 +387,6 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
 
 /// Everything the crate stores: the four capabilities together. Every type
 /// that implements the four is a `Store`.
-pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore {}
+pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox {}
 
-impl<T: MessageLog + CommandQueue + ConversationStore + RevocationStore> Store for T {}
+impl<T: MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox> Store for T {}

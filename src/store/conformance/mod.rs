@@ -23,6 +23,7 @@ use super::{Page, Store};
 
 mod concurrency;
 mod conversations;
+mod outbox;
 mod revocations;
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Setting, Uid};
 pub use concurrency::{
@@ -34,6 +35,7 @@ pub use conversations::{
     conversations_page_by_version, hidden_conversations_keep_the_highest_seq,
     unread_is_exact_under_concurrent_senders,
 };
+pub use outbox::the_outbox_holds_each_new_message_until_done;
 pub use revocations::{
     concurrent_revocations_of_one_message_record_once, revocations_record_once_with_versions,
 };
@@ -113,6 +115,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         command_dedup_is_per_sender,
         one_version_one_conversation_under_concurrent_appends,
         hidden_conversations_keep_the_highest_seq,
+        the_outbox_holds_each_new_message_until_done,
         zero_limits_are_rejected,
     ]
 }

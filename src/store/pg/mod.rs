@@ -20,6 +20,8 @@
 //! batches; see [`PgStore`].
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -40,6 +42,7 @@ macro_rules! message_columns {
 mod commands;
 mod conversations;
 mod log;
+mod outbox;
 #[cfg(test)]
 mod plans;
 mod revocations;
@@ -115,6 +118,8 @@ pub struct PgStore {
     pool: Pool,
     appends: mpsc::Sender<writer::Request>,
     timeout: Duration,
+    /// Whether the writer puts new messages in the outbox.
+    outbox: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for PgStore {
@@ -152,11 +157,18 @@ impl PgStore {
             schema::migrate(&mut client).await
         })
         .await?;
-        let appends = writer::spawn(pool.clone(), config.timeout, config.max_batch);
+        let outbox = Arc::new(AtomicBool::new(false));
+        let appends = writer::spawn(
+            pool.clone(),
+            config.timeout,
+            config.max_batch,
+            outbox.clone(),
+        );
         Ok(PgStore {
             pool,
             appends,
             timeout,
+            outbox,
         })
     }
 

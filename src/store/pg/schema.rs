@@ -137,6 +137,10 @@ CREATE INDEX imcore_revocations_seq ON imcore_revocations (ctype, cid, seq);
 const MIGRATE_V2: &str = "
 ALTER TABLE imcore_messages ADD COLUMN setting int2 NOT NULL DEFAULT 0, ADD COLUMN topic text;
 ALTER TABLE imcore_commands ADD COLUMN setting int2 NOT NULL DEFAULT 0, ADD COLUMN topic text;
+CREATE TABLE imcore_outbox (
+    id bigserial PRIMARY KEY,
+    message_id int8 NOT NULL
+);
 CREATE TABLE imcore_hidden (
     uid text NOT NULL,
     ctype int2 NOT NULL,

@@ -9,6 +9,8 @@
 //! together, before its commit.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Pool, Transaction};
@@ -30,13 +32,26 @@ pub(super) struct Request {
 
 /// Starts the writer; it stops when the returned sender (the store) is
 /// dropped.
-pub(super) fn spawn(pool: Pool, timeout: Duration, max_batch: usize) -> mpsc::Sender<Request> {
+///
+/// `outbox`: whether new messages go into the outbox too, read per batch.
+pub(super) fn spawn(
+    pool: Pool,
+    timeout: Duration,
+    max_batch: usize,
+    outbox: Arc<AtomicBool>,
+) -> mpsc::Sender<Request> {
     let (tx, rx) = mpsc::channel(1024);
-    tokio::spawn(run(pool, timeout, max_batch, rx));
+    tokio::spawn(run(pool, timeout, max_batch, outbox, rx));
     tx
 }
 
-async fn run(pool: Pool, timeout: Duration, max_batch: usize, mut rx: mpsc::Receiver<Request>) {
+async fn run(
+    pool: Pool,
+    timeout: Duration,
+    max_batch: usize,
+    outbox: Arc<AtomicBool>,
+    mut rx: mpsc::Receiver<Request>,
+) {
     let mut batch: Vec<Request> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut size = first.messages.len();
@@ -55,7 +70,8 @@ async fn run(pool: Pool, timeout: Duration, max_batch: usize, mut rx: mpsc::Rece
         if batch.is_empty() {
             continue;
         }
-        match within(timeout, commit(&pool, &batch)).await {
+        let outbox = outbox.load(Ordering::Acquire);
+        match within(timeout, commit(&pool, &batch, outbox)).await {
             Ok(results) => {
                 for (request, result) in batch.drain(..).zip(results) {
                     let _ = request.reply.send(result);
@@ -103,6 +119,8 @@ const INSERT_MESSAGES: &str = "INSERT INTO imcore_messages \
     setting, topic) \
     SELECT * FROM unnest($1::int2[], $2::text[], $3::int8[], $4::int8[], $5::text[], \
     $6::text[], $7::int8[], $8::int2[], $9::int8[], $10::bytea[], $11::int2[], $12::text[])";
+const INSERT_OUTBOX: &str =
+    "INSERT INTO imcore_outbox (message_id) SELECT * FROM unnest($1::int8[])";
 const UPSERT_HEADS: &str = "INSERT INTO imcore_heads \
     (ctype, cid, last_seq, last_message_id, last_ts, red_dots, version) \
     SELECT * FROM unnest($1::int2[], $2::text[], $3::int8[], $4::int8[], $5::int8[], \
@@ -173,7 +191,11 @@ struct Rows<'a> {
 }
 
 /// Commits one batch; one result per request, in order.
-async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Result<Vec<Appended>>>> {
+async fn commit(
+    pool: &Pool,
+    batch: &[Request],
+    outbox: bool,
+) -> Result<Vec<Result<Vec<Appended>>>> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     let all = || batch.iter().flat_map(|r| r.messages.iter());
@@ -269,7 +291,7 @@ async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Result<Vec<Appende
         results.push(Ok(out));
     }
     if !rows.id.is_empty() {
-        write(&tx, &rows, &heads, &positions, &persons, version).await?;
+        write(&tx, &rows, &heads, &positions, &persons, version, outbox).await?;
     }
     tx.commit().await.map_err(pg_error)?;
     Ok(results)
@@ -323,6 +345,7 @@ async fn write(
     positions: &HashMap<(&str, i16, &str), (u64, u64, u64)>,
     persons: &[(String, i16, &str)],
     version: u64,
+    outbox: bool,
 ) -> Result<()> {
     let moved: Vec<_> = heads
         .iter()
@@ -367,7 +390,16 @@ async fn write(
     let positions: Params<6> = [&p_uid, &p_ctype, &p_cid, &p_seq, &p_dots, &p_version];
     let persons: Params<3> = [&person.0, &person.1, &person.2];
     let counter: Params<1> = [&version];
+    let entries: Params<1> = [&r.id];
+    // In the same transaction as the messages: stored means in the outbox.
+    let into_outbox = async {
+        match outbox {
+            true => query(tx, INSERT_OUTBOX, &entries).await,
+            false => Ok(Vec::new()),
+        }
+    };
     tokio::try_join!(
+        into_outbox,
         query(tx, INSERT_MESSAGES, &messages),
         query(tx, UPSERT_HEADS, &heads),
         query(tx, UPSERT_POSITIONS, &positions),

@@ -138,6 +138,8 @@ const LOG: u8 = b'm';
 const BY_ID: u8 = b'i';
 /// `d` ++ from uid ++ client_msg_no: message id ++ the record's key.
 const BY_SENDER: u8 = b'd';
+/// `o` ++ entry number: an outbox entry (message id ++ the record's key).
+const OUTBOX: u8 = b'o';
 /// `p` ++ uid ++ channel: the user's read position.
 const POSITION: u8 = b'p';
 /// `c` ++ uid ++ channel: (empty) a person channel of the user.
@@ -161,6 +163,16 @@ pub(super) fn channel_of_log_prefix(prefix: &[u8]) -> Result<Channel> {
         Some((&LOG, channel)) => decode_channel_key(channel),
         _ => Err(Error::corrupt("a record key outside the log")),
     }
+}
+
+/// The first byte of every outbox entry's key.
+pub(super) const OUTBOX_PREFIX: [u8; 1] = [OUTBOX];
+
+/// Outbox entry `n`'s key.
+pub(super) fn outbox_key(n: u64) -> [u8; 9] {
+    let mut k = [OUTBOX; 9];
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
 }
 
 pub(super) fn id_key(id: MessageId) -> [u8; 9] {

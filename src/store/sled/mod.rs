@@ -53,6 +53,7 @@ mod flush;
 mod heads;
 mod keys;
 mod log;
+mod outbox;
 mod record;
 mod revocations;
 mod writer;

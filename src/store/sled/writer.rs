@@ -40,8 +40,8 @@ use sled::{Db, IVec, Transactional, Tree};
 use super::flush::GroupFlush;
 use super::heads::{Head, Heads};
 use super::keys::{
-    be_u64, by_sender_key, encode, id_key, log_prefix, person_key, position_key, seq_key,
-    VERSION_KEY,
+    be_u64, by_sender_key, encode, id_key, log_prefix, outbox_key, person_key, position_key,
+    seq_key, VERSION_KEY,
 };
 use super::record::{self, RecordRef};
 use super::{storage, tx_error, BACKEND};
@@ -58,6 +58,8 @@ const VERSION_BLOCK: u64 = 1 << 16;
 /// The writer and the reads it shares with readers.
 pub(super) struct Writer {
     pub(super) db: Db,
+    /// New messages go into the outbox too ([`crate::store::Outbox`]).
+    pub(super) outbox: std::sync::atomic::AtomicBool,
     /// Message records only (`m` keys), so that history pages are not
     /// spread among index entries.
     pub(super) log: Tree,
@@ -105,6 +107,7 @@ impl Writer {
         };
         Ok(Writer {
             db,
+            outbox: std::sync::atomic::AtomicBool::new(false),
             log,
             history,
             positions,
@@ -229,6 +232,11 @@ impl Writer {
             }
             history.insert(id, location.as_slice()).map_err(storage)?;
         }
+        // The outbox entry before the record: a crash in between leaves an
+        // entry with no record, which the outbox drops when it reads it.
+        if let Some((entry, value)) = self.outbox_entry(m, &location)? {
+            history.insert(entry, value).map_err(storage)?;
+        }
         let last = self.stable.load(Ordering::Acquire);
         let version = last + 1;
         if version > self.reserved.load(Ordering::Acquire) {
@@ -285,7 +293,7 @@ impl Writer {
     /// The writer's turn. Held only for synchronous work (a few sled
     /// operations, no await), so a plain mutex serves, and costs less than
     /// an async one.
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // It guards no data of its own: a panic while holding it leaves
         // nothing inconsistent.
         self.turn.lock().unwrap_or_else(|e| e.into_inner())
@@ -316,6 +324,23 @@ impl Writer {
             }
             None => Ok(None),
         }
+    }
+
+    /// A new outbox entry for `m`, stored at `location`, if the outbox is
+    /// on: its key and value (the message id and the record's key, as a
+    /// resend index entry holds them).
+    pub(super) fn outbox_entry(
+        &self,
+        m: &Message,
+        location: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if !self.outbox.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let n = self.db.generate_id().map_err(storage)?;
+        let mut value = m.message_id.0.to_be_bytes().to_vec();
+        value.extend_from_slice(location);
+        Ok(Some((outbox_key(n).to_vec(), value)))
     }
 
     /// The message id and record key a resend index entry holds.
@@ -426,6 +451,9 @@ impl<'a> Plan<'a> {
         let mut by_sender = m.message_id.0.to_be_bytes().to_vec();
         by_sender.extend_from_slice(&location);
         self.indexes.push((sender.clone(), by_sender));
+        if let Some(entry) = self.writer.outbox_entry(m, &location)? {
+            self.indexes.push(entry);
+        }
         let record = IVec::from(record::encode(m, red_dots, self.version)?);
         self.records.push((location, record.clone()));
         let head = Head::new(m, seq, red_dots, self.version, record);
