@@ -1273,6 +1273,30 @@ impl imcore::store::ConversationStore for GatedStore {
     ) -> imcore::Result<bool> {
         self.inner.clear_unread(uid, channel, read_seq).await
     }
+    async fn hide_conversation(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+        up_to: u64,
+    ) -> imcore::Result<()> {
+        self.inner.hide_conversation(uid, channel, up_to).await
+    }
+    async fn hidden_conversations(&self, uid: &Uid) -> imcore::Result<Vec<(Channel, u64)>> {
+        self.inner.hidden_conversations(uid).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::Outbox for GatedStore {
+    fn enable_outbox(&self) {
+        self.inner.enable_outbox()
+    }
+    async fn outbox(&self, limit: usize) -> imcore::Result<Vec<(u64, imcore::Message)>> {
+        self.inner.outbox(limit).await
+    }
+    async fn outbox_done(&self, entries: &[u64]) -> imcore::Result<()> {
+        self.inner.outbox_done(entries).await
+    }
 }
 
 #[async_trait]
