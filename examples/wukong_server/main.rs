@@ -71,6 +71,7 @@ mod api;
 mod metrics;
 mod net;
 mod routing;
+mod webhook;
 
 use std::net::SocketAddr;
 
@@ -119,8 +120,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(url) => Arc::new(PgStore::open(PgConfig::new(url.clone())).await?),
         None => Arc::new(SledStore::open(&settings.data)?),
     };
+    // The webhook reads the outbox, which then takes every new message.
+    let webhook = match &settings.webhook {
+        Some(url) => {
+            store.enable_outbox();
+            Some(webhook::Webhook::parse(url)?)
+        }
+        None => None,
+    };
     let mut hub = Hub::builder()
-        .store(store)
+        .store(store.clone())
         .directory(directory.clone())
         .config(HubConfig {
             node_id: settings.node_id,
@@ -131,6 +140,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         hub = hub.router(Arc::new(router));
     }
     let hub = hub.build()?;
+    if let Some(webhook) = webhook {
+        tokio::spawn(webhook.run(store, hub.clone(), directory.clone()));
+    }
     // Upgrade, then CONNECT: each within the connect timeout.
     let wire = WireConfig {
         connect_timeout: settings.connect_timeout,

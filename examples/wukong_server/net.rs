@@ -30,6 +30,9 @@ pub struct Settings {
     /// A NATS URL: the server is then one node of a cluster, joined to
     /// the others there (with `postgres`, the history they share).
     pub nats: Option<String>,
+    /// A webhook URL: WuKongIM's events are POSTed there, from the
+    /// store's outbox.
+    pub webhook: Option<String>,
     /// This node's number (message ids, and its name in the cluster).
     pub node_id: u16,
     /// How long a connection has to send its request headers, and after an
@@ -49,6 +52,7 @@ impl Settings {
         let mut timeout = env("IMCORE_CONNECT_TIMEOUT_MS", "2000");
         let mut postgres = env("IMCORE_POSTGRES", "");
         let mut nats = env("IMCORE_NATS", "");
+        let mut webhook = env("IMCORE_WEBHOOK", "");
         let mut node_id = env("IMCORE_NODE_ID", "1");
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -59,11 +63,13 @@ impl Settings {
                 "--connect-timeout-ms" => &mut timeout,
                 "--postgres" => &mut postgres,
                 "--nats" => &mut nats,
+                "--webhook" => &mut webhook,
                 "--node-id" => &mut node_id,
                 other => {
                     return Err(format!(
                         "unknown argument {other}; use --port N --tcp-port N --data DIR \
-                         --connect-timeout-ms MS --postgres URL --nats URL --node-id N"
+                         --connect-timeout-ms MS --postgres URL --nats URL --node-id N \
+                         --webhook URL"
                     ))
                 }
             };
@@ -80,6 +86,7 @@ impl Settings {
             data: PathBuf::from(data),
             postgres: Some(postgres).filter(|url| !url.is_empty()),
             nats: Some(nats).filter(|url| !url.is_empty()),
+            webhook: Some(webhook).filter(|url| !url.is_empty()),
             node_id: node_id
                 .parse()
                 .map_err(|_| format!("bad node id {node_id} (0 to 1023)"))?,

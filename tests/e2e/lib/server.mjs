@@ -24,14 +24,18 @@ export const b64json = (obj) => Buffer.from(JSON.stringify(obj), 'utf8').toStrin
 /** Decodes a base64 payload back to its JSON value. */
 export const unb64json = (s) => JSON.parse(Buffer.from(s, 'base64').toString('utf8'));
 
-export async function startServer({ timeout = 30000, args = [] } = {}) {
+/**
+ * `dataDir`: the server's data directory, kept when it stops (a restart on
+ * the same data); by default a fresh one, removed when it stops.
+ */
+export async function startServer({ timeout = 30000, args = [], dataDir: given } = {}) {
   const bin = serverBinary();
   if (!existsSync(bin)) {
     throw new Error(
       `wukong_server binary not found at ${bin}: run \`cargo build --example wukong_server\` in the crate root, or set WUKONG_SERVER`,
     );
   }
-  const dataDir = await mkdtemp(join(tmpdir(), 'imcore-e2e-'));
+  const dataDir = given ?? (await mkdtemp(join(tmpdir(), 'imcore-e2e-')));
   // Free ports for HTTP/WebSocket and for TCP (WuKongIM's 5100 otherwise).
   const child = spawn(bin, ['--port', '0', '--tcp-port', '0', '--data', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 
@@ -105,7 +109,7 @@ export async function startServer({ timeout = 30000, args = [] } = {}) {
       await exitPromise;
       clearTimeout(t);
     }
-    await rm(dataDir, { recursive: true, force: true });
+    if (!given) await rm(dataDir, { recursive: true, force: true });
   }
 
   /** Sends `signal` (default SIGKILL) and resolves once the server exited. */
