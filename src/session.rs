@@ -546,15 +546,18 @@ impl Sessions {
     }
 
     /// The online devices of `uid`.
-    pub(crate) fn devices_of(&self, uid: &Uid) -> Vec<Device> {
+    pub(crate) fn connections_of(&self, uid: &Uid) -> Vec<(ConnectionId, Device)> {
         self.read().get(uid).map_or_else(Vec::new, |devices| {
             devices
                 .iter()
-                .map(|d| Device {
-                    uid: uid.clone(),
-                    device_id: d.device_id.clone(),
-                    flag: d.flag,
-                    level: d.level,
+                .map(|d| {
+                    let device = Device {
+                        uid: uid.clone(),
+                        device_id: d.device_id.clone(),
+                        flag: d.flag,
+                        level: d.level,
+                    };
+                    (d.connection, device)
                 })
                 .collect()
         })

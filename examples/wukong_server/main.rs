@@ -70,6 +70,7 @@ mod access;
 mod api;
 mod metrics;
 mod net;
+mod presence;
 mod routing;
 mod webhook;
 
@@ -96,7 +97,7 @@ use imcore::wire::{TokenTable, WireConfig, WireServer};
 use imcore::{
     ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, Error, Flags, Hub, HubConfig,
     MemoryDirectory, MessageId, NatsConfig, NatsRouter, RevokeRequest, RevokeTarget, SendRequest,
-    SledStore, Uid,
+    SingleNode, SledStore, Uid,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -128,19 +129,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    let mut hub = Hub::builder()
+    let hub = Hub::builder()
         .store(store.clone())
         .directory(directory.clone())
         .config(HubConfig {
             node_id: settings.node_id,
             ..HubConfig::default()
         });
+    let mut router: Arc<dyn imcore::Router> = Arc::new(SingleNode);
     if let Some(url) = &settings.nats {
-        let router = NatsRouter::connect(NatsConfig::new(url.clone(), settings.node_id)).await?;
-        hub = hub.router(Arc::new(router));
+        router =
+            Arc::new(NatsRouter::connect(NatsConfig::new(url.clone(), settings.node_id)).await?);
     }
-    let hub = hub.build()?;
+    // With a webhook, the router is tapped for who comes and goes.
+    let mut changes = None;
+    if webhook.is_some() {
+        let (tap, rx) = presence::PresenceTap::new(router);
+        router = Arc::new(tap);
+        changes = Some(rx);
+    }
+    let hub = hub.router(router).build()?;
     if let Some(webhook) = webhook {
+        if let Some(changes) = changes {
+            tokio::spawn(presence::run(webhook.clone(), hub.clone(), changes));
+        }
         tokio::spawn(webhook.run(store, hub.clone(), directory.clone()));
     }
     // Upgrade, then CONNECT: each within the connect timeout.

@@ -138,7 +138,7 @@ impl Webhook {
     }
 
     /// POSTs one event, trying up to [`ATTEMPTS`] times.
-    async fn post(&self, event: &str, key: &str, body: &Value) -> Result<(), String> {
+    pub async fn post(&self, event: &str, key: &str, body: &Value) -> Result<(), String> {
         let body = Bytes::from(body.to_string());
         let mut backoff = BACKOFF;
         let mut last = String::new();

@@ -100,7 +100,15 @@ impl Hub {
 
     /// The online devices of `uid` on this node.
     pub fn online_devices(&self, uid: &Uid) -> Vec<Device> {
-        self.inner.sessions.devices_of(uid)
+        let connections = self.inner.sessions.connections_of(uid);
+        connections.into_iter().map(|(_, device)| device).collect()
+    }
+
+    /// The connections of `uid` on this node, each with its device: what
+    /// a host needs to tell who came and went (WuKongIM's
+    /// `user.onlinestatus` names the connection).
+    pub fn online_connections(&self, uid: &Uid) -> Vec<(ConnectionId, Device)> {
+        self.inner.sessions.connections_of(uid)
     }
 
     /// How many connections are registered on this node.

@@ -7,7 +7,8 @@ import { createServer } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, b64json } from './lib/server.mjs';
+import { startServer, b64json, registerToken } from './lib/server.mjs';
+import { SdkClient } from './lib/client.mjs';
 
 /**
  * A webhook receiver on a free port. `failFirst` requests are answered
@@ -104,5 +105,30 @@ test('a receiver down across a server SIGKILL and restart still gets every messa
     await server.stop();
     await hook?.close();
     await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test("user.onlinestatus tells a login and a logout, as WuKongIM's strings", async () => {
+  const hook = await receiver();
+  const server = await startServer({ args: ['--webhook', hook.url] });
+  let client;
+  try {
+    await registerToken(server, 'ursula', 'ursula-token');
+    client = await SdkClient.start({ addr: server.addr, uid: 'ursula', token: 'ursula-token' });
+    const statuses = () => hook.events('user.onlinestatus').flatMap((e) => e.body);
+    await hook.until(() => statuses().length >= 1, 'the login');
+    const [login] = statuses();
+    // uid-flag-online-connid-flagcount-totalcount: web (1), online.
+    const m = /^ursula-1-1-(\d+)-1-1$/.exec(login);
+    assert.ok(m, login);
+    await client.close();
+    await hook.until(() => statuses().length >= 2, 'the logout');
+    assert.equal(statuses()[1], `ursula-1-0-${m[1]}-0-0`);
+    const keys = hook.events('user.onlinestatus').map((e) => e.key);
+    assert.equal(new Set(keys).size, keys.length, 'each event its own key');
+  } finally {
+    await client?.close();
+    await server.stop();
+    await hook.close();
   }
 });
