@@ -8,7 +8,7 @@ use imcore::{AccessList, ChannelType, Error};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{channel, uid, ApiError, ApiResult};
+use crate::api::{channel, uid, uids, ApiError, ApiResult};
 use crate::App;
 
 /// A channel and some uids: the body of the list endpoints
@@ -30,11 +30,7 @@ enum Edit {
 
 fn edit_list(app: &App, list: AccessList, edit: Edit, req: ListReq) -> ApiResult {
     let ch = channel(&req.channel_id, req.channel_type)?;
-    let uids = req
-        .uids
-        .iter()
-        .map(|u| uid(u))
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let uids = uids(&req.uids)?;
     let dir = &app.directory;
     match edit {
         Edit::Add => dir.add_to_list(list, &ch, uids),
@@ -116,12 +112,7 @@ pub async fn subscriber_remove(
     Json(req): Json<SubscribersReq>,
 ) -> ApiResult {
     let ch = channel(&req.channel_id, req.channel_type)?;
-    let members = req
-        .subscribers
-        .iter()
-        .map(|u| uid(u))
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    if !app.directory.remove_members(&ch, members) {
+    if !app.directory.remove_members(&ch, uids(&req.subscribers)?) {
         return Err(not_found(&req.channel_id));
     }
     Ok(Json(json!({})))

@@ -1,7 +1,8 @@
 //! The HTTP API's plumbing: errors in WuKongIM's JSON shape, id parsing,
 //! and messages as the API shows them.
 
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -59,6 +60,76 @@ impl IntoResponse for ApiError {
 
 /// What a handler answers.
 pub type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The largest request body read, in bytes; a larger one is answered 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The longest error text a refusal made outside the handlers (an
+/// extractor's rejection) is read up to.
+const ERROR_TEXT_LIMIT: usize = 4096;
+
+/// Answers every error the handlers did not make themselves in WuKongIM's
+/// shape: axum's extractors refuse malformed JSON, missing or mistyped
+/// fields, a wrong content type or a body over the limit with a 4xx and
+/// a text body, which this turns into `{"msg", "status"}` with the same
+/// status. Errors already in JSON pass as they are.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), ERROR_TEXT_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let msg = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_owned(),
+        text => text.to_owned(),
+    };
+    ApiError {
+        status,
+        msg,
+        reason_code: 0,
+    }
+    .into_response()
+}
+
+/// A path the API does not have: 404 in WuKongIM's shape.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        msg: format!("no endpoint {}", uri.path()),
+        reason_code: 0,
+    }
+}
+
+/// A path the API has, with another method: 405 in WuKongIM's shape.
+pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        msg: format!("{} does not take {method}", uri.path()),
+        reason_code: 0,
+    }
+}
+
+/// Serde default: 1.
+pub fn one() -> u8 {
+    1
+}
+
+/// Serde default: 100 (a page).
+pub fn hundred() -> usize {
+    100
+}
+
+/// Uids from their strings.
+pub fn uids(list: &[String]) -> Result<Vec<Uid>, ApiError> {
+    list.iter().map(|s| uid(s)).collect()
+}
 
 pub fn uid(s: &str) -> Result<Uid, ApiError> {
     Ok(Uid::new(s)?)
