@@ -181,7 +181,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (who, why) in [(&eve, "not a member"), (&bob, "muted")] {
         let request = SendRequest::new(who.clone(), group.clone(), r#"{"type":1,"content":"?"}"#);
         match hub.send(request).await {
-            Err(Error::Rejected { reason }) => println!(
+            Err(Error::Rejected { reason, .. }) => println!(
                 "   {who} ({why}): rejected, reason {} {}",
                 reason.as_u8(),
                 reason.name().unwrap_or("?")

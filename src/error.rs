@@ -70,10 +70,23 @@ pub enum Error {
 
     /// The request was refused, for a reason WuKongIM has a code for (not a
     /// member, blacklisted, channel disbanded…). Nothing was stored or sent.
-    #[error("refused: {reason}")]
+    #[error("refused: {reason} ({uid} in channel {channel})")]
     Rejected {
         /// Why, as a WuKongIM reason code.
         reason: crate::ReasonCode,
+        /// Who was refused: the sender, or the reader.
+        uid: crate::Uid,
+        /// The channel, in its stored form.
+        channel: crate::Channel,
+    },
+
+    /// A store's files are in use by another process (sled keeps one
+    /// process per directory). Nothing was opened; stop the other process,
+    /// or use another directory.
+    #[error("{what} is in use by another process")]
+    InUse {
+        /// What is in use, for humans (the directory).
+        what: String,
     },
 
     /// A revocation was refused: the message is not revocable, the
@@ -102,38 +115,67 @@ pub enum Error {
 }
 
 impl Error {
-    /// The WuKongIM reason code that tells a client about this error: the
-    /// refusal's own code, [`ReasonCode::CHANNEL_ID_ERROR`] or
-    /// [`ReasonCode::NOT_SUPPORT_CHANNEL_TYPE`] for bad channels,
-    /// [`ReasonCode::SYSTEM_ERROR`] for storage failures.
+    /// The WuKongIM reason code that tells a client about this error, or
+    /// `None` where WuKongIM has none that fits:
+    ///
+    /// - a refusal: its own code;
+    /// - a bad channel: [`ReasonCode::CHANNEL_ID_ERROR`], or
+    ///   [`ReasonCode::NOT_SUPPORT_CHANNEL_TYPE`] for its type;
+    /// - a message's own fault (a payload over the limit, a bad uid or
+    ///   `client_msg_no`): [`ReasonCode::NOT_ALLOW_SEND`];
+    /// - a failing or unreadable store: [`ReasonCode::SYSTEM_ERROR`];
+    /// - an argument out of range (a page limit, a configuration), a
+    ///   look-up that found nothing, a revocation refused: `None` (the
+    ///   error's text says what; a wire server answers a SEND it cannot
+    ///   place with [`ReasonCode::SYSTEM_ERROR`]).
+    ///
+    /// ```
+    /// use imcore::{Error, ReasonCode, ValidationError};
+    /// let paging: Error = ValidationError::OutOfRange("limit 0").into();
+    /// assert_eq!(paging.reason_code(), None);
+    /// let bad_type: Error = ValidationError::InvalidChannelType(0).into();
+    /// assert_eq!(bad_type.reason_code(), Some(ReasonCode::NOT_SUPPORT_CHANNEL_TYPE));
+    /// ```
     ///
     /// [`ReasonCode::CHANNEL_ID_ERROR`]: crate::ReasonCode::CHANNEL_ID_ERROR
     /// [`ReasonCode::NOT_SUPPORT_CHANNEL_TYPE`]: crate::ReasonCode::NOT_SUPPORT_CHANNEL_TYPE
+    /// [`ReasonCode::NOT_ALLOW_SEND`]: crate::ReasonCode::NOT_ALLOW_SEND
     /// [`ReasonCode::SYSTEM_ERROR`]: crate::ReasonCode::SYSTEM_ERROR
-    pub fn reason_code(&self) -> crate::ReasonCode {
+    pub fn reason_code(&self) -> Option<crate::ReasonCode> {
         use crate::ReasonCode as R;
+        use ValidationError as V;
         match self {
-            Error::Rejected { reason } => *reason,
-            Error::Validation(ValidationError::InvalidChannelType(_)) => {
-                R::NOT_SUPPORT_CHANNEL_TYPE
-            }
+            Error::Rejected { reason, .. } => Some(*reason),
+            Error::Validation(V::InvalidChannelType(_)) => Some(R::NOT_SUPPORT_CHANNEL_TYPE),
             Error::Validation(
-                ValidationError::InvalidChannelId { .. }
-                | ValidationError::EmptyId { kind: "channel id" }
-                | ValidationError::IdTooLong {
-                    kind: "channel id", ..
+                V::InvalidChannelId { .. }
+                | V::EmptyId {
+                    kind: IdKind::ChannelId,
                 }
-                | ValidationError::ForbiddenChar {
-                    kind: "channel id", ..
+                | V::IdTooLong {
+                    kind: IdKind::ChannelId,
+                    ..
+                }
+                | V::ForbiddenChar {
+                    kind: IdKind::ChannelId,
+                    ..
                 },
-            ) => R::CHANNEL_ID_ERROR,
-            Error::Validation(_) => R::NOT_ALLOW_SEND,
-            Error::NotFound { .. } | Error::RevokeRefused(_) => R::UNKNOWN,
+            ) => Some(R::CHANNEL_ID_ERROR),
+            Error::Validation(
+                V::EmptyId { .. }
+                | V::IdTooLong { .. }
+                | V::ForbiddenChar { .. }
+                | V::PayloadTooLarge { .. },
+            ) => Some(R::NOT_ALLOW_SEND),
+            Error::Validation(V::OutOfRange(_))
+            | Error::NotFound { .. }
+            | Error::RevokeRefused(_) => None,
             Error::Storage { .. }
             | Error::Unavailable { .. }
             | Error::Unconfirmed { .. }
             | Error::UnsupportedFormat { .. }
-            | Error::Corrupt { .. } => R::SYSTEM_ERROR,
+            | Error::InUse { .. }
+            | Error::Corrupt { .. } => Some(R::SYSTEM_ERROR),
         }
     }
 
@@ -150,9 +192,13 @@ impl Error {
         matches!(self, Error::Unavailable { .. })
     }
 
-    /// A [`Error::Rejected`] for `reason`.
-    pub fn rejected(reason: crate::ReasonCode) -> Self {
-        Error::Rejected { reason }
+    /// A [`Error::Rejected`]: `uid` was refused `channel` for `reason`.
+    pub fn rejected(reason: crate::ReasonCode, uid: &crate::Uid, channel: &crate::Channel) -> Self {
+        Error::Rejected {
+            reason,
+            uid: uid.clone(),
+            channel: channel.clone(),
+        }
     }
 
     /// A [`Error::NotFound`] for `what`.
@@ -170,6 +216,31 @@ impl Error {
     }
 }
 
+/// Which identifier a [`ValidationError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdKind {
+    /// A [`Uid`](crate::Uid).
+    Uid,
+    /// A [`DeviceId`](crate::DeviceId).
+    DeviceId,
+    /// A [`ClientMsgNo`](crate::ClientMsgNo).
+    ClientMsgNo,
+    /// A [`ChannelId`](crate::ChannelId).
+    ChannelId,
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdKind::Uid => "uid",
+            IdKind::DeviceId => "device id",
+            IdKind::ClientMsgNo => "client_msg_no",
+            IdKind::ChannelId => "channel id",
+        })
+    }
+}
+
 /// Why an input was rejected. Carried by [`Error::Validation`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -177,14 +248,14 @@ pub enum ValidationError {
     /// An identifier was empty.
     #[error("{kind} must not be empty")]
     EmptyId {
-        /// Which identifier (`"uid"`, `"channel id"`, …).
-        kind: &'static str,
+        /// Which identifier.
+        kind: IdKind,
     },
     /// An identifier was longer than its documented limit, in bytes.
     #[error("{kind} is {len} bytes long, the limit is {max}")]
     IdTooLong {
         /// Which identifier.
-        kind: &'static str,
+        kind: IdKind,
         /// Its length in bytes.
         len: usize,
         /// The limit in bytes.
@@ -194,7 +265,7 @@ pub enum ValidationError {
     #[error("{kind} must not contain {ch:?}")]
     ForbiddenChar {
         /// Which identifier.
-        kind: &'static str,
+        kind: IdKind,
         /// The offending character.
         ch: char,
     },

@@ -62,7 +62,7 @@ impl MessageIdGenerator {
     /// A generator for node `node` on `clock`.
     pub fn with_clock(node: u16, clock: Arc<dyn Clock>) -> Result<Self> {
         if node > MAX_NODE {
-            return Err(ValidationError::OutOfRange("node number above 1023").into());
+            return Err(ValidationError::OutOfRange("node_id above 1023").into());
         }
         Ok(MessageIdGenerator {
             node: u64::from(node),

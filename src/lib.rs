@@ -92,7 +92,7 @@ pub mod wire;
 pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{AccessList, Directory, MemoryDirectory, Permission, Role};
-pub use error::{Error, Result, ValidationError};
+pub use error::{Error, IdKind, Result, ValidationError};
 pub use hub::{
     ConversationView, HistoryMessage, Hub, HubBuilder, HubConfig, HubStats, SendAck, SendCounts,
     SendRequest, Target,

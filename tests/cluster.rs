@@ -80,15 +80,6 @@ async fn node_with(
     }
 }
 
-async fn node(
-    nats: &NatsServer,
-    id: u16,
-    store: Arc<dyn Store>,
-    dir: Arc<MemoryDirectory>,
-) -> Node {
-    node_with(nats, id, store, dir, |_| {}, None).await
-}
-
 /// Nodes 1 and 2, sharing one in-memory store and one directory.
 struct Pair {
     a: Node,
@@ -380,8 +371,11 @@ async fn senders_on_two_nodes_of_one_postgres_keep_every_device_in_seq_order() {
     let dir = Arc::new(MemoryDirectory::new());
     let store_a = Arc::new(PgStore::open(config.clone()).await.unwrap());
     let store_b = Arc::new(PgStore::open(config).await.unwrap());
-    let a = node(&nats, 1, store_a, dir.clone()).await;
-    let b = node(&nats, 2, store_b.clone(), dir.clone()).await;
+    // The order is what this checks, not the wait's bound (order.rs's
+    // unit tests do): a wait long enough for a loaded 2-core machine.
+    let patient = |c: &mut NatsConfig| c.reorder_wait = Duration::from_secs(10);
+    let a = node_with(&nats, 1, store_a, dir.clone(), patient, None).await;
+    let b = node_with(&nats, 2, store_b.clone(), dir.clone(), patient, None).await;
     let group = Channel::group("g").unwrap();
     let users = ["u1", "u2", "u3", "u4"].map(uid);
     dir.create_channel(&group, &users[0], users[1..].iter().cloned());

@@ -32,7 +32,7 @@ async fn send(hub: &Hub, from: &str, channel: &Channel) -> ReasonCode {
         .await
     {
         Ok(_) => ReasonCode::SUCCESS,
-        Err(Error::Rejected { reason }) => reason,
+        Err(Error::Rejected { reason, .. }) => reason,
         Err(e) => panic!("unexpected error {e}"),
     }
 }

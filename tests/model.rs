@@ -9,8 +9,8 @@ use bytes::Bytes;
 use imcore::id::{ID_EPOCH_MS, MAX_NODE};
 use imcore::model::{DEFAULT_MAX_PAYLOAD, MAX_CHANNEL_ID_LEN, MAX_ID_LEN};
 use imcore::{
-    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Error, Flags, Limits, ManualClock,
-    Message, MessageId, MessageIdGenerator, Uid, ValidationError,
+    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Error, Flags, IdKind, Limits,
+    ManualClock, Message, MessageId, MessageIdGenerator, Uid, ValidationError,
 };
 use proptest::prelude::*;
 
@@ -389,18 +389,21 @@ fn stored_for_does_not_accept_the_reversed_pair() {
 
 #[test]
 fn empty_ids_are_rejected() {
-    let cases: [(&str, ValidationError); 4] = [
-        ("uid", validation(Uid::new(""))),
-        ("device id", validation(DeviceId::new(""))),
-        ("client_msg_no", validation(ClientMsgNo::new(""))),
-        ("channel id", validation(ChannelId::new(""))),
+    let cases: [(IdKind, ValidationError); 4] = [
+        (IdKind::Uid, validation(Uid::new(""))),
+        (IdKind::DeviceId, validation(DeviceId::new(""))),
+        (IdKind::ClientMsgNo, validation(ClientMsgNo::new(""))),
+        (IdKind::ChannelId, validation(ChannelId::new(""))),
     ];
     for (kind, err) in cases {
         assert_eq!(err, ValidationError::EmptyId { kind }, "{kind}");
+        assert_eq!(err.to_string(), format!("{kind} must not be empty"));
     }
     assert!(matches!(
         validation(Channel::group("")),
-        ValidationError::EmptyId { kind: "channel id" }
+        ValidationError::EmptyId {
+            kind: IdKind::ChannelId
+        }
     ));
 }
 
@@ -418,11 +421,11 @@ fn id_length_limits() {
         len: MAX_ID_LEN + 1,
         max: MAX_ID_LEN,
     };
-    assert_eq!(validation(Uid::new(&long)), too_long("uid"));
-    assert_eq!(validation(DeviceId::new(&long)), too_long("device id"));
+    assert_eq!(validation(Uid::new(&long)), too_long(IdKind::Uid));
+    assert_eq!(validation(DeviceId::new(&long)), too_long(IdKind::DeviceId));
     assert_eq!(
         validation(ClientMsgNo::new(&long)),
-        too_long("client_msg_no")
+        too_long(IdKind::ClientMsgNo)
     );
 
     let ok = "c".repeat(MAX_CHANNEL_ID_LEN);
@@ -431,7 +434,7 @@ fn id_length_limits() {
     assert_eq!(
         validation(ChannelId::new(&long)),
         ValidationError::IdTooLong {
-            kind: "channel id",
+            kind: IdKind::ChannelId,
             len: MAX_CHANNEL_ID_LEN + 1,
             max: MAX_CHANNEL_ID_LEN,
         }
@@ -455,7 +458,7 @@ fn lengths_are_counted_in_bytes() {
         assert_eq!(
             validation(Uid::new(&over)),
             ValidationError::IdTooLong {
-                kind: "uid",
+                kind: IdKind::Uid,
                 len: (fits + 1) * bytes,
                 max: MAX_ID_LEN,
             },
@@ -483,7 +486,10 @@ fn forbidden_characters_in_uids() {
         ] {
             assert_eq!(
                 validation(Uid::new(&s)),
-                ValidationError::ForbiddenChar { kind: "uid", ch },
+                ValidationError::ForbiddenChar {
+                    kind: IdKind::Uid,
+                    ch
+                },
                 "{s:?}"
             );
         }
@@ -492,21 +498,21 @@ fn forbidden_characters_in_uids() {
     assert_eq!(
         validation(DeviceId::new("d\u{1}")),
         ValidationError::ForbiddenChar {
-            kind: "device id",
+            kind: IdKind::DeviceId,
             ch: '\u{1}'
         }
     );
     assert_eq!(
         validation(ClientMsgNo::new("c\r")),
         ValidationError::ForbiddenChar {
-            kind: "client_msg_no",
+            kind: IdKind::ClientMsgNo,
             ch: '\r'
         }
     );
     assert_eq!(
         validation(ChannelId::new("g\u{1b}")),
         ValidationError::ForbiddenChar {
-            kind: "channel id",
+            kind: IdKind::ChannelId,
             ch: '\u{1b}'
         }
     );

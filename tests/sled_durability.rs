@@ -177,13 +177,16 @@ async fn background_durability_reopens_after_a_clean_close() {
 }
 
 #[test]
-fn a_database_open_elsewhere_is_a_storage_error() {
+fn a_database_open_elsewhere_is_in_use_and_names_its_directory() {
     let dir = tempfile::tempdir().unwrap();
     let _first = SledStore::open(dir.path()).unwrap();
-    assert!(matches!(
-        SledStore::open(dir.path()),
-        Err(Error::Storage { .. })
-    ));
+    match SledStore::open(dir.path()) {
+        Err(e @ Error::InUse { .. }) => {
+            let said = e.to_string();
+            assert!(said.contains(&dir.path().display().to_string()), "{said}");
+        }
+        other => panic!("expected InUse, got {other:?}"),
+    }
 }
 
 #[test]

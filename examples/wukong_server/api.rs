@@ -41,7 +41,7 @@ impl From<Error> for ApiError {
         };
         ApiError {
             status,
-            reason_code: e.reason_code().as_u8(),
+            reason_code: e.reason_code().map_or(0, |r| r.as_u8()),
             msg: e.to_string(),
         }
     }

@@ -115,9 +115,9 @@ pub async fn message_sendbatch(State(app): State<App>, Json(req): Json<SendBatch
     for (to, ack) in req.subscribers.iter().zip(app.hub.send_all(requests).await) {
         match ack {
             Ok(_) => {}
-            Err(e @ Error::Rejected { .. }) => {
+            Err(Error::Rejected { reason, .. }) => {
                 fail_uids.push(to.clone());
-                reasons.push(e.reason_code().as_u8());
+                reasons.push(reason.as_u8());
             }
             Err(e) => return Err(e.into()),
         }

@@ -399,17 +399,20 @@ type StripeGuard<'a> = tokio::sync::MutexGuard<'a, Option<oneshot::Receiver<()>>
 /// directory is asked to let a third user write to or read it.
 fn party_to(uid: &Uid, channel: &Channel) -> Result<()> {
     match channel.person_parties() {
-        Some((a, b)) if *uid != a && *uid != b => {
-            Err(Error::rejected(ReasonCode::SUBSCRIBER_NOT_EXIST))
-        }
+        Some((a, b)) if *uid != a && *uid != b => Err(Error::rejected(
+            ReasonCode::SUBSCRIBER_NOT_EXIST,
+            uid,
+            channel,
+        )),
         _ => Ok(()),
     }
 }
 
-fn denied(p: Permission) -> Result<()> {
+/// The directory's answer for `uid` in `channel`, as a result.
+fn denied(p: Permission, uid: &Uid, channel: &Channel) -> Result<()> {
     match p {
         Permission::Allowed => Ok(()),
-        Permission::Denied(reason) => Err(Error::rejected(reason)),
+        Permission::Denied(reason) => Err(Error::rejected(reason, uid, channel)),
     }
 }
 

@@ -339,7 +339,8 @@ impl Hub {
             Target::Channel(addressed) => {
                 let channel = addressed.stored_for(from)?;
                 party_to(from, &channel)?;
-                denied(self.inner.directory.check_send(from, &channel).await?)?;
+                let permission = self.inner.directory.check_send(from, &channel).await?;
+                denied(permission, from, &channel)?;
                 let recipients = self.recipients_of(&channel).await?;
                 Ok((channel, recipients))
             }

@@ -98,7 +98,8 @@ impl Hub {
     async fn readable(&self, reader: &Uid, channel: &Channel) -> Result<Channel> {
         let channel = channel.stored_for(reader)?;
         party_to(reader, &channel)?;
-        denied(self.inner.directory.check_read(reader, &channel).await?)?;
+        let permission = self.inner.directory.check_read(reader, &channel).await?;
+        denied(permission, reader, &channel)?;
         Ok(channel)
     }
 

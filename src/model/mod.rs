@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, ValidationError};
+use crate::error::{IdKind, Result, ValidationError};
 
 mod flags;
 
@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
 /// of a person channel, and reserves `#` and `&`.
 pub const UID_FORBIDDEN_CHARS: [char; 3] = ['@', '#', '&'];
 
-fn check_id(kind: &'static str, s: &str, max: usize, forbidden: &[char]) -> Result<()> {
+fn check_id(kind: IdKind, s: &str, max: usize, forbidden: &[char]) -> Result<()> {
     if s.is_empty() {
         return Err(ValidationError::EmptyId { kind }.into());
     }
@@ -49,10 +49,10 @@ fn check_id(kind: &'static str, s: &str, max: usize, forbidden: &[char]) -> Resu
 }
 
 macro_rules! string_id {
-    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $forbidden:expr) => {
+    ($(#[$meta:meta])* $name:ident, $kind:expr, $max:expr, $forbidden:expr) => {
         string_id!($(#[$meta])* $name, $kind, $max, $forbidden, Arc<str>);
     };
-    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $forbidden:expr, $inner:ty) => {
+    ($(#[$meta:meta])* $name:ident, $kind:expr, $max:expr, $forbidden:expr, $inner:ty) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name($inner);
@@ -167,7 +167,7 @@ string_id!(
     /// assert!(Uid::new("a@b").is_err());
     /// ```
     Uid,
-    "uid",
+    IdKind::Uid,
     MAX_ID_LEN,
     &UID_FORBIDDEN_CHARS
 );
@@ -176,7 +176,7 @@ string_id!(
     /// A device id, chosen by the client (one per installation). At most
     /// [`MAX_ID_LEN`] bytes, never empty.
     DeviceId,
-    "device id",
+    IdKind::DeviceId,
     MAX_ID_LEN,
     &[]
 );
@@ -189,7 +189,7 @@ string_id!(
     /// Unlike the other ids it can share a buffer with other data (a page
     /// of history read back shares one), since every message has its own.
     ClientMsgNo,
-    "client_msg_no",
+    IdKind::ClientMsgNo,
     MAX_ID_LEN,
     &[],
     bytestring::ByteString
@@ -208,7 +208,7 @@ string_id!(
     /// A channel id. At most [`MAX_CHANNEL_ID_LEN`] bytes, never empty. For
     /// person channels see [`Channel::person`].
     ChannelId,
-    "channel id",
+    IdKind::ChannelId,
     MAX_CHANNEL_ID_LEN,
     &[]
 );

@@ -214,7 +214,7 @@ impl Session<'_> {
         };
         match self.request(&send, payload) {
             Ok(request) => Queued::Request(client_seq, flags, request),
-            Err(e) => refuse(e.reason_code()),
+            Err(e) => refuse(e.reason_code().unwrap_or(ReasonCode::SYSTEM_ERROR)),
         }
     }
 
@@ -349,7 +349,8 @@ fn sendack(
                 }
                 _ => tracing::debug!(uid = %from, error = %e, "SEND refused"),
             }
-            refused_send(client_seq, flags, e.reason_code())
+            let reason = e.reason_code().unwrap_or(ReasonCode::SYSTEM_ERROR);
+            refused_send(client_seq, flags, reason)
         }
     }
 }

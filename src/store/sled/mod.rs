@@ -202,7 +202,8 @@ impl SledStore {
     /// marks its directories with an `imcore.format` file), a database not
     /// written by this crate, or files sled cannot read, gives
     /// [`Error::Corrupt`] ([`Error::Storage`] for I/O failures such as a
-    /// path that is a file, or a database already open); it never panics.
+    /// path that is a file; [`Error::InUse`] for a directory another
+    /// process has open); it never panics.
     ///
     /// A limit of sled 0.34 to know: its recovery cannot tell damage near the
     /// end of its log from a write torn by a crash, so such damage comes back
@@ -212,7 +213,12 @@ impl SledStore {
         let sled_config = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity);
-        Self::from_sled_config(sled_config, config.durability)
+        Self::from_sled_config(sled_config, config.durability).map_err(|e| match e {
+            Error::InUse { .. } => Error::InUse {
+                what: format!("the sled directory {}", config.path.display()),
+            },
+            e => e,
+        })
     }
 
     /// A fresh store in a temporary directory that is deleted when the last
@@ -352,6 +358,11 @@ fn open_retrying_lock(config: &sled::Config) -> Result<Db> {
             Ok(Err(e)) if is_lock_error(&e) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Ok(Err(e)) if is_lock_error(&e) => {
+                return Err(Error::InUse {
+                    what: "the sled directory".into(),
+                })
             }
             Ok(Err(e)) => return Err(storage(e)),
         }
