@@ -80,6 +80,12 @@ pub enum Error {
         channel: crate::Channel,
     },
 
+    /// The hub is shutting down ([`Hub::shutdown`](crate::Hub::shutdown)):
+    /// nothing was stored or sent. Another node, or the restarted one, will
+    /// take it: [`Error::is_retryable`] says so.
+    #[error("the hub is shutting down")]
+    Closed,
+
     /// A store's files are in use by another process (sled keeps one
     /// process per directory). Nothing was opened; stop the other process,
     /// or use another directory.
@@ -175,13 +181,15 @@ impl Error {
             | Error::Unconfirmed { .. }
             | Error::UnsupportedFormat { .. }
             | Error::InUse { .. }
+            | Error::Closed
             | Error::Corrupt { .. } => Some(R::SYSTEM_ERROR),
         }
     }
 
     /// Whether the same call may succeed if made again later, unchanged:
     /// `true` for [`Error::Unavailable`] (the backend is down or slow) and
-    /// nothing else.
+    /// [`Error::Closed`] (this hub is shutting down; another will take
+    /// it), and nothing else.
     ///
     /// ```
     /// let down = imcore::Error::Unavailable { backend: "postgres", source: "refused".into() };
@@ -189,7 +197,7 @@ impl Error {
     /// assert!(!imcore::Error::not_found("message 7").is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. })
+        matches!(self, Error::Unavailable { .. } | Error::Closed)
     }
 
     /// A [`Error::Rejected`]: `uid` was refused `channel` for `reason`.

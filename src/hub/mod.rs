@@ -7,6 +7,7 @@
 //! other nodes: routing through the [`Router`], and
 //! seq order across nodes).
 
+mod lifecycle;
 mod nodes;
 mod revoke;
 mod run_to_end;
@@ -214,6 +215,9 @@ pub struct HubConfig {
     /// Remove the payload of revoked messages from history reads. Default
     /// on.
     pub strip_revoked_payload: bool,
+    /// Offline notifications ([`OfflineNotifier::notify`]) running at once
+    /// at most; past it, the sends that push wait for a slot. Default 64.
+    pub max_pushes: usize,
 }
 
 impl Default for HubConfig {
@@ -225,6 +229,7 @@ impl Default for HubConfig {
             revoke_window_ms: 120_000,
             revoke_tip: false,
             strip_revoked_payload: true,
+            max_pushes: 64,
         }
     }
 }
@@ -303,6 +308,7 @@ impl HubBuilder {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let router = self.router.unwrap_or_else(|| Arc::new(SingleNode));
         let wait = router.reorder_wait();
+        let max_pushes = self.config.max_pushes;
         let hub = Hub {
             inner: Arc::new(Inner {
                 ids: MessageIdGenerator::with_clock(self.config.node_id, clock.clone())?,
@@ -322,6 +328,7 @@ impl HubBuilder {
                 stripes: (0..CHANNEL_STRIPES).map(|_| Stripe::default()).collect(),
                 hasher: RandomState::new(),
                 reorder: wait.map(nodes::Reorder::new),
+                lifecycle: lifecycle::Lifecycle::new(max_pushes),
                 router,
             }),
         };
@@ -386,6 +393,7 @@ struct Inner {
     /// Set in a cluster: deliveries of a channel from several nodes put
     /// back in seq order.
     reorder: Option<nodes::Reorder>,
+    lifecycle: lifecycle::Lifecycle,
 }
 
 /// The turn of the channels on one stripe: held while a send takes its

@@ -42,8 +42,13 @@ impl Hub {
     /// caller that stops waiting cannot leave it recorded but untold (its
     /// retry would find the command already queued and deliver nothing).
     pub async fn revoke(&self, request: RevokeRequest) -> Result<RevokeOutcome> {
+        let work = self.start_work()?;
         let hub = self.clone();
-        run_to_end(async move { hub.revoke_now(request).await }).await
+        run_to_end(async move {
+            let _work = work;
+            hub.revoke_now(request).await
+        })
+        .await
     }
 
     async fn revoke_now(&self, request: RevokeRequest) -> Result<RevokeOutcome> {

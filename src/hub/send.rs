@@ -82,8 +82,13 @@ impl Hub {
     /// # Ok(()) }
     /// ```
     pub async fn send_all(&self, requests: Vec<SendRequest>) -> Vec<Result<SendAck>> {
+        let work = match self.start_work() {
+            Ok(work) => work,
+            Err(_) => return requests.iter().map(|_| Err(Error::Closed)).collect(),
+        };
         let hub = self.clone();
         run_to_end(async move {
+            let _work = work;
             let mut staged = Vec::with_capacity(requests.len());
             for request in requests {
                 let mut class = None;
@@ -306,7 +311,12 @@ impl Hub {
         if push && !offline.is_empty() {
             let notifier = inner.notifier.clone();
             let message = message.clone();
-            tokio::spawn(async move { notifier.notify(message, offline).await });
+            let slot = self.push_slot().await;
+            let work = self.more_work();
+            tokio::spawn(async move {
+                notifier.notify(message, offline).await;
+                drop((slot, work));
+            });
         }
         drop(delivered); // the next send to the channel may deliver
         Ok(ack(&message, false))

@@ -184,6 +184,12 @@ pub trait MessageLog: Send + Sync + Debug + 'static {
     /// in that direction.
     async fn read(&self, channel: &Channel, page: Page) -> Result<Vec<Message>>;
 
+    /// Makes everything written so far durable, for a shutdown. The default
+    /// does nothing (a store whose writes are durable when acknowledged).
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// [`read`](Self::read), each message in a [`HistoryMessage`] whose
     /// `revoked` is `None`, for the hub to merge revocations into. A backend
     /// may build them directly rather than wrap what `read` returns.

@@ -99,6 +99,10 @@ impl SledStore {
 
 #[async_trait]
 impl MessageLog for SledStore {
+    async fn flush(&self) -> Result<()> {
+        SledStore::flush(self).await
+    }
+
     /// Plain inserts for one message, one atomic batch for several; with
     /// [`Durability::Flush`](super::Durability::Flush), one flush shared by
     /// every append at the same time.
