@@ -192,6 +192,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(axum::middleware::map_response(api::json_errors))
+        .layer(axum::middleware::from_fn(api::refuse_large_bodies))
         .layer(axum::extract::DefaultBodyLimit::max(api::BODY_LIMIT))
         .with_state(app.clone());
     println!("tcp listening on {}", tcp.local_addr()?);
