@@ -5,20 +5,12 @@
 //! devices, are pinned in `wire_server.rs` beside the tests they extend.)
 
 use imcore::store::Page;
-use imcore::wire::{Packet, SendackPacket, Setting};
+use imcore::wire::{Packet, Setting};
 use imcore::{Channel, Flags, ReasonCode};
 
 mod common;
 
 use common::*;
-
-/// Expects a SENDACK next and returns it.
-async fn sendack(c: &mut Client) -> SendackPacket {
-    match c.next().await {
-        Some(Packet::Sendack(ack)) => ack,
-        other => panic!("expected SENDACK, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn a_sendack_carries_the_sends_header_flags() {
@@ -42,7 +34,7 @@ async fn a_sendack_carries_the_sends_header_flags() {
             false => alice.cipher().send_msg_key(&send).unwrap(),
         };
         alice.packet(&Packet::Send(send));
-        let ack = sendack(&mut alice).await;
+        let ack = alice.sendack().await;
         assert_eq!(ack.client_seq, seq);
         assert_eq!(ack.flags.bits(), bits, "SENDACK {seq}'s flags");
         let frame = Packet::Sendack(ack).to_bytes().unwrap();
@@ -63,7 +55,7 @@ async fn setting_and_topic_travel_with_the_message_and_are_stored() {
     send.topic = Some("orders".into());
     send.msg_key = alice.cipher().send_msg_key(&send).unwrap();
     alice.packet(&Packet::Send(send));
-    assert_eq!(sendack(&mut alice).await.reason, ReasonCode::SUCCESS);
+    assert_eq!(alice.sendack().await.reason, ReasonCode::SUCCESS);
     let got = bob.recv().await;
     assert_eq!(bob.open_recv(&got), "read me");
     assert_eq!(got.setting, Setting(Setting::RECEIPT | Setting::TOPIC));
@@ -74,7 +66,7 @@ async fn setting_and_topic_travel_with_the_message_and_are_stored() {
     send.setting = Setting(Setting::RECEIPT);
     send.msg_key = alice.cipher().send_msg_key(&send).unwrap();
     alice.packet(&Packet::Send(send));
-    sendack(&mut alice).await;
+    alice.sendack().await;
     let got = bob.recv().await;
     assert_eq!((got.setting, got.topic), (Setting(Setting::RECEIPT), None));
 

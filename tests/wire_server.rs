@@ -120,14 +120,6 @@ async fn a_person_message_is_acked_and_received_decrypted_by_every_other_device(
     assert_eq!(stored[0].payload.as_ref(), text.as_bytes());
 }
 
-/// Expects a SENDACK next and returns it.
-async fn sendack(c: &mut Client) -> imcore::wire::SendackPacket {
-    match c.next().await {
-        Some(Packet::Sendack(ack)) => ack,
-        other => panic!("expected SENDACK, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn the_sending_connection_never_receives_its_own_message() {
     let w = world();
@@ -139,7 +131,7 @@ async fn the_sending_connection_never_receives_its_own_message() {
     bob.login("bob", WEB).await;
 
     alice.packet(&Packet::Send(alice.sealed_send(1, "bob", 1, "mine")));
-    let mine = sendack(&mut alice).await;
+    let mine = alice.sendack().await;
     assert_eq!(mine.reason, ReasonCode::SUCCESS);
     // Everyone else has it: bob, and alice's other device.
     for c in [&mut bob, &mut alice_pc] {
@@ -153,7 +145,7 @@ async fn the_sending_connection_never_receives_its_own_message() {
     // before the SENDACK: anything meant for this connection would be
     // queued ahead of a message that is sent only now.
     bob.packet(&Packet::Send(bob.sealed_send(1, "alice", 1, "yours")));
-    let yours = sendack(&mut bob).await;
+    let yours = bob.sendack().await;
     assert_eq!(yours.reason, ReasonCode::SUCCESS);
     let next = alice.recv().await;
     assert_eq!(
@@ -181,7 +173,7 @@ async fn a_send_with_an_empty_message_key_is_refused_and_goes_nowhere() {
     let mut forged = alice.sealed_send(1, "bob", 1, "forged");
     forged.msg_key = "0".repeat(32);
     alice.packet(&Packet::Send(forged));
-    let wrong = sendack(&mut alice).await;
+    let wrong = alice.sendack().await;
     assert_eq!(
         (wrong.client_seq, wrong.reason),
         (1, ReasonCode::PAYLOAD_DECODE_ERROR)
@@ -190,7 +182,7 @@ async fn a_send_with_an_empty_message_key_is_refused_and_goes_nowhere() {
     let mut keyless = alice.sealed_send(2, "bob", 1, "keyless");
     keyless.msg_key = String::new();
     alice.packet(&Packet::Send(keyless));
-    let empty = sendack(&mut alice).await;
+    let empty = alice.sendack().await;
     assert_eq!(
         (
             empty.client_seq,
@@ -204,7 +196,7 @@ async fn a_send_with_an_empty_message_key_is_refused_and_goes_nowhere() {
     // Nothing was delivered: the next thing bob gets is the next good
     // message, and it takes seq 1 of the channel.
     alice.packet(&Packet::Send(alice.sealed_send(3, "bob", 1, "good")));
-    let good = sendack(&mut alice).await;
+    let good = alice.sendack().await;
     assert_eq!((good.reason, good.message_seq), (ReasonCode::SUCCESS, 1));
     let got = bob.recv().await;
     assert_eq!(

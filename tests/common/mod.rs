@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{sink, stream};
 use imcore::wire::{
-    ConnackPacket, ConnectPacket, KeyExchange, Packet, RecvPacket, SendPacket, SessionCipher,
-    SessionEnd, Setting, TokenTable, WireConfig, WireError, WireServer,
+    ConnackPacket, ConnectPacket, KeyExchange, Packet, RecvPacket, SendPacket, SendackPacket,
+    SessionCipher, SessionEnd, Setting, TokenTable, WireConfig, WireError, WireServer,
 };
 use imcore::{DeviceFlag, DeviceLevel, Flags, Hub, ManualClock, MemoryDirectory, ReasonCode, Uid};
 use tokio::sync::mpsc;
@@ -90,13 +90,7 @@ impl Client {
         }));
         let server = server.clone();
         let task = tokio::spawn(async move { server.serve(incoming, outgoing).await });
-        Client {
-            to_server: Some(in_tx),
-            from_server: out_rx,
-            task,
-            keys: None,
-            cipher: None,
-        }
+        Client::on(in_tx, out_rx, task)
     }
 
     /// A client of `server` over a real TCP connection on 127.0.0.1 (the
@@ -158,9 +152,19 @@ impl Client {
                 }
             }
         });
+        Client::on(in_tx, out_rx, task)
+    }
+
+    /// A client not yet logged in, on the given channels to and from the
+    /// server's task.
+    fn on(
+        to_server: mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+        from_server: mpsc::Receiver<Bytes>,
+        task: JoinHandle<Result<SessionEnd, WireError>>,
+    ) -> Client {
         Client {
-            to_server: Some(in_tx),
-            from_server: out_rx,
+            to_server: Some(to_server),
+            from_server,
             task,
             keys: None,
             cipher: None,
@@ -254,6 +258,14 @@ impl Client {
         };
         send.msg_key = self.cipher().send_msg_key(&send).unwrap();
         send
+    }
+
+    /// Expects a SENDACK next and returns it.
+    pub async fn sendack(&mut self) -> SendackPacket {
+        match self.next().await {
+            Some(Packet::Sendack(ack)) => ack,
+            other => panic!("expected SENDACK, got {other:?}"),
+        }
     }
 
     pub async fn recv(&mut self) -> RecvPacket {
