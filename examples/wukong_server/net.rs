@@ -95,21 +95,27 @@ impl Settings {
     }
 }
 
+/// The next connection; on a failure (out of file descriptors, say) it
+/// says so and waits for some to close.
+async fn accept(listener: &TcpListener, what: &str) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => return tcp,
+            Err(e) => {
+                eprintln!("{what} accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Accepts connections for ever. Each must send its request headers
 /// within `header_timeout` (from the moment it is accepted, and again for
 /// each request it sends), or it is closed: hyper's header read timeout,
 /// which `axum::serve` leaves off.
 pub async fn serve(listener: TcpListener, router: Router, header_timeout: Duration) {
     loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                // Out of file descriptors, say: wait for some to close.
-                eprintln!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let tcp = accept(&listener, "http").await;
         let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
             // HTTP/1 (WebSocket upgrades and the JSON API), served by
@@ -132,14 +138,7 @@ pub async fn serve(listener: TcpListener, router: Router, header_timeout: Durati
 /// must send its CONNECT within the wire server's connect timeout.
 pub async fn serve_tcp(listener: TcpListener, app: App) {
     loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                eprintln!("tcp accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let tcp = accept(&listener, "tcp").await;
         // Small packets, answered at once: no Nagle delay.
         if let Err(e) = tcp.set_nodelay(true) {
             eprintln!("tcp nodelay: {e}");
