@@ -98,7 +98,7 @@ pub enum Error {
     /// A revocation was refused: the message is not revocable, the
     /// requester may not revoke it, or the window has passed.
     #[error("revocation refused: {0}")]
-    RevokeRefused(crate::revoke::RevokeRefusal),
+    RevokeRefused(RevokeRefusal),
 
     /// The database was written by another version of the crate, in a
     /// format this version does not read. Nothing was changed; open it with
@@ -300,4 +300,28 @@ pub enum ValidationError {
     /// A page or batch limit of zero, or some other argument out of range.
     #[error("{0}")]
     OutOfRange(&'static str),
+}
+
+/// Why a revocation was refused. Carried by
+/// [`Error::RevokeRefused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RevokeRefusal {
+    /// Commands and transient messages are not in history and cannot be
+    /// revoked; neither can the hub's own revocation tips.
+    #[error("commands, transient messages and revocation tips cannot be revoked")]
+    NotRevocable,
+    /// The authorizer said no.
+    #[error("the requester may not revoke this message")]
+    NotPermitted,
+    /// The revocation window has passed.
+    #[error("too late: sent at {sent_at_ms} ms, asked at {now_ms} ms, more than the {window_ms} ms window")]
+    WindowExpired {
+        /// When the message was sent (Unix ms).
+        sent_at_ms: i64,
+        /// The window (ms).
+        window_ms: u64,
+        /// When the revocation was asked (Unix ms).
+        now_ms: i64,
+    },
 }

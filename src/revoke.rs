@@ -102,29 +102,8 @@ impl RevokeOutcome {
     }
 }
 
-/// Why a revocation was refused. Carried by
-/// [`Error::RevokeRefused`](crate::Error::RevokeRefused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RevokeRefusal {
-    /// Commands and transient messages are not in history and cannot be
-    /// revoked; neither can the hub's own revocation tips.
-    #[error("commands, transient messages and revocation tips cannot be revoked")]
-    NotRevocable,
-    /// The authorizer said no.
-    #[error("the requester may not revoke this message")]
-    NotPermitted,
-    /// The revocation window has passed.
-    #[error("too late: sent at {sent_at_ms} ms, asked at {now_ms} ms, more than the {window_ms} ms window")]
-    WindowExpired {
-        /// When the message was sent (Unix ms).
-        sent_at_ms: i64,
-        /// The window (ms).
-        window_ms: u64,
-        /// When the revocation was asked (Unix ms).
-        now_ms: i64,
-    },
-}
+/// Why a revocation was refused (defined with the errors, which carry it).
+pub use crate::error::RevokeRefusal;
 
 /// What an [`Authorizer`] sees.
 #[derive(Debug, Clone, Copy)]
