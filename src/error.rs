@@ -74,10 +74,10 @@ pub enum Error {
     Rejected {
         /// Why, as a WuKongIM reason code.
         reason: crate::ReasonCode,
-        /// Who was refused: the sender, or the reader.
-        uid: crate::Uid,
-        /// The channel, in its stored form.
-        channel: crate::Channel,
+        /// Who was refused (the sender, or the reader): the uid.
+        uid: String,
+        /// The channel, in its stored form, as `type:id` (`2:g1`).
+        channel: String,
     },
 
     /// The hub is shutting down ([`Hub::shutdown`](crate::Hub::shutdown)):
@@ -200,12 +200,17 @@ impl Error {
         matches!(self, Error::Unavailable { .. } | Error::Closed)
     }
 
-    /// A [`Error::Rejected`]: `uid` was refused `channel` for `reason`.
-    pub fn rejected(reason: crate::ReasonCode, uid: &crate::Uid, channel: &crate::Channel) -> Self {
+    /// A [`Error::Rejected`]: `uid` was refused `channel` for `reason`
+    /// (each as it displays: the uid, and the channel as `type:id`).
+    pub fn rejected(
+        reason: crate::ReasonCode,
+        uid: &impl fmt::Display,
+        channel: &impl fmt::Display,
+    ) -> Self {
         Error::Rejected {
             reason,
-            uid: uid.clone(),
-            channel: channel.clone(),
+            uid: uid.to_string(),
+            channel: channel.to_string(),
         }
     }
 
