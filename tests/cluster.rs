@@ -181,6 +181,13 @@ async fn a_message_reaches_every_device_on_every_node_once_but_the_sending_one()
         a.hub.is_online(&uid("bob")) && a.router.nodes() == [(2, 2)]
     })
     .await;
+    // And node 2 sees alice's web device and carol, or its sends to them
+    // would not cross (a device that just logged in elsewhere is reached
+    // once its presence has arrived; before, sync finds what it missed).
+    until(&b.router, "node 2 sees alice's web and carol", || {
+        b.router.nodes() == [(1, 2)]
+    })
+    .await;
 
     let send =
         SendRequest::new(uid("alice"), group.clone(), "to the group").from_connection(alice_web);
