@@ -308,6 +308,7 @@ impl Hub {
         let message = Arc::new(message);
         let push = persistence != Persistence::Transient && inner.notifier.enabled();
         let offline = self.route(&message, &recipients, skip, push);
+        drop(delivered); // the next send to the channel may deliver
         if push && !offline.is_empty() {
             let notifier = inner.notifier.clone();
             let message = message.clone();
@@ -318,7 +319,6 @@ impl Hub {
                 drop((slot, work));
             });
         }
-        drop(delivered); // the next send to the channel may deliver
         Ok(ack(&message, false))
     }
 
