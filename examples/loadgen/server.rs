@@ -62,10 +62,17 @@ impl Server {
             .spawn()
             .map_err(|e| format!("cannot start {command:?}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        // The one line it prints when ready.
+        // The line it prints when ready (the example server prints its TCP
+        // port on a line before it).
         let line = tokio::task::spawn_blocking(move || {
+            let mut stdout = BufReader::new(stdout);
             let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            loop {
+                line.clear();
+                if stdout.read_line(&mut line)? == 0 || !line.starts_with("tcp ") {
+                    return Ok::<_, std::io::Error>(line);
+                }
+            }
         })
         .await
         .map_err(|e| e.to_string())?
