@@ -24,7 +24,7 @@ const SENDERS: usize = 4;
 
 fn sled_store(dir: &std::path::Path) -> Arc<dyn Store> {
     let config = SledConfig::new(dir).durability(Durability::Background {
-        flush_every_ms: 500,
+        flush_every: std::time::Duration::from_millis(500),
     });
     Arc::new(SledStore::open_with(config).unwrap())
 }

@@ -168,7 +168,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn open(dir: &Path, cache: u64) -> SledStore {
     let mut config = SledConfig::new(dir).durability(Durability::Background {
-        flush_every_ms: 1_000,
+        flush_every: std::time::Duration::from_millis(1_000),
     });
     config.cache_capacity = cache;
     SledStore::open_with(config).unwrap()

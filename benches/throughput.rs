@@ -69,7 +69,7 @@ fn raw_value(m: &Message) -> Vec<u8> {
 /// A store with background durability, for benches that read.
 fn background_store(dir: &std::path::Path) -> SledStore {
     SledStore::open_with(SledConfig::new(dir).durability(Durability::Background {
-        flush_every_ms: 1000,
+        flush_every: std::time::Duration::from_millis(1000),
     }))
     .unwrap()
 }
@@ -132,7 +132,7 @@ fn w1_send(c: &mut Criterion) {
     g.sample_size(20).measurement_time(Duration::from_secs(4));
 
     let (hub, _d1) = sled_hub(Durability::Background {
-        flush_every_ms: 500,
+        flush_every: std::time::Duration::from_millis(500),
     });
     g.bench_function("crate/background", |b| {
         b.to_async(&rt)

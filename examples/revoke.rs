@@ -147,7 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n5. alice waits too long to revoke her third message");
     let third = hub.send(say("running late")).await?;
-    clock.advance_ms(121_000);
+    clock.advance(std::time::Duration::from_millis(121_000));
     match revoke(&alice, third.message_id).await {
         Err(Error::RevokeRefused(why @ RevokeRefusal::WindowExpired { .. })) => {
             println!("  refused as expected: {why}")

@@ -3,7 +3,7 @@
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + Debug + 'static {
@@ -30,8 +30,10 @@ impl Clock for SystemClock {
 /// ```
 /// use imcore::{Clock, ManualClock};
 /// let clock = ManualClock::new(1_000);
-/// clock.advance_ms(500);
+/// clock.advance(std::time::Duration::from_millis(500));
 /// assert_eq!(clock.now_ms(), 1_500);
+/// clock.rewind(std::time::Duration::from_secs(1));
+/// assert_eq!(clock.now_ms(), 500);
 /// ```
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicI64);
@@ -47,10 +49,21 @@ impl ManualClock {
         self.0.store(now_ms, Ordering::SeqCst);
     }
 
-    /// Moves the time forward (or back, with a negative `delta_ms`).
-    pub fn advance_ms(&self, delta_ms: i64) {
-        self.0.fetch_add(delta_ms, Ordering::SeqCst);
+    /// Moves the time forward by `by` (whole milliseconds).
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(whole_ms(by), Ordering::SeqCst);
     }
+
+    /// Moves the time back by `by` (whole milliseconds): a system clock
+    /// stepping back, for tests of what must survive it.
+    pub fn rewind(&self, by: Duration) {
+        self.0.fetch_sub(whole_ms(by), Ordering::SeqCst);
+    }
+}
+
+/// `by` in whole milliseconds, saturating.
+fn whole_ms(by: Duration) -> i64 {
+    i64::try_from(by.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Clock for ManualClock {

@@ -172,7 +172,7 @@ const FLUSHED_COUNT: usize = 50;
 async fn flush_child(dir: String) {
     use imcore::store::{Durability, SledConfig};
     let config = SledConfig::new(&dir).durability(Durability::Background {
-        flush_every_ms: 3_600_000,
+        flush_every: std::time::Duration::from_millis(3_600_000),
     });
     let store = SledStore::open_with(config).expect("open in child");
     let ids = MessageIdGenerator::new(3).unwrap();
@@ -258,7 +258,7 @@ const VERSION_TEST_NAME: &str = "conversation_versions_are_never_handed_out_twic
 async fn version_child(dir: String) {
     use imcore::store::{Durability, SledConfig};
     let config = SledConfig::new(&dir).durability(Durability::Background {
-        flush_every_ms: 3_600_000,
+        flush_every: std::time::Duration::from_millis(3_600_000),
     });
     let store = SledStore::open_with(config).expect("open in child");
     let ids = MessageIdGenerator::new(5).unwrap();

@@ -61,7 +61,7 @@ async fn pushes_are_bounded_and_shutdown_waits_for_them_then_refuses_sends() {
     let push = Arc::new(SlowPush::default());
     let store = Arc::new(
         SledStore::temporary_with(Durability::Background {
-            flush_every_ms: 60_000,
+            flush_every: std::time::Duration::from_millis(60_000),
         })
         .unwrap(),
     );

@@ -1131,11 +1131,11 @@ fn ids_increase_within_one_millisecond_and_borrow_the_next() {
     assert_eq!(MessageIdGenerator::time_ms_of(got[4096]), T0 + 1);
     assert_eq!(MessageIdGenerator::time_ms_of(got[9999]), T0 + 2);
     // When the clock reaches a borrowed millisecond, ids keep increasing.
-    clock.advance_ms(1);
+    clock.advance(std::time::Duration::from_millis(1));
     let next = ids.next_id();
     assert!(next > got[9999]);
     // And a millisecond never borrowed starts fresh.
-    clock.advance_ms(10);
+    clock.advance(std::time::Duration::from_millis(10));
     let fresh = ids.next_id();
     assert!(fresh > next);
     assert_eq!(MessageIdGenerator::time_ms_of(fresh), T0 + 11);
@@ -1148,7 +1148,7 @@ fn ids_increase_when_the_clock_steps_back() {
     let mut got = vec![ids.next_id(), ids.next_id()];
     clock.set_ms(T0 - 60_000);
     got.extend((0..100).map(|_| ids.next_id()));
-    clock.advance_ms(-1);
+    clock.rewind(std::time::Duration::from_millis(1));
     got.push(ids.next_id());
     // Before the id epoch, and before the Unix epoch.
     clock.set_ms(ID_EPOCH_MS - 5);
@@ -1185,7 +1185,7 @@ fn ids_from_concurrent_threads_are_unique_and_increase_per_thread() {
                         // One thread moves the clock, back and forth, while
                         // the others take ids.
                         if t == 0 && i % 500 == 0 {
-                            clock.advance_ms(if i % 1000 == 0 { 3 } else { -2 });
+                            step(clock, if i % 1000 == 0 { 3 } else { -2 });
                         }
                         mine.push(ids.next_id());
                     }
@@ -1234,8 +1234,8 @@ fn node_numbers() {
 fn first_id_of_a_fresh_millisecond_carries_the_clock_time() {
     let clock = Arc::new(ManualClock::new(T0));
     let ids = generator(5, &clock);
-    for step in [1, 7, 1_000, 86_400_000] {
-        clock.advance_ms(step);
+    for ms in [1, 7, 1_000, 86_400_000] {
+        step(&clock, ms);
         let id = ids.next_id();
         assert_eq!(MessageIdGenerator::time_ms_of(id), clock_now(&clock));
         // Later ids of the same millisecond too.
@@ -1264,7 +1264,7 @@ fn ids_of_two_nodes_never_collide() {
     let mut seen = HashSet::new();
     for i in 0..6_000 {
         if i % 1_000 == 999 {
-            clock.advance_ms(1);
+            clock.advance(std::time::Duration::from_millis(1));
         }
         let (a, b) = (one.next_id(), two.next_id());
         assert_eq!(MessageIdGenerator::node_of(a), 1);
@@ -1294,4 +1294,13 @@ fn ids_stay_below_2_pow_63_at_the_end_of_time() {
     assert!(got.windows(2).all(|w| w[0] <= w[1]));
     assert_eq!(got[4_096], got[4_095]);
     assert_strictly_increasing(&got[..4_095]);
+}
+
+/// Moves a manual clock by `ms`, forward or (negative) back.
+fn step(clock: &ManualClock, ms: i64) {
+    let by = std::time::Duration::from_millis(ms.unsigned_abs());
+    match ms >= 0 {
+        true => clock.advance(by),
+        false => clock.rewind(by),
+    }
 }

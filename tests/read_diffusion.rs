@@ -15,7 +15,7 @@ fn uid(s: &str) -> Uid {
 async fn keys_per_send(members: usize) -> (u64, u64) {
     let store = Arc::new(
         SledStore::temporary_with(Durability::Background {
-            flush_every_ms: 1000,
+            flush_every: std::time::Duration::from_millis(1000),
         })
         .unwrap(),
     );

@@ -158,7 +158,7 @@ async fn everything_survives_reopen_and_numbering_continues() {
 async fn background_durability_reopens_after_a_clean_close() {
     let dir = tempfile::tempdir().unwrap();
     let config = SledConfig::new(dir.path()).durability(Durability::Background {
-        flush_every_ms: 1000,
+        flush_every: std::time::Duration::from_millis(1000),
     });
     let group = Channel::group("g").unwrap();
     {
@@ -273,7 +273,7 @@ async fn damaged_data_files_give_errors_or_consistent_state_never_panics() {
     {
         let store = SledStore::open_with(SledConfig::new(source.path()).durability(
             Durability::Background {
-                flush_every_ms: 1000,
+                flush_every: std::time::Duration::from_millis(1000),
             },
         ))
         .unwrap();

@@ -21,6 +21,7 @@ use run_to_end::run_to_end;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -206,9 +207,9 @@ pub struct HubConfig {
     /// The largest page a sync call returns; larger limits are cut to it.
     /// Default 1000.
     pub max_page: usize,
-    /// How long after its timestamp a message may be revoked, in
-    /// milliseconds; 0 means no limit. Default 120,000 (two minutes).
-    pub revoke_window_ms: u64,
+    /// How long after its timestamp a message may be revoked; `None`
+    /// means no limit. Default two minutes.
+    pub revoke_window: Option<Duration>,
     /// Also append a tip message (content type 1006, "{0}撤回了一条消息") to
     /// the channel when a message is revoked. Default off.
     pub revoke_tip: bool,
@@ -226,7 +227,7 @@ impl Default for HubConfig {
             node_id: 1,
             limits: Limits::default(),
             max_page: 1000,
-            revoke_window_ms: 120_000,
+            revoke_window: Some(Duration::from_secs(120)),
             revoke_tip: false,
             strip_revoked_payload: true,
             max_pushes: 64,

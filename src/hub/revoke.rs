@@ -76,9 +76,15 @@ impl Hub {
             return Ok(RevokeOutcome::AlreadyRevoked(first));
         }
         let now_ms = inner.clock.now_ms();
-        let window_ms = inner.config.revoke_window_ms;
+        let window_ms = inner
+            .config
+            .revoke_window
+            .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
         let age = now_ms.saturating_sub(message.timestamp_ms);
-        if decision != Decision::AllowAnyTime && window_ms > 0 && age > window_ms as i64 {
+        let expired = |window_ms: u64| i64::try_from(window_ms).is_ok_and(|w| age > w);
+        if let Some(window_ms) =
+            window_ms.filter(|w| decision != Decision::AllowAnyTime && expired(*w))
+        {
             return Err(Error::RevokeRefused(RevokeRefusal::WindowExpired {
                 sent_at_ms: message.timestamp_ms,
                 window_ms,

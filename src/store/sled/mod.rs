@@ -40,6 +40,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, UnabortableTransactionError,
@@ -95,14 +96,14 @@ pub enum Durability {
     /// concurrency. The default.
     Flush,
     /// Writes return once they are in sled's in-memory log; sled flushes
-    /// it to disk in the background every `flush_every_ms` milliseconds. A
+    /// it to disk in the background every `flush_every`. A
     /// crash loses at most the writes of that last interval and never an
     /// older write: the database comes back at a consistent earlier point
     /// (a message comes back whole with its indexes, or not at all; see
     /// the writer's docs for why without a transaction).
     Background {
-        /// The background flush interval in milliseconds (at least 1).
-        flush_every_ms: u64,
+        /// The background flush interval (at least a millisecond).
+        flush_every: Duration,
     },
 }
 
@@ -226,7 +227,7 @@ impl SledStore {
     /// temporary needs to survive a crash).
     pub fn temporary() -> Result<Self> {
         Self::temporary_with(Durability::Background {
-            flush_every_ms: 500,
+            flush_every: Duration::from_millis(500),
         })
     }
 
@@ -238,7 +239,9 @@ impl SledStore {
     fn from_sled_config(sled_config: sled::Config, durability: Durability) -> Result<Self> {
         let flush_every_ms = match durability {
             Durability::Flush => 500,
-            Durability::Background { flush_every_ms } => flush_every_ms.max(1),
+            Durability::Background { flush_every } => u64::try_from(flush_every.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
         };
         let sled_config = sled_config.flush_every_ms(Some(flush_every_ms));
         let db = open_retrying_lock(&sled_config)?;
