@@ -66,6 +66,29 @@ impl Hub {
 
     /// [`Hub::connect`] over the in-process transport with a queue of
     /// `capacity` messages.
+    ///
+    /// The transport does not acknowledge by itself: a command
+    /// (`sync_once`) delivered to a device stays queued for its user, and
+    /// is delivered again by command sync, until a **master** device
+    /// acknowledges it with [`Hub::ack`], as a WuKongIM client's RECVACK
+    /// does. Acknowledge what the device has handled:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> imcore::Result<()> {
+    /// use imcore::{Device, DeviceFlag, DeviceId, Hub, SendRequest, Uid};
+    /// let hub = Hub::builder().build()?;
+    /// let bob = Uid::new("bob")?;
+    /// let phone = Device::master(bob.clone(), DeviceId::new("phone")?, DeviceFlag::App);
+    /// let (connection, mut inbox) = hub.connect_in_process(phone, 64);
+    /// let command = SendRequest::command_to(Uid::new("system")?, vec![bob.clone()], "{}");
+    /// hub.send(command).await?;
+    /// let got = inbox.recv().await.expect("delivered");
+    /// assert_eq!(hub.sync_commands(&bob, 0, 10).await?.len(), 1, "still queued");
+    /// hub.ack(&bob, connection, got.message_id, got.message_seq).await?;
+    /// assert!(hub.sync_commands(&bob, 0, 10).await?.is_empty(), "consumed");
+    /// # Ok(()) }
+    /// ```
     pub fn connect_in_process(
         &self,
         device: Device,
