@@ -127,7 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(changes) = changes {
             tokio::spawn(presence::run(webhook.clone(), hub.clone(), changes));
         }
-        tokio::spawn(webhook.run(store, hub.clone(), directory.clone()));
+        tokio::spawn(webhook.run(store, hub.clone()));
     }
     // Upgrade, then CONNECT: each within the connect timeout.
     let wire = WireConfig {

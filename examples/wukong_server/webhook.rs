@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Uri};
 use imcore::store::Store;
-use imcore::{Directory, Hub, MemoryDirectory, Message, Uid};
+use imcore::{Hub, Message, Uid};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -70,7 +70,7 @@ impl Webhook {
     }
 
     /// Tells the outbox's messages for ever.
-    pub async fn run(self, store: Arc<dyn Store>, hub: Hub, directory: Arc<MemoryDirectory>) {
+    pub async fn run(self, store: Arc<dyn Store>, hub: Hub) {
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         loop {
             let batch = match store.outbox(BATCH).await {
@@ -85,7 +85,7 @@ impl Webhook {
                 tokio::time::sleep(IDLE).await;
                 continue;
             }
-            let told = self.tell(&batch, &hub, &directory, &limit).await;
+            let told = self.tell(&batch, &hub, &limit).await;
             let done: Vec<u64> = batch.iter().map(|(n, _)| *n).collect();
             match told {
                 Ok(()) => {
@@ -106,7 +106,6 @@ impl Webhook {
         &self,
         batch: &[(u64, Message)],
         hub: &Hub,
-        directory: &MemoryDirectory,
         limit: &Arc<Semaphore>,
     ) -> Result<(), String> {
         let messages: Vec<Value> = batch
@@ -119,7 +118,7 @@ impl Webhook {
             .await?;
         let mut posts = tokio::task::JoinSet::new();
         for (_, m) in batch {
-            let offline = offline(m, hub, directory).await?;
+            let offline = offline(m, hub).await?;
             for (i, chunk) in offline.chunks(CHUNK).enumerate() {
                 let mut body = message_json(m, &m.from_uid);
                 body["to_uids"] = json!(chunk.iter().map(Uid::as_str).collect::<Vec<_>>());
@@ -191,17 +190,14 @@ impl Webhook {
 
 /// The message's recipients, but its sender, with no master device online
 /// on any node.
-async fn offline(m: &Message, hub: &Hub, directory: &MemoryDirectory) -> Result<Vec<Uid>, String> {
-    let recipients: Vec<Uid> = match m.channel.person_parties() {
-        Some((a, b)) => vec![a, b],
-        None => directory
-            .subscribers(&m.channel)
-            .await
-            .map_err(|e| e.to_string())?
-            .to_vec(),
-    };
+async fn offline(m: &Message, hub: &Hub) -> Result<Vec<Uid>, String> {
+    let recipients = hub
+        .recipients_of(&m.channel)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(recipients
-        .into_iter()
-        .filter(|u| *u != m.from_uid && !hub.is_online(u))
+        .iter()
+        .filter(|u| **u != m.from_uid && !hub.is_online(u))
+        .cloned()
         .collect())
 }

@@ -357,10 +357,11 @@ impl Hub {
         }
     }
 
-    /// Everyone who receives what is sent to a stored channel. The
+    /// Everyone who receives what is sent to a stored channel: the parties
+    /// of a person channel, the directory's subscribers of any other. The
     /// directory's list is shared, not copied: a group of 10,000 would
     /// otherwise cost 10,000 reference-count updates per send.
-    pub(super) async fn recipients_of(&self, channel: &Channel) -> Result<Arc<[Uid]>> {
+    pub async fn recipients_of(&self, channel: &Channel) -> Result<Arc<[Uid]>> {
         Ok(match channel.person_parties() {
             Some((a, b)) if a == b => Arc::from([a]),
             Some((a, b)) => Arc::from([a, b]),
