@@ -72,39 +72,31 @@ impl Router for PresenceTap {
 /// Tells `user.onlinestatus` events for ever.
 pub async fn run(hook: Webhook, hub: Hub, mut changed: mpsc::Receiver<Uid>) {
     let mut known: HashMap<Uid, Vec<(ConnectionId, Device)>> = HashMap::new();
-    let mut pending: Vec<String> = Vec::new();
     let mut told = 0u64;
-    loop {
-        if pending.is_empty() {
-            let Some(first) = changed.recv().await else {
-                return;
-            };
-            let mut uids = vec![first];
-            while let Ok(more) = changed.try_recv() {
-                uids.push(more);
-            }
-            for uid in uids {
-                let now = hub.online_connections(&uid);
-                let before = known.remove(&uid).unwrap_or_default();
-                pending.extend(events(&uid, &before, &now));
-                if !now.is_empty() {
-                    known.insert(uid, now);
-                }
-            }
-            if pending.is_empty() {
-                continue;
+    while let Some(first) = changed.recv().await {
+        let mut uids = vec![first];
+        while let Ok(more) = changed.try_recv() {
+            uids.push(more);
+        }
+        let mut pending: Vec<String> = Vec::new();
+        for uid in uids {
+            let now = hub.online_connections(&uid);
+            let before = known.remove(&uid).unwrap_or_default();
+            pending.extend(events(&uid, &before, &now));
+            if !now.is_empty() {
+                known.insert(uid, now);
             }
         }
+        if pending.is_empty() {
+            continue;
+        }
+        // The same events keep their key however often they are tried.
         told += 1;
         let key = format!("user.onlinestatus:{}:{told}", std::process::id());
-        let body = Value::from(pending.clone());
-        match hook.post("user.onlinestatus", &key, &body).await {
-            Ok(()) => pending.clear(),
-            Err(e) => {
-                eprintln!("webhook: {e}; the events wait and are tried again");
-                told -= 1; // the same events keep their key
-                tokio::time::sleep(PAUSE).await;
-            }
+        let body = Value::from(pending);
+        while let Err(e) = hook.post("user.onlinestatus", &key, &body).await {
+            eprintln!("webhook: {e}; the events wait and are tried again");
+            tokio::time::sleep(PAUSE).await;
         }
     }
 }
