@@ -151,10 +151,7 @@ async fn join(
         .store(store)
         .directory(dir)
         .router(Arc::new(router.clone()))
-        .config(HubConfig {
-            node_id: id,
-            ..HubConfig::default()
-        })
+        .config(HubConfig::default().node_id(id))
         .build()
         .unwrap();
     (hub, router)

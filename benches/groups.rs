@@ -16,8 +16,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use imcore::store::{Durability, SledConfig, SledStore, Store};
 use imcore::{
-    Channel, ChannelType, ClientMsgNo, Flags, Hub, MemoryDirectory, MemoryStore, Message,
-    MessageId, SendRequest, Uid,
+    Channel, ChannelType, ClientMsgNo, Hub, MemoryDirectory, MemoryStore, Message, MessageId,
+    SendRequest, Uid,
 };
 
 const SENDERS: usize = 4;
@@ -130,18 +130,14 @@ fn conversation_sync(c: &mut Criterion) {
                 let batch: Vec<Message> = (0..per_channel)
                     .map(|_| {
                         next += 1;
-                        Message {
-                            message_id: MessageId(next),
-                            message_seq: 0,
-                            client_msg_no: ClientMsgNo::new(format!("n{next}")).unwrap(),
-                            from_uid: uid("owner"),
-                            channel: channel.clone(),
-                            timestamp_ms: 1_700_000_000_000,
-                            flags: Flags::normal(),
-                            setting: Default::default(),
-                            topic: None,
-                            payload: Bytes::from_static(&PAYLOAD),
-                        }
+                        Message::new(
+                            MessageId(next),
+                            ClientMsgNo::new(format!("n{next}")).unwrap(),
+                            uid("owner"),
+                            channel.clone(),
+                            1_700_000_000_000,
+                            Bytes::from_static(&PAYLOAD),
+                        )
                     })
                     .collect();
                 store.append(batch).await.unwrap();

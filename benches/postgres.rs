@@ -24,25 +24,21 @@ use bytes::Bytes;
 use common::{quick, rt, uid, PAYLOAD};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use imcore::store::{MessageLog, Page, PgConfig, PgStore};
-use imcore::{Channel, ClientMsgNo, Flags, Message, MessageId};
+use imcore::{Channel, ClientMsgNo, Message, MessageId};
 use tokio_postgres::{Client, NoTls};
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 fn message(from: &str, channel: &Channel) -> Message {
     let i = NEXT.fetch_add(1, Ordering::Relaxed);
-    Message {
-        message_id: MessageId(i),
-        message_seq: 0,
-        client_msg_no: ClientMsgNo::new(format!("b{i}")).unwrap(),
-        from_uid: uid(from),
-        channel: channel.clone(),
-        timestamp_ms: 1_700_000_000_000,
-        flags: Flags::normal(),
-        setting: Default::default(),
-        topic: None,
-        payload: Bytes::from_static(&PAYLOAD),
-    }
+    Message::new(
+        MessageId(i),
+        ClientMsgNo::new(format!("b{i}")).unwrap(),
+        uid(from),
+        channel.clone(),
+        1_700_000_000_000,
+        Bytes::from_static(&PAYLOAD),
+    )
 }
 
 async fn connect(url: &str) -> Client {

@@ -62,7 +62,7 @@ use imcore::store::{
     ConversationStore, Durability, MessageLog, NewRevocation, Page, RevocationStore, SledConfig,
     SledStore,
 };
-use imcore::{Channel, ClientMsgNo, Flags, Message, MessageId};
+use imcore::{Channel, ClientMsgNo, Message, MessageId};
 
 const CHANNELS: u64 = 1_000;
 /// Senders per channel (each append moves its sender's read position).
@@ -121,18 +121,14 @@ fn channels() -> Vec<Channel> {
 /// channel `(n - 1) % CHANNELS`.
 fn message(n: u64) -> Message {
     let seq = (n - 1) / CHANNELS + 1;
-    Message {
-        message_id: MessageId(n),
-        message_seq: 0,
-        client_msg_no: ClientMsgNo::new(format!("n{n}")).unwrap(),
-        from_uid: uid(&format!("u{}", seq % SENDERS)),
-        channel: channel((n - 1) % CHANNELS),
-        timestamp_ms: 1_700_000_000_000 + n as i64,
-        flags: Flags::normal(),
-        setting: Default::default(),
-        topic: None,
-        payload: Bytes::from_static(&PAYLOAD),
-    }
+    Message::new(
+        MessageId(n),
+        ClientMsgNo::new(format!("n{n}")).unwrap(),
+        uid(&format!("u{}", seq % SENDERS)),
+        channel((n - 1) % CHANNELS),
+        1_700_000_000_000 + n as i64,
+        Bytes::from_static(&PAYLOAD),
+    )
 }
 
 /// `(VmRSS, VmHWM)` of this process, in KiB.

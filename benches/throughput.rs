@@ -47,18 +47,14 @@ fn raw_key(channel: &Channel, seq: u64) -> Vec<u8> {
 }
 
 fn message(i: u64, from: &Uid, channel: &Channel) -> Message {
-    Message {
-        message_id: MessageId(i + 1),
-        message_seq: 0,
-        client_msg_no: ClientMsgNo::new(format!("c{i}")).unwrap(),
-        from_uid: from.clone(),
-        channel: channel.clone(),
-        timestamp_ms: 1_700_000_000_000,
-        flags: Flags::normal(),
-        setting: Default::default(),
-        topic: None,
-        payload: Bytes::from_static(&PAYLOAD),
-    }
+    Message::new(
+        MessageId(i + 1),
+        ClientMsgNo::new(format!("c{i}")).unwrap(),
+        from.clone(),
+        channel.clone(),
+        1_700_000_000_000,
+        Bytes::from_static(&PAYLOAD),
+    )
 }
 
 /// The raw-sled value of a message: what the crate stores (postcard).

@@ -11,8 +11,7 @@ use imcore::session::InProcessConnection;
 use imcore::store::Page;
 use imcore::{
     Channel, Device, DeviceFlag, DeviceId, Error, Hub, HubConfig, ManualClock, MemoryDirectory,
-    Message, MessageId, RevokeOutcome, RevokeRefusal, RevokeRequest, RevokeTarget, SendRequest,
-    SledStore, Uid,
+    Message, MessageId, RevokeOutcome, RevokeRefusal, RevokeRequest, SendRequest, SledStore, Uid,
 };
 
 /// One line for a delivered or stored message: its kind and content.
@@ -56,10 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .store(store)
         .directory(directory.clone())
         .clock(clock.clone())
-        .config(HubConfig {
-            revoke_tip: true,
-            ..HubConfig::default()
-        })
+        .config(HubConfig::default().revoke_tip(true))
         .build()?;
 
     let (owner, alice, bob) = (Uid::new("owner")?, Uid::new("alice")?, Uid::new("bob")?);
@@ -100,12 +96,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     show(&mut all); // the sending phone has its ack, not a copy
 
     println!("\n2. alice revokes it");
-    let revoke = |requester: &Uid, id: MessageId| {
-        hub.revoke(RevokeRequest {
-            requester: requester.clone(),
-            target: RevokeTarget::MessageId(id),
-        })
-    };
+    let revoke =
+        |requester: &Uid, id: MessageId| hub.revoke(RevokeRequest::by_id(requester.clone(), id));
     let outcome = revoke(&alice, first.message_id).await?;
     let RevokeOutcome::Revoked(record) = &outcome else {
         return Err(format!("expected a fresh revocation, got {outcome:?}").into());

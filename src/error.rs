@@ -80,6 +80,22 @@ pub enum Error {
         channel: String,
     },
 
+    /// A resend that is not the same message: this sender's
+    /// `client_msg_no` is already stored in this channel with another
+    /// payload. Nothing was stored or sent; the first message stands. A
+    /// client reusing numbers must make new ones; a resend after a lost
+    /// acknowledgement carries the same payload and is answered as a
+    /// duplicate instead.
+    #[error("{uid} already sent client_msg_no {client_msg_no:?} in channel {channel} with another payload")]
+    Conflict {
+        /// The sender.
+        uid: String,
+        /// The channel, in its stored form, as `type:id` (`2:g1`).
+        channel: String,
+        /// The number sent twice.
+        client_msg_no: String,
+    },
+
     /// The hub is shutting down ([`Hub::shutdown`](crate::Hub::shutdown)):
     /// nothing was stored or sent. Another node, or the restarted one, will
     /// take it: [`Error::is_retryable`] says so.
@@ -171,8 +187,10 @@ impl Error {
                 V::EmptyId { .. }
                 | V::IdTooLong { .. }
                 | V::ForbiddenChar { .. }
-                | V::PayloadTooLarge { .. },
-            ) => Some(R::NOT_ALLOW_SEND),
+                | V::PayloadTooLarge { .. }
+                | V::EmptyPayload,
+            )
+            | Error::Conflict { .. } => Some(R::NOT_ALLOW_SEND),
             Error::Validation(V::OutOfRange(_))
             | Error::NotFound { .. }
             | Error::RevokeRefused(_) => None,
@@ -211,6 +229,16 @@ impl Error {
             reason,
             uid: uid.to_string(),
             channel: channel.to_string(),
+        }
+    }
+
+    /// A [`Error::Conflict`]: `message`'s sender already stored its
+    /// `client_msg_no` in its channel with another payload.
+    pub fn conflict(message: &crate::Message) -> Self {
+        Error::Conflict {
+            uid: message.from_uid.to_string(),
+            channel: message.channel.to_string(),
+            client_msg_no: message.client_msg_no.to_string(),
         }
     }
 
@@ -290,6 +318,12 @@ pub enum ValidationError {
         /// The configured limit in bytes.
         max: usize,
     },
+    /// A send with an empty payload. WuKongIM refuses it ("payload不能为空"),
+    /// and so does the hub: a message always has content. (A revoked
+    /// message read from history has its payload removed; that is not a
+    /// send.)
+    #[error("payload must not be empty")]
+    EmptyPayload,
     /// A channel type number that cannot be used here (0 is never valid).
     #[error("channel type {0} is not valid here")]
     InvalidChannelType(u8),

@@ -22,7 +22,7 @@ pub enum Persistence {
     /// every recipient gets it exactly once.
     Command,
     /// Transient (`no_persist`): delivered to online devices only, stored
-    /// nowhere, acknowledged with message id 0 and seq 0.
+    /// nowhere, acknowledged with a message id of its own and seq 0.
     Transient,
 }
 

@@ -28,10 +28,13 @@ pub const REVOKE_TIP_CONTENT_TYPE: i64 = 1006;
 pub enum RevokeTarget {
     /// By server message id.
     MessageId(MessageId),
-    /// By the sender's own number for it.
+    /// By the sender's own number for it, in its channel (a number is
+    /// unique per sender and channel).
     ClientMsgNo {
         /// Who sent it.
         from_uid: Uid,
+        /// The channel, addressed as the requester addresses it.
+        channel: Channel,
         /// The sender's number for it.
         client_msg_no: ClientMsgNo,
     },
@@ -50,8 +53,13 @@ impl std::fmt::Display for RevokeTarget {
             RevokeTarget::MessageId(id) => write!(f, "message {id}"),
             RevokeTarget::ClientMsgNo {
                 from_uid,
+                channel,
                 client_msg_no,
-            } => write!(f, "message {client_msg_no} from {from_uid}"),
+            } => write!(
+                f,
+                "message {client_msg_no} from {from_uid} in {} channel {}",
+                channel.kind, channel.id
+            ),
             RevokeTarget::Seq { channel, seq } => {
                 write!(
                     f,
@@ -65,6 +73,7 @@ impl std::fmt::Display for RevokeTarget {
 
 /// A request to revoke a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RevokeRequest {
     /// Who asks: authenticated by the host, never read from a payload.
     pub requester: Uid,
@@ -73,6 +82,11 @@ pub struct RevokeRequest {
 }
 
 impl RevokeRequest {
+    /// `requester` revokes the message `target` names.
+    pub fn new(requester: Uid, target: RevokeTarget) -> Self {
+        RevokeRequest { requester, target }
+    }
+
     /// `requester` revokes the message with id `message_id`.
     pub fn by_id(requester: Uid, message_id: MessageId) -> Self {
         RevokeRequest {

@@ -282,7 +282,20 @@ impl InProcessConnection {
 /// Identifies one connection of a device, so that a late disconnect of an
 /// old connection never removes its replacement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ConnectionId(pub u64);
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    /// The number, unique among this hub's connections (for logs).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
 
 pub(crate) struct Online {
     pub(crate) device_id: DeviceId,

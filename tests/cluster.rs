@@ -67,10 +67,7 @@ async fn node_with(
         .store(store)
         .directory(directory)
         .router(Arc::new(router.clone()))
-        .config(HubConfig {
-            node_id: id,
-            ..HubConfig::default()
-        });
+        .config(HubConfig::default().node_id(id));
     if let Some(notifier) = notifier {
         builder = builder.notifier(notifier);
     }

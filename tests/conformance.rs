@@ -16,7 +16,8 @@ macro_rules! suite {
             suite!(@tests
                 append_assigns_contiguous_seqs_per_channel,
                 append_batch_spans_channels_in_order,
-                append_is_idempotent_on_sender_and_client_msg_no,
+                append_is_idempotent_per_sender_channel_and_number,
+                a_resend_with_another_payload_conflicts,
                 read_pages_both_directions,
                 get_by_id_and_client_msg_no,
                 setting_and_topic_are_kept,
@@ -32,7 +33,7 @@ macro_rules! suite {
                 zero_limits_are_rejected,
                 append_refuses_a_stored_message_id,
                 history_is_never_ahead_of_conversations,
-                command_dedup_is_per_sender,
+                command_resends_are_per_sender_channel_and_number,
                 one_version_one_conversation_under_concurrent_appends,
                 hidden_conversations_keep_the_highest_seq,
                 the_outbox_holds_each_new_message_until_done,

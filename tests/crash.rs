@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use imcore::store::{ConversationStore, MessageLog, Page, SledStore};
-use imcore::{Channel, ClientMsgNo, Flags, Message, MessageIdGenerator, Uid};
+use imcore::{Channel, ClientMsgNo, Message, MessageIdGenerator, Uid};
 
 const CHILD_ENV: &str = "IMCORE_CRASH_CHILD_DIR";
 const ROUND_ENV: &str = "IMCORE_CRASH_ROUND";
@@ -36,18 +36,14 @@ async fn child(dir: String, round: String) {
             // Bounded, in case the parent is gone and never kills us.
             for i in 0..100_000 {
                 let no = format!("r{round}-w{w}-{i}");
-                let message = Message {
-                    message_id: ids.next_id(),
-                    message_seq: 0,
-                    client_msg_no: ClientMsgNo::new(&no).unwrap(),
-                    from_uid: Uid::new(format!("writer{w}")).unwrap(),
-                    channel: channel(),
-                    timestamp_ms: 0,
-                    flags: Flags::normal(),
-                    setting: Default::default(),
-                    topic: None,
-                    payload: no.clone().into_bytes().into(),
-                };
+                let message = Message::new(
+                    ids.next_id(),
+                    ClientMsgNo::new(&no).unwrap(),
+                    Uid::new(format!("writer{w}")).unwrap(),
+                    channel(),
+                    0,
+                    no.clone().into_bytes(),
+                );
                 // The send path: concurrent writers share one flush.
                 let out = store.append(vec![message]).await.expect("append");
                 if tx.send(format!("{} {no}", out[0].message_seq)).is_err() {
@@ -178,18 +174,14 @@ async fn flush_child(dir: String) {
     let ids = MessageIdGenerator::new(3).unwrap();
     for i in 0..FLUSHED_COUNT {
         let no = format!("f{i}");
-        let message = Message {
-            message_id: ids.next_id(),
-            message_seq: 0,
-            client_msg_no: ClientMsgNo::new(&no).unwrap(),
-            from_uid: Uid::new("writer").unwrap(),
-            channel: channel(),
-            timestamp_ms: 0,
-            flags: Flags::normal(),
-            setting: Default::default(),
-            topic: None,
-            payload: no.into_bytes().into(),
-        };
+        let message = Message::new(
+            ids.next_id(),
+            ClientMsgNo::new(&no).unwrap(),
+            Uid::new("writer").unwrap(),
+            channel(),
+            0,
+            no.into_bytes(),
+        );
         store.append(vec![message]).await.expect("append");
     }
     store.flush().await.expect("flush");
@@ -267,17 +259,15 @@ async fn version_child(dir: String) {
             store.flush().await.expect("flush");
         }
         let messages = (0..1_000)
-            .map(|i| Message {
-                message_id: ids.next_id(),
-                message_seq: 0,
-                client_msg_no: ClientMsgNo::new(format!("v{batch}-{i}")).unwrap(),
-                from_uid: Uid::new("writer").unwrap(),
-                channel: channel(),
-                timestamp_ms: 0,
-                flags: Flags::normal(),
-                setting: Default::default(),
-                topic: None,
-                payload: b"x".to_vec().into(),
+            .map(|i| {
+                Message::new(
+                    ids.next_id(),
+                    ClientMsgNo::new(format!("v{batch}-{i}")).unwrap(),
+                    Uid::new("writer").unwrap(),
+                    channel(),
+                    0,
+                    b"x".to_vec(),
+                )
             })
             .collect();
         store.append(messages).await.expect("append");
@@ -331,18 +321,14 @@ fn conversation_versions_are_never_handed_out_twice_across_a_crash() {
         // every version a client may have seen, so its next incremental
         // sync (after `seen`) finds it.
         let ids = MessageIdGenerator::new(6).unwrap();
-        let message = Message {
-            message_id: ids.next_id(),
-            message_seq: 0,
-            client_msg_no: ClientMsgNo::new("after-crash").unwrap(),
-            from_uid: Uid::new("other").unwrap(),
-            channel: channel(),
-            timestamp_ms: 0,
-            flags: Flags::normal(),
-            setting: Default::default(),
-            topic: None,
-            payload: b"y".to_vec().into(),
-        };
+        let message = Message::new(
+            ids.next_id(),
+            ClientMsgNo::new("after-crash").unwrap(),
+            Uid::new("other").unwrap(),
+            channel(),
+            0,
+            b"y".to_vec(),
+        );
         store.append(vec![message]).await.unwrap();
         let reader = Uid::new("reader").unwrap();
         let changed = store

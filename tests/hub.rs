@@ -364,6 +364,7 @@ async fn transient_is_delivered_online_only_and_stored_nowhere() {
     let (alice_id, mut alice) = w.phone("alice");
     let (_, mut bob) = w.phone("bob");
     let (_, mut bob_web) = w.web("bob");
+    let mut seen_ids = std::collections::HashSet::new();
     for flags in [
         Flags::transient(),
         Flags {
@@ -382,8 +383,15 @@ async fn transient_is_delivered_online_only_and_stored_nowhere() {
             .await
             .unwrap();
         assert_eq!(ack.persistence, Persistence::Transient);
-        assert_eq!((ack.message_id, ack.message_seq), (MessageId(0), 0));
-        assert_eq!(payloads(&mut bob), vec!["typing…"]);
+        assert_eq!(ack.message_seq, 0);
+        assert_ne!(ack.message_id, MessageId(0), "an id, as WuKongIM gives");
+        assert!(seen_ids.insert(ack.message_id), "each its own");
+        let got: Vec<_> = bob
+            .drain()
+            .iter()
+            .map(|m| (m.message_id, m.payload.clone()))
+            .collect();
+        assert_eq!(got, [(ack.message_id, "typing…".into())]);
         assert_eq!(payloads(&mut bob_web), vec!["typing…"]);
         assert!(alice.drain().is_empty(), "not to the sending device");
     }
@@ -1212,10 +1220,11 @@ impl imcore::store::MessageLog for GatedStore {
     async fn get_by_client_msg_no(
         &self,
         from_uid: &Uid,
+        channel: &Channel,
         client_msg_no: &ClientMsgNo,
     ) -> imcore::Result<Option<Message>> {
         self.inner
-            .get_by_client_msg_no(from_uid, client_msg_no)
+            .get_by_client_msg_no(from_uid, channel, client_msg_no)
             .await
     }
     async fn last_seq(&self, channel: &Channel) -> imcore::Result<u64> {

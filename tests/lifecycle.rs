@@ -68,10 +68,7 @@ async fn pushes_are_bounded_and_shutdown_waits_for_them_then_refuses_sends() {
     let hub = Hub::builder()
         .store(store.clone())
         .notifier(push.clone())
-        .config(HubConfig {
-            max_pushes: 2,
-            ..HubConfig::default()
-        })
+        .config(HubConfig::default().max_pushes(2))
         .build()
         .unwrap();
     let device = Device::master(uid("alice"), DeviceId::new("d").unwrap(), DeviceFlag::App);

@@ -28,18 +28,16 @@ fn validation<T: Debug>(r: imcore::Result<T>) -> ValidationError {
 
 fn message(flags: Flags, payload: Bytes) -> Message {
     let alice = uid("alice");
-    Message {
-        message_id: MessageId(42),
-        message_seq: 7,
-        client_msg_no: ClientMsgNo::new("c-1").unwrap(),
-        from_uid: alice.clone(),
-        channel: Channel::person(&alice, &uid("bob")),
-        timestamp_ms: 1_700_000_000_123,
-        flags,
-        setting: Default::default(),
-        topic: None,
+    Message::new(
+        MessageId(42),
+        ClientMsgNo::new("c-1").unwrap(),
+        alice.clone(),
+        Channel::person(&alice, &uid("bob")),
+        1_700_000_000_123,
         payload,
-    }
+    )
+    .seq(7)
+    .flags(flags)
 }
 
 // ---------------------------------------------------------------------------
@@ -581,14 +579,14 @@ fn payload_limits() {
     );
 
     for max in [0usize, 1, 10, 1000] {
-        let limits = Limits { max_payload: max };
+        let limits = Limits::default().max_payload(max);
         assert!(limits.check_payload(&vec![7u8; max]).is_ok(), "{max}");
         assert_eq!(
             validation(limits.check_payload(&vec![7u8; max + 1])),
             ValidationError::PayloadTooLarge { len: max + 1, max },
         );
     }
-    assert!(Limits { max_payload: 0 }.check_payload(b"").is_ok());
+    assert!(Limits::default().max_payload(0).check_payload(b"").is_ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -723,18 +721,16 @@ proptest! {
             Some(g) => Channel::group(g).unwrap(),
             None => Channel::person(&from, &to),
         };
-        let m = Message {
-            message_id: MessageId(message_id),
-            message_seq,
-            client_msg_no: ClientMsgNo::new(client_msg_no).unwrap(),
-            from_uid: from,
+        let m = Message::new(
+            MessageId(message_id),
+            ClientMsgNo::new(client_msg_no).unwrap(),
+            from,
             channel,
             timestamp_ms,
-            flags,
-            setting: Default::default(),
-            topic: None,
-            payload: Bytes::from(payload),
-        };
+            Bytes::from(payload),
+        )
+        .seq(message_seq)
+        .flags(flags);
         let json = serde_json::to_vec(&m).unwrap();
         let back: Message = serde_json::from_slice(&json).unwrap();
         prop_assert_eq!(back, m);

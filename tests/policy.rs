@@ -18,18 +18,15 @@ fn uid(s: &str) -> Uid {
 
 fn message(flags: Flags, payload: &[u8]) -> Message {
     let alice = uid("alice");
-    Message {
-        message_id: MessageId(1),
-        message_seq: 0,
-        client_msg_no: ClientMsgNo::new("c-1").unwrap(),
-        from_uid: alice.clone(),
-        channel: Channel::person(&alice, &uid("bob")),
-        timestamp_ms: 1_700_000_000_000,
-        flags,
-        setting: Default::default(),
-        topic: None,
-        payload: Bytes::copy_from_slice(payload),
-    }
+    Message::new(
+        MessageId(1),
+        ClientMsgNo::new("c-1").unwrap(),
+        alice.clone(),
+        Channel::person(&alice, &uid("bob")),
+        1_700_000_000_000,
+        Bytes::copy_from_slice(payload),
+    )
+    .flags(flags)
 }
 
 /// The flag table (README, "Persistence policy"): every combination of

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imcore::store::{conformance, ConversationStore, MessageLog, Page, PgConfig, PgStore};
-use imcore::{Channel, ClientMsgNo, Error, Flags, Message, MessageIdGenerator, Uid};
+use imcore::{Channel, ClientMsgNo, Error, Message, MessageIdGenerator, Uid};
 use servers::PgServer;
 
 /// Creates database `name` on `server`; the config to reach it.
@@ -25,18 +25,14 @@ async fn database(server: &PgServer, name: &str) -> PgConfig {
 }
 
 fn message(ids: &MessageIdGenerator, from: &str, channel: &Channel, no: &str) -> Message {
-    Message {
-        message_id: ids.next_id(),
-        message_seq: 0,
-        client_msg_no: ClientMsgNo::new(no).unwrap(),
-        from_uid: Uid::new(from).unwrap(),
-        channel: channel.clone(),
-        timestamp_ms: 1_700_000_000_000,
-        flags: Flags::normal(),
-        setting: Default::default(),
-        topic: None,
-        payload: no.as_bytes().to_vec().into(),
-    }
+    Message::new(
+        ids.next_id(),
+        ClientMsgNo::new(no).unwrap(),
+        Uid::new(from).unwrap(),
+        channel.clone(),
+        1_700_000_000_000,
+        no.as_bytes().to_vec(),
+    )
 }
 
 /// Checks that `channel` holds seqs 1..=last with no gap and that every
@@ -210,9 +206,10 @@ async fn a_newer_or_foreign_schema_is_refused() {
     sql(&foreign.url, "INSERT INTO imcore_messages VALUES (1)").await;
 }
 
-/// A database of schema version 1 (messages without setting and topic) is
-/// brought to version 2 when a store opens it: its messages read with
-/// neither, and new ones keep both.
+/// A database of schema version 1 (messages without setting and topic,
+/// resends known without their channel) is brought to the current version
+/// when a store opens it: its messages read with neither, new ones keep
+/// both, and a number is per channel.
 #[tokio::test]
 async fn a_version_1_schema_is_migrated_and_keeps_its_messages() {
     let Some(server) = PgServer::start("a_version_1_schema_is_migrated_and_keeps_its_messages")
@@ -228,11 +225,14 @@ async fn a_version_1_schema_is_migrated_and_keeps_its_messages() {
         .await
         .unwrap();
     drop(store);
-    // What version 1 had: no setting or topic columns.
+    // What version 1 had: no setting or topic columns, and resend keys
+    // without the channel.
     sql(
         &config.url,
-        "ALTER TABLE imcore_messages DROP COLUMN setting, DROP COLUMN topic; \
-         ALTER TABLE imcore_commands DROP COLUMN setting, DROP COLUMN topic; \
+        "ALTER TABLE imcore_messages DROP COLUMN setting, DROP COLUMN topic, \
+             DROP CONSTRAINT imcore_messages_resend_key, ADD UNIQUE (from_uid, client_msg_no); \
+         ALTER TABLE imcore_commands DROP COLUMN setting, DROP COLUMN topic, \
+             DROP CONSTRAINT imcore_commands_resend_key, ADD UNIQUE (from_uid, client_msg_no); \
          DROP TABLE imcore_hidden, imcore_outbox; \
          UPDATE imcore_schema SET version = 1",
     )
@@ -241,12 +241,16 @@ async fn a_version_1_schema_is_migrated_and_keeps_its_messages() {
     let store = PgStore::open(config.clone())
         .await
         .expect("a version-1 schema opens");
-    let new = Message {
-        setting: imcore::Setting(imcore::Setting::RECEIPT),
-        topic: Some("t".into()),
-        ..message(&ids, "u", &channel, "new-2")
-    };
+    let new = message(&ids, "u", &channel, "new-2")
+        .setting(imcore::Setting(imcore::Setting::RECEIPT))
+        .topic(Some("t".into()));
     store.append(vec![new]).await.unwrap();
+    let elsewhere = Channel::group("elsewhere").unwrap();
+    let same_number = store
+        .append(vec![message(&ids, "u", &elsewhere, "old-1")])
+        .await
+        .expect("the same number in another channel");
+    assert!(!same_number[0].duplicate);
     drop(store);
     let store = PgStore::open(config).await.expect("and opens again");
     let read = store.read(&channel, Page::forward(1, 10)).await.unwrap();

@@ -36,10 +36,7 @@ async fn a_revoke_whose_caller_stops_waiting_is_still_told_exactly_once() {
     let hub = Hub::builder()
         .store(Arc::new(store))
         .directory(directory.clone())
-        .config(HubConfig {
-            revoke_tip: true,
-            ..HubConfig::default()
-        })
+        .config(HubConfig::default().revoke_tip(true))
         .build()
         .unwrap();
     let (alice, bob) = (uid("alice"), uid("bob"));

@@ -80,12 +80,7 @@ impl World {
     }
 
     async fn revoke(&self, who: &str, id: MessageId) -> imcore::Result<RevokeOutcome> {
-        self.hub
-            .revoke(RevokeRequest {
-                requester: uid(who),
-                target: RevokeTarget::MessageId(id),
-            })
-            .await
+        self.hub.revoke(RevokeRequest::by_id(uid(who), id)).await
     }
 }
 
@@ -218,10 +213,7 @@ async fn the_window_is_measured_on_the_injected_clock_and_admins_may_bypass_it()
     // A zero window means no limit.
     let unlimited = world_with(
         Arc::new(MemoryStore::new()),
-        HubConfig {
-            revoke_window: None,
-            ..HubConfig::default()
-        },
+        HubConfig::default().revoke_window(None),
         None,
     );
     let old = unlimited.say("alice", "old").await;
@@ -248,9 +240,17 @@ async fn commands_transients_and_unknown_messages_cannot_be_revoked() {
         .send(SendRequest::new(uid("alice"), w.group.clone(), "t").flags(Flags::transient()))
         .await
         .unwrap();
+    // A transient message has an id, but nothing was kept under it.
+    match w.revoke("alice", transient.message_id).await {
+        Err(Error::NotFound { what }) => {
+            assert_eq!(what, format!("message {}", transient.message_id))
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
     assert_eq!(
-        refusal(w.revoke("alice", transient.message_id).await),
-        RevokeRefusal::NotRevocable
+        refusal(w.revoke("alice", MessageId(0)).await),
+        RevokeRefusal::NotRevocable,
+        "id 0 names no message"
     );
     match w.revoke("alice", MessageId(424242)).await {
         Err(Error::NotFound { what }) => assert_eq!(what, "message 424242"),
@@ -343,12 +343,9 @@ async fn concurrent_revocations_make_one_record_and_one_command() {
     ] {
         let hub = w.hub.clone();
         tasks.push(tokio::spawn(async move {
-            hub.revoke(RevokeRequest {
-                requester: uid(who),
-                target: RevokeTarget::MessageId(id),
-            })
-            .await
-            .unwrap()
+            hub.revoke(RevokeRequest::by_id(uid(who), id))
+                .await
+                .unwrap()
         }));
     }
     let mut fresh = 0;
@@ -407,10 +404,7 @@ async fn history_reads_mark_revoked_messages_and_strip_their_content() {
     // The host may keep payloads.
     let keep = world_with(
         Arc::new(MemoryStore::new()),
-        HubConfig {
-            strip_revoked_payload: false,
-            ..HubConfig::default()
-        },
+        HubConfig::default().strip_revoked_payload(false),
         None,
     );
     let id = keep.say("alice", "kept").await;
@@ -457,26 +451,27 @@ async fn revoke_by_client_msg_no_and_by_seq_in_a_person_channel() {
         .unwrap();
     let by_no = w
         .hub
-        .revoke(RevokeRequest {
-            requester: uid("alice"),
-            target: RevokeTarget::ClientMsgNo {
+        .revoke(RevokeRequest::new(
+            uid("alice"),
+            RevokeTarget::ClientMsgNo {
                 from_uid: uid("alice"),
+                channel: to_bob.clone(),
                 client_msg_no: ClientMsgNo::new("a-1").unwrap(),
             },
-        })
+        ))
         .await
         .unwrap();
     assert_eq!(by_no.revocation().message_id, a.message_id);
     // Bob revokes his own by seq, addressing the channel by alice's uid.
     let by_seq = w
         .hub
-        .revoke(RevokeRequest {
-            requester: uid("bob"),
-            target: RevokeTarget::Seq {
+        .revoke(RevokeRequest::new(
+            uid("bob"),
+            RevokeTarget::Seq {
                 channel: to_alice.clone(),
                 seq: b.message_seq,
             },
-        })
+        ))
         .await
         .unwrap();
     assert_eq!(by_seq.revocation().message_id, b.message_id);
@@ -493,13 +488,13 @@ async fn revoke_by_client_msg_no_and_by_seq_in_a_person_channel() {
     );
     let missing = w
         .hub
-        .revoke(RevokeRequest {
-            requester: uid("bob"),
-            target: RevokeTarget::Seq {
+        .revoke(RevokeRequest::new(
+            uid("bob"),
+            RevokeTarget::Seq {
                 channel: to_alice,
                 seq: 99,
             },
-        })
+        ))
         .await;
     assert!(matches!(missing, Err(Error::NotFound { .. })));
 }
@@ -508,10 +503,7 @@ async fn revoke_by_client_msg_no_and_by_seq_in_a_person_channel() {
 async fn the_tip_message_is_appended_when_configured() {
     let w = world_with(
         Arc::new(MemoryStore::new()),
-        HubConfig {
-            revoke_tip: true,
-            ..HubConfig::default()
-        },
+        HubConfig::default().revoke_tip(true),
         None,
     );
     w.directory.set_display_name(&uid("alice"), "Alice");
@@ -593,10 +585,7 @@ async fn incremental_revocation_sync_survives_restart() {
 async fn the_hubs_own_client_msg_nos_are_reserved_and_tips_are_not_revocable() {
     let w = world_with(
         Arc::new(MemoryStore::new()),
-        HubConfig {
-            revoke_tip: true,
-            ..HubConfig::default()
-        },
+        HubConfig::default().revoke_tip(true),
         None,
     );
     let mut bob = w.connect("bob", "bob-phone", DeviceFlag::App);

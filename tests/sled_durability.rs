@@ -11,18 +11,14 @@ fn uid(s: &str) -> Uid {
 }
 
 fn message(id: u64, from: &str, channel: &Channel, no: &str) -> Message {
-    Message {
-        message_id: MessageId(id),
-        message_seq: 0,
-        client_msg_no: ClientMsgNo::new(no).unwrap(),
-        from_uid: uid(from),
-        channel: channel.clone(),
-        timestamp_ms: 1_700_000_000_000 + id as i64,
-        flags: Flags::normal(),
-        setting: Default::default(),
-        topic: None,
-        payload: format!("payload {id}").into_bytes().into(),
-    }
+    Message::new(
+        MessageId(id),
+        ClientMsgNo::new(no).unwrap(),
+        uid(from),
+        channel.clone(),
+        1_700_000_000_000 + id as i64,
+        format!("payload {id}").into_bytes(),
+    )
 }
 
 fn revocation(id: u64, channel: &Channel) -> NewRevocation {
@@ -85,11 +81,10 @@ async fn everything_survives_reopen_and_numbering_continues() {
     );
 
     // Seqs continue, and the dedup index survived.
+    let mut resend = message(21, "alice", &group, "g-1");
+    resend.payload = message(1, "alice", &group, "g-1").payload;
     let out = store
-        .append(vec![
-            message(20, "alice", &group, "g-20"),
-            message(21, "alice", &group, "g-1"),
-        ])
+        .append(vec![message(20, "alice", &group, "g-20"), resend])
         .await
         .unwrap();
     assert_eq!((out[0].message_seq, out[0].duplicate), (11, false));
@@ -108,7 +103,8 @@ async fn everything_survives_reopen_and_numbering_continues() {
         .push_command(&cmd2, std::slice::from_ref(&alice))
         .await
         .unwrap();
-    let resend = message(102, "server", &group, "cmd-1");
+    let mut resend = message(102, "server", &group, "cmd-1");
+    resend.payload = message(100, "server", &group, "cmd-1").payload;
     assert!(
         store
             .push_command(&resend, std::slice::from_ref(&alice))

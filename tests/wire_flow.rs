@@ -137,10 +137,7 @@ async fn a_client_that_stops_reading_is_closed_and_fifty_beside_it_get_everythin
     // The default queue: a burst from a sender that never yields (this
     // test's loop) must not look like a slow client. The one that does not
     // read is closed by the write timeout.
-    let w = world_with(WireConfig {
-        write_timeout: Duration::from_millis(200),
-        ..WireConfig::default()
-    });
+    let w = world_with(WireConfig::default().write_timeout(Duration::from_millis(200)));
     let mut members = Vec::new();
     for i in 0..=READERS {
         let name = if i == READERS {

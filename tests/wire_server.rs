@@ -413,10 +413,7 @@ async fn a_first_packet_other_than_connect_is_a_protocol_error() {
 
 #[tokio::test]
 async fn an_oversized_frame_is_refused_before_its_body_arrives() {
-    let w = world_with(WireConfig {
-        max_frame: 1024,
-        ..WireConfig::default()
-    });
+    let w = world_with(WireConfig::default().max_frame(1024));
     let mut c = Client::open(&w.server, 16);
     c.login("alice", WEB).await;
     // SEND declaring 10 MB; no body follows.
@@ -439,10 +436,7 @@ async fn a_client_hanging_up_ends_the_session_and_unregisters() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_connection_times_out() {
-    let w = world_with(WireConfig {
-        idle_timeout: Some(Duration::from_secs(30)),
-        ..WireConfig::default()
-    });
+    let w = world_with(WireConfig::default().idle_timeout(Some(Duration::from_secs(30))));
     let mut c = Client::open(&w.server, 16);
     c.login("alice", WEB).await;
     assert_eq!(c.end().await.unwrap(), SessionEnd::TimedOut);
@@ -451,10 +445,7 @@ async fn a_silent_connection_times_out() {
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer_without_disconnect() {
-    let w = world_with(WireConfig {
-        queue: 2,
-        ..WireConfig::default()
-    });
+    let w = world_with(WireConfig::default().queue(2));
     // The transport takes one frame; the hub's queue two messages.
     let mut bob = Client::open(&w.server, 1);
     bob.login("bob", WEB).await;
@@ -502,10 +493,7 @@ async fn a_connection_whose_server_task_is_dropped_is_unregistered() {
 
 #[tokio::test]
 async fn an_oversized_send_is_read_past_and_refused_with_a_sendack() {
-    let w = world_with(WireConfig {
-        max_frame: 1024,
-        ..WireConfig::default()
-    });
+    let w = world_with(WireConfig::default().max_frame(1024));
     let mut alice = Client::open(&w.server, 16);
     alice.login("alice", WEB).await;
     let big = format!(r#"{{"type":1,"content":"{}"}}"#, "x".repeat(4000));
@@ -535,10 +523,7 @@ async fn an_oversized_send_is_read_past_and_refused_with_a_sendack() {
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_never_reads_is_given_up_after_the_write_timeout() {
-    let w = world_with(WireConfig {
-        write_timeout: Duration::from_secs(5),
-        ..WireConfig::default()
-    });
+    let w = world_with(WireConfig::default().write_timeout(Duration::from_secs(5)));
     let mut bob = Client::open(&w.server, 1);
     bob.login("bob", WEB).await;
     for i in 0..3 {

@@ -41,6 +41,7 @@ impl From<Error> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unavailable { .. } | Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
             // The store failing, or holding what this version cannot read:
             // the server's fault, whatever the request.

@@ -106,10 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Hub::builder()
         .store(store.clone())
         .directory(directory.clone())
-        .config(HubConfig {
-            node_id: settings.node_id,
-            ..HubConfig::default()
-        });
+        .config(HubConfig::default().node_id(settings.node_id));
     let mut router: Arc<dyn imcore::Router> = Arc::new(SingleNode);
     if let Some(url) = &settings.nats {
         router =
@@ -130,10 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(webhook.run(store, hub.clone()));
     }
     // Upgrade, then CONNECT: each within the connect timeout.
-    let wire = WireConfig {
-        connect_timeout: settings.connect_timeout,
-        ..WireConfig::default()
-    };
+    let wire = WireConfig::default().connect_timeout(settings.connect_timeout);
     let tcp = SocketAddr::from(([127, 0, 0, 1], settings.tcp_port));
     let tcp = tokio::net::TcpListener::bind(tcp).await?;
     let address = SocketAddr::from(([127, 0, 0, 1], settings.port));

@@ -121,7 +121,7 @@ fn events(
         format!(
             "{uid}-{}-{online}-{}-{}-{total}",
             u8::from(flag),
-            c.0,
+            c.get(),
             of_flag(flag)
         )
     };

@@ -39,6 +39,7 @@ pub async fn revoke(State(app): State<App>, Json(req): Json<RevokeReq>) -> ApiRe
         }
         (None, Some(no), _) => RevokeTarget::ClientMsgNo {
             from_uid: requester.clone(),
+            channel: channel(&req.channel_id, req.channel_type)?,
             client_msg_no: ClientMsgNo::new(no)?,
         },
         (None, None, Some(seq)) => RevokeTarget::Seq {
@@ -51,7 +52,10 @@ pub async fn revoke(State(app): State<App>, Json(req): Json<RevokeReq>) -> ApiRe
             ))
         }
     };
-    let outcome = app.hub.revoke(RevokeRequest { requester, target }).await?;
+    let outcome = app
+        .hub
+        .revoke(RevokeRequest::new(requester, target))
+        .await?;
     let r = outcome.revocation();
     Ok(Json(json!({
         "message_id": r.message_id.0.to_string(),

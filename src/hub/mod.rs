@@ -7,6 +7,7 @@
 //! other nodes: routing through the [`Router`], and
 //! seq order across nodes).
 
+mod acking;
 mod lifecycle;
 mod nodes;
 mod revoke;
@@ -52,6 +53,7 @@ use crate::store::{
     check_limit, Conversation, MemoryStore, NewRevocation, Page, QueuedCommand, Recorded,
     Revocation, Store,
 };
+pub use acking::AckingConnection;
 pub use stats::{HubStats, SendCounts};
 
 /// The prefix of the client_msg_nos the hub makes itself (for server-side
@@ -78,6 +80,7 @@ pub enum Target {
 /// A message to send. Build it with [`SendRequest::new`] or
 /// [`SendRequest::command_to`] and the setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SendRequest {
     /// The sender, authenticated by the host.
     pub from_uid: Uid,
@@ -166,17 +169,18 @@ impl SendRequest {
     }
 }
 
-/// The answer to a send, as WuKongIM's SENDACK carries it.
+/// The answer to a send, as WuKongIM's SENDACK carries it (its reason code
+/// is always success: refusals are `Err(Error::Rejected)`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SendAck {
-    /// The message's id; 0 for a transient message.
+    /// The message's id (a transient message gets one too; nothing is
+    /// stored under it).
     pub message_id: MessageId,
     /// Its channel seq; 0 for commands and transient messages.
     pub message_seq: u64,
     /// The client's number for it (made by the hub if the request had none).
     pub client_msg_no: ClientMsgNo,
-    /// Always [`ReasonCode::SUCCESS`]; refusals are `Err(Error::Rejected)`.
-    pub reason: ReasonCode,
     /// `true` when this was a resend: the ids are the first send's, and
     /// nothing was stored or delivered again.
     pub duplicate: bool,
@@ -186,6 +190,7 @@ pub struct SendAck {
 
 /// A conversation as one user sees it, with its last message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConversationView {
     /// The channel as this user calls it (a person channel by the other
     /// party's uid).
@@ -197,8 +202,22 @@ pub struct ConversationView {
     pub last_message: Option<HistoryMessage>,
 }
 
-/// The hub's settings.
+/// The hub's settings. Start from [`HubConfig::default`] and change what
+/// you need with the setters, which are named after the fields:
+///
+/// ```
+/// use std::time::Duration;
+/// use imcore::HubConfig;
+///
+/// let config = HubConfig::default()
+///     .node_id(7)
+///     .revoke_window(Some(Duration::from_secs(300)))
+///     .max_pushes(16);
+/// assert_eq!(config.node_id, 7);
+/// assert_eq!(config.max_page, 1000); // untouched: the default
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HubConfig {
     /// This process's node number for message ids (0 to 1023). Default 1.
     pub node_id: u16,
@@ -232,6 +251,50 @@ impl Default for HubConfig {
             strip_revoked_payload: true,
             max_pushes: 64,
         }
+    }
+}
+
+impl HubConfig {
+    /// Sets [`HubConfig::node_id`].
+    pub fn node_id(mut self, node_id: u16) -> Self {
+        self.node_id = node_id;
+        self
+    }
+
+    /// Sets [`HubConfig::limits`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets [`HubConfig::max_page`].
+    pub fn max_page(mut self, max_page: usize) -> Self {
+        self.max_page = max_page;
+        self
+    }
+
+    /// Sets [`HubConfig::revoke_window`].
+    pub fn revoke_window(mut self, window: Option<Duration>) -> Self {
+        self.revoke_window = window;
+        self
+    }
+
+    /// Sets [`HubConfig::revoke_tip`].
+    pub fn revoke_tip(mut self, on: bool) -> Self {
+        self.revoke_tip = on;
+        self
+    }
+
+    /// Sets [`HubConfig::strip_revoked_payload`].
+    pub fn strip_revoked_payload(mut self, on: bool) -> Self {
+        self.strip_revoked_payload = on;
+        self
+    }
+
+    /// Sets [`HubConfig::max_pushes`].
+    pub fn max_pushes(mut self, max_pushes: usize) -> Self {
+        self.max_pushes = max_pushes;
+        self
     }
 }
 

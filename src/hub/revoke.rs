@@ -121,8 +121,14 @@ impl Hub {
             },
             RevokeTarget::ClientMsgNo {
                 from_uid,
+                channel,
                 client_msg_no,
-            } => store.get_by_client_msg_no(from_uid, client_msg_no).await?,
+            } => {
+                let channel = channel.stored_for(&request.requester)?;
+                store
+                    .get_by_client_msg_no(from_uid, &channel, client_msg_no)
+                    .await?
+            }
             RevokeTarget::Seq { channel, seq } => {
                 let channel = channel.stored_for(&request.requester)?;
                 store

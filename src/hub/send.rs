@@ -118,6 +118,9 @@ impl Hub {
         class: &mut Option<Persistence>,
     ) -> Result<Staged> {
         let inner = &*self.inner;
+        if request.payload.is_empty() {
+            return Err(ValidationError::EmptyPayload.into());
+        }
         inner.config.limits.check_payload(&request.payload)?;
         if let Some(no) = &request.client_msg_no {
             if no.as_str().starts_with(HUB_CLIENT_MSG_NO_PREFIX) {
@@ -252,8 +255,9 @@ impl Hub {
                 }
             }
             Persistence::Transient => {
+                // A real id, as WuKongIM gives one: clients key their
+                // messages by it. Nothing is stored under it.
                 take_turn(&mut turn);
-                message.message_id = MessageId(0);
             }
         }
         Ok(Staged {
@@ -294,7 +298,6 @@ impl Hub {
             message_id: message.message_id,
             message_seq: message.message_seq,
             client_msg_no: message.client_msg_no.clone(),
-            reason: ReasonCode::SUCCESS,
             duplicate,
             persistence,
         };

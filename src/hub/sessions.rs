@@ -71,7 +71,9 @@ impl Hub {
     /// (`sync_once`) delivered to a device stays queued for its user, and
     /// is delivered again by command sync, until a **master** device
     /// acknowledges it with [`Hub::ack`], as a WuKongIM client's RECVACK
-    /// does. Acknowledge what the device has handled:
+    /// does. Acknowledge what the device has handled (or connect with
+    /// [`Hub::connect_in_process_acking`], which acknowledges each message
+    /// as it is received):
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

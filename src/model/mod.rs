@@ -437,8 +437,10 @@ impl fmt::Display for Channel {
 /// the channel's sequence number for history messages and 0 for commands
 /// and transient messages, which use no channel seq.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Message {
-    /// Server-assigned id; 0 for transient messages.
+    /// Server-assigned id, unique per hub cluster (transient messages get
+    /// one too, though nothing is stored under it).
     pub message_id: MessageId,
     /// The channel's sequence number (from 1), or 0 when not in history.
     pub message_seq: u64,
@@ -464,6 +466,72 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message with seq 0 (a log assigns the seq), [`Flags::normal`], no
+    /// setting and no topic; the setters change those.
+    ///
+    /// ```
+    /// use imcore::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
+    /// # fn main() -> imcore::Result<()> {
+    /// let alice = Uid::new("alice")?;
+    /// let message = Message::new(
+    ///     MessageId(1),
+    ///     ClientMsgNo::new("c-1")?,
+    ///     alice.clone(),
+    ///     Channel::person(&alice, &Uid::new("bob")?),
+    ///     1_700_000_000_000,
+    ///     "hi",
+    /// )
+    /// .flags(Flags::command());
+    /// assert_eq!(message.message_seq, 0);
+    /// assert!(message.flags.sync_once);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(
+        message_id: MessageId,
+        client_msg_no: ClientMsgNo,
+        from_uid: Uid,
+        channel: Channel,
+        timestamp_ms: i64,
+        payload: impl Into<Bytes>,
+    ) -> Self {
+        Message {
+            message_id,
+            message_seq: 0,
+            client_msg_no,
+            from_uid,
+            channel,
+            timestamp_ms,
+            flags: Flags::normal(),
+            setting: Setting::default(),
+            topic: None,
+            payload: payload.into(),
+        }
+    }
+
+    /// Sets [`Message::message_seq`] (a store reading a message back).
+    pub fn seq(mut self, message_seq: u64) -> Self {
+        self.message_seq = message_seq;
+        self
+    }
+
+    /// Sets [`Message::flags`].
+    pub fn flags(mut self, flags: Flags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Sets [`Message::setting`].
+    pub fn setting(mut self, setting: Setting) -> Self {
+        self.setting = setting;
+        self
+    }
+
+    /// Sets [`Message::topic`].
+    pub fn topic(mut self, topic: Option<String>) -> Self {
+        self.topic = topic;
+        self
+    }
+
     /// The send time in whole seconds, as WuKongIM's RECV packet carries it.
     pub fn timestamp_secs(&self) -> i64 {
         self.timestamp_ms.div_euclid(1000)
@@ -472,6 +540,7 @@ impl Message {
 
 /// Size limits applied to input. The defaults are documented on each field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// The largest payload accepted, in bytes. Default
     /// [`DEFAULT_MAX_PAYLOAD`] (64 KiB).
@@ -487,11 +556,17 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Sets [`Limits::max_payload`].
+    pub fn max_payload(mut self, max_payload: usize) -> Self {
+        self.max_payload = max_payload;
+        self
+    }
+
     /// Checks a payload against [`Limits::max_payload`].
     ///
     /// ```
     /// use imcore::Limits;
-    /// let limits = Limits { max_payload: 4 };
+    /// let limits = Limits::default().max_payload(4);
     /// assert!(limits.check_payload(b"1234").is_ok());
     /// assert!(limits.check_payload(b"12345").is_err());
     /// ```

@@ -35,7 +35,16 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
-type SenderKey = (Uid, ClientMsgNo);
+/// A resend's identity: the sender, the channel, the sender's number.
+type SenderKey = (Uid, Channel, ClientMsgNo);
+
+fn sender_key(m: &Message) -> SenderKey {
+    (
+        m.from_uid.clone(),
+        m.channel.clone(),
+        m.client_msg_no.clone(),
+    )
+}
 
 /// Maps and sets with a fast hasher: every send looks up and inserts
 /// several keys, and SipHash was a tenth of a send's time.
@@ -48,7 +57,8 @@ struct Inner {
     by_id: HashMap<MessageId, (Channel, u64)>,
     dedup: HashMap<SenderKey, (MessageId, u64)>,
     queues: HashMap<Uid, UserQueue>,
-    cmd_dedup: HashMap<SenderKey, MessageId>,
+    /// Each command's id and payload (the payload shares the message's).
+    cmd_dedup: HashMap<SenderKey, (MessageId, bytes::Bytes)>,
     cmd_ids: HashSet<MessageId>,
     /// The store-wide version counter of heads and read positions.
     version: u64,
@@ -106,13 +116,30 @@ impl Inner {
         // Fixed seeds: sets that live for one call need no random state.
         let seeded = || ahash::RandomState::with_seeds(1, 2, 3, 4);
         let (mut batch_keys, mut batch_ids) = (
-            HashSet::with_capacity_and_hasher(batch, seeded()),
+            HashMap::with_capacity_and_hasher(batch, seeded()),
             HashSet::with_capacity_and_hasher(batch, seeded()),
         );
         for m in &messages {
-            let key = (m.from_uid.clone(), m.client_msg_no.clone());
-            if self.dedup.contains_key(&key) || (batch > 0 && !batch_keys.insert(key)) {
+            let key = sender_key(m);
+            if let Some(&(_, seq)) = self.dedup.get(&key) {
+                let stored = self.logs.get(&m.channel).and_then(|l| l.messages.get(&seq));
+                if stored.is_some_and(|(first, _)| first.payload != m.payload) {
+                    return Err(crate::Error::conflict(m));
+                }
                 continue; // a resend: stored as a duplicate, whatever its id
+            }
+            if batch > 0 {
+                match batch_keys.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        if *first.get() != &m.payload {
+                            return Err(crate::Error::conflict(m));
+                        }
+                        continue;
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(&m.payload);
+                    }
+                }
             }
             if self.by_id.contains_key(&m.message_id)
                 || (batch > 0 && !batch_ids.insert(m.message_id))
@@ -122,7 +149,7 @@ impl Inner {
         }
         let mut out = Vec::with_capacity(messages.len());
         for message in messages {
-            let key = (message.from_uid.clone(), message.client_msg_no.clone());
+            let key = sender_key(&message);
             if let Some(&(message_id, message_seq)) = self.dedup.get(&key) {
                 out.push(Appended {
                     message_id,
@@ -234,11 +261,13 @@ impl MessageLog for MemoryStore {
     async fn get_by_client_msg_no(
         &self,
         from_uid: &Uid,
+        channel: &Channel,
         client_msg_no: &ClientMsgNo,
     ) -> Result<Option<Message>> {
         let id = {
             let inner = self.lock();
-            match inner.dedup.get(&(from_uid.clone(), client_msg_no.clone())) {
+            let key = (from_uid.clone(), channel.clone(), client_msg_no.clone());
+            match inner.dedup.get(&key) {
                 Some(&(id, _)) => id,
                 None => return Ok(None),
             }
@@ -257,14 +286,18 @@ impl MessageLog for MemoryStore {
 impl CommandQueue for MemoryStore {
     async fn push_command(&self, message: &Message, recipients: &[Uid]) -> Result<Pushed> {
         let mut inner = self.lock();
-        let key = (message.from_uid.clone(), message.client_msg_no.clone());
-        if let Some(&message_id) = inner.cmd_dedup.get(&key) {
+        let key = sender_key(message);
+        if let Some((message_id, payload)) = inner.cmd_dedup.get(&key) {
+            if *payload != message.payload {
+                return Err(crate::Error::conflict(message));
+            }
             return Ok(Pushed {
-                message_id,
+                message_id: *message_id,
                 duplicate: true,
             });
         }
-        inner.cmd_dedup.insert(key, message.message_id);
+        let first = (message.message_id, message.payload.clone());
+        inner.cmd_dedup.insert(key, first);
         inner.cmd_ids.insert(message.message_id);
         let mut seen = HashSet::with_capacity_and_hasher(recipients.len(), Default::default());
         for uid in recipients {

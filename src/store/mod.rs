@@ -128,8 +128,8 @@ pub struct Appended {
     pub message_id: MessageId,
     /// The stored message's seq in its channel.
     pub message_seq: u64,
-    /// `true` when `(from_uid, client_msg_no)` had been stored before, so
-    /// nothing was stored by this append.
+    /// `true` when `(from_uid, channel, client_msg_no)` had been stored
+    /// before, with the same payload, so nothing was stored by this append.
     pub duplicate: bool,
 }
 
@@ -148,10 +148,13 @@ pub struct Appended {
 ///   the older message unreachable and mix up revocation state).
 /// - A batch is stored atomically (all of it or none of it), and in order:
 ///   within one channel, seqs follow the batch order.
-/// - Appends are idempotent on `(from_uid, client_msg_no)`: a message whose
-///   pair is already stored (earlier, or earlier in the same batch) is not
-///   stored again, and its [`Appended`] carries the first message's id and
-///   seq with `duplicate: true`.
+/// - Appends are idempotent on `(from_uid, channel, client_msg_no)`: a
+///   message whose triple is already stored (earlier, or earlier in the
+///   same batch) with the same payload is not stored again, and its
+///   [`Appended`] carries the first message's id and seq with
+///   `duplicate: true`. With another payload it is not a resend: the batch
+///   fails with [`Error::Conflict`](crate::Error::Conflict) and stores
+///   nothing. The same number in another channel is another message.
 /// - Each new message moves its channel's [`ChannelHead`] and its sender's
 ///   [`ReadPosition`] in the same atomic step, with one new store version
 ///   (see [`ConversationStore`]); a person channel's first message lists it
@@ -207,10 +210,12 @@ pub trait MessageLog: Send + Sync + Debug + 'static {
     /// The message with this id, if it is in the log.
     async fn get(&self, id: MessageId) -> Result<Option<Message>>;
 
-    /// The message `from_uid` sent with `client_msg_no`, if it is in the log.
+    /// The message `from_uid` sent to `channel` (stored form) with
+    /// `client_msg_no`, if it is in the log.
     async fn get_by_client_msg_no(
         &self,
         from_uid: &Uid,
+        channel: &Channel,
         client_msg_no: &ClientMsgNo,
     ) -> Result<Option<Message>>;
 
@@ -233,8 +238,8 @@ pub struct QueuedCommand {
 pub struct Pushed {
     /// The command's id: the one given, or the first send's for a duplicate.
     pub message_id: MessageId,
-    /// `true` when `(from_uid, client_msg_no)` had been pushed before, so
-    /// nothing was queued by this push.
+    /// `true` when `(from_uid, channel, client_msg_no)` had been pushed
+    /// before, with the same payload, so nothing was queued by this push.
     pub duplicate: bool,
 }
 
@@ -245,8 +250,11 @@ pub struct Pushed {
 /// - [`push_command`](CommandQueue::push_command) adds the message to every recipient's
 ///   queue in one atomic step, at the end of each queue. A user's cursors
 ///   strictly increase from 1 and never consume a channel seq.
-/// - Pushes are idempotent on `(from_uid, client_msg_no)` like
-///   [`MessageLog::append`].
+/// - Pushes are idempotent on `(from_uid, channel, client_msg_no)` like
+///   [`MessageLog::append`], and refuse another payload under the same
+///   triple with [`Error::Conflict`](crate::Error::Conflict) in the same
+///   way. The channel of a command to an explicit list of users is the
+///   person channel named by the sender's uid.
 /// - [`ack_commands`](CommandQueue::ack_commands) and [`remove_commands`](CommandQueue::remove_commands) delete
 ///   entries for good: they are never returned again. Acknowledging past the
 ///   last cursor given out acknowledges only what exists.

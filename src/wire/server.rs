@@ -29,7 +29,16 @@ use crate::wire::WireError;
 const LOGIN_ATTEMPTS: usize = 3;
 
 /// How a [`WireServer`] treats its connections.
+///
+/// ```
+/// use std::time::Duration;
+/// use imcore::wire::WireConfig;
+///
+/// let config = WireConfig::default().connect_timeout(Duration::from_secs(2));
+/// assert_eq!(config.connect_timeout, Duration::from_secs(2));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WireConfig {
     /// The largest packet body accepted. Default [`DEFAULT_MAX_FRAME`].
     pub max_frame: usize,
@@ -70,6 +79,44 @@ impl Default for WireConfig {
             write_timeout: Duration::from_secs(10),
             max_discard: 4 * 1024 * 1024,
         }
+    }
+}
+
+impl WireConfig {
+    /// Sets [`WireConfig::max_frame`].
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Sets [`WireConfig::queue`].
+    pub fn queue(mut self, messages: usize) -> Self {
+        self.queue = messages;
+        self
+    }
+
+    /// Sets [`WireConfig::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`WireConfig::idle_timeout`].
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`WireConfig::write_timeout`].
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets [`WireConfig::max_discard`].
+    pub fn max_discard(mut self, bytes: usize) -> Self {
+        self.max_discard = bytes;
+        self
     }
 }
 

@@ -197,7 +197,7 @@ impl Drop for StopOnDrop {
 /// let node_id = 2;
 /// let router = NatsRouter::connect(NatsConfig::new("nats://127.0.0.1:4222", node_id)).await?;
 /// let hub = Hub::builder()
-///     .config(HubConfig { node_id, ..HubConfig::default() })
+///     .config(HubConfig::default().node_id(node_id))
 ///     .router(Arc::new(router.clone()))
 ///     .build()?;
 /// # let _ = hub; Ok(()) }

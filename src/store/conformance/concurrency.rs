@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use super::{group, message, uid};
-use crate::model::Flags;
 use crate::store::{Page, Store};
 
 /// A reader never sees a message in history before the conversations it
@@ -46,31 +45,6 @@ pub async fn history_is_never_ahead_of_conversations(store: Arc<dyn Store>) {
         }
     }
     writer.await.expect("writer");
-}
-
-/// Command resends are recognised by sender *and* client_msg_no: another
-/// sender's command with the same number is a different command, queued
-/// and returned like any other.
-pub async fn command_dedup_is_per_sender(store: Arc<dyn Store>) {
-    let ch = group("c-cmd-senders");
-    let user = uid("cs-user");
-    let mut first = message("cs-server-a", &ch, "same-no", b"a");
-    let mut second = message("cs-server-b", &ch, "same-no", b"b");
-    first.flags = Flags::command();
-    second.flags = Flags::command();
-    let a = store
-        .push_command(&first, std::slice::from_ref(&user))
-        .await
-        .expect("push");
-    let b = store
-        .push_command(&second, std::slice::from_ref(&user))
-        .await
-        .expect("push");
-    assert!(!a.duplicate && !b.duplicate, "two senders, two commands");
-    assert_eq!(b.message_id, second.message_id);
-    let pending = store.pending_commands(&user, 0, 10).await.expect("pending");
-    let payloads: Vec<&[u8]> = pending.iter().map(|c| c.message.payload.as_ref()).collect();
-    assert_eq!(payloads, [b"a".as_slice(), b"b".as_slice()]);
 }
 
 /// A conversation seen at a version is the same whenever it is seen at

@@ -29,7 +29,7 @@ pub async fn append_moves_the_head_and_the_senders_position(store: Arc<dyn Store
         .append(vec![
             message("h-alice", &ch, "h-1", b"1"),
             message("h-alice", &ch, "h-2", b"2"),
-            message("h-alice", &ch, "h-1", b"again"),
+            message("h-alice", &ch, "h-1", b"1"),
         ])
         .await
         .expect("append");

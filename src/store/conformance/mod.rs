@@ -24,11 +24,11 @@ use super::{Page, Store};
 mod concurrency;
 mod conversations;
 mod outbox;
+mod resends;
 mod revocations;
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Setting, Uid};
 pub use concurrency::{
-    command_dedup_is_per_sender, history_is_never_ahead_of_conversations,
-    one_version_one_conversation_under_concurrent_appends,
+    history_is_never_ahead_of_conversations, one_version_one_conversation_under_concurrent_appends,
 };
 pub use conversations::{
     append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
@@ -36,6 +36,10 @@ pub use conversations::{
     unread_is_exact_under_concurrent_senders,
 };
 pub use outbox::the_outbox_holds_each_new_message_until_done;
+pub use resends::{
+    a_resend_with_another_payload_conflicts, append_is_idempotent_per_sender_channel_and_number,
+    command_resends_are_per_sender_channel_and_number,
+};
 pub use revocations::{
     concurrent_revocations_of_one_message_record_once, revocations_record_once_with_versions,
 };
@@ -97,7 +101,8 @@ pub fn checks() -> Vec<(&'static str, Check)> {
     named![
         append_assigns_contiguous_seqs_per_channel,
         append_batch_spans_channels_in_order,
-        append_is_idempotent_on_sender_and_client_msg_no,
+        append_is_idempotent_per_sender_channel_and_number,
+        a_resend_with_another_payload_conflicts,
         append_refuses_a_stored_message_id,
         read_pages_both_directions,
         get_by_id_and_client_msg_no,
@@ -112,7 +117,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         revocations_record_once_with_versions,
         concurrent_revocations_of_one_message_record_once,
         history_is_never_ahead_of_conversations,
-        command_dedup_is_per_sender,
+        command_resends_are_per_sender_channel_and_number,
         one_version_one_conversation_under_concurrent_appends,
         hidden_conversations_keep_the_highest_seq,
         the_outbox_holds_each_new_message_until_done,
@@ -170,39 +175,6 @@ pub async fn append_batch_spans_channels_in_order(store: Arc<dyn Store>) {
     let payloads: Vec<&[u8]> = read.iter().map(|m| m.payload.as_ref()).collect();
     assert_eq!(payloads, vec![b"1", b"3", b"4"]);
     assert!(store.append(Vec::new()).await.expect("empty").is_empty());
-}
-
-/// A resend of `(from_uid, client_msg_no)`, later or in the same batch, is
-/// answered with the first id and seq and stores nothing.
-pub async fn append_is_idempotent_on_sender_and_client_msg_no(store: Arc<dyn Store>) {
-    let ch = group("c-dedup");
-    let first = message("u1", &ch, "dedup-1", b"first");
-    let out = store.append(vec![first.clone()]).await.expect("append");
-    let resend = message("u1", &ch, "dedup-1", b"second");
-    let again = store.append(vec![resend]).await.expect("append");
-    assert!(again[0].duplicate);
-    assert_eq!(again[0].message_id, first.message_id);
-    assert_eq!(again[0].message_seq, out[0].message_seq);
-    // Another sender may use the same client_msg_no.
-    let other = store
-        .append(vec![message("u2", &ch, "dedup-1", b"other")])
-        .await
-        .expect("append");
-    assert!(!other[0].duplicate);
-    assert_eq!(other[0].message_seq, 2);
-    // Twice in one batch.
-    let twin_a = message("u1", &ch, "dedup-2", b"a");
-    let twin_b = message("u1", &ch, "dedup-2", b"b");
-    let out = store
-        .append(vec![twin_a.clone(), twin_b])
-        .await
-        .expect("append");
-    assert!(!out[0].duplicate && out[1].duplicate);
-    assert_eq!(out[1].message_id, twin_a.message_id);
-    assert_eq!(out[1].message_seq, 3);
-    let all = store.read(&ch, Page::forward(1, 100)).await.expect("read");
-    assert_eq!(seqs(&all), vec![1, 2, 3], "duplicates are not stored");
-    assert_eq!(all[0].payload.as_ref(), b"first");
 }
 
 /// A new message reusing a stored id (or one earlier in its batch) fails the
@@ -284,7 +256,7 @@ pub async fn read_pages_both_directions(store: Arc<dyn Store>) {
     );
 }
 
-/// Messages are found by id and by `(from_uid, client_msg_no)`, with their
+/// Messages are found by id and by `(from_uid, channel, client_msg_no)`, with their
 /// seq and payload (binary and empty payloads included).
 pub async fn get_by_id_and_client_msg_no(store: Arc<dyn Store>) {
     let ch = Channel::person(&uid("p-alice"), &uid("p-bob"));
@@ -307,7 +279,11 @@ pub async fn get_by_id_and_client_msg_no(store: Arc<dyn Store>) {
         }
     );
     let got = store
-        .get_by_client_msg_no(&uid("p-bob"), &ClientMsgNo::new("get-2").expect("valid"))
+        .get_by_client_msg_no(
+            &uid("p-bob"),
+            &ch,
+            &ClientMsgNo::new("get-2").expect("valid"),
+        )
         .await
         .expect("get")
         .expect("found");
@@ -319,7 +295,11 @@ pub async fn get_by_id_and_client_msg_no(store: Arc<dyn Store>) {
         .expect("get")
         .is_none());
     assert!(store
-        .get_by_client_msg_no(&uid("p-alice"), &ClientMsgNo::new("get-2").expect("valid"))
+        .get_by_client_msg_no(
+            &uid("p-alice"),
+            &ch,
+            &ClientMsgNo::new("get-2").expect("valid")
+        )
         .await
         .expect("get")
         .is_none());
@@ -354,7 +334,7 @@ pub async fn setting_and_topic_are_kept(store: Arc<dyn Store>) {
         .expect("found");
     assert_eq!((got.setting, got.topic), (with.setting, with.topic.clone()));
     let got = store
-        .get_by_client_msg_no(&uid("s-alice"), &with.client_msg_no)
+        .get_by_client_msg_no(&uid("s-alice"), &ch, &with.client_msg_no)
         .await
         .expect("get")
         .expect("found");
@@ -528,7 +508,7 @@ pub async fn command_queue_remove_and_dedup(store: Arc<dyn Store>) {
         .push_command(&m2, std::slice::from_ref(&user))
         .await
         .expect("push");
-    let resend = message("r-server", &ch, "rcmd-1", b"again");
+    let resend = message("r-server", &ch, "rcmd-1", b"1");
     let pushed = store
         .push_command(&resend, std::slice::from_ref(&user))
         .await

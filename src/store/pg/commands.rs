@@ -40,11 +40,14 @@ impl PgStore {
             if inserted.is_empty() {
                 // A resend (possibly one committed while this waited on
                 // its key): the first push's id.
-                let first = query(&tx, COMMAND_BY_KEY, &[&from, &no]).await?;
-                let message_id = first
+                let first = query(&tx, COMMAND_BY_KEY, &[&from, &ctype, &cid, &no]).await?;
+                let first = first
                     .first()
-                    .map(|r| id_from_i64(r.get(0)))
                     .ok_or_else(|| crate::Error::corrupt("command vanished during its resend"))?;
+                if first.get::<_, &[u8]>(1) != payload {
+                    return Err(crate::Error::conflict(message));
+                }
+                let message_id = id_from_i64(first.get(0));
                 return Ok::<_, crate::Error>(Pushed {
                     message_id,
                     duplicate: true,
@@ -130,9 +133,9 @@ fn is_deadlock(e: &(dyn std::error::Error + 'static)) -> bool {
 const INSERT_COMMAND: &str = "INSERT INTO imcore_commands \
     (message_id, from_uid, client_msg_no, ctype, cid, ts, flags, payload, setting, topic) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-    ON CONFLICT (from_uid, client_msg_no) DO NOTHING RETURNING message_id";
-const COMMAND_BY_KEY: &str =
-    "SELECT message_id FROM imcore_commands WHERE from_uid = $1 AND client_msg_no = $2";
+    ON CONFLICT (from_uid, ctype, cid, client_msg_no) DO NOTHING RETURNING message_id";
+const COMMAND_BY_KEY: &str = "SELECT message_id, payload FROM imcore_commands \
+    WHERE from_uid = $1 AND ctype = $2 AND cid = $3 AND client_msg_no = $4";
 /// Each recipient's next cursor (its counter row locked until commit),
 /// then its entry.
 const ENQUEUE: &str = "WITH cursors AS ( \

@@ -96,10 +96,13 @@ impl MessageLog for PgStore {
     async fn get_by_client_msg_no(
         &self,
         from_uid: &Uid,
+        channel: &Channel,
         client_msg_no: &ClientMsgNo,
     ) -> Result<Option<Message>> {
         let (uid, no) = (from_uid.as_str(), client_msg_no.as_str());
-        self.one_message(BY_CLIENT_MSG_NO, &[&uid, &no]).await
+        let (ctype, cid) = channel_key(channel);
+        self.one_message(BY_CLIENT_MSG_NO, &[&uid, &ctype, &cid, &no])
+            .await
     }
 
     async fn last_seq(&self, channel: &Channel) -> Result<u64> {
@@ -126,5 +129,6 @@ const FORWARD: &str =
 const BACKWARD: &str =
     select_messages!("WHERE ctype = $1 AND cid = $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4");
 const BY_ID: &str = select_messages!("WHERE message_id = $1");
-const BY_CLIENT_MSG_NO: &str = select_messages!("WHERE from_uid = $1 AND client_msg_no = $2");
+const BY_CLIENT_MSG_NO: &str =
+    select_messages!("WHERE from_uid = $1 AND ctype = $2 AND cid = $3 AND client_msg_no = $4");
 const LAST_SEQ: &str = "SELECT last_seq FROM imcore_heads WHERE ctype = $1 AND cid = $2";

@@ -58,7 +58,7 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
         .expect("small tables");
     let cases = [
         (writer::HEADS.to_owned(), "'{2}', '{g}'"),
-        (writer::RESENDS.to_owned(), "'{u}', '{n1}'"),
+        (writer::RESENDS.to_owned(), "'{u}', '{2}', '{g}', '{n1}'"),
         (writer::IDS.to_owned(), "'{1}'"),
         (revocations::by_ids(), "'{1}'"),
         (

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -151,6 +151,18 @@ CREATE TABLE imcore_hidden (
 UPDATE imcore_schema SET version = 2;
 ";
 
+/// Version 3: a resend is known by its sender, channel and number (the
+/// same number in another channel is another message), in messages and
+/// commands alike. A version-2 database is brought to version 3 when a
+/// store opens it; no stored row changes.
+const MIGRATE_V3: &str = "
+ALTER TABLE imcore_messages DROP CONSTRAINT imcore_messages_from_uid_client_msg_no_key,
+    ADD CONSTRAINT imcore_messages_resend_key UNIQUE (from_uid, ctype, cid, client_msg_no);
+ALTER TABLE imcore_commands DROP CONSTRAINT imcore_commands_from_uid_client_msg_no_key,
+    ADD CONSTRAINT imcore_commands_resend_key UNIQUE (from_uid, ctype, cid, client_msg_no);
+UPDATE imcore_schema SET version = 3;
+";
+
 /// Creates the tables in an empty database, brings those of an older
 /// version up to date, or checks the version of those there.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -183,7 +195,8 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
             "CREATE TABLE imcore_schema (name text PRIMARY KEY, version int4 NOT NULL);
              INSERT INTO imcore_schema VALUES ('{SCHEMA_NAME}', 1);
              {CREATE_V1}
-             {MIGRATE_V2}"
+             {MIGRATE_V2}
+             {MIGRATE_V3}"
         );
         tx.batch_execute(&create).await.map_err(pg_error)?;
         return tx.commit().await.map_err(pg_error);
@@ -195,8 +208,11 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
     let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     match found.as_slice() {
         [(name, version)] if name == SCHEMA_NAME && *version == SCHEMA_VERSION => Ok(()),
-        [(name, 1)] if name == SCHEMA_NAME => {
-            tx.batch_execute(MIGRATE_V2).await.map_err(pg_error)?;
+        [(name, version @ (1 | 2))] if name == SCHEMA_NAME => {
+            if *version == 1 {
+                tx.batch_execute(MIGRATE_V2).await.map_err(pg_error)?;
+            }
+            tx.batch_execute(MIGRATE_V3).await.map_err(pg_error)?;
             tx.commit().await.map_err(pg_error)
         }
         [(name, version)] if name == SCHEMA_NAME && *version > SCHEMA_VERSION => {

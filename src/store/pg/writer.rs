@@ -109,9 +109,11 @@ const LOCK: &str = "SELECT version FROM imcore_counter WHERE id = 1 FOR UPDATE";
 pub(super) const HEADS: &str = "SELECT h.ctype, h.cid, h.last_seq, h.red_dots \
     FROM unnest($1::int2[], $2::text[]) AS k(ctype, cid), LATERAL ( \
     SELECT * FROM imcore_heads WHERE ctype = k.ctype AND cid = k.cid OFFSET 0) h";
-pub(super) const RESENDS: &str = "SELECT m.from_uid, m.client_msg_no, m.message_id, m.seq \
-    FROM unnest($1::text[], $2::text[]) AS k(u, n), LATERAL ( \
-    SELECT * FROM imcore_messages WHERE from_uid = k.u AND client_msg_no = k.n OFFSET 0) m";
+pub(super) const RESENDS: &str = "SELECT m.from_uid, m.ctype, m.cid, m.client_msg_no, \
+    m.message_id, m.seq, m.payload \
+    FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[]) AS k(u, t, c, n), LATERAL ( \
+    SELECT * FROM imcore_messages \
+    WHERE from_uid = k.u AND ctype = k.t AND cid = k.c AND client_msg_no = k.n OFFSET 0) m";
 pub(super) const IDS: &str = "SELECT i.message_id FROM unnest($1::int8[]) AS k(id), LATERAL ( \
     SELECT message_id FROM imcore_messages WHERE message_id = k.id OFFSET 0) i";
 const INSERT_MESSAGES: &str = "INSERT INTO imcore_messages \
@@ -209,7 +211,13 @@ async fn commit(
     // waited (the primary key then refused the batch).
     let lock = query(&tx, LOCK, &[]).await?;
     let p_heads: Typed<2> = [(&ctypes, Type::INT2_ARRAY), (&cids, Type::TEXT_ARRAY)];
-    let p_resends: Typed<2> = [(&uids, Type::TEXT_ARRAY), (&nos, Type::TEXT_ARRAY)];
+    let (m_ctypes, m_cids): (Vec<i16>, Vec<&str>) = all().map(|m| channel_key(&m.channel)).unzip();
+    let p_resends: Typed<4> = [
+        (&uids, Type::TEXT_ARRAY),
+        (&m_ctypes, Type::INT2_ARRAY),
+        (&m_cids, Type::TEXT_ARRAY),
+        (&nos, Type::TEXT_ARRAY),
+    ];
     let p_ids: Typed<1> = [(&ids, Type::INT8_ARRAY)];
     let (heads, resends, used) = tokio::try_join!(
         lookup(&tx, HEADS, &p_heads),
@@ -228,11 +236,15 @@ async fn commit(
             Ok(((r.get(0), r.get(1)), head))
         })
         .collect::<Result<_>>()?;
-    let mut stored: HashMap<(String, String), (MessageId, u64)> = resends
+    let mut stored: HashMap<ResendKey, First> = resends
         .iter()
         .map(|r| {
-            let first = (id_from_i64(r.get(2)), to_u64(r.get(3), "seq")?);
-            Ok(((r.get(0), r.get(1)), first))
+            let first = First {
+                message_id: id_from_i64(r.get(4)),
+                message_seq: to_u64(r.get(5), "seq")?,
+                payload: r.get::<_, Vec<u8>>(6).into(),
+            };
+            Ok(((r.get(0), r.get(1), r.get(2), r.get(3)), first))
         })
         .collect::<Result<_>>()?;
     let mut used: HashSet<i64> = used.iter().map(|r| r.get(0)).collect();
@@ -243,20 +255,17 @@ async fn commit(
     let mut results = Vec::with_capacity(batch.len());
     for request in batch {
         // All or nothing per call: refuse it before any of it is applied.
-        if let Some(id) = reused_id(&request.messages, &stored, &used) {
-            results.push(Err(id_in_use(BACKEND, id)));
+        if let Err(e) = refused(&request.messages, &stored, &used) {
+            results.push(Err(e));
             continue;
         }
         let mut out = Vec::with_capacity(request.messages.len());
         for m in &request.messages {
-            let key = (
-                m.from_uid.as_str().to_owned(),
-                m.client_msg_no.as_str().to_owned(),
-            );
-            if let Some(&(message_id, message_seq)) = stored.get(&key) {
+            let key = resend_key(m);
+            if let Some(first) = stored.get(&key) {
                 out.push(Appended {
-                    message_id,
-                    message_seq,
+                    message_id: first.message_id,
+                    message_seq: first.message_seq,
                     duplicate: true,
                 });
                 continue;
@@ -281,7 +290,12 @@ async fn commit(
                 }
             }
             used.insert(id_to_i64(m.message_id));
-            stored.insert(key, (m.message_id, seq));
+            let first = First {
+                message_id: m.message_id,
+                message_seq: seq,
+                payload: m.payload.clone(),
+            };
+            stored.insert(key, first);
             out.push(Appended {
                 message_id: m.message_id,
                 message_seq: seq,
@@ -297,26 +311,46 @@ async fn commit(
     Ok(results)
 }
 
-/// The id of a new message in `messages` that is already stored (or used
-/// twice in the call), if any.
-fn reused_id(
+/// A stored message's identity as a resend: sender, channel, number.
+type ResendKey = (String, i16, String, String);
+
+fn resend_key(m: &Message) -> ResendKey {
+    let (ctype, cid) = channel_key(&m.channel);
+    let (from, no) = (m.from_uid.as_str(), m.client_msg_no.as_str());
+    (from.to_owned(), ctype, cid.to_owned(), no.to_owned())
+}
+
+/// What a resend is answered with, and checked against.
+struct First {
+    message_id: MessageId,
+    message_seq: u64,
+    payload: bytes::Bytes,
+}
+
+/// Why a call must store nothing, if it must: a new message whose id is
+/// already stored (or used twice in the call), or a resend with another
+/// payload than the first message's.
+fn refused(
     messages: &[Message],
-    stored: &HashMap<(String, String), (MessageId, u64)>,
+    stored: &HashMap<ResendKey, First>,
     used: &HashSet<i64>,
-) -> Option<MessageId> {
-    let (mut keys, mut ids) = (HashSet::new(), HashSet::new());
+) -> Result<()> {
+    let (mut keys, mut ids) = (HashMap::new(), HashSet::new());
     for m in messages {
-        let key = (m.from_uid.as_str(), m.client_msg_no.as_str());
-        let resent = stored.contains_key(&(key.0.to_owned(), key.1.to_owned()));
-        if resent || !keys.insert(key) {
-            continue; // a resend: answered as a duplicate, whatever its id
-        }
+        let key = resend_key(m);
+        let first = stored.get(&key).map(|f| &f.payload);
+        match first.or_else(|| keys.get(&key).copied()) {
+            Some(payload) if *payload != m.payload => return Err(crate::Error::conflict(m)),
+            // A resend: answered as a duplicate, whatever its id.
+            Some(_) => continue,
+            None => keys.insert(key, &m.payload),
+        };
         let id = id_to_i64(m.message_id);
         if used.contains(&id) || !ids.insert(id) {
-            return Some(m.message_id);
+            return Err(id_in_use(BACKEND, m.message_id));
         }
     }
-    None
+    Ok(())
 }
 
 impl<'a> Rows<'a> {

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use super::keys::{
-    be_u64, command_id_key, counter_key, decode, encode, key, key_suffix_u64, next_counter,
-    sender_key, seq_key, uid_key,
+    be_u64, command_id_key, command_sender_key, counter_key, decode, encode, key, key_suffix_u64,
+    next_counter, seq_key, uid_key,
 };
 use super::{abort, storage, tx_error, SledStore, TAG_COMMAND_CURSOR};
 use crate::error::Result;
@@ -17,8 +17,11 @@ use sled::Transactional;
 impl CommandQueue for SledStore {
     async fn push_command(&self, message: &Message, recipients: &[Uid]) -> Result<Pushed> {
         let value = encode(message)?;
-        let sender = sender_key(&message.from_uid, &message.client_msg_no);
-        let id = message.message_id.0.to_be_bytes();
+        let sender = command_sender_key(message);
+        // The resend entry: the command's id, then its payload, so that a
+        // resend with another payload is told apart.
+        let mut first = message.message_id.0.to_be_bytes().to_vec();
+        first.extend_from_slice(&message.payload);
         let mut seen = std::collections::HashSet::with_capacity(recipients.len());
         // (uid prefix, counter key) per distinct recipient.
         let users: Vec<(Vec<u8>, Vec<u8>)> = recipients
@@ -38,7 +41,11 @@ impl CommandQueue for SledStore {
         )
             .transaction(|(queue, ids, dedup, counters)| {
                 if let Some(v) = dedup.get(&sender)? {
-                    return match be_u64(&v, "command dedup entry") {
+                    let (id, payload) = v.split_at(v.len().min(8));
+                    return match be_u64(id, "command dedup entry") {
+                        Ok(_) if payload != message.payload.as_ref() => {
+                            abort(crate::Error::conflict(message))
+                        }
                         Ok(first) => Ok(Some(MessageId(first))),
                         Err(e) => abort(e),
                     };
@@ -50,7 +57,7 @@ impl CommandQueue for SledStore {
                 }
                 // The dedup value is the command's id; keyed by id too, so
                 // that `is_command` is one look-up.
-                dedup.insert(sender.as_slice(), &id)?;
+                dedup.insert(sender.as_slice(), first.as_slice())?;
                 dedup.insert(&command_id_key(message.message_id), &[])?;
                 Ok(None)
             })

@@ -8,7 +8,7 @@ use sled::transaction::TransactionalTree;
 
 use super::{abort, unabortable, TxResult, BACKEND};
 use crate::error::{Error, Result};
-use crate::model::{Channel, ChannelId, ChannelType, ClientMsgNo, MessageId, Uid};
+use crate::model::{Channel, ChannelId, ChannelType, ClientMsgNo, Message, MessageId, Uid};
 
 /// First byte of every encoded value.
 const VALUE_FORMAT: u8 = 1;
@@ -122,11 +122,23 @@ pub(super) fn command_id_key(id: MessageId) -> [u8; 9] {
     k
 }
 
-pub(super) fn sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8> {
+/// The first byte of a command's resend key in the `command_dedup` tree:
+/// above any uid length (1 to 64) and the id keys' 0, so that the kinds
+/// never collide (format 3's keys started with the uid length).
+pub(super) const COMMAND_SENDER: u8 = 0x80;
+
+/// A command's resend key: sender, channel, the sender's number.
+pub(super) fn command_sender_key(m: &Message) -> Vec<u8> {
     key(|k| {
-        uid_key(k, from_uid);
-        k.extend_from_slice(client_msg_no.as_str().as_bytes());
+        k.push(COMMAND_SENDER);
+        sender_key(k, &m.from_uid, &m.channel, &m.client_msg_no);
     })
+}
+
+fn sender_key(k: &mut Vec<u8>, from_uid: &Uid, channel: &Channel, client_msg_no: &ClientMsgNo) {
+    uid_key(k, from_uid);
+    channel_key(k, channel);
+    k.extend_from_slice(client_msg_no.as_str().as_bytes());
 }
 
 // ---- the `log` tree (records) and the `history` tree (everything else);
@@ -136,8 +148,12 @@ pub(super) fn sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8>
 const LOG: u8 = b'm';
 /// `i` ++ message id: the record's key.
 const BY_ID: u8 = b'i';
-/// `d` ++ from uid ++ client_msg_no: message id ++ the record's key.
-const BY_SENDER: u8 = b'd';
+/// `r` ++ from uid ++ channel ++ client_msg_no: message id ++ the
+/// record's key.
+const BY_SENDER: u8 = b'r';
+/// Format 3's resend index: `d` ++ from uid ++ client_msg_no (no channel);
+/// opening a format-3 database moves it to `r`.
+pub(super) const OLD_BY_SENDER: u8 = b'd';
 /// `o` ++ entry number: an outbox entry (message id ++ the record's key).
 const OUTBOX: u8 = b'o';
 /// `p` ++ uid ++ channel: the user's read position.
@@ -181,10 +197,15 @@ pub(super) fn id_key(id: MessageId) -> [u8; 9] {
     k
 }
 
-pub(super) fn by_sender_key(from_uid: &Uid, client_msg_no: &ClientMsgNo) -> Vec<u8> {
-    let mut k = vec![BY_SENDER];
-    k.extend_from_slice(&sender_key(from_uid, client_msg_no));
-    k
+pub(super) fn by_sender_key(
+    from_uid: &Uid,
+    channel: &Channel,
+    client_msg_no: &ClientMsgNo,
+) -> Vec<u8> {
+    key(|k| {
+        k.push(BY_SENDER);
+        sender_key(k, from_uid, channel, client_msg_no);
+    })
 }
 
 /// The prefix of a user's entries of one kind (`POSITION`, `PERSON` or

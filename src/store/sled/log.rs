@@ -144,9 +144,10 @@ impl MessageLog for SledStore {
     async fn get_by_client_msg_no(
         &self,
         from_uid: &Uid,
+        channel: &Channel,
         client_msg_no: &ClientMsgNo,
     ) -> Result<Option<Message>> {
-        let key = by_sender_key(from_uid, client_msg_no);
+        let key = by_sender_key(from_uid, channel, client_msg_no);
         match self.writer.history.get(key).map_err(storage)? {
             Some(v) => {
                 let (id, location) = self.writer.by_sender(&v)?;

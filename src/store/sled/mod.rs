@@ -54,6 +54,7 @@ mod flush;
 mod heads;
 mod keys;
 mod log;
+mod migrate;
 mod outbox;
 mod record;
 mod revocations;
@@ -69,7 +70,7 @@ const BACKEND: &str = "sled";
 const MARKER_FILE: &str = "imcore.format";
 /// Stored in the default tree; tells an imcore database from anything else.
 const FORMAT_KEY: &[u8] = b"imcore.format";
-const FORMAT_VALUE: &[u8] = b"imcore-sled-3";
+const FORMAT_VALUE: &[u8] = b"imcore-sled-4";
 /// Formats this version cannot read, with why.
 const OLD_FORMATS: &[(&[u8], &str)] = &[
     (
@@ -109,6 +110,7 @@ pub enum Durability {
 
 /// How to open a [`SledStore`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SledConfig {
     /// The database directory (created if missing).
     pub path: PathBuf,
@@ -131,6 +133,12 @@ impl SledConfig {
     /// Sets the durability.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Sets sled's page cache size in bytes.
+    pub fn cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = bytes;
         self
     }
 }
@@ -275,6 +283,12 @@ impl SledStore {
     fn check_format(db: &Db) -> Result<()> {
         match db.get(FORMAT_KEY).map_err(storage)? {
             Some(v) if v.as_ref() == FORMAT_VALUE => Ok(()),
+            Some(v) if v.as_ref() == migrate::FORMAT_3 => {
+                migrate::from_format_3(db)?;
+                db.insert(FORMAT_KEY, FORMAT_VALUE).map_err(storage)?;
+                db.flush().map_err(storage)?;
+                Ok(())
+            }
             Some(v) => Err(old_format(&v).unwrap_or_else(|| {
                 Error::corrupt(format!(
                     "database format {:?}, expected {:?}",

@@ -210,12 +210,13 @@ impl Writer {
         let (last_seq, dots) = previous.as_ref().map_or((0, 0), |h| (h.seq, h.red_dots));
         let seq = last_seq + 1;
         let location = seq_key(&prefix, seq);
-        let sender = by_sender_key(&m.from_uid, &m.client_msg_no);
+        let sender = by_sender_key(&m.from_uid, &m.channel, &m.client_msg_no);
         let mut by_sender = m.message_id.0.to_be_bytes().to_vec();
         by_sender.extend_from_slice(&location);
         if let Err(taken) = self.claim(&sender, &by_sender)? {
             let (id, at) = self.by_sender(&taken)?;
-            if self.record_of(id, &at)?.is_some() {
+            if let Some(first) = self.record_of(id, &at)? {
+                resend_of(&first, m)?;
                 return Ok(Appended {
                     message_id: id,
                     message_seq: super::keys::key_suffix_u64(&at, "resend index")?,
@@ -367,7 +368,7 @@ struct Plan<'a> {
     /// The heads this write's messages made.
     heads: HashMap<Vec<u8>, Head>,
     /// Resend keys and ids this write has taken.
-    taken: HashMap<Vec<u8>, (MessageId, u64)>,
+    taken: HashMap<Vec<u8>, (MessageId, u64, bytes::Bytes)>,
     ids: std::collections::HashSet<MessageId>,
 }
 
@@ -401,8 +402,11 @@ impl<'a> Plan<'a> {
     /// Plans one message: a duplicate, or its writes.
     fn append(&mut self, m: &Message) -> Result<Appended> {
         let history = &self.writer.history;
-        let sender = by_sender_key(&m.from_uid, &m.client_msg_no);
-        if let Some(&(message_id, message_seq)) = self.taken.get(&sender) {
+        let sender = by_sender_key(&m.from_uid, &m.channel, &m.client_msg_no);
+        if let Some(&(message_id, message_seq, ref payload)) = self.taken.get(&sender) {
+            if *payload != m.payload {
+                return Err(crate::Error::conflict(m));
+            }
             return Ok(Appended {
                 message_id,
                 message_seq,
@@ -411,7 +415,8 @@ impl<'a> Plan<'a> {
         }
         if let Some(v) = history.get(&sender).map_err(storage)? {
             let (id, location) = self.writer.by_sender(&v)?;
-            if self.writer.record_of(id, &location)?.is_some() {
+            if let Some(first) = self.writer.record_of(id, &location)? {
+                resend_of(&first, m)?;
                 return Ok(Appended {
                     message_id: id,
                     message_seq: super::keys::key_suffix_u64(&location, "resend index")?,
@@ -458,7 +463,8 @@ impl<'a> Plan<'a> {
         self.records.push((location, record.clone()));
         let head = Head::new(m, seq, red_dots, self.version, record);
         self.heads.insert(prefix, head);
-        self.taken.insert(sender, (m.message_id, seq));
+        self.taken
+            .insert(sender, (m.message_id, seq, m.payload.clone()));
         Ok(Appended {
             message_id: m.message_id,
             message_seq: seq,
@@ -505,5 +511,14 @@ impl<'a> Plan<'a> {
         }
         self.writer.stable.store(self.version, Ordering::Release);
         Ok(())
+    }
+}
+
+/// Checks that `m` is a resend of the stored record `first`: the same
+/// payload under the same sender, channel and number.
+fn resend_of(first: &[u8], m: &Message) -> Result<()> {
+    match RecordRef::parse(first)?.payload == m.payload.as_ref() {
+        true => Ok(()),
+        false => Err(crate::Error::conflict(m)),
     }
 }

@@ -1,0 +1,169 @@
+//! Bringing a database of an earlier format up to date when it opens.
+//!
+//! Format 3 knew a resend by its sender and number only; format 4 knows it
+//! by sender, channel and number, in the resend index of the `history`
+//! tree and in the `command_dedup` tree.
+
+use std::collections::HashSet;
+
+use sled::{Batch, Db};
+
+use super::keys::{
+    by_sender_key, channel_of_log_prefix, command_sender_key, decode, OLD_BY_SENDER,
+};
+use super::storage;
+use crate::error::{Error, Result};
+use crate::model::{ClientMsgNo, Message, Uid};
+
+/// The format this module brings up to date.
+pub(super) const FORMAT_3: &[u8] = b"imcore-sled-3";
+
+/// Moves format 3's resend entries to format 4's keys. Each tree moves in
+/// one atomic batch that removes the old entries as it adds the new, so a
+/// crash part way leaves nothing to move twice: the next open finishes.
+///
+/// A command every recipient had acknowledged is no longer stored, so its
+/// channel is unknown: its format-3 entry is dropped, and a resend of it
+/// would be queued again. Its id stays known to `is_command`.
+pub(super) fn from_format_3(db: &Db) -> Result<()> {
+    let tree = |name: &str| db.open_tree(name).map_err(storage);
+    let history = tree("history")?;
+    let mut batch = Batch::default();
+    for entry in history.scan_prefix([OLD_BY_SENDER]) {
+        let (key, value) = entry.map_err(storage)?;
+        let (uid, no) = old_sender(&key[1..])?;
+        // The value: the message id, then its record's key (channel, seq).
+        let record = value
+            .get(8..value.len().saturating_sub(8))
+            .ok_or_else(|| Error::corrupt("format-3 resend entry too short"))?;
+        let channel = channel_of_log_prefix(record)?;
+        batch.insert(by_sender_key(&uid, &channel, &no), value);
+        batch.remove(key);
+    }
+    history.apply_batch(batch).map_err(storage)?;
+
+    let (commands, dedup) = (tree("commands")?, tree("command_dedup")?);
+    let mut batch = Batch::default();
+    let mut seen = HashSet::new();
+    for entry in commands.iter() {
+        let (_, value) = entry.map_err(storage)?;
+        let command: Message = decode(&value, "queued command")?;
+        if seen.insert(command.message_id) {
+            let mut first = command.message_id.0.to_be_bytes().to_vec();
+            first.extend_from_slice(&command.payload);
+            batch.insert(command_sender_key(&command), first);
+        }
+    }
+    // Format 3's keys start with the uid's length, 1 to 64.
+    for entry in dedup.iter() {
+        let (key, _) = entry.map_err(storage)?;
+        if matches!(key.first(), Some(1..=64)) {
+            batch.remove(key);
+        }
+    }
+    dedup.apply_batch(batch).map_err(storage)
+}
+
+/// The uid and number of a format-3 resend key (after its first byte).
+fn old_sender(key: &[u8]) -> Result<(Uid, ClientMsgNo)> {
+    let bad = || Error::corrupt("format-3 resend key");
+    let (&len, rest) = key.split_first().ok_or_else(bad)?;
+    let (uid, no) = rest.split_at_checked(usize::from(len)).ok_or_else(bad)?;
+    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned).map_err(|_| bad());
+    let uid = Uid::new(text(uid)?).map_err(|_| bad())?;
+    let no = ClientMsgNo::new(text(no)?).map_err(|_| bad())?;
+    Ok((uid, no))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys::COMMAND_SENDER;
+    use super::super::{SledStore, FORMAT_KEY};
+    use super::*;
+    use crate::model::{Channel, Flags, MessageId};
+    use crate::store::{CommandQueue, MessageLog};
+
+    fn message(id: u64, channel: &Channel, no: &str, payload: &'static str) -> Message {
+        let from = Uid::new("alice").unwrap();
+        let no = ClientMsgNo::new(no).unwrap();
+        Message::new(MessageId(id), no, from, channel.clone(), 0, payload)
+    }
+
+    /// Format 3's key for a sender's number: length-prefixed uid, number.
+    fn old_key(first: Option<u8>, no: &str) -> Vec<u8> {
+        let mut k: Vec<u8> = first.into_iter().collect();
+        k.push(5);
+        k.extend_from_slice(b"alice");
+        k.extend_from_slice(no.as_bytes());
+        k
+    }
+
+    /// A database written with format 3's resend keys opens as format 4:
+    /// a resend is a duplicate (history and queued command), a changed
+    /// payload a conflict, and the same number elsewhere a new message.
+    #[tokio::test]
+    async fn format_3_resend_keys_move_to_format_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = Channel::group("g").unwrap();
+        let other = Channel::group("h").unwrap();
+        let recipient = [Uid::new("bob").unwrap()];
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .append(vec![message(1, &group, "m-1", "hi")])
+                .await
+                .unwrap();
+            let command = message(2, &group, "c-1", "cmd").flags(Flags::command());
+            store.push_command(&command, &recipient).await.unwrap();
+            // Turn it into what format 3 wrote.
+            let history = store.db.open_tree("history").unwrap();
+            let new = by_sender_key(
+                &Uid::new("alice").unwrap(),
+                &group,
+                &ClientMsgNo::new("m-1").unwrap(),
+            );
+            let value = history.remove(&new).unwrap().expect("the format-4 entry");
+            history
+                .insert(old_key(Some(OLD_BY_SENDER), "m-1"), value)
+                .unwrap();
+            let dedup = store.db.open_tree("command_dedup").unwrap();
+            let new: Vec<_> = dedup.scan_prefix([COMMAND_SENDER]).keys().collect();
+            assert_eq!(new.len(), 1);
+            dedup.remove(new[0].as_ref().unwrap()).unwrap();
+            dedup
+                .insert(old_key(None, "c-1"), &2u64.to_be_bytes())
+                .unwrap();
+            store.db.insert(FORMAT_KEY, FORMAT_3).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let again = store
+            .append(vec![message(3, &group, "m-1", "hi")])
+            .await
+            .unwrap();
+        assert!(again[0].duplicate);
+        assert_eq!(again[0].message_id, MessageId(1));
+        let changed = store
+            .append(vec![message(4, &group, "m-1", "changed")])
+            .await;
+        assert!(
+            matches!(changed, Err(Error::Conflict { .. })),
+            "{changed:?}"
+        );
+        let elsewhere = store
+            .append(vec![message(5, &other, "m-1", "hi")])
+            .await
+            .unwrap();
+        assert!(!elsewhere[0].duplicate);
+        let command = message(6, &group, "c-1", "cmd").flags(Flags::command());
+        let pushed = store.push_command(&command, &recipient).await.unwrap();
+        assert!(pushed.duplicate);
+        assert_eq!(pushed.message_id, MessageId(2));
+        let history = store.db.open_tree("history").unwrap();
+        assert_eq!(
+            history.scan_prefix([OLD_BY_SENDER]).count(),
+            0,
+            "nothing left to move"
+        );
+    }
+}
