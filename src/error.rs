@@ -232,13 +232,18 @@ impl Error {
         }
     }
 
-    /// A [`Error::Conflict`]: `message`'s sender already stored its
-    /// `client_msg_no` in its channel with another payload.
-    pub fn conflict(message: &crate::Message) -> Self {
+    /// A [`Error::Conflict`]: `uid` already stored `client_msg_no` in
+    /// `channel` with another payload (each as it displays; the channel
+    /// as `type:id`).
+    pub fn conflict(
+        uid: &impl fmt::Display,
+        channel: &impl fmt::Display,
+        client_msg_no: &impl fmt::Display,
+    ) -> Self {
         Error::Conflict {
-            uid: message.from_uid.to_string(),
-            channel: message.channel.to_string(),
-            client_msg_no: message.client_msg_no.to_string(),
+            uid: uid.to_string(),
+            channel: channel.to_string(),
+            client_msg_no: client_msg_no.to_string(),
         }
     }
 

@@ -124,7 +124,7 @@ impl Inner {
             if let Some(&(_, seq)) = self.dedup.get(&key) {
                 let stored = self.logs.get(&m.channel).and_then(|l| l.messages.get(&seq));
                 if stored.is_some_and(|(first, _)| first.payload != m.payload) {
-                    return Err(crate::Error::conflict(m));
+                    return Err(crate::store::conflict(m));
                 }
                 continue; // a resend: stored as a duplicate, whatever its id
             }
@@ -132,7 +132,7 @@ impl Inner {
                 match batch_keys.entry(key) {
                     std::collections::hash_map::Entry::Occupied(first) => {
                         if *first.get() != &m.payload {
-                            return Err(crate::Error::conflict(m));
+                            return Err(crate::store::conflict(m));
                         }
                         continue;
                     }
@@ -289,7 +289,7 @@ impl CommandQueue for MemoryStore {
         let key = sender_key(message);
         if let Some((message_id, payload)) = inner.cmd_dedup.get(&key) {
             if *payload != message.payload {
-                return Err(crate::Error::conflict(message));
+                return Err(crate::store::conflict(message));
             }
             return Ok(Pushed {
                 message_id: *message_id,

@@ -101,6 +101,12 @@ impl Page {
     }
 }
 
+/// The error for a resend of `m` (its sender, channel and number are
+/// stored) with another payload.
+pub(crate) fn conflict(m: &Message) -> crate::Error {
+    crate::Error::conflict(&m.from_uid, &m.channel, &m.client_msg_no)
+}
+
 /// The error for a new message whose id is already stored.
 pub(crate) fn id_in_use(backend: &'static str, id: MessageId) -> crate::Error {
     crate::Error::Storage {

@@ -45,7 +45,7 @@ impl PgStore {
                     .first()
                     .ok_or_else(|| crate::Error::corrupt("command vanished during its resend"))?;
                 if first.get::<_, &[u8]>(1) != payload {
-                    return Err(crate::Error::conflict(message));
+                    return Err(crate::store::conflict(message));
                 }
                 let message_id = id_from_i64(first.get(0));
                 return Ok::<_, crate::Error>(Pushed {

@@ -340,7 +340,7 @@ fn refused(
         let key = resend_key(m);
         let first = stored.get(&key).map(|f| &f.payload);
         match first.or_else(|| keys.get(&key).copied()) {
-            Some(payload) if *payload != m.payload => return Err(crate::Error::conflict(m)),
+            Some(payload) if *payload != m.payload => return Err(crate::store::conflict(m)),
             // A resend: answered as a duplicate, whatever its id.
             Some(_) => continue,
             None => keys.insert(key, &m.payload),

@@ -44,7 +44,7 @@ impl CommandQueue for SledStore {
                     let (id, payload) = v.split_at(v.len().min(8));
                     return match be_u64(id, "command dedup entry") {
                         Ok(_) if payload != message.payload.as_ref() => {
-                            abort(crate::Error::conflict(message))
+                            abort(crate::store::conflict(message))
                         }
                         Ok(first) => Ok(Some(MessageId(first))),
                         Err(e) => abort(e),

@@ -405,7 +405,7 @@ impl<'a> Plan<'a> {
         let sender = by_sender_key(&m.from_uid, &m.channel, &m.client_msg_no);
         if let Some(&(message_id, message_seq, ref payload)) = self.taken.get(&sender) {
             if *payload != m.payload {
-                return Err(crate::Error::conflict(m));
+                return Err(crate::store::conflict(m));
             }
             return Ok(Appended {
                 message_id,
@@ -519,6 +519,6 @@ impl<'a> Plan<'a> {
 fn resend_of(first: &[u8], m: &Message) -> Result<()> {
     match RecordRef::parse(first)?.payload == m.payload.as_ref() {
         true => Ok(()),
-        false => Err(crate::Error::conflict(m)),
+        false => Err(crate::store::conflict(m)),
     }
 }

@@ -1,0 +1,105 @@
+//! The in-process transport: a [`DeviceSink`] on a bounded tokio channel,
+//! for devices that live in the host's own process (bots, bridges,
+//! tests).
+
+use std::fmt::{self, Debug};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::{DeviceSink, DisconnectReason, SinkError};
+use crate::model::Message;
+
+/// Creates an in-process connection: a [`DeviceSink`] for the hub and the
+/// [`InProcessConnection`] the client side reads, with a queue of
+/// `capacity` messages.
+///
+/// ```
+/// # use std::sync::Arc;
+/// let (sink, mut conn) = imcore::session::in_process(16);
+/// # let _ = (sink, &mut conn);
+/// ```
+pub fn in_process(capacity: usize) -> (Arc<InProcessSink>, InProcessConnection) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (closed_tx, closed_rx) = watch::channel(None);
+    (
+        Arc::new(InProcessSink {
+            tx,
+            closed: closed_tx,
+        }),
+        InProcessConnection {
+            rx,
+            closed: closed_rx,
+        },
+    )
+}
+
+/// The hub's end of an in-process connection; see [`in_process`].
+pub struct InProcessSink {
+    tx: mpsc::Sender<Arc<Message>>,
+    closed: watch::Sender<Option<DisconnectReason>>,
+}
+
+impl Debug for InProcessSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InProcessSink")
+            .field("capacity", &self.tx.max_capacity())
+            .finish()
+    }
+}
+
+impl DeviceSink for InProcessSink {
+    fn deliver(&self, message: Arc<Message>) -> std::result::Result<(), SinkError> {
+        self.tx.try_send(message).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SinkError::Full,
+            mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+        })
+    }
+
+    fn close(&self, reason: DisconnectReason) {
+        self.closed.send_replace(Some(reason));
+    }
+
+    fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// The client's end of an in-process connection; see [`in_process`].
+#[derive(Debug)]
+pub struct InProcessConnection {
+    rx: mpsc::Receiver<Arc<Message>>,
+    closed: watch::Receiver<Option<DisconnectReason>>,
+}
+
+impl InProcessConnection {
+    /// The next message, or `None` once the hub has closed the connection
+    /// and every queued message has been read.
+    pub async fn recv(&mut self) -> Option<Arc<Message>> {
+        self.rx.recv().await
+    }
+
+    /// The next message if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Arc<Message>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Everything queued now.
+    pub fn drain(&mut self) -> Vec<Arc<Message>> {
+        std::iter::from_fn(|| self.try_recv()).collect()
+    }
+
+    /// Why the hub closed this connection, if it has.
+    pub fn closed_reason(&self) -> Option<DisconnectReason> {
+        *self.closed.borrow()
+    }
+
+    /// Waits until the hub closes this connection, and says why.
+    pub async fn closed(&mut self) -> DisconnectReason {
+        match self.closed.wait_for(Option::is_some).await {
+            Ok(r) => r.unwrap_or(DisconnectReason::Closed),
+            // The sink is gone without a word: treat it as a plain close.
+            Err(_) => DisconnectReason::Closed,
+        }
+    }
+}
