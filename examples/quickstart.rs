@@ -3,7 +3,8 @@
 //! alice is online on two devices (a master phone and a slave web client),
 //! bob on his phone, carol is offline. In a group and a person channel:
 //! a normal message, a command, a transient message; carol catching up when
-//! she comes back; two refused sends.
+//! she comes back; two refused sends; a resend after a lost
+//! acknowledgement, and one that is not a resend.
 //!
 //! Run with `cargo run --example quickstart`.
 
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use imcore::session::InProcessConnection;
 use imcore::store::Page;
 use imcore::{
-    Channel, ChannelType, Device, DeviceFlag, DeviceId, Error, Flags, Hub, MemoryDirectory,
-    Message, SendRequest, SledStore, Uid,
+    Channel, ChannelType, ClientMsgNo, Device, DeviceFlag, DeviceId, Error, Flags, Hub,
+    MemoryDirectory, Message, SendRequest, SledStore, Uid,
 };
 
 /// One message as `viewer` sees it: seq, channel (a person channel by the
@@ -192,6 +193,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ack.message_seq
             ),
         }
+    }
+    show_history(&hub, &alice, &group).await?;
+
+    println!("\n7. resends: a message is known by sender, channel and client_msg_no");
+    let note = |payload: &'static str| {
+        SendRequest::new(alice.clone(), group.clone(), payload)
+            .client_msg_no(ClientMsgNo::new("alice-7").expect("a valid number"))
+    };
+    let first = hub.send(note(r#"{"type":1,"content":"lunch?"}"#)).await?;
+    let again = hub.send(note(r#"{"type":1,"content":"lunch?"}"#)).await?;
+    println!(
+        "   sent: seq {}; the same again (its ack was lost): duplicate {}, seq {}",
+        first.message_seq, again.duplicate, again.message_seq
+    );
+    match hub.send(note(r#"{"type":1,"content":"dinner?"}"#)).await {
+        Err(e @ Error::Conflict { .. }) => println!("   another payload, same number: {e}"),
+        other => return Err(format!("expected a conflict, got {other:?}").into()),
     }
     show_history(&hub, &alice, &group).await?;
     Ok(())
