@@ -1,0 +1,327 @@
+//! Sends under concurrency: contiguous seqs and seq-ordered delivery with
+//! concurrent senders (on memory and on sled), flushes shared by a
+//! channel's sends and by `send_all`, and a send that is stored and
+//! delivered although its caller stopped waiting.
+
+#[path = "common/hub_world.rs"]
+mod hub_world;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hub_world::{no, uid, world, world_on, World};
+use imcore::store::Page;
+use imcore::{
+    Channel, ClientMsgNo, MemoryStore, Message, MessageId, ReasonCode, SendRequest, SledStore, Uid,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_senders_get_contiguous_seqs_and_devices_see_seq_order() {
+    concurrent_senders(world()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_senders_on_sled_with_flush_before_ack() {
+    let store = SledStore::temporary_with(imcore::store::Durability::Flush).unwrap();
+    concurrent_senders(world_on(Arc::new(store))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sends_to_one_channel_share_flushes() {
+    // A send gives up its channel's turn once it has its seq, before its
+    // flush: the sends behind it write meanwhile, and the next flush
+    // covers them all. Held through the flush, the turn made every send
+    // to a channel wait for a flush of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let config = imcore::store::SledConfig::new(dir.path());
+    let store = Arc::new(SledStore::open_with(config).unwrap());
+    let before = store.flushes();
+    concurrent_senders(world_on(store.clone())).await;
+    let flushes = store.flushes() - before;
+    assert!(flushes > 0);
+    assert!(
+        flushes < 100,
+        "200 sends to one channel took {flushes} flushes"
+    );
+}
+
+#[tokio::test]
+async fn send_all_keeps_order_shares_one_flush_and_answers_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = imcore::store::SledConfig::new(dir.path());
+    let store = Arc::new(SledStore::open_with(config).unwrap());
+    let w = world_on(store.clone());
+    let g = w.group("g", "alice", &["bob"]);
+    let (_, mut bob) = w.phone("bob");
+    let mut requests: Vec<SendRequest> = (0..20)
+        .map(|i| SendRequest::new(uid("alice"), g.clone(), format!("m{i}")))
+        .collect();
+    // Refused in the middle: the others are stored all the same.
+    requests.insert(5, SendRequest::new(uid("stranger"), g.clone(), "x"));
+    let before = store.flushes();
+    let acks = w.hub.send_all(requests).await;
+    assert_eq!(
+        store.flushes() - before,
+        1,
+        "one flush covers the whole batch"
+    );
+    assert_eq!(acks.len(), 21);
+    assert_eq!(
+        acks[5].as_ref().unwrap_err().reason_code(),
+        Some(ReasonCode::SUBSCRIBER_NOT_EXIST)
+    );
+    let seqs: Vec<u64> = acks
+        .iter()
+        .filter_map(|a| a.as_ref().ok())
+        .map(|a| a.message_seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=20).collect::<Vec<_>>(),
+        "seqs in the order given"
+    );
+    let got: Vec<(u64, Vec<u8>)> = bob
+        .drain()
+        .iter()
+        .map(|m| (m.message_seq, m.payload.to_vec()))
+        .collect();
+    let want: Vec<(u64, Vec<u8>)> = (0..20u64)
+        .map(|i| (i + 1, format!("m{i}").into_bytes()))
+        .collect();
+    assert_eq!(got, want, "delivered once each, in seq order");
+}
+
+async fn concurrent_senders(w: World) {
+    let senders: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let mut members: Vec<&str> = senders.iter().map(String::as_str).collect();
+    members.extend(["r1", "r2"]);
+    let g = w.group("busy", "owner", &members);
+    let mut watchers = vec![
+        w.phone("r1").1,
+        w.web("r1").1,
+        w.phone("r2").1,
+        w.phone("owner").1,
+    ];
+    const EACH: usize = 25;
+    let mut tasks = Vec::new();
+    for s in &senders {
+        let (hub, g, s) = (w.hub.clone(), g.clone(), s.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..EACH {
+                let ack = hub
+                    .send(SendRequest::new(uid(&s), g.clone(), format!("{s}-{i}")))
+                    .await
+                    .unwrap();
+                seqs.push(ack.message_seq);
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let n = (senders.len() * EACH) as u64;
+    assert_eq!(all, (1..=n).collect::<Vec<_>>());
+    for conn in &mut watchers {
+        let seqs: Vec<u64> = conn.drain().iter().map(|m| m.message_seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<_>>(),
+            "every message once, in seq order"
+        );
+    }
+}
+
+// ---- sends that outlive their caller ----
+
+/// A memory store whose history writes (`append`, the send path's one
+/// write) wait for a permit, so that a test can stop waiting for a send
+/// while its write is in progress.
+#[derive(Debug)]
+struct GatedStore {
+    inner: MemoryStore,
+    gate: tokio::sync::Semaphore,
+    entered: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl imcore::store::MessageLog for GatedStore {
+    async fn append(&self, messages: Vec<Message>) -> imcore::Result<Vec<imcore::store::Appended>> {
+        self.entered.notify_one();
+        let _permit = self.gate.acquire().await.unwrap();
+        self.inner.append(messages).await
+    }
+    async fn read(&self, channel: &Channel, page: Page) -> imcore::Result<Vec<Message>> {
+        self.inner.read(channel, page).await
+    }
+    async fn get(&self, id: MessageId) -> imcore::Result<Option<Message>> {
+        self.inner.get(id).await
+    }
+    async fn get_by_client_msg_no(
+        &self,
+        from_uid: &Uid,
+        channel: &Channel,
+        client_msg_no: &ClientMsgNo,
+    ) -> imcore::Result<Option<Message>> {
+        self.inner
+            .get_by_client_msg_no(from_uid, channel, client_msg_no)
+            .await
+    }
+    async fn last_seq(&self, channel: &Channel) -> imcore::Result<u64> {
+        self.inner.last_seq(channel).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::CommandQueue for GatedStore {
+    async fn push_command(
+        &self,
+        message: &Message,
+        recipients: &[Uid],
+    ) -> imcore::Result<imcore::store::Pushed> {
+        self.inner.push_command(message, recipients).await
+    }
+    async fn pending_commands(
+        &self,
+        uid: &Uid,
+        after: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::QueuedCommand>> {
+        self.inner.pending_commands(uid, after, limit).await
+    }
+    async fn ack_commands(&self, uid: &Uid, up_to: u64) -> imcore::Result<usize> {
+        self.inner.ack_commands(uid, up_to).await
+    }
+    async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> imcore::Result<usize> {
+        self.inner.remove_commands(uid, ids).await
+    }
+    async fn is_command(&self, id: MessageId) -> imcore::Result<bool> {
+        self.inner.is_command(id).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::ConversationStore for GatedStore {
+    async fn stable_version(&self) -> imcore::Result<u64> {
+        self.inner.stable_version().await
+    }
+    async fn conversation(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+    ) -> imcore::Result<Option<imcore::store::Conversation>> {
+        self.inner.conversation(uid, channel).await
+    }
+    async fn person_channels(&self, uid: &Uid) -> imcore::Result<Vec<Channel>> {
+        self.inner.person_channels(uid).await
+    }
+    async fn clear_unread(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+        read_seq: u64,
+    ) -> imcore::Result<bool> {
+        self.inner.clear_unread(uid, channel, read_seq).await
+    }
+    async fn hide_conversation(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+        up_to: u64,
+    ) -> imcore::Result<()> {
+        self.inner.hide_conversation(uid, channel, up_to).await
+    }
+    async fn hidden_conversations(&self, uid: &Uid) -> imcore::Result<Vec<(Channel, u64)>> {
+        self.inner.hidden_conversations(uid).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::Outbox for GatedStore {
+    fn enable_outbox(&self) {
+        self.inner.enable_outbox()
+    }
+    async fn outbox(&self, limit: usize) -> imcore::Result<Vec<(u64, imcore::Message)>> {
+        self.inner.outbox(limit).await
+    }
+    async fn outbox_done(&self, entries: &[u64]) -> imcore::Result<()> {
+        self.inner.outbox_done(entries).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::RevocationStore for GatedStore {
+    async fn record_revocation(
+        &self,
+        revocation: imcore::store::NewRevocation,
+    ) -> imcore::Result<imcore::store::Recorded> {
+        self.inner.record_revocation(revocation).await
+    }
+    async fn lookup_revocations(
+        &self,
+        ids: &[MessageId],
+    ) -> imcore::Result<Vec<Option<imcore::store::Revocation>>> {
+        self.inner.lookup_revocations(ids).await
+    }
+    async fn revocations_between(
+        &self,
+        channel: &Channel,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> imcore::Result<Vec<imcore::store::Revocation>> {
+        self.inner
+            .revocations_between(channel, from_seq, to_seq)
+            .await
+    }
+    async fn revocations_after(
+        &self,
+        channel: &Channel,
+        extra_version: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::Revocation>> {
+        self.inner
+            .revocations_after(channel, extra_version, limit)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_send_whose_caller_stops_waiting_is_still_stored_and_delivered() {
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        entered: tokio::sync::Notify::new(),
+    });
+    let w = world_on(store.clone());
+    let g = w.group("g", "alice", &["bob"]);
+    let (_, mut bob) = w.phone("bob");
+    let send = w
+        .hub
+        .send(SendRequest::new(uid("alice"), g.clone(), "hello").client_msg_no(no("c1")));
+    // The caller gives up while the message is being written.
+    let gave_up = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        tokio::select! {
+            _ = send => panic!("the write is gated"),
+            () = store.entered.notified() => {}
+        }
+    });
+    gave_up.await.expect("the write started");
+    store.gate.add_permits(1);
+    let got = bob
+        .recv()
+        .await
+        .expect("delivered although the caller left");
+    assert_eq!((got.payload.as_ref(), got.message_seq), (&b"hello"[..], 1));
+    // The resend is a duplicate, and is not delivered a second time.
+    store.gate.add_permits(1);
+    let again = w
+        .hub
+        .send(SendRequest::new(uid("alice"), g, "hello").client_msg_no(no("c1")))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert!(bob.try_recv().is_none());
+}
