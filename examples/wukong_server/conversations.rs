@@ -29,7 +29,10 @@ pub async fn conversation_sync(
 ) -> ApiResult {
     let user = uid(&req.uid)?;
     let limit = app.limits.list(CONVERSATIONS);
-    let views = app.hub.sync_conversations(&user, req.version, limit).await?;
+    let views = app
+        .hub
+        .sync_conversations(&user, req.version, limit)
+        .await?;
     let list: Vec<Value> = views
         .iter()
         .map(|v| {

@@ -122,7 +122,10 @@ impl Limits {
 
     /// Whether one more login from `ip` is allowed now (counting it).
     pub fn allow_login(&self, ip: IpAddr) -> bool {
-        let allowed = self.logins.as_ref().is_none_or(|l| l.check_key(&ip).is_ok());
+        let allowed = self
+            .logins
+            .as_ref()
+            .is_none_or(|l| l.check_key(&ip).is_ok());
         if !allowed {
             self.refused_logins.fetch_add(1, Ordering::Relaxed);
         }

@@ -128,7 +128,10 @@ async fn main() -> ExitCode {
 }
 
 /// The hub on its store and router, with the webhook if one is named.
-async fn hub(settings: &Settings, directory: Arc<MemoryDirectory>) -> Result<Hub, Box<dyn std::error::Error>> {
+async fn hub(
+    settings: &Settings,
+    directory: Arc<MemoryDirectory>,
+) -> Result<Hub, Box<dyn std::error::Error>> {
     // sled in the data directory, unless PostgreSQL is named.
     let store: Arc<dyn Store> = match &settings.postgres {
         Some(url) => Arc::new(PgStore::open(PgConfig::new(url.clone())).await?),

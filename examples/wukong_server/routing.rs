@@ -31,7 +31,12 @@ pub struct Addresses {
 impl Addresses {
     /// The listeners' addresses as clients reach them: at `host` when
     /// given, else at the address each is bound to.
-    pub fn new(host: Option<&str>, tcp: SocketAddr, ws: SocketAddr, wss: Option<SocketAddr>) -> Self {
+    pub fn new(
+        host: Option<&str>,
+        tcp: SocketAddr,
+        ws: SocketAddr,
+        wss: Option<SocketAddr>,
+    ) -> Self {
         let at = |a: SocketAddr| match host {
             Some(host) => format!("{host}:{}", a.port()),
             None => a.to_string(),
