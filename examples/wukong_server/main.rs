@@ -14,13 +14,22 @@
 //! (`IMCORE_NODE_ID`, default 1; unique per node) names it, and a device
 //! on any node hears what is sent on every other (`NatsRouter`). When
 //! ready it prints `tcp listening on 127.0.0.1:<tcp port>`, then
-//! `listening on 127.0.0.1:<port>`. Everything listens on 127.0.0.1 only.
+//! `listening on 127.0.0.1:<port>` (after `tls tcp listening on …` and
+//! `wss listening on …` when those listeners are on).
+//!
+//! Everything listens on 127.0.0.1 unless `--bind`/`--tcp-bind` say
+//! otherwise, which needs a manager token (`--manager-token`: every HTTP
+//! request must then carry it in a `token` header). TLS (`--tls-cert`,
+//! `--tls-key`, `--wss-port`, `--tls-tcp-port`), per-address limits on
+//! logins and connections, list caps, logs (`RUST_LOG`, `--log-json`) and
+//! the graceful SIGTERM are in the README's Deployment section; `--help`
+//! lists every flag with its `IMCORE_*` environment variable.
 //!
 //! A connection must send its HTTP request headers, and after a WebSocket
 //! upgrade its CONNECT, each within the connect timeout
 //! (`--connect-timeout-ms`, `IMCORE_CONNECT_TIMEOUT_MS`; default 2,000 ms,
-//! WuKongIM's): a connection that sends nothing, or half a request, is
-//! closed then instead of being held.
+//! WuKongIM's; a TLS handshake too): a connection that sends nothing, or
+//! half a request, is closed then instead of being held.
 //!
 //! - WebSocket, `ws://127.0.0.1:<port>/`: WuKongIM's binary protocol v2
 //!   ([`imcore::wire::WireServer`]).
