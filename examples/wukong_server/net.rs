@@ -157,6 +157,9 @@ pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, app: App
     }
 }
 
+/// How long a closing WebSocket waits for the client's close frame.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Bytes read from a WebSocket at a time.
 const READ_BUFFER: usize = 512;
 
@@ -194,7 +197,7 @@ pub async fn websocket(
 /// message per packet out.
 async fn serve_socket(app: App, socket: WebSocket) {
     let (sink, stream) = socket.split();
-    let incoming = Box::pin(
+    let mut incoming = Box::pin(
         stream
             .take_while(|m| ready(!matches!(m, Ok(WsMessage::Close(_)))))
             .filter_map(|m| {
@@ -208,8 +211,17 @@ async fn serve_socket(app: App, socket: WebSocket) {
     );
     let outgoing =
         Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
-    match app.wire.serve(incoming, outgoing).await {
+    match app.wire.serve(&mut incoming, outgoing).await {
         Ok(end) => debug!("connection ended: {end:?}"),
         Err(e) => debug!("connection failed: {e}"),
     }
+    // A lingering close: the wire server has sent its last packet (a
+    // DISCONNECT, a refusing CONNACK) and the close frame; read on until
+    // the client's close frame answers it. A socket closed with the
+    // client's data unread is reset, and a reset can throw away, at the
+    // client, what was sent just before it.
+    let _ = tokio::time::timeout(LINGER, async {
+        while incoming.next().await.is_some() {}
+    })
+    .await;
 }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout } from 'node:timers/promises';
 import { startServer, registerToken, b64json, unb64json } from './lib/server.mjs';
 import { SdkClient, ChannelType } from './lib/client.mjs';
 
@@ -88,9 +89,12 @@ test('SIGTERM under load: exit 0 in time, clients told, every acknowledged messa
 
   const since = clients.map((c) => c.mark());
   const signalled = Date.now();
-  await server.kill('SIGTERM');
+  const deadline = setTimeout(BOUND_MS, 'still running', { ref: false });
+  const outcome = await Promise.race([server.kill('SIGTERM').then(() => 'exited'), deadline]);
   const took = Date.now() - signalled;
   stopping = true;
+  if (outcome !== 'exited') await server.kill('SIGKILL');
+  assert.equal(outcome, 'exited', `not exited ${BOUND_MS} ms after SIGTERM\n${server.output()}`);
   assert.deepEqual(server.exited, { code: 0, signal: null }, server.output());
   assert.ok(took < BOUND_MS, `exited after ${took} ms`);
   assert.match(server.output(), /SIGTERM: shutting down/);
