@@ -24,6 +24,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
+use imcore::wire::{SessionEnd, WireError, WireServer};
+
 use crate::limits::{from_peer, Slot};
 use crate::shutdown::Shutdown;
 use crate::App;
@@ -139,11 +141,11 @@ pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, app: App
         app.shutdown.sessions.spawn(async move {
             let _slot = slot;
             let ended = match tls {
-                None => from_peer(peer.ip(), wire.serve_stream(tcp)).await,
+                None => serve_stream(&wire, tcp, peer).await,
                 Some(tls) => {
                     let handshake = wire.config().connect_timeout;
                     match tokio::time::timeout(handshake, tls.accept(tcp)).await {
-                        Ok(Ok(tls)) => from_peer(peer.ip(), wire.serve_stream(tls)).await,
+                        Ok(Ok(tls)) => serve_stream(&wire, tls, peer).await,
                         Ok(Err(e)) => return debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => return debug!(%peer, "TLS handshake timed out"),
                     }
@@ -157,7 +159,40 @@ pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, app: App
     }
 }
 
-/// How long a closing WebSocket waits for the client's close frame.
+/// Serves one byte-stream connection, then closes it lingering: the wire
+/// server has sent its last packet and shut its side down; what the client
+/// still sends is read and thrown away until it closes too (for at most
+/// [`LINGER`]). A socket closed with the client's data unread is reset,
+/// and a reset can throw away, at the client, the DISCONNECT sent just
+/// before it.
+async fn serve_stream<S>(
+    wire: &WireServer,
+    mut stream: S,
+    peer: SocketAddr,
+) -> Result<SessionEnd, WireError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let ended = from_peer(peer.ip(), wire.serve_stream(&mut stream)).await;
+    if told(&ended) {
+        let mut nowhere = tokio::io::sink();
+        let drain = tokio::io::copy(&mut stream, &mut nowhere);
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+    ended
+}
+
+/// Whether the server ended the session with a last word to the client (a
+/// DISCONNECT, a refusing CONNACK), which a lingering close keeps from
+/// being lost; a client that timed out or left is closed at once.
+fn told(ended: &Result<SessionEnd, WireError>) -> bool {
+    matches!(
+        ended,
+        Ok(SessionEnd::Refused(_) | SessionEnd::Disconnected(_))
+    )
+}
+
+/// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Bytes read from a WebSocket at a time.
@@ -211,17 +246,18 @@ async fn serve_socket(app: App, socket: WebSocket) {
     );
     let outgoing =
         Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
-    match app.wire.serve(&mut incoming, outgoing).await {
+    let ended = app.wire.serve(&mut incoming, outgoing).await;
+    match &ended {
         Ok(end) => debug!("connection ended: {end:?}"),
         Err(e) => debug!("connection failed: {e}"),
+    }
+    if !told(&ended) {
+        return;
     }
     // A lingering close: the wire server has sent its last packet (a
     // DISCONNECT, a refusing CONNACK) and the close frame; read on until
     // the client's close frame answers it. A socket closed with the
     // client's data unread is reset, and a reset can throw away, at the
     // client, what was sent just before it.
-    let _ = tokio::time::timeout(LINGER, async {
-        while incoming.next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(LINGER, async { while incoming.next().await.is_some() {} }).await;
 }
