@@ -101,7 +101,8 @@ pub struct Settings {
     pub shutdown_timeout_ms: u64,
     /// Logs as JSON lines instead of text (levels from RUST_LOG; default
     /// info).
-    #[arg(long, env = "IMCORE_LOG_JSON")]
+    #[arg(long, env = "IMCORE_LOG_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
 }
 
