@@ -26,9 +26,11 @@ tokio::task_local! {
     static PEER: IpAddr;
 }
 
-/// Runs `serve` (one connection's session) as coming from `ip`.
-pub async fn from_peer<F: Future>(ip: IpAddr, serve: F) -> F::Output {
-    PEER.scope(ip, serve).await
+/// Runs `serve` (one connection's session) as coming from `ip`. Not an
+/// `async fn`: that would hold `serve` twice (its argument, and the scope
+/// made of it), and an idle connection would cost twice its session.
+pub fn from_peer<F: Future>(ip: IpAddr, serve: F) -> impl Future<Output = F::Output> {
+    PEER.scope(ip, serve)
 }
 
 /// The limits and what they refused.

@@ -21,6 +21,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
@@ -222,15 +223,15 @@ pub async fn websocket(
         .read_buffer_size(READ_BUFFER)
         .max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| async move {
-            let _counted = (session, slot);
-            from_peer(peer.ip(), serve_socket(app, socket)).await;
-        })
+        // No `async` block around it: it would hold the session's future
+        // and, again, what that is made of.
+        .on_upgrade(move |socket| from_peer(peer.ip(), serve_socket(app, socket, (session, slot))))
 }
 
 /// Adapts a WebSocket to the wire server: binary messages in, one binary
-/// message per packet out.
-async fn serve_socket(app: App, socket: WebSocket) {
+/// message per packet out. `_counted` (its shutdown token and its
+/// address's slot) is held until it ends.
+async fn serve_socket(app: App, socket: WebSocket, _counted: (TaskTrackerToken, Slot)) {
     let (sink, stream) = socket.split();
     let mut incoming = Box::pin(
         stream
