@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer } from './lib/fixture.mjs';
 import { registerToken, b64json } from './lib/server.mjs';
-import { login, open } from './lib/wire.mjs';
+import { login, open, wsLogin } from './lib/wire.mjs';
 import { Reason, ChannelType } from './lib/client.mjs';
 
 const LOGINS = 5;
@@ -65,6 +65,21 @@ test('a flood of bad logins from one address is refused while another address lo
   const m = await scrape();
   assert.equal(m.get('imcore_login_refusals_total{reason="22"}'), limited);
   assert.equal(m.get('imcore_logins_rate_limited_total'), limited);
+});
+
+test('WebSocket logins count against the same per-address allowance', async () => {
+  const port = env.server.port;
+  await registerToken(env.server, 'webby', 'webby-token');
+  const FLOOD = 3 * LOGINS;
+  const started = Date.now();
+  // From an address of its own, so that the TCP flood above spent none of it.
+  const flood = await Promise.all(Array.from({ length: FLOOD }, () => wsLogin(port, 'webby', 'webby-token', { localAddress: '127.0.0.5' })));
+  const allowance = LOGINS + Math.ceil(((Date.now() - started) / 1000) * LOGINS);
+  const reasons = flood.map((r) => r.reason);
+  assert.ok(reasons.every((r) => r === Reason.success || r === RATE_LIMIT), `${reasons}`);
+  const limited = reasons.filter((r) => r === RATE_LIMIT).length;
+  assert.ok(limited >= FLOOD - allowance && limited < FLOOD, `${limited} of ${FLOOD} refused with 22, allowance ${allowance}`);
+  for (const r of flood) r.ws.terminate();
 });
 
 test('connections over the per-address cap are closed at accept; other addresses are not', async () => {

@@ -88,3 +88,26 @@ export async function login(port, uid, token, opts = {}) {
   // time_diff i64, then the reason code.
   return { reason: connack.body[8], c };
 }
+
+/**
+ * Logs in over a fresh WebSocket to ws://127.0.0.1:port/ (one packet per
+ * message, as the server sends them) and resolves with the CONNACK's
+ * reason code (null if it closed without one), and the socket.
+ */
+export async function wsLogin(port, uid, token, { localAddress } = {}) {
+  const { WebSocket } = await import('ws');
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { localAddress });
+  ws.on('error', () => {}); // a refused socket ends as a close
+  const reason = await new Promise((resolve) => {
+    ws.once('open', () => ws.send(connectPacket(uid, token)));
+    ws.once('message', (data) => {
+      const b = Buffer.from(data);
+      assert.equal(b[0] >> 4, 2, 'CONNACK');
+      // The header byte, a one-byte remaining length, time_diff i64, then
+      // the reason code.
+      resolve(b[10]);
+    });
+    ws.once('close', () => resolve(null));
+  });
+  return { reason, ws };
+}
