@@ -5,14 +5,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { useServer, } from './lib/fixture.mjs';
+import { useServer } from './lib/fixture.mjs';
 import { serverBinary } from './lib/server.mjs';
 import { login } from './lib/wire.mjs';
 import { ConnectStatus, Reason } from './lib/client.mjs';
 
 const TOKEN = 'mgr-7f3a9c1e-secret';
 // Given through the environment (IMCORE_MANAGER_TOKEN), with debug logs on.
-const env = useServer({ env: { IMCORE_MANAGER_TOKEN: TOKEN, RUST_LOG: 'debug' }, token: TOKEN });
+// Every line of its output is kept, to look for the token in.
+const env = useServer({ env: { IMCORE_MANAGER_TOKEN: TOKEN, RUST_LOG: 'debug' }, token: TOKEN, keep: Infinity });
 
 const asUnauthorized = (r) => {
   assert.equal(r.status, 401, r.text);

@@ -28,9 +28,10 @@ export const unb64json = (s) => JSON.parse(Buffer.from(s, 'base64').toString('ut
  * `dataDir`: the server's data directory, kept when it stops (a restart on
  * the same data); by default a fresh one, removed when it stops. `env`:
  * extra environment variables. `token`: the manager token the server was
- * given, sent with every request of `request`/`api`.
+ * given, sent with every request of `request`/`api`. `keep`: how many
+ * lines of its output `output()` keeps (the last ones).
  */
-export async function startServer({ timeout = 30000, args = [], dataDir: given, env = {}, token } = {}) {
+export async function startServer({ timeout = 30000, args = [], dataDir: given, env = {}, token, keep: keepLines = 300 } = {}) {
   const bin = serverBinary();
   if (!existsSync(bin)) {
     throw new Error(
@@ -47,7 +48,7 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given, 
   const output = [];
   const keep = (line) => {
     output.push(line);
-    if (output.length > 300) output.shift();
+    if (output.length > keepLines) output.shift();
     if (process.env.E2E_DEBUG) process.stderr.write(`[server] ${line}\n`);
   };
   createInterface({ input: child.stderr }).on('line', (l) => keep(`stderr: ${l}`));
