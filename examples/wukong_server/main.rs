@@ -203,7 +203,14 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         connect_timeout: settings.connect_timeout(),
         ..WireConfig::default()
     };
-    let bind = |ip, port| tokio::net::TcpListener::bind(SocketAddr::new(ip, port));
+    // From here on, SIGTERM and Ctrl-C stop the server gracefully.
+    let signal = shutdown::signal();
+    let bind = |ip, port| async move {
+        let address = SocketAddr::new(ip, port);
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen on {address}: {e}"))
+    };
     let tcp = bind(settings.tcp_bind, settings.tcp_port).await?;
     let listener = bind(settings.bind, settings.port).await?;
     let tls_tcp = match settings.tls_tcp_port {
@@ -250,7 +257,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(net::serve_tcp(tcp, None, app.clone()));
     println!("listening on {}", listener.local_addr()?);
     tokio::spawn(net::serve_http(listener, router, None, app, timeout));
-    let signal = shutdown::signal().await;
+    let signal = signal.await;
     info!("{signal}: shutting down");
     shutdown::run(stop, shutdown, hub, settings.shutdown_timeout()).await?;
     Ok(())

@@ -3,6 +3,7 @@
 //! under way finished, the store flushed, every device told with a
 //! DISCONNECT), wait for the connections to close, exit 0.
 
+use std::future::Future;
 use std::time::Duration;
 
 use imcore::Hub;
@@ -42,25 +43,35 @@ impl Shutdown {
     }
 }
 
-/// Resolves with the signal's name on SIGTERM or SIGINT (Ctrl-C).
-pub async fn signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => Some(term),
-        Err(e) => {
-            warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops the server gracefully");
-            None
-        }
+/// Watches SIGTERM and SIGINT (Ctrl-C) from now on (the handlers are
+/// installed at the call, before the server says it listens), and
+/// resolves with the first one's name.
+pub fn signal() -> impl Future<Output = &'static str> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let watch = |kind: SignalKind, name: &str| -> Option<Signal> {
+        signal(kind)
+            .inspect_err(|e| {
+                warn!("cannot watch {name} ({e}); it will not stop the server gracefully")
+            })
+            .ok()
     };
-    let term = async {
-        match &mut term {
-            Some(term) => term.recv().await,
-            None => std::future::pending().await,
+    let mut term = watch(SignalKind::terminate(), "SIGTERM");
+    let mut int = watch(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            _ = next(&mut term) => "SIGTERM",
+            _ = next(&mut int) => "SIGINT",
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term => "SIGTERM",
+    }
+}
+
+/// The next delivery of a watched signal; never, for one not watched.
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
