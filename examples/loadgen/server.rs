@@ -41,8 +41,12 @@ impl Server {
         };
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut command = Command::new(&binary);
+        // Thousands of clients log in from 127.0.0.1 at once: no limits
+        // per source address.
         command
-            .args(["--port", "0", "--tcp-port", "0", "--data"])
+            .args(["--port", "0", "--tcp-port", "0"])
+            .args(["--logins-per-second", "0", "--connections-per-address", "0"])
+            .arg("--data")
             .arg(data.path());
         Self::spawn(command, data).await
     }
@@ -62,14 +66,14 @@ impl Server {
             .spawn()
             .map_err(|e| format!("cannot start {command:?}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        // The line it prints when ready (the example server prints its TCP
-        // port on a line before it).
+        // The line it prints when ready (the example server prints its
+        // other listeners' lines before it).
         let line = tokio::task::spawn_blocking(move || {
             let mut stdout = BufReader::new(stdout);
             let mut line = String::new();
             loop {
                 line.clear();
-                if stdout.read_line(&mut line)? == 0 || !line.starts_with("tcp ") {
+                if stdout.read_line(&mut line)? == 0 || line.starts_with("listening on ") {
                     return Ok::<_, std::io::Error>(line);
                 }
             }

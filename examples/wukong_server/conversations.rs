@@ -17,12 +17,22 @@ pub struct ConversationSyncReq {
     msg_count: u8,
 }
 
+/// The most conversations one `/conversation/sync` answers (and fewer if
+/// `--max-list` says so).
+const CONVERSATIONS: usize = 1000;
+
+/// `/conversation/sync`: the user's conversations changed since `version`,
+/// each with up to `msg_count` recent messages.
 pub async fn conversation_sync(
     State(app): State<App>,
     Json(req): Json<ConversationSyncReq>,
 ) -> ApiResult {
     let user = uid(&req.uid)?;
-    let views = app.hub.sync_conversations(&user, req.version, 1000).await?;
+    let limit = app.limits.list(CONVERSATIONS);
+    let views = app
+        .hub
+        .sync_conversations(&user, req.version, limit)
+        .await?;
     let list: Vec<Value> = views
         .iter()
         .map(|v| {

@@ -14,13 +14,22 @@
 //! (`IMCORE_NODE_ID`, default 1; unique per node) names it, and a device
 //! on any node hears what is sent on every other (`NatsRouter`). When
 //! ready it prints `tcp listening on 127.0.0.1:<tcp port>`, then
-//! `listening on 127.0.0.1:<port>`. Everything listens on 127.0.0.1 only.
+//! `listening on 127.0.0.1:<port>` (after `tls tcp listening on …` and
+//! `wss listening on …` when those listeners are on).
+//!
+//! Everything listens on 127.0.0.1 unless `--bind`/`--tcp-bind` say
+//! otherwise, which needs a manager token (`--manager-token`: every HTTP
+//! request must then carry it in a `token` header). TLS (`--tls-cert`,
+//! `--tls-key`, `--wss-port`, `--tls-tcp-port`), per-address limits on
+//! logins and connections, list caps, logs (`RUST_LOG`, `--log-json`) and
+//! the graceful SIGTERM are in the README's Deployment section; `--help`
+//! lists every flag with its `IMCORE_*` environment variable.
 //!
 //! A connection must send its HTTP request headers, and after a WebSocket
 //! upgrade its CONNECT, each within the connect timeout
 //! (`--connect-timeout-ms`, `IMCORE_CONNECT_TIMEOUT_MS`; default 2,000 ms,
-//! WuKongIM's): a connection that sends nothing, or half a request, is
-//! closed then instead of being held.
+//! WuKongIM's; a TLS handshake too): a connection that sends nothing, or
+//! half a request, is closed then instead of being held.
 //!
 //! - WebSocket, `ws://127.0.0.1:<port>/`: WuKongIM's binary protocol v2
 //!   ([`imcore::wire::WireServer`]).
@@ -47,18 +56,25 @@
 mod access;
 mod api;
 mod channels;
+mod cli;
 mod conversations;
+mod limits;
+mod manager;
 mod metrics;
 mod net;
 mod presence;
 mod revoke;
+mod routes;
 mod routing;
 mod send;
+mod shutdown;
 mod sync;
+mod tls;
 mod users;
 mod webhook;
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 /// A server that fans messages out allocates and frees a few small buffers
 /// per delivery. jemalloc does that faster than glibc's allocator (the
@@ -70,12 +86,16 @@ use std::net::SocketAddr;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::sync::Arc;
 
-use axum::routing::{any, get, post};
-use axum::Router;
 use imcore::store::{PgConfig, PgStore, Store};
 use imcore::wire::{TokenTable, WireConfig, WireServer};
 use imcore::{Hub, HubConfig, MemoryDirectory, NatsConfig, NatsRouter, SingleNode, SledStore};
+use tracing::{error, info};
 
+use crate::cli::{Settings, Tool};
+use crate::limits::Limits;
+use crate::shutdown::Shutdown;
+
+/// What every handler and connection shares.
 #[derive(Clone)]
 struct App {
     hub: Hub,
@@ -83,13 +103,44 @@ struct App {
     tokens: Arc<TokenTable>,
     wire: WireServer,
     addresses: Arc<routing::Addresses>,
+    limits: Arc<Limits>,
+    shutdown: Shutdown,
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let settings = net::Settings::from_args()?;
-    let directory = Arc::new(MemoryDirectory::new());
-    let tokens = Arc::new(TokenTable::new());
+async fn main() -> ExitCode {
+    let settings = Settings::from_args();
+    cli::init_logging(settings.log_json);
+    if let Some(Tool::SelfSignedCert { cert, key, names }) = &settings.command {
+        return match tls::write_self_signed(cert, key, names.clone()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Err(e) = settings.check() {
+        error!("{e}");
+        return ExitCode::from(2);
+    }
+    match run(settings).await {
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The hub on its store and router, with the webhook if one is named.
+async fn hub(
+    settings: &Settings,
+    directory: Arc<MemoryDirectory>,
+) -> Result<Hub, Box<dyn std::error::Error>> {
     // sled in the data directory, unless PostgreSQL is named.
     let store: Arc<dyn Store> = match &settings.postgres {
         Some(url) => Arc::new(PgStore::open(PgConfig::new(url.clone())).await?),
@@ -105,7 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let hub = Hub::builder()
         .store(store.clone())
-        .directory(directory.clone())
+        .directory(directory)
         .config(HubConfig::default().node_id(settings.node_id));
     let mut router: Arc<dyn imcore::Router> = Arc::new(SingleNode);
     if let Some(url) = &settings.nats {
@@ -126,72 +177,82 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::spawn(webhook.run(store, hub.clone()));
     }
-    // Upgrade, then CONNECT: each within the connect timeout.
-    let wire = WireConfig::default().connect_timeout(settings.connect_timeout);
-    let tcp = SocketAddr::from(([127, 0, 0, 1], settings.tcp_port));
-    let tcp = tokio::net::TcpListener::bind(tcp).await?;
-    let address = SocketAddr::from(([127, 0, 0, 1], settings.port));
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let addresses = routing::Addresses {
-        tcp: tcp.local_addr()?.to_string(),
-        ws: format!("ws://{}", listener.local_addr()?),
+    Ok(hub)
+}
+
+/// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let directory = Arc::new(MemoryDirectory::new());
+    let tokens = Arc::new(TokenTable::new());
+    let hub = hub(&settings, directory.clone()).await?;
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
     };
+    let limits = Arc::new(Limits::new(
+        settings.logins_per_second,
+        settings.connections_per_address,
+        settings.max_list as usize,
+    ));
+    tokio::spawn(limits.clone().forget_idle());
+    // Upgrade, then CONNECT: each within the connect timeout.
+    let wire = WireConfig::default().connect_timeout(settings.connect_timeout());
+    // From here on, SIGTERM and Ctrl-C stop the server gracefully.
+    let signal = shutdown::signal();
+    let bind = |ip, port| async move {
+        let address = SocketAddr::new(ip, port);
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen on {address}: {e}"))
+    };
+    let tcp = bind(settings.tcp_bind, settings.tcp_port).await?;
+    let listener = bind(settings.bind, settings.port).await?;
+    let tls_tcp = match settings.tls_tcp_port {
+        Some(port) => Some(bind(settings.tcp_bind, port).await?),
+        None => None,
+    };
+    let wss = match settings.wss_port {
+        Some(port) => Some(bind(settings.bind, port).await?),
+        None => None,
+    };
+    let addresses = routing::Addresses::new(
+        settings.external_host.as_deref(),
+        tcp.local_addr()?,
+        listener.local_addr()?,
+        wss.as_ref().map(|l| l.local_addr()).transpose()?,
+    );
+    let (stop, shutdown) = Shutdown::new();
+    let authenticator = Arc::new(limits::Limited {
+        limits: limits.clone(),
+        inner: tokens.clone(),
+    });
     let app = App {
         addresses: Arc::new(addresses),
-        wire: WireServer::new(hub.clone(), tokens.clone()).with_config(wire),
-        hub,
+        wire: WireServer::new(hub.clone(), authenticator).with_config(wire),
+        hub: hub.clone(),
         directory,
         tokens,
+        limits,
+        shutdown: shutdown.clone(),
     };
-    let router = Router::new()
-        .route("/", any(net::websocket))
-        .route("/user/token", post(users::user_token))
-        .route("/user/device_quit", post(users::device_quit))
-        .route("/channel", post(channels::channel_create))
-        .route("/channel/subscriber_add", post(channels::subscriber_add))
-        .route(
-            "/channel/subscriber_remove",
-            post(access::subscriber_remove),
-        )
-        .route("/channel/delete", post(access::channel_delete))
-        .route("/channel/blacklist_add", post(access::blacklist_add))
-        .route("/channel/blacklist_remove", post(access::blacklist_remove))
-        .route("/channel/blacklist_set", post(access::blacklist_set))
-        .route("/channel/whitelist_add", post(access::whitelist_add))
-        .route("/channel/whitelist_remove", post(access::whitelist_remove))
-        .route("/channel/whitelist_set", post(access::whitelist_set))
-        .route("/user/systemuids_add", post(access::systemuids_add))
-        .route("/user/systemuids_remove", post(access::systemuids_remove))
-        .route("/message/send", post(send::message_send))
-        .route("/message/sendbatch", post(send::message_sendbatch))
-        .route("/channel/messagesync", post(sync::channel_sync))
-        .route("/conversation/sync", post(conversations::conversation_sync))
-        .route(
-            "/conversations/clearUnread",
-            post(conversations::clear_unread),
-        )
-        .route("/conversations/setUnread", post(conversations::set_unread))
-        .route(
-            "/conversations/delete",
-            post(conversations::conversation_delete),
-        )
-        .route("/message/sync", post(sync::command_sync))
-        .route("/message/syncack", post(sync::command_ack))
-        .route("/message/revoke", post(revoke::revoke))
-        .route("/message/extra/sync", post(revoke::extra_sync))
-        .route("/user/onlinestatus", post(users::online_status))
-        .route("/route", get(routing::route))
-        .route("/route/batch", post(routing::route_batch))
-        .route("/metrics", get(metrics::metrics))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::wrong_method)
-        .layer(axum::middleware::map_response(api::json_errors))
-        .layer(axum::middleware::from_fn(api::refuse_large_bodies))
-        .layer(axum::extract::DefaultBodyLimit::max(api::BODY_LIMIT))
-        .with_state(app.clone());
+    let router = routes::router(app.clone(), settings.manager_token.clone().map(Arc::new));
+    let timeout = settings.connect_timeout();
+    // TLS listeners first: the lines the harnesses wait for stay the last.
+    if let (Some(tls_tcp), Some(tls)) = (tls_tcp, &tls) {
+        println!("tls tcp listening on {}", tls_tcp.local_addr()?);
+        tokio::spawn(net::serve_tcp(tls_tcp, Some(tls.clone()), app.clone()));
+    }
+    if let (Some(wss), Some(tls)) = (wss, &tls) {
+        println!("wss listening on {}", wss.local_addr()?);
+        let serve = net::serve_http(wss, router.clone(), Some(tls.clone()), app.clone(), timeout);
+        tokio::spawn(serve);
+    }
     println!("tcp listening on {}", tcp.local_addr()?);
-    tokio::spawn(net::serve_tcp(tcp, app.clone()));
+    tokio::spawn(net::serve_tcp(tcp, None, app.clone()));
     println!("listening on {}", listener.local_addr()?);
-    net::serve(listener, router, settings.connect_timeout).await;
+    tokio::spawn(net::serve_http(listener, router, None, app, timeout));
+    let signal = signal.await;
+    info!("{signal}: shutting down");
+    shutdown::run(stop, shutdown, hub, settings.shutdown_timeout()).await?;
     Ok(())
 }

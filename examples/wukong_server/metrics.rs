@@ -1,6 +1,8 @@
 //! `GET /metrics`: the hub's and the wire server's counters in Prometheus'
 //! text format, read at each scrape (prometheus-client's `Collector`).
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
@@ -13,6 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::limits::Limits;
 use crate::App;
 
 /// Reads the counters when scraped.
@@ -20,6 +23,7 @@ use crate::App;
 struct Counters {
     hub: Hub,
     wire: WireServer,
+    limits: Arc<Limits>,
 }
 
 /// One counter.
@@ -134,6 +138,57 @@ impl Collector for Counters {
             "imcore_write_timeouts",
             "Connections given up because a write did not finish in time",
             wire.write_timeouts,
+        )?;
+        self.encode_limits(&mut e)
+    }
+}
+
+impl Counters {
+    /// The abuse limits as configured (0: off), and what they refused.
+    /// Refused logins are also in `imcore_login_refusals{reason="22"}`.
+    fn encode_limits(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let limits = &self.limits;
+        let stats = limits.stats();
+        for (name, help, n) in [
+            (
+                "imcore_limit_logins_per_second",
+                "Logins allowed per source address per second, as a burst of as many (0: no limit)",
+                u64::from(limits.logins_per_second),
+            ),
+            (
+                "imcore_limit_connections_per_address",
+                "Connections allowed open at once per source address (0: no limit)",
+                u64::from(limits.connections_per_address),
+            ),
+            (
+                "imcore_limit_max_list",
+                "The most items an HTTP answer lists",
+                limits.max_list as u64,
+            ),
+            (
+                "imcore_open_connections",
+                "TCP connections open now, on every listener, logged in or not",
+                stats.open,
+            ),
+            (
+                "imcore_limited_addresses",
+                "Source addresses the login limiter remembers now",
+                stats.tracked_addresses,
+            ),
+        ] {
+            gauge(e, name, help, n)?;
+        }
+        counter(
+            e,
+            "imcore_connections_refused",
+            "Connections closed as they were accepted: their address had too many open",
+            stats.refused_connections,
+        )?;
+        counter(
+            e,
+            "imcore_logins_rate_limited",
+            "Logins refused (reason 22) for coming too fast from their address",
+            stats.refused_logins,
         )
     }
 }
@@ -144,6 +199,7 @@ pub async fn metrics(State(app): State<App>) -> Response {
     registry.register_collector(Box::new(Counters {
         hub: app.hub.clone(),
         wire: app.wire.clone(),
+        limits: app.limits.clone(),
     }));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {

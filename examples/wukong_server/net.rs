@@ -1,166 +1,218 @@
-//! Settings, the accept loop, and WebSocket connections.
+//! The accept loops (plain and TLS, HTTP and TCP) and WebSocket
+//! connections. Every accepted connection takes a slot of its source
+//! address ([`Limits::open`]) or is closed at once; every connection task
+//! is counted for the graceful shutdown.
 
 use std::future::ready;
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use axum::http::Request;
 use axum::response::Response;
-use axum::Router;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tower::ServiceExt as _;
+use tracing::{debug, warn};
 
+use imcore::wire::{SessionEnd, WireError, WireServer};
+
+use crate::limits::{from_peer, Slot};
+use crate::shutdown::Shutdown;
 use crate::App;
 
-/// What the server is told at start.
-pub struct Settings {
-    pub port: u16,
-    /// The TCP port for WuKongIM's native SDKs (its 5100 convention; 0:
-    /// any free port).
-    pub tcp_port: u16,
-    pub data: PathBuf,
-    /// A PostgreSQL URL: the store is then `PgStore` there, not sled in
-    /// `data`.
-    pub postgres: Option<String>,
-    /// A NATS URL: the server is then one node of a cluster, joined to
-    /// the others there (with `postgres`, the history they share).
-    pub nats: Option<String>,
-    /// A webhook URL: WuKongIM's events are POSTed there, from the
-    /// store's outbox.
-    pub webhook: Option<String>,
-    /// This node's number (message ids, and its name in the cluster).
-    pub node_id: u16,
-    /// How long a connection has to send its request headers, and after an
-    /// upgrade its CONNECT.
-    pub connect_timeout: Duration,
-}
-
-impl Settings {
-    /// From `--port`/`--data`/`--connect-timeout-ms`/`--postgres`/
-    /// `--nats`/`--node-id` or the environment.
-    pub fn from_args() -> Result<Self, String> {
-        let env =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-        let mut port = env("IMCORE_PORT", "5200");
-        let mut tcp_port = env("IMCORE_TCP_PORT", "5100");
-        let mut data = env("IMCORE_DATA", "wukong-data");
-        let mut timeout = env("IMCORE_CONNECT_TIMEOUT_MS", "2000");
-        let mut postgres = env("IMCORE_POSTGRES", "");
-        let mut nats = env("IMCORE_NATS", "");
-        let mut webhook = env("IMCORE_WEBHOOK", "");
-        let mut node_id = env("IMCORE_NODE_ID", "1");
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let slot = match arg.as_str() {
-                "--port" => &mut port,
-                "--tcp-port" => &mut tcp_port,
-                "--data" => &mut data,
-                "--connect-timeout-ms" => &mut timeout,
-                "--postgres" => &mut postgres,
-                "--nats" => &mut nats,
-                "--webhook" => &mut webhook,
-                "--node-id" => &mut node_id,
-                other => {
-                    return Err(format!(
-                        "unknown argument {other}; use --port N --tcp-port N --data DIR \
-                         --connect-timeout-ms MS --postgres URL --nats URL --node-id N \
-                         --webhook URL"
-                    ))
-                }
-            };
-            *slot = args.next().ok_or(format!("{arg} needs a value"))?;
-        }
-        let timeout: u64 = timeout.parse().ok().filter(|ms| *ms > 0).ok_or(format!(
-            "bad connect timeout {timeout} (milliseconds, at least 1)"
-        ))?;
-        Ok(Settings {
-            port: port.parse().map_err(|_| format!("bad port {port}"))?,
-            tcp_port: tcp_port
-                .parse()
-                .map_err(|_| format!("bad TCP port {tcp_port}"))?,
-            data: PathBuf::from(data),
-            postgres: Some(postgres).filter(|url| !url.is_empty()),
-            nats: Some(nats).filter(|url| !url.is_empty()),
-            webhook: Some(webhook).filter(|url| !url.is_empty()),
-            node_id: node_id
-                .parse()
-                .map_err(|_| format!("bad node id {node_id} (0 to 1023)"))?,
-            connect_timeout: Duration::from_millis(timeout),
-        })
-    }
-}
-
-/// The next connection; on a failure (out of file descriptors, say) it
-/// says so and waits for some to close.
-async fn accept(listener: &TcpListener, what: &str) -> tokio::net::TcpStream {
+/// The next connection that its address has room for, or `None` once the
+/// server is stopping. A failure (out of file descriptors, say) is logged
+/// and waited out.
+async fn accept(
+    listener: &TcpListener,
+    what: &str,
+    app: &App,
+) -> Option<(TcpStream, SocketAddr, Slot)> {
     loop {
-        match listener.accept().await {
-            Ok((tcp, _)) => return tcp,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = app.shutdown.stopped() => return None,
+        };
+        match accepted {
+            Ok((tcp, peer)) => match app.limits.open(peer.ip()) {
+                Some(slot) => return Some((tcp, peer, slot)),
+                None => debug!(%peer, what, "closed at accept: too many connections from it"),
+            },
             Err(e) => {
-                eprintln!("{what} accept failed: {e}");
+                warn!("{what} accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-/// Accepts connections for ever. Each must send its request headers
-/// within `header_timeout` (from the moment it is accepted, and again for
-/// each request it sends), or it is closed: hyper's header read timeout,
-/// which `axum::serve` leaves off.
-pub async fn serve(listener: TcpListener, router: Router, header_timeout: Duration) {
-    loop {
-        let tcp = accept(&listener, "http").await;
-        let service = TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            // HTTP/1 (WebSocket upgrades and the JSON API), served by
-            // hyper's own builder: hyper-util's `auto` first waits for a
-            // byte to sniff the version, and only then starts the timer.
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            if let Err(e) = connection.await {
-                eprintln!("http connection ended: {e}");
+/// Accepts HTTP connections (WebSocket upgrades and the API) until the
+/// server stops, over TLS when `tls` is given. Each must finish its TLS
+/// handshake and send its request headers within `header_timeout` (hyper's
+/// header read timeout, which `axum::serve` leaves off), or it is closed.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    app: App,
+    header_timeout: Duration,
+) {
+    while let Some((tcp, peer, slot)) = accept(&listener, "http", &app).await {
+        let router = router.clone();
+        let tls = tls.clone();
+        let shutdown = app.shutdown.clone();
+        app.shutdown.http.spawn(async move {
+            // The handlers see the peer (the login limit) and its slot (an
+            // upgraded WebSocket keeps it).
+            let service = router.map_request(move |mut r: Request<Incoming>| {
+                r.extensions_mut().insert(ConnectInfo(peer));
+                r.extensions_mut().insert(slot.clone());
+                r
+            });
+            let service = TowerToHyperService::new(service);
+            match tls {
+                None => http_connection(tcp, service, header_timeout, shutdown).await,
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
+                    Ok(Ok(tls)) => http_connection(tls, service, header_timeout, shutdown).await,
+                    Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                },
             }
         });
     }
 }
 
-/// Accepts TCP connections for ever, each served by the wire server: what
-/// WuKongIM's native SDKs (and WuKongIMGoSDK) connect to. A connection
-/// must send its CONNECT within the wire server's connect timeout.
-pub async fn serve_tcp(listener: TcpListener, app: App) {
-    loop {
-        let tcp = accept(&listener, "tcp").await;
+/// Serves one HTTP/1 connection (hyper's own builder: hyper-util's `auto`
+/// first waits for a byte to sniff the version, and only then starts the
+/// timer). When the server stops, the request under way finishes and the
+/// connection closes.
+async fn http_connection<IO, S>(io: IO, service: S, header_timeout: Duration, shutdown: Shutdown)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = shutdown.stopped() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        debug!("http connection ended: {e}");
+    }
+}
+
+/// Accepts TCP connections until the server stops, each served by the
+/// wire server (over TLS when `tls` is given): what WuKongIM's native SDKs
+/// (and WuKongIMGoSDK) connect to. A connection must finish its TLS
+/// handshake and send its CONNECT, each within the connect timeout.
+pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, app: App) {
+    let what = if tls.is_some() { "tls tcp" } else { "tcp" };
+    while let Some((tcp, peer, slot)) = accept(&listener, what, &app).await {
         // Small packets, answered at once: no Nagle delay.
         if let Err(e) = tcp.set_nodelay(true) {
-            eprintln!("tcp nodelay: {e}");
+            debug!("tcp nodelay: {e}");
         }
         let wire = app.wire.clone();
-        tokio::spawn(async move {
-            match wire.serve_stream(tcp).await {
-                Ok(end) => eprintln!("tcp connection ended: {end:?}"),
-                Err(e) => eprintln!("tcp connection failed: {e}"),
+        let tls = tls.clone();
+        app.shutdown.sessions.spawn(async move {
+            let _slot = slot;
+            let ended = match tls {
+                None => serve_stream(&wire, tcp, peer).await,
+                Some(tls) => {
+                    let handshake = wire.config().connect_timeout;
+                    match tokio::time::timeout(handshake, tls.accept(tcp)).await {
+                        Ok(Ok(tls)) => serve_stream(&wire, tls, peer).await,
+                        Ok(Err(e)) => return debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            };
+            match ended {
+                Ok(end) => debug!(%peer, "{what} connection ended: {end:?}"),
+                Err(e) => debug!(%peer, "{what} connection failed: {e}"),
             }
         });
     }
 }
+
+/// Serves one byte-stream connection, then closes it lingering: the wire
+/// server has sent its last packet and shut its side down; what the client
+/// still sends is read and thrown away until it closes too (for at most
+/// [`LINGER`]). A socket closed with the client's data unread is reset,
+/// and a reset can throw away, at the client, the DISCONNECT sent just
+/// before it.
+async fn serve_stream<S>(
+    wire: &WireServer,
+    mut stream: S,
+    peer: SocketAddr,
+) -> Result<SessionEnd, WireError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let ended = from_peer(peer.ip(), wire.serve_stream(&mut stream)).await;
+    if told(&ended) {
+        let mut nowhere = tokio::io::sink();
+        let drain = tokio::io::copy(&mut stream, &mut nowhere);
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+    ended
+}
+
+/// Whether the server ended the session with a last word to the client (a
+/// DISCONNECT, a refusing CONNACK), which a lingering close keeps from
+/// being lost; a client that timed out or left is closed at once.
+fn told(ended: &Result<SessionEnd, WireError>) -> bool {
+    matches!(
+        ended,
+        Ok(SessionEnd::Refused(_) | SessionEnd::Disconnected(_))
+    )
+}
+
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Bytes read from a WebSocket at a time.
 const READ_BUFFER: usize = 512;
 
-/// Upgrades to a WebSocket served by the wire server.
-pub async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
+/// Upgrades to a WebSocket served by the wire server. Needs no manager
+/// token: the client logs in with its own in CONNECT.
+pub async fn websocket(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(slot): Extension<Slot>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     // The WebSocket library assembles whole messages before the wire server
     // sees them: cap them at what the wire server would read past anyway.
     let cap = app.wire.config().max_discard + 16;
+    // Counted from now, so that a shutdown that starts between the answer
+    // and the session's start still waits for it.
+    let session = app.shutdown.sessions.token();
     upgrade
         // A small read buffer: it is allocated whole for every connection
         // (128 KiB by default), and an idle connection should cost little.
@@ -171,14 +223,17 @@ pub async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Res
         .read_buffer_size(READ_BUFFER)
         .max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| serve_socket(app, socket))
+        // No `async` block around it: it would hold the session's future
+        // and, again, what that is made of.
+        .on_upgrade(move |socket| from_peer(peer.ip(), serve_socket(app, socket, (session, slot))))
 }
 
 /// Adapts a WebSocket to the wire server: binary messages in, one binary
-/// message per packet out.
-async fn serve_socket(app: App, socket: WebSocket) {
+/// message per packet out. `_counted` (its shutdown token and its
+/// address's slot) is held until it ends.
+async fn serve_socket(app: App, socket: WebSocket, _counted: (TaskTrackerToken, Slot)) {
     let (sink, stream) = socket.split();
-    let incoming = Box::pin(
+    let mut incoming = Box::pin(
         stream
             .take_while(|m| ready(!matches!(m, Ok(WsMessage::Close(_)))))
             .filter_map(|m| {
@@ -192,8 +247,18 @@ async fn serve_socket(app: App, socket: WebSocket) {
     );
     let outgoing =
         Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
-    match app.wire.serve(incoming, outgoing).await {
-        Ok(end) => eprintln!("connection ended: {end:?}"),
-        Err(e) => eprintln!("connection failed: {e}"),
+    let ended = app.wire.serve(&mut incoming, outgoing).await;
+    match &ended {
+        Ok(end) => debug!("connection ended: {end:?}"),
+        Err(e) => debug!("connection failed: {e}"),
     }
+    if !told(&ended) {
+        return;
+    }
+    // A lingering close: the wire server has sent its last packet (a
+    // DISCONNECT, a refusing CONNACK) and the close frame; read on until
+    // the client's close frame answers it. A socket closed with the
+    // client's data unread is reset, and a reset can throw away, at the
+    // client, what was sent just before it.
+    let _ = tokio::time::timeout(LINGER, async { while incoming.next().await.is_some() {} }).await;
 }

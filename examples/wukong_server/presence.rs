@@ -51,7 +51,7 @@ impl Router for PresenceTap {
 
     fn presence_changed(&self, uid: &Uid, login: Option<&Device>) {
         if self.changed.try_send(uid.clone()).is_err() {
-            eprintln!("webhook: presence queue full, a change of {uid} is not told");
+            tracing::warn!("webhook: presence queue full, a change of {uid} is not told");
         }
         self.inner.presence_changed(uid, login);
     }
@@ -95,7 +95,7 @@ pub async fn run(hook: Webhook, hub: Hub, mut changed: mpsc::Receiver<Uid>) {
         let key = format!("user.onlinestatus:{}:{told}", std::process::id());
         let body = Value::from(pending);
         while let Err(e) = hook.post("user.onlinestatus", &key, &body).await {
-            eprintln!("webhook: {e}; the events wait and are tried again");
+            tracing::warn!("webhook: {e}; the events wait and are tried again");
             tokio::time::sleep(PAUSE).await;
         }
     }

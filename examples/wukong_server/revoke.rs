@@ -79,7 +79,7 @@ pub async fn extra_sync(State(app): State<App>, Json(req): Json<ExtraSyncReq>) -
     let ch = channel(&req.channel_id, req.channel_type)?;
     let rows = app
         .hub
-        .sync_revocations(&reader, &ch, req.extra_version, req.limit)
+        .sync_revocations(&reader, &ch, req.extra_version, app.limits.list(req.limit))
         .await?;
     let list: Vec<Value> = rows
         .iter()

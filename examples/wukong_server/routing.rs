@@ -3,8 +3,11 @@
 //!
 //! Every node of a cluster serves every user (deliveries cross over NATS),
 //! so the answer is this node's own addresses: put the nodes behind a load
-//! balancer, or ask each node, to spread users. `wss_addr` is empty: this
-//! server has no TLS listener.
+//! balancer, or ask each node, to spread users. The host is
+//! `--external-host` if given, else the address bound; `wss_addr` is empty
+//! without a wss listener.
+
+use std::net::SocketAddr;
 
 use axum::extract::{Query, State};
 use axum::Json;
@@ -21,11 +24,32 @@ pub struct Addresses {
     pub tcp: String,
     /// `ws://host:port` of the WebSocket listener.
     pub ws: String,
+    /// `wss://host:port` of the wss listener, or empty.
+    pub wss: String,
 }
 
 impl Addresses {
+    /// The listeners' addresses as clients reach them: at `host` when
+    /// given, else at the address each is bound to.
+    pub fn new(
+        host: Option<&str>,
+        tcp: SocketAddr,
+        ws: SocketAddr,
+        wss: Option<SocketAddr>,
+    ) -> Self {
+        let at = |a: SocketAddr| match host {
+            Some(host) => format!("{host}:{}", a.port()),
+            None => a.to_string(),
+        };
+        Addresses {
+            tcp: at(tcp),
+            ws: format!("ws://{}", at(ws)),
+            wss: wss.map_or(String::new(), |a| format!("wss://{}", at(a))),
+        }
+    }
+
     fn json(&self) -> Value {
-        json!({ "tcp_addr": self.tcp, "ws_addr": self.ws, "wss_addr": "" })
+        json!({ "tcp_addr": self.tcp, "ws_addr": self.ws, "wss_addr": self.wss })
     }
 }
 

@@ -34,7 +34,9 @@ pub struct ChannelSyncReq {
 pub async fn channel_sync(State(app): State<App>, Json(req): Json<ChannelSyncReq>) -> ApiResult {
     let reader = uid(&req.login_uid)?;
     let ch = channel(&req.channel_id, req.channel_type)?;
-    let limit = req.limit.clamp(1, app.hub.config().max_page);
+    let limit = app
+        .limits
+        .list(req.limit.clamp(1, app.hub.config().max_page));
     let (start, end) = (req.start_message_seq, req.end_message_seq);
     let up = req.pull_mode == 1 && !(start == 0 && end == 0);
     let page = if up {
@@ -81,7 +83,7 @@ pub async fn command_sync(State(app): State<App>, Json(req): Json<CommandSyncReq
     let user = uid(&req.uid)?;
     let commands = app
         .hub
-        .sync_commands(&user, req.message_seq, req.limit)
+        .sync_commands(&user, req.message_seq, app.limits.list(req.limit))
         .await?;
     let list: Vec<Value> = commands
         .iter()

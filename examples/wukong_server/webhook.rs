@@ -76,7 +76,7 @@ impl Webhook {
             let batch = match store.outbox(BATCH).await {
                 Ok(batch) => batch,
                 Err(e) => {
-                    eprintln!("webhook: reading the outbox failed: {e}");
+                    tracing::warn!("webhook: reading the outbox failed: {e}");
                     tokio::time::sleep(PAUSE).await;
                     continue;
                 }
@@ -90,11 +90,11 @@ impl Webhook {
             match told {
                 Ok(()) => {
                     if let Err(e) = store.outbox_done(&done).await {
-                        eprintln!("webhook: removing told entries failed: {e}");
+                        tracing::warn!("webhook: removing told entries failed: {e}");
                     }
                 }
                 Err(e) => {
-                    eprintln!("webhook: {e}; the batch waits and is tried again");
+                    tracing::warn!("webhook: {e}; the batch waits and is tried again");
                     tokio::time::sleep(PAUSE).await;
                 }
             }

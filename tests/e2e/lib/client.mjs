@@ -23,14 +23,14 @@ export class SdkClient {
    * Resolves once the SDK reported Connected (when connecting), else once the
    * worker is ready.
    */
-  static async start({ addr, uid, token, deviceFlag = DeviceFlag.web, heartbeatInterval, connect = true, timeout }) {
-    const c = new SdkClient({ addr, uid, token, deviceFlag, heartbeatInterval });
+  static async start({ addr, uid, token, deviceFlag = DeviceFlag.web, heartbeatInterval, connect = true, timeout, ca }) {
+    const c = new SdkClient({ addr, uid, token, deviceFlag, heartbeatInterval, ca });
     await c.waitFor((e) => e.kind === 'ready', { what: 'worker ready', timeout: 10000 });
     if (connect) await c.connect({ timeout });
     return c;
   }
 
-  constructor({ addr, uid, token, deviceFlag, heartbeatInterval }) {
+  constructor({ addr, uid, token, deviceFlag, heartbeatInterval, ca }) {
     if (!existsSync(bundlePath)) {
       throw new Error(`SDK bundle missing at ${bundlePath}: run \`node build.mjs\` (npm test does)`);
     }
@@ -50,6 +50,7 @@ export class SdkClient {
         token,
         deviceFlag,
         heartbeatInterval,
+        ca,
         debug: !!process.env.E2E_DEBUG,
       },
     });

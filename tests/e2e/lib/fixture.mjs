@@ -4,8 +4,8 @@ import { before, after } from 'node:test';
 import { startServer, registerToken } from './server.mjs';
 import { SdkClient, DeviceFlag } from './client.mjs';
 
-/** `args`: extra command-line arguments for the server. */
-export function useServer({ args = [] } = {}) {
+/** `args`, `env`, `token`, `keep`: as startServer takes them. */
+export function useServer({ args = [], env: vars = {}, token, keep } = {}) {
   const env = {
     server: undefined,
     clients: [],
@@ -35,7 +35,7 @@ export function useServer({ args = [] } = {}) {
     },
   };
   before(async () => {
-    env.server = await startServer({ args });
+    env.server = await startServer({ args, env: vars, token, keep });
   });
   after(async () => {
     await Promise.all(env.clients.map((c) => c.close()));

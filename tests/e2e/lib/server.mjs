@@ -26,9 +26,12 @@ export const unb64json = (s) => JSON.parse(Buffer.from(s, 'base64').toString('ut
 
 /**
  * `dataDir`: the server's data directory, kept when it stops (a restart on
- * the same data); by default a fresh one, removed when it stops.
+ * the same data); by default a fresh one, removed when it stops. `env`:
+ * extra environment variables. `token`: the manager token the server was
+ * given, sent with every request of `request`/`api`. `keep`: how many
+ * lines of its output `output()` keeps (the last ones).
  */
-export async function startServer({ timeout = 30000, args = [], dataDir: given } = {}) {
+export async function startServer({ timeout = 30000, args = [], dataDir: given, env = {}, token, keep: keepLines = 300 } = {}) {
   const bin = serverBinary();
   if (!existsSync(bin)) {
     throw new Error(
@@ -37,12 +40,15 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given }
   }
   const dataDir = given ?? (await mkdtemp(join(tmpdir(), 'imcore-e2e-')));
   // Free ports for HTTP/WebSocket and for TCP (WuKongIM's 5100 otherwise).
-  const child = spawn(bin, ['--port', '0', '--tcp-port', '0', '--data', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(bin, ['--port', '0', '--tcp-port', '0', '--data', dataDir, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
 
   const output = [];
   const keep = (line) => {
     output.push(line);
-    if (output.length > 300) output.shift();
+    if (output.length > keepLines) output.shift();
     if (process.env.E2E_DEBUG) process.stderr.write(`[server] ${line}\n`);
   };
   createInterface({ input: child.stderr }).on('line', (l) => keep(`stderr: ${l}`));
@@ -52,12 +58,18 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given }
   const exitPromise = new Promise((res) => child.on('exit', (code, signal) => res((exited = { code, signal }))));
 
   let tcpPort = null;
+  let wssPort = null;
+  let tlsTcpPort = null;
   const port = await new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`server did not print "listening on" within ${timeout} ms\n${output.join('\n')}`)), timeout);
     stdout.on('line', (line) => {
       keep(`stdout: ${line}`);
       const tcp = /^tcp listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
       if (tcp) tcpPort = Number(tcp[1]);
+      const wss = /^wss listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
+      if (wss) wssPort = Number(wss[1]);
+      const tlsTcp = /^tls tcp listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
+      if (tlsTcp) tlsTcpPort = Number(tlsTcp[1]);
       const m = /^listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
       if (m) {
         clearTimeout(timer);
@@ -76,11 +88,11 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given }
 
   const httpBase = `http://127.0.0.1:${port}`;
 
-  /** POSTs JSON; resolves with {status, body (parsed JSON or null), text}. */
-  async function request(path, body) {
+  /** POSTs JSON; resolves with {status, body (parsed JSON or null), text}. `headers` replace the manager token's. */
+  async function request(path, body, { headers } = {}) {
     const res = await fetch(httpBase + path, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...(headers ?? (token ? { token } : {})) },
       body: JSON.stringify(body),
     });
     const text = await res.text();
@@ -121,6 +133,9 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given }
   return {
     port,
     tcpPort,
+    wssPort,
+    tlsTcpPort,
+    exitPromise,
     kill,
     addr: `ws://127.0.0.1:${port}/`,
     httpBase,

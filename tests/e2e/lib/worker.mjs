@@ -20,7 +20,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { inspect } from 'node:util';
 import { WebSocket as WsWebSocket } from 'ws';
 
-const { bundle, addr, uid, token, deviceFlag, heartbeatInterval, debug } = workerData;
+const { bundle, addr, uid, token, deviceFlag, heartbeatInterval, debug, ca } = workerData;
 const post = (ev) => parentPort.postMessage(ev);
 
 // The SDK logs a lot (in Chinese) through console.log; keep it as events so a
@@ -36,9 +36,10 @@ for (const name of ['log', 'info', 'warn', 'error', 'debug']) {
 
 // Browser-style WebSocket for the SDK, traced so the tests can tell who
 // closed the socket (client-initiated close() vs. the server hanging up).
+// With `ca` (PEM), wss trusts that certificate authority.
 class TracedWebSocket extends WsWebSocket {
-  constructor(...args) {
-    super(...args);
+  constructor(url, protocols, options) {
+    super(url, protocols, ca ? { ...options, ca } : options);
     this.__clientInitiated = false;
     this.addEventListener('open', () => post({ kind: 'wsopen' }));
     this.addEventListener('close', (e) =>

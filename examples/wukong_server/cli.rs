@@ -1,0 +1,297 @@
+//! What the server is told at start: flags, each also from an `IMCORE_*`
+//! environment variable (clap), checked together before anything listens.
+
+use std::fmt;
+use std::io::IsTerminal as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// A WuKongIM-compatible server on imcore: WebSocket and HTTP API on one
+/// port, WuKongIM's binary protocol over TCP on another, optionally TLS on
+/// both.
+#[derive(Parser, Debug)]
+#[command(name = "wukong_server", args_conflicts_with_subcommands = true)]
+pub struct Settings {
+    /// A tool instead of the server.
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+    /// Port of the WebSocket and HTTP API listener (0: any free port).
+    #[arg(long, env = "IMCORE_PORT", default_value_t = 5200)]
+    pub port: u16,
+    /// Address the WebSocket/HTTP listener (and the wss one) binds to.
+    /// Anything but loopback needs a manager token.
+    #[arg(long, env = "IMCORE_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Port of the TCP listener for WuKongIM's native SDKs (WuKongIM's
+    /// 5100; 0: any free port).
+    #[arg(long, env = "IMCORE_TCP_PORT", default_value_t = 5100)]
+    pub tcp_port: u16,
+    /// Address the TCP listener (and the TLS-over-TCP one) binds to.
+    /// Anything but loopback needs a manager token.
+    #[arg(long, env = "IMCORE_TCP_BIND", default_value = "127.0.0.1")]
+    pub tcp_bind: IpAddr,
+    /// The sled store's directory (unless --postgres).
+    #[arg(long, env = "IMCORE_DATA", default_value = "wukong-data")]
+    pub data: PathBuf,
+    /// A PostgreSQL URL: the history lives there instead of sled.
+    #[arg(long, env = "IMCORE_POSTGRES")]
+    pub postgres: Option<String>,
+    /// A NATS URL: this server is one node of a cluster joined there.
+    #[arg(long, env = "IMCORE_NATS")]
+    pub nats: Option<String>,
+    /// A webhook URL: WuKongIM's events are POSTed there.
+    #[arg(long, env = "IMCORE_WEBHOOK")]
+    pub webhook: Option<String>,
+    /// This node's number (0 to 1023; unique per node of a cluster).
+    #[arg(long, env = "IMCORE_NODE_ID", default_value_t = 1)]
+    pub node_id: u16,
+    /// Milliseconds a connection has to send its request headers (and TLS
+    /// handshake), and after an upgrade its CONNECT.
+    #[arg(long = "connect-timeout-ms", env = "IMCORE_CONNECT_TIMEOUT_MS",
+          default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout_ms: u64,
+    /// The manager token: when set, every HTTP API request must carry it
+    /// in a `token` header (or `Authorization: Bearer`), as WuKongIM's
+    /// managerToken. Required to bind anything but loopback.
+    #[arg(long, env = "IMCORE_MANAGER_TOKEN", hide_env_values = true)]
+    pub manager_token: Option<Secret>,
+    /// PEM certificate chain for the TLS listeners.
+    #[arg(long, env = "IMCORE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listeners.
+    #[arg(long, env = "IMCORE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Port of a wss (and HTTPS API) listener on --bind, beside the plain
+    /// one (0: any free port). Needs --tls-cert and --tls-key.
+    #[arg(long, env = "IMCORE_WSS_PORT", requires = "tls_cert")]
+    pub wss_port: Option<u16>,
+    /// Port of a TLS-over-TCP listener on --tcp-bind, beside the plain one
+    /// (0: any free port). Needs --tls-cert and --tls-key.
+    #[arg(long, env = "IMCORE_TLS_TCP_PORT", requires = "tls_cert")]
+    pub tls_tcp_port: Option<u16>,
+    /// The host name or address clients reach this server at, for the
+    /// addresses `/route` hands out (default: the bound address).
+    #[arg(long, env = "IMCORE_EXTERNAL_HOST")]
+    pub external_host: Option<String>,
+    /// Logins (CONNECTs) allowed per source address per second, as a burst
+    /// of as many; more are refused with reason 22 (rate limit). 0: no
+    /// limit.
+    #[arg(long, env = "IMCORE_LOGINS_PER_SECOND", default_value_t = 20)]
+    pub logins_per_second: u32,
+    /// Connections open at once per source address, on all listeners
+    /// together; more are closed as they are accepted. 0: no limit.
+    #[arg(long, env = "IMCORE_CONNECTIONS_PER_ADDRESS", default_value_t = 1000)]
+    pub connections_per_address: u32,
+    /// The most items an HTTP endpoint returns in one answer (messages,
+    /// commands, revocations, conversations); larger `limit`s are cut to it.
+    #[arg(long, env = "IMCORE_MAX_LIST", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_list: u32,
+    /// Milliseconds a shutdown (SIGTERM, Ctrl-C) waits for HTTP requests
+    /// and connections to finish before it exits anyway.
+    #[arg(
+        long = "shutdown-timeout-ms",
+        env = "IMCORE_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 8000
+    )]
+    pub shutdown_timeout_ms: u64,
+    /// Logs as JSON lines instead of text (levels from RUST_LOG; default
+    /// info).
+    #[arg(long, env = "IMCORE_LOG_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_json: bool,
+}
+
+/// Tools the binary also is.
+#[derive(Subcommand, Debug)]
+pub enum Tool {
+    /// Writes a self-signed certificate and its key (PEM), for trying the
+    /// TLS listeners (and for the tests); not for production.
+    SelfSignedCert {
+        /// Where the certificate goes.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Where the private key goes.
+        #[arg(long)]
+        key: PathBuf,
+        /// Names (DNS names or IP addresses) the certificate is for.
+        #[arg(long = "name", default_values = ["localhost", "127.0.0.1"])]
+        names: Vec<String>,
+    },
+}
+
+/// A secret from the command line or the environment: shown as `***` in
+/// every `Debug` and `Display`, so that it cannot reach a log by accident.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's bytes, for comparing.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the manager token cannot be empty".into());
+        }
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Settings {
+    /// From the command line and the environment (clap exits with its
+    /// message on a bad flag). An empty URL or host, as an environment
+    /// variable set to nothing gives, is no URL, as it always was here.
+    pub fn from_args() -> Self {
+        let mut settings = Settings::parse();
+        for url in [
+            &mut settings.postgres,
+            &mut settings.nats,
+            &mut settings.webhook,
+            &mut settings.external_host,
+        ] {
+            if url.as_deref() == Some("") {
+                *url = None;
+            }
+        }
+        settings
+    }
+
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The shutdown bound.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// What clap cannot check alone: an exposed listener needs a manager
+    /// token, a certificate needs a listener to serve, a node id fits.
+    pub fn check(&self) -> Result<(), String> {
+        if self.node_id > 1023 {
+            return Err(format!("bad node id {} (0 to 1023)", self.node_id));
+        }
+        for (flag, ip) in [("--bind", self.bind), ("--tcp-bind", self.tcp_bind)] {
+            if !ip.is_loopback() && self.manager_token.is_none() {
+                return Err(format!(
+                    "refusing to bind {flag} {ip} without a manager token: the HTTP API \
+                     would let anyone who reaches it register tokens, log in as any user \
+                     and send as anyone. Set --manager-token (IMCORE_MANAGER_TOKEN), or \
+                     bind a loopback address and put a reverse proxy in front"
+                ));
+            }
+        }
+        if self.tls_cert.is_some() && self.wss_port.is_none() && self.tls_tcp_port.is_none() {
+            return Err(
+                "--tls-cert and --tls-key serve no listener: add --wss-port \
+                        and/or --tls-tcp-port"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Logs through tracing-subscriber to stderr (stdout carries the
+/// `listening on` lines): levels from `RUST_LOG` (default `info`), text
+/// or JSON lines.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let settings =
+            Settings::try_parse_from(std::iter::once("wukong_server").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn loopback_is_the_default_and_needs_no_token() {
+        let s = parse(&[]).unwrap();
+        assert!(s.bind.is_loopback() && s.tcp_bind.is_loopback());
+    }
+
+    #[test]
+    fn an_exposed_address_without_a_token_is_refused_and_says_why() {
+        for args in [&["--bind", "0.0.0.0"][..], &["--tcp-bind", "::"][..]] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains("manager token"), "{e}");
+        }
+        let s = parse(&["--bind", "0.0.0.0", "--manager-token", "m"]).unwrap();
+        assert!(!s.bind.is_loopback());
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let s = parse(&["--manager-token", "hunter2-secret"]).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert_eq!(s.manager_token.unwrap().expose(), b"hunter2-secret");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_a_listener() {
+        assert!(parse(&["--tls-cert", "c.pem"]).is_err());
+        assert!(parse(&["--wss-port", "0"]).is_err());
+        let e = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap_err();
+        assert!(e.contains("--wss-port"), "{e}");
+        parse(&[
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-tcp-port",
+            "0",
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(parse(&["--port", "70000"]).is_err());
+        assert!(parse(&["--connect-timeout-ms", "0"]).is_err());
+        assert!(parse(&["--node-id", "1024"]).is_err());
+        assert!(parse(&["--bind", "not-an-address"]).is_err());
+        assert!(parse(&["--manager-token", ""]).is_err());
+        assert!(parse(&["--max-list", "0"]).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! A graceful end on SIGTERM or Ctrl-C: stop accepting, let the HTTP
+//! requests under way finish, shut the hub down (new sends refused, sends
+//! under way finished, the store flushed, every device told with a
+//! DISCONNECT), wait for the connections to close, exit 0.
+
+use std::future::Future;
+use std::time::Duration;
+
+use imcore::Hub;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// What the listeners and connections watch and are counted by.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// Turns true when the server is stopping.
+    pub stopping: watch::Receiver<bool>,
+    /// HTTP connections (requests, up to a WebSocket upgrade).
+    pub http: TaskTracker,
+    /// Protocol sessions (WebSocket after the upgrade, TCP, TLS over TCP).
+    pub sessions: TaskTracker,
+}
+
+impl Shutdown {
+    /// A new one, and the sender that starts the stop.
+    pub fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, stopping) = watch::channel(false);
+        let shutdown = Shutdown {
+            stopping,
+            http: TaskTracker::new(),
+            sessions: TaskTracker::new(),
+        };
+        (tx, shutdown)
+    }
+
+    /// Resolves once the server is stopping.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.clone();
+        // Err: the sender is gone, which only happens as the process ends.
+        let _ = stopping.wait_for(|s| *s).await;
+    }
+}
+
+/// Watches SIGTERM and SIGINT (Ctrl-C) from now on (the handlers are
+/// installed at the call, before the server says it listens), and
+/// resolves with the first one's name.
+pub fn signal() -> impl Future<Output = &'static str> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let watch = |kind: SignalKind, name: &str| -> Option<Signal> {
+        signal(kind)
+            .inspect_err(|e| {
+                warn!("cannot watch {name} ({e}); it will not stop the server gracefully")
+            })
+            .ok()
+    };
+    let mut term = watch(SignalKind::terminate(), "SIGTERM");
+    let mut int = watch(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            _ = next(&mut term) => "SIGTERM",
+            _ = next(&mut int) => "SIGINT",
+        }
+    }
+}
+
+/// The next delivery of a watched signal; never, for one not watched.
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The stop, once `stop` told the listeners: HTTP requests finish, the hub
+/// shuts down, the sessions close; the waits for connections together take
+/// at most `bound` (the hub's own shutdown, which flushes the store, is
+/// waited for whole). `Err` only if the flush failed.
+pub async fn run(
+    stop: watch::Sender<bool>,
+    shutdown: Shutdown,
+    hub: Hub,
+    bound: Duration,
+) -> imcore::Result<()> {
+    let deadline = Instant::now() + bound;
+    let _ = stop.send(true);
+    shutdown.http.close();
+    if tokio::time::timeout_at(deadline, shutdown.http.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = shutdown.http.len(),
+            "HTTP connections still open at the shutdown bound"
+        );
+    }
+    hub.shutdown().await?;
+    info!("hub shut down: sends finished, store flushed, devices told");
+    shutdown.sessions.close();
+    if tokio::time::timeout_at(deadline, shutdown.sessions.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = shutdown.sessions.len(),
+            "sessions still open at the shutdown bound"
+        );
+    }
+    Ok(())
+}
