@@ -40,10 +40,12 @@ impl Hub {
     /// A server-side command (no `from_connection`) is not queued for its
     /// own sender. A device send skips only the sender's own connection.
     ///
-    /// A resend with the same `(from_uid, client_msg_no)` is acknowledged
-    /// with the first send's id and seq, and neither stored nor delivered
-    /// again. Refusals are [`Error::Rejected`] with WuKongIM's reason code;
-    /// bad input is [`Error::Validation`].
+    /// A resend with the same `(from_uid, channel, client_msg_no)` and the
+    /// same payload is acknowledged with the first send's id and seq, and
+    /// neither stored nor delivered again; with another payload it is
+    /// [`Error::Conflict`]. Refusals are [`Error::Rejected`] with
+    /// WuKongIM's reason code; bad input (an empty payload included) is
+    /// [`Error::Validation`].
     pub async fn send(&self, request: SendRequest) -> Result<SendAck> {
         let mut acks = self.send_all(vec![request]).await;
         acks.pop()
