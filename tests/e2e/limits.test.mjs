@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer } from './lib/fixture.mjs';
-import { registerToken, b64json } from './lib/server.mjs';
+import { registerToken, b64json, scrape } from './lib/server.mjs';
 import { login, open, wsLogin } from './lib/wire.mjs';
 import { Reason, ChannelType } from './lib/client.mjs';
 
@@ -19,19 +19,6 @@ const env = useServer({
   args: ['--logins-per-second', String(LOGINS), '--connections-per-address', String(CONNECTIONS), '--connect-timeout-ms', '10000'],
   env: { IMCORE_MAX_LIST: String(MAX_LIST) },
 });
-
-/** The scraped metrics: name{labels} -> value. */
-async function scrape() {
-  const res = await fetch(`${env.server.httpBase}/metrics`);
-  assert.equal(res.status, 200);
-  const values = new Map();
-  for (const line of (await res.text()).split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    values.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return values;
-}
 
 test('a flood of bad logins from one address is refused while another address logs in', async () => {
   const port = env.server.tcpPort;
@@ -62,7 +49,7 @@ test('a flood of bad logins from one address is refused while another address lo
   const again = await login(port, 'victim', 'victim-token', { localAddress: '127.0.0.2' });
   assert.equal(again.reason, Reason.success);
   for (const r of [...flood, fromOther, again]) r.c.socket.destroy();
-  const m = await scrape();
+  const m = await scrape(env.server);
   assert.equal(m.get('imcore_login_refusals_total{reason="22"}'), limited);
   assert.equal(m.get('imcore_logins_rate_limited_total'), limited);
 });
@@ -92,14 +79,14 @@ test('connections over the per-address cap are closed at accept; other addresses
   assert.equal(await refused.read(1), null, 'closed at once');
   const elsewhere = await login(port, 'nobody', 'x', { localAddress: '127.0.0.4' });
   assert.equal(elsewhere.reason, Reason.authFail, 'another address is served');
-  const m = await scrape();
+  const m = await scrape(env.server);
   assert.equal(m.get('imcore_connections_refused_total'), 1);
   assert.equal(held.filter((c) => c.ended).length, 0, 'the ones under the cap stay open');
   for (const c of [...held, elsewhere.c]) c.socket.destroy();
 });
 
 test('/metrics reports every configured limit', async () => {
-  const m = await scrape();
+  const m = await scrape(env.server);
   assert.equal(m.get('imcore_limit_logins_per_second'), LOGINS);
   assert.equal(m.get('imcore_limit_connections_per_address'), CONNECTIONS);
   assert.equal(m.get('imcore_limit_max_list'), MAX_LIST);

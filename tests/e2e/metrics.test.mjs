@@ -3,24 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer } from './lib/fixture.mjs';
-import { registerToken, b64json } from './lib/server.mjs';
+import { registerToken, b64json, scrape } from './lib/server.mjs';
 import { SdkClient, ChannelType, DeviceFlag } from './lib/client.mjs';
 
 const env = useServer();
-
-/** The scraped metrics: name{labels} -> value. */
-async function scrape() {
-  const res = await fetch(`${env.server.httpBase}/metrics`);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get('content-type'), /openmetrics-text/);
-  const values = new Map();
-  for (const line of (await res.text()).split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    values.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return values;
-}
 
 test('counters follow sends, deliveries, logins and refusals', async () => {
   const alice = await env.login('alice');
@@ -53,7 +39,7 @@ test('counters follow sends, deliveries, logins and refusals', async () => {
   env.clients.push(carol);
   await carol.connect({ expect: null });
 
-  const m = await scrape();
+  const m = await scrape(env.server);
   assert.equal(m.get('imcore_sends_total{class="history",result="accepted"}'), 3, [...m].join('\n'));
   assert.equal(m.get('imcore_sends_total{class="none",result="refused"}'), 1, [...m].join('\n'));
   // Each message reached bob's device and alice's own (an API send comes

@@ -3,6 +3,7 @@
 //
 // Binary: $WUKONG_SERVER, else ../../target/debug/examples/wukong_server
 // relative to tests/e2e (build it with `cargo build --example wukong_server`).
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -153,4 +154,18 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given, 
 /** Registers a token for uid on one device flag (default web). */
 export function registerToken(server, uid, token, deviceFlag = 1, deviceLevel = 1) {
   return server.api('/user/token', { uid, token, device_flag: deviceFlag, device_level: deviceLevel });
+}
+
+/** Scrapes the server's `/metrics` (OpenMetrics text): name{labels} -> value. */
+export async function scrape(server) {
+  const res = await fetch(`${server.httpBase}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /openmetrics-text/);
+  const values = new Map();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    values.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return values;
 }

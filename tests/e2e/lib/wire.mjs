@@ -1,5 +1,6 @@
-// Raw WuKongIM protocol clients over TCP or TLS, packets built by hand (as
-// tcp.test.mjs): a CONNECT, and a reader of whole packets. `localAddress`
+// Raw WuKongIM protocol clients over TCP or TLS, packets built by hand
+// (tcp.test.mjs, limits.test.mjs, tls.test.mjs): a CONNECT, and a reader
+// of whole packets. `localAddress`
 // picks the source address (127.0.0.2 is another address on Linux's lo).
 import assert from 'node:assert/strict';
 import { connect as tcpConnect } from 'node:net';
