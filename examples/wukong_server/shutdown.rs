@@ -87,27 +87,24 @@ pub async fn run(
 ) -> imcore::Result<()> {
     let deadline = Instant::now() + bound;
     let _ = stop.send(true);
-    shutdown.http.close();
-    if tokio::time::timeout_at(deadline, shutdown.http.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            open = shutdown.http.len(),
-            "HTTP connections still open at the shutdown bound"
-        );
-    }
+    drain(&shutdown.http, deadline, "HTTP connections").await;
     hub.shutdown().await?;
     info!("hub shut down: sends finished, store flushed, devices told");
-    shutdown.sessions.close();
-    if tokio::time::timeout_at(deadline, shutdown.sessions.wait())
+    drain(&shutdown.sessions, deadline, "sessions").await;
+    Ok(())
+}
+
+/// Closes `tracker` to new tasks and waits for its tasks until `deadline`;
+/// says how many of `what` were still open if they outlived it.
+async fn drain(tracker: &TaskTracker, deadline: Instant, what: &str) {
+    tracker.close();
+    if tokio::time::timeout_at(deadline, tracker.wait())
         .await
         .is_err()
     {
         warn!(
-            open = shutdown.sessions.len(),
-            "sessions still open at the shutdown bound"
+            open = tracker.len(),
+            "{what} still open at the shutdown bound"
         );
     }
-    Ok(())
 }
