@@ -22,7 +22,10 @@ pub mod wire;
 /// implementing them.
 pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use directory::{AccessList, Directory, MemoryDirectory, Permission, Role};
+pub use directory::{
+    AccessList, Directory, DirectoryConfig, DirectoryStore, MemoryDirectory, Permission, Role,
+    StoredDirectory,
+};
 pub use error::{Error, IdKind, Result, ValidationError};
 pub use hub::{
     AckingConnection, ConversationView, HistoryMessage, Hub, HubBuilder, HubConfig, HubStats,

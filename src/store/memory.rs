@@ -33,6 +33,8 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// The directory's data ([`DirectoryStore`](crate::DirectoryStore)).
+    pub(super) directory: Mutex<super::memory_directory::Data>,
 }
 
 /// A resend's identity: the sender, the channel, the sender's number.

@@ -30,6 +30,7 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 pub mod conformance;
 mod conversations;
 mod memory;
+mod memory_directory;
 mod outbox;
 #[cfg(feature = "postgres")]
 mod pg;

@@ -2,7 +2,9 @@
 //! against every backend.
 //!
 //! A host that writes its own [`Store`] runs the same functions from its
-//! tests. Each takes a store (empty or not: every function uses names of its
+//! tests; one that writes its own
+//! [`DirectoryStore`](crate::directory::DirectoryStore) runs
+//! [`directory_checks`] ([`run_directory`]). Each takes a store (empty or not: every function uses names of its
 //! own) and **panics** when the store breaks the contract, like `assert!`.
 //! [`run_all`] runs them all.
 //!
@@ -23,6 +25,7 @@ use super::{Page, Store};
 
 mod concurrency;
 mod conversations;
+mod directory;
 mod outbox;
 mod resends;
 mod revocations;
@@ -34,6 +37,12 @@ pub use conversations::{
     append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
     conversations_page_by_version, hidden_conversations_keep_the_highest_seq,
     unread_is_exact_under_concurrent_senders,
+};
+pub use directory::{
+    directory_channels_are_put_read_and_deleted, directory_checks,
+    directory_lists_are_per_channel_and_kind, directory_subscribers_are_entries_paged_in_uid_order,
+    directory_system_uids_have_a_version, directory_tokens_are_set_replaced_and_removed,
+    directory_versions_move_with_every_change_even_concurrent, run_directory, DirectoryCheck,
 };
 pub use outbox::the_outbox_holds_each_new_message_until_done;
 pub use resends::{

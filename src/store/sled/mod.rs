@@ -23,6 +23,7 @@
 //! | `revocations` | message id | revocation |
 //! | `revocations_by_channel` | channel ++ version | message id |
 //! | `revocations_by_seq` | channel ++ seq | message id |
+//! | `directory` | see `directory.rs` | tokens, channels, subscribers, lists |
 //!
 //! where channel = type (1 byte) ++ id length (1 byte) ++ id, and uid = length
 //! (1 byte) ++ uid. Values are a format byte followed by postcard.
@@ -50,6 +51,7 @@ use sled::{Db, Tree};
 use crate::error::{Error, Result};
 
 mod commands;
+mod directory;
 mod flush;
 mod heads;
 mod keys;
@@ -170,6 +172,10 @@ pub struct SledStore {
     revocations: Tree,
     revocations_by_channel: Tree,
     revocations_by_seq: Tree,
+    /// The directory's tree (see `directory.rs`).
+    directory: Tree,
+    /// Directory changes take turns.
+    directory_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn storage(e: sled::Error) -> Error {
@@ -276,6 +282,8 @@ impl SledStore {
             revocations: tree("revocations")?,
             revocations_by_channel: tree("revocations_by_channel")?,
             revocations_by_seq: tree("revocations_by_seq")?,
+            directory: tree("directory")?,
+            directory_turn: Arc::new(tokio::sync::Mutex::new(())),
             db,
         })
     }

@@ -1,78 +1,15 @@
-//! The host's membership and permission directory.
+//! [`MemoryDirectory`]: a directory in memory, for tests and examples.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Debug;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
+use super::rules::{self, GroupFacts};
+use super::{AccessList, Directory, Permission, Role};
 use crate::error::Result;
 use crate::model::{Channel, ChannelId, ChannelType, Uid};
 use crate::reason::ReasonCode;
-
-/// A directory's answer to "may this user do this?".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Permission {
-    /// Allowed.
-    Allowed,
-    /// Refused, with the WuKongIM reason code the client is told.
-    Denied(ReasonCode),
-}
-
-/// A member's role in a channel, for rules such as who may revoke whose
-/// messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// An ordinary member.
-    Member,
-    /// A manager (administrator) of the channel.
-    Manager,
-    /// The channel's owner.
-    Owner,
-}
-
-/// The host's directory: who is in a channel and who may do what.
-///
-/// The hub asks it on every send and every history read, with the channel in
-/// its stored form (a person channel as [`Channel::person`]). The hub itself
-/// resolves the two subscribers of a person channel, refuses anyone else
-/// (reason 3) before asking, and asks [`Directory::check_send`] for person
-/// channels too (blacklists, friends only).
-///
-/// Answers are expected to be fast (an in-memory or cached look-up): they sit
-/// on the send path.
-#[async_trait]
-pub trait Directory: Send + Sync + Debug + 'static {
-    /// The subscribers of a channel that is not a person channel, each uid
-    /// once (the hub does not deduplicate them: a uid listed twice would get
-    /// every message twice and two unread). An unknown channel has none.
-    async fn subscribers(&self, channel: &Channel) -> Result<Arc<[Uid]>>;
-
-    /// Whether `sender` may send to `channel`; refusals carry WuKongIM's
-    /// reason code (not a member 3, blacklisted or muted 4, no such channel 5,
-    /// not allowed 11, not friends 13, banned 19, unsupported type 23,
-    /// disbanded 24, everyone muted 25).
-    async fn check_send(&self, sender: &Uid, channel: &Channel) -> Result<Permission>;
-
-    /// Whether `reader` may read `channel`'s history.
-    async fn check_read(&self, reader: &Uid, channel: &Channel) -> Result<Permission>;
-
-    /// The channels (not person channels) `uid` subscribes to: the user's
-    /// conversation list is assembled from them at sync (read diffusion),
-    /// so a channel missing here is missing from the user's list, and a
-    /// user removed from a channel stops seeing it there.
-    async fn channels_of(&self, uid: &Uid) -> Result<Vec<Channel>>;
-
-    /// `uid`'s role in `channel`, `None` when not a member.
-    async fn role(&self, channel: &Channel, uid: &Uid) -> Result<Option<Role>>;
-
-    /// A name to show for `uid` (in the revocation tip, for instance);
-    /// `None` shows the uid. The default knows no names.
-    async fn display_name(&self, uid: &Uid) -> Result<Option<String>> {
-        let _ = uid;
-        Ok(None)
-    }
-}
 
 /// An in-memory [`Directory`], for examples, tests and small hosts.
 ///
@@ -108,17 +45,6 @@ pub trait Directory: Send + Sync + Debug + 'static {
 #[derive(Debug, Default)]
 pub struct MemoryDirectory {
     inner: RwLock<Inner>,
-}
-
-/// Which of a channel's two lists: WuKongIM's blacklist (who may not send,
-/// reason 4) or whitelist (when not empty, the only ones who may, reason
-/// 13).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AccessList {
-    /// Uids that may not send.
-    Black,
-    /// Uids that alone may send, when any are listed.
-    White,
 }
 
 #[derive(Debug, Default)]
@@ -395,22 +321,16 @@ impl MemoryDirectory {
 }
 
 impl Inner {
-    /// What `channel`'s lists say of `sender`: blacklisted (4), or not in a
-    /// whitelist that has anyone (13).
-    fn listed(&self, sender: &Uid, channel: &Channel) -> Option<ReasonCode> {
+    /// What `channel`'s lists say of `sender`.
+    fn lists(&self, sender: &Uid, channel: &Channel) -> rules::Lists {
         let list = |kind| self.lists.get(&(kind, channel.clone()));
-        if list(AccessList::Black).is_some_and(|set| set.contains(sender)) {
-            return Some(ReasonCode::IN_BLACKLIST);
-        }
-        match list(AccessList::White) {
-            Some(set) if !set.contains(sender) => Some(ReasonCode::NOT_IN_WHITELIST),
-            _ => None,
+        let white = list(AccessList::White);
+        rules::Lists {
+            blacklisted: list(AccessList::Black).is_some_and(|set| set.contains(sender)),
+            whitelist_in_force: white.is_some(),
+            whitelisted: white.is_some_and(|set| set.contains(sender)),
         }
     }
-}
-
-fn known_type(kind: ChannelType) -> bool {
-    kind.name().is_some()
 }
 
 #[async_trait]
@@ -433,7 +353,6 @@ impl Directory for MemoryDirectory {
     }
 
     async fn check_send(&self, sender: &Uid, channel: &Channel) -> Result<Permission> {
-        use Permission::{Allowed, Denied};
         let inner = self.read();
         let system = inner.system.contains(sender);
         if let Some((a, b)) = channel.person_parties() {
@@ -442,45 +361,27 @@ impl Directory for MemoryDirectory {
             } else if &b == sender {
                 a
             } else {
-                return Ok(Denied(ReasonCode::SUBSCRIBER_NOT_EXIST));
+                return Ok(Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST));
             };
-            if system || &peer == sender {
-                return Ok(Allowed);
-            }
             let peers = Channel::new(ChannelId::from(peer.clone()), ChannelType::PERSON);
-            if let Some(refusal) = inner.listed(sender, &peers) {
-                return Ok(Denied(refusal));
-            }
-            if inner.friends_only && !inner.friends.contains(&(sender.clone(), peer)) {
-                return Ok(Denied(ReasonCode::NOT_IN_WHITELIST));
-            }
-            return Ok(Allowed);
+            let friends =
+                !inner.friends_only || inner.friends.contains(&(sender.clone(), peer.clone()));
+            let lists = inner.lists(sender, &peers);
+            return Ok(rules::person_send(system, &peer == sender, lists, friends));
         }
         let Some(info) = inner.channels.get(channel) else {
-            return Ok(Denied(if known_type(channel.kind) {
-                ReasonCode::CHANNEL_NOT_EXIST
-            } else {
-                ReasonCode::NOT_SUPPORT_CHANNEL_TYPE
-            }));
+            return Ok(rules::missing(channel.kind));
         };
-        let privileged = &info.owner == sender || info.managers.contains(sender);
-        Ok(if info.disbanded {
-            Denied(ReasonCode::DISBAND)
-        } else if system {
-            Allowed
-        } else if info.banned {
-            Denied(ReasonCode::BAN)
-        } else if !info.members.contains(sender) {
-            Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
-        } else if let Some(refusal) = inner.listed(sender, channel) {
-            Denied(refusal)
-        } else if info.muted.contains(sender) {
-            Denied(ReasonCode::IN_BLACKLIST)
-        } else if info.all_muted && !privileged {
-            Denied(ReasonCode::SEND_BAN)
-        } else {
-            Allowed
-        })
+        Ok(rules::group_send(GroupFacts {
+            disbanded: info.disbanded,
+            banned: info.banned,
+            all_muted: info.all_muted,
+            member: info.members.contains(sender),
+            privileged: &info.owner == sender || info.managers.contains(sender),
+            muted: info.muted.contains(sender),
+            system,
+            lists: inner.lists(sender, channel),
+        }))
     }
 
     async fn check_read(&self, reader: &Uid, channel: &Channel) -> Result<Permission> {
@@ -491,11 +392,12 @@ impl Directory for MemoryDirectory {
                 Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
             });
         }
-        Ok(match self.read().channels.get(channel) {
-            None => Permission::Denied(ReasonCode::CHANNEL_NOT_EXIST),
-            Some(info) if info.members.contains(reader) => Permission::Allowed,
-            Some(_) => Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST),
-        })
+        let inner = self.read();
+        let member = inner
+            .channels
+            .get(channel)
+            .map(|info| info.members.contains(reader));
+        Ok(rules::group_read(member))
     }
 
     async fn display_name(&self, uid: &Uid) -> Result<Option<String>> {
