@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use super::cache::{Cache, Entry};
 use super::feed::{ChangeFeed, DirectoryChange, FeedEvent, MemberDelta, NoFeed, Scope};
@@ -121,6 +122,8 @@ pub struct StoredDirectory {
     cache: Arc<Cache>,
     feed: Arc<dyn ChangeFeed>,
     config: DirectoryConfig,
+    /// Counts what the feed has handed this directory.
+    heard: Arc<watch::Sender<u64>>,
 }
 
 impl StoredDirectory {
@@ -142,6 +145,7 @@ impl StoredDirectory {
             cache: Arc::new(cache),
             feed: Arc::new(NoFeed),
             config,
+            heard: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -149,6 +153,7 @@ impl StoredDirectory {
     /// here are published on it, and changes heard on it update the cache.
     pub fn feed(mut self, feed: Arc<dyn ChangeFeed>) -> Self {
         let cache = Arc::downgrade(&self.cache);
+        let heard = Arc::downgrade(&self.heard);
         feed.subscribe(Arc::new(move |event| {
             if let Some(cache) = cache.upgrade() {
                 match event {
@@ -156,9 +161,19 @@ impl StoredDirectory {
                     FeedEvent::Resync => cache.stale_all(),
                 }
             }
+            if let Some(heard) = heard.upgrade() {
+                heard.send_modify(|n| *n += 1);
+            }
         }));
         self.feed = feed;
         self
+    }
+
+    /// A receiver that changes each time the feed hands this directory an
+    /// event (after it is applied): to wait for another node's change
+    /// without polling.
+    pub fn heard(&self) -> watch::Receiver<u64> {
+        self.heard.subscribe()
     }
 
     /// The store it keeps its data in.

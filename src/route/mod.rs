@@ -24,7 +24,7 @@ pub use crate::session::UserPresence;
 use crate::session::{Device, DeviceFlag};
 
 #[cfg(feature = "nats")]
-pub use nats::{NatsConfig, NatsRouter, RouteStats};
+pub use nats::{FeedStats, NatsChangeFeed, NatsConfig, NatsRouter, RouteStats};
 
 /// The node's side, for its router: the devices connected to this node.
 ///

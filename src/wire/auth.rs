@@ -7,6 +7,7 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
+use crate::directory::StoredDirectory;
 use crate::model::{DeviceId, Uid};
 use crate::reason::ReasonCode;
 use crate::session::{DeviceFlag, DeviceLevel};
@@ -103,6 +104,47 @@ impl Authenticator for TokenTable {
                 Ok(*level)
             }
             _ => Err(ReasonCode::AUTH_FAIL),
+        }
+    }
+}
+
+/// Logins checked against the tokens a [`StoredDirectory`] keeps (one
+/// store read per CONNECT, so that a token set or removed through any node
+/// is in force on every node at once).
+///
+/// ```
+/// use std::sync::Arc;
+/// use imcore::wire::{Authenticator, ConnectInfo};
+/// use imcore::{DeviceFlag, DeviceId, DeviceLevel, MemoryStore, ReasonCode, StoredDirectory, Uid};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> imcore::Result<()> {
+/// let dir = StoredDirectory::new(Arc::new(MemoryStore::new()));
+/// let alice = Uid::new("alice")?;
+/// dir.set_token(&alice, DeviceFlag::Web, "s3cret", DeviceLevel::Master).await?;
+/// let info = ConnectInfo {
+///     uid: alice,
+///     token: "s3cret".into(),
+///     device_id: DeviceId::new("tab-1")?,
+///     device_flag: DeviceFlag::Web,
+///     version: 2,
+/// };
+/// assert_eq!(dir.authenticate(&info).await, Ok(DeviceLevel::Master));
+/// # Ok(()) }
+/// ```
+#[async_trait]
+impl Authenticator for StoredDirectory {
+    async fn authenticate(&self, info: &ConnectInfo) -> Result<DeviceLevel, ReasonCode> {
+        match self.token(&info.uid, info.device_flag).await {
+            Ok(Some(stored))
+                if bool::from(stored.token.as_bytes().ct_eq(info.token.as_bytes())) =>
+            {
+                Ok(stored.level)
+            }
+            Ok(_) => Err(ReasonCode::AUTH_FAIL),
+            Err(e) => {
+                tracing::warn!("login of {} not checked: {e}", info.uid);
+                Err(ReasonCode::SYSTEM_ERROR)
+            }
         }
     }
 }

@@ -7,12 +7,15 @@
 //! - `<prefix>.presence`: every node's heartbeats, presence changes
 //!   (logins, which also replace and kick elsewhere) and kicks;
 //! - `<prefix>.snapshot.<id>`: asks node `id` for all its users, answered
-//!   on the asker's inbox.
+//!   on the asker's inbox;
+//! - `<prefix>.directory`: directory changes ([`NatsChangeFeed`], a
+//!   connection of its own).
 //!
 //! Core NATS delivers at most once: a message lost between nodes is found
 //! by the client's sync (its seq is missing), never stored twice; a lost
 //! presence change is noticed by its number and repaired by a snapshot.
 
+mod directory;
 mod event;
 mod presence;
 mod tasks;
@@ -28,6 +31,7 @@ use crate::error::{Error, Result, ValidationError};
 use crate::model::{Message, Uid};
 use crate::route::{LocalDevices, Router};
 use crate::session::{Device, DeviceFlag};
+pub use directory::{FeedStats, NatsChangeFeed};
 use presence::Views;
 
 /// How a [`NatsRouter`] joins its cluster.

@@ -41,6 +41,7 @@ macro_rules! message_columns {
 
 mod commands;
 mod conversations;
+mod directory;
 mod log;
 mod outbox;
 #[cfg(test)]

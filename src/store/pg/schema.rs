@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 3;
+pub(super) const SCHEMA_VERSION: i32 = 4;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -163,6 +163,54 @@ ALTER TABLE imcore_commands DROP CONSTRAINT imcore_commands_from_uid_client_msg_
 UPDATE imcore_schema SET version = 3;
 ";
 
+/// Version 4: the directory (`directory.rs`): tokens, channel records,
+/// subscribers and list entries a row each, system uids, and a version per
+/// channel (`ctype` 0 is the system uids'). Uids sort bytewise (`COLLATE
+/// "C"`), as the crate's other stores sort them. A version-3 database gets
+/// the new, empty tables when a store opens it.
+const MIGRATE_V4: &str = r#"
+CREATE TABLE imcore_dir_tokens (
+    uid text NOT NULL,
+    device_flag int2 NOT NULL,
+    token text NOT NULL,
+    level int2 NOT NULL,
+    PRIMARY KEY (uid, device_flag)
+);
+CREATE TABLE imcore_dir_channels (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    owner text,
+    ban bool NOT NULL,
+    send_ban bool NOT NULL,
+    disband bool NOT NULL,
+    PRIMARY KEY (ctype, cid)
+);
+CREATE TABLE imcore_dir_members (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    uid text COLLATE "C" NOT NULL,
+    PRIMARY KEY (ctype, cid, uid)
+);
+CREATE INDEX imcore_dir_members_uid ON imcore_dir_members (uid);
+CREATE TABLE imcore_dir_lists (
+    list int2 NOT NULL,
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    uid text COLLATE "C" NOT NULL,
+    PRIMARY KEY (list, ctype, cid, uid)
+);
+CREATE TABLE imcore_dir_system (
+    uid text COLLATE "C" PRIMARY KEY
+);
+CREATE TABLE imcore_dir_versions (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    version int8 NOT NULL,
+    PRIMARY KEY (ctype, cid)
+);
+UPDATE imcore_schema SET version = 4;
+"#;
+
 /// Creates the tables in an empty database, brings those of an older
 /// version up to date, or checks the version of those there.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -196,7 +244,8 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
              INSERT INTO imcore_schema VALUES ('{SCHEMA_NAME}', 1);
              {CREATE_V1}
              {MIGRATE_V2}
-             {MIGRATE_V3}"
+             {MIGRATE_V3}
+             {MIGRATE_V4}"
         );
         tx.batch_execute(&create).await.map_err(pg_error)?;
         return tx.commit().await.map_err(pg_error);
@@ -208,11 +257,11 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
     let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     match found.as_slice() {
         [(name, version)] if name == SCHEMA_NAME && *version == SCHEMA_VERSION => Ok(()),
-        [(name, version @ (1 | 2))] if name == SCHEMA_NAME => {
-            if *version == 1 {
-                tx.batch_execute(MIGRATE_V2).await.map_err(pg_error)?;
+        [(name, version @ (1..=3))] if name == SCHEMA_NAME => {
+            let steps = [MIGRATE_V2, MIGRATE_V3, MIGRATE_V4];
+            for step in &steps[usize::try_from(*version - 1).unwrap_or(0)..] {
+                tx.batch_execute(step).await.map_err(pg_error)?;
             }
-            tx.batch_execute(MIGRATE_V3).await.map_err(pg_error)?;
             tx.commit().await.map_err(pg_error)
         }
         [(name, version)] if name == SCHEMA_NAME && *version > SCHEMA_VERSION => {
