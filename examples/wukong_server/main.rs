@@ -48,10 +48,12 @@
 //!   from the store's outbox, so that a crash loses none.
 //!
 //! Messages, conversations, command queues and revocations live in the
-//! embedded sled store and survive a restart. Tokens and groups are the
-//! host's own data; this example keeps them in memory, per node: in a
-//! cluster, register tokens on the node a client connects to and create
-//! groups on every node.
+//! store (sled, or PostgreSQL), and so does the directory: tokens,
+//! channels with their settings, subscribers, black- and whitelists and
+//! system uids ([`imcore::StoredDirectory`]). They survive a restart, and in
+//! a cluster every node answers from the same state: a business server may
+//! call any node, and each node's cache hears the others' changes over NATS
+//! ([`imcore::route::NatsChangeFeed`]).
 
 mod access;
 mod api;
@@ -86,9 +88,12 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::sync::Arc;
 
+use imcore::route::NatsChangeFeed;
 use imcore::store::{PgConfig, PgStore, Store};
-use imcore::wire::{TokenTable, WireConfig, WireServer};
-use imcore::{Hub, HubConfig, MemoryDirectory, NatsConfig, NatsRouter, SingleNode, SledStore};
+use imcore::wire::{WireConfig, WireServer};
+use imcore::{
+    DirectoryStore, Hub, HubConfig, NatsConfig, NatsRouter, SingleNode, SledStore, StoredDirectory,
+};
 use tracing::{error, info};
 
 use crate::cli::{Settings, Tool};
@@ -99,8 +104,8 @@ use crate::shutdown::Shutdown;
 #[derive(Clone)]
 struct App {
     hub: Hub,
-    directory: Arc<MemoryDirectory>,
-    tokens: Arc<TokenTable>,
+    /// Tokens, channels, subscribers, lists and system uids, in the store.
+    directory: Arc<StoredDirectory>,
     wire: WireServer,
     addresses: Arc<routing::Addresses>,
     limits: Arc<Limits>,
@@ -136,16 +141,42 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The store, as history and as directory: sled in the data directory,
+/// unless PostgreSQL is named.
+async fn stores(
+    settings: &Settings,
+) -> Result<(Arc<dyn Store>, Arc<dyn DirectoryStore>), Box<dyn std::error::Error>> {
+    Ok(match &settings.postgres {
+        Some(url) => {
+            let store = Arc::new(PgStore::open(PgConfig::new(url.clone())).await?);
+            (store.clone(), store)
+        }
+        None => {
+            let store = Arc::new(SledStore::open(&settings.data)?);
+            (store.clone(), store)
+        }
+    })
+}
+
+/// The directory on its store; in a cluster, hearing the other nodes'
+/// changes over NATS.
+async fn directory(
+    settings: &Settings,
+    store: Arc<dyn DirectoryStore>,
+) -> Result<StoredDirectory, Box<dyn std::error::Error>> {
+    let directory = StoredDirectory::new(store);
+    Ok(match &settings.nats {
+        Some(url) => directory.feed(Arc::new(NatsChangeFeed::connect(url, "imcore").await?)),
+        None => directory,
+    })
+}
+
 /// The hub on its store and router, with the webhook if one is named.
 async fn hub(
     settings: &Settings,
-    directory: Arc<MemoryDirectory>,
+    store: Arc<dyn Store>,
+    directory: Arc<StoredDirectory>,
 ) -> Result<Hub, Box<dyn std::error::Error>> {
-    // sled in the data directory, unless PostgreSQL is named.
-    let store: Arc<dyn Store> = match &settings.postgres {
-        Some(url) => Arc::new(PgStore::open(PgConfig::new(url.clone())).await?),
-        None => Arc::new(SledStore::open(&settings.data)?),
-    };
     // The webhook reads the outbox, which then takes every new message.
     let webhook = match &settings.webhook {
         Some(url) => {
@@ -182,9 +213,9 @@ async fn hub(
 
 /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
 async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let directory = Arc::new(MemoryDirectory::new());
-    let tokens = Arc::new(TokenTable::new());
-    let hub = hub(&settings, directory.clone()).await?;
+    let (store, directory_store) = stores(&settings).await?;
+    let directory = Arc::new(directory(&settings, directory_store).await?);
+    let hub = hub(&settings, store, directory.clone()).await?;
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -224,14 +255,13 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let (stop, shutdown) = Shutdown::new();
     let authenticator = Arc::new(limits::Limited {
         limits: limits.clone(),
-        inner: tokens.clone(),
+        inner: directory.clone(),
     });
     let app = App {
         addresses: Arc::new(addresses),
         wire: WireServer::new(hub.clone(), authenticator).with_config(wire),
         hub: hub.clone(),
         directory,
-        tokens,
         limits,
         shutdown: shutdown.clone(),
     };

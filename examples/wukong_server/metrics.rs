@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use imcore::wire::WireServer;
-use imcore::Hub;
+use imcore::{Hub, StoredDirectory};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -24,6 +24,7 @@ struct Counters {
     hub: Hub,
     wire: WireServer,
     limits: Arc<Limits>,
+    directory: Arc<StoredDirectory>,
 }
 
 /// One counter.
@@ -139,11 +140,48 @@ impl Collector for Counters {
             "Connections given up because a write did not finish in time",
             wire.write_timeouts,
         )?;
-        self.encode_limits(&mut e)
+        self.encode_limits(&mut e)?;
+        self.encode_directory(&mut e)
     }
 }
 
 impl Counters {
+    /// The directory's cache: how often a send's checks needed the store.
+    fn encode_directory(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let stats = self.directory.stats();
+        gauge(
+            e,
+            "imcore_directory_cached_channels",
+            "Channels the directory cache holds now",
+            stats.cached as u64,
+        )?;
+        for (name, help, n) in [
+            (
+                "imcore_directory_hits",
+                "Directory answers from the cache, with no store call",
+                stats.hits,
+            ),
+            (
+                "imcore_directory_loads",
+                "Channels read from the store into the directory cache",
+                stats.loads,
+            ),
+            (
+                "imcore_directory_revalidations",
+                "Version checks of cached channels past the revalidation bound",
+                stats.revalidations,
+            ),
+            (
+                "imcore_directory_invalidations",
+                "Cached channels dropped because the store moved past them",
+                stats.invalidations,
+            ),
+        ] {
+            counter(e, name, help, n)?;
+        }
+        Ok(())
+    }
+
     /// The abuse limits as configured (0: off), and what they refused.
     /// Refused logins are also in `imcore_login_refusals{reason="22"}`.
     fn encode_limits(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
@@ -200,6 +238,7 @@ pub async fn metrics(State(app): State<App>) -> Response {
         hub: app.hub.clone(),
         wire: app.wire.clone(),
         limits: app.limits.clone(),
+        directory: app.directory.clone(),
     }));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {

@@ -19,6 +19,7 @@ pub fn router(app: App, token: Option<Arc<Secret>>) -> Router {
         .route("/user/token", post(users::user_token))
         .route("/user/device_quit", post(users::device_quit))
         .route("/channel", post(channels::channel_create))
+        .route("/channel/info", post(channels::channel_info))
         .route("/channel/subscriber_add", post(channels::subscriber_add))
         .route(
             "/channel/subscriber_remove",

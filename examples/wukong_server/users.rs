@@ -19,6 +19,9 @@ pub struct TokenReq {
     device_level: u8,
 }
 
+/// The longest token accepted (WuKongIM sets no bound; tokens are stored).
+const MAX_TOKEN: usize = 256;
+
 fn web() -> u8 {
     1
 }
@@ -30,7 +33,12 @@ pub async fn user_token(State(app): State<App>, Json(req): Json<TokenReq>) -> Ap
     } else {
         DeviceLevel::Master
     };
-    app.tokens.set(uid(&req.uid)?, flag, req.token, level);
+    if req.token.is_empty() || req.token.len() > MAX_TOKEN {
+        return Err(ApiError::bad("token must be 1 to 256 bytes"));
+    }
+    app.directory
+        .set_token(&uid(&req.uid)?, flag, req.token, level)
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -75,7 +83,7 @@ pub async fn device_quit(State(app): State<App>, Json(req): Json<QuitReq>) -> Ap
         |f| vec![f],
     );
     for kind in kinds {
-        app.tokens.remove(&user, kind);
+        app.directory.remove_token(&user, kind).await?;
     }
     let closed = app.hub.kick(&user, flag);
     Ok(Json(json!({ "closed": closed })))
