@@ -51,10 +51,9 @@ test('two nodes: messages, a command, a revocation and a kick cross; a killed no
     clients.push(c);
     return c;
   };
-  // Groups are the host's data: this example keeps them per node.
-  for (const n of [n1, n2]) {
-    await n.api('/channel', { channel_id: 'crew', channel_type: ChannelType.group, subscribers: ['alice', 'bob', 'carol', 'dave'] });
-  }
+  // The group is created once, through node 1: every node reads it from
+  // the shared store.
+  await n1.api('/channel', { channel_id: 'crew', channel_type: ChannelType.group, subscribers: ['alice', 'bob', 'carol', 'dave'] });
   const alice = await login(n1, 'alice');
   const dave = await login(n1, 'dave');
   const bob = await login(n2, 'bob');
