@@ -46,6 +46,11 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// The subscribers as a shared list, if built since the last change.
+    pub fn built_list(&self) -> Option<Arc<[Uid]>> {
+        self.list.clone()
+    }
+
     /// The subscribers as a shared list (built once per change).
     pub fn list(&mut self) -> Arc<[Uid]> {
         self.list

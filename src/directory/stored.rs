@@ -453,11 +453,17 @@ impl StoredDirectory {
 impl Directory for StoredDirectory {
     async fn subscribers(&self, channel: &Channel) -> Result<Arc<[Uid]>> {
         let entry = self.cache.channel(channel).await?;
+        {
+            // Every send asks: a read lock while the list is built.
+            let e = entry.read().unwrap_or_else(|e| e.into_inner());
+            match (&e.info, e.built_list()) {
+                (Some(info), Some(list)) if !info.disband => return Ok(list),
+                (Some(info), None) if !info.disband => {}
+                _ => return Ok(Arc::from(Vec::new())),
+            }
+        }
         let mut e = entry.write().unwrap_or_else(|e| e.into_inner());
-        Ok(match &e.info {
-            Some(info) if !info.disband => e.list(),
-            _ => Arc::from(Vec::new()),
-        })
+        Ok(e.list())
     }
 
     async fn check_send(&self, sender: &Uid, channel: &Channel) -> Result<Permission> {
