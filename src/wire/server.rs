@@ -129,9 +129,10 @@ pub enum SessionEnd {
     /// CONNECT was refused; the client was sent a CONNACK with this reason.
     Refused(ReasonCode),
     /// The hub closed the connection (another login, a slow consumer, the
-    /// host). Kicks and host closes were told to the client with
-    /// DISCONNECT; a slow consumer is just closed, so that it reconnects
-    /// and catches up by sync.
+    /// host, a shutdown). Kicks and host closes were told to the client
+    /// with DISCONNECT; a slow consumer and a shutdown are just closed, so
+    /// that the client reconnects by itself
+    /// ([`DisconnectReason::expects_reconnect`]).
     Disconnected(DisconnectReason),
     /// CONNECT did not arrive in time, or the connection was silent for
     /// longer than the idle timeout.
@@ -155,7 +156,11 @@ pub enum SessionEnd {
 ///   channel as this user addresses it, one packet per outgoing frame;
 /// - passes RECVACK to [`Hub::ack`] (a master's ack consumes a command);
 /// - answers SUB with SUBACK reason 23: the hub has no channels to
-///   subscribe to.
+///   subscribe to;
+/// - when the hub closes the connection, writes what was queued for it,
+///   then sends DISCONNECT for a kick or a host's close, and nothing for a
+///   slow consumer or a [`Hub::shutdown`]: WuKongIM's clients reconnect
+///   after a plain close, and stop for good after a DISCONNECT.
 ///
 /// See `examples/wukong_server/` for a WebSocket server built on it.
 #[derive(Debug, Clone)]

@@ -154,19 +154,36 @@ impl Session<'_> {
                     }
                     None => {
                         let reason = deliveries.closed_reason().unwrap_or(DisconnectReason::Closed);
-                        if reason != DisconnectReason::SlowConsumer {
-                            let packet = Packet::Disconnect(DisconnectPacket {
-                                reason: reason.reason_code(),
-                                reason_text: disconnect_text(reason).into(),
-                            });
-                            outgoing.send(&packet).await?;
-                        }
-                        return Ok(SessionEnd::Disconnected(reason));
+                        return self.closed_by_hub(reason, outgoing).await;
                     }
                 },
                 () = silence => return Ok(SessionEnd::TimedOut),
             }
         }
+    }
+
+    /// The hub closed the connection, every delivery queued for it
+    /// written. A kick, a replacement or a host's close is told with a
+    /// DISCONNECT; a slow consumer and a shutdown are just closed, so that
+    /// the client reconnects by itself
+    /// ([`DisconnectReason::expects_reconnect`]).
+    async fn closed_by_hub<O>(
+        &self,
+        reason: DisconnectReason,
+        outgoing: &mut Out<'_, O>,
+    ) -> Result<SessionEnd, WireError>
+    where
+        O: Sink<Bytes> + Unpin,
+        O::Error: Into<BoxError>,
+    {
+        if !reason.expects_reconnect() {
+            let packet = Packet::Disconnect(DisconnectPacket {
+                reason: reason.reason_code(),
+                reason_text: disconnect_text(reason).into(),
+            });
+            outgoing.send(&packet).await?;
+        }
+        Ok(SessionEnd::Disconnected(reason))
     }
 
     /// Handles one packet from the client; `Some` when it ends the session.
@@ -383,5 +400,6 @@ pub(super) fn disconnect_text(reason: DisconnectReason) -> &'static str {
         DisconnectReason::Replaced => "the same device connected again",
         DisconnectReason::SlowConsumer => "the connection could not keep up",
         DisconnectReason::Closed => "the server closed the connection",
+        DisconnectReason::Shutdown => "the server is shutting down",
     }
 }
