@@ -1,9 +1,12 @@
 //! A hub's shutdown seen from a served connection: no one is logged out.
 //! The connection gets what was queued for it and is then closed without a
-//! DISCONNECT (after which WuKongIM's clients would stop reconnecting).
+//! DISCONNECT (after which WuKongIM's clients would stop reconnecting);
+//! a SEND the closing hub refused is left unanswered, for the client to
+//! send again once it has reconnected.
 
 use std::time::Duration;
 
+use imcore::store::Page;
 use imcore::wire::{Packet, SessionEnd};
 use imcore::{Channel, DisconnectReason, SendRequest};
 
@@ -54,4 +57,41 @@ async fn a_shutdown_writes_what_was_queued_then_closes_without_disconnect() {
         );
     }
     assert_eq!(w.hub.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn a_send_the_closing_hub_refuses_is_left_for_the_client_to_send_again() {
+    let w = world();
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    w.hub.close();
+    // The SEND and a PING in one chunk: the PING is answered at once, the
+    // SEND goes to the hub, which refuses it.
+    let mut chunk = Packet::Send(alice.sealed_send(1, "bob", 1, "too late"))
+        .to_bytes()
+        .unwrap()
+        .to_vec();
+    chunk.extend_from_slice(&Packet::Ping.to_bytes().unwrap());
+    alice.raw(&chunk);
+    assert_eq!(alice.next().await, Some(Packet::Pong));
+
+    w.hub.shutdown().await.unwrap();
+
+    // No SENDACK (a refusal would make the client drop the message) and
+    // no DISCONNECT: it reconnects and sends it again.
+    assert_eq!(rest_of(&mut alice).await, []);
+    assert_eq!(
+        alice.end().await.unwrap(),
+        SessionEnd::Disconnected(DisconnectReason::Shutdown)
+    );
+    let history = w
+        .hub
+        .sync_channel(
+            &uid_of("alice"),
+            &Channel::person(&uid_of("alice"), &uid_of("bob")),
+            Page::forward(1, 10),
+        )
+        .await
+        .unwrap();
+    assert!(history.is_empty(), "nothing was stored: {history:?}");
 }
