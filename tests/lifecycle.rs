@@ -117,8 +117,10 @@ async fn pushes_are_bounded_and_shutdown_waits_for_them_then_refuses_sends() {
         "never more than max_pushes"
     );
     assert!(store.flushes() > flushes, "the store was flushed");
-    // The device was told why it was closed.
+    // The device was closed as by a shutdown, which is not a logout: a
+    // transport closes it so that the client reconnects by itself.
     while alice.recv().await.is_some() {}
-    assert_eq!(alice.closed_reason(), Some(DisconnectReason::Closed));
+    assert_eq!(alice.closed_reason(), Some(DisconnectReason::Shutdown));
+    assert!(DisconnectReason::Shutdown.expects_reconnect());
     assert_eq!(hub.connection_count(), 0);
 }

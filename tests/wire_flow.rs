@@ -1,6 +1,7 @@
 //! Flow through served connections: a connection waiting for its own sends
-//! goes on receiving, and a client that stops reading is closed while
-//! everyone beside it gets everything.
+//! goes on receiving (and, kicked, is answered before it is told), and a
+//! client that stops reading is closed while everyone beside it gets
+//! everything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +106,46 @@ async fn a_connection_waiting_for_its_own_send_still_receives_what_others_send()
         Packet::Recv(recv) => assert_eq!(bob.open_recv(&recv), "held"),
         other => panic!("bob expected alice's message, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_kick_answers_the_send_the_hub_had_taken_before_its_disconnect() {
+    let mut w = world();
+    let directory = Arc::new(GatedDirectory {
+        inner: Arc::new(MemoryDirectory::new()),
+        gated: uid_of("alice"),
+        gate: tokio::sync::Semaphore::new(0),
+        entered: tokio::sync::Notify::new(),
+    });
+    w.hub = imcore::Hub::builder()
+        .directory(directory.clone())
+        .build()
+        .unwrap();
+    w.server = imcore::wire::WireServer::new(w.hub.clone(), w.tokens.clone());
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    alice.packet(&Packet::Send(alice.sealed_send(1, "bob", 1, "held")));
+    directory.entered.notified().await;
+
+    // Kicked while her send is in the hub: the kicked client will not
+    // reconnect to send it again, so its answer must come first.
+    assert_eq!(w.hub.kick(&uid_of("alice"), None), 1);
+    // The session, woken by the kick, runs before this test goes on (one
+    // thread): it sees the kick while the send is still held.
+    tokio::task::yield_now().await;
+    directory.gate.add_permits(1);
+    match next_within(&mut alice).await {
+        Packet::Sendack(ack) => assert_eq!(ack.client_seq, 1),
+        other => panic!("expected the SENDACK before the DISCONNECT, got {other:?}"),
+    }
+    match next_within(&mut alice).await {
+        Packet::Disconnect(d) => assert_eq!(d.reason, ReasonCode::CONNECT_KICK),
+        other => panic!("expected the DISCONNECT, got {other:?}"),
+    }
+    assert_eq!(
+        alice.end().await.unwrap(),
+        SessionEnd::Disconnected(DisconnectReason::Kicked)
+    );
 }
 
 #[tokio::test]

@@ -184,8 +184,9 @@ where
 }
 
 /// Whether the server ended the session with a last word to the client (a
-/// DISCONNECT, a refusing CONNACK), which a lingering close keeps from
-/// being lost; a client that timed out or left is closed at once.
+/// DISCONNECT, a refusing CONNACK, the last deliveries and SENDACKs before
+/// a shutdown's close), which a lingering close keeps from being lost; a
+/// client that timed out or left is closed at once.
 fn told(ended: &Result<SessionEnd, WireError>) -> bool {
     matches!(
         ended,

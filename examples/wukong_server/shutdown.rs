@@ -1,7 +1,13 @@
 //! A graceful end on SIGTERM or Ctrl-C: stop accepting, let the HTTP
 //! requests under way finish, shut the hub down (new sends refused, sends
-//! under way finished, the store flushed, every device told with a
-//! DISCONNECT), wait for the connections to close, exit 0.
+//! under way finished, the store flushed, every connection closed once
+//! what was queued for it is written), wait for the connections to close,
+//! exit 0.
+//!
+//! Nobody is logged out: the connections close without a DISCONNECT
+//! packet, so the SDKs reconnect by themselves once the server (or
+//! another one at the same address) listens again, as they do when
+//! WuKongIM restarts. A rolling restart needs nothing more from clients.
 
 use std::future::Future;
 use std::time::Duration;
@@ -89,7 +95,7 @@ pub async fn run(
     let _ = stop.send(true);
     drain(&shutdown.http, deadline, "HTTP connections").await;
     hub.shutdown().await?;
-    info!("hub shut down: sends finished, store flushed, devices told");
+    info!("hub shut down: sends finished, store flushed, connections closing");
     drain(&shutdown.sessions, deadline, "sessions").await;
     Ok(())
 }

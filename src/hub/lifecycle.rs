@@ -1,6 +1,6 @@
 //! A hub's end: [`Hub::shutdown`] stops new sends, waits for the work
 //! under way (sends, offline notifications), flushes the store and
-//! disconnects the devices.
+//! disconnects the devices, which reconnect by themselves.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -97,7 +97,14 @@ impl Hub {
     /// Shuts the hub down: sends from now on fail with [`Error::Closed`];
     /// sends and offline notifications under way finish; the store is
     /// flushed; every device on this node is disconnected with
-    /// [`DisconnectReason::Closed`] (a wire client gets a DISCONNECT).
+    /// [`DisconnectReason::Shutdown`].
+    ///
+    /// A shutdown does not log anyone out: the wire server writes what was
+    /// queued for each connection and the answers to its sends that the
+    /// hub took, then closes it without a DISCONNECT packet, so that
+    /// WuKongIM's clients reconnect by themselves (to the restarted server,
+    /// or another node), as they do when WuKongIM itself stops. To log a
+    /// user out, [`Hub::kick`].
     ///
     /// Stop accepting connections before calling it: devices that connect
     /// afterwards are registered, but nothing can be sent to them.
@@ -125,7 +132,7 @@ impl Hub {
             if self
                 .inner
                 .sessions
-                .disconnect_user(&uid, None, DisconnectReason::Closed)
+                .disconnect_user(&uid, None, DisconnectReason::Shutdown)
                 > 0
             {
                 self.inner.router.presence_changed(&uid, None);

@@ -136,19 +136,50 @@ pub enum DisconnectReason {
     SlowConsumer,
     /// The host asked the hub to close it.
     Closed,
+    /// The hub is shutting down ([`Hub::shutdown`](crate::Hub::shutdown)):
+    /// a restart, or a node leaving its cluster. The device is expected to
+    /// reconnect by itself, to the restarted server or to another node:
+    /// what it was acknowledged is stored, and what it was not it sends
+    /// again.
+    Shutdown,
 }
 
 impl DisconnectReason {
     /// The WuKongIM reason code a DISCONNECT packet carries:
     /// [`ReasonCode::CONNECT_KICK`] (12) for a kick or a replacement,
     /// [`ReasonCode::RATE_LIMIT`] (22) for a slow consumer (WuKongIM has no
-    /// closer code), [`ReasonCode::SUCCESS`] for a plain close.
+    /// closer code), [`ReasonCode::SUCCESS`] for a plain close or a
+    /// shutdown. The wire server sends no DISCONNECT when
+    /// [`DisconnectReason::expects_reconnect`] says so.
     pub fn reason_code(self) -> ReasonCode {
         match self {
             DisconnectReason::Kicked | DisconnectReason::Replaced => ReasonCode::CONNECT_KICK,
             DisconnectReason::SlowConsumer => ReasonCode::RATE_LIMIT,
-            DisconnectReason::Closed => ReasonCode::SUCCESS,
+            DisconnectReason::Closed | DisconnectReason::Shutdown => ReasonCode::SUCCESS,
         }
+    }
+
+    /// Whether the client is expected to reconnect by itself: `true` for a
+    /// slow consumer (it catches up by sync) and a shutdown (it comes back
+    /// to the restarted server or another node), `false` for a kick, a
+    /// replacement or a host's close.
+    ///
+    /// A transport closes the first kind without telling the client why:
+    /// WuKongIM's clients stop reconnecting after a DISCONNECT packet (the
+    /// JavaScript SDK whatever its reason code) and reconnect after a plain
+    /// close, as WuKongIM's own server closes its connections when it
+    /// stops. The wire server does so.
+    ///
+    /// ```
+    /// use imcore::DisconnectReason;
+    /// assert!(DisconnectReason::Shutdown.expects_reconnect());
+    /// assert!(!DisconnectReason::Kicked.expects_reconnect());
+    /// ```
+    pub fn expects_reconnect(self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::SlowConsumer | DisconnectReason::Shutdown
+        )
     }
 }
 

@@ -129,9 +129,10 @@ pub enum SessionEnd {
     /// CONNECT was refused; the client was sent a CONNACK with this reason.
     Refused(ReasonCode),
     /// The hub closed the connection (another login, a slow consumer, the
-    /// host). Kicks and host closes were told to the client with
-    /// DISCONNECT; a slow consumer is just closed, so that it reconnects
-    /// and catches up by sync.
+    /// host, a shutdown). Kicks and host closes were told to the client
+    /// with DISCONNECT; a slow consumer and a shutdown are just closed, so
+    /// that the client reconnects by itself
+    /// ([`DisconnectReason::expects_reconnect`]).
     Disconnected(DisconnectReason),
     /// CONNECT did not arrive in time, or the connection was silent for
     /// longer than the idle timeout.
@@ -150,12 +151,19 @@ pub enum SessionEnd {
 /// - checks each SEND's message key, decrypts it, sends it through the hub
 ///   from this connection and answers SENDACK with the hub's ids, or with
 ///   the reason code of a refusal (8 for a bad message key, 9 for a payload
-///   that does not decrypt);
+///   that does not decrypt); a SEND refused because the hub is closing
+///   ([`Error::Closed`](crate::Error::Closed)) is not answered, so that
+///   the client keeps it and sends it again once reconnected;
 /// - writes every message the hub delivers as an encrypted RECV, with the
 ///   channel as this user addresses it, one packet per outgoing frame;
 /// - passes RECVACK to [`Hub::ack`] (a master's ack consumes a command);
 /// - answers SUB with SUBACK reason 23: the hub has no channels to
-///   subscribe to.
+///   subscribe to;
+/// - when the hub closes the connection, writes what was queued for it and
+///   the answers to the SENDs the hub had taken, then sends DISCONNECT for
+///   a kick or a host's close, and nothing for a slow consumer or a
+///   [`Hub::shutdown`]: WuKongIM's clients reconnect after a plain close,
+///   and stop for good after a DISCONNECT.
 ///
 /// See `examples/wukong_server/` for a WebSocket server built on it.
 #[derive(Debug, Clone)]

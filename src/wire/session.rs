@@ -154,19 +154,53 @@ impl Session<'_> {
                     }
                     None => {
                         let reason = deliveries.closed_reason().unwrap_or(DisconnectReason::Closed);
-                        if reason != DisconnectReason::SlowConsumer {
-                            let packet = Packet::Disconnect(DisconnectPacket {
-                                reason: reason.reason_code(),
-                                reason_text: disconnect_text(reason).into(),
-                            });
-                            outgoing.send(&packet).await?;
-                        }
-                        return Ok(SessionEnd::Disconnected(reason));
+                        return self.closed_by_hub(reason, outgoing, &mut sends).await;
                     }
                 },
                 () = silence => return Ok(SessionEnd::TimedOut),
             }
         }
+    }
+
+    /// The hub closed the connection, every delivery queued for it
+    /// written. The batch of SENDs in the hub is answered first (a slow
+    /// consumer's excepted: it could not take them), waiting for it at
+    /// most the write timeout: a kicked client would not learn otherwise
+    /// that they were stored. SENDs not yet passed to the hub stay
+    /// unanswered, as those it refused for closing: a client that
+    /// reconnects sends them again.
+    ///
+    /// Then a kick, a replacement or a host's close is told with a
+    /// DISCONNECT; a slow consumer and a shutdown are just closed, so that
+    /// the client reconnects by itself
+    /// ([`DisconnectReason::expects_reconnect`]).
+    async fn closed_by_hub<O>(
+        &self,
+        reason: DisconnectReason,
+        outgoing: &mut Out<'_, O>,
+        sends: &mut Sends,
+    ) -> Result<SessionEnd, WireError>
+    where
+        O: Sink<Bytes> + Unpin,
+        O::Error: Into<BoxError>,
+    {
+        if reason != DisconnectReason::SlowConsumer && sends.current.is_some() {
+            // Past the bound the batch still finishes, in the background.
+            if let Ok(acks) = tokio::time::timeout(outgoing.timeout, sends.answered(self.hub)).await
+            {
+                outgoing
+                    .send_all(acks.into_iter().map(Packet::Sendack).collect::<Vec<_>>())
+                    .await?;
+            }
+        }
+        if !reason.expects_reconnect() {
+            let packet = Packet::Disconnect(DisconnectPacket {
+                reason: reason.reason_code(),
+                reason_text: disconnect_text(reason).into(),
+            });
+            outgoing.send(&packet).await?;
+        }
+        Ok(SessionEnd::Disconnected(reason))
     }
 
     /// Handles one packet from the client; `Some` when it ends the session.
@@ -285,7 +319,8 @@ impl Session<'_> {
     }
 }
 
-/// Sends a batch through the hub; the SENDACKs answering it, in order.
+/// Sends a batch through the hub; the SENDACKs answering it, in order,
+/// but none for a SEND the hub refused because it is closing.
 async fn hub_send(hub: Hub, batch: Vec<Queued>) -> Vec<SendackPacket> {
     let mut requests = Vec::with_capacity(batch.len());
     // Each SEND's answer, or who sent it, to answer once the hub has.
@@ -303,8 +338,8 @@ async fn hub_send(hub: Hub, batch: Vec<Queued>) -> Vec<SendackPacket> {
     let mut results = hub.send_all(requests).await.into_iter();
     slots
         .into_iter()
-        .map(|slot| match slot {
-            Err(ack) => ack,
+        .filter_map(|slot| match slot {
+            Err(ack) => Some(ack),
             Ok((client_seq, flags, from)) => {
                 let result = results.next().unwrap_or_else(|| {
                     Err(Error::corrupt(
@@ -318,14 +353,18 @@ async fn hub_send(hub: Hub, batch: Vec<Queued>) -> Vec<SendackPacket> {
 }
 
 /// The SENDACK answering the SEND numbered `client_seq` from `from`, with
-/// the SEND's header flags.
+/// the SEND's header flags; `None` when the hub is closing
+/// ([`Error::Closed`]): nothing was stored, and the connection is about to
+/// close. WuKongIM's clients keep what was not answered and send it again
+/// when they have reconnected (the JavaScript SDK on every CONNACK);
+/// answering with a refusal would make them drop it.
 fn sendack(
     client_seq: u32,
     flags: Flags,
     from: &Uid,
     result: crate::Result<SendAck>,
-) -> SendackPacket {
-    match result {
+) -> Option<SendackPacket> {
+    Some(match result {
         Ok(ack) => match (
             i64::try_from(ack.message_id.0),
             u32::try_from(ack.message_seq),
@@ -339,6 +378,10 @@ fn sendack(
             },
             _ => refused_send(client_seq, flags, ReasonCode::SYSTEM_ERROR),
         },
+        Err(Error::Closed) => {
+            tracing::debug!(uid = %from, "SEND left unanswered: the hub is closing");
+            return None;
+        }
         Err(e) => {
             match e {
                 Error::Storage { .. }
@@ -352,7 +395,7 @@ fn sendack(
             let reason = e.reason_code().unwrap_or(ReasonCode::SYSTEM_ERROR);
             refused_send(client_seq, flags, reason)
         }
-    }
+    })
 }
 
 /// The SENDACK refusing the SEND numbered `client_seq` (whose header flags
@@ -383,5 +426,6 @@ pub(super) fn disconnect_text(reason: DisconnectReason) -> &'static str {
         DisconnectReason::Replaced => "the same device connected again",
         DisconnectReason::SlowConsumer => "the connection could not keep up",
         DisconnectReason::Closed => "the server closed the connection",
+        DisconnectReason::Shutdown => "the server is shutting down",
     }
 }

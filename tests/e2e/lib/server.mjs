@@ -30,9 +30,11 @@ export const unb64json = (s) => JSON.parse(Buffer.from(s, 'base64').toString('ut
  * the same data); by default a fresh one, removed when it stops. `env`:
  * extra environment variables. `token`: the manager token the server was
  * given, sent with every request of `request`/`api`. `keep`: how many
- * lines of its output `output()` keeps (the last ones).
+ * lines of its output `output()` keeps (the last ones). `port`: the
+ * WebSocket/HTTP port, by default any free one (a restart passes the one
+ * its clients were given).
  */
-export async function startServer({ timeout = 30000, args = [], dataDir: given, env = {}, token, keep: keepLines = 300 } = {}) {
+export async function startServer({ timeout = 30000, args = [], dataDir: given, env = {}, token, keep: keepLines = 300, port: wanted = 0 } = {}) {
   const bin = serverBinary();
   if (!existsSync(bin)) {
     throw new Error(
@@ -40,8 +42,9 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given, 
     );
   }
   const dataDir = given ?? (await mkdtemp(join(tmpdir(), 'imcore-e2e-')));
-  // Free ports for HTTP/WebSocket and for TCP (WuKongIM's 5100 otherwise).
-  const child = spawn(bin, ['--port', '0', '--tcp-port', '0', '--data', dataDir, ...args], {
+  // Free ports for HTTP/WebSocket (unless given) and for TCP (WuKongIM's
+  // 5100 otherwise).
+  const child = spawn(bin, ['--port', String(wanted), '--tcp-port', '0', '--data', dataDir, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
