@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use imcore::store::{Durability, SledStore};
+use imcore::store::{Durability, MessageLog, SledStore};
 use imcore::{
     Channel, ChannelType, Device, DeviceFlag, DeviceId, DisconnectReason, Error, Hub, HubConfig,
     Message, OfflineNotifier, SendRequest, Uid,
@@ -88,6 +88,19 @@ async fn pushes_are_bounded_and_shutdown_waits_for_them_then_refuses_sends() {
         let entered = push.entered.notified();
         if push.running.load(Ordering::SeqCst) < 2 {
             entered.await;
+        }
+    }
+    // The third send (whichever of the three runs last) is past the hub's
+    // door, its message stored, before the hub closes: otherwise it is
+    // refused as a late one (this raced, about once in 30 runs). The hub
+    // tells nothing at that point, so yield until the store shows all
+    // three, within a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for peer in ["b1", "b2", "b3"] {
+        let channel = Channel::person(&uid("alice"), &uid(peer));
+        while store.last_seq(&channel).await.unwrap() == 0 {
+            assert!(std::time::Instant::now() < deadline, "a send never stored");
+            tokio::task::yield_now().await;
         }
     }
     hub.close();
