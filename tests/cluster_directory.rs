@@ -45,6 +45,45 @@ async fn the_directory_passes_the_conformance_suite_on_postgres() {
     conformance::run_directory(Arc::new(store)).await;
 }
 
+/// A version-3 database (before the directory) gets the directory's tables
+/// when a store opens it, and keeps its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_schema_gets_the_directory() {
+    let Some(server) = PgServer::start("directory migration") else {
+        return;
+    };
+    let url = server.create_database("dir_v3").await;
+    drop(
+        PgStore::open(PgConfig::new(url.clone()))
+            .await
+            .expect("open"),
+    );
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "DROP TABLE imcore_dir_tokens, imcore_dir_channels, imcore_dir_members, \
+                 imcore_dir_lists, imcore_dir_system, imcore_dir_versions; \
+             UPDATE imcore_schema SET version = 3",
+        )
+        .await
+        .unwrap();
+    let store = Arc::new(
+        PgStore::open(PgConfig::new(url.clone()))
+            .await
+            .expect("migrates"),
+    );
+    conformance::directory_channels_are_put_read_and_deleted(store).await;
+    let version: i32 = client
+        .query_one("SELECT version FROM imcore_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 4);
+}
+
 /// A node: its own store handle and feed, as a process would have.
 async fn node(url: &str, nats: &NatsServer, clock: Option<Arc<ManualClock>>) -> StoredDirectory {
     let store = Arc::new(PgStore::open(PgConfig::new(url)).await.expect("open"));

@@ -234,6 +234,8 @@ async fn a_version_1_schema_is_migrated_and_keeps_its_messages() {
          ALTER TABLE imcore_commands DROP COLUMN setting, DROP COLUMN topic, \
              DROP CONSTRAINT imcore_commands_resend_key, ADD UNIQUE (from_uid, client_msg_no); \
          DROP TABLE imcore_hidden, imcore_outbox; \
+         DROP TABLE imcore_dir_tokens, imcore_dir_channels, imcore_dir_members, \
+             imcore_dir_lists, imcore_dir_system, imcore_dir_versions; \
          UPDATE imcore_schema SET version = 1",
     )
     .await;
