@@ -150,13 +150,17 @@ async fn a_change_through_one_node_is_in_force_on_the_other() {
     // Each change, through A, reaches B's cache by the feed alone (B's
     // clock never moves, so nothing else would refresh it).
     let mut took = Vec::new();
-    a.add_subscribers(&g, &[late.clone()]).await.unwrap();
+    a.add_subscribers(&g, std::slice::from_ref(&late))
+        .await
+        .unwrap();
     took.push(until(&b, &mut b_heard, &late, &g, Permission::Allowed).await);
-    a.add_to_list(AccessList::Black, &g, &[m.clone()])
+    a.add_to_list(AccessList::Black, &g, std::slice::from_ref(&m))
         .await
         .unwrap();
     took.push(until(&b, &mut b_heard, &m, &g, denied(ReasonCode::IN_BLACKLIST)).await);
-    a.remove_subscribers(&g, &[late.clone()]).await.unwrap();
+    a.remove_subscribers(&g, std::slice::from_ref(&late))
+        .await
+        .unwrap();
     let gone = denied(ReasonCode::SUBSCRIBER_NOT_EXIST);
     took.push(until(&b, &mut b_heard, &late, &g, gone).await);
     a.delete_channel(&g).await.unwrap();
@@ -200,7 +204,7 @@ async fn a_lost_notice_is_healed_by_the_bound_and_by_a_resync() {
     let mut b_heard = b.heard();
     let m = uid("m");
     let g = Channel::group("g").unwrap();
-    a.create_channel(&g, ChannelInfo::default(), &[m.clone()])
+    a.create_channel(&g, ChannelInfo::default(), std::slice::from_ref(&m))
         .await
         .unwrap();
     assert_eq!(b.check_send(&m, &g).await.unwrap(), Permission::Allowed);

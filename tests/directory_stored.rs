@@ -204,26 +204,29 @@ async fn stored_rules_are_memory_directorys() {
         .unwrap();
     memory.add_to_list(AccessList::Black, &g, [b.clone()]);
     stored
-        .add_to_list(AccessList::Black, &g, &[b.clone()])
+        .add_to_list(AccessList::Black, &g, std::slice::from_ref(&b))
         .await
         .unwrap();
     memory.add_to_list(AccessList::White, &white, [a.clone()]);
     stored
-        .add_to_list(AccessList::White, &white, &[a.clone()])
+        .add_to_list(AccessList::White, &white, std::slice::from_ref(&a))
         .await
         .unwrap();
     memory.block(&a, &c, true);
     stored
-        .add_to_list(AccessList::Black, &own("a"), &[c.clone()])
+        .add_to_list(AccessList::Black, &own("a"), std::slice::from_ref(&c))
         .await
         .unwrap();
     memory.add_to_list(AccessList::White, &own("b"), [a.clone()]);
     stored
-        .add_to_list(AccessList::White, &own("b"), &[a.clone()])
+        .add_to_list(AccessList::White, &own("b"), std::slice::from_ref(&a))
         .await
         .unwrap();
     memory.set_system(&sys, true);
-    stored.set_system(&[sys.clone()], true).await.unwrap();
+    stored
+        .set_system(std::slice::from_ref(&sys), true)
+        .await
+        .unwrap();
 
     let odd = Channel::new(
         ChannelId::new("x").unwrap(),
@@ -299,7 +302,7 @@ async fn the_cache_answers_warm_and_heals_within_the_bound() {
     assert_eq!(counting.calls(), cold, "warm: no store call");
 
     node_a
-        .add_to_list(AccessList::Black, &g, &[m.clone()])
+        .add_to_list(AccessList::Black, &g, std::slice::from_ref(&m))
         .await
         .unwrap();
     clock.advance(Duration::from_millis(999));
@@ -351,7 +354,7 @@ async fn a_big_group_changes_one_member_in_place_on_every_node() {
     );
     let (keys, calls) = (sled.key_count().unwrap(), counting.calls());
     node_a
-        .add_subscribers(&g, &[newcomer.clone()])
+        .add_subscribers(&g, std::slice::from_ref(&newcomer))
         .await
         .unwrap();
     assert_eq!(
@@ -416,7 +419,9 @@ async fn the_owner_is_never_removed() {
     dir.create_channel(&g, ChannelInfo::default(), &[owner.clone(), a.clone()])
         .await
         .unwrap();
-    dir.remove_subscribers(&g, &[owner.clone()]).await.unwrap();
+    dir.remove_subscribers(&g, std::slice::from_ref(&owner))
+        .await
+        .unwrap();
     assert_eq!(
         dir.check_send(&owner, &g).await.unwrap(),
         Permission::Allowed
@@ -450,13 +455,15 @@ async fn a_restart_keeps_tokens_channels_members_lists_and_system_uids() {
         d.create_channel(&g, ChannelInfo::default(), &[owner.clone(), a.clone()])
             .await
             .unwrap();
-        d.add_to_list(AccessList::Black, &g, &[a.clone()])
+        d.add_to_list(AccessList::Black, &g, std::slice::from_ref(&a))
             .await
             .unwrap();
-        d.add_to_list(AccessList::White, &own("b"), &[owner.clone()])
+        d.add_to_list(AccessList::White, &own("b"), std::slice::from_ref(&owner))
             .await
             .unwrap();
-        d.set_system(&[sys.clone()], true).await.unwrap();
+        d.set_system(std::slice::from_ref(&sys), true)
+            .await
+            .unwrap();
     }
     let store = Arc::new(SledStore::open(dir.path()).unwrap());
     let d = StoredDirectory::new(store);
