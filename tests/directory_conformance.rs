@@ -22,6 +22,7 @@ macro_rules! suite {
                 directory_lists_are_per_channel_and_kind,
                 directory_system_uids_have_a_version,
                 directory_versions_move_with_every_change_even_concurrent,
+                directory_snapshot_reads_a_channel_whole,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -18,7 +18,6 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::feed::{DirectoryChange, MemberDelta, Scope};
 use super::store::{ChannelInfo, DirectoryStore};
-use super::AccessList;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::model::{Channel, ChannelType, Uid};
@@ -170,34 +169,34 @@ impl Cache {
         self.counters.loads.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::Acquire);
         let now = self.clock.now_ms();
-        // The version first: whatever is read after it is at least as new.
-        let version = self.store.channel_version(channel).await?;
-        let info = self.store.channel(channel).await?;
+        // One snapshot (the version read no later than the rest), then
+        // the further pages of a big group.
+        let snapshot = self.store.channel_snapshot(channel, PAGE).await?;
+        let (version, info) = (snapshot.version, snapshot.info);
         let mut list = Vec::new();
         if info.is_some() && channel.kind != ChannelType::PERSON {
-            let mut after: Option<Uid> = None;
+            let mut page = snapshot.subscribers;
             loop {
-                let page = self
-                    .store
-                    .subscribers(channel, after.as_ref(), PAGE)
-                    .await?;
                 let full = page.len() == PAGE;
-                after = page.last().cloned();
+                let after = page.last().cloned();
                 list.extend(page);
                 if !full {
                     break;
                 }
+                page = self
+                    .store
+                    .subscribers(channel, after.as_ref(), PAGE)
+                    .await?;
             }
         }
+        let set = |v: Vec<Uid>| v.into_iter().collect::<HashSet<Uid>>();
+        let (black, white) = (set(snapshot.black), set(snapshot.white));
         // Copied in one tight loop, so that the uids sit together in
         // memory: read from the store, they were allocated between the
         // store's own buffers, and a send into a 100,000-member group
         // (which walks every uid) took 2.3 times as long with them.
         let list: Vec<Uid> = list.iter().map(|u| Uid::from_stored(u.as_str())).collect();
         let members: HashSet<Uid> = list.iter().cloned().collect();
-        let set = |v: Vec<Uid>| v.into_iter().collect::<HashSet<Uid>>();
-        let black = set(self.store.list(AccessList::Black, channel).await?);
-        let white = set(self.store.list(AccessList::White, channel).await?);
         let raced = self.epoch.load(Ordering::Acquire) != epoch;
         let entry = Arc::new(RwLock::new(Entry {
             version,

@@ -28,7 +28,7 @@ mod stored;
 
 pub use feed::{ChangeFeed, DirectoryChange, FeedEvent, FeedSink, MemberDelta, NoFeed, Scope};
 pub use memory::MemoryDirectory;
-pub use store::{ChannelInfo, DirectoryStore, StoredToken};
+pub use store::{ChannelInfo, ChannelSnapshot, DirectoryStore, StoredToken};
 pub use stored::{DirectoryConfig, DirectoryStats, StoredDirectory};
 
 /// A directory's answer to "may this user do this?".

@@ -38,6 +38,22 @@ pub struct ChannelInfo {
     pub disband: bool,
 }
 
+/// What a cache reads of a channel at once: see
+/// [`DirectoryStore::channel_snapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelSnapshot {
+    /// The channel's version, read no later than the rest.
+    pub version: u64,
+    /// Its record, `None` if it does not exist.
+    pub info: Option<ChannelInfo>,
+    /// Its first subscribers in uid order, at most the limit asked.
+    pub subscribers: Vec<Uid>,
+    /// Its blacklist, in uid order.
+    pub black: Vec<Uid>,
+    /// Its whitelist, in uid order.
+    pub white: Vec<Uid>,
+}
+
 /// The storage behind a [`StoredDirectory`](super::StoredDirectory).
 ///
 /// Every backend of the crate implements it ([`MemoryStore`],
@@ -136,4 +152,22 @@ pub trait DirectoryStore: Send + Sync + Debug + 'static {
 
     /// The system uids' version: 0 if they never changed.
     async fn system_version(&self) -> Result<u64>;
+
+    /// A channel's version, record, first `limit` subscribers and lists:
+    /// what a cache reads on a miss. The version must be read no later
+    /// than the rest (so that the data is at least that fresh).
+    ///
+    /// Provided: the five reads one after another, version first. A
+    /// backend that can read them in one round trip overrides it
+    /// (`PgStore` does: one statement, one snapshot).
+    async fn channel_snapshot(&self, channel: &Channel, limit: usize) -> Result<ChannelSnapshot> {
+        let version = self.channel_version(channel).await?;
+        Ok(ChannelSnapshot {
+            version,
+            info: self.channel(channel).await?,
+            subscribers: self.subscribers(channel, None, limit).await?,
+            black: self.list(AccessList::Black, channel).await?,
+            white: self.list(AccessList::White, channel).await?,
+        })
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::directory::{AccessList, ChannelInfo, DirectoryStore, StoredToken};
+use crate::directory::{AccessList, ChannelInfo, ChannelSnapshot, DirectoryStore, StoredToken};
 use crate::model::{Channel, ChannelId, ChannelType, Uid};
 use crate::session::{DeviceFlag, DeviceLevel};
 
@@ -39,6 +39,7 @@ pub fn directory_checks() -> Vec<(&'static str, DirectoryCheck)> {
         directory_lists_are_per_channel_and_kind,
         directory_system_uids_have_a_version,
         directory_versions_move_with_every_change_even_concurrent,
+        directory_snapshot_reads_a_channel_whole,
     ]
 }
 
@@ -379,4 +380,42 @@ pub async fn directory_versions_move_with_every_change_even_concurrent(
     );
     let all = store.subscribers(&ch, None, 1_000).await.expect("subs");
     assert_eq!(all.len(), 1 + TASKS * EACH, "no concurrent add lost");
+}
+
+/// A snapshot is the version, record, first subscribers and lists, as the
+/// single reads give them; an unknown channel's is empty.
+pub async fn directory_snapshot_reads_a_channel_whole(store: Arc<dyn DirectoryStore>) {
+    let p = fresh("snap");
+    let (ch, none) = (group(&p), group(&format!("{p}-none")));
+    assert_eq!(
+        store.channel_snapshot(&none, 10).await.expect("snapshot"),
+        ChannelSnapshot::default()
+    );
+    let u = uids(&p, 5);
+    let info = ChannelInfo {
+        owner: Some(u[0].clone()),
+        send_ban: true,
+        ..ChannelInfo::default()
+    };
+    store.put_channel(&ch, &info).await.expect("put");
+    store.add_subscribers(&ch, &u).await.expect("add");
+    store
+        .add_to_list(AccessList::Black, &ch, &u[3..4])
+        .await
+        .expect("black");
+    let version = store
+        .add_to_list(AccessList::White, &ch, &u[1..3])
+        .await
+        .expect("white");
+    let snap = store.channel_snapshot(&ch, 3).await.expect("snapshot");
+    assert_eq!(
+        snap,
+        ChannelSnapshot {
+            version,
+            info: Some(info),
+            subscribers: u[..3].to_vec(),
+            black: u[3..4].to_vec(),
+            white: u[1..3].to_vec(),
+        }
+    );
 }

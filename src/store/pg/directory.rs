@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 
 use super::writer::query;
 use super::{channel_from, channel_key, pg_error, to_u64, within, PgStore};
-use crate::directory::{AccessList, ChannelInfo, DirectoryStore, StoredToken};
+use crate::directory::{AccessList, ChannelInfo, ChannelSnapshot, DirectoryStore, StoredToken};
 use crate::error::{Error, Result};
 use crate::model::{Channel, Uid};
 use crate::session::{DeviceFlag, DeviceLevel};
@@ -352,4 +352,55 @@ impl DirectoryStore for PgStore {
     async fn system_version(&self) -> Result<u64> {
         self.version_of(SYSTEM_SCOPE).await
     }
+
+    /// One statement: one round trip, and one snapshot of the database.
+    async fn channel_snapshot(&self, channel: &Channel, limit: usize) -> Result<ChannelSnapshot> {
+        crate::store::check_limit(limit)?;
+        let (ctype, cid) = channel_key(channel);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.read(SNAPSHOT, &[&ctype, &cid, &limit]).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::corrupt("channel snapshot returned no row"))?;
+        let uids = |i: usize| -> Result<Vec<Uid>> {
+            row.get::<_, Vec<&str>>(i)
+                .into_iter()
+                .map(|s| Uid::new(s).map_err(|_| Error::corrupt(format!("directory uid {s:?}"))))
+                .collect()
+        };
+        let info = match row.get::<_, Option<bool>>(2) {
+            None => None,
+            Some(ban) => Some(ChannelInfo {
+                owner: row
+                    .get::<_, Option<&str>>(1)
+                    .map(|s| Uid::new(s).map_err(|_| Error::corrupt("channel owner")))
+                    .transpose()?,
+                ban,
+                send_ban: row.get(3),
+                disband: row.get(4),
+            }),
+        };
+        Ok(ChannelSnapshot {
+            version: to_u64(
+                row.get::<_, Option<i64>>(0).unwrap_or(0),
+                "directory version",
+            )?,
+            info,
+            subscribers: uids(5)?,
+            black: uids(6)?,
+            white: uids(7)?,
+        })
+    }
 }
+
+/// A channel's version, record, first subscribers and lists in one row.
+const SNAPSHOT: &str = "SELECT v.version, c.owner, c.ban, c.send_ban, c.disband, \
+    ARRAY(SELECT uid FROM imcore_dir_members WHERE ctype = $1 AND cid = $2 \
+          ORDER BY uid LIMIT $3), \
+    ARRAY(SELECT uid FROM imcore_dir_lists WHERE list = 0 AND ctype = $1 AND cid = $2 \
+          ORDER BY uid), \
+    ARRAY(SELECT uid FROM imcore_dir_lists WHERE list = 1 AND ctype = $1 AND cid = $2 \
+          ORDER BY uid) \
+    FROM (SELECT 1) AS one \
+    LEFT JOIN imcore_dir_versions v ON v.ctype = $1 AND v.cid = $2 \
+    LEFT JOIN imcore_dir_channels c ON c.ctype = $1 AND c.cid = $2";
