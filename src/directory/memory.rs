@@ -9,7 +9,6 @@ use super::rules::{self, GroupFacts};
 use super::{AccessList, Directory, Permission, Role};
 use crate::error::Result;
 use crate::model::{Channel, ChannelId, ChannelType, Uid};
-use crate::reason::ReasonCode;
 
 /// An in-memory [`Directory`], for examples, tests and small hosts.
 ///
@@ -355,15 +354,11 @@ impl Directory for MemoryDirectory {
     async fn check_send(&self, sender: &Uid, channel: &Channel) -> Result<Permission> {
         let inner = self.read();
         let system = inner.system.contains(sender);
-        if let Some((a, b)) = channel.person_parties() {
-            let peer = if &a == sender {
-                b
-            } else if &b == sender {
-                a
-            } else {
-                return Ok(Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST));
+        if let Some(party) = rules::person_peer(sender, channel) {
+            let (peer, peers) = match party {
+                Ok(party) => party,
+                Err(refusal) => return Ok(refusal),
             };
-            let peers = Channel::new(ChannelId::from(peer.clone()), ChannelType::PERSON);
             let friends =
                 !inner.friends_only || inner.friends.contains(&(sender.clone(), peer.clone()));
             let lists = inner.lists(sender, &peers);
@@ -385,12 +380,8 @@ impl Directory for MemoryDirectory {
     }
 
     async fn check_read(&self, reader: &Uid, channel: &Channel) -> Result<Permission> {
-        if let Some((a, b)) = channel.person_parties() {
-            return Ok(if &a == reader || &b == reader {
-                Permission::Allowed
-            } else {
-                Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
-            });
+        if let Some(permission) = rules::person_read(reader, channel) {
+            return Ok(permission);
         }
         let inner = self.read();
         let member = inner

@@ -2,8 +2,39 @@
 //! each directory gathers the facts from its own data and asks here.
 
 use super::Permission::{self, Allowed, Denied};
-use crate::model::ChannelType;
+use crate::model::{Channel, ChannelId, ChannelType, Uid};
 use crate::reason::ReasonCode;
+
+/// Whom `sender` writes to in a person channel: `Ok` with the peer and the
+/// peer's own person channel (whose lists say who may message the peer),
+/// or `Err` with the refusal for someone who is not a party (3). `None`
+/// when `channel` is not a person channel.
+pub(crate) fn person_peer(
+    sender: &Uid,
+    channel: &Channel,
+) -> Option<Result<(Uid, Channel), Permission>> {
+    let (a, b) = channel.person_parties()?;
+    let peer = if &a == sender {
+        b
+    } else if &b == sender {
+        a
+    } else {
+        return Some(Err(Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)));
+    };
+    let own = Channel::new(ChannelId::from(peer.clone()), ChannelType::PERSON);
+    Some(Ok((peer, own)))
+}
+
+/// May `reader` read a person channel (only its two parties may)? `None`
+/// when `channel` is not a person channel.
+pub(crate) fn person_read(reader: &Uid, channel: &Channel) -> Option<Permission> {
+    let (a, b) = channel.person_parties()?;
+    Some(if &a == reader || &b == reader {
+        Allowed
+    } else {
+        Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
+    })
+}
 
 /// What a channel's black- and whitelist say of one sender.
 #[derive(Debug, Clone, Copy, Default)]

@@ -14,8 +14,7 @@ use super::store::{ChannelInfo, DirectoryStore, StoredToken};
 use super::{AccessList, Directory, Permission, Role};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Result, ValidationError};
-use crate::model::{Channel, ChannelId, ChannelType, Uid};
-use crate::reason::ReasonCode;
+use crate::model::{Channel, ChannelType, Uid};
 use crate::session::{DeviceFlag, DeviceLevel};
 
 /// How a [`StoredDirectory`] caches and what it accepts.
@@ -468,18 +467,14 @@ impl Directory for StoredDirectory {
 
     async fn check_send(&self, sender: &Uid, channel: &Channel) -> Result<Permission> {
         let system = self.cache.is_system(sender).await?;
-        if let Some((a, b)) = channel.person_parties() {
-            let peer = if &a == sender {
-                b
-            } else if &b == sender {
-                a
-            } else {
-                return Ok(Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST));
+        if let Some(party) = rules::person_peer(sender, channel) {
+            let (peer, own) = match party {
+                Ok(party) => party,
+                Err(refusal) => return Ok(refusal),
             };
             if system || &peer == sender {
                 return Ok(Permission::Allowed);
             }
-            let own = Channel::new(ChannelId::from(peer), ChannelType::PERSON);
             let entry = self.cache.channel(&own).await?;
             let lists = Self::lists(&entry.read().unwrap_or_else(|e| e.into_inner()), sender);
             return Ok(rules::person_send(false, false, lists, true));
@@ -502,12 +497,8 @@ impl Directory for StoredDirectory {
     }
 
     async fn check_read(&self, reader: &Uid, channel: &Channel) -> Result<Permission> {
-        if let Some((a, b)) = channel.person_parties() {
-            return Ok(if &a == reader || &b == reader {
-                Permission::Allowed
-            } else {
-                Permission::Denied(ReasonCode::SUBSCRIBER_NOT_EXIST)
-            });
+        if let Some(permission) = rules::person_read(reader, channel) {
+            return Ok(permission);
         }
         let entry = self.cache.channel(channel).await?;
         let e = entry.read().unwrap_or_else(|e| e.into_inner());
