@@ -4,17 +4,19 @@
 //! bob on his phone, carol is offline. In a group and a person channel:
 //! a normal message, a command, a transient message; carol catching up when
 //! she comes back; two refused sends; a resend after a lost
-//! acknowledgement, and one that is not a resend.
+//! acknowledgement, and one that is not a resend; then a restart on the
+//! same directory, where the group and its blacklist are still there.
 //!
 //! Run with `cargo run --example quickstart`.
 
 use std::sync::Arc;
 
+use imcore::directory::ChannelInfo;
 use imcore::session::InProcessConnection;
 use imcore::store::Page;
 use imcore::{
-    Channel, ChannelType, ClientMsgNo, Device, DeviceFlag, DeviceId, Error, Flags, Hub,
-    MemoryDirectory, Message, SendRequest, SledStore, Uid,
+    AccessList, Channel, ChannelType, ClientMsgNo, Device, DeviceFlag, DeviceId, Error, Flags, Hub,
+    Message, SendRequest, SledStore, StoredDirectory, Uid,
 };
 
 /// One message as `viewer` sees it: seq, channel (a person channel by the
@@ -53,17 +55,21 @@ async fn show_history(hub: &Hub, reader: &Uid, channel: &Channel) -> imcore::Res
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let store = SledStore::open(dir.path())?;
-    let directory = Arc::new(MemoryDirectory::new());
+    let store = Arc::new(SledStore::open(dir.path())?);
+    // The directory (groups, members, lists, tokens) in the same store.
+    let directory = Arc::new(StoredDirectory::new(store.clone()));
     let hub = Hub::builder()
-        .store(Arc::new(store))
+        .store(store.clone())
         .directory(directory.clone())
         .build()?;
     println!("hub on sled in {}", dir.path().display());
 
     let (alice, bob, carol) = (Uid::new("alice")?, Uid::new("bob")?, Uid::new("carol")?);
     let group = Channel::group("team")?;
-    directory.create_channel(&group, &alice, [bob.clone(), carol.clone()]);
+    let members = [alice.clone(), bob.clone(), carol.clone()];
+    directory
+        .create_channel(&group, ChannelInfo::default(), &members)
+        .await?;
     println!("group {group}: alice (owner), bob, carol");
 
     let id = DeviceId::new;
@@ -178,8 +184,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n6. refused sends");
     let eve = Uid::new("eve")?;
-    directory.set_muted(&group, &bob, true);
-    for (who, why) in [(&eve, "not a member"), (&bob, "muted")] {
+    directory
+        .add_to_list(AccessList::Black, &group, std::slice::from_ref(&bob))
+        .await?;
+    for (who, why) in [(&eve, "not a member"), (&bob, "blacklisted")] {
         let request = SendRequest::new(who.clone(), group.clone(), r#"{"type":1,"content":"?"}"#);
         match hub.send(request).await {
             Err(Error::Rejected { reason, .. }) => println!(
@@ -212,5 +220,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("expected a conflict, got {other:?}").into()),
     }
     show_history(&hub, &alice, &group).await?;
+
+    println!("\n8. a restart on the same directory: nothing set up again");
+    hub.shutdown().await?;
+    drop((hub, directory, store, alice_phone, alice_web, bob_phone));
+    let store = Arc::new(SledStore::open(dir.path())?);
+    let directory = Arc::new(StoredDirectory::new(store.clone()));
+    let hub = Hub::builder()
+        .store(store)
+        .directory(directory.clone())
+        .build()?;
+    let hello = SendRequest::new(
+        carol.clone(),
+        group.clone(),
+        r#"{"type":1,"content":"back"}"#,
+    );
+    let ack = hub.send(hello).await?;
+    println!(
+        "   carol (a member, as before): sent, seq {}",
+        ack.message_seq
+    );
+    let again = SendRequest::new(bob.clone(), group.clone(), r#"{"type":1,"content":"?"}"#);
+    match hub.send(again).await {
+        Err(Error::Rejected { reason, .. }) => {
+            println!(
+                "   bob (still blacklisted): rejected, reason {}",
+                reason.as_u8()
+            )
+        }
+        other => return Err(format!("expected bob refused, got {other:?}").into()),
+    }
     Ok(())
 }
