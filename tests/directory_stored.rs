@@ -34,6 +34,8 @@ fn own(s: &str) -> Channel {
 struct Counting {
     inner: Arc<dyn DirectoryStore>,
     calls: AtomicU64,
+    /// Subscribers read, summed over every page.
+    subscribers_read: AtomicU64,
 }
 
 impl Counting {
@@ -41,6 +43,7 @@ impl Counting {
         Arc::new(Counting {
             inner,
             calls: AtomicU64::new(0),
+            subscribers_read: AtomicU64::new(0),
         })
     }
 
@@ -89,7 +92,10 @@ impl DirectoryStore for Counting {
         a: Option<&Uid>,
         l: usize,
     ) -> imcore::Result<Vec<Uid>> {
-        self.count().subscribers(c, a, l).await
+        let page = self.count().subscribers(c, a, l).await?;
+        self.subscribers_read
+            .fetch_add(page.len() as u64, Ordering::SeqCst);
+        Ok(page)
     }
     async fn channels_of(&self, u: &Uid) -> imcore::Result<Vec<Channel>> {
         self.count().channels_of(u).await
@@ -380,6 +386,30 @@ async fn a_big_group_changes_one_member_in_place_on_every_node() {
         calls,
         "node B read nothing from the store"
     );
+
+    // A list change (and a settings change) makes node B read the
+    // channel's record and lists again, not its 100,000 subscribers.
+    let read_before = counting.subscribers_read.load(Ordering::SeqCst);
+    node_a
+        .add_to_list(AccessList::Black, &g, std::slice::from_ref(&members[9]))
+        .await
+        .unwrap();
+    assert_eq!(
+        node_b.check_send(&members[9], &g).await.unwrap(),
+        denied(ReasonCode::IN_BLACKLIST)
+    );
+    let quiet = ChannelInfo {
+        send_ban: true,
+        ..ChannelInfo::default()
+    };
+    node_a.update_channel(&g, quiet).await.unwrap();
+    assert_eq!(
+        node_b.check_send(&members[10], &g).await.unwrap(),
+        denied(ReasonCode::SEND_BAN)
+    );
+    assert_eq!(node_b.subscribers(&g).await.unwrap().len(), MEMBERS);
+    let read = counting.subscribers_read.load(Ordering::SeqCst) - read_before;
+    assert!(read <= 2, "node B read {read} subscribers again");
 }
 
 /// More uids in one call than the limit: refused whole, nothing stored.

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::feed::{DirectoryChange, MemberDelta, Scope};
+use super::feed::{ChangeKind, DirectoryChange, MemberDelta, Scope};
 use super::store::{ChannelInfo, DirectoryStore};
 use crate::clock::Clock;
 use crate::error::Result;
@@ -42,6 +42,9 @@ pub(super) struct Entry {
     list: Option<Arc<[Uid]>>,
     pub black: HashSet<Uid>,
     pub white: HashSet<Uid>,
+    /// Its record or lists changed at `version` (and nothing else): read
+    /// them again, keep the subscribers.
+    settings_stale: bool,
 }
 
 impl Entry {
@@ -142,10 +145,13 @@ impl Cache {
         let cached = read(&self.channels).get(channel).cloned();
         if let Some(entry) = cached {
             let now = self.clock.now_ms();
-            let (checked, version) = {
+            let (checked, version, stale) = {
                 let e = read(&entry);
-                (e.checked_ms, e.version)
+                (e.checked_ms, e.version, e.settings_stale)
             };
+            if stale {
+                return self.refresh_settings(channel, entry, version).await;
+            }
             if self.fresh(checked, now) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(entry);
@@ -163,6 +169,43 @@ impl Cache {
             }
         }
         self.load(channel).await
+    }
+
+    /// Reads a channel's record and lists again, keeping its subscribers:
+    /// what a change of its settings needs. If the store has moved past
+    /// `version` meanwhile, reads it all.
+    async fn refresh_settings(
+        &self,
+        channel: &Channel,
+        entry: EntryRef,
+        version: u64,
+    ) -> Result<EntryRef> {
+        self.counters.revalidations.fetch_add(1, Ordering::Relaxed);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let now = self.clock.now_ms();
+        let snapshot = self.store.channel_snapshot(channel, 1).await?;
+        if snapshot.version != version || snapshot.info.is_none() {
+            return self.load(channel).await;
+        }
+        let set = |v: Vec<Uid>| v.into_iter().collect::<HashSet<Uid>>();
+        let refreshed = {
+            let mut e = write(&entry);
+            let still = e.version == version;
+            if still {
+                e.info = snapshot.info;
+                e.black = set(snapshot.black);
+                e.white = set(snapshot.white);
+                e.settings_stale = false;
+                let raced = self.epoch.load(Ordering::Acquire) != epoch;
+                e.checked_ms = if raced { UNCHECKED } else { now };
+            }
+            still
+        };
+        match refreshed {
+            true => Ok(entry),
+            // Moved again while this read: read it all.
+            false => self.load(channel).await,
+        }
     }
 
     async fn load(&self, channel: &Channel) -> Result<EntryRef> {
@@ -207,6 +250,7 @@ impl Cache {
             list: Some(list.into()),
             black,
             white,
+            settings_stale: false,
         }));
         let mut channels = write(&self.channels);
         if channels.len() >= self.capacity && !channels.contains_key(channel) {
@@ -273,10 +317,17 @@ impl Cache {
                 if e.version >= change.version {
                     return;
                 }
-                match &change.members {
-                    Some(delta) if e.version + 1 == change.version => {
+                // Only the very next version, and only when the
+                // subscribers were loaded (the channel existed).
+                let next = e.version + 1 == change.version && e.info.is_some();
+                match &change.kind {
+                    ChangeKind::Members(delta) if next && !e.settings_stale => {
                         e.apply(delta);
                         e.version = change.version;
+                    }
+                    ChangeKind::Settings if next => {
+                        e.version = change.version;
+                        e.settings_stale = true;
                     }
                     _ => {
                         drop(e);

@@ -29,11 +29,24 @@ pub struct DirectoryChange {
     pub scope: Scope,
     /// The scope's version after the change.
     pub version: u64,
-    /// When the change only added and removed these subscribers, a cache
-    /// holding the version just before applies it in place rather than
-    /// reading the channel again (a big group changes one member at a
-    /// time). `None`: read again.
-    pub members: Option<MemberDelta>,
+    /// What it changed, so that a cache holding the version just before
+    /// can keep what did not change.
+    pub kind: ChangeKind,
+}
+
+/// What a [`DirectoryChange`] changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// Only these subscribers were added and removed: a cache applies them
+    /// in place rather than reading the channel again (a big group changes
+    /// one member at a time).
+    Members(MemberDelta),
+    /// The channel's record or lists (or the system uids); its subscribers
+    /// are as they were.
+    Settings,
+    /// Anything, subscribers included (a channel deleted, all its
+    /// subscribers removed, too many to list): read it all again.
+    Everything,
 }
 
 /// Subscribers a change added and removed.

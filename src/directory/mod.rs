@@ -26,7 +26,9 @@ mod rules;
 mod store;
 mod stored;
 
-pub use feed::{ChangeFeed, DirectoryChange, FeedEvent, FeedSink, MemberDelta, NoFeed, Scope};
+pub use feed::{
+    ChangeFeed, ChangeKind, DirectoryChange, FeedEvent, FeedSink, MemberDelta, NoFeed, Scope,
+};
 pub use memory::MemoryDirectory;
 pub use store::{ChannelInfo, ChannelSnapshot, DirectoryStore, StoredToken};
 pub use stored::{DirectoryConfig, DirectoryStats, StoredDirectory};

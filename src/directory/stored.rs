@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::cache::{Cache, Entry};
-use super::feed::{ChangeFeed, DirectoryChange, FeedEvent, MemberDelta, NoFeed, Scope};
+use super::feed::{ChangeFeed, ChangeKind, DirectoryChange, FeedEvent, MemberDelta, NoFeed, Scope};
 use super::rules::{self, GroupFacts, Lists};
 use super::store::{ChannelInfo, DirectoryStore, StoredToken};
 use super::{AccessList, Directory, Permission, Role};
@@ -34,6 +34,8 @@ pub struct DirectoryConfig {
     pub max_uids_per_call: usize,
     /// The most subscribers one change tells other nodes of in place;
     /// a bigger change makes them read the channel again. Default 1,000.
+    /// (A change of a channel's settings or lists never makes them read
+    /// its subscribers again.)
     pub max_delta: usize,
 }
 
@@ -205,12 +207,17 @@ impl StoredDirectory {
     /// Applies a change here, then tells the other nodes. The store holds
     /// it already: a notice that cannot be published is healed by
     /// revalidation, so it is logged, not returned.
-    async fn changed(&self, scope: Scope, version: u64, members: Option<MemberDelta>) {
-        let members = members.filter(|d| d.added.len() + d.removed.len() <= self.config.max_delta);
+    async fn changed(&self, scope: Scope, version: u64, kind: ChangeKind) {
+        let kind = match kind {
+            ChangeKind::Members(d) if d.added.len() + d.removed.len() > self.config.max_delta => {
+                ChangeKind::Everything
+            }
+            kind => kind,
+        };
         let change = DirectoryChange {
             scope,
             version,
-            members,
+            kind,
         };
         self.cache.apply(&change);
         if let Err(e) = self.feed.publish(&change).await {
@@ -267,8 +274,12 @@ impl StoredDirectory {
             .or(info.owner)
             .or_else(|| subscribers.first().cloned());
         let version = self.store.put_channel(channel, &info).await?;
-        self.changed(Scope::Channel(channel.clone()), version, None)
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Settings,
+        )
+        .await;
         if !subscribers.is_empty() {
             self.add_subscribers(channel, subscribers).await?;
         }
@@ -283,8 +294,12 @@ impl StoredDirectory {
         };
         info.owner = existing.owner;
         let version = self.store.put_channel(channel, &info).await?;
-        self.changed(Scope::Channel(channel.clone()), version, None)
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Settings,
+        )
+        .await;
         Ok(true)
     }
 
@@ -299,8 +314,12 @@ impl StoredDirectory {
         let Some(version) = self.store.delete_channel(channel).await? else {
             return Ok(false);
         };
-        self.changed(Scope::Channel(channel.clone()), version, None)
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Everything,
+        )
+        .await;
         Ok(true)
     }
 
@@ -314,8 +333,12 @@ impl StoredDirectory {
             added: uids.to_vec(),
             removed: Vec::new(),
         };
-        self.changed(Scope::Channel(channel.clone()), version, Some(delta))
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Members(delta),
+        )
+        .await;
         Ok(())
     }
 
@@ -333,8 +356,12 @@ impl StoredDirectory {
             added: Vec::new(),
             removed: uids,
         };
-        self.changed(Scope::Channel(channel.clone()), version, Some(delta))
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Members(delta),
+        )
+        .await;
         Ok(())
     }
 
@@ -358,8 +385,12 @@ impl StoredDirectory {
         let owner = self.store.channel(channel).await?.and_then(|c| c.owner);
         all.retain(|u| Some(u) != owner.as_ref());
         let version = self.store.remove_subscribers(channel, &all).await?;
-        self.changed(Scope::Channel(channel.clone()), version, None)
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Everything,
+        )
+        .await;
         Ok(())
     }
 
@@ -388,8 +419,12 @@ impl StoredDirectory {
     ) -> Result<()> {
         self.check_count(uids)?;
         let version = self.store.add_to_list(list, channel, uids).await?;
-        self.changed(Scope::Channel(channel.clone()), version, None)
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Settings,
+        )
+        .await;
         Ok(())
     }
 
@@ -402,8 +437,12 @@ impl StoredDirectory {
     ) -> Result<()> {
         self.check_count(uids)?;
         let version = self.store.remove_from_list(list, channel, uids).await?;
-        self.changed(Scope::Channel(channel.clone()), version, None)
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Settings,
+        )
+        .await;
         Ok(())
     }
 
@@ -411,8 +450,12 @@ impl StoredDirectory {
     pub async fn set_list(&self, list: AccessList, channel: &Channel, uids: &[Uid]) -> Result<()> {
         self.check_count(uids)?;
         let version = self.store.set_list(list, channel, uids).await?;
-        self.changed(Scope::Channel(channel.clone()), version, None)
-            .await;
+        self.changed(
+            Scope::Channel(channel.clone()),
+            version,
+            ChangeKind::Settings,
+        )
+        .await;
         Ok(())
     }
 
@@ -429,7 +472,8 @@ impl StoredDirectory {
     pub async fn set_system(&self, uids: &[Uid], system: bool) -> Result<()> {
         self.check_count(uids)?;
         let version = self.store.set_system(uids, system).await?;
-        self.changed(Scope::System, version, None).await;
+        self.changed(Scope::System, version, ChangeKind::Settings)
+            .await;
         Ok(())
     }
 
