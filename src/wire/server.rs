@@ -147,6 +147,11 @@ pub enum SessionEnd {
 /// [`Authenticator`], the key exchange), registers the device with the hub,
 /// and then:
 ///
+/// - decodes what the client sends only as fast as its SENDs are
+///   answered, however it is framed: at most 64 SENDs (and about 128 KiB
+///   of them) decoded and not yet answered per connection, the rest of a
+///   chunk (a 4 MiB WebSocket message, say) left undecoded until there is
+///   room; and it lets other tasks run every 16 packets;
 /// - answers PING with PONG;
 /// - checks each SEND's message key, decrypts it, sends it through the hub
 ///   from this connection and answers SENDACK with the hub's ids, or with

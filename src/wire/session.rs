@@ -24,9 +24,26 @@ use crate::wire::server::SessionEnd;
 use crate::wire::transport::{BoxError, Inbound, Out, PacketReader};
 use crate::wire::WireError;
 
-/// SENDs read ahead of their answers at most: past this the connection
-/// stops reading, and the client's own window (and TCP) hold it back.
+/// SENDs decoded ahead of their answers at most: past this the connection
+/// stops decoding what it has read, and stops reading, and the client's
+/// own window (and TCP) hold it back.
 const MAX_QUEUED_SENDS: usize = 64;
+
+/// Bytes of SENDs (their payloads and fields as sent) decoded ahead of
+/// their answers at most, whatever their number: past this, as past
+/// [`MAX_QUEUED_SENDS`]. With the SEND that crosses it (at most a frame),
+/// what a connection holds decoded stays under 1 MiB with the default
+/// frame limit (256 KiB).
+const MAX_QUEUED_SEND_BYTES: usize = 128 * 1024;
+
+/// Packets a session handles between two yields to the runtime. A small
+/// SEND's check and decryption take microseconds: sixteen of them keep the
+/// time a worker spends on one connection to a fraction of a millisecond,
+/// so that other connections (a PING) are not kept waiting behind one
+/// client's burst, while the cost of yielding (a reschedule) stays a small
+/// part of the work; and a full queue ([`MAX_QUEUED_SENDS`]) is filled in
+/// four turns.
+const YIELD_EVERY: usize = 16;
 
 /// Deliveries written to the transport at once at most (each its own
 /// frame, one flush).
@@ -51,17 +68,23 @@ enum Queued {
 #[derive(Default)]
 struct Sends {
     queued: VecDeque<Queued>,
-    /// The batch in the hub, and its size.
-    current: Option<(usize, Batch)>,
+    /// The bytes of the SENDs queued ([`send_bytes`]).
+    queued_bytes: usize,
+    /// The batch in the hub, its size and its bytes.
+    current: Option<(usize, usize, Batch)>,
 }
 
 impl Sends {
+    /// No room for another SEND until answers come.
     fn full(&self) -> bool {
-        self.queued.len() + self.current.as_ref().map_or(0, |(n, _)| *n) >= MAX_QUEUED_SENDS
+        let (n, bytes) = self.current.as_ref().map_or((0, 0), |(n, b, _)| (*n, *b));
+        self.queued.len() + n >= MAX_QUEUED_SENDS
+            || self.queued_bytes + bytes >= MAX_QUEUED_SEND_BYTES
     }
 
-    fn push(&mut self, send: Queued) {
+    fn push(&mut self, send: Queued, bytes: usize) {
         self.queued.push_back(send);
+        self.queued_bytes += bytes;
     }
 
     /// The answers to the batch in the hub, starting one with every SEND
@@ -70,9 +93,10 @@ impl Sends {
     async fn answered(&mut self, hub: &Hub) -> Vec<SendackPacket> {
         if self.current.is_none() && !self.queued.is_empty() {
             let batch: Vec<Queued> = self.queued.drain(..).collect();
-            self.current = Some((batch.len(), Box::pin(hub_send(hub.clone(), batch))));
+            let bytes = std::mem::take(&mut self.queued_bytes);
+            self.current = Some((batch.len(), bytes, Box::pin(hub_send(hub.clone(), batch))));
         }
-        let Some((_, current)) = self.current.as_mut() else {
+        let Some((_, _, current)) = self.current.as_mut() else {
             return std::future::pending().await;
         };
         let acks = current.await;
@@ -105,14 +129,10 @@ impl Session<'_> {
         O::Error: Into<BoxError>,
     {
         let mut sends = Sends::default();
-        // Packets that came in the same chunk as CONNECT.
-        while let Some(packet) = reader.buffered()? {
-            if let Some(end) = self.handle(packet, outgoing, &mut sends).await? {
-                return Ok(end);
-            }
-        }
         let idle = idle_timeout.unwrap_or(Duration::MAX);
         let mut deadline = Instant::now().checked_add(idle);
+        // Packets handled since the session last yielded.
+        let mut handled = 0;
         loop {
             let silence = async {
                 match deadline {
@@ -120,20 +140,31 @@ impl Session<'_> {
                     None => std::future::pending().await,
                 }
             };
+            // What is read is decoded a packet at a time, while there is
+            // room for SENDs; new chunks are read once nothing whole is
+            // left (the packets that came with CONNECT first). A chunk of
+            // any size thus holds no more SENDs decoded at once than one
+            // packet per chunk would.
             tokio::select! {
-                chunk = incoming.next(), if !sends.full() => {
+                () = std::future::ready(()), if reader.ready() && !sends.full() => {
+                    // The client is behind its own packets, not silent.
+                    deadline = Instant::now().checked_add(idle);
+                    while handled < YIELD_EVERY && !sends.full() {
+                        let Some(packet) = reader.buffered()? else { break };
+                        handled += 1;
+                        if let Some(end) = self.handle(packet, outgoing, &mut sends).await? {
+                            return Ok(end);
+                        }
+                    }
+                }
+                chunk = incoming.next(), if !reader.ready() && !sends.full() => {
                     let chunk = match chunk {
                         None => return Ok(SessionEnd::ClientClosed),
                         Some(Err(e)) => return Err(WireError::Transport(e.into())),
                         Some(Ok(chunk)) => chunk,
                     };
                     deadline = Instant::now().checked_add(idle);
-                    reader.push(&chunk);
-                    while let Some(packet) = reader.buffered()? {
-                        if let Some(end) = self.handle(packet, outgoing, &mut sends).await? {
-                            return Ok(end);
-                        }
-                    }
+                    reader.push(chunk);
                 }
                 acks = sends.answered(self.hub) => {
                     outgoing.send_all(acks.into_iter().map(Packet::Sendack).collect::<Vec<_>>()).await?;
@@ -158,6 +189,12 @@ impl Session<'_> {
                     }
                 },
                 () = silence => return Ok(SessionEnd::TimedOut),
+            }
+            if handled >= YIELD_EVERY {
+                // Checking and decrypting SENDs never waits: without this,
+                // a client's burst would hold a worker thread until done.
+                handled = 0;
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -224,7 +261,10 @@ impl Session<'_> {
         };
         match packet {
             Packet::Ping => outgoing.send(&Packet::Pong).await?,
-            Packet::Send(send) => sends.push(self.send(send)),
+            Packet::Send(send) => {
+                let bytes = send_bytes(&send);
+                sends.push(self.send(send), bytes);
+            }
             Packet::Recvack(ack) => Box::pin(self.recvack(ack)).await?,
             Packet::Sub(sub) => outgoing.send(&Packet::Suback(unsupported_sub(sub))).await?,
             Packet::Disconnect(_) => return Ok(Some(SessionEnd::ClientClosed)),
@@ -317,6 +357,17 @@ impl Session<'_> {
         recv.msg_key = self.cipher.recv_msg_key(&recv)?;
         Ok(Packet::Recv(recv))
     }
+}
+
+/// What a SEND weighs against [`MAX_QUEUED_SEND_BYTES`]: its payload and
+/// fields, about its size as sent (and, decrypted, as held).
+fn send_bytes(send: &SendPacket) -> usize {
+    send.payload.len()
+        + send.channel_id.len()
+        + send.client_msg_no.len()
+        + send.msg_key.len()
+        + send.topic.as_ref().map_or(0, String::len)
+        + send.stream_no.as_ref().map_or(0, String::len)
 }
 
 /// Sends a batch through the hub; the SENDACKs answering it, in order,

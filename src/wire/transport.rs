@@ -31,7 +31,13 @@ pub(super) enum Inbound {
     },
 }
 
-/// Buffers incoming chunks and splits them into packets.
+/// Buffers incoming chunks and splits them into packets, one at a time:
+/// what is not yet asked for stays in the buffer, undecoded.
+///
+/// It holds at most the chunk being read (taken over without a copy when
+/// nothing else is buffered) and, when a packet spans chunks, that packet's
+/// bytes so far (at most a frame) with the next chunk; once what it holds
+/// is all read, it holds nothing.
 pub(super) struct PacketReader {
     codec: WireCodec,
     buf: BytesMut,
@@ -39,6 +45,12 @@ pub(super) struct PacketReader {
     /// An oversized SEND being read past: bytes still to drop, its header
     /// flags and seq.
     discarding: Option<(usize, Flags, u32)>,
+    /// Nothing whole is buffered: [`PacketReader::buffered`] found nothing
+    /// since the last chunk came.
+    starved: bool,
+    /// `buf` is a chunk taken over whole: its allocation is the chunk's,
+    /// however little of it is left unread.
+    adopted: bool,
 }
 
 impl PacketReader {
@@ -48,11 +60,41 @@ impl PacketReader {
             buf: BytesMut::new(),
             max_discard: config.max_discard,
             discarding: None,
+            starved: true,
+            adopted: false,
         }
+    }
+
+    /// Whether a packet may be buffered whole: `false` once
+    /// [`PacketReader::buffered`] has found nothing, until the next chunk.
+    pub(super) fn ready(&self) -> bool {
+        !self.starved
     }
 
     /// What is already buffered, if anything whole.
     pub(super) fn buffered(&mut self) -> Result<Option<Inbound>, WireError> {
+        let found = self.decode();
+        if !matches!(found, Ok(Some(_))) {
+            self.starved = true;
+            self.release();
+        }
+        found
+    }
+
+    /// Lets go of the memory of chunks already read: an empty buffer holds
+    /// nothing, and the start of a packet left at the end of a chunk taken
+    /// over is copied out of it, so that the chunk is freed.
+    fn release(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+            self.adopted = false;
+        } else if self.adopted {
+            self.buf = BytesMut::from(&self.buf[..]);
+            self.adopted = false;
+        }
+    }
+
+    fn decode(&mut self) -> Result<Option<Inbound>, WireError> {
         if let Some((left, flags, client_seq)) = self.discarding {
             let n = left.min(self.buf.len());
             self.buf.advance(n);
@@ -78,13 +120,15 @@ impl PacketReader {
                 let client_seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
                 let flags = Flags::from_bits(self.buf[0]);
                 self.discarding = Some((1 + length_bytes + len, flags, client_seq));
-                self.buffered()
+                self.decode()
             }
             Err(e) => Err(e),
         }
     }
 
-    pub(super) fn push(&mut self, chunk: &[u8]) {
+    /// Adds a chunk to what is buffered.
+    pub(super) fn push(&mut self, chunk: Bytes) {
+        self.starved = false;
         if let Some((left, _, _)) = self.discarding {
             if self.buf.is_empty() && chunk.len() <= left {
                 // Dropped without being copied.
@@ -94,7 +138,13 @@ impl PacketReader {
                 return;
             }
         }
-        self.buf.extend_from_slice(chunk);
+        if self.buf.is_empty() {
+            // Taken over, without a copy when no one else holds it.
+            self.buf = BytesMut::from(chunk);
+            self.adopted = true;
+        } else {
+            self.buf.extend_from_slice(&chunk);
+        }
     }
 
     /// The next packet, reading chunks as needed; `None` when the stream
@@ -114,7 +164,7 @@ impl PacketReader {
             match incoming.next().await {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(WireError::Transport(e.into())),
-                Some(Ok(chunk)) => self.push(&chunk),
+                Some(Ok(chunk)) => self.push(chunk),
             }
         }
     }

@@ -100,6 +100,18 @@ impl Client {
     /// and coalesced across reads. What comes back is split into packets
     /// wherever the reads end.
     pub async fn tcp(server: &WireServer, seed: u64) -> Client {
+        Client::tcp_with(server, Some(seed)).await
+    }
+
+    /// A client of `server` over TCP on 127.0.0.1, as [`Client::tcp`], but
+    /// each chunk given to it ([`Client::raw`], [`Client::chunk`]) goes out
+    /// whole, in one `write_all`, without a copy.
+    pub async fn tcp_whole(server: &WireServer) -> Client {
+        Client::tcp_with(server, None).await
+    }
+
+    /// [`Client::tcp`] with chunks cut as `seed` decides, or sent whole.
+    async fn tcp_with(server: &WireServer, seed: Option<u64>) -> Client {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -114,6 +126,14 @@ impl Client {
         let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
         let (out_tx, out_rx) = mpsc::channel::<Bytes>(1024);
         tokio::spawn(async move {
+            let Some(seed) = seed else {
+                while let Some(Ok(chunk)) = in_rx.recv().await {
+                    if write.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            };
             let mut rng = seed | 1;
             let mut next = move |below: usize| {
                 // xorshift64: reproducible cuts, no dependency.
@@ -174,6 +194,14 @@ impl Client {
     pub fn raw(&self, bytes: &[u8]) {
         if let Some(tx) = &self.to_server {
             let _ = tx.send(Ok(Bytes::copy_from_slice(bytes)));
+        }
+    }
+
+    /// Sends `bytes` as one chunk (one WebSocket message, or one write),
+    /// without copying it.
+    pub fn chunk(&self, bytes: Bytes) {
+        if let Some(tx) = &self.to_server {
+            let _ = tx.send(Ok(bytes));
         }
     }
 
