@@ -251,6 +251,8 @@ pub struct HubConfig {
     /// limit. Default 200 a second in bursts of 400 (WuKongIM has no such
     /// limit: this one is meant to stop a runaway client, not a busy
     /// one). Time is the hub's [`Clock`]; idle senders are forgotten.
+    /// Each hub counts its own: in a cluster, a sender sending through
+    /// several nodes has this rate on each.
     pub send_rate: Option<SendRate>,
 }
 
