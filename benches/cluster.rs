@@ -151,7 +151,7 @@ async fn join(
         .store(store)
         .directory(dir)
         .router(Arc::new(router.clone()))
-        .config(HubConfig::default().node_id(id))
+        .config(HubConfig::default().node_id(id).send_rate(None))
         .build()
         .unwrap();
     (hub, router)

@@ -185,6 +185,7 @@ fn bench_big_group_send(c: &mut Criterion) {
         (
             "stored_directory",
             Hub::builder()
+                .config(unlimited())
                 .store(store)
                 .directory(stored)
                 .build()
@@ -193,6 +194,7 @@ fn bench_big_group_send(c: &mut Criterion) {
         (
             "memory_directory",
             Hub::builder()
+                .config(unlimited())
                 .store(sled(d2.path()))
                 .directory(memory)
                 .build()
@@ -212,3 +214,9 @@ fn bench_big_group_send(c: &mut Criterion) {
 
 criterion_group!(benches, bench_warm, bench_cold, bench_big_group_send);
 criterion_main!(benches);
+
+/// The hub's settings here: no send rate (these measure the hub, and send
+/// from one uid as fast as it goes).
+fn unlimited() -> imcore::HubConfig {
+    imcore::HubConfig::default().send_rate(None)
+}

@@ -55,6 +55,7 @@ async fn send_all(hub: &Hub, targets: &Arc<Vec<(Uid, Channel)>>, n: u64) -> Dura
 fn hub_with(store: Arc<dyn Store>, members: usize) -> (Hub, Arc<Vec<(Uid, Channel)>>) {
     let directory = Arc::new(MemoryDirectory::new());
     let hub = Hub::builder()
+        .config(unlimited())
         .store(store)
         .directory(directory.clone())
         .build()
@@ -148,6 +149,7 @@ fn conversation_sync(c: &mut Criterion) {
         drop(store);
         let store = sled_store(dir.path());
         let hub = Hub::builder()
+            .config(unlimited())
             .store(store.clone())
             .directory(directory)
             .build()
@@ -178,3 +180,9 @@ fn conversation_sync(c: &mut Criterion) {
 
 criterion_group!(benches, g_group_sends, conversation_sync);
 criterion_main!(benches);
+
+/// The hub's settings here: no send rate (these measure the hub, and send
+/// from one uid as fast as it goes).
+fn unlimited() -> imcore::HubConfig {
+    imcore::HubConfig::default().send_rate(None)
+}

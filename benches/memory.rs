@@ -53,7 +53,7 @@ fn main() {
         .collect();
     let sinks: Vec<Arc<dyn DeviceSink>> = (0..n).map(|_| Arc::new(NullSink) as _).collect();
 
-    let hub = Hub::builder().build().unwrap();
+    let hub = Hub::builder().config(unlimited()).build().unwrap();
     let region = Region::new(GLOBAL);
     for (device, sink) in devices.iter().cloned().zip(sinks.iter().cloned()) {
         hub.connect(device, sink);
@@ -81,4 +81,10 @@ fn main() {
         hub_bytes as f64 / raw_bytes as f64
     );
     drop(hub);
+}
+
+/// The hub's settings here: no send rate (these measure the hub, and send
+/// from one uid as fast as it goes).
+fn unlimited() -> imcore::HubConfig {
+    imcore::HubConfig::default().send_rate(None)
 }

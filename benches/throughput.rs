@@ -73,7 +73,11 @@ fn background_store(dir: &std::path::Path) -> SledStore {
 fn sled_hub(durability: Durability) -> (Hub, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open_with(SledConfig::new(dir.path()).durability(durability)).unwrap();
-    let hub = Hub::builder().store(Arc::new(store)).build().unwrap();
+    let hub = Hub::builder()
+        .config(unlimited())
+        .store(Arc::new(store))
+        .build()
+        .unwrap();
     (hub, dir)
 }
 
@@ -239,6 +243,7 @@ struct Group {
 fn group_of(members: usize) -> Group {
     let directory = Arc::new(MemoryDirectory::new());
     let hub = Hub::builder()
+        .config(unlimited())
         .store(Arc::new(MemoryStore::new()))
         .directory(directory.clone())
         .build()
@@ -362,6 +367,7 @@ fn w3_history_page(c: &mut Criterion) {
             }
         });
         let hub = Hub::builder()
+            .config(unlimited())
             .store(store.clone())
             .directory(directory)
             .build()
@@ -438,7 +444,11 @@ fn w4_command_queue(c: &mut Criterion) {
     g.throughput(Throughput::Elements(pending));
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(background_store(dir.path()));
-    let hub = Hub::builder().store(store.clone()).build().unwrap();
+    let hub = Hub::builder()
+        .config(unlimited())
+        .store(store.clone())
+        .build()
+        .unwrap();
     let user = uid("offline");
     let server = uid("server");
     let channel = Channel::new(server.clone().into(), ChannelType::PERSON);
@@ -488,3 +498,9 @@ criterion_group!(
     w4_command_queue
 );
 criterion_main!(benches);
+
+/// The hub's settings here: no send rate (these measure the hub, and send
+/// from one uid as fast as it goes).
+fn unlimited() -> imcore::HubConfig {
+    imcore::HubConfig::default().send_rate(None)
+}

@@ -96,6 +96,19 @@ pub enum Error {
         client_msg_no: String,
     },
 
+    /// The sender is sending faster than the hub's
+    /// [`HubConfig::send_rate`](crate::HubConfig::send_rate) allows. This
+    /// send was refused before it was looked at: nothing was stored or
+    /// sent. Retryable ([`Error::is_retryable`]): the same send succeeds
+    /// once the sender's allowance has refilled (at the configured rate:
+    /// 5 ms a send at the default 200 a second), so a client retries it
+    /// later, not at once. WuKongIM's reason code is 22, `RATE_LIMIT`.
+    #[error("{uid} is sending faster than its allowed rate")]
+    RateLimited {
+        /// The sender.
+        uid: String,
+    },
+
     /// The hub is shutting down ([`Hub::shutdown`](crate::Hub::shutdown)):
     /// nothing was stored or sent. Another node, or the restarted one, will
     /// take it: [`Error::is_retryable`] says so.
@@ -141,6 +154,7 @@ impl Error {
     /// `None` where WuKongIM has none that fits:
     ///
     /// - a refusal: its own code;
+    /// - a sender over its send rate: [`ReasonCode::RATE_LIMIT`];
     /// - a bad channel: [`ReasonCode::CHANNEL_ID_ERROR`], or
     ///   [`ReasonCode::NOT_SUPPORT_CHANNEL_TYPE`] for its type;
     /// - a message's own fault (a payload over the limit, a bad uid or
@@ -163,11 +177,13 @@ impl Error {
     /// [`ReasonCode::NOT_SUPPORT_CHANNEL_TYPE`]: crate::ReasonCode::NOT_SUPPORT_CHANNEL_TYPE
     /// [`ReasonCode::NOT_ALLOW_SEND`]: crate::ReasonCode::NOT_ALLOW_SEND
     /// [`ReasonCode::SYSTEM_ERROR`]: crate::ReasonCode::SYSTEM_ERROR
+    /// [`ReasonCode::RATE_LIMIT`]: crate::ReasonCode::RATE_LIMIT
     pub fn reason_code(&self) -> Option<crate::ReasonCode> {
         use crate::ReasonCode as R;
         use ValidationError as V;
         match self {
             Error::Rejected { reason, .. } => Some(*reason),
+            Error::RateLimited { .. } => Some(R::RATE_LIMIT),
             Error::Validation(V::InvalidChannelType(_)) => Some(R::NOT_SUPPORT_CHANNEL_TYPE),
             Error::Validation(
                 V::InvalidChannelId { .. }
@@ -205,9 +221,10 @@ impl Error {
     }
 
     /// Whether the same call may succeed if made again later, unchanged:
-    /// `true` for [`Error::Unavailable`] (the backend is down or slow) and
+    /// `true` for [`Error::Unavailable`] (the backend is down or slow),
     /// [`Error::Closed`] (this hub is shutting down; another will take
-    /// it), and nothing else.
+    /// it) and [`Error::RateLimited`] (the sender's allowance refills),
+    /// and nothing else. Retry after a pause, not at once.
     ///
     /// ```
     /// let down = imcore::Error::Unavailable { backend: "postgres", source: "refused".into() };
@@ -215,7 +232,10 @@ impl Error {
     /// assert!(!imcore::Error::not_found("message 7").is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::Closed)
+        matches!(
+            self,
+            Error::Unavailable { .. } | Error::Closed | Error::RateLimited { .. }
+        )
     }
 
     /// A [`Error::Rejected`]: `uid` was refused `channel` for `reason`

@@ -29,7 +29,7 @@ pub use directory::{
 pub use error::{Error, IdKind, Result, ValidationError};
 pub use hub::{
     AckingConnection, ConversationView, HistoryMessage, Hub, HubBuilder, HubConfig, HubStats,
-    SendAck, SendCounts, SendRequest, Target,
+    SendAck, SendCounts, SendRate, SendRequest, Target,
 };
 pub use id::MessageIdGenerator;
 pub use model::{

@@ -42,10 +42,13 @@ impl Server {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut command = Command::new(&binary);
         // Thousands of clients log in from 127.0.0.1 at once: no limits
-        // per source address.
+        // per source address. A sender sends as fast as it goes: a send
+        // rate far above it, so that the rate limiter still runs (as it
+        // does by default) but never refuses.
         command
             .args(["--port", "0", "--tcp-port", "0"])
             .args(["--logins-per-second", "0", "--connections-per-address", "0"])
+            .args(["--send-rate", "1000000", "--send-burst", "1000000"])
             .arg("--data")
             .arg(data.path());
         Self::spawn(command, data).await

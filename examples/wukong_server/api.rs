@@ -3,15 +3,17 @@
 
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{Method, StatusCode, Uri};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use http_body_util::BodyExt as _;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::body::Body as _;
 use imcore::{Channel, ChannelId, ChannelType, Error, HistoryMessage, Message, ReasonCode, Uid};
 use serde_json::{json, Value};
 
@@ -42,6 +44,8 @@ impl From<Error> for ApiError {
             }
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            // The sender's send rate: reason 22 in the body.
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable { .. } | Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
             // The store failing, or holding what this version cannot read:
             // the server's fault, whatever the request.
@@ -153,6 +157,55 @@ pub async fn refuse_large_bodies(request: Request, next: Next) -> Response {
         reason_code: 0,
     }
     .into_response()
+}
+
+/// Reads a request's whole body within `limit` (from when its headers are
+/// in) before the handler sees it: hyper's header read timeout stops at
+/// the headers, and a body trickled in a byte a second would otherwise
+/// hold its connection for as long as it takes. Over the limit: 408 in
+/// WuKongIM's shape, and the connection is closed. A body over
+/// [`BODY_LIMIT`] is 413 (one that declares its length never gets here:
+/// [`refuse_large_bodies`]).
+pub async fn read_body_within(
+    State(limit): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(limit, Limited::new(body, BODY_LIMIT).collect()).await;
+    let (status, msg) = match read {
+        Ok(Ok(body)) => {
+            let request = Request::from_parts(parts, Body::from(body.to_bytes()));
+            return next.run(request).await;
+        }
+        Ok(Err(e)) if e.is::<LengthLimitError>() => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a body over the limit of {BODY_LIMIT} bytes"),
+        ),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            format!("the body could not be read: {e}"),
+        ),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} ms", limit.as_millis()),
+        ),
+    };
+    let mut response = ApiError {
+        status,
+        msg,
+        reason_code: 0,
+    }
+    .into_response();
+    // The rest of the body is never read: the connection cannot carry
+    // another request.
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// A path the API does not have: 404 in WuKongIM's shape.

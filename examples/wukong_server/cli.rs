@@ -4,11 +4,13 @@
 use std::fmt;
 use std::io::IsTerminal as _;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use imcore::SendRate;
 
 /// A WuKongIM-compatible server on imcore: WebSocket and HTTP API on one
 /// port, WuKongIM's binary protocol over TCP on another, optionally TLS on
@@ -86,6 +88,21 @@ pub struct Settings {
     /// together; more are closed as they are accepted. 0: no limit.
     #[arg(long, env = "IMCORE_CONNECTIONS_PER_ADDRESS", default_value_t = 1000)]
     pub connections_per_address: u32,
+    /// Sends allowed per sender (uid) per second, over every connection
+    /// and the HTTP API together; more are refused with reason 22 (rate
+    /// limit: a SENDACK, or HTTP 429). 0: no limit.
+    #[arg(long, env = "IMCORE_SEND_RATE", default_value_t = 200)]
+    pub send_rate: u32,
+    /// The most sends a sender may make at once, after a pause, within
+    /// --send-rate. 0: no limit.
+    #[arg(long, env = "IMCORE_SEND_BURST", default_value_t = 400)]
+    pub send_burst: u32,
+    /// Milliseconds an HTTP request has, once its headers are in, to send
+    /// its whole body; a slower one is answered 408 and its connection
+    /// closed.
+    #[arg(long = "body-timeout-ms", env = "IMCORE_BODY_TIMEOUT_MS",
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
     /// The most items an HTTP endpoint returns in one answer (messages,
     /// commands, revocations, conversations); larger `limit`s are cut to it.
     #[arg(long, env = "IMCORE_MAX_LIST", default_value_t = 1000,
@@ -181,6 +198,19 @@ impl Settings {
     /// The connect timeout.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The body timeout.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
+    /// The hub's send rate: `None` (no limit) when either number is 0.
+    pub fn send_rate(&self) -> Option<SendRate> {
+        Some(SendRate::new(
+            NonZeroU32::new(self.send_rate)?,
+            NonZeroU32::new(self.send_burst)?,
+        ))
     }
 
     /// The shutdown bound.
@@ -293,5 +323,20 @@ mod tests {
         assert!(parse(&["--bind", "not-an-address"]).is_err());
         assert!(parse(&["--manager-token", ""]).is_err());
         assert!(parse(&["--max-list", "0"]).is_err());
+        assert!(parse(&["--body-timeout-ms", "0"]).is_err());
+        assert!(parse(&["--send-rate", "-1"]).is_err());
+    }
+
+    #[test]
+    fn the_send_rate_is_on_by_default_and_zero_turns_it_off() {
+        let on = parse(&[]).unwrap().send_rate().unwrap();
+        assert_eq!((on.per_second.get(), on.burst.get()), (200, 400));
+        let set = parse(&["--send-rate", "5", "--send-burst", "7"]).unwrap();
+        let set = set.send_rate().unwrap();
+        assert_eq!((set.per_second.get(), set.burst.get()), (5, 7));
+        for off in [&["--send-rate", "0"], &["--send-burst", "0"]] {
+            assert_eq!(parse(off).unwrap().send_rate(), None);
+        }
+        assert_eq!(parse(&[]).unwrap().body_timeout(), Duration::from_secs(10));
     }
 }

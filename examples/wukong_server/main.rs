@@ -29,7 +29,16 @@
 //! upgrade its CONNECT, each within the connect timeout
 //! (`--connect-timeout-ms`, `IMCORE_CONNECT_TIMEOUT_MS`; default 2,000 ms,
 //! WuKongIM's; a TLS handshake too): a connection that sends nothing, or
-//! half a request, is closed then instead of being held.
+//! half a request, is closed then instead of being held. A request's body
+//! must then arrive whole within the body timeout (`--body-timeout-ms`,
+//! `IMCORE_BODY_TIMEOUT_MS`; default 10,000 ms), or it is answered 408 and
+//! its connection closed.
+//!
+//! Each sender (uid) may send 200 messages a second, in bursts of 400
+//! (`--send-rate`, `--send-burst`; `IMCORE_SEND_RATE`,
+//! `IMCORE_SEND_BURST`; 0 turns it off), over its connections and the HTTP
+//! API together: more are refused with reason 22, rate limit (a SENDACK,
+//! or HTTP 429).
 //!
 //! - WebSocket, `ws://127.0.0.1:<port>/`: WuKongIM's binary protocol v2
 //!   ([`imcore::wire::WireServer`]).
@@ -188,7 +197,11 @@ async fn hub(
     let hub = Hub::builder()
         .store(store.clone())
         .directory(directory)
-        .config(HubConfig::default().node_id(settings.node_id));
+        .config(
+            HubConfig::default()
+                .node_id(settings.node_id)
+                .send_rate(settings.send_rate()),
+        );
     let mut router: Arc<dyn imcore::Router> = Arc::new(SingleNode);
     if let Some(url) = &settings.nats {
         router =
@@ -265,7 +278,8 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         limits,
         shutdown: shutdown.clone(),
     };
-    let router = routes::router(app.clone(), settings.manager_token.clone().map(Arc::new));
+    let token = settings.manager_token.clone().map(Arc::new);
+    let router = routes::router(app.clone(), token, settings.body_timeout());
     let timeout = settings.connect_timeout();
     // TLS listeners first: the lines the harnesses wait for stay the last.
     if let (Some(tls_tcp), Some(tls)) = (tls_tcp, &tls) {

@@ -69,6 +69,19 @@ impl Collector for Counters {
         ConstCounter::new(hub.refused_unclassified).encode(family.encode_family(&labels)?)?;
         counter(
             &mut e,
+            "imcore_sends_rate_limited",
+            "Sends refused (reason 22) for coming faster than their sender's send rate; \
+             also in imcore_sends{class=\"none\",result=\"refused\"}",
+            hub.rate_limited,
+        )?;
+        gauge(
+            &mut e,
+            "imcore_send_rate_senders",
+            "Senders the send-rate limiter remembers now (those that sent lately)",
+            hub.rate_tracked_senders,
+        )?;
+        counter(
+            &mut e,
             "imcore_deliveries",
             "Messages handed to devices",
             hub.deliveries,
@@ -187,7 +200,18 @@ impl Counters {
     fn encode_limits(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let limits = &self.limits;
         let stats = limits.stats();
+        let rate = self.hub.config().send_rate;
         for (name, help, n) in [
+            (
+                "imcore_limit_send_rate",
+                "Sends allowed per sender per second (0: no limit)",
+                rate.map_or(0, |r| u64::from(r.per_second.get())),
+            ),
+            (
+                "imcore_limit_send_burst",
+                "The most sends a sender may make at once (0: no limit)",
+                rate.map_or(0, |r| u64::from(r.burst.get())),
+            ),
             (
                 "imcore_limit_logins_per_second",
                 "Logins allowed per source address per second, as a burst of as many (0: no limit)",

@@ -1,7 +1,10 @@
-//! The HTTP API's routes, and the layers every request passes: the manager
-//! token (outermost but for the body limits), WuKongIM's JSON errors.
+//! The HTTP API's routes, and the layers every request passes: the body
+//! limits (outermost), WuKongIM's JSON errors, the manager token, and the
+//! body timeout (innermost: a request without the token is refused before
+//! its body is read).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -12,8 +15,9 @@ use crate::{
     users, App,
 };
 
-/// Every endpoint, behind `token` when one is set.
-pub fn router(app: App, token: Option<Arc<Secret>>) -> Router {
+/// Every endpoint, behind `token` when one is set, each request's body
+/// read whole within `body_timeout`.
+pub fn router(app: App, token: Option<Arc<Secret>>, body_timeout: Duration) -> Router {
     Router::new()
         .route("/", any(net::websocket))
         .route("/user/token", post(users::user_token))
@@ -57,6 +61,10 @@ pub fn router(app: App, token: Option<Arc<Secret>>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            api::read_body_within,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             token,
             manager::require_token,

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use imcore::{ChannelType, ClientMsgNo, Error, Flags, SendRequest};
+use imcore::{ChannelType, ClientMsgNo, Error, Flags, ReasonCode, SendRequest};
 
 use crate::api::{channel, flag, uid, uids, ApiError, ApiResult};
 use crate::App;
@@ -101,7 +101,9 @@ pub struct SendBatchReq {
 /// `/message/sendbatch`: the same message to each subscriber, in the
 /// person channel between the sender and them, as WuKongIM's. Answers
 /// `{fail_uids, reason}`: who it was refused for, and each refusal's
-/// reason code.
+/// reason code (22 for those over the sender's send rate: a batch to N
+/// subscribers takes N of the sender's sends, and those over its
+/// allowance are refused, the others sent).
 pub async fn message_sendbatch(State(app): State<App>, Json(req): Json<SendBatchReq>) -> ApiResult {
     let from = uid(&req.from_uid)?;
     let payload = bytes::Bytes::from(payload_of(&req.payload)?);
@@ -118,6 +120,10 @@ pub async fn message_sendbatch(State(app): State<App>, Json(req): Json<SendBatch
             Err(Error::Rejected { reason, .. }) => {
                 fail_uids.push(to.clone());
                 reasons.push(reason.as_u8());
+            }
+            Err(Error::RateLimited { .. }) => {
+                fail_uids.push(to.clone());
+                reasons.push(ReasonCode::RATE_LIMIT.as_u8());
             }
             Err(e) => return Err(e.into()),
         }

@@ -10,6 +10,7 @@
 mod acking;
 mod lifecycle;
 mod nodes;
+mod rate;
 mod revoke;
 mod run_to_end;
 mod send;
@@ -54,6 +55,7 @@ use crate::store::{
     Revocation, Store,
 };
 pub use acking::AckingConnection;
+pub use rate::SendRate;
 pub use stats::{HubStats, SendCounts};
 
 /// The prefix of the client_msg_nos the hub makes itself (for server-side
@@ -238,6 +240,20 @@ pub struct HubConfig {
     /// Offline notifications ([`OfflineNotifier::notify`]) running at once
     /// at most; past it, the sends that push wait for a slot. Default 64.
     pub max_pushes: usize,
+    /// How fast each sender (uid) may send: a token bucket per uid,
+    /// refilled at [`SendRate::per_second`] up to [`SendRate::burst`].
+    /// Every request to [`Hub::send`] and [`Hub::send_all`] takes a token
+    /// of its sender's, device and server-side sends alike (a batch of N
+    /// from one sender takes N); one over the rate is refused with
+    /// [`Error::RateLimited`] (WuKongIM's reason 22, `RATE_LIMIT`) before
+    /// it is looked at, and the others of a batch go on. The hub's own
+    /// messages (revocation commands and tips) take none. `None`: no
+    /// limit. Default 200 a second in bursts of 400 (WuKongIM has no such
+    /// limit: this one is meant to stop a runaway client, not a busy
+    /// one). Time is the hub's [`Clock`]; idle senders are forgotten.
+    /// Each hub counts its own: in a cluster, a sender sending through
+    /// several nodes has this rate on each.
+    pub send_rate: Option<SendRate>,
 }
 
 impl Default for HubConfig {
@@ -250,6 +266,10 @@ impl Default for HubConfig {
             revoke_tip: false,
             strip_revoked_payload: true,
             max_pushes: 64,
+            send_rate: Some(SendRate::new(
+                std::num::NonZeroU32::new(200).expect("200 is not zero"),
+                std::num::NonZeroU32::new(400).expect("400 is not zero"),
+            )),
         }
     }
 }
@@ -294,6 +314,12 @@ impl HubConfig {
     /// Sets [`HubConfig::max_pushes`].
     pub fn max_pushes(mut self, max_pushes: usize) -> Self {
         self.max_pushes = max_pushes;
+        self
+    }
+
+    /// Sets [`HubConfig::send_rate`] (`None`: no limit).
+    pub fn send_rate(mut self, rate: Option<SendRate>) -> Self {
+        self.send_rate = rate;
         self
     }
 }
@@ -373,6 +399,10 @@ impl HubBuilder {
         let router = self.router.unwrap_or_else(|| Arc::new(SingleNode));
         let wait = router.reorder_wait();
         let max_pushes = self.config.max_pushes;
+        let send_limiter = self
+            .config
+            .send_rate
+            .map(|rate| rate::SendLimiter::new(rate, clock.clone()));
         let hub = Hub {
             inner: Arc::new(Inner {
                 ids: MessageIdGenerator::with_clock(self.config.node_id, clock.clone())?,
@@ -386,6 +416,7 @@ impl HubBuilder {
                     .authorizer
                     .unwrap_or_else(|| Arc::new(DefaultRevokeRules)),
                 clock,
+                send_limiter,
                 config: self.config,
                 sessions: Sessions::default(),
                 counters: stats::Counters::default(),
@@ -447,6 +478,8 @@ struct Inner {
     policy: Arc<dyn PersistencePolicy>,
     authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
+    /// The per-sender send rate, when there is one.
+    send_limiter: Option<rate::SendLimiter>,
     ids: MessageIdGenerator,
     config: HubConfig,
     sessions: Sessions,
@@ -525,7 +558,10 @@ impl Hub {
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> HubStats {
-        self.inner.counters.snapshot(self.inner.sessions.queues())
+        let senders = self.inner.send_limiter.as_ref().map_or(0, |l| l.senders());
+        self.inner
+            .counters
+            .snapshot(self.inner.sessions.queues(), senders)
     }
 
     /// The hub's settings.

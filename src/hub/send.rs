@@ -45,7 +45,9 @@ impl Hub {
     /// neither stored nor delivered again; with another payload it is
     /// [`Error::Conflict`]. Refusals are [`Error::Rejected`] with
     /// WuKongIM's reason code; bad input (an empty payload included) is
-    /// [`Error::Validation`].
+    /// [`Error::Validation`]. A send over its sender's
+    /// [`HubConfig::send_rate`] is [`Error::RateLimited`], refused before
+    /// anything else is checked.
     pub async fn send(&self, request: SendRequest) -> Result<SendAck> {
         let mut acks = self.send_all(vec![request]).await;
         acks.pop()
@@ -91,10 +93,16 @@ impl Hub {
         let hub = self.clone();
         run_to_end(async move {
             let _work = work;
+            // Each request takes its sender's token first, all at once:
+            // one over the rate is refused before it is looked at.
+            let admitted = hub.admit_all(&requests);
             let mut staged = Vec::with_capacity(requests.len());
-            for request in requests {
+            for (request, admitted) in requests.into_iter().zip(admitted) {
                 let mut class = None;
-                let stage = hub.stage(request, &mut class).await;
+                let stage = match admitted {
+                    Ok(()) => hub.stage(request, &mut class).await,
+                    Err(e) => Err(e),
+                };
                 staged.push((class, stage));
             }
             let mut acks = Vec::with_capacity(staged.len());

@@ -55,6 +55,13 @@ pub struct HubStats {
     /// In a cluster: seqs given up on at this node (never arrived within
     /// the reorder wait); devices find them by sync.
     pub skipped_seqs: u64,
+    /// Sends refused for coming faster than their sender's
+    /// [`HubConfig::send_rate`](crate::HubConfig::send_rate) allows
+    /// ([`Error::RateLimited`]); also counted in `refused_unclassified`.
+    pub rate_limited: u64,
+    /// Senders the send-rate limiter remembers now: those that sent lately
+    /// (idle ones are forgotten). 0 without a rate.
+    pub rate_tracked_senders: u64,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +96,7 @@ pub(super) struct Counters {
     store_write_nanos: AtomicU64,
     late_deliveries: AtomicU64,
     skipped_seqs: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl Counters {
@@ -118,6 +126,10 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(super) fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn delivered(&self, n: u64) {
         self.deliveries.fetch_add(n, Ordering::Relaxed);
     }
@@ -141,9 +153,14 @@ impl Counters {
         self.store_write_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// The counters, with the session table's figures: devices online,
-    /// messages queued for them in all, the most for one.
-    pub(super) fn snapshot(&self, (online, queued, deepest): (usize, usize, usize)) -> HubStats {
+    /// The counters, with the session table's figures (devices online,
+    /// messages queued for them in all, the most for one) and the senders
+    /// the rate limiter remembers.
+    pub(super) fn snapshot(
+        &self,
+        (online, queued, deepest): (usize, usize, usize),
+        senders: usize,
+    ) -> HubStats {
         let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
         HubStats {
             history: self.history.snapshot(),
@@ -159,6 +176,8 @@ impl Counters {
             store_write_time: Duration::from_nanos(self.store_write_nanos.load(Ordering::Relaxed)),
             late_deliveries: self.late_deliveries.load(Ordering::Relaxed),
             skipped_seqs: self.skipped_seqs.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            rate_tracked_senders: n(senders),
         }
     }
 }
