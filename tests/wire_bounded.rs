@@ -24,6 +24,15 @@ mod common;
 
 use common::*;
 
+/// A world whose hub has no send rate: a burst here is 51,285 SENDs from
+/// one uid, far over the default 200/s.
+fn unlimited_world() -> World {
+    world_with_hub(
+        imcore::wire::WireConfig::default(),
+        imcore::HubConfig::default().send_rate(None),
+    )
+}
+
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
@@ -233,7 +242,7 @@ async fn burst_within_bound(w: &World, mut alice: Client, transport: &str, burst
 async fn a_4_mib_websocket_message_of_sends_is_answered_within_the_memory_bound() {
     let _serial = SERIAL.lock().await;
     timeout(DEADLINE, async {
-        let w = world();
+        let w = unlimited_world();
         let mut alice = Client::open(&w.server, 1024);
         alice.login("alice", WEB).await;
         burst_within_bound(&w, alice, "one WebSocket message", Burst::HandedOver).await;
@@ -246,7 +255,7 @@ async fn a_4_mib_websocket_message_of_sends_is_answered_within_the_memory_bound(
 async fn the_same_bytes_in_one_tcp_write_are_answered_within_the_memory_bound() {
     let _serial = SERIAL.lock().await;
     timeout(DEADLINE, async {
-        let w = world();
+        let w = unlimited_world();
         let mut alice = Client::tcp_whole(&w.server).await;
         alice.login("alice", WEB).await;
         burst_within_bound(&w, alice, "one TCP write", Burst::Kept).await;
@@ -268,7 +277,7 @@ const PUSHERS: usize = 4;
 async fn a_ping_is_answered_promptly_while_other_connections_push_bursts() {
     let _serial = SERIAL.lock().await;
     timeout(DEADLINE, async {
-        let w = world();
+        let w = unlimited_world();
         let mut bob = Client::open(&w.server, 16);
         bob.login("bob", WEB).await;
         let mut pushers = Vec::new();

@@ -14,7 +14,9 @@ use imcore::wire::{
     ConnackPacket, ConnectPacket, KeyExchange, Packet, RecvPacket, SendPacket, SendackPacket,
     SessionCipher, SessionEnd, Setting, TokenTable, WireConfig, WireError, WireServer,
 };
-use imcore::{DeviceFlag, DeviceLevel, Flags, Hub, ManualClock, MemoryDirectory, ReasonCode, Uid};
+use imcore::{
+    DeviceFlag, DeviceLevel, Flags, Hub, HubConfig, ManualClock, MemoryDirectory, ReasonCode, Uid,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -31,6 +33,12 @@ pub struct World {
 }
 
 pub fn world_with(config: WireConfig) -> World {
+    world_with_hub(config, HubConfig::default())
+}
+
+/// A world whose hub has `hub_config` (tests that send in bulk from one
+/// uid turn the send rate off).
+pub fn world_with_hub(config: WireConfig, hub_config: HubConfig) -> World {
     let directory = Arc::new(MemoryDirectory::new());
     let tokens = Arc::new(TokenTable::new());
     for (uid, flag, level) in [
@@ -43,6 +51,7 @@ pub fn world_with(config: WireConfig) -> World {
     }
     let hub = Hub::builder()
         .directory(directory.clone())
+        .config(hub_config)
         .clock(Arc::new(ManualClock::new(NOW_MS)))
         .build()
         .unwrap();
