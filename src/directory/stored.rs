@@ -225,6 +225,12 @@ impl StoredDirectory {
         }
     }
 
+    /// [`changed`](Self::changed) for one channel.
+    async fn channel_changed(&self, channel: &Channel, version: u64, kind: ChangeKind) {
+        self.changed(Scope::Channel(channel.clone()), version, kind)
+            .await;
+    }
+
     // ---- tokens
 
     /// Sets the token `uid`'s devices of kind `flag` log in with, and the
@@ -274,12 +280,8 @@ impl StoredDirectory {
             .or(info.owner)
             .or_else(|| subscribers.first().cloned());
         let version = self.store.put_channel(channel, &info).await?;
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Settings,
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Settings)
+            .await;
         if !subscribers.is_empty() {
             self.add_subscribers(channel, subscribers).await?;
         }
@@ -294,12 +296,8 @@ impl StoredDirectory {
         };
         info.owner = existing.owner;
         let version = self.store.put_channel(channel, &info).await?;
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Settings,
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Settings)
+            .await;
         Ok(true)
     }
 
@@ -314,12 +312,8 @@ impl StoredDirectory {
         let Some(version) = self.store.delete_channel(channel).await? else {
             return Ok(false);
         };
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Everything,
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Everything)
+            .await;
         Ok(true)
     }
 
@@ -333,12 +327,8 @@ impl StoredDirectory {
             added: uids.to_vec(),
             removed: Vec::new(),
         };
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Members(delta),
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Members(delta))
+            .await;
         Ok(())
     }
 
@@ -356,12 +346,8 @@ impl StoredDirectory {
             added: Vec::new(),
             removed: uids,
         };
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Members(delta),
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Members(delta))
+            .await;
         Ok(())
     }
 
@@ -385,12 +371,8 @@ impl StoredDirectory {
         let owner = self.store.channel(channel).await?.and_then(|c| c.owner);
         all.retain(|u| Some(u) != owner.as_ref());
         let version = self.store.remove_subscribers(channel, &all).await?;
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Everything,
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Everything)
+            .await;
         Ok(())
     }
 
@@ -419,12 +401,8 @@ impl StoredDirectory {
     ) -> Result<()> {
         self.check_count(uids)?;
         let version = self.store.add_to_list(list, channel, uids).await?;
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Settings,
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Settings)
+            .await;
         Ok(())
     }
 
@@ -437,12 +415,8 @@ impl StoredDirectory {
     ) -> Result<()> {
         self.check_count(uids)?;
         let version = self.store.remove_from_list(list, channel, uids).await?;
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Settings,
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Settings)
+            .await;
         Ok(())
     }
 
@@ -450,12 +424,8 @@ impl StoredDirectory {
     pub async fn set_list(&self, list: AccessList, channel: &Channel, uids: &[Uid]) -> Result<()> {
         self.check_count(uids)?;
         let version = self.store.set_list(list, channel, uids).await?;
-        self.changed(
-            Scope::Channel(channel.clone()),
-            version,
-            ChangeKind::Settings,
-        )
-        .await;
+        self.channel_changed(channel, version, ChangeKind::Settings)
+            .await;
         Ok(())
     }
 
