@@ -101,7 +101,8 @@ fn main() {
 /// then an empty message that ends the run. Core NATS may drop messages
 /// under load (nats-server 2.9 did, a few in a thousand, without a slow
 /// consumer report): the rate counts what arrived, and says what did not.
-async fn raw_nats(nats: &NatsServer, n: usize) -> f64 {
+/// `None` when half or less arrived.
+async fn raw_round(nats: &NatsServer, n: usize) -> Option<f64> {
     let publisher = async_nats::connect(nats.url()).await.unwrap();
     // Room for every message: a full subscription would drop some.
     let subscriber = async_nats::ConnectOptions::new()
@@ -132,11 +133,27 @@ async fn raw_nats(nats: &NatsServer, n: usize) -> f64 {
     publisher.publish("raw.bench", Bytes::new()).await.unwrap();
     publisher.flush().await.unwrap();
     let got = receiving.await.unwrap();
-    assert!(got > n / 2, "raw NATS delivered {got} of {n}");
+    if got <= n / 2 {
+        return None;
+    }
     if got < n {
         println!("  (raw NATS dropped {} of {n})", n - got);
     }
-    got as f64 / started.elapsed().as_secs_f64()
+    Some(got as f64 / started.elapsed().as_secs_f64())
+}
+
+/// [`raw_round`], tried again (on fresh connections) when NATS delivered
+/// half or less: once in CI's quick run it delivered none of 5,000, after
+/// every earlier run had delivered (nearly) all, which would measure
+/// nothing. Three such rounds in a row are a failure.
+async fn raw_nats(nats: &NatsServer, n: usize) -> f64 {
+    for attempt in 1..=3 {
+        if let Some(rate) = raw_round(nats, n).await {
+            return rate;
+        }
+        println!("  (raw NATS delivered half or less of {n}: round {attempt} of 3 tried again)");
+    }
+    panic!("raw NATS delivered half or less of {n} in three rounds");
 }
 
 /// A node joined by `config`, on `store`.
