@@ -59,8 +59,8 @@ async fn next_within(c: &mut Client) -> Packet {
         .expect("the connection closed")
 }
 
-#[tokio::test]
-async fn a_connection_waiting_for_its_own_send_still_receives_what_others_send() {
+/// A world whose directory holds alice's sends at its gate.
+fn gated_world() -> (World, Arc<GatedDirectory>) {
     let mut w = world();
     let directory = Arc::new(GatedDirectory {
         inner: Arc::new(MemoryDirectory::new()),
@@ -73,6 +73,12 @@ async fn a_connection_waiting_for_its_own_send_still_receives_what_others_send()
         .build()
         .unwrap();
     w.server = imcore::wire::WireServer::new(w.hub.clone(), w.tokens.clone());
+    (w, directory)
+}
+
+#[tokio::test]
+async fn a_connection_waiting_for_its_own_send_still_receives_what_others_send() {
+    let (w, directory) = gated_world();
     let mut alice = Client::open(&w.server, 16);
     alice.login("alice", WEB).await;
     let mut bob = Client::open(&w.server, 16);
@@ -110,18 +116,7 @@ async fn a_connection_waiting_for_its_own_send_still_receives_what_others_send()
 
 #[tokio::test]
 async fn a_kick_answers_the_send_the_hub_had_taken_before_its_disconnect() {
-    let mut w = world();
-    let directory = Arc::new(GatedDirectory {
-        inner: Arc::new(MemoryDirectory::new()),
-        gated: uid_of("alice"),
-        gate: tokio::sync::Semaphore::new(0),
-        entered: tokio::sync::Notify::new(),
-    });
-    w.hub = imcore::Hub::builder()
-        .directory(directory.clone())
-        .build()
-        .unwrap();
-    w.server = imcore::wire::WireServer::new(w.hub.clone(), w.tokens.clone());
+    let (w, directory) = gated_world();
     let mut alice = Client::open(&w.server, 16);
     alice.login("alice", WEB).await;
     alice.packet(&Packet::Send(alice.sealed_send(1, "bob", 1, "held")));
