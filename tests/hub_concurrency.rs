@@ -3,17 +3,16 @@
 //! channel's sends and by `send_all`, and a send that is stored and
 //! delivered although its caller stopped waiting.
 
+#[path = "common/gated_store.rs"]
+mod gated_store;
 #[path = "common/hub_world.rs"]
 mod hub_world;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use gated_store::GatedStore;
 use hub_world::{no, uid, world, world_on, World};
-use imcore::store::Page;
-use imcore::{
-    Channel, ClientMsgNo, MemoryStore, Message, MessageId, ReasonCode, SendRequest, SledStore, Uid,
-};
+use imcore::{ReasonCode, SendRequest, SledStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_senders_get_contiguous_seqs_and_devices_see_seq_order() {
@@ -137,164 +136,9 @@ async fn concurrent_senders(w: World) {
 
 // ---- sends that outlive their caller ----
 
-/// A memory store whose history writes (`append`, the send path's one
-/// write) wait for a permit, so that a test can stop waiting for a send
-/// while its write is in progress.
-#[derive(Debug)]
-struct GatedStore {
-    inner: MemoryStore,
-    gate: tokio::sync::Semaphore,
-    entered: tokio::sync::Notify,
-}
-
-#[async_trait]
-impl imcore::store::MessageLog for GatedStore {
-    async fn append(&self, messages: Vec<Message>) -> imcore::Result<Vec<imcore::store::Appended>> {
-        self.entered.notify_one();
-        let _permit = self.gate.acquire().await.unwrap();
-        self.inner.append(messages).await
-    }
-    async fn read(&self, channel: &Channel, page: Page) -> imcore::Result<Vec<Message>> {
-        self.inner.read(channel, page).await
-    }
-    async fn get(&self, id: MessageId) -> imcore::Result<Option<Message>> {
-        self.inner.get(id).await
-    }
-    async fn get_by_client_msg_no(
-        &self,
-        from_uid: &Uid,
-        channel: &Channel,
-        client_msg_no: &ClientMsgNo,
-    ) -> imcore::Result<Option<Message>> {
-        self.inner
-            .get_by_client_msg_no(from_uid, channel, client_msg_no)
-            .await
-    }
-    async fn last_seq(&self, channel: &Channel) -> imcore::Result<u64> {
-        self.inner.last_seq(channel).await
-    }
-}
-
-#[async_trait]
-impl imcore::store::CommandQueue for GatedStore {
-    async fn push_command(
-        &self,
-        message: &Message,
-        recipients: &[Uid],
-    ) -> imcore::Result<imcore::store::Pushed> {
-        self.inner.push_command(message, recipients).await
-    }
-    async fn pending_commands(
-        &self,
-        uid: &Uid,
-        after: u64,
-        limit: usize,
-    ) -> imcore::Result<Vec<imcore::store::QueuedCommand>> {
-        self.inner.pending_commands(uid, after, limit).await
-    }
-    async fn ack_commands(&self, uid: &Uid, up_to: u64) -> imcore::Result<usize> {
-        self.inner.ack_commands(uid, up_to).await
-    }
-    async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> imcore::Result<usize> {
-        self.inner.remove_commands(uid, ids).await
-    }
-    async fn is_command(&self, id: MessageId) -> imcore::Result<bool> {
-        self.inner.is_command(id).await
-    }
-}
-
-#[async_trait]
-impl imcore::store::ConversationStore for GatedStore {
-    async fn stable_version(&self) -> imcore::Result<u64> {
-        self.inner.stable_version().await
-    }
-    async fn conversation(
-        &self,
-        uid: &Uid,
-        channel: &Channel,
-    ) -> imcore::Result<Option<imcore::store::Conversation>> {
-        self.inner.conversation(uid, channel).await
-    }
-    async fn person_channels(&self, uid: &Uid) -> imcore::Result<Vec<Channel>> {
-        self.inner.person_channels(uid).await
-    }
-    async fn clear_unread(
-        &self,
-        uid: &Uid,
-        channel: &Channel,
-        read_seq: u64,
-    ) -> imcore::Result<bool> {
-        self.inner.clear_unread(uid, channel, read_seq).await
-    }
-    async fn hide_conversation(
-        &self,
-        uid: &Uid,
-        channel: &Channel,
-        up_to: u64,
-    ) -> imcore::Result<()> {
-        self.inner.hide_conversation(uid, channel, up_to).await
-    }
-    async fn hidden_conversations(&self, uid: &Uid) -> imcore::Result<Vec<(Channel, u64)>> {
-        self.inner.hidden_conversations(uid).await
-    }
-}
-
-#[async_trait]
-impl imcore::store::Outbox for GatedStore {
-    fn enable_outbox(&self) {
-        self.inner.enable_outbox()
-    }
-    async fn outbox(&self, limit: usize) -> imcore::Result<Vec<(u64, imcore::Message)>> {
-        self.inner.outbox(limit).await
-    }
-    async fn outbox_done(&self, entries: &[u64]) -> imcore::Result<()> {
-        self.inner.outbox_done(entries).await
-    }
-}
-
-#[async_trait]
-impl imcore::store::RevocationStore for GatedStore {
-    async fn record_revocation(
-        &self,
-        revocation: imcore::store::NewRevocation,
-    ) -> imcore::Result<imcore::store::Recorded> {
-        self.inner.record_revocation(revocation).await
-    }
-    async fn lookup_revocations(
-        &self,
-        ids: &[MessageId],
-    ) -> imcore::Result<Vec<Option<imcore::store::Revocation>>> {
-        self.inner.lookup_revocations(ids).await
-    }
-    async fn revocations_between(
-        &self,
-        channel: &Channel,
-        from_seq: u64,
-        to_seq: u64,
-    ) -> imcore::Result<Vec<imcore::store::Revocation>> {
-        self.inner
-            .revocations_between(channel, from_seq, to_seq)
-            .await
-    }
-    async fn revocations_after(
-        &self,
-        channel: &Channel,
-        extra_version: u64,
-        limit: usize,
-    ) -> imcore::Result<Vec<imcore::store::Revocation>> {
-        self.inner
-            .revocations_after(channel, extra_version, limit)
-            .await
-    }
-}
-
 #[tokio::test]
 async fn a_send_whose_caller_stops_waiting_is_still_stored_and_delivered() {
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        gate: tokio::sync::Semaphore::new(0),
-        entered: tokio::sync::Notify::new(),
-    });
+    let store = Arc::new(GatedStore::closed());
     let w = world_on(store.clone());
     let g = w.group("g", "alice", &["bob"]);
     let (_, mut bob) = w.phone("bob");

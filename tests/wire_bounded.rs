@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use imcore::store::Page;
 use imcore::wire::{Packet, SessionEnd};
 use imcore::{Channel, DeviceFlag, DeviceLevel, ReasonCode};
@@ -101,21 +101,6 @@ impl Peak {
     }
 }
 
-/// Small sealed SENDs from `client` to `to`, seqs 1, 2, …, back to back in
-/// one buffer of at most `bytes`: the buffer and how many SENDs it holds.
-fn burst(client: &Client, to: &str, bytes: usize) -> (Bytes, u32) {
-    let mut buf = BytesMut::with_capacity(bytes);
-    for seq in 1.. {
-        let send = client.sealed_send(seq, to, 1, &format!("m{seq}"));
-        let frame = Packet::Send(send).to_bytes().unwrap();
-        if buf.len() + frame.len() > bytes {
-            return (buf.freeze(), seq - 1);
-        }
-        buf.extend_from_slice(&frame);
-    }
-    unreachable!()
-}
-
 /// Reads `n` SENDACKs and checks that they answer seqs 1..=n in order,
 /// each stored (message seq = client seq: one sender, one channel).
 async fn expect_acks(client: &mut Client, n: u32, peak: Option<&Peak>) {
@@ -177,7 +162,7 @@ enum Burst {
 /// growth over the start is the connection's own, the hub's passing work
 /// and what the hub keeps (measured once the connection is gone).
 async fn burst_within_bound(w: &World, mut alice: Client, transport: &str, burst_is: Burst) {
-    let (bytes, n) = burst(&alice, "bob", BURST);
+    let (bytes, n) = alice.burst("bob", BURST);
     let len = bytes.len() as isize;
     assert!(n > 40_000, "{n} SENDs in {len} bytes");
     // A copy of its own, so that each is the only reference to its bytes.
@@ -288,7 +273,7 @@ async fn a_ping_is_answered_promptly_while_other_connections_push_bursts() {
                 .set(uid_of(&uid), DeviceFlag::Web, token, DeviceLevel::Master);
             let mut client = Client::open(&w.server, 1024);
             client.login(&uid, WEB).await;
-            let (bytes, n) = burst(&client, "carol", BURST);
+            let (bytes, n) = client.burst("carol", BURST);
             pushers.push((uid, client, bytes, n));
         }
 

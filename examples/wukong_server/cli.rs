@@ -97,6 +97,16 @@ pub struct Settings {
     /// --send-rate. 0: no limit.
     #[arg(long, env = "IMCORE_SEND_BURST", default_value_t = 400)]
     pub send_burst: u32,
+    /// Milliseconds a send waits for the store to write it and make it
+    /// durable; past it the send fails, retryable (reason 15 on the wire,
+    /// 503 over HTTP), and is counted in imcore_store_timeouts. 0: wait
+    /// for ever.
+    #[arg(
+        long = "store-deadline-ms",
+        env = "IMCORE_STORE_DEADLINE_MS",
+        default_value_t = 5_000
+    )]
+    pub store_deadline_ms: u64,
     /// Milliseconds an HTTP request has, once its headers are in, to send
     /// its whole body; a slower one is answered 408 and its connection
     /// closed.
@@ -211,6 +221,11 @@ impl Settings {
             NonZeroU32::new(self.send_rate)?,
             NonZeroU32::new(self.send_burst)?,
         ))
+    }
+
+    /// The hub's store deadline: `None` (wait for ever) when 0.
+    pub fn store_deadline(&self) -> Option<Duration> {
+        (self.store_deadline_ms > 0).then(|| Duration::from_millis(self.store_deadline_ms))
     }
 
     /// The shutdown bound.

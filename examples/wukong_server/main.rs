@@ -40,6 +40,12 @@
 //! API together: more are refused with reason 22, rate limit (a SENDACK,
 //! or HTTP 429).
 //!
+//! A send whose store call does not answer within the store deadline
+//! (`--store-deadline-ms`, `IMCORE_STORE_DEADLINE_MS`; default 5,000 ms;
+//! 0: wait for ever) fails, retryable (reason 15, HTTP 503), and is counted
+//! in `imcore_store_timeouts`: a stalled disk or database holds senders
+//! that long and no longer.
+//!
 //! - WebSocket, `ws://127.0.0.1:<port>/`: WuKongIM's binary protocol v2
 //!   ([`imcore::wire::WireServer`]).
 //! - TCP, `127.0.0.1:<tcp port>`: the same protocol as a plain byte
@@ -200,7 +206,8 @@ async fn hub(
         .config(
             HubConfig::default()
                 .node_id(settings.node_id)
-                .send_rate(settings.send_rate()),
+                .send_rate(settings.send_rate())
+                .store_deadline(settings.store_deadline()),
         );
     let mut router: Arc<dyn imcore::Router> = Arc::new(SingleNode);
     if let Some(url) = &settings.nats {

@@ -74,6 +74,13 @@ impl Collector for Counters {
              also in imcore_sends{class=\"none\",result=\"refused\"}",
             hub.rate_limited,
         )?;
+        counter(
+            &mut e,
+            "imcore_store_timeouts",
+            "Store calls on the send path that missed the store deadline \
+             (--store-deadline-ms); their sends failed, retryable (reason 15, HTTP 503)",
+            hub.store_timeouts,
+        )?;
         gauge(
             &mut e,
             "imcore_send_rate_senders",

@@ -8,6 +8,7 @@
 //! seq order across nodes).
 
 mod acking;
+mod deadline;
 mod lifecycle;
 mod nodes;
 mod rate;
@@ -254,6 +255,17 @@ pub struct HubConfig {
     /// Each hub counts its own: in a cluster, a sender sending through
     /// several nodes has this rate on each.
     pub send_rate: Option<SendRate>,
+    /// How long a send waits for the store to write it (and, for history,
+    /// to make it durable). Past it the send fails with
+    /// [`Error::Unavailable`] (retryable; WuKongIM's reason 15 on the wire,
+    /// 503 over HTTP), is counted in [`HubStats::store_timeouts`] and
+    /// logged, and the channel's next send goes on: a store that stalls
+    /// (a stuck disk, a database that does not answer) holds its callers
+    /// this long and no longer, and once it answers again, sends succeed
+    /// again. The write may still land after the send failed; a resend
+    /// (same `client_msg_no`) is then acknowledged as its duplicate, so
+    /// retrying stays exactly-once. `None`: wait for ever. Default 5 s.
+    pub store_deadline: Option<Duration>,
 }
 
 impl Default for HubConfig {
@@ -270,6 +282,7 @@ impl Default for HubConfig {
                 std::num::NonZeroU32::new(200).expect("200 is not zero"),
                 std::num::NonZeroU32::new(400).expect("400 is not zero"),
             )),
+            store_deadline: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -320,6 +333,12 @@ impl HubConfig {
     /// Sets [`HubConfig::send_rate`] (`None`: no limit).
     pub fn send_rate(mut self, rate: Option<SendRate>) -> Self {
         self.send_rate = rate;
+        self
+    }
+
+    /// Sets [`HubConfig::store_deadline`] (`None`: wait for ever).
+    pub fn store_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.store_deadline = deadline;
         self
     }
 }

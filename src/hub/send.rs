@@ -243,7 +243,12 @@ impl Hub {
                 // One write whatever the channel's size: the log, the
                 // channel's head and the sender's read position (read
                 // diffusion: recipients' conversations are derived).
-                let appended = inner.store.append_then_settle(vec![message.clone()]).await;
+                let appended = self
+                    .within(
+                        "append",
+                        inner.store.append_then_settle(vec![message.clone()]),
+                    )
+                    .await;
                 take_turn(&mut turn);
                 let (appended, to_settle) = appended?;
                 let Some(appended) = appended.first() else {
@@ -255,7 +260,12 @@ impl Hub {
                 settle = Some(to_settle);
             }
             Persistence::Command => {
-                let pushed = inner.store.push_command(&message, &recipients).await;
+                let pushed = self
+                    .within(
+                        "push_command",
+                        inner.store.push_command(&message, &recipients),
+                    )
+                    .await;
                 take_turn(&mut turn);
                 inner.counters.store_write(started.elapsed());
                 let pushed = pushed?;
@@ -300,7 +310,7 @@ impl Hub {
             delivered,
         } = staged;
         if let Some(settle) = settle {
-            let settled = settle.await;
+            let settled = self.within("flush", settle).await;
             inner.counters.store_write(started.elapsed());
             settled?;
         }

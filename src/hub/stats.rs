@@ -62,6 +62,10 @@ pub struct HubStats {
     /// Senders the send-rate limiter remembers now: those that sent lately
     /// (idle ones are forgotten). 0 without a rate.
     pub rate_tracked_senders: u64,
+    /// Store calls on the send path that did not answer within
+    /// [`HubConfig::store_deadline`](crate::HubConfig::store_deadline):
+    /// their sends failed, retryable.
+    pub store_timeouts: u64,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +101,7 @@ pub(super) struct Counters {
     late_deliveries: AtomicU64,
     skipped_seqs: AtomicU64,
     rate_limited: AtomicU64,
+    store_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -128,6 +133,10 @@ impl Counters {
 
     pub(super) fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn store_timeout(&self) {
+        self.store_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn delivered(&self, n: u64) {
@@ -178,6 +187,7 @@ impl Counters {
             skipped_seqs: self.skipped_seqs.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             rate_tracked_senders: n(senders),
+            store_timeouts: self.store_timeouts.load(Ordering::Relaxed),
         }
     }
 }

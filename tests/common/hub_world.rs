@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use imcore::session::{ConnectionId, InProcessConnection};
 use imcore::store::Store;
 use imcore::{
-    Channel, ChannelType, ClientMsgNo, Device, DeviceFlag, DeviceId, Hub, MemoryDirectory,
-    MemoryStore, Message, OfflineNotifier, Uid,
+    Channel, ChannelType, ClientMsgNo, Device, DeviceFlag, DeviceId, Hub, HubConfig,
+    MemoryDirectory, MemoryStore, Message, OfflineNotifier, Uid,
 };
 use tokio::sync::mpsc;
 
@@ -50,9 +50,15 @@ pub struct World {
 }
 
 pub fn world_on(store: Arc<dyn Store>) -> World {
+    world_configured(store, HubConfig::default())
+}
+
+/// A world on `store` whose hub has `config`.
+pub fn world_configured(store: Arc<dyn Store>, config: HubConfig) -> World {
     let directory = Arc::new(MemoryDirectory::new());
     let (tx, pushes) = mpsc::unbounded_channel();
     let hub = Hub::builder()
+        .config(config)
         .store(store)
         .directory(directory.clone())
         .notifier(Arc::new(Recorder(tx)))

@@ -39,6 +39,23 @@ pub fn world_with(config: WireConfig) -> World {
 /// A world whose hub has `hub_config` (tests that send in bulk from one
 /// uid turn the send rate off).
 pub fn world_with_hub(config: WireConfig, hub_config: HubConfig) -> World {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    world_on_store(
+        config,
+        hub_config,
+        Arc::new(imcore::MemoryStore::new()),
+        clock,
+    )
+}
+
+/// A world whose hub has `hub_config`, keeps its messages in `store` and
+/// reads the time from `clock`.
+pub fn world_on_store(
+    config: WireConfig,
+    hub_config: HubConfig,
+    store: Arc<dyn imcore::store::Store>,
+    clock: Arc<dyn imcore::Clock>,
+) -> World {
     let directory = Arc::new(MemoryDirectory::new());
     let tokens = Arc::new(TokenTable::new());
     for (uid, flag, level) in [
@@ -50,9 +67,10 @@ pub fn world_with_hub(config: WireConfig, hub_config: HubConfig) -> World {
         tokens.set(uid_of(uid), flag, format!("{uid}-token"), level);
     }
     let hub = Hub::builder()
+        .store(store)
         .directory(directory.clone())
         .config(hub_config)
-        .clock(Arc::new(ManualClock::new(NOW_MS)))
+        .clock(clock)
         .build()
         .unwrap();
     let server = WireServer::new(hub.clone(), tokens.clone()).with_config(config);
@@ -295,6 +313,22 @@ impl Client {
         };
         send.msg_key = self.cipher().send_msg_key(&send).unwrap();
         send
+    }
+
+    /// Small sealed SENDs to the person `to`, client seqs 1, 2, …
+    /// (payload `m{seq}`, client_msg_no `cmn-{seq}`), back to back in one
+    /// buffer of at most `bytes`: the buffer and how many SENDs it holds.
+    pub fn burst(&self, to: &str, bytes: usize) -> (Bytes, u32) {
+        let mut buf = bytes::BytesMut::with_capacity(bytes);
+        for seq in 1.. {
+            let send = self.sealed_send(seq, to, 1, &format!("m{seq}"));
+            let frame = Packet::Send(send).to_bytes().unwrap();
+            if buf.len() + frame.len() > bytes {
+                return (buf.freeze(), seq - 1);
+            }
+            buf.extend_from_slice(&frame);
+        }
+        unreachable!()
     }
 
     /// Expects a SENDACK next and returns it.

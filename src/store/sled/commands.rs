@@ -33,35 +33,43 @@ impl CommandQueue for SledStore {
                 (prefix, counter)
             })
             .collect();
-        let duplicate = (
-            &self.commands,
-            &self.command_ids,
-            &self.command_dedup,
-            &self.counters,
-        )
-            .transaction(|(queue, ids, dedup, counters)| {
-                if let Some(v) = dedup.get(&sender)? {
-                    let (id, payload) = v.split_at(v.len().min(8));
-                    return match be_u64(id, "command dedup entry") {
-                        Ok(_) if payload != message.payload.as_ref() => {
-                            abort(crate::store::conflict(message))
-                        }
-                        Ok(first) => Ok(Some(MessageId(first))),
-                        Err(e) => abort(e),
-                    };
-                }
-                for (prefix, counter) in &users {
-                    let cursor = next_counter(counters, counter)?;
-                    queue.insert(seq_key(prefix, cursor), value.as_slice())?;
-                    ids.insert(seq_key(prefix, message.message_id.0), &cursor.to_be_bytes())?;
-                }
-                // The dedup value is the command's id; keyed by id too, so
-                // that `is_command` is one look-up.
-                dedup.insert(sender.as_slice(), first.as_slice())?;
-                dedup.insert(&command_id_key(message.message_id), &[])?;
-                Ok(None)
-            })
-            .map_err(tx_error)?;
+        let trees = (
+            self.commands.clone(),
+            self.command_ids.clone(),
+            self.command_dedup.clone(),
+            self.counters.clone(),
+        );
+        let owned = message.clone();
+        // On the store's write thread, like every write on the send path.
+        let push = move || {
+            let message = &owned;
+            let (commands, command_ids, command_dedup, counters) = &trees;
+            (commands, command_ids, command_dedup, counters)
+                .transaction(|(queue, ids, dedup, counters)| {
+                    if let Some(v) = dedup.get(&sender)? {
+                        let (id, payload) = v.split_at(v.len().min(8));
+                        return match be_u64(id, "command dedup entry") {
+                            Ok(_) if payload != message.payload.as_ref() => {
+                                abort(crate::store::conflict(message))
+                            }
+                            Ok(first) => Ok(Some(MessageId(first))),
+                            Err(e) => abort(e),
+                        };
+                    }
+                    for (prefix, counter) in &users {
+                        let cursor = next_counter(counters, counter)?;
+                        queue.insert(seq_key(prefix, cursor), value.as_slice())?;
+                        ids.insert(seq_key(prefix, message.message_id.0), &cursor.to_be_bytes())?;
+                    }
+                    // The dedup value is the command's id; keyed by id too, so
+                    // that `is_command` is one look-up.
+                    dedup.insert(sender.as_slice(), first.as_slice())?;
+                    dedup.insert(&command_id_key(message.message_id), &[])?;
+                    Ok(None)
+                })
+                .map_err(tx_error)
+        };
+        let duplicate = self.thread.run(push).await?;
         // A resend is acknowledged only once the first push is durable too
         // (it may still be in the flush another caller is waiting for).
         self.settle().await?;

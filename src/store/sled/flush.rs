@@ -1,11 +1,12 @@
 //! Group flush: concurrent writers share fsyncs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use sled::Db;
 use tokio::sync::watch;
 
-use super::{storage, BACKEND};
+use super::BACKEND;
 use crate::error::{Error, Result};
 
 /// Group commit: one flush at a time, each covering every write committed
@@ -18,32 +19,45 @@ use crate::error::{Error, Result};
 /// deliver together, rather than one after another as each hands a lock on
 /// to the next.
 ///
-/// Running one flush at a time (see [`flush_now`] for where), with sled's
-/// synchronous `flush` rather than `Tree::flush_async`, also avoids a
-/// deadlock in sled 0.34: `flush_async` runs each flush on sled's small
-/// I/O pool while holding sled's global read guard, and with several
-/// concurrent flushes and a transaction waiting for the write guard the pool
-/// can fill with flushes that wait for one another.
+/// The flush itself runs on a blocking thread, not on the waiter's worker,
+/// and does not belong to any waiter: a waiter that stops waiting (a
+/// deadline) leaves it running, and the next waiter does not start another
+/// beside it. So a flush that sled stalls holds one thread, however many
+/// give up on it, and never a runtime worker.
+///
+/// Running one flush at a time, with sled's synchronous `flush` rather
+/// than `Tree::flush_async`, also avoids a deadlock in sled 0.34:
+/// `flush_async` runs each flush on sled's small I/O pool while holding
+/// sled's global read guard, and with several concurrent flushes and a
+/// transaction waiting for the write guard the pool can fill with flushes
+/// that wait for one another.
 #[derive(Debug)]
 pub(super) struct GroupFlush {
     /// Tickets handed out: writes committed so far.
     committed: AtomicU64,
-    /// The highest ticket known to be on disk; told to every waiter when
-    /// a flush ends (and, unchanged, when one fails, so that a waiter
-    /// takes the next).
-    durable: watch::Sender<u64>,
-    /// Held by the writer whose flush is running.
-    flushing: tokio::sync::Mutex<()>,
+    /// What the flushes have done, told to every waiter when one ends.
+    state: watch::Sender<Flushed>,
     /// Flushes done.
     flushes: AtomicU64,
+}
+
+/// Where the flushes are.
+#[derive(Debug, Clone, Default)]
+struct Flushed {
+    /// The highest ticket known to be on disk.
+    durable: u64,
+    /// A flush is running.
+    running: bool,
+    /// The last flush that failed: the highest ticket it was to cover, and
+    /// why. Waiters it covered fail with it; later ones flush again.
+    failed: Option<(u64, String)>,
 }
 
 impl Default for GroupFlush {
     fn default() -> Self {
         GroupFlush {
             committed: AtomicU64::new(0),
-            durable: watch::Sender::new(0),
-            flushing: tokio::sync::Mutex::new(()),
+            state: watch::Sender::new(Flushed::default()),
             flushes: AtomicU64::new(0),
         }
     }
@@ -66,80 +80,66 @@ impl GroupFlush {
     }
 
     /// Returns once every write up to `ticket` is on disk.
-    pub(super) async fn flush(&self, db: &Db, ticket: u64) -> Result<()> {
-        let mut durable = self.durable.subscribe();
+    pub(super) async fn flush(self: &Arc<Self>, db: &Db, ticket: u64) -> Result<()> {
+        let mut state = self.state.subscribe();
+        // The first failure seen, if it came after our ticket was taken, is
+        // ours; one from before it is someone else's, and we flush again.
+        let mut seen_failure = state.borrow().failed.as_ref().map(|(t, _)| *t);
         loop {
-            if *durable.borrow_and_update() >= ticket {
-                return Ok(()); // a flush that started after our commit covered us
-            }
-            let Ok(lock) = self.flushing.try_lock() else {
-                // A flush is running: when it ends, look again (it may
-                // have begun before our commit). The sender lives in
-                // `self`, so this only ends with a change.
-                let _ = durable.changed().await;
-                continue;
+            let start = {
+                let now = state.borrow_and_update();
+                if now.durable >= ticket {
+                    return Ok(()); // a flush that started after our commit covered us
+                }
+                if let Some((target, why)) = &now.failed {
+                    if Some(*target) != seen_failure && *target >= ticket {
+                        return Err(Error::Storage {
+                            backend: BACKEND,
+                            source: why.clone().into(),
+                        });
+                    }
+                    seen_failure = Some(*target);
+                }
+                !now.running
             };
-            let flushing = Flushing {
-                lock: Some(lock),
-                durable: &self.durable,
-            };
-            if *self.durable.borrow() >= ticket {
-                return Ok(()); // one ended between our look and the lock
+            if start && self.start(db) {
+                continue; // look again: it may already have ended
             }
-            // Every ticket up to `target` belongs to a committed write, so
-            // this flush makes all of them durable.
-            let target = self.committed();
-            let flushed = flush_now(db).await;
-            if flushed.is_ok() {
-                self.flushes.fetch_add(1, Ordering::Relaxed);
-                self.durable.send_if_modified(|d| {
-                    *d = (*d).max(target);
-                    false // `flushing` tells the waiters once it has unlocked
-                });
-            }
-            drop(flushing);
-            return flushed;
+            // A flush is running: when it ends, look again (it may have
+            // begun before our commit). The sender lives in `self`, so
+            // this only ends with a change.
+            let _ = state.changed().await;
         }
     }
-}
 
-/// The right to flush, held by one writer at a time. Dropping it (after
-/// the flush, or when the writer's future is dropped mid-flush) unlocks and
-/// then wakes every waiter: unlocking first, so that no waiter can find the
-/// lock still taken after its wake-up and wait for a wake-up that never
-/// comes. After a failed flush the waiters see no progress and one of them
-/// flushes again.
-struct Flushing<'a> {
-    lock: Option<tokio::sync::MutexGuard<'a, ()>>,
-    durable: &'a watch::Sender<u64>,
-}
-
-impl Drop for Flushing<'_> {
-    fn drop(&mut self) {
-        drop(self.lock.take());
-        self.durable.send_modify(|_| {});
+    /// Starts a flush of everything committed so far, unless one is
+    /// running. Returns whether this call started it.
+    fn start(self: &Arc<Self>, db: &Db) -> bool {
+        let started = self.state.send_if_modified(|s| {
+            let start = !s.running;
+            s.running = true;
+            start
+        });
+        if !started {
+            return false;
+        }
+        // Every ticket up to `target` belongs to a committed write, so
+        // this flush makes all of them durable.
+        let target = self.committed();
+        let (me, db) = (self.clone(), db.clone());
+        tokio::task::spawn_blocking(move || {
+            let flushed = db.flush();
+            if flushed.is_ok() {
+                me.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            me.state.send_modify(|s| {
+                s.running = false;
+                match flushed {
+                    Ok(_) => s.durable = s.durable.max(target),
+                    Err(e) => s.failed = Some((target, e.to_string())),
+                }
+            });
+        });
+        true
     }
-}
-
-/// Flushes and fsyncs the database. On a multi-thread runtime the flush
-/// runs on the calling worker, which hands its other tasks to another
-/// thread while it blocks (`block_in_place`): no hand-off of the flush
-/// itself, which for a lone sender costs as much again as the fsync. On a
-/// current-thread runtime it runs on a blocking thread instead.
-async fn flush_now(db: &Db) -> Result<()> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-        return tokio::task::block_in_place(|| db.flush())
-            .map(drop)
-            .map_err(storage);
-    }
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || db.flush())
-        .await
-        .map_err(|e| Error::Storage {
-            backend: BACKEND,
-            source: Box::new(e),
-        })?
-        .map(drop)
-        .map_err(storage)
 }

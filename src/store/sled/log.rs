@@ -110,7 +110,9 @@ impl MessageLog for SledStore {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        self.writer.append(&messages).await
+        let (appended, settle) = self.append_then_settle(messages).await?;
+        settle.await?;
+        Ok(appended)
     }
 
     /// The write now, the flush in the [`Settle`] it returns.
@@ -118,7 +120,8 @@ impl MessageLog for SledStore {
         if messages.is_empty() {
             return Ok((Vec::new(), Box::pin(std::future::ready(Ok(())))));
         }
-        let (appended, ticket) = self.writer.write(&messages)?;
+        let writer = self.writer.clone();
+        let (appended, ticket) = self.thread.run(move || writer.write(&messages)).await?;
         let writer = self.writer.clone();
         Ok((
             appended,
@@ -220,7 +223,16 @@ impl ConversationStore for SledStore {
     }
 
     async fn clear_unread(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
-        self.writer.clear(uid, channel, read_seq).await
+        let (writer, uid, channel) = (self.writer.clone(), uid.clone(), channel.clone());
+        let cleared = self
+            .thread
+            .run(move || writer.clear(&uid, &channel, read_seq))
+            .await?;
+        let Some(ticket) = cleared else {
+            return Ok(false); // an empty channel
+        };
+        self.writer.settle(ticket).await?;
+        Ok(true)
     }
 
     async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {

@@ -60,6 +60,7 @@ mod migrate;
 mod outbox;
 mod record;
 mod revocations;
+mod thread;
 mod writer;
 
 use flush::GroupFlush;
@@ -163,8 +164,10 @@ pub struct SledStore {
     db: Db,
     durability: Durability,
     flusher: Arc<GroupFlush>,
-    /// The task that writes history and read positions, batching callers.
+    /// The writer of history and read positions.
     writer: Arc<Writer>,
+    /// Where the send path's writes run (see `thread.rs`).
+    thread: thread::WriteThread,
     commands: Tree,
     command_ids: Tree,
     command_dedup: Tree,
@@ -274,6 +277,7 @@ impl SledStore {
         Ok(SledStore {
             durability,
             writer: Arc::new(writer),
+            thread: thread::WriteThread::start()?,
             flusher,
             commands: tree("commands")?,
             command_ids: tree("command_ids")?,

@@ -120,13 +120,6 @@ impl Writer {
         })
     }
 
-    /// Appends messages; see [`MessageLog::append`](crate::store::MessageLog::append).
-    pub(super) async fn append(&self, messages: &[Message]) -> Result<Vec<Appended>> {
-        let (out, ticket) = self.write(messages)?;
-        self.settle(ticket).await?;
-        Ok(out)
-    }
-
     /// Writes messages, readable on return, with the ticket that
     /// [`settle`](Self::settle) takes to make them durable.
     pub(super) fn write(&self, messages: &[Message]) -> Result<(Vec<Appended>, u64)> {
@@ -145,12 +138,14 @@ impl Writer {
 
     /// Moves a read position forward; see
     /// [`ConversationStore::clear_unread`](crate::store::ConversationStore::clear_unread).
-    pub(super) async fn clear(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<bool> {
+    /// `None` if the channel has no messages; otherwise the ticket that
+    /// [`settle`](Self::settle) takes.
+    pub(super) fn clear(&self, uid: &Uid, channel: &Channel, read_seq: u64) -> Result<Option<u64>> {
         let ticket = 'write: {
             let _turn = self.lock();
             let prefix = log_prefix(channel);
             let Some(head) = self.heads.get(&self.log, &prefix)? else {
-                return Ok(false);
+                return Ok(None);
             };
             let read_seq = read_seq.min(head.seq);
             let at = position_key(uid, &prefix);
@@ -182,8 +177,7 @@ impl Writer {
             plan.commit()?;
             self.flusher.commit()
         };
-        self.settle(ticket).await?;
-        Ok(true)
+        Ok(Some(ticket))
     }
 
     /// Writes and flushes a new version reservation. Once per

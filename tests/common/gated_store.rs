@@ -1,0 +1,170 @@
+//! A memory store whose history writes wait at a gate, for tests that
+//! hold a send inside the store.
+
+use async_trait::async_trait;
+use imcore::store::Page;
+use imcore::{Channel, ClientMsgNo, MemoryStore, Message, MessageId, Uid};
+
+/// A memory store whose history writes (`append`, the send path's one
+/// write) wait for a permit, so that a test can stop waiting for a send
+/// while its write is in progress.
+#[derive(Debug)]
+pub struct GatedStore {
+    pub inner: MemoryStore,
+    /// One permit per write let through.
+    pub gate: tokio::sync::Semaphore,
+    /// Told when a write reaches the gate.
+    pub entered: tokio::sync::Notify,
+}
+
+impl GatedStore {
+    /// A store whose gate lets nothing through yet.
+    pub fn closed() -> Self {
+        GatedStore {
+            inner: MemoryStore::new(),
+            gate: tokio::sync::Semaphore::new(0),
+            entered: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl imcore::store::MessageLog for GatedStore {
+    async fn append(&self, messages: Vec<Message>) -> imcore::Result<Vec<imcore::store::Appended>> {
+        self.entered.notify_one();
+        let _permit = self.gate.acquire().await.unwrap();
+        self.inner.append(messages).await
+    }
+    async fn read(&self, channel: &Channel, page: Page) -> imcore::Result<Vec<Message>> {
+        self.inner.read(channel, page).await
+    }
+    async fn get(&self, id: MessageId) -> imcore::Result<Option<Message>> {
+        self.inner.get(id).await
+    }
+    async fn get_by_client_msg_no(
+        &self,
+        from_uid: &Uid,
+        channel: &Channel,
+        client_msg_no: &ClientMsgNo,
+    ) -> imcore::Result<Option<Message>> {
+        self.inner
+            .get_by_client_msg_no(from_uid, channel, client_msg_no)
+            .await
+    }
+    async fn last_seq(&self, channel: &Channel) -> imcore::Result<u64> {
+        self.inner.last_seq(channel).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::CommandQueue for GatedStore {
+    async fn push_command(
+        &self,
+        message: &Message,
+        recipients: &[Uid],
+    ) -> imcore::Result<imcore::store::Pushed> {
+        self.inner.push_command(message, recipients).await
+    }
+    async fn pending_commands(
+        &self,
+        uid: &Uid,
+        after: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::QueuedCommand>> {
+        self.inner.pending_commands(uid, after, limit).await
+    }
+    async fn ack_commands(&self, uid: &Uid, up_to: u64) -> imcore::Result<usize> {
+        self.inner.ack_commands(uid, up_to).await
+    }
+    async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> imcore::Result<usize> {
+        self.inner.remove_commands(uid, ids).await
+    }
+    async fn is_command(&self, id: MessageId) -> imcore::Result<bool> {
+        self.inner.is_command(id).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::ConversationStore for GatedStore {
+    async fn stable_version(&self) -> imcore::Result<u64> {
+        self.inner.stable_version().await
+    }
+    async fn conversation(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+    ) -> imcore::Result<Option<imcore::store::Conversation>> {
+        self.inner.conversation(uid, channel).await
+    }
+    async fn person_channels(&self, uid: &Uid) -> imcore::Result<Vec<Channel>> {
+        self.inner.person_channels(uid).await
+    }
+    async fn clear_unread(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+        read_seq: u64,
+    ) -> imcore::Result<bool> {
+        self.inner.clear_unread(uid, channel, read_seq).await
+    }
+    async fn hide_conversation(
+        &self,
+        uid: &Uid,
+        channel: &Channel,
+        up_to: u64,
+    ) -> imcore::Result<()> {
+        self.inner.hide_conversation(uid, channel, up_to).await
+    }
+    async fn hidden_conversations(&self, uid: &Uid) -> imcore::Result<Vec<(Channel, u64)>> {
+        self.inner.hidden_conversations(uid).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::Outbox for GatedStore {
+    fn enable_outbox(&self) {
+        self.inner.enable_outbox()
+    }
+    async fn outbox(&self, limit: usize) -> imcore::Result<Vec<(u64, imcore::Message)>> {
+        self.inner.outbox(limit).await
+    }
+    async fn outbox_done(&self, entries: &[u64]) -> imcore::Result<()> {
+        self.inner.outbox_done(entries).await
+    }
+}
+
+#[async_trait]
+impl imcore::store::RevocationStore for GatedStore {
+    async fn record_revocation(
+        &self,
+        revocation: imcore::store::NewRevocation,
+    ) -> imcore::Result<imcore::store::Recorded> {
+        self.inner.record_revocation(revocation).await
+    }
+    async fn lookup_revocations(
+        &self,
+        ids: &[MessageId],
+    ) -> imcore::Result<Vec<Option<imcore::store::Revocation>>> {
+        self.inner.lookup_revocations(ids).await
+    }
+    async fn revocations_between(
+        &self,
+        channel: &Channel,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> imcore::Result<Vec<imcore::store::Revocation>> {
+        self.inner
+            .revocations_between(channel, from_seq, to_seq)
+            .await
+    }
+    async fn revocations_after(
+        &self,
+        channel: &Channel,
+        extra_version: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::Revocation>> {
+        self.inner
+            .revocations_after(channel, extra_version, limit)
+            .await
+    }
+}
