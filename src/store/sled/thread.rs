@@ -14,6 +14,16 @@
 //! worker with it: the reported wedge had one spinning for twenty minutes,
 //! and a future that never yields cannot be timed out.
 //!
+//! sled's tracker has an open report of a deadlock under high load in the
+//! same version (spacejam/sled#1412: threads parked for good after minutes
+//! of concurrent gets and inserts, no stack trace, one comment that a newer
+//! parking_lot cured a `flush_async` deadlock). The wedge seen here is not
+//! obviously the same (a thread spinning, not parked), and this crate
+//! cannot choose sled's parking_lot; neither could be reproduced on demand
+//! (a burst test looped for hundreds of rounds, and raw sled probes with
+//! small segments, flushes on eight threads and the machine loaded, never
+//! wedged). What this crate controls is what a stall costs.
+//!
 //! So writes are handed to this thread, one at a time, in the order they
 //! were asked for, and the caller awaits the answer: the runtime's workers
 //! stay free, and a caller can stop waiting (the hub's store deadline does)
