@@ -8,10 +8,13 @@
 //! not come (it was stored long ago, or the wait passed a bound).
 //!
 //! This is the logic alone, with time passed in, so that it can be tested
-//! without a clock: the hub's cluster path drives it.
+//! without a clock: the hub's cluster path drives it, with the time of the
+//! hub's [`Clock`](crate::Clock) in milliseconds (a test's `ManualClock`
+//! decides when a wait runs out). A clock that steps back restarts the
+//! waits it would otherwise stretch.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::model::Channel;
 
@@ -23,12 +26,12 @@ struct Lane<T> {
     next: Option<u64>,
     /// Messages waiting for the ones before them.
     held: BTreeMap<u64, T>,
-    /// When the oldest wait began (set while `held` is not empty).
-    waiting_since: Option<Instant>,
+    /// When the oldest wait began, in ms (set while `held` is not empty).
+    waiting_since: Option<i64>,
     /// A look-up of the message before the first held one is running.
     probing: bool,
-    /// The last time anything happened here.
-    touched: Instant,
+    /// The last time anything happened here, in ms.
+    touched: i64,
 }
 
 /// What the caller must look up: whether message `seq` of `channel` was
@@ -68,10 +71,25 @@ impl<T> Default for Step<T> {
 #[derive(Debug)]
 pub(crate) struct Sequencer<T> {
     lanes: HashMap<Channel, Lane<T>, ahash::RandomState>,
-    /// How long a message waits for the ones before it.
-    wait: Duration,
-    /// How long an idle channel's place is remembered.
-    memory: Duration,
+    /// How long a message waits for the ones before it, in ms.
+    wait: i64,
+    /// How long an idle channel's place is remembered, in ms.
+    memory: i64,
+}
+
+/// `d` in whole milliseconds, saturating.
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// How long ago `since` was at `now`; a `since` in the future (the clock
+/// stepped back) becomes `now`, so that the clock's step does not stretch
+/// what is measured from it.
+fn elapsed(since: &mut i64, now: i64) -> i64 {
+    if now < *since {
+        *since = now;
+    }
+    now - *since
 }
 
 impl<T> Sequencer<T> {
@@ -80,8 +98,8 @@ impl<T> Sequencer<T> {
     pub(crate) fn new(wait: Duration, memory: Duration) -> Self {
         Sequencer {
             lanes: HashMap::default(),
-            wait,
-            memory,
+            wait: ms(wait),
+            memory: ms(memory),
         }
     }
 
@@ -91,8 +109,9 @@ impl<T> Sequencer<T> {
         self.lanes.len()
     }
 
-    /// Message `seq` of `channel` (a history message: seq ≥ 1) is here.
-    pub(crate) fn admit(&mut self, channel: &Channel, seq: u64, item: T, now: Instant) -> Step<T> {
+    /// Message `seq` of `channel` (a history message: seq ≥ 1) is here at
+    /// `now` (ms).
+    pub(crate) fn admit(&mut self, channel: &Channel, seq: u64, item: T, now: i64) -> Step<T> {
         let mut step = Step::default();
         let lane = self.lanes.entry(channel.clone()).or_insert_with(|| Lane {
             next: None,
@@ -159,15 +178,16 @@ impl<T> Sequencer<T> {
         step
     }
 
-    /// Gives up the waits that ran past the bound, delivering what waited
-    /// in order, and forgets idle channels.
-    pub(crate) fn expire(&mut self, now: Instant) -> Step<T> {
+    /// Gives up the waits that ran past the bound at `now` (ms), delivering
+    /// what waited in order, and forgets idle channels.
+    pub(crate) fn expire(&mut self, now: i64) -> Step<T> {
         let mut step = Step::default();
         let (wait, memory) = (self.wait, self.memory);
         self.lanes.retain(|channel, lane| {
             if lane
                 .waiting_since
-                .is_some_and(|since| now.duration_since(since) >= wait)
+                .as_mut()
+                .is_some_and(|since| elapsed(since, now) >= wait)
             {
                 if let Some(&first) = lane.held.keys().next() {
                     let next = lane.next.unwrap_or(first);
@@ -181,7 +201,7 @@ impl<T> Sequencer<T> {
                     probe(channel, lane, &mut step);
                 }
             }
-            !lane.held.is_empty() || now.duration_since(lane.touched) < memory
+            !lane.held.is_empty() || elapsed(&mut lane.touched, now) < memory
         });
         step
     }
@@ -233,7 +253,7 @@ mod tests {
 
     #[test]
     fn in_order_arrivals_pass_straight_through() {
-        let (mut s, t) = (seq(), Instant::now());
+        let (mut s, t) = (seq(), 1_000_000i64);
         for n in 1..=3 {
             let step = s.admit(&group(), n, n, t);
             assert_eq!(step.ready, [n]);
@@ -243,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_message_waits_for_the_one_before_it() {
-        let (mut s, t) = (seq(), Instant::now());
+        let (mut s, t) = (seq(), 1_000_000i64);
         assert_eq!(s.admit(&group(), 1, 1, t).ready, [1]);
         let step = s.admit(&group(), 3, 3, t);
         assert!(step.ready.is_empty());
@@ -261,7 +281,7 @@ mod tests {
 
     #[test]
     fn an_unknown_channel_asks_whether_the_previous_message_is_old() {
-        let (mut s, t) = (seq(), Instant::now());
+        let (mut s, t) = (seq(), 1_000_000i64);
         let step = s.admit(&group(), 7, 7, t);
         assert!(step.ready.is_empty());
         assert_eq!(
@@ -281,7 +301,7 @@ mod tests {
 
     #[test]
     fn an_unknown_channel_whose_previous_message_is_recent_waits_for_it() {
-        let (mut s, t) = (seq(), Instant::now());
+        let (mut s, t) = (seq(), 1_000_000i64);
         s.admit(&group(), 7, 7, t);
         let step = s.probed(&group(), 6, false);
         assert!(step.ready.is_empty() && step.probes.is_empty());
@@ -300,24 +320,24 @@ mod tests {
 
     #[test]
     fn a_gap_is_given_up_after_the_wait_and_what_waited_goes_in_order() {
-        let (mut s, t) = (seq(), Instant::now());
+        let (mut s, t) = (seq(), 1_000_000i64);
         s.admit(&group(), 1, 1, t);
         s.admit(&group(), 4, 4, t);
         s.admit(&group(), 3, 3, t);
         s.probed(&group(), 2, false);
-        assert!(s.expire(t + Duration::from_millis(99)).ready.is_empty());
-        let step = s.expire(t + Duration::from_millis(100));
+        assert!(s.expire(t + 99).ready.is_empty());
+        let step = s.expire(t + 100);
         assert_eq!(step.ready, [3, 4]);
         assert_eq!(step.skipped, 1);
         // 2 arrives after all: delivered, counted as late.
-        let step = s.admit(&group(), 2, 2, t + Duration::from_millis(101));
+        let step = s.admit(&group(), 2, 2, t + 101);
         assert_eq!((step.ready, step.late), (vec![2], 1));
         assert_eq!(s.admit(&group(), 5, 5, t).ready, [5]);
     }
 
     #[test]
     fn a_settled_probe_releases_past_a_gap_of_old_messages() {
-        let (mut s, t) = (seq(), Instant::now());
+        let (mut s, t) = (seq(), 1_000_000i64);
         s.admit(&group(), 1, 1, t);
         s.admit(&group(), 5, 5, t);
         let step = s.probed(&group(), 4, true);
@@ -327,21 +347,21 @@ mod tests {
 
     #[test]
     fn idle_channels_are_forgotten_and_waiting_ones_kept() {
-        let (mut s, t) = (seq(), Instant::now());
+        let (mut s, t) = (seq(), 1_000_000i64);
         s.admit(&group(), 1, 1, t);
         let other = Channel::group("h").unwrap();
         s.admit(&other, 1, 1, t);
-        s.admit(&other, 3, 3, t + Duration::from_secs(10));
-        s.expire(t + Duration::from_secs(10));
+        s.admit(&other, 3, 3, t + 10_000);
+        s.expire(t + 10_000);
         assert_eq!(s.len(), 1, "the idle group is forgotten");
         // Forgotten: its next message is treated as a first contact.
-        let step = s.admit(&group(), 2, 2, t + Duration::from_secs(11));
+        let step = s.admit(&group(), 2, 2, t + 11_000);
         assert_eq!(step.probes.len(), 1);
     }
 
     #[test]
     fn channels_do_not_wait_for_each_other() {
-        let (mut s, t) = (seq(), Instant::now());
+        let (mut s, t) = (seq(), 1_000_000i64);
         s.admit(&group(), 1, 1, t);
         s.admit(&group(), 3, 3, t);
         let other = Channel::group("h").unwrap();
