@@ -367,4 +367,33 @@ mod tests {
         let other = Channel::group("h").unwrap();
         assert_eq!(s.admit(&other, 1, 10, t).ready, [10]);
     }
+
+    #[test]
+    fn a_later_wait_is_measured_from_its_own_start_not_an_earlier_one() {
+        let (mut s, t) = (seq(), 1_000_000i64);
+        s.admit(&group(), 1, 1, t);
+        // A wait for 2 begins at t and ends when 2 arrives at t + 10.
+        s.admit(&group(), 3, 3, t);
+        assert_eq!(s.admit(&group(), 2, 2, t + 10).ready, [2, 3]);
+        // A new wait, for 4, begins at t + 90: it runs until t + 190.
+        s.admit(&group(), 5, 5, t + 90);
+        let step = s.expire(t + 100);
+        assert!(
+            step.ready.is_empty() && step.skipped == 0,
+            "the gap at 4 was given up 10 ms into its wait"
+        );
+        assert!(s.expire(t + 189).ready.is_empty());
+        assert_eq!(s.expire(t + 190).ready, [5]);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_restarts_a_wait_instead_of_stretching_it() {
+        let (mut s, t) = (seq(), 1_000_000i64);
+        s.admit(&group(), 1, 1, t);
+        s.admit(&group(), 3, 3, t);
+        // The clock steps back an hour: the wait starts again from there.
+        let back = t - 3_600_000;
+        assert!(s.expire(back).ready.is_empty());
+        assert_eq!(s.expire(back + 100).ready, [3]);
+    }
 }
