@@ -159,8 +159,8 @@ impl Hub {
         let channel = message.channel.clone();
         let stripe = &reorder.stripes[self.order_stripe(&channel)];
         let mut sequencer = lock(stripe);
-        let now = self.inner.clock.now_ms();
-        let step = sequencer.admit(&channel, seq, (message, recipients, skip), now);
+        let (stored, now) = (message.timestamp_ms, self.inner.clock.now_ms());
+        let step = sequencer.admit(&channel, seq, stored, (message, recipients, skip), now);
         self.hand_over(step);
     }
 
