@@ -95,6 +95,13 @@ impl Collector for Counters {
         )?;
         counter(
             &mut e,
+            "imcore_late_dropped",
+            "In a cluster: messages that reached this node after a later seq of their channel \
+             had been delivered here, so not delivered live (devices find them by sync)",
+            hub.late_deliveries,
+        )?;
+        counter(
+            &mut e,
             "imcore_slow_consumer_closes",
             "Devices disconnected because their queue was full",
             hub.slow_consumers,

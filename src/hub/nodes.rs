@@ -3,7 +3,7 @@
 //! the router for this node's devices.
 
 use std::sync::{Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 use crate::route::order::{Probe, Sequencer, Step};
@@ -81,8 +81,9 @@ impl LocalDevices for NodeHandle {
     }
 }
 
-/// Starts the hub's reorder clock: gives up waits that ran past the bound.
-/// It stops when the hub is dropped.
+/// Starts the hub's reorder clock: gives up waits that ran past the bound,
+/// as the hub's [`Clock`] tells the time (it looks every quarter of the
+/// wait). It stops when the hub is dropped.
 pub(super) fn start_reorder_clock(inner: Weak<Inner>, wait: Duration) -> Result<()> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
         ValidationError::OutOfRange("a hub with a cluster router is built inside a tokio runtime")
@@ -102,7 +103,7 @@ pub(super) fn start_reorder_clock(inner: Weak<Inner>, wait: Duration) -> Result<
             };
             for stripe in reorder.stripes.iter() {
                 let mut sequencer = lock(stripe);
-                let step = sequencer.expire(Instant::now());
+                let step = sequencer.expire(hub.inner.clock.now_ms());
                 hub.hand_over(step);
             }
         }
@@ -158,7 +159,8 @@ impl Hub {
         let channel = message.channel.clone();
         let stripe = &reorder.stripes[self.order_stripe(&channel)];
         let mut sequencer = lock(stripe);
-        let step = sequencer.admit(&channel, seq, (message, recipients, skip), Instant::now());
+        let (stored, now) = (message.timestamp_ms, self.inner.clock.now_ms());
+        let step = sequencer.admit(&channel, seq, stored, (message, recipients, skip), now);
         self.hand_over(step);
     }
 

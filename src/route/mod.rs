@@ -34,7 +34,11 @@ pub trait LocalDevices: Send + Sync + Debug + 'static {
     /// Delivers a message that another node sent to the devices of
     /// `recipients` connected here (every device: the sending connection
     /// is on the other node). History messages are put in seq order per
-    /// channel with this node's own sends first.
+    /// channel with this node's own sends first; one that comes after a
+    /// later seq of its channel was delivered here (its reorder wait ran
+    /// out) is not delivered, but counted
+    /// ([`HubStats::late_deliveries`](crate::HubStats::late_deliveries)):
+    /// devices find it by sync.
     fn deliver(&self, message: Arc<Message>, recipients: Arc<[Uid]>);
 
     /// A device logged in on another node: closes this node's connection

@@ -53,7 +53,8 @@ pub struct NatsConfig {
     pub presence_ttl: Duration,
     /// How long a history message waits at a node for the one before it
     /// in its channel, stored by another node and still on its way.
-    /// Default 250 ms.
+    /// A message arriving after a later one went in its stead is not
+    /// delivered live (devices find it by sync). Default 250 ms.
     pub reorder_wait: Duration,
     /// Events waiting to be published; past it new ones are dropped (and
     /// counted in [`RouteStats::dropped`]). Default 65,536.
