@@ -50,7 +50,9 @@ pub struct HubStats {
     pub store_write_time: Duration,
     /// In a cluster: history messages that reached this node after a later
     /// message of their channel had been delivered here (their wait had
-    /// run out), delivered out of order.
+    /// run out), or older than a forgotten channel's memory: not delivered
+    /// live, so that a device never goes below a seq it has; devices find
+    /// them by sync.
     pub late_deliveries: u64,
     /// In a cluster: seqs given up on at this node (never arrived within
     /// the reorder wait); devices find them by sync.
