@@ -40,7 +40,7 @@ impl CommandQueue for SledStore {
             self.counters.clone(),
         );
         let owned = message.clone();
-        // On the store's write thread, like every write on the send path.
+        // On the store's write thread, like every write.
         let push = move || {
             let message = &owned;
             let (commands, command_ids, command_dedup, counters) = &trees;
@@ -125,18 +125,22 @@ impl CommandQueue for SledStore {
         if doomed.is_empty() {
             return Ok(0);
         }
-        let removed = (&self.commands, &self.command_ids)
-            .transaction(|(queue, ids)| {
-                let mut removed = 0;
-                for (entry, index) in &doomed {
-                    if queue.remove(entry)?.is_some() {
-                        removed += 1;
+        let (commands, command_ids) = (self.commands.clone(), self.command_ids.clone());
+        let remove = move || {
+            (&commands, &command_ids)
+                .transaction(|(queue, ids)| {
+                    let mut removed = 0;
+                    for (entry, index) in &doomed {
+                        if queue.remove(entry)?.is_some() {
+                            removed += 1;
+                        }
+                        ids.remove(index.as_slice())?;
                     }
-                    ids.remove(index.as_slice())?;
-                }
-                Ok(removed)
-            })
-            .map_err(tx_error)?;
+                    Ok(removed)
+                })
+                .map_err(tx_error)
+        };
+        let removed = self.thread.run(remove).await?;
         self.settle().await?;
         Ok(removed)
     }
@@ -150,23 +154,27 @@ impl CommandQueue for SledStore {
     async fn remove_commands(&self, uid: &Uid, ids: &[MessageId]) -> Result<usize> {
         let prefix = key(|k| uid_key(k, uid));
         let index_keys: Vec<Vec<u8>> = ids.iter().map(|id| seq_key(&prefix, id.0)).collect();
-        let removed = (&self.commands, &self.command_ids)
-            .transaction(|(queue, index)| {
-                let mut removed = 0;
-                for k in &index_keys {
-                    if let Some(cursor) = index.remove(k.as_slice())? {
-                        let cursor = match be_u64(&cursor, "command index") {
-                            Ok(c) => c,
-                            Err(e) => return abort(e),
-                        };
-                        if queue.remove(seq_key(&prefix, cursor))?.is_some() {
-                            removed += 1;
+        let (commands, command_ids) = (self.commands.clone(), self.command_ids.clone());
+        let remove = move || {
+            (&commands, &command_ids)
+                .transaction(|(queue, index)| {
+                    let mut removed = 0;
+                    for k in &index_keys {
+                        if let Some(cursor) = index.remove(k.as_slice())? {
+                            let cursor = match be_u64(&cursor, "command index") {
+                                Ok(c) => c,
+                                Err(e) => return abort(e),
+                            };
+                            if queue.remove(seq_key(&prefix, cursor))?.is_some() {
+                                removed += 1;
+                            }
                         }
                     }
-                }
-                Ok(removed)
-            })
-            .map_err(tx_error)?;
+                    Ok(removed)
+                })
+                .map_err(tx_error)
+        };
+        let removed = self.thread.run(remove).await?;
         if removed > 0 {
             self.settle().await?;
         }

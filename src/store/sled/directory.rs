@@ -123,13 +123,17 @@ impl SledStore {
             None => 1,
         };
         batch.insert(version_key, &version.to_be_bytes());
-        self.directory.apply_batch(batch).map_err(storage)?;
-        self.settle().await?;
+        self.write_alone(batch).await?;
         Ok(version)
     }
 
+    /// Applies `batch` on the store's write thread and waits for it to be
+    /// durable.
     async fn write_alone(&self, batch: Batch) -> Result<()> {
-        self.directory.apply_batch(batch).map_err(storage)?;
+        let tree = self.directory.clone();
+        self.thread
+            .run(move || tree.apply_batch(batch).map_err(storage))
+            .await?;
         self.settle().await
     }
 }

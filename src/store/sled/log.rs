@@ -237,14 +237,17 @@ impl ConversationStore for SledStore {
 
     async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {
         let at = hidden_key(uid, &log_prefix(channel));
-        self.writer
-            .positions
-            .fetch_and_update(&at, |old| {
-                let old = old.and_then(|v| <[u8; 8]>::try_from(v).ok());
-                let seq = old.map_or(0, u64::from_be_bytes).max(up_to);
-                Some(seq.to_be_bytes().to_vec())
-            })
-            .map_err(storage)?;
+        let positions = self.writer.positions.clone();
+        let hide = move || {
+            positions
+                .fetch_and_update(&at, |old| {
+                    let old = old.and_then(|v| <[u8; 8]>::try_from(v).ok());
+                    let seq = old.map_or(0, u64::from_be_bytes).max(up_to);
+                    Some(seq.to_be_bytes().to_vec())
+                })
+                .map_err(storage)
+        };
+        self.thread.run(hide).await?;
         self.settle().await
     }
 

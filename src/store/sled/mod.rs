@@ -166,7 +166,7 @@ pub struct SledStore {
     flusher: Arc<GroupFlush>,
     /// The writer of history and read positions.
     writer: Arc<Writer>,
-    /// Where the send path's writes run (see `thread.rs`).
+    /// Where every write runs (see `thread.rs`).
     thread: thread::WriteThread,
     commands: Tree,
     command_ids: Tree,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use super::keys::{channel_of_log_prefix, key_suffix_u64, OUTBOX_PREFIX};
 use super::record::RecordRef;
+use super::writer::Writer;
 use super::{storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::Message;
@@ -21,39 +22,51 @@ impl Outbox for SledStore {
 
     async fn outbox(&self, limit: usize) -> Result<Vec<(u64, Message)>> {
         check_limit(limit)?;
-        let writer = &self.writer;
-        // The writer's turn: no append is between its entry and its record,
-        // so an entry without a record is one a crash cut off.
-        let _turn = writer.lock();
-        let mut out = Vec::new();
-        for entry in writer.history.scan_prefix(OUTBOX_PREFIX) {
-            if out.len() == limit {
-                break;
-            }
-            let (key, value) = entry.map_err(storage)?;
-            let n = key_suffix_u64(&key, "outbox entry")?;
-            let (id, location) = writer.by_sender(&value)?;
-            let Some(record) = writer.record_of(id, &location)? else {
-                writer.history.remove(&key).map_err(storage)?;
-                continue;
-            };
-            let seq = key_suffix_u64(&location, "outbox entry")?;
-            let prefix = location
-                .get(..location.len() - 8)
-                .ok_or_else(|| Error::corrupt("outbox entry: a short record key"))?;
-            let channel = channel_of_log_prefix(prefix)?;
-            out.push((n, RecordRef::parse(&record)?.to_message(channel, seq)?));
-        }
-        Ok(out)
+        let writer = self.writer.clone();
+        // On the write thread: it removes entries a crash cut off.
+        self.thread.run(move || read(&writer, limit)).await
     }
 
     async fn outbox_done(&self, entries: &[u64]) -> Result<()> {
-        for n in entries {
-            let key = super::keys::outbox_key(*n);
-            self.writer.history.remove(key).map_err(storage)?;
-        }
-        Ok(())
+        let (history, entries) = (self.writer.history.clone(), entries.to_vec());
+        self.thread
+            .run(move || {
+                for n in entries {
+                    let key = super::keys::outbox_key(n);
+                    history.remove(key).map_err(storage)?;
+                }
+                Ok(())
+            })
+            .await
     }
+}
+
+/// Up to `limit` outbox entries, oldest first, with their messages;
+/// entries whose record is missing are removed.
+fn read(writer: &Writer, limit: usize) -> Result<Vec<(u64, Message)>> {
+    // The writer's turn: no append is between its entry and its record,
+    // so an entry without a record is one a crash cut off.
+    let _turn = writer.lock();
+    let mut out = Vec::new();
+    for entry in writer.history.scan_prefix(OUTBOX_PREFIX) {
+        if out.len() == limit {
+            break;
+        }
+        let (key, value) = entry.map_err(storage)?;
+        let n = key_suffix_u64(&key, "outbox entry")?;
+        let (id, location) = writer.by_sender(&value)?;
+        let Some(record) = writer.record_of(id, &location)? else {
+            writer.history.remove(&key).map_err(storage)?;
+            continue;
+        };
+        let seq = key_suffix_u64(&location, "outbox entry")?;
+        let prefix = location
+            .get(..location.len() - 8)
+            .ok_or_else(|| Error::corrupt("outbox entry: a short record key"))?;
+        let channel = channel_of_log_prefix(prefix)?;
+        out.push((n, RecordRef::parse(&record)?.to_message(channel, seq)?));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -15,38 +15,44 @@ impl RevocationStore for SledStore {
         let id = r.message_id.0.to_be_bytes();
         let chan = key(|k| channel_key(k, &r.channel));
         let counter = counter_key(TAG_REVOCATION_VERSION, |k| k.extend_from_slice(&chan));
-        let recorded = (
-            &self.revocations,
-            &self.revocations_by_channel,
-            &self.revocations_by_seq,
-            &self.counters,
-        )
-            .transaction(|(revs, by_channel, by_seq, counters)| {
-                if let Some(v) = revs.get(id)? {
-                    return match decode::<Revocation>(&v, "revocation") {
-                        Ok(existing) => Ok(Recorded::Existing(existing)),
-                        Err(e) => abort(e),
+        let trees = (
+            self.revocations.clone(),
+            self.revocations_by_channel.clone(),
+            self.revocations_by_seq.clone(),
+            self.counters.clone(),
+        );
+        // On the store's write thread.
+        let record = move || {
+            let (revocations, by_channel, by_seq, counters) = &trees;
+            (revocations, by_channel, by_seq, counters)
+                .transaction(|(revs, by_channel, by_seq, counters)| {
+                    if let Some(v) = revs.get(id)? {
+                        return match decode::<Revocation>(&v, "revocation") {
+                            Ok(existing) => Ok(Recorded::Existing(existing)),
+                            Err(e) => abort(e),
+                        };
+                    }
+                    let extra_version = next_counter(counters, &counter)?;
+                    let record = Revocation {
+                        message_id: r.message_id,
+                        channel: r.channel.clone(),
+                        message_seq: r.message_seq,
+                        revoker: r.revoker.clone(),
+                        revoked_at_ms: r.revoked_at_ms,
+                        extra_version,
                     };
-                }
-                let extra_version = next_counter(counters, &counter)?;
-                let record = Revocation {
-                    message_id: r.message_id,
-                    channel: r.channel.clone(),
-                    message_seq: r.message_seq,
-                    revoker: r.revoker.clone(),
-                    revoked_at_ms: r.revoked_at_ms,
-                    extra_version,
-                };
-                let value = match encode(&record) {
-                    Ok(v) => v,
-                    Err(e) => return abort(e),
-                };
-                revs.insert(&id, value)?;
-                by_channel.insert(seq_key(&chan, extra_version), &id)?;
-                by_seq.insert(seq_key(&chan, r.message_seq), &id)?;
-                Ok(Recorded::New(record))
-            })
-            .map_err(tx_error)?;
+                    let value = match encode(&record) {
+                        Ok(v) => v,
+                        Err(e) => return abort(e),
+                    };
+                    revs.insert(&id, value)?;
+                    by_channel.insert(seq_key(&chan, extra_version), &id)?;
+                    by_seq.insert(seq_key(&chan, r.message_seq), &id)?;
+                    Ok(Recorded::New(record))
+                })
+                .map_err(tx_error)
+        };
+        let recorded = self.thread.run(record).await?;
         if let Recorded::New(_) = &recorded {
             self.settle().await?;
         }

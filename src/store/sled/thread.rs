@@ -28,7 +28,13 @@
 //! were asked for, and the caller awaits the answer: the runtime's workers
 //! stay free, and a caller can stop waiting (the hub's store deadline does)
 //! while a write is stuck. A write whose caller stopped waiting before it
-//! began is not made at all; one that began runs to its end.
+//! began is not made at all; one that began runs to its end. Every write
+//! of the store comes here (history, read positions, commands,
+//! revocations, the directory, the outbox); flushes run on a blocking
+//! thread of their own (`flush.rs`). Reads stay on the caller's thread,
+//! since handing each over would cost more than the read: a read that sled
+//! stalls still holds its worker (the send path reads channel heads from
+//! memory, and history and sync reads are not under the store deadline).
 
 use std::sync::mpsc;
 
