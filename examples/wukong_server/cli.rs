@@ -51,11 +51,18 @@ pub struct Settings {
     /// This node's number (0 to 1023; unique per node of a cluster).
     #[arg(long, env = "IMCORE_NODE_ID", default_value_t = 1)]
     pub node_id: u16,
-    /// Milliseconds a connection has to send its request headers (and TLS
-    /// handshake), and after an upgrade its CONNECT.
+    /// Milliseconds a connection has to send its first request's headers
+    /// (and TLS handshake), and after an upgrade its CONNECT.
     #[arg(long = "connect-timeout-ms", env = "IMCORE_CONNECT_TIMEOUT_MS",
           default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub connect_timeout_ms: u64,
+    /// Seconds an idle HTTP keep-alive connection is kept between
+    /// requests, announced in every response (`Keep-Alive: timeout=N`);
+    /// longer than common client pools keep theirs, so that the client
+    /// closes it first.
+    #[arg(long = "keep-alive-timeout-s", env = "IMCORE_KEEP_ALIVE_TIMEOUT_S",
+          default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub keep_alive_timeout_s: u64,
     /// The manager token: when set, every HTTP API request must carry it
     /// in a `token` header (or `Authorization: Bearer`), as WuKongIM's
     /// managerToken. Required to bind anything but loopback.
@@ -200,6 +207,11 @@ impl Settings {
         Duration::from_millis(self.connect_timeout_ms)
     }
 
+    /// How long an idle keep-alive connection is kept.
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_timeout_s)
+    }
+
     /// The body timeout.
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
@@ -324,6 +336,7 @@ mod tests {
         assert!(parse(&["--manager-token", ""]).is_err());
         assert!(parse(&["--max-list", "0"]).is_err());
         assert!(parse(&["--body-timeout-ms", "0"]).is_err());
+        assert!(parse(&["--keep-alive-timeout-s", "0"]).is_err());
         assert!(parse(&["--send-rate", "-1"]).is_err());
     }
 
@@ -338,5 +351,8 @@ mod tests {
             assert_eq!(parse(off).unwrap().send_rate(), None);
         }
         assert_eq!(parse(&[]).unwrap().body_timeout(), Duration::from_secs(10));
+        assert_eq!(parse(&[]).unwrap().keep_alive(), Duration::from_secs(90));
+        let set = parse(&["--keep-alive-timeout-s", "5"]).unwrap();
+        assert_eq!(set.keep_alive(), Duration::from_secs(5));
     }
 }
