@@ -83,7 +83,8 @@ pub struct Settings {
     #[arg(long, env = "IMCORE_TLS_TCP_PORT", requires = "tls_cert")]
     pub tls_tcp_port: Option<u16>,
     /// The host name or address clients reach this server at, for the
-    /// addresses `/route` hands out (default: the bound address).
+    /// addresses `/route` hands out (default: the bound address; bound to
+    /// every address, 0.0.0.0 or ::, the server warns at start).
     #[arg(long, env = "IMCORE_EXTERNAL_HOST")]
     pub external_host: Option<String>,
     /// Logins (CONNECTs) allowed per source address per second, as a burst
@@ -255,6 +256,27 @@ impl Settings {
         }
         Ok(())
     }
+
+    /// What is allowed but likely wrong, to be warned of at start: a
+    /// listener bound to every address (`0.0.0.0`, `::`) without
+    /// `--external-host` makes `/route` hand clients that address, which
+    /// they cannot connect to.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.external_host.is_some() {
+            return Vec::new();
+        }
+        [("--bind", self.bind), ("--tcp-bind", self.tcp_bind)]
+            .into_iter()
+            .filter(|(_, ip)| ip.is_unspecified())
+            .map(|(flag, ip)| {
+                format!(
+                    "{flag} {ip} without --external-host: /route hands clients {ip} as this \
+                     server's address, which they cannot connect to. Set --external-host \
+                     (IMCORE_EXTERNAL_HOST) to the name or address clients reach it at"
+                )
+            })
+            .collect()
+    }
 }
 
 /// Logs through tracing-subscriber to stderr (stdout carries the
@@ -300,6 +322,22 @@ mod tests {
         }
         let s = parse(&["--bind", "0.0.0.0", "--manager-token", "m"]).unwrap();
         assert!(!s.bind.is_loopback());
+    }
+
+    #[test]
+    fn every_address_without_an_external_host_is_warned_of() {
+        let token = ["--manager-token", "m"];
+        let warned = |args: &[&str]| parse(&[&token[..], args].concat()).unwrap().warnings();
+        let all = warned(&["--bind", "0.0.0.0"]);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(all[0].contains("--bind 0.0.0.0") && all[0].contains("--external-host"));
+        let all = warned(&["--bind", "::", "--tcp-bind", "0.0.0.0"]);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[0].contains("--bind ::") && all[1].contains("--tcp-bind 0.0.0.0"));
+        let named = ["--bind", "0.0.0.0", "--external-host", "chat.example.com"];
+        assert_eq!(warned(&named), Vec::<String>::new());
+        assert_eq!(warned(&["--bind", "192.0.2.7"]), Vec::<String>::new());
+        assert_eq!(parse(&[]).unwrap().warnings(), Vec::<String>::new());
     }
 
     #[test]

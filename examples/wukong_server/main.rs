@@ -108,7 +108,7 @@ use imcore::wire::{WireConfig, WireServer};
 use imcore::{
     DirectoryStore, Hub, HubConfig, NatsConfig, NatsRouter, SingleNode, SledStore, StoredDirectory,
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::cli::{Settings, Tool};
 use crate::limits::Limits;
@@ -142,6 +142,9 @@ async fn main() -> ExitCode {
     if let Err(e) = settings.check() {
         error!("{e}");
         return ExitCode::from(2);
+    }
+    for warning in settings.warnings() {
+        warn!("{warning}");
     }
     match run(settings).await {
         Ok(()) => {
