@@ -51,11 +51,18 @@ pub struct Settings {
     /// This node's number (0 to 1023; unique per node of a cluster).
     #[arg(long, env = "IMCORE_NODE_ID", default_value_t = 1)]
     pub node_id: u16,
-    /// Milliseconds a connection has to send its request headers (and TLS
-    /// handshake), and after an upgrade its CONNECT.
+    /// Milliseconds a connection has to send its first request's headers
+    /// (and TLS handshake), and after an upgrade its CONNECT.
     #[arg(long = "connect-timeout-ms", env = "IMCORE_CONNECT_TIMEOUT_MS",
           default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub connect_timeout_ms: u64,
+    /// Seconds an idle HTTP keep-alive connection is kept between
+    /// requests, announced in every response (`Keep-Alive: timeout=N`);
+    /// longer than common client pools keep theirs, so that the client
+    /// closes it first.
+    #[arg(long = "keep-alive-timeout-s", env = "IMCORE_KEEP_ALIVE_TIMEOUT_S",
+          default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub keep_alive_timeout_s: u64,
     /// The manager token: when set, every HTTP API request must carry it
     /// in a `token` header (or `Authorization: Bearer`), as WuKongIM's
     /// managerToken. Required to bind anything but loopback.
@@ -76,7 +83,8 @@ pub struct Settings {
     #[arg(long, env = "IMCORE_TLS_TCP_PORT", requires = "tls_cert")]
     pub tls_tcp_port: Option<u16>,
     /// The host name or address clients reach this server at, for the
-    /// addresses `/route` hands out (default: the bound address).
+    /// addresses `/route` hands out (default: the bound address; bound to
+    /// every address, 0.0.0.0 or ::, the server warns at start).
     #[arg(long, env = "IMCORE_EXTERNAL_HOST")]
     pub external_host: Option<String>,
     /// Logins (CONNECTs) allowed per source address per second, as a burst
@@ -210,6 +218,11 @@ impl Settings {
         Duration::from_millis(self.connect_timeout_ms)
     }
 
+    /// How long an idle keep-alive connection is kept.
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_timeout_s)
+    }
+
     /// The body timeout.
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
@@ -257,6 +270,27 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// What is allowed but likely wrong, to be warned of at start: a
+    /// listener bound to every address (`0.0.0.0`, `::`) without
+    /// `--external-host` makes `/route` hand clients that address, which
+    /// they cannot connect to.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.external_host.is_some() {
+            return Vec::new();
+        }
+        [("--bind", self.bind), ("--tcp-bind", self.tcp_bind)]
+            .into_iter()
+            .filter(|(_, ip)| ip.is_unspecified())
+            .map(|(flag, ip)| {
+                format!(
+                    "{flag} {ip} without --external-host: /route hands clients {ip} as this \
+                     server's address, which they cannot connect to. Set --external-host \
+                     (IMCORE_EXTERNAL_HOST) to the name or address clients reach it at"
+                )
+            })
+            .collect()
     }
 }
 
@@ -306,6 +340,22 @@ mod tests {
     }
 
     #[test]
+    fn every_address_without_an_external_host_is_warned_of() {
+        let token = ["--manager-token", "m"];
+        let warned = |args: &[&str]| parse(&[&token[..], args].concat()).unwrap().warnings();
+        let all = warned(&["--bind", "0.0.0.0"]);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(all[0].contains("--bind 0.0.0.0") && all[0].contains("--external-host"));
+        let all = warned(&["--bind", "::", "--tcp-bind", "0.0.0.0"]);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[0].contains("--bind ::") && all[1].contains("--tcp-bind 0.0.0.0"));
+        let named = ["--bind", "0.0.0.0", "--external-host", "chat.example.com"];
+        assert_eq!(warned(&named), Vec::<String>::new());
+        assert_eq!(warned(&["--bind", "192.0.2.7"]), Vec::<String>::new());
+        assert_eq!(parse(&[]).unwrap().warnings(), Vec::<String>::new());
+    }
+
+    #[test]
     fn the_token_never_shows_in_debug_output() {
         let s = parse(&["--manager-token", "hunter2-secret"]).unwrap();
         let shown = format!("{s:?}");
@@ -339,6 +389,7 @@ mod tests {
         assert!(parse(&["--manager-token", ""]).is_err());
         assert!(parse(&["--max-list", "0"]).is_err());
         assert!(parse(&["--body-timeout-ms", "0"]).is_err());
+        assert!(parse(&["--keep-alive-timeout-s", "0"]).is_err());
         assert!(parse(&["--send-rate", "-1"]).is_err());
     }
 
@@ -353,5 +404,8 @@ mod tests {
             assert_eq!(parse(off).unwrap().send_rate(), None);
         }
         assert_eq!(parse(&[]).unwrap().body_timeout(), Duration::from_secs(10));
+        assert_eq!(parse(&[]).unwrap().keep_alive(), Duration::from_secs(90));
+        let set = parse(&["--keep-alive-timeout-s", "5"]).unwrap();
+        assert_eq!(set.keep_alive(), Duration::from_secs(5));
     }
 }

@@ -25,11 +25,15 @@
 //! the graceful SIGTERM are in the README's Deployment section; `--help`
 //! lists every flag with its `IMCORE_*` environment variable.
 //!
-//! A connection must send its HTTP request headers, and after a WebSocket
-//! upgrade its CONNECT, each within the connect timeout
+//! A connection must send its first HTTP request's headers, and after a
+//! WebSocket upgrade its CONNECT, each within the connect timeout
 //! (`--connect-timeout-ms`, `IMCORE_CONNECT_TIMEOUT_MS`; default 2,000 ms,
 //! WuKongIM's; a TLS handshake too): a connection that sends nothing, or
-//! half a request, is closed then instead of being held. A request's body
+//! half a request, is closed then instead of being held. Between requests
+//! a keep-alive connection is kept idle for the keep-alive timeout
+//! (`--keep-alive-timeout-s`, `IMCORE_KEEP_ALIVE_TIMEOUT_S`; default 90 s,
+//! longer than common connection pools keep theirs), which every response
+//! announces (`Keep-Alive: timeout=90`). A request's body
 //! must then arrive whole within the body timeout (`--body-timeout-ms`,
 //! `IMCORE_BODY_TIMEOUT_MS`; default 10,000 ms), or it is answered 408 and
 //! its connection closed.
@@ -75,6 +79,7 @@ mod api;
 mod channels;
 mod cli;
 mod conversations;
+mod keep_alive;
 mod limits;
 mod manager;
 mod metrics;
@@ -109,7 +114,7 @@ use imcore::wire::{WireConfig, WireServer};
 use imcore::{
     DirectoryStore, Hub, HubConfig, NatsConfig, NatsRouter, SingleNode, SledStore, StoredDirectory,
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::cli::{Settings, Tool};
 use crate::limits::Limits;
@@ -143,6 +148,9 @@ async fn main() -> ExitCode {
     if let Err(e) = settings.check() {
         error!("{e}");
         return ExitCode::from(2);
+    }
+    for warning in settings.warnings() {
+        warn!("{warning}");
     }
     match run(settings).await {
         Ok(()) => {
@@ -287,7 +295,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     };
     let token = settings.manager_token.clone().map(Arc::new);
     let router = routes::router(app.clone(), token, settings.body_timeout());
-    let timeout = settings.connect_timeout();
+    let keep_alive = keep_alive::KeepAlive::new(settings.connect_timeout(), settings.keep_alive());
     // TLS listeners first: the lines the harnesses wait for stay the last.
     if let (Some(tls_tcp), Some(tls)) = (tls_tcp, &tls) {
         println!("tls tcp listening on {}", tls_tcp.local_addr()?);
@@ -295,13 +303,19 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let (Some(wss), Some(tls)) = (wss, &tls) {
         println!("wss listening on {}", wss.local_addr()?);
-        let serve = net::serve_http(wss, router.clone(), Some(tls.clone()), app.clone(), timeout);
+        let serve = net::serve_http(
+            wss,
+            router.clone(),
+            Some(tls.clone()),
+            app.clone(),
+            keep_alive.clone(),
+        );
         tokio::spawn(serve);
     }
     println!("tcp listening on {}", tcp.local_addr()?);
     tokio::spawn(net::serve_tcp(tcp, None, app.clone()));
     println!("listening on {}", listener.local_addr()?);
-    tokio::spawn(net::serve_http(listener, router, None, app, timeout));
+    tokio::spawn(net::serve_http(listener, router, None, app, keep_alive));
     let signal = signal.await;
     info!("{signal}: shutting down");
     shutdown::run(stop, shutdown, hub, settings.shutdown_timeout()).await?;

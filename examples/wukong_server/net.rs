@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 
 use imcore::wire::{SessionEnd, WireError, WireServer};
 
+use crate::keep_alive::{Expired, KeepAlive, Pace};
 use crate::limits::{from_peer, Slot};
 use crate::shutdown::Shutdown;
 use crate::App;
@@ -59,32 +60,29 @@ async fn accept(
 
 /// Accepts HTTP connections (WebSocket upgrades and the API) until the
 /// server stops, over TLS when `tls` is given. Each must finish its TLS
-/// handshake and send its request headers within `header_timeout` (hyper's
-/// header read timeout, which `axum::serve` leaves off), or it is closed.
+/// handshake, and then send its first request's headers, each within
+/// `keep_alive.first_request`, or it is closed; between requests it is
+/// kept idle for `keep_alive.idle`, as every response announces.
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     tls: Option<TlsAcceptor>,
     app: App,
-    header_timeout: Duration,
+    keep_alive: KeepAlive,
 ) {
     while let Some((tcp, peer, slot)) = accept(&listener, "http", &app).await {
         let router = router.clone();
         let tls = tls.clone();
         let shutdown = app.shutdown.clone();
+        let keep_alive = keep_alive.clone();
         app.shutdown.http.spawn(async move {
-            // The handlers see the peer (the login limit) and its slot (an
-            // upgraded WebSocket keeps it).
-            let service = router.map_request(move |mut r: Request<Incoming>| {
-                r.extensions_mut().insert(ConnectInfo(peer));
-                r.extensions_mut().insert(slot.clone());
-                r
-            });
-            let service = TowerToHyperService::new(service);
+            let handshake = keep_alive.first_request;
             match tls {
-                None => http_connection(tcp, service, header_timeout, shutdown).await,
-                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
-                    Ok(Ok(tls)) => http_connection(tls, service, header_timeout, shutdown).await,
+                None => http_connection(tcp, peer, slot, router, keep_alive, shutdown).await,
+                Some(tls) => match tokio::time::timeout(handshake, tls.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        http_connection(tls, peer, slot, router, keep_alive, shutdown).await;
+                    }
                     Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
                     Err(_) => debug!(%peer, "TLS handshake timed out"),
                 },
@@ -94,24 +92,47 @@ pub async fn serve_http(
 }
 
 /// Serves one HTTP/1 connection (hyper's own builder: hyper-util's `auto`
-/// first waits for a byte to sniff the version, and only then starts the
-/// timer). When the server stops, the request under way finishes and the
-/// connection closes.
-async fn http_connection<IO, S>(io: IO, service: S, header_timeout: Duration, shutdown: Shutdown)
-where
+/// first waits for a byte to sniff the version) until it closes, its
+/// [`Pace`] expires, or the server stops: then the request under way
+/// finishes and the connection closes.
+async fn http_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    slot: Slot,
+    router: Router,
+    keep_alive: KeepAlive,
+    shutdown: Shutdown,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
 {
+    let pace = Pace::new(&keep_alive);
+    // The handlers see the peer (the login limit) and its slot (an
+    // upgraded WebSocket keeps it); the request counts as under way, for
+    // the idle time, from its headers to its response.
+    let service = router
+        .map_request(move |mut r: Request<Incoming>| {
+            r.extensions_mut().insert(ConnectInfo(peer));
+            r.extensions_mut().insert(slot.clone());
+            r
+        })
+        .map_future({
+            let pace = pace.clone();
+            move |answer| {
+                let visit = pace.begin();
+                let keep_alive = keep_alive.clone();
+                async move {
+                    let mut response: Response = answer.await?;
+                    drop(visit);
+                    keep_alive.announce(&mut response);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            }
+        });
+    // No header read timeout: hyper's starts again at every request, so
+    // it would time the idle gaps too; `pace` times the connection.
     let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(io), service)
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .with_upgrades();
     tokio::pin!(connection);
     let ended = tokio::select! {
@@ -120,9 +141,16 @@ where
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+        // Nothing under way: dropping the connection closes it.
+        expired = pace.expired() => {
+            return match expired {
+                Expired::FirstRequest => debug!(%peer, "closed: no request headers in time"),
+                Expired::Idle => debug!(%peer, "closed: idle past the keep-alive timeout"),
+            };
+        }
     };
     if let Err(e) = ended {
-        debug!("http connection ended: {e}");
+        debug!(%peer, "http connection ended: {e}");
     }
 }
 

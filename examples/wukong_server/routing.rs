@@ -4,8 +4,9 @@
 //! Every node of a cluster serves every user (deliveries cross over NATS),
 //! so the answer is this node's own addresses: put the nodes behind a load
 //! balancer, or ask each node, to spread users. The host is
-//! `--external-host` if given, else the address bound; `wss_addr` is empty
-//! without a wss listener.
+//! `--external-host` if given, else the address bound (a server bound to
+//! every address without it warns at start: clients cannot connect to
+//! `0.0.0.0`); `wss_addr` is empty without a wss listener.
 
 use std::net::SocketAddr;
 

@@ -5,6 +5,9 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use tracing::debug;
+
+use std::sync::Once;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -13,24 +16,16 @@ use imcore::{ChannelType, ClientMsgNo, Error, Flags, ReasonCode, SendRequest};
 use crate::api::{channel, flag, uid, uids, ApiError, ApiResult};
 use crate::App;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Header {
     #[serde(default)]
     no_persist: u8,
     #[serde(default)]
     red_dot: u8,
-    #[serde(default = "crate::api::one")]
-    sync_once: u8,
-}
-
-impl Default for Header {
-    fn default() -> Self {
-        Header {
-            no_persist: 0,
-            red_dot: 0,
-            sync_once: 1,
-        }
-    }
+    /// `None` when not given: then 1, WuKongIM's default (see
+    /// [`Header::flags`]).
+    #[serde(default)]
+    sync_once: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -54,9 +49,29 @@ impl Header {
             dup: false,
             no_persist: flag(self.no_persist),
             red_dot: flag(self.red_dot),
-            sync_once: flag(self.sync_once),
+            sync_once: match self.sync_once {
+                Some(given) => flag(given),
+                None => {
+                    said_once_what_sync_once_defaults_to();
+                    true
+                }
+            },
         }
     }
+}
+
+/// A send without `sync_once` is a pass-through message, which surprises
+/// whoever expected history: said once, at debug level, the first time.
+fn said_once_what_sync_once_defaults_to() {
+    static SAID: Once = Once::new();
+    SAID.call_once(|| {
+        debug!(
+            "/message/send or /message/sendbatch without header.sync_once: 1, WuKongIM's \
+             default: the message reaches online devices only, is not stored (message_seq 0) \
+             and never shows in history; send \"sync_once\": 0 for a message clients keep \
+             (said once)"
+        );
+    });
 }
 
 fn payload_of(base64: &str) -> Result<Vec<u8>, ApiError> {
@@ -129,4 +144,26 @@ pub async fn message_sendbatch(State(app): State<App>, Json(req): Json<SendBatch
         }
     }
     Ok(Json(json!({ "fail_uids": fail_uids, "reason": reasons })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(json: &str) -> Header {
+        serde_json::from_str::<SendReq>(json).unwrap().header
+    }
+
+    #[test]
+    fn sync_once_defaults_to_one_and_zero_keeps_the_message() {
+        let no_header = r#"{"from_uid": "a", "payload": ""}"#;
+        assert!(header(no_header).flags().sync_once);
+        let not_given = r#"{"header": {"red_dot": 1}, "from_uid": "a", "payload": ""}"#;
+        let flags = header(not_given).flags();
+        assert!(flags.sync_once && flags.red_dot && !flags.no_persist);
+        let zero = r#"{"header": {"sync_once": 0}, "from_uid": "a", "payload": ""}"#;
+        assert!(!header(zero).flags().sync_once);
+        let one = r#"{"header": {"sync_once": 1}, "from_uid": "a", "payload": ""}"#;
+        assert!(header(one).flags().sync_once);
+    }
 }

@@ -262,17 +262,24 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> Error {
             // No SQLSTATE: the socket failed (refused, reset, timed out).
             None => std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()),
         };
+    // tokio-postgres says only "db error"; the server's words are in its
+    // DbError (a shutting-down server's "terminating connection due to
+    // administrator command", say).
+    let words = e
+        .as_db_error()
+        .map(|db| format!("{}: {} ({})", db.severity(), db.message(), db.code().code()));
     if unreachable {
         Error::Unavailable {
             backend: BACKEND,
-            source: Box::new(e),
+            source: match words {
+                Some(words) => words.into(),
+                None => Box::new(e),
+            },
         }
-    } else if let Some(db) = e.as_db_error() {
-        // tokio-postgres says only "db error"; the server's words are in
-        // its DbError.
+    } else if let Some(words) = words {
         Error::Storage {
             backend: BACKEND,
-            source: format!("{}: {} ({})", db.severity(), db.message(), db.code().code()).into(),
+            source: words.into(),
         }
     } else {
         Error::Storage {

@@ -86,17 +86,22 @@ async fn run(
     }
 }
 
-/// The same failure for each caller of a failed batch.
+/// The same failure for each caller of a failed batch: the backend's own
+/// words under the same kind (not the whole message, which already says
+/// "storage backend postgres …" and would then say it twice).
 fn copy(e: &Error) -> Error {
-    let source = e.to_string().into();
     match e {
-        Error::Unavailable { .. } => Error::Unavailable {
+        Error::Unavailable { source, .. } => Error::Unavailable {
             backend: BACKEND,
-            source,
+            source: source.to_string().into(),
         },
-        _ => Error::Storage {
+        Error::Storage { source, .. } => Error::Storage {
             backend: BACKEND,
-            source,
+            source: source.to_string().into(),
+        },
+        other => Error::Storage {
+            backend: BACKEND,
+            source: other.to_string().into(),
         },
     }
 }
@@ -441,4 +446,36 @@ async fn write(
         query(tx, SET_VERSION, &counter),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_batch_tells_each_caller_the_backend_and_its_words_once() {
+        let unavailable = Error::Unavailable {
+            backend: BACKEND,
+            source: "db error".into(),
+        };
+        assert_eq!(
+            copy(&unavailable).to_string(),
+            "storage backend postgres is unavailable: db error"
+        );
+        assert!(copy(&unavailable).is_retryable());
+        let failed = Error::Storage {
+            backend: BACKEND,
+            source: "ERROR: disk full (53100)".into(),
+        };
+        assert_eq!(
+            copy(&failed).to_string(),
+            "storage backend postgres failed: ERROR: disk full (53100)"
+        );
+        // Not the backend's failure: its whole text is the copy's words.
+        let corrupt = Error::corrupt("seq: negative (-1)");
+        assert_eq!(
+            copy(&corrupt).to_string(),
+            format!("storage backend postgres failed: {corrupt}")
+        );
+    }
 }
