@@ -169,3 +169,48 @@ async fn a_send_whose_caller_stops_waiting_is_still_stored_and_delivered() {
     assert!(again.duplicate);
     assert!(bob.try_recv().is_none());
 }
+
+/// A resend answered as a duplicate while an earlier send of its channel
+/// is still being made durable must not let the next send deliver before
+/// that earlier one: every device sees the channel in seq order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_between_sends_keeps_the_channels_delivery_order() {
+    let store = Arc::new(GatedStore::closed());
+    store.gate.add_permits(1_000);
+    let w = world_on(store.clone());
+    let g = w.group("g", "alice", &["bob"]);
+    let (_, mut bob) = w.phone("bob");
+    let send = |no_: &str, text: &str| {
+        let hub = w.hub.clone();
+        let request =
+            SendRequest::new(uid("alice"), g.clone(), text.to_owned()).client_msg_no(no(no_));
+        tokio::spawn(async move { hub.send(request).await })
+    };
+    // seq 1, stored and delivered.
+    assert_eq!(send("c1", "one").await.unwrap().unwrap().message_seq, 1);
+    assert_eq!(bob.recv().await.unwrap().message_seq, 1);
+    // seq 2 is stored, and its flush held.
+    *store.hold_flush_of.lock().unwrap() = b"two".to_vec();
+    let two = send("c2", "two");
+    store.entered.notified().await;
+    // A resend of seq 1 takes the channel's turn after it…
+    let again = send("c1", "one");
+    store.entered.notified().await;
+    // …then seq 3.
+    let three = send("c3", "three");
+    store.entered.notified().await;
+    // Nothing may reach bob before seq 2 is durable and delivered.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(100), bob.recv())
+            .await
+            .is_err(),
+        "a send delivered before the held seq 2"
+    );
+    store.flush_gate.add_permits(1);
+    let seqs = [bob.recv().await.unwrap(), bob.recv().await.unwrap()].map(|m| m.message_seq);
+    assert_eq!(seqs, [2, 3]);
+    assert!(again.await.unwrap().unwrap().duplicate);
+    assert_eq!(two.await.unwrap().unwrap().message_seq, 2);
+    assert_eq!(three.await.unwrap().unwrap().message_seq, 3);
+    assert!(bob.try_recv().is_none());
+}

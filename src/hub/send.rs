@@ -238,7 +238,7 @@ impl Hub {
         let started = std::time::Instant::now();
         let mut settle = None;
         let mut duplicate = false;
-        match persistence {
+        let stored = match persistence {
             Persistence::History => {
                 // One write whatever the channel's size: the log, the
                 // channel's head and the sender's read position (read
@@ -250,14 +250,16 @@ impl Hub {
                     )
                     .await;
                 take_turn(&mut turn);
-                let (appended, to_settle) = appended?;
-                let Some(appended) = appended.first() else {
-                    return Err(Error::corrupt("the message log acknowledged nothing"));
-                };
-                message.message_id = appended.message_id;
-                message.message_seq = appended.message_seq;
-                duplicate = appended.duplicate;
-                settle = Some(to_settle);
+                appended.and_then(|(appended, to_settle)| {
+                    let appended = appended
+                        .first()
+                        .ok_or_else(|| Error::corrupt("the message log acknowledged nothing"))?;
+                    message.message_id = appended.message_id;
+                    message.message_seq = appended.message_seq;
+                    duplicate = appended.duplicate;
+                    settle = Some(to_settle);
+                    Ok(())
+                })
             }
             Persistence::Command => {
                 let pushed = self
@@ -268,17 +270,23 @@ impl Hub {
                     .await;
                 take_turn(&mut turn);
                 inner.counters.store_write(started.elapsed());
-                let pushed = pushed?;
-                if pushed.duplicate {
-                    message.message_id = pushed.message_id;
-                    duplicate = true;
-                }
+                pushed.map(|pushed| {
+                    if pushed.duplicate {
+                        message.message_id = pushed.message_id;
+                        duplicate = true;
+                    }
+                })
             }
             Persistence::Transient => {
                 // A real id, as WuKongIM gives one: clients key their
                 // messages by it. Nothing is stored under it.
                 take_turn(&mut turn);
+                Ok(())
             }
+        };
+        if let Err(e) = stored {
+            hand_on(before, delivered);
+            return Err(e);
         }
         Ok(Staged {
             message,
@@ -312,7 +320,10 @@ impl Hub {
         if let Some(settle) = settle {
             let settled = self.within("flush", settle).await;
             inner.counters.store_write(started.elapsed());
-            settled?;
+            if let Err(e) = settled {
+                hand_on(before, delivered);
+                return Err(e);
+            }
         }
         let ack = |message: &Message, duplicate: bool| SendAck {
             message_id: message.message_id,
@@ -322,6 +333,8 @@ impl Hub {
             persistence,
         };
         if duplicate {
+            // Not delivered again, and answered now.
+            hand_on(before, delivered);
             return Ok(ack(&message, true));
         }
         if let Some(before) = before {
@@ -453,5 +466,21 @@ impl Hub {
             }
         }
         offline
+    }
+}
+
+/// Lets the channel's next send deliver once the send before this one has,
+/// for a send that ends without delivering (a duplicate, a failure):
+/// dropping `delivered` at once would let the next send overtake a send
+/// still being made durable, and a device would see its seqs out of order.
+fn hand_on(before: Option<oneshot::Receiver<()>>, delivered: oneshot::Sender<()>) {
+    match before {
+        Some(before) => {
+            tokio::spawn(async move {
+                let _ = before.await;
+                drop(delivered);
+            });
+        }
+        None => drop(delivered),
     }
 }

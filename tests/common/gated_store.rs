@@ -15,6 +15,10 @@ pub struct GatedStore {
     pub gate: tokio::sync::Semaphore,
     /// Told when a write reaches the gate.
     pub entered: tokio::sync::Notify,
+    /// The payload whose flush (its append's settle) waits for a permit of
+    /// `flush_gate`; empty: none.
+    pub hold_flush_of: std::sync::Mutex<Vec<u8>>,
+    pub flush_gate: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl GatedStore {
@@ -24,6 +28,8 @@ impl GatedStore {
             inner: MemoryStore::new(),
             gate: tokio::sync::Semaphore::new(0),
             entered: tokio::sync::Notify::new(),
+            hold_flush_of: std::sync::Mutex::new(Vec::new()),
+            flush_gate: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
         }
     }
 }
@@ -34,6 +40,26 @@ impl imcore::store::MessageLog for GatedStore {
         self.entered.notify_one();
         let _permit = self.gate.acquire().await.unwrap();
         self.inner.append(messages).await
+    }
+    async fn append_then_settle(
+        &self,
+        messages: Vec<Message>,
+    ) -> imcore::Result<(Vec<imcore::store::Appended>, imcore::store::Settle)> {
+        let held = {
+            let held = self.hold_flush_of.lock().unwrap();
+            !held.is_empty() && messages.iter().any(|m| m.payload.as_ref() == &held[..])
+        };
+        let appended = self.append(messages).await?;
+        let gate = self.flush_gate.clone();
+        Ok((
+            appended,
+            Box::pin(async move {
+                if held {
+                    let _permit = gate.acquire().await.unwrap();
+                }
+                Ok(())
+            }),
+        ))
     }
     async fn read(&self, channel: &Channel, page: Page) -> imcore::Result<Vec<Message>> {
         self.inner.read(channel, page).await

@@ -19,11 +19,15 @@ use crate::error::{Error, Result};
 /// deliver together, rather than one after another as each hands a lock on
 /// to the next.
 ///
-/// The flush itself runs on a blocking thread, not on the waiter's worker,
-/// and does not belong to any waiter: a waiter that stops waiting (a
-/// deadline) leaves it running, and the next waiter does not start another
-/// beside it. So a flush that sled stalls holds one thread, however many
-/// give up on it, and never a runtime worker.
+/// The flush itself runs on a blocking thread, not on the waiter's worker
+/// and not on the store's write thread (writes go on while it runs, and
+/// the next flush covers them: on the write thread, each flush would cover
+/// only the writes queued before it, and sends to one channel, which write
+/// one after another, would get a flush each). It does not belong to any
+/// waiter: a waiter that stops waiting (a deadline) leaves it running, and
+/// the next waiter does not start another beside it. So a flush that sled
+/// stalls holds one thread, however many give up on it, and never a
+/// runtime worker.
 ///
 /// Running one flush at a time, with sled's synchronous `flush` rather
 /// than `Tree::flush_async`, also avoids a deadlock in sled 0.34:
@@ -123,11 +127,13 @@ impl GroupFlush {
         if !started {
             return false;
         }
-        // Every ticket up to `target` belongs to a committed write, so
-        // this flush makes all of them durable.
-        let target = self.committed();
         let (me, db) = (self.clone(), db.clone());
         tokio::task::spawn_blocking(move || {
+            // Every ticket up to `target` belongs to a write committed
+            // before this flush began, so it makes all of them durable.
+            // Taken here, not before the hand-off: writes committed while
+            // this thread was being scheduled are covered too.
+            let target = me.committed();
             let flushed = db.flush();
             if flushed.is_ok() {
                 me.flushes.fetch_add(1, Ordering::Relaxed);

@@ -264,6 +264,7 @@ impl SledStore {
         let db = open_retrying_lock(&sled_config)?;
         Self::check_format(&db)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
+        let thread = thread::WriteThread::start()?;
         let flusher = Arc::new(GroupFlush::default());
         let flush = durability == Durability::Flush;
         let writer = Writer::open(
@@ -277,7 +278,7 @@ impl SledStore {
         Ok(SledStore {
             durability,
             writer: Arc::new(writer),
-            thread: thread::WriteThread::start()?,
+            thread,
             flusher,
             commands: tree("commands")?,
             command_ids: tree("command_ids")?,
