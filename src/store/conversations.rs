@@ -127,6 +127,12 @@ pub trait ConversationStore: Send + Sync + Debug + 'static {
     /// left out of the user's list until a message with a higher seq
     /// arrives (WuKongIM's conversation delete). A lower `up_to` than one
     /// before changes nothing. The hub clears the unread count too.
+    ///
+    /// A hide that changes the mark of a channel with messages is a change
+    /// of the user's conversation, read or not: the user's read position
+    /// takes the next version (its seq unchanged), so that a sync from any
+    /// version before it returns the conversation and the user's other
+    /// devices can learn of the delete.
     async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()>;
 
     /// The conversations `uid` has hidden: each channel (stored form) with

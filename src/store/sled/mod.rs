@@ -54,6 +54,7 @@ mod commands;
 mod directory;
 mod flush;
 mod heads;
+mod hide;
 mod keys;
 mod log;
 mod marker;
