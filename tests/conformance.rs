@@ -36,6 +36,7 @@ macro_rules! suite {
                 command_resends_are_per_sender_channel_and_number,
                 one_version_one_conversation_under_concurrent_appends,
                 hidden_conversations_keep_the_highest_seq,
+                hiding_a_conversation_takes_a_version,
                 the_outbox_holds_each_new_message_until_done,
             );
 

@@ -307,3 +307,41 @@ async fn damaged_data_files_give_errors_or_consistent_state_never_panics() {
     }
     assert_eq!(outcomes.0 + outcomes.1, 8);
 }
+
+/// A hide takes a version from the writer's counter, and a store reopened
+/// after it (with no write between) never gives that version again: the
+/// next append is a change after the hide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hides_version_is_not_given_again_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Channel::group("g").unwrap();
+    let alice = uid("alice");
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .append(vec![message(1, "bob", &group, "m1")])
+            .await
+            .unwrap();
+    }
+    let hidden_at = {
+        // The first version after a reopen is past the reservation.
+        let store = SledStore::open(dir.path()).unwrap();
+        store.hide_conversation(&alice, &group, 1).await.unwrap();
+        let c = store.conversation(&alice, &group).await.unwrap().unwrap();
+        assert!(c.version <= store.stable_version().await.unwrap());
+        c.version
+    };
+    let store = SledStore::open(dir.path()).unwrap();
+    let c = store.conversation(&alice, &group).await.unwrap().unwrap();
+    assert_eq!(c.version, hidden_at);
+    store
+        .append(vec![message(2, "bob", &group, "m2")])
+        .await
+        .unwrap();
+    let after = store
+        .conversations_after(&alice, std::slice::from_ref(&group), hidden_at, 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "the append is a change after the hide");
+    assert_eq!((after[0].last_seq, after[0].unread), (2, 2));
+}

@@ -127,6 +127,12 @@ pub trait ConversationStore: Send + Sync + Debug + 'static {
     /// left out of the user's list until a message with a higher seq
     /// arrives (WuKongIM's conversation delete). A lower `up_to` than one
     /// before changes nothing. The hub clears the unread count too.
+    ///
+    /// A hide that changes the mark of a channel with messages is a change
+    /// of the user's conversation, read or not: the user's read position
+    /// takes the next version (its seq unchanged), so that a sync from any
+    /// version before it returns the conversation and the user's other
+    /// devices can learn of the delete.
     async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()>;
 
     /// The conversations `uid` has hidden: each channel (stored form) with
@@ -162,5 +168,102 @@ pub trait ConversationStore: Send + Sync + Debug + 'static {
         out.sort_unstable_by_key(|c| c.version);
         out.truncate(limit);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Conversations with the versions a test gives them, and a stable
+    /// version the test moves: what a store looks like while a write is
+    /// between its head and its version (sled's writer moves the head
+    /// first), held still.
+    #[derive(Debug, Default)]
+    struct Held {
+        stable: Mutex<u64>,
+        conversations: Mutex<HashMap<Channel, Conversation>>,
+    }
+
+    impl Held {
+        fn put(&self, channel: &Channel, version: u64) {
+            let c = Conversation {
+                channel: channel.clone(),
+                last_message_id: MessageId(version),
+                last_seq: 1,
+                last_timestamp_ms: 0,
+                unread: 1,
+                version,
+            };
+            self.conversations
+                .lock()
+                .unwrap()
+                .insert(channel.clone(), c);
+        }
+    }
+
+    #[async_trait]
+    impl ConversationStore for Held {
+        async fn stable_version(&self) -> Result<u64> {
+            Ok(*self.stable.lock().unwrap())
+        }
+
+        async fn conversation(&self, _: &Uid, channel: &Channel) -> Result<Option<Conversation>> {
+            Ok(self.conversations.lock().unwrap().get(channel).cloned())
+        }
+
+        async fn person_channels(&self, _: &Uid) -> Result<Vec<Channel>> {
+            Ok(Vec::new())
+        }
+
+        async fn clear_unread(&self, _: &Uid, _: &Channel, _: u64) -> Result<bool> {
+            unreachable!("not used by conversations_after")
+        }
+
+        async fn hide_conversation(&self, _: &Uid, _: &Channel, _: u64) -> Result<()> {
+            unreachable!("not used by conversations_after")
+        }
+
+        async fn hidden_conversations(&self, _: &Uid) -> Result<Vec<(Channel, u64)>> {
+            unreachable!("not used by conversations_after")
+        }
+    }
+
+    /// The default `conversations_after` (memory's and sled's) returns no
+    /// version above the stable one: a conversation whose version is not
+    /// yet stable comes with a later call, after every version below it.
+    /// Were it returned early, a sync would move past a lower version
+    /// still being written and never see it.
+    #[tokio::test]
+    async fn conversations_after_stops_at_the_stable_version() {
+        let store = Held::default();
+        let user = Uid::new("u").unwrap();
+        let (a, b, c) = (
+            Channel::group("a").unwrap(),
+            Channel::group("b").unwrap(),
+            Channel::group("c").unwrap(),
+        );
+        let groups = [a.clone(), b.clone(), c.clone()];
+        store.put(&a, 1);
+        store.put(&c, 3); // its head has moved; version 2 is being written
+        *store.stable.lock().unwrap() = 1;
+        let first = store
+            .conversations_after(&user, &groups, 0, 10)
+            .await
+            .unwrap();
+        let seen: Vec<u64> = first.iter().map(|c| c.version).collect();
+        assert_eq!(seen, [1], "3 is above the stable version");
+        // Version 2 is written; 3 becomes stable with it.
+        store.put(&b, 2);
+        *store.stable.lock().unwrap() = 3;
+        let next = store
+            .conversations_after(&user, &groups, 1, 10)
+            .await
+            .unwrap();
+        let seen: Vec<u64> = next.iter().map(|c| c.version).collect();
+        assert_eq!(seen, [2, 3], "nothing skipped");
     }
 }

@@ -390,13 +390,24 @@ impl ConversationStore for MemoryStore {
 
     async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {
         let mut inner = self.lock();
-        let seq = inner
-            .hidden
-            .entry(uid.clone())
-            .or_default()
-            .entry(channel.clone())
-            .or_default();
-        *seq = (*seq).max(up_to);
+        let marks = inner.hidden.entry(uid.clone()).or_default();
+        if marks.get(channel).is_some_and(|&seq| seq >= up_to) {
+            return Ok(()); // hidden that far already: nothing changes
+        }
+        marks.insert(channel.clone(), up_to);
+        if inner.logs.get(channel).is_some_and(|l| l.head.is_some()) {
+            // A change of the conversation: the read position takes the
+            // next version, its seq unchanged.
+            inner.version += 1;
+            let version = inner.version;
+            let empty = ReadPosition {
+                read_seq: 0,
+                red_dots: 0,
+                version,
+            };
+            let key = (uid.clone(), channel.clone());
+            inner.positions.entry(key).or_insert(empty).version = version;
+        }
         Ok(())
     }
 

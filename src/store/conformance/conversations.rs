@@ -299,3 +299,66 @@ pub async fn hidden_conversations_keep_the_highest_seq(store: Arc<dyn Store>) {
         [(a, 9)]
     );
 }
+
+/// Hiding a conversation (a delete) is a change of it: it takes the next
+/// version, so that a sync from any version before it returns the
+/// conversation, and the user's other devices learn of the delete even
+/// when nothing was unread. A hide that changes nothing takes none.
+pub async fn hiding_a_conversation_takes_a_version(store: Arc<dyn Store>) {
+    let (alice, bob) = (uid("hv-alice"), uid("hv-bob"));
+    let ch = group("c-hide-version");
+    let groups = std::slice::from_ref(&ch);
+    append_one(&store, message("hv-bob", &ch, "hv-1", b"1")).await;
+    append_one(&store, message("hv-bob", &ch, "hv-2", b"2")).await;
+    assert!(store
+        .clear_unread(&alice, &ch, u64::MAX)
+        .await
+        .expect("read"));
+    // Another device of alice has synced everything so far.
+    let synced = store.stable_version().await.expect("stable");
+    let listed = store
+        .conversations_after(&alice, groups, 0, 10)
+        .await
+        .expect("sync");
+    assert!(listed[0].version <= synced);
+    // Already read: the delete is the hide alone.
+    store.hide_conversation(&alice, &ch, 2).await.expect("hide");
+    let changed = store
+        .conversations_after(&alice, groups, synced, 10)
+        .await
+        .expect("sync");
+    assert_eq!(changed.len(), 1, "the delete is a change since {synced}");
+    assert!(changed[0].version > synced);
+    assert_eq!((changed[0].last_seq, changed[0].unread), (2, 0));
+    let current = store
+        .conversation(&alice, &ch)
+        .await
+        .expect("get")
+        .expect("has messages");
+    assert_eq!(current.version, changed[0].version);
+    assert_eq!(
+        store.hidden_conversations(&alice).await.expect("hidden"),
+        [(ch.clone(), 2)]
+    );
+    // Hiding again up to the same or a lower seq changes nothing.
+    let hidden_at = changed[0].version;
+    store
+        .hide_conversation(&alice, &ch, 2)
+        .await
+        .expect("again");
+    store
+        .hide_conversation(&alice, &ch, 1)
+        .await
+        .expect("lower");
+    assert!(store
+        .conversations_after(&alice, groups, hidden_at, 10)
+        .await
+        .expect("sync")
+        .is_empty());
+    // Nobody else's conversation moved.
+    assert!(store
+        .conversations_after(&bob, groups, synced, 10)
+        .await
+        .expect("sync")
+        .is_empty());
+}

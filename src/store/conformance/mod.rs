@@ -36,7 +36,7 @@ pub use concurrency::{
 pub use conversations::{
     append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
     conversations_page_by_version, hidden_conversations_keep_the_highest_seq,
-    unread_is_exact_under_concurrent_senders,
+    hiding_a_conversation_takes_a_version, unread_is_exact_under_concurrent_senders,
 };
 pub use directory::{
     directory_channels_are_put_read_and_deleted, directory_checks,
@@ -130,6 +130,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         command_resends_are_per_sender_channel_and_number,
         one_version_one_conversation_under_concurrent_appends,
         hidden_conversations_keep_the_highest_seq,
+        hiding_a_conversation_takes_a_version,
         the_outbox_holds_each_new_message_until_done,
         zero_limits_are_rejected,
     ]

@@ -78,12 +78,18 @@ pub async fn append_is_idempotent_per_sender_channel_and_number(store: Arc<dyn S
 
 /// The same sender, channel and number with another payload is not a
 /// resend: the append fails with [`Error::Conflict`], stores nothing of
-/// its batch, and the first message stands.
+/// its batch, and the first message stands. Alone or in a batch (stores
+/// may write a single message another way).
 pub async fn a_resend_with_another_payload_conflicts(store: Arc<dyn Store>) {
     let ch = group("c-conflict");
     let first = message("u1", &ch, "conflict-1", b"first");
     store.append(vec![first.clone()]).await.expect("append");
     let changed = message("u1", &ch, "conflict-1", b"changed");
+    // Alone.
+    assert!(is_conflict(
+        store.append(vec![changed.clone()]).await,
+        &changed
+    ));
     let innocent = message("u1", &ch, "conflict-2", b"innocent");
     let refused = store.append(vec![innocent.clone(), changed.clone()]).await;
     assert!(is_conflict(refused, &changed));

@@ -98,10 +98,32 @@ impl ConversationStore for PgStore {
 
     async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {
         let (ctype, cid) = channel_key(channel);
-        let up_to = to_i64(up_to);
-        self.rows(HIDE, &[&uid.as_str(), &ctype, &cid, &up_to])
-            .await
-            .map(drop)
+        let (uid, up_to) = (uid.as_str(), to_i64(up_to));
+        let mut client = self.client().await?;
+        within(self.timeout, async {
+            let tx = client.transaction().await.map_err(pg_error)?;
+            // The counter's lock first, as appends and clears take it.
+            let version: i64 = query(&tx, LOCK_COUNTER, &[]).await?[0].get(0);
+            let raised = query(&tx, HIDE, &[&uid, &ctype, &cid, &up_to]).await?;
+            let head = query(&tx, HEAD_SEQ, &[&ctype, &cid]).await?;
+            if raised.is_empty() || head.is_empty() {
+                // Hidden that far already, or nothing to hide: no change
+                // of a conversation, no version.
+                return tx.commit().await.map_err(pg_error);
+            }
+            // A change of the conversation, which a sync from before must
+            // return: the read position takes the next version, its seq
+            // unchanged.
+            let version = version + 1;
+            let position: Params<4> = [&uid, &ctype, &cid, &version];
+            let counter: Params<1> = [&version];
+            tokio::try_join!(
+                query(&tx, TOUCH_POSITION, &position),
+                query(&tx, SET_VERSION, &counter),
+            )?;
+            tx.commit().await.map_err(pg_error)
+        })
+        .await
     }
 
     async fn hidden_conversations(&self, uid: &Uid) -> Result<Vec<(Channel, u64)>> {
@@ -145,9 +167,15 @@ impl ConversationStore for PgStore {
     }
 }
 
+/// A row when the mark is new or raised, none when it changes nothing.
 const HIDE: &str = "INSERT INTO imcore_hidden (uid, ctype, cid, up_to) VALUES ($1, $2, $3, $4) \
-    ON CONFLICT (uid, ctype, cid) DO UPDATE SET up_to = greatest(imcore_hidden.up_to, excluded.up_to) \
-    RETURNING 1";
+    ON CONFLICT (uid, ctype, cid) DO UPDATE SET up_to = excluded.up_to \
+    WHERE imcore_hidden.up_to < excluded.up_to RETURNING 1";
+/// The user's read position at version `$4`, its seq unchanged (at 0,
+/// nothing read, if the user has none).
+const TOUCH_POSITION: &str = "INSERT INTO imcore_positions \
+    (uid, ctype, cid, read_seq, red_dots, version) VALUES ($1, $2, $3, 0, 0, $4) \
+    ON CONFLICT (uid, ctype, cid) DO UPDATE SET version = excluded.version";
 const HIDDEN: &str = "SELECT ctype, cid, up_to FROM imcore_hidden WHERE uid = $1";
 const STABLE: &str = "SELECT version FROM imcore_counter WHERE id = 1";
 const LOCK_COUNTER: &str = "SELECT version FROM imcore_counter WHERE id = 1 FOR UPDATE";

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::{Channel, ChannelId, ChannelType, ClientMsgNo, Message, MessageId, Uid};
 
 /// First byte of every encoded value.
-const VALUE_FORMAT: u8 = 1;
+pub(super) const VALUE_FORMAT: u8 = 1;
 
 pub(super) fn uid_key(out: &mut Vec<u8>, uid: &Uid) {
     let s = uid.as_str().as_bytes();

@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 
 use super::heads::Head;
+use super::hide::{self, hidden_seq};
 use super::keys::{
-    by_sender_key, channel_of_log_prefix, decode, decode_channel_key, hidden_key, hidden_prefix,
-    id_key, key_suffix_u64, log_prefix, persons_prefix, position_key, seq_key,
+    by_sender_key, channel_of_log_prefix, decode, decode_channel_key, hidden_prefix, id_key,
+    key_suffix_u64, log_prefix, persons_prefix, position_key, seq_key,
 };
 use super::record::{PageItem, PageReader, RecordRef};
 use super::{storage, SledStore};
@@ -199,9 +200,12 @@ impl ConversationStore for SledStore {
                 break (head, stored);
             }
         };
-        // The sender of the last message has read up to it (see the writer).
+        // The sender of the last message has read up to it (see the
+        // writer), at a later version if a hide moved it since.
         let position = if head.from == *uid {
-            Some(head.senders_position())
+            let implied = head.senders_position();
+            let version = stored.map_or(0, |p| p.version).max(implied.version);
+            Some(ReadPosition { version, ..implied })
         } else {
             stored
         };
@@ -236,19 +240,12 @@ impl ConversationStore for SledStore {
     }
 
     async fn hide_conversation(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {
-        let at = hidden_key(uid, &log_prefix(channel));
-        let positions = self.writer.positions.clone();
-        let hide = move || {
-            positions
-                .fetch_and_update(&at, |old| {
-                    let old = old.and_then(|v| <[u8; 8]>::try_from(v).ok());
-                    let seq = old.map_or(0, u64::from_be_bytes).max(up_to);
-                    Some(seq.to_be_bytes().to_vec())
-                })
-                .map_err(storage)
-        };
-        self.thread.run(hide).await?;
-        self.settle().await
+        let (writer, uid, channel) = (self.writer.clone(), uid.clone(), channel.clone());
+        let ticket = self
+            .thread
+            .run(move || hide::hide(&writer, &uid, &channel, up_to))
+            .await?;
+        self.writer.settle(ticket).await
     }
 
     async fn hidden_conversations(&self, uid: &Uid) -> Result<Vec<(Channel, u64)>> {
@@ -258,12 +255,7 @@ impl ConversationStore for SledStore {
             .scan_prefix(&prefix)
             .map(|entry| {
                 let (k, v) = entry.map_err(storage)?;
-                let seq = <[u8; 8]>::try_from(v.as_ref())
-                    .map_err(|_| Error::corrupt("hidden conversation: not a seq"))?;
-                Ok((
-                    decode_channel_key(&k[prefix.len()..])?,
-                    u64::from_be_bytes(seq),
-                ))
+                Ok((decode_channel_key(&k[prefix.len()..])?, hidden_seq(&v)?))
             })
             .collect()
     }

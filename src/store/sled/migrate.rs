@@ -3,17 +3,24 @@
 //! Format 3 knew a resend by its sender and number only; format 4 knows it
 //! by sender, channel and number, in the resend index of the `history`
 //! tree and in the `command_dedup` tree.
+//!
+//! Format 3 was also written before messages kept a setting and a topic:
+//! such databases have history records of format 2 (which are read as
+//! they are) and queued commands encoded without the two fields, which
+//! are re-encoded here.
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
+use serde::Deserialize;
 use sled::{Batch, Db};
 
 use super::keys::{
-    by_sender_key, channel_of_log_prefix, command_sender_key, decode, OLD_BY_SENDER,
+    by_sender_key, channel_of_log_prefix, command_sender_key, encode, OLD_BY_SENDER, VALUE_FORMAT,
 };
-use super::storage;
+use super::{record, storage};
 use crate::error::{Error, Result};
-use crate::model::{ClientMsgNo, Message, Uid};
+use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
 
 /// The format this module brings up to date.
 pub(super) const FORMAT_3: &[u8] = b"imcore-sled-3";
@@ -43,11 +50,24 @@ pub(super) fn from_format_3(db: &Db) -> Result<()> {
     history.apply_batch(batch).map_err(storage)?;
 
     let (commands, dedup) = (tree("commands")?, tree("command_dedup")?);
+    // A log with no record of the current format was written only before
+    // messages kept a setting and a topic: its commands are of that time.
+    let mut keeps_setting = false;
+    for value in tree("log")?.iter().values() {
+        if record::keeps_setting(&value.map_err(storage)?) {
+            keeps_setting = true;
+            break;
+        }
+    }
     let mut batch = Batch::default();
+    let mut reencoded = Batch::default();
     let mut seen = HashSet::new();
     for entry in commands.iter() {
-        let (_, value) = entry.map_err(storage)?;
-        let command: Message = decode(&value, "queued command")?;
+        let (key, value) = entry.map_err(storage)?;
+        let (command, old) = queued_command(&value, keeps_setting)?;
+        if old {
+            reencoded.insert(key, encode(&command)?);
+        }
         if seen.insert(command.message_id) {
             let mut first = command.message_id.0.to_be_bytes().to_vec();
             first.extend_from_slice(&command.payload);
@@ -61,7 +81,62 @@ pub(super) fn from_format_3(db: &Db) -> Result<()> {
             batch.remove(key);
         }
     }
-    dedup.apply_batch(batch).map_err(storage)
+    dedup.apply_batch(batch).map_err(storage)?;
+    // Last: a crash before it leaves old encodings, read again next time.
+    commands.apply_batch(reencoded).map_err(storage)
+}
+
+/// A queued command as format 3 encoded it before messages kept a setting
+/// and a topic: [`Message`]'s fields without those two.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct CommandWithoutSetting {
+    message_id: MessageId,
+    message_seq: u64,
+    client_msg_no: ClientMsgNo,
+    from_uid: Uid,
+    channel: Channel,
+    timestamp_ms: i64,
+    flags: Flags,
+    payload: Bytes,
+}
+
+/// `value` decoded as a `T` that takes every byte of it.
+fn whole<'a, T: Deserialize<'a>>(value: &'a [u8]) -> Option<T> {
+    match value.split_first() {
+        Some((&VALUE_FORMAT, rest)) => match postcard::take_from_bytes(rest) {
+            Ok((decoded, [])) => Some(decoded),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A format-3 queued command, and whether it was in the encoding without
+/// setting and topic. The two encodings share their first fields, so one
+/// can be misread as the other only if it also takes every byte: the
+/// encoding of the log's time is tried first (see `from_format_3`), then
+/// the other, for a command queued before an upgrade across the change.
+fn queued_command(value: &[u8], keeps_setting: bool) -> Result<(Message, bool)> {
+    let current = || whole::<Message>(value).map(|m| (m, false));
+    let old = || {
+        whole::<CommandWithoutSetting>(value).map(|c| {
+            let m = Message::new(
+                c.message_id,
+                c.client_msg_no,
+                c.from_uid,
+                c.channel,
+                c.timestamp_ms,
+                c.payload,
+            );
+            (m.seq(c.message_seq).flags(c.flags), true)
+        })
+    };
+    let found = match keeps_setting {
+        true => current().or_else(old),
+        false => old().or_else(current),
+    };
+    found.ok_or_else(|| Error::corrupt("queued command: neither format-3 encoding"))
 }
 
 /// The uid and number of a format-3 resend key (after its first byte).
@@ -96,6 +171,48 @@ mod tests {
         k.extend_from_slice(b"alice");
         k.extend_from_slice(no.as_bytes());
         k
+    }
+
+    /// A queued command reads in either format-3 encoding, whichever the
+    /// log's time suggests, and one without setting and topic is marked
+    /// for re-encoding.
+    #[test]
+    fn queued_commands_read_in_both_format_3_encodings() {
+        let group = Channel::group("g").unwrap();
+        // The second payload also decodes whole in the current encoding
+        // (setting 5, no topic, "abc"): only the log's time tells.
+        for (payload, hints) in [
+            ("{\"cmd\":\"x\"}", &[false, true][..]),
+            ("\u{0}\u{3}abc", &[false]),
+        ] {
+            let m = message(9, &group, "c-9", payload)
+                .seq(0)
+                .flags(Flags::command());
+            let old = encode(&CommandWithoutSetting {
+                message_id: m.message_id,
+                message_seq: m.message_seq,
+                client_msg_no: m.client_msg_no.clone(),
+                from_uid: m.from_uid.clone(),
+                channel: m.channel.clone(),
+                timestamp_ms: m.timestamp_ms,
+                flags: m.flags,
+                payload: m.payload.clone(),
+            })
+            .unwrap();
+            let current = encode(&m).unwrap();
+            for &keeps_setting in hints {
+                let read = queued_command(&old, keeps_setting).unwrap();
+                assert_eq!(read, (m.clone(), true), "{payload:?}");
+            }
+            for keeps_setting in [false, true] {
+                let read = queued_command(&current, keeps_setting).unwrap();
+                assert_eq!(read, (m.clone(), false), "{payload:?}");
+            }
+        }
+        assert!(matches!(
+            queued_command(&[1, 2, 3], true),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     /// A database written with format 3's resend keys opens as format 4:

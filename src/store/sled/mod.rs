@@ -54,8 +54,10 @@ mod commands;
 mod directory;
 mod flush;
 mod heads;
+mod hide;
 mod keys;
 mod log;
+mod marker;
 mod migrate;
 mod outbox;
 mod record;
@@ -67,10 +69,6 @@ use flush::GroupFlush;
 use writer::Writer;
 
 const BACKEND: &str = "sled";
-/// A file in the database directory that marks it as the crate's. sled
-/// itself happily starts a new database over files it does not recognise,
-/// which would destroy them.
-const MARKER_FILE: &str = "imcore.format";
 /// Stored in the default tree; tells an imcore database from anything else.
 const FORMAT_KEY: &[u8] = b"imcore.format";
 const FORMAT_VALUE: &[u8] = b"imcore-sled-4";
@@ -223,20 +221,30 @@ impl SledStore {
     /// path that is a file; [`Error::InUse`] for a directory another
     /// process has open); it never panics.
     ///
+    /// A directory written by the previous format (`imcore-sled-3`) is
+    /// brought up to date in place as it opens; older ones give
+    /// [`Error::UnsupportedFormat`], saying why, and are left unchanged.
+    ///
     /// A limit of sled 0.34 to know: its recovery cannot tell damage near the
     /// end of its log from a write torn by a crash, so such damage comes back
     /// as an earlier consistent state of the database, not as an error.
     pub fn open_with(config: SledConfig) -> Result<Self> {
-        claim_directory(&config.path)?;
+        let claim = marker::claim_directory(&config.path)?;
         let sled_config = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity);
-        Self::from_sled_config(sled_config, config.durability).map_err(|e| match e {
-            Error::InUse { .. } => Error::InUse {
-                what: format!("the sled directory {}", config.path.display()),
-            },
-            e => e,
-        })
+        let store =
+            Self::from_sled_config(sled_config, config.durability).map_err(|e| match e {
+                Error::InUse { .. } => Error::InUse {
+                    what: format!("the sled directory {}", config.path.display()),
+                },
+                e => e,
+            })?;
+        // The database is current now (`check_format` migrated it).
+        if claim == marker::Claim::Migrate {
+            marker::mark_current(&config.path)?;
+        }
+        Ok(store)
     }
 
     /// A fresh store in a temporary directory that is deleted when the last
@@ -413,41 +421,4 @@ fn old_format(found: &[u8]) -> Option<Error> {
             found: String::from_utf8_lossy(format).into_owned(),
             why,
         })
-}
-
-/// Checks that `path` is missing, empty, or marked as an imcore database,
-/// and marks it when it is new.
-fn claim_directory(path: &Path) -> Result<()> {
-    let io = |e: std::io::Error| Error::Storage {
-        backend: BACKEND,
-        source: Box::new(e),
-    };
-    let fresh = match std::fs::read_dir(path) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(io(e)),
-    };
-    let marker = path.join(MARKER_FILE);
-    if fresh {
-        std::fs::create_dir_all(path).map_err(io)?;
-        let mut expected = FORMAT_VALUE.to_vec();
-        expected.push(b'\n');
-        return std::fs::write(&marker, expected).map_err(io);
-    }
-    match std::fs::read(&marker) {
-        Ok(v) if v.trim_ascii_end() == FORMAT_VALUE => Ok(()),
-        Ok(v) => Err(old_format(v.trim_ascii_end()).unwrap_or_else(|| {
-            Error::corrupt(format!(
-                "{} says {:?}, expected {:?}",
-                marker.display(),
-                String::from_utf8_lossy(&v),
-                String::from_utf8_lossy(FORMAT_VALUE)
-            ))
-        })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::corrupt(format!(
-            "{} is not empty and has no {MARKER_FILE}: not an imcore database",
-            path.display()
-        ))),
-        Err(e) => Err(io(e)),
-    }
 }

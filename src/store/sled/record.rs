@@ -41,6 +41,12 @@ const HEADER: usize = 38;
 /// Bytes before the variable parts in format 2.
 const HEADER_2: usize = 36;
 
+/// Whether a stored record is of the current format, which only code that
+/// keeps a message's setting and topic writes.
+pub(super) fn keeps_setting(value: &[u8]) -> bool {
+    value.first() == Some(&RECORD_FORMAT)
+}
+
 /// Encodes `m` as a record with the channel's red-dot count up to it and
 /// its version.
 pub(super) fn encode(m: &Message, red_dots: u64, version: u64) -> Result<Vec<u8>> {
