@@ -135,6 +135,25 @@ async fn until(router: &NatsRouter, what: &str, cond: impl Fn() -> bool) {
     assert!(waited.is_ok(), "timed out waiting until {what}");
 }
 
+/// Restarts the NATS server and waits until each node hears the other
+/// again and node 1 sees bob (on node 2) online again.
+async fn restart_and_rejoin(nats: &mut NatsServer, a: &Node, b: &Node) {
+    let heard = (a.router.stats().received, b.router.stats().received);
+    nats.restart();
+    until(&a.router, "node 1 hears node 2 again", || {
+        a.router.stats().received > heard.0
+    })
+    .await;
+    until(&b.router, "node 2 hears node 1 again", || {
+        b.router.stats().received > heard.1
+    })
+    .await;
+    until(&a.router, "node 1 sees bob again", || {
+        a.hub.is_online(&uid("bob"))
+    })
+    .await;
+}
+
 async fn recv(conn: &mut InProcessConnection) -> Arc<Message> {
     tokio::time::timeout(WAIT, conn.recv())
         .await
@@ -477,20 +496,7 @@ async fn nodes_reconnect_by_themselves_when_nats_server_restarts_mid_stream() {
     for n in 20..40 {
         send(n).await.unwrap();
     }
-    let heard = (a.router.stats().received, b.router.stats().received);
-    nats.restart();
-    until(&a.router, "node 1 hears node 2 again", || {
-        a.router.stats().received > heard.0
-    })
-    .await;
-    until(&b.router, "node 2 hears node 1 again", || {
-        b.router.stats().received > heard.1
-    })
-    .await;
-    until(&a.router, "node 1 sees bob again", || {
-        a.hub.is_online(&uid("bob"))
-    })
-    .await;
+    restart_and_rejoin(&mut nats, &a, &b).await;
     let after = send(40).await.unwrap();
     a.router.flush().await.unwrap();
     // Whatever of 21..40 got through comes first, in order; then 41.
@@ -559,20 +565,7 @@ async fn messages_held_up_by_a_nats_outage_never_arrive_below_later_ones() {
         rising_until(&mut bob, &mut seen_bob, from_b).await;
     }
     // Back: the buffered messages cross, after later seqs went live.
-    let heard = (a.router.stats().received, b.router.stats().received);
-    nats.restart();
-    until(&a.router, "node 1 hears node 2 again", || {
-        a.router.stats().received > heard.0
-    })
-    .await;
-    until(&b.router, "node 2 hears node 1 again", || {
-        b.router.stats().received > heard.1
-    })
-    .await;
-    until(&a.router, "node 1 sees bob again", || {
-        a.hub.is_online(&uid("bob"))
-    })
-    .await;
+    restart_and_rejoin(&mut nats, &a, &b).await;
     until(&b.router, "node 2 sees dave again", || {
         b.hub.is_online(&uid("dave"))
     })

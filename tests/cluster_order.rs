@@ -10,21 +10,21 @@
 //! has received live. A message whose turn has passed is not delivered
 //! (the device finds it by sync) and is counted.
 
+#[path = "common/gated_store.rs"]
+mod gated_store;
 #[path = "common/hub_world.rs"]
 mod hub_world;
-#[path = "common/watched_reads.rs"]
-mod watched_reads;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use gated_store::GatedStore;
 use hub_world::{dev, uid};
 use imcore::route::{LocalDevices, Router};
 use imcore::session::{Device, DeviceFlag, InProcessConnection};
 use imcore::store::{MessageLog, Page};
 use imcore::{Channel, Hub, ManualClock, MemoryDirectory, Message, SendRequest, Uid};
 use tokio::sync::mpsc;
-use watched_reads::WatchedReads;
 
 /// The reorder wait. Time is the manual clock's; in real time this only
 /// sets how often the node looks for waits that ran out (a quarter of it).
@@ -58,7 +58,7 @@ struct Cluster {
     node: Hub,
     router: Arc<HandFed>,
     other: Hub,
-    store: Arc<WatchedReads>,
+    store: Arc<GatedStore>,
     reads: mpsc::UnboundedReceiver<(Channel, u64)>,
     clock: Arc<ManualClock>,
     group: Channel,
@@ -67,7 +67,7 @@ struct Cluster {
 
 /// `permits`: look-ups let through before the store's gate closes.
 fn cluster(permits: usize) -> Cluster {
-    let (store, reads) = WatchedReads::new(permits);
+    let (store, reads) = GatedStore::watching_reads(permits);
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let directory = Arc::new(MemoryDirectory::new());
     let group = Channel::group("g").unwrap();
@@ -164,14 +164,14 @@ async fn a_late_answer_about_a_closed_gap_does_not_release_past_a_newer_one() {
     c.arrives(&m, 6);
     // The answer about 2 lands now. Wait until the node has acted on it:
     // either it delivered something, or it asks about the gap open now.
-    c.store.gate.add_permits(1);
+    c.store.read_gate.add_permits(1);
     let mut seqs = vec![1, 2, 3];
     tokio::select! {
         got = c.bob.recv() => seqs.push(got.expect("connection open").message_seq),
         asked = c.reads.recv() => assert_eq!(asked.map(|(_, seq)| seq), Some(5)),
         () = tokio::time::sleep(PATIENCE) => panic!("the answer about 2 was not acted on"),
     }
-    c.store.open();
+    c.store.open_reads();
     for seq in [4, 5, 7] {
         c.arrives(&m, seq);
     }

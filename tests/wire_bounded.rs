@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use imcore::store::Page;
 use imcore::wire::{Packet, SessionEnd};
-use imcore::{Channel, DeviceFlag, DeviceLevel, ReasonCode};
+use imcore::{Channel, ReasonCode};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tokio::time::{timeout, Instant};
 
@@ -265,17 +265,7 @@ async fn a_ping_is_answered_promptly_while_other_connections_push_bursts() {
         let w = unlimited_world();
         let mut bob = Client::open(&w.server, 16);
         bob.login("bob", WEB).await;
-        let mut pushers = Vec::new();
-        for i in 0..PUSHERS {
-            let uid = format!("pusher{i}");
-            let token = format!("{uid}-token");
-            w.tokens
-                .set(uid_of(&uid), DeviceFlag::Web, token, DeviceLevel::Master);
-            let mut client = Client::open(&w.server, 1024);
-            client.login(&uid, WEB).await;
-            let (bytes, n) = client.burst("carol", BURST);
-            pushers.push((uid, client, bytes, n));
-        }
+        let pushers = w.pushers(PUSHERS, "carol", BURST).await;
 
         // Every burst at once; each client reads its answers in a task of
         // its own.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use imcore::store::{Durability, Page};
 use imcore::wire::{Packet, WireConfig};
-use imcore::{Channel, DeviceFlag, DeviceLevel, HubConfig, ReasonCode, SledStore, SystemClock};
+use imcore::{Channel, HubConfig, ReasonCode, SledStore, SystemClock};
 use tokio::time::{timeout, Instant};
 
 mod common;
@@ -95,20 +95,7 @@ async fn a_fifth_user_is_served_promptly_while_four_push_4_mib_bursts() {
         );
         let mut bob = Client::open(&w.server, 16);
         bob.login("bob", WEB).await;
-        let mut pushers = Vec::new();
-        for i in 0..PUSHERS {
-            let uid = format!("pusher{i}");
-            w.tokens.set(
-                uid_of(&uid),
-                DeviceFlag::Web,
-                format!("{uid}-token"),
-                DeviceLevel::Master,
-            );
-            let mut client = Client::open(&w.server, 1024);
-            client.login(&uid, WEB).await;
-            let (bytes, n) = client.burst("carol", BURST);
-            pushers.push((uid, client, bytes, n));
-        }
+        let pushers = w.pushers(PUSHERS, "carol", BURST).await;
 
         let mut answered = Vec::new();
         for (uid, client, bytes, n) in pushers {

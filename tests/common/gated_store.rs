@@ -1,36 +1,71 @@
-//! A memory store whose history writes wait at a gate, for tests that
-//! hold a send inside the store.
+//! A memory store with gates, for tests that hold a call inside the store:
+//! history writes wait for permits (`gate`), one payload's flush can be
+//! held (`hold_flush_of`), and history reads can be watched and held
+//! (`watching_reads`). Everything else goes straight to the memory store,
+//! which the test may also use directly (as another node sharing it).
+
+// Each test file uses a part of this.
+#![allow(dead_code)]
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use imcore::store::Page;
 use imcore::{Channel, ClientMsgNo, MemoryStore, Message, MessageId, Uid};
+use tokio::sync::{mpsc, Semaphore};
 
-/// A memory store whose history writes (`append`, the send path's one
-/// write) wait for a permit, so that a test can stop waiting for a send
-/// while its write is in progress.
+/// See the module's documentation.
 #[derive(Debug)]
 pub struct GatedStore {
-    pub inner: MemoryStore,
-    /// One permit per write let through.
-    pub gate: tokio::sync::Semaphore,
-    /// Told when a write reaches the gate.
+    pub inner: Arc<MemoryStore>,
+    /// One permit per history write let through.
+    pub gate: Semaphore,
+    /// Told when a history write reaches the gate.
     pub entered: tokio::sync::Notify,
     /// The payload whose flush (its append's settle) waits for a permit of
     /// `flush_gate`; empty: none.
     pub hold_flush_of: std::sync::Mutex<Vec<u8>>,
-    pub flush_gate: std::sync::Arc<tokio::sync::Semaphore>,
+    pub flush_gate: Arc<Semaphore>,
+    /// One permit per history read let through.
+    pub read_gate: Semaphore,
+    /// Told what each history read asks for (channel, first seq), as it
+    /// starts, before it waits for its permit.
+    reads: Option<mpsc::UnboundedSender<(Channel, u64)>>,
 }
 
 impl GatedStore {
-    /// A store whose gate lets nothing through yet.
+    /// A store whose write gate lets nothing through yet; reads go through.
     pub fn closed() -> Self {
         GatedStore {
-            inner: MemoryStore::new(),
-            gate: tokio::sync::Semaphore::new(0),
+            inner: Arc::new(MemoryStore::new()),
+            gate: Semaphore::new(0),
             entered: tokio::sync::Notify::new(),
             hold_flush_of: std::sync::Mutex::new(Vec::new()),
-            flush_gate: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+            flush_gate: Arc::new(Semaphore::new(0)),
+            read_gate: Semaphore::new(Semaphore::MAX_PERMITS / 2),
+            reads: None,
         }
+    }
+
+    /// A store whose writes go through and whose reads are watched: the
+    /// first `permits` go through, then the read gate closes. With the
+    /// receiver of what each read asks for.
+    pub fn watching_reads(
+        permits: usize,
+    ) -> (Arc<GatedStore>, mpsc::UnboundedReceiver<(Channel, u64)>) {
+        let (reads, asked) = mpsc::unbounded_channel();
+        let store = GatedStore {
+            gate: Semaphore::new(Semaphore::MAX_PERMITS / 2),
+            read_gate: Semaphore::new(permits),
+            reads: Some(reads),
+            ..GatedStore::closed()
+        };
+        (Arc::new(store), asked)
+    }
+
+    /// Lets every read through from now on.
+    pub fn open_reads(&self) {
+        self.read_gate.add_permits(Semaphore::MAX_PERMITS / 2);
     }
 }
 
@@ -62,6 +97,14 @@ impl imcore::store::MessageLog for GatedStore {
         ))
     }
     async fn read(&self, channel: &Channel, page: Page) -> imcore::Result<Vec<Message>> {
+        if let Some(reads) = &self.reads {
+            let _ = reads.send((channel.clone(), page.from));
+        }
+        self.read_gate
+            .acquire()
+            .await
+            .expect("the gate stays open")
+            .forget();
         self.inner.read(channel, page).await
     }
     async fn get(&self, id: MessageId) -> imcore::Result<Option<Message>> {

@@ -82,6 +82,31 @@ pub fn world_on_store(
     }
 }
 
+impl World {
+    /// `n` users (`pusher0`, …) logged in on a connection each, each with
+    /// a burst of small SENDs to `to` of at most `bytes` ready to push:
+    /// (uid, client, burst, SENDs in it).
+    pub async fn pushers(
+        &self,
+        n: usize,
+        to: &str,
+        bytes: usize,
+    ) -> Vec<(String, Client, Bytes, u32)> {
+        let mut pushers = Vec::new();
+        for i in 0..n {
+            let uid = format!("pusher{i}");
+            let token = format!("{uid}-token");
+            self.tokens
+                .set(uid_of(&uid), DeviceFlag::Web, token, DeviceLevel::Master);
+            let mut client = Client::open(&self.server, 1024);
+            client.login(&uid, WEB).await;
+            let (burst, sends) = client.burst(to, bytes);
+            pushers.push((uid, client, burst, sends));
+        }
+        pushers
+    }
+}
+
 pub fn world() -> World {
     world_with(WireConfig::default())
 }
