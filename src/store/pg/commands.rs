@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::db_error::is_retryable_conflict;
 use super::writer::query;
 use super::{channel_key, id_from_i64, id_to_i64, message_from, pg_error, to_i64, to_u64};
 use super::{within, PgStore};
@@ -77,7 +78,7 @@ impl CommandQueue for PgStore {
         loop {
             match self.try_push(message, &uids).await {
                 Err(crate::Error::Storage { source, .. })
-                    if attempt < ATTEMPTS && is_deadlock(source.as_ref()) =>
+                    if attempt < ATTEMPTS && is_retryable_conflict(source.as_ref()) =>
                 {
                     attempt += 1;
                 }
@@ -120,14 +121,6 @@ impl CommandQueue for PgStore {
         let rows = self.rows(IS_COMMAND, &[&id_to_i64(id)]).await?;
         Ok(!rows.is_empty())
     }
-}
-
-/// PostgreSQL's "deadlock detected" (40P01) or "could not serialize"
-/// (40001): the transaction was rolled back and may be run again.
-fn is_deadlock(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<tokio_postgres::Error>()
-        .and_then(tokio_postgres::Error::code)
-        .is_some_and(|c| matches!(c.code(), "40P01" | "40001"))
 }
 
 const INSERT_COMMAND: &str = "INSERT INTO imcore_commands \

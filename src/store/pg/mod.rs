@@ -41,6 +41,7 @@ macro_rules! message_columns {
 
 mod commands;
 mod conversations;
+mod db_error;
 mod directory;
 mod log;
 mod outbox;
@@ -264,27 +265,21 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> Error {
         };
     // tokio-postgres says only "db error"; the server's words are in its
     // DbError (a shutting-down server's "terminating connection due to
-    // administrator command", say).
-    let words = e
-        .as_db_error()
-        .map(|db| format!("{}: {} ({})", db.severity(), db.message(), db.code().code()));
+    // administrator command", say): shown, the error (and its SQLSTATE)
+    // kept beneath them.
+    let source: Box<dyn std::error::Error + Send + Sync> = match db_error::DbError::new(e) {
+        Ok(words) => Box::new(words),
+        Err(e) => Box::new(e),
+    };
     if unreachable {
         Error::Unavailable {
             backend: BACKEND,
-            source: match words {
-                Some(words) => words.into(),
-                None => Box::new(e),
-            },
-        }
-    } else if let Some(words) = words {
-        Error::Storage {
-            backend: BACKEND,
-            source: words.into(),
+            source,
         }
     } else {
         Error::Storage {
             backend: BACKEND,
-            source: Box::new(e),
+            source,
         }
     }
 }
