@@ -64,7 +64,8 @@
 //!   bodies over 1 MiB, unknown paths and wrong methods included.
 //! - `--webhook URL` (`IMCORE_WEBHOOK`): WuKongIM's webhook events
 //!   (`msg.notify`, `msg.offline`, `user.onlinestatus`), the message events
-//!   from the store's outbox, so that a crash loses none.
+//!   from the store's outbox, so that a crash loses none; in a cluster each
+//!   batch of them is claimed and sent by one node (`webhook.rs`).
 //!
 //! Messages, conversations, command queues and revocations live in the
 //! store (sled, or PostgreSQL), and so does the directory: tokens,
@@ -130,6 +131,8 @@ struct App {
     addresses: Arc<routing::Addresses>,
     limits: Arc<Limits>,
     shutdown: Shutdown,
+    /// The link to the other nodes, in a cluster (for `/metrics`).
+    cluster: Option<NatsRouter>,
 }
 
 #[tokio::main]
@@ -194,12 +197,13 @@ async fn directory(
     })
 }
 
-/// The hub on its store and router, with the webhook if one is named.
+/// The hub on its store and router, with the webhook if one is named;
+/// and the link to the other nodes, in a cluster.
 async fn hub(
     settings: &Settings,
     store: Arc<dyn Store>,
     directory: Arc<StoredDirectory>,
-) -> Result<Hub, Box<dyn std::error::Error>> {
+) -> Result<(Hub, Option<NatsRouter>), Box<dyn std::error::Error>> {
     // The webhook reads the outbox, which then takes every new message.
     let webhook = match &settings.webhook {
         Some(url) => {
@@ -218,9 +222,11 @@ async fn hub(
                 .store_deadline(settings.store_deadline()),
         );
     let mut router: Arc<dyn imcore::Router> = Arc::new(SingleNode);
+    let mut cluster = None;
     if let Some(url) = &settings.nats {
-        router =
-            Arc::new(NatsRouter::connect(NatsConfig::new(url.clone(), settings.node_id)).await?);
+        let nats = NatsRouter::connect(NatsConfig::new(url.clone(), settings.node_id)).await?;
+        router = Arc::new(nats.clone());
+        cluster = Some(nats);
     }
     // With a webhook, the router is tapped for who comes and goes.
     let mut changes = None;
@@ -236,14 +242,14 @@ async fn hub(
         }
         tokio::spawn(webhook.run(store, hub.clone()));
     }
-    Ok(hub)
+    Ok((hub, cluster))
 }
 
 /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
 async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let (store, directory_store) = stores(&settings).await?;
     let directory = Arc::new(directory(&settings, directory_store).await?);
-    let hub = hub(&settings, store, directory.clone()).await?;
+    let (hub, cluster) = hub(&settings, store, directory.clone()).await?;
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -292,6 +298,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         directory,
         limits,
         shutdown: shutdown.clone(),
+        cluster,
     };
     let token = settings.manager_token.clone().map(Arc::new);
     let router = routes::router(app.clone(), token, settings.body_timeout());

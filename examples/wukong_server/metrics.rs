@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use imcore::wire::WireServer;
-use imcore::{Hub, StoredDirectory};
+use imcore::{Hub, NatsRouter, StoredDirectory};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -25,6 +25,7 @@ struct Counters {
     wire: WireServer,
     limits: Arc<Limits>,
     directory: Arc<StoredDirectory>,
+    cluster: Option<NatsRouter>,
 }
 
 /// One counter.
@@ -99,6 +100,15 @@ impl Collector for Counters {
             "In a cluster: messages that reached this node after a later seq of their channel \
              had been delivered here, so not delivered live (devices find them by sync)",
             hub.late_deliveries,
+        )?;
+        counter(
+            &mut e,
+            "imcore_presence_notices_dropped",
+            "In a cluster: this node's presence changes not published because its queue to NATS \
+             was full; the other nodes see the gap and ask for a snapshot",
+            self.cluster
+                .as_ref()
+                .map_or(0, |c| c.stats().presence_dropped),
         )?;
         counter(
             &mut e,
@@ -277,6 +287,7 @@ pub async fn metrics(State(app): State<App>) -> Response {
         wire: app.wire.clone(),
         limits: app.limits.clone(),
         directory: app.directory.clone(),
+        cluster: app.cluster.clone(),
     }));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {

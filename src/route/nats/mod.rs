@@ -90,6 +90,12 @@ pub struct RouteStats {
     pub undecodable: u64,
     /// Snapshots asked of other nodes (a missed change, a new node).
     pub snapshots_asked: u64,
+    /// This node's presence changes not published because the queue was
+    /// full (also in [`dropped`](Self::dropped)). None is lost silently:
+    /// each takes its number all the same, so the other nodes see a gap
+    /// in this node's numbering (at its next change or heartbeat) and ask
+    /// it for a snapshot, which holds the change.
+    pub presence_dropped: u64,
 }
 
 /// What the publishing task is asked to send, in order.
@@ -123,6 +129,7 @@ struct Counters {
     received: AtomicU64,
     undecodable: AtomicU64,
     snapshots_asked: AtomicU64,
+    presence_dropped: AtomicU64,
 }
 
 struct Shared {
@@ -133,6 +140,9 @@ struct Shared {
     local: OnceLock<Arc<dyn LocalDevices>>,
     views: RwLock<Views>,
     out: mpsc::Sender<Outgoing>,
+    /// Presence changes dropped since the publishing task last numbered
+    /// one: it skips their numbers (see [`RouteStats::presence_dropped`]).
+    presence_lost: AtomicU64,
     counters: Counters,
     /// Bumped whenever what this node knows of the others changes.
     changes: watch::Sender<u64>,
@@ -155,7 +165,16 @@ impl Shared {
     }
 
     fn notify(&self, notice: Notice) {
-        self.send(Outgoing::Notice(notice));
+        let presence = matches!(notice, Notice::Presence { .. });
+        if self.out.try_send(Outgoing::Notice(notice)).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            if presence {
+                self.presence_lost.fetch_add(1, Ordering::AcqRel);
+                self.counters
+                    .presence_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn send(&self, outgoing: Outgoing) {
@@ -269,6 +288,7 @@ impl NatsRouter {
             client,
             local: OnceLock::new(),
             out,
+            presence_lost: AtomicU64::new(0),
             counters: Counters::default(),
             changes,
             stop,
@@ -289,6 +309,7 @@ impl NatsRouter {
             received: c.received.load(Ordering::Relaxed),
             undecodable: c.undecodable.load(Ordering::Relaxed),
             snapshots_asked: c.snapshots_asked.load(Ordering::Relaxed),
+            presence_dropped: c.presence_dropped.load(Ordering::Relaxed),
         }
     }
 

@@ -3,8 +3,10 @@
 //!
 //! A node publishes each change of a user's devices as that user's new
 //! state, numbered. A node that misses a number (core NATS drops what it
-//! cannot deliver) or hears of a node it does not know asks that node for
-//! a snapshot, and applies the changes that arrive meanwhile on top of it.
+//! cannot deliver; a node whose publishing queue is full drops the change
+//! but not its number) or hears of a node it does not know asks that node
+//! for a snapshot, and applies the changes that arrive meanwhile on top of
+//! it.
 //! A node not heard within the presence TTL counts as gone: its users are
 //! offline for push, and nothing is routed to it.
 

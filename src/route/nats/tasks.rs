@@ -121,6 +121,16 @@ async fn put(shared: &Shared, subject: String, event: &Event) {
 
 /// Publishes what is not a delivery.
 async fn say(shared: &Shared, notice: Notice, counter: &mut u64) {
+    // The numbers of the changes dropped before they were queued are
+    // skipped: what says this node's count next (a change, a heartbeat, a
+    // snapshot) shows the others a gap. Taken before the state is read,
+    // so that a snapshot numbered past a dropped change holds it.
+    if matches!(
+        notice,
+        Notice::Presence { .. } | Notice::Beat { .. } | Notice::Snapshot { .. }
+    ) {
+        *counter += shared.presence_lost.swap(0, Ordering::AcqRel);
+    }
     let me = shared.config.node_id;
     let mark = |counter| Mark {
         node: me,
