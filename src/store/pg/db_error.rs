@@ -9,7 +9,6 @@ use tokio_postgres::error::SqlState;
 /// error as its source: the SQLSTATE stays there, for the crate (which
 /// runs a transaction again after a deadlock) and for hosts, which find
 /// it down the error's `source()` chain.
-#[derive(Debug)]
 pub(super) struct DbError {
     words: String,
     source: tokio_postgres::Error,
@@ -25,6 +24,13 @@ impl DbError {
             }),
             None => Err(e),
         }
+    }
+}
+
+/// As the words alone, as before the error was kept.
+impl fmt::Debug for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.words, f)
     }
 }
 
