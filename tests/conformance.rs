@@ -38,6 +38,8 @@ macro_rules! suite {
                 hidden_conversations_keep_the_highest_seq,
                 hiding_a_conversation_takes_a_version,
                 the_outbox_holds_each_new_message_until_done,
+                outbox_batches_are_leased_and_taken_over_whole,
+                concurrent_outbox_claims_never_share_an_entry,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

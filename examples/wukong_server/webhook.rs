@@ -8,28 +8,42 @@
 //! [`ATTEMPTS`] times with a doubling backoff; if it still fails, the
 //! batch stays in the outbox and is tried again, whole, after a pause:
 //! nothing is dropped, and a receiver down for an hour gets everything
-//! when it is back. Delivery is at least once, so every request carries
-//! an idempotency key in `X-Idempotency-Key` (the same key for the same
-//! event every time it is sent): `msg.notify:<first>-<last message id>`
-//! for a batch (and each message's `message_id` is unique), and
-//! `msg.offline:<message id>:<chunk>`. Offline recipients are those not
-//! online when the event is sent.
+//! when it is back.
+//!
+//! In a cluster every node runs this, on one store: each batch is claimed
+//! by one node ([`Outbox::claim_outbox`](imcore::store::Outbox)), under a
+//! lease of [`LEASE`] that the node renews while it tells the batch. A node
+//! that dies mid-batch stops renewing, and once the lease has run out
+//! another node takes the batch over, whole (as does a single server
+//! restarted after a crash: its batch waits out the lease).
+//!
+//! Delivery is at least once (a batch told but not yet removed when its
+//! node died is told again by the next), so every request carries an
+//! idempotency key in `X-Idempotency-Key`, the same for the same event
+//! every time it is sent, by any node: `msg.notify:<first>-<last message
+//! id>` for a batch (a batch never changes once claimed: the same
+//! messages on every retry and after a takeover), and `msg.offline:<message
+//! id>:<chunk>`. A receiver deduplicates by that key (or, for messages, by
+//! each one's `message_id`). Offline recipients are those not online when
+//! the event is sent. Batches claimed by different nodes may arrive in
+//! any order; a channel's messages are ordered by `message_seq`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Uri};
-use imcore::store::Store;
+use imcore::store::{OutboxBatch, OutboxLease, Store};
 use imcore::{Hub, Message, Uid};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::api::message_json;
 
-/// Messages read from the outbox and told at once.
+/// Messages claimed from the outbox and told at once.
 const BATCH: usize = 100;
 /// Tries of one request before the batch waits.
 pub const ATTEMPTS: u32 = 4;
@@ -45,6 +59,17 @@ const CHUNK: usize = 1000;
 const CONCURRENCY: usize = 4;
 /// One request's time limit.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a claimed batch is this node's without a renewal: how long
+/// the batch of a node that died waits before another node takes it over.
+pub const LEASE: Duration = Duration::from_secs(10);
+/// How often a held lease is renewed.
+const RENEW: Duration = Duration::from_secs(3);
+
+/// Milliseconds since the Unix epoch, on this host's clock (the nodes'
+/// clocks must agree to well within [`LEASE`]).
+fn now_ms() -> i64 {
+    imcore::Clock::now_ms(&imcore::SystemClock)
+}
 
 /// The webhook's receiver: `http://host:port/path`.
 #[derive(Clone)]
@@ -73,67 +98,101 @@ impl Webhook {
     pub async fn run(self, store: Arc<dyn Store>, hub: Hub) {
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         loop {
-            let batch = match store.outbox(BATCH).await {
-                Ok(batch) => batch,
+            match store.claim_outbox(BATCH, now_ms(), LEASE).await {
+                Ok(Some(batch)) => self.deliver(&store, batch, &hub, &limit).await,
+                Ok(None) => tokio::time::sleep(IDLE).await,
                 Err(e) => {
-                    tracing::warn!("webhook: reading the outbox failed: {e}");
-                    tokio::time::sleep(PAUSE).await;
-                    continue;
-                }
-            };
-            if batch.is_empty() {
-                tokio::time::sleep(IDLE).await;
-                continue;
-            }
-            let told = self.tell(&batch, &hub, &limit).await;
-            let done: Vec<u64> = batch.iter().map(|(n, _)| *n).collect();
-            match told {
-                Ok(()) => {
-                    if let Err(e) = store.outbox_done(&done).await {
-                        tracing::warn!("webhook: removing told entries failed: {e}");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("webhook: {e}; the batch waits and is tried again");
+                    tracing::warn!("webhook: claiming from the outbox failed: {e}");
                     tokio::time::sleep(PAUSE).await;
                 }
             }
         }
     }
 
-    /// Tells one batch: `msg.notify`, then each message's `msg.offline`.
+    /// Tells a claimed batch until it is told (then removes it), or until
+    /// its lease is lost to another node.
+    async fn deliver(
+        &self,
+        store: &Arc<dyn Store>,
+        batch: OutboxBatch,
+        hub: &Hub,
+        limit: &Arc<Semaphore>,
+    ) {
+        // Renewed on a task of its own, never cut off mid-renewal; it ends
+        // when this does.
+        let (lost_tx, mut lost) = oneshot::channel();
+        let _renewing = AbortOnDrop(tokio::spawn(keep(store.clone(), batch.lease, lost_tx)));
+        // Events of the batch already accepted: a retry skips them.
+        let mut accepted = HashSet::new();
+        loop {
+            let told = tokio::select! {
+                told = self.tell(&batch.entries, hub, limit, &mut accepted) => told,
+                _ = &mut lost => return,
+            };
+            let Err(e) = told else {
+                if let Err(e) = store.outbox_done(&batch.numbers()).await {
+                    tracing::warn!("webhook: removing told entries failed: {e}");
+                }
+                return;
+            };
+            tracing::warn!("webhook: {e}; the batch waits and is tried again");
+            tokio::select! {
+                () = tokio::time::sleep(PAUSE) => {}
+                _ = &mut lost => return,
+            }
+        }
+    }
+
+    /// Tells one batch: `msg.notify`, then each message's `msg.offline`;
+    /// those in `accepted` were told already and are skipped.
     async fn tell(
         &self,
         batch: &[(u64, Message)],
         hub: &Hub,
         limit: &Arc<Semaphore>,
+        accepted: &mut HashSet<String>,
     ) -> Result<(), String> {
-        let messages: Vec<Value> = batch
-            .iter()
-            .map(|(_, m)| message_json(m, &m.from_uid))
-            .collect();
-        let (first, last) = (&batch[0].1, &batch[batch.len() - 1].1);
+        let (Some((_, first)), Some((_, last))) = (batch.first(), batch.last()) else {
+            return Ok(());
+        };
         let key = format!("msg.notify:{}-{}", first.message_id.0, last.message_id.0);
-        self.post("msg.notify", &key, &Value::Array(messages))
-            .await?;
+        if !accepted.contains(&key) {
+            let messages: Vec<Value> = batch
+                .iter()
+                .map(|(_, m)| message_json(m, &m.from_uid))
+                .collect();
+            self.post("msg.notify", &key, &Value::Array(messages))
+                .await?;
+            accepted.insert(key);
+        }
         let mut posts = tokio::task::JoinSet::new();
         for (_, m) in batch {
             let offline = offline(m, hub).await?;
             for (i, chunk) in offline.chunks(CHUNK).enumerate() {
+                let key = format!("msg.offline:{}:{i}", m.message_id.0);
+                if accepted.contains(&key) {
+                    continue;
+                }
                 let mut body = message_json(m, &m.from_uid);
                 body["to_uids"] = json!(chunk.iter().map(Uid::as_str).collect::<Vec<_>>());
-                let key = format!("msg.offline:{}:{i}", m.message_id.0);
                 let (hook, limit) = (self.clone(), limit.clone());
                 posts.spawn(async move {
                     let _slot = limit.acquire_owned().await;
-                    hook.post("msg.offline", &key, &body).await
+                    hook.post("msg.offline", &key, &body).await.map(|()| key)
                 });
             }
         }
+        let mut failed = None;
         while let Some(done) = posts.join_next().await {
-            done.map_err(|e| format!("a msg.offline request failed: {e}"))??;
+            match done {
+                Ok(Ok(key)) => {
+                    accepted.insert(key);
+                }
+                Ok(Err(e)) => failed = Some(e),
+                Err(e) => failed = Some(format!("a msg.offline request failed: {e}")),
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// POSTs one event, trying up to [`ATTEMPTS`] times.
@@ -200,4 +259,36 @@ async fn offline(m: &Message, hub: &Hub) -> Result<Vec<Uid>, String> {
         .filter(|u| **u != m.from_uid && !hub.is_online(u))
         .cloned()
         .collect())
+}
+
+/// Renews `lease` every [`RENEW`]; says so on `lost` once it is lost:
+/// taken over, or run out while the store could not be reached.
+async fn keep(store: Arc<dyn Store>, mut lease: OutboxLease, lost: oneshot::Sender<()>) {
+    loop {
+        tokio::time::sleep(RENEW).await;
+        match store.renew_outbox(lease, now_ms(), LEASE).await {
+            Ok(Some(renewed)) => lease = renewed,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("webhook: renewing the lease failed: {e}");
+                if now_ms() >= lease.until_ms {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::warn!(
+        "webhook: the lease on batch {} was lost; another node tells it",
+        lease.batch
+    );
+    let _ = lost.send(());
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -7,11 +7,13 @@ use async_trait::async_trait;
 
 use super::{
     check_limit, id_in_use, Appended, ChannelHead, CommandQueue, Conversation, ConversationStore,
-    Direction, MessageLog, NewRevocation, Outbox, Page, Pushed, QueuedCommand, ReadPosition,
-    Recorded, Revocation, RevocationStore,
+    Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand, ReadPosition, Recorded,
+    Revocation, RevocationStore,
 };
 use crate::error::Result;
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
+
+mod outbox;
 
 /// A [`Store`](super::Store) kept in memory: fast, and gone with the
 /// process. For tests, examples and hosts that keep durability elsewhere.
@@ -76,6 +78,8 @@ struct Inner {
     outbox: Option<BTreeMap<u64, MessageId>>,
     /// The last outbox entry number given.
     outbox_last: u64,
+    /// The batches claimed from the outbox and not done.
+    outbox_batches: outbox::Batches,
 }
 
 #[derive(Debug, Default)]
@@ -527,39 +531,5 @@ impl RevocationStore for MemoryStore {
             .take(limit)
             .filter_map(|(_, id)| inner.revocations.get(id).cloned())
             .collect())
-    }
-}
-
-#[async_trait]
-impl Outbox for MemoryStore {
-    fn enable_outbox(&self) {
-        let mut inner = self.lock();
-        inner.outbox.get_or_insert_with(BTreeMap::new);
-    }
-
-    async fn outbox(&self, limit: usize) -> Result<Vec<(u64, Message)>> {
-        check_limit(limit)?;
-        let inner = self.lock();
-        let Some(outbox) = &inner.outbox else {
-            return Ok(Vec::new());
-        };
-        Ok(outbox
-            .iter()
-            .filter_map(|(entry, id)| {
-                let (channel, seq) = inner.by_id.get(id)?;
-                let (message, _) = inner.logs.get(channel)?.messages.get(seq)?;
-                Some((*entry, message.clone()))
-            })
-            .take(limit)
-            .collect())
-    }
-
-    async fn outbox_done(&self, entries: &[u64]) -> Result<()> {
-        if let Some(outbox) = &mut self.lock().outbox {
-            for entry in entries {
-                outbox.remove(entry);
-            }
-        }
-        Ok(())
     }
 }

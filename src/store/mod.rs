@@ -39,7 +39,8 @@ mod sled;
 
 pub use conversations::{ChannelHead, Conversation, ConversationStore, ReadPosition};
 pub use memory::MemoryStore;
-pub use outbox::Outbox;
+pub(crate) use outbox::lease_end;
+pub use outbox::{Outbox, OutboxBatch, OutboxLease};
 #[cfg(feature = "postgres")]
 pub use pg::{PgConfig, PgStore};
 #[cfg(feature = "sled")]

@@ -197,6 +197,22 @@ impl imcore::store::Outbox for GatedStore {
     async fn outbox(&self, limit: usize) -> imcore::Result<Vec<(u64, imcore::Message)>> {
         self.inner.outbox(limit).await
     }
+    async fn claim_outbox(
+        &self,
+        limit: usize,
+        now_ms: i64,
+        lease: std::time::Duration,
+    ) -> imcore::Result<Option<imcore::store::OutboxBatch>> {
+        self.inner.claim_outbox(limit, now_ms, lease).await
+    }
+    async fn renew_outbox(
+        &self,
+        held: imcore::store::OutboxLease,
+        now_ms: i64,
+        lease: std::time::Duration,
+    ) -> imcore::Result<Option<imcore::store::OutboxLease>> {
+        self.inner.renew_outbox(held, now_ms, lease).await
+    }
     async fn outbox_done(&self, entries: &[u64]) -> imcore::Result<()> {
         self.inner.outbox_done(entries).await
     }

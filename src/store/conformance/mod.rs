@@ -27,6 +27,7 @@ mod concurrency;
 mod conversations;
 mod directory;
 mod outbox;
+mod outbox_claims;
 mod resends;
 mod revocations;
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Setting, Uid};
@@ -46,6 +47,9 @@ pub use directory::{
     directory_versions_move_with_every_change_even_concurrent, run_directory, DirectoryCheck,
 };
 pub use outbox::the_outbox_holds_each_new_message_until_done;
+pub use outbox_claims::{
+    concurrent_outbox_claims_never_share_an_entry, outbox_batches_are_leased_and_taken_over_whole,
+};
 pub use resends::{
     a_resend_with_another_payload_conflicts, append_is_idempotent_per_sender_channel_and_number,
     command_resends_are_per_sender_channel_and_number,
@@ -132,6 +136,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         hidden_conversations_keep_the_highest_seq,
         hiding_a_conversation_takes_a_version,
         the_outbox_holds_each_new_message_until_done,
+        // After it: these enable the outbox, which it wants off at first.
+        outbox_batches_are_leased_and_taken_over_whole,
+        concurrent_outbox_claims_never_share_an_entry,
         zero_limits_are_rejected,
     ]
 }

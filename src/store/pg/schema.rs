@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 4;
+pub(super) const SCHEMA_VERSION: i32 = 5;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -211,6 +211,16 @@ CREATE TABLE imcore_dir_versions (
 UPDATE imcore_schema SET version = 4;
 "#;
 
+/// Version 5: outbox entries are claimed in batches (`outbox.rs`): `batch`
+/// is the batch's first entry number (none until claimed), `lease_until`
+/// when its claim runs out (ms since the epoch). A version-4 database gets
+/// the columns, empty, when a store opens it: its entries are unclaimed.
+const MIGRATE_V5: &str = "
+ALTER TABLE imcore_outbox ADD COLUMN batch int8, ADD COLUMN lease_until int8;
+CREATE INDEX imcore_outbox_batch ON imcore_outbox (batch) WHERE batch IS NOT NULL;
+UPDATE imcore_schema SET version = 5;
+";
+
 /// Creates the tables in an empty database, brings those of an older
 /// version up to date, or checks the version of those there.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -245,7 +255,8 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
              {CREATE_V1}
              {MIGRATE_V2}
              {MIGRATE_V3}
-             {MIGRATE_V4}"
+             {MIGRATE_V4}
+             {MIGRATE_V5}"
         );
         tx.batch_execute(&create).await.map_err(pg_error)?;
         return tx.commit().await.map_err(pg_error);
@@ -257,8 +268,8 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
     let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     match found.as_slice() {
         [(name, version)] if name == SCHEMA_NAME && *version == SCHEMA_VERSION => Ok(()),
-        [(name, version @ (1..=3))] if name == SCHEMA_NAME => {
-            let steps = [MIGRATE_V2, MIGRATE_V3, MIGRATE_V4];
+        [(name, version @ (1..=4))] if name == SCHEMA_NAME => {
+            let steps = [MIGRATE_V2, MIGRATE_V3, MIGRATE_V4, MIGRATE_V5];
             for step in &steps[usize::try_from(*version - 1).unwrap_or(0)..] {
                 tx.batch_execute(step).await.map_err(pg_error)?;
             }

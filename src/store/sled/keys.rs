@@ -156,6 +156,9 @@ const BY_SENDER: u8 = b'r';
 pub(super) const OLD_BY_SENDER: u8 = b'd';
 /// `o` ++ entry number: an outbox entry (message id ++ the record's key).
 const OUTBOX: u8 = b'o';
+/// `b` ++ batch number: a batch claimed from the outbox (lease end ++ its
+/// entry numbers, 8 bytes each, big-endian).
+const OUTBOX_BATCH: u8 = b'b';
 /// `p` ++ uid ++ channel: the user's read position.
 const POSITION: u8 = b'p';
 /// `c` ++ uid ++ channel: (empty) a person channel of the user.
@@ -187,6 +190,16 @@ pub(super) const OUTBOX_PREFIX: [u8; 1] = [OUTBOX];
 /// Outbox entry `n`'s key.
 pub(super) fn outbox_key(n: u64) -> [u8; 9] {
     let mut k = [OUTBOX; 9];
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The first byte of every outbox batch's key.
+pub(super) const OUTBOX_BATCH_PREFIX: [u8; 1] = [OUTBOX_BATCH];
+
+/// Outbox batch `n`'s key.
+pub(super) fn outbox_batch_key(n: u64) -> [u8; 9] {
+    let mut k = [OUTBOX_BATCH; 9];
     k[1..].copy_from_slice(&n.to_be_bytes());
     k
 }

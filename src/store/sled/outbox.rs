@@ -1,18 +1,24 @@
 //! The outbox on sled: entries in the `history` tree (`o` ++ a number from
 //! sled's crash-safe id generator), each holding its message's id and
-//! record key, written before the record.
+//! record key, written before the record; and the batches claimed from it
+//! (`b` ++ the batch's first entry number: the lease's end, then the entry
+//! numbers), so that a batch is the same after a restart.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::keys::{channel_of_log_prefix, key_suffix_u64, OUTBOX_PREFIX};
+use super::keys::{
+    be_u64, channel_of_log_prefix, key_suffix_u64, outbox_batch_key, outbox_key,
+    OUTBOX_BATCH_PREFIX, OUTBOX_PREFIX,
+};
 use super::record::RecordRef;
 use super::writer::Writer;
 use super::{storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::Message;
-use crate::store::{check_limit, Outbox};
+use crate::store::{check_limit, lease_end, Outbox, OutboxBatch, OutboxLease};
 
 #[async_trait]
 impl Outbox for SledStore {
@@ -24,7 +30,53 @@ impl Outbox for SledStore {
         check_limit(limit)?;
         let writer = self.writer.clone();
         // On the write thread: it removes entries a crash cut off.
-        self.thread.run(move || read(&writer, limit)).await
+        self.thread
+            .run(move || read(&writer, limit, &Default::default()))
+            .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        limit: usize,
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<Option<OutboxBatch>> {
+        check_limit(limit)?;
+        let until = lease_end(now_ms, lease)?;
+        let writer = self.writer.clone();
+        self.thread
+            .run(move || claim(&writer, limit, now_ms, until))
+            .await
+    }
+
+    async fn renew_outbox(
+        &self,
+        held: OutboxLease,
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<Option<OutboxLease>> {
+        // Never shorter: a clock that went back keeps the lease.
+        let until = lease_end(now_ms, lease)?.max(held.until_ms);
+        let history = self.writer.history.clone();
+        self.thread
+            .run(move || {
+                let key = outbox_batch_key(held.batch);
+                let Some(value) = history.get(key).map_err(storage)? else {
+                    return Ok(None);
+                };
+                let (held_until, numbers) = decode_batch(&value)?;
+                if held_until != held.until_ms {
+                    return Ok(None);
+                }
+                history
+                    .insert(key, encode_batch(until, &numbers))
+                    .map_err(storage)?;
+                Ok(Some(OutboxLease {
+                    batch: held.batch,
+                    until_ms: until,
+                }))
+            })
+            .await
     }
 
     async fn outbox_done(&self, entries: &[u64]) -> Result<()> {
@@ -32,8 +84,19 @@ impl Outbox for SledStore {
         self.thread
             .run(move || {
                 for n in entries {
-                    let key = super::keys::outbox_key(n);
-                    history.remove(key).map_err(storage)?;
+                    history.remove(outbox_key(n)).map_err(storage)?;
+                }
+                // The batches none of whose entries is left.
+                for item in history.scan_prefix(OUTBOX_BATCH_PREFIX) {
+                    let (key, value) = item.map_err(storage)?;
+                    let (_, numbers) = decode_batch(&value)?;
+                    let mut left = false;
+                    for n in numbers {
+                        left |= history.contains_key(outbox_key(n)).map_err(storage)?;
+                    }
+                    if !left {
+                        history.remove(key).map_err(storage)?;
+                    }
                 }
                 Ok(())
             })
@@ -41,9 +104,85 @@ impl Outbox for SledStore {
     }
 }
 
-/// Up to `limit` outbox entries, oldest first, with their messages;
-/// entries whose record is missing are removed.
-fn read(writer: &Writer, limit: usize) -> Result<Vec<(u64, Message)>> {
+/// A batch's value: its lease's end, then its entry numbers.
+fn encode_batch(until_ms: i64, numbers: &[u64]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 * (numbers.len() + 1));
+    value.extend_from_slice(&until_ms.to_be_bytes());
+    for n in numbers {
+        value.extend_from_slice(&n.to_be_bytes());
+    }
+    value
+}
+
+fn decode_batch(value: &[u8]) -> Result<(i64, Vec<u64>)> {
+    if value.len() < 8 || value.len() % 8 != 0 {
+        return Err(Error::corrupt("outbox batch: a value of a bad length"));
+    }
+    let mut words = value.chunks_exact(8);
+    let until = words
+        .next()
+        .map(|w| be_u64(w, "outbox batch"))
+        .transpose()?
+        .unwrap_or(0);
+    let numbers = words
+        .map(|w| be_u64(w, "outbox batch"))
+        .collect::<Result<_>>()?;
+    Ok((i64::from_be_bytes(until.to_be_bytes()), numbers))
+}
+
+/// Claims a batch (see [`Outbox::claim_outbox`]); on the write thread, so
+/// that claims take turns.
+fn claim(writer: &Writer, limit: usize, now_ms: i64, until: i64) -> Result<Option<OutboxBatch>> {
+    let mut claimed = std::collections::HashSet::new();
+    for item in writer.history.scan_prefix(OUTBOX_BATCH_PREFIX) {
+        let (key, value) = item.map_err(storage)?;
+        let (held_until, numbers) = decode_batch(&value)?;
+        if held_until > now_ms {
+            claimed.extend(numbers);
+            continue;
+        }
+        // Its lease ran out: taken over, whole.
+        writer
+            .history
+            .insert(&key, encode_batch(until, &numbers))
+            .map_err(storage)?;
+        let mut entries = Vec::with_capacity(numbers.len());
+        for n in numbers {
+            if let Some(value) = writer.history.get(outbox_key(n)).map_err(storage)? {
+                if let Some(message) = message_of(writer, &value)? {
+                    entries.push((n, message));
+                }
+            }
+        }
+        let lease = OutboxLease {
+            batch: key_suffix_u64(&key, "outbox batch")?,
+            until_ms: until,
+        };
+        return Ok(Some(OutboxBatch { lease, entries }));
+    }
+    let entries = read(writer, limit, &claimed)?;
+    let Some(&(batch, _)) = entries.first() else {
+        return Ok(None);
+    };
+    let numbers: Vec<u64> = entries.iter().map(|(n, _)| *n).collect();
+    writer
+        .history
+        .insert(outbox_batch_key(batch), encode_batch(until, &numbers))
+        .map_err(storage)?;
+    let lease = OutboxLease {
+        batch,
+        until_ms: until,
+    };
+    Ok(Some(OutboxBatch { lease, entries }))
+}
+
+/// Up to `limit` outbox entries but those in `claimed`, oldest first, with
+/// their messages; entries whose record is missing are removed.
+fn read(
+    writer: &Writer,
+    limit: usize,
+    claimed: &std::collections::HashSet<u64>,
+) -> Result<Vec<(u64, Message)>> {
     // The writer's turn: no append is between its entry and its record,
     // so an entry without a record is one a crash cut off.
     let _turn = writer.lock();
@@ -54,19 +193,31 @@ fn read(writer: &Writer, limit: usize) -> Result<Vec<(u64, Message)>> {
         }
         let (key, value) = entry.map_err(storage)?;
         let n = key_suffix_u64(&key, "outbox entry")?;
-        let (id, location) = writer.by_sender(&value)?;
-        let Some(record) = writer.record_of(id, &location)? else {
-            writer.history.remove(&key).map_err(storage)?;
+        if claimed.contains(&n) {
             continue;
-        };
-        let seq = key_suffix_u64(&location, "outbox entry")?;
-        let prefix = location
-            .get(..location.len() - 8)
-            .ok_or_else(|| Error::corrupt("outbox entry: a short record key"))?;
-        let channel = channel_of_log_prefix(prefix)?;
-        out.push((n, RecordRef::parse(&record)?.to_message(channel, seq)?));
+        }
+        match message_of(writer, &value)? {
+            Some(message) => out.push((n, message)),
+            None => {
+                writer.history.remove(&key).map_err(storage)?;
+            }
+        }
     }
     Ok(out)
+}
+
+/// The message an outbox entry names, if its record is there.
+fn message_of(writer: &Writer, entry: &sled::IVec) -> Result<Option<Message>> {
+    let (id, location) = writer.by_sender(entry)?;
+    let Some(record) = writer.record_of(id, &location)? else {
+        return Ok(None);
+    };
+    let seq = key_suffix_u64(&location, "outbox entry")?;
+    let prefix = location
+        .get(..location.len() - 8)
+        .ok_or_else(|| Error::corrupt("outbox entry: a short record key"))?;
+    let channel = channel_of_log_prefix(prefix)?;
+    Ok(Some(RecordRef::parse(&record)?.to_message(channel, seq)?))
 }
 
 #[cfg(test)]
