@@ -51,7 +51,7 @@ impl Outbox for PgStore {
             if let Some(expired) = query(&tx, EXPIRED, &[&now_ms]).await?.first() {
                 let (id, held_until): (i64, i64) = (expired.get(0), expired.get(1));
                 // None if its holder renewed it meanwhile.
-                let taken = query(&tx, TAKE_OVER, &[&id, &held_until, &until]).await?;
+                let taken = query(&tx, MOVE_LEASE, &[&id, &held_until, &until]).await?;
                 batch = (!taken.is_empty()).then_some(id);
             }
             if batch.is_none() {
@@ -85,7 +85,9 @@ impl Outbox for PgStore {
         // Never shorter: a clock that went back keeps the lease.
         let until = lease_end(now_ms, lease)?.max(held.until_ms);
         let batch = to_i64(held.batch);
-        let rows = self.rows(RENEW, &[&batch, &held.until_ms, &until]).await?;
+        let rows = self
+            .rows(MOVE_LEASE, &[&batch, &held.until_ms, &until])
+            .await?;
         Ok((!rows.is_empty()).then_some(OutboxLease {
             batch: held.batch,
             until_ms: until,
@@ -111,9 +113,6 @@ const TAKE_TURN: &str = "SELECT pg_advisory_xact_lock($1)";
 /// The oldest batch whose lease ran out, and that lease's end.
 const EXPIRED: &str = "SELECT batch, lease_until FROM imcore_outbox \
     WHERE batch IS NOT NULL AND lease_until <= $1 ORDER BY batch LIMIT 1";
-/// Takes batch `$1` over from lease end `$2`; no row if it moved.
-const TAKE_OVER: &str = "UPDATE imcore_outbox SET lease_until = $3 \
-    WHERE batch = $1 AND lease_until = $2 RETURNING 1";
 /// A new batch of the `$1` oldest unclaimed entries, leased until `$2`:
 /// its number, once per entry (none if there is none).
 const FORM: &str = "WITH picked AS ( \
@@ -127,7 +126,8 @@ const ENTRIES: &str = concat!(
     ", o.id FROM imcore_outbox o JOIN imcore_messages m USING (message_id) \
      WHERE o.batch = $1 ORDER BY o.id"
 );
-/// Extends batch `$1`'s lease from `$2` to `$3`; no row if it moved.
-const RENEW: &str = "UPDATE imcore_outbox SET lease_until = $3 \
+/// Moves batch `$1`'s lease end from `$2` to `$3` (a renewal, or a
+/// takeover); no row if it is no longer `$2`.
+const MOVE_LEASE: &str = "UPDATE imcore_outbox SET lease_until = $3 \
     WHERE batch = $1 AND lease_until = $2 RETURNING 1";
 const DONE: &str = "DELETE FROM imcore_outbox WHERE id = ANY($1) RETURNING 1";
