@@ -82,28 +82,7 @@ pub struct Tally {
 impl Client {
     /// Connects and logs in as `uid`.
     pub async fn login(server: &Server, uid: &str) -> Result<Self, String> {
-        let url = format!("ws://127.0.0.1:{}/", server.port);
-        let (mut socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .map_err(|e| format!("{uid}: connect: {e}"))?;
-        let keys = KeyExchange::new();
-        let connect = Packet::Connect(ConnectPacket {
-            version: 2,
-            device_flag: 1,
-            device_id: format!("{uid}-web"),
-            uid: uid.into(),
-            token: token_of(uid),
-            client_timestamp: 0,
-            client_key: keys.public_base64(),
-        });
-        send(&mut socket, &connect).await?;
-        let connack = match next(&mut socket).await? {
-            Some(Packet::Connack(c)) if c.reason == ReasonCode::SUCCESS => c,
-            other => return Err(format!("{uid}: login refused: {other:?}")),
-        };
-        let cipher = keys
-            .agree(&connack.server_key, &connack.salt)
-            .map_err(|e| format!("{uid}: key exchange: {e}"))?;
+        let (socket, cipher) = handshake(server, uid).await?;
         Ok(Client {
             uid: uid.into(),
             socket,
@@ -238,6 +217,34 @@ impl Speech for Wukong {
             _ => Heard::Other,
         })
     }
+}
+
+/// Connects and logs in to `wukong_server` as `uid`: the socket and the
+/// session's cipher.
+pub async fn handshake(server: &Server, uid: &str) -> Result<(Socket, SessionCipher), String> {
+    let url = format!("ws://127.0.0.1:{}/", server.port);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| format!("{uid}: connect: {e}"))?;
+    let keys = KeyExchange::new();
+    let connect = Packet::Connect(ConnectPacket {
+        version: 2,
+        device_flag: 1,
+        device_id: format!("{uid}-web"),
+        uid: uid.into(),
+        token: token_of(uid),
+        client_timestamp: 0,
+        client_key: keys.public_base64(),
+    });
+    send(&mut socket, &connect).await?;
+    let connack = match next(&mut socket).await? {
+        Some(Packet::Connack(c)) if c.reason == ReasonCode::SUCCESS => c,
+        other => return Err(format!("{uid}: login refused: {other:?}")),
+    };
+    let cipher = keys
+        .agree(&connack.server_key, &connack.salt)
+        .map_err(|e| format!("{uid}: key exchange: {e}"))?;
+    Ok((socket, cipher))
 }
 
 fn frame(packet: &Packet) -> Bytes {

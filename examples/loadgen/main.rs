@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo build --release --example wukong_server --example loadgen
-//! target/release/examples/loadgen [--quick] [send|recv|storm|idle ...]
+//! target/release/examples/loadgen [--quick] [send|recv|storm|idle|burst|soak ...]
 //! ```
 //!
 //! Scenarios (sized for 2 cores; `--quick` is a short run for CI):
@@ -32,8 +32,27 @@
 //! same clients and traffic, and print the ratio of the server CPU per
 //! delivery and per send.
 //!
+//! Two more scenarios, run only when named, throw bursts at the server
+//! as a hostile or merely buggy client would, with the server's default
+//! send rate (200 a second per sender, in bursts of 400), so that most of
+//! each burst is refused (`IMCORE_SEND_RATE=0` in the environment, which
+//! the server reads, turns it off: every SEND is then stored):
+//!
+//! - `burst`: four users each write one 4 MiB WebSocket message of about
+//!   50,000 small SENDs to a person channel, four rounds (`--quick`: two):
+//!   every SEND answered once, a success or reason 22. The server's RSS
+//!   after a warm-up, at the peak, and once a second after the last round:
+//!   it must be back within 64 MiB of where it started within 60 s (the
+//!   full run follows it for all 60 s and prints it then);
+//! - `soak`: the same burst 60 times (`--quick`: 20) against one server;
+//!   after each round a fifth user's SEND is acknowledged within 1 s, and
+//!   the history of each channel (the HTTP API's `/channel/messagesync`)
+//!   holds every SEND acknowledged as a success exactly once and nothing
+//!   else. Time per round and in all.
+//!
 //! The server binary is `wukong_server` beside this one, or `--server PATH`.
 
+mod burst;
 mod client;
 mod server;
 mod substrate;
@@ -81,7 +100,7 @@ async fn main() {
     let mut chosen: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["send", "recv", "storm", "idle"].contains(a))
+        .filter(|a| ["send", "recv", "storm", "idle", "burst", "soak"].contains(a))
         .collect();
     if chosen.is_empty() {
         chosen = vec!["send", "recv", "storm", "idle"];
@@ -101,6 +120,15 @@ async fn main() {
 /// Runs one scenario against `wukong_server` and then, but for `idle`,
 /// against the bare substrate.
 async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> Result<(), String> {
+    if name == "burst" || name == "soak" {
+        let server = Server::start_rate_limited(binary).await?;
+        let outcome = match name {
+            "burst" => burst::memory(&server, if quick { 2 } else { 4 }, !quick).await,
+            _ => burst::soak(&server, if quick { 20 } else { 60 }).await,
+        };
+        server.stop();
+        return outcome;
+    }
     let server = Server::start(binary).await?;
     if name == "idle" {
         let outcome = idle(&server, if quick { 200 } else { 4_000 }).await;

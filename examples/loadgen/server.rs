@@ -35,6 +35,23 @@ impl Server {
     /// Starts `binary` (default: `wukong_server` beside this executable) on
     /// a free port with a fresh data directory.
     pub async fn start(binary: Option<&Path>) -> Result<Self, String> {
+        // A sender sends as fast as it goes: a send rate far above it, so
+        // that the rate limiter still runs (as it does by default) but
+        // never refuses.
+        Self::start_with(
+            binary,
+            &["--send-rate", "1000000", "--send-burst", "1000000"],
+        )
+        .await
+    }
+
+    /// As [`Server::start`], but with the server's default send rate
+    /// (200 a second per sender, in bursts of 400): what a burst meets.
+    pub async fn start_rate_limited(binary: Option<&Path>) -> Result<Self, String> {
+        Self::start_with(binary, &[]).await
+    }
+
+    async fn start_with(binary: Option<&Path>, args: &[&str]) -> Result<Self, String> {
         let binary = match binary {
             Some(b) => b.to_path_buf(),
             None => sibling("wukong_server")?,
@@ -42,13 +59,11 @@ impl Server {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut command = Command::new(&binary);
         // Thousands of clients log in from 127.0.0.1 at once: no limits
-        // per source address. A sender sends as fast as it goes: a send
-        // rate far above it, so that the rate limiter still runs (as it
-        // does by default) but never refuses.
+        // per source address.
         command
             .args(["--port", "0", "--tcp-port", "0"])
             .args(["--logins-per-second", "0", "--connections-per-address", "0"])
-            .args(["--send-rate", "1000000", "--send-burst", "1000000"])
+            .args(args)
             .arg("--data")
             .arg(data.path());
         Self::spawn(command, data).await
@@ -132,6 +147,7 @@ impl Server {
     pub async fn token(&self, uid: &str) -> Result<(), String> {
         self.post("/user/token", json!({"uid": uid, "token": token_of(uid)}))
             .await
+            .map(drop)
     }
 
     /// Creates a group with these members (the first owns it).
@@ -141,9 +157,48 @@ impl Server {
             json!({"channel_id": id, "channel_type": 2, "subscribers": members}),
         )
         .await
+        .map(drop)
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<(), String> {
+    /// The client_msg_nos of the person channel between `uid` and `peer`
+    /// from seq `from` on, as `uid` reads its history (the HTTP API's
+    /// `/channel/messagesync`, page after page), and the last seq read.
+    pub async fn history(&self, uid: &str, peer: &str, from: u64) -> Result<History, String> {
+        let mut history = History {
+            client_msg_nos: Vec::new(),
+            last_seq: from.saturating_sub(1),
+        };
+        loop {
+            let page = self
+                .post(
+                    "/channel/messagesync",
+                    json!({
+                        "login_uid": uid,
+                        "channel_id": peer,
+                        "channel_type": 1,
+                        "start_message_seq": history.last_seq + 1,
+                        "limit": 1000,
+                        "pull_mode": 1,
+                    }),
+                )
+                .await?;
+            let messages = page["messages"].as_array().ok_or("no messages")?;
+            for m in messages {
+                let seq = m["message_seq"].as_u64().ok_or("no message_seq")?;
+                if seq <= history.last_seq {
+                    return Err(format!("seq {seq} after {}", history.last_seq));
+                }
+                history.last_seq = seq;
+                let no = m["client_msg_no"].as_str().ok_or("no client_msg_no")?;
+                history.client_msg_nos.push(no.to_string());
+            }
+            if page["more"] != 1 || messages.is_empty() {
+                return Ok(history);
+            }
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
         let err = |e: &dyn std::fmt::Display| format!("POST {path}: {e}");
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
@@ -160,17 +215,27 @@ impl Server {
         let response = sender.send_request(request).await.map_err(|e| err(&e))?;
         let status = response.status();
         let body = response.into_body().collect().await.map_err(|e| err(&e))?;
+        let body = body.to_bytes();
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+            let text = String::from_utf8_lossy(&body).into_owned();
             return Err(err(&format!("{status}: {text}")));
         }
-        Ok(())
+        // Some answers are empty, or not JSON: those are just a success.
+        Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A person channel's history, as [`Server::history`] read it.
+pub struct History {
+    /// In seq order.
+    pub client_msg_nos: Vec<String>,
+    /// The last seq read (the seq before the first asked for if none).
+    pub last_seq: u64,
 }
 
 /// The token the load generator registers for `uid`.

@@ -105,6 +105,13 @@ use std::process::ExitCode;
 /// 7.1-8.9) and keeps an idle connection smaller (7.4 KiB against 7.6).
 /// The load generator uses it too, so that the bare substrate it runs is
 /// measured on the same allocator.
+///
+/// Its background threads are on (the `background_threads` feature in
+/// Cargo.toml): without them jemalloc returns freed pages to the system
+/// only when the program allocates again, so a server left idle after a
+/// burst kept what the burst used (the load generator's `burst`: +32 MiB
+/// still held 60 s after four 4 MiB bursts of four users, +6 MiB with
+/// them). `_RJEM_MALLOC_CONF` in the environment overrides it at run time.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::sync::Arc;
