@@ -39,7 +39,7 @@ mod sled;
 
 pub use conversations::{ChannelHead, Conversation, ConversationStore, ReadPosition};
 pub use memory::MemoryStore;
-pub(crate) use outbox::lease_end;
+pub(crate) use outbox::{lease_end, renewal_end};
 pub use outbox::{Outbox, OutboxBatch, OutboxLease};
 #[cfg(feature = "postgres")]
 pub use pg::{PgConfig, PgStore};

@@ -76,6 +76,12 @@ pub(crate) fn lease_end(now_ms: i64, lease: Duration) -> Result<i64> {
     Ok(now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)))
 }
 
+/// The end of `held` renewed by `lease` from `now_ms`: never sooner than
+/// it was, so that a clock that went back keeps the lease.
+pub(crate) fn renewal_end(held: &OutboxLease, now_ms: i64, lease: Duration) -> Result<i64> {
+    Ok(lease_end(now_ms, lease)?.max(held.until_ms))
+}
+
 /// Committed history messages waiting to be told to the host. See the
 /// module docs.
 #[async_trait]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{Inner, MemoryStore};
 use crate::error::Result;
 use crate::model::Message;
-use crate::store::{check_limit, lease_end, Outbox, OutboxBatch, OutboxLease};
+use crate::store::{check_limit, lease_end, renewal_end, Outbox, OutboxBatch, OutboxLease};
 
 /// The batches claimed and not done: first entry number → lease end and
 /// entry numbers.
@@ -101,12 +101,11 @@ impl Outbox for MemoryStore {
         now_ms: i64,
         lease: Duration,
     ) -> Result<Option<OutboxLease>> {
-        let renewed = lease_end(now_ms, lease)?;
+        let renewed = renewal_end(&held, now_ms, lease)?;
         let mut inner = self.lock();
         match inner.outbox_batches.get_mut(&held.batch) {
             Some((until, _)) if *until == held.until_ms => {
-                // Never shorter: a clock that went back keeps the lease.
-                *until = renewed.max(held.until_ms);
+                *until = renewed;
                 Ok(Some(OutboxLease {
                     batch: held.batch,
                     until_ms: *until,

@@ -14,7 +14,7 @@ use super::writer::query;
 use super::{message_from, pg_error, to_i64, to_u64, within, PgStore};
 use crate::error::Result;
 use crate::model::Message;
-use crate::store::{check_limit, lease_end, Outbox, OutboxBatch, OutboxLease};
+use crate::store::{check_limit, lease_end, renewal_end, Outbox, OutboxBatch, OutboxLease};
 
 /// Key of the advisory lock claims take turns on (the bytes of "outbox").
 const CLAIM_LOCK: i64 = 0x6f75_7462_6f78;
@@ -82,8 +82,7 @@ impl Outbox for PgStore {
         now_ms: i64,
         lease: Duration,
     ) -> Result<Option<OutboxLease>> {
-        // Never shorter: a clock that went back keeps the lease.
-        let until = lease_end(now_ms, lease)?.max(held.until_ms);
+        let until = renewal_end(&held, now_ms, lease)?;
         let batch = to_i64(held.batch);
         let rows = self
             .rows(MOVE_LEASE, &[&batch, &held.until_ms, &until])

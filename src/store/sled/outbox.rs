@@ -18,7 +18,7 @@ use super::writer::Writer;
 use super::{storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::Message;
-use crate::store::{check_limit, lease_end, Outbox, OutboxBatch, OutboxLease};
+use crate::store::{check_limit, lease_end, renewal_end, Outbox, OutboxBatch, OutboxLease};
 
 #[async_trait]
 impl Outbox for SledStore {
@@ -55,8 +55,7 @@ impl Outbox for SledStore {
         now_ms: i64,
         lease: Duration,
     ) -> Result<Option<OutboxLease>> {
-        // Never shorter: a clock that went back keeps the lease.
-        let until = lease_end(now_ms, lease)?.max(held.until_ms);
+        let until = renewal_end(&held, now_ms, lease)?;
         let history = self.writer.history.clone();
         self.thread
             .run(move || {
