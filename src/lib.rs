@@ -28,8 +28,9 @@ pub use directory::{
 };
 pub use error::{Error, IdKind, Result, ValidationError};
 pub use hub::{
-    AckingConnection, ConversationView, HistoryMessage, Hub, HubBuilder, HubConfig, HubStats,
-    SendAck, SendCounts, SendRate, SendRequest, Target,
+    conversation_deleted_payload, AckingConnection, ConversationView, HistoryMessage, Hub,
+    HubBuilder, HubConfig, HubStats, SendAck, SendCounts, SendRate, SendRequest, Target,
+    CONVERSATION_DELETED_CMD,
 };
 pub use id::MessageIdGenerator;
 pub use model::{

@@ -5,7 +5,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{channel, history_json, uid, ApiError, ApiResult};
+use crate::api::{channel, flag, history_json, uid, ApiError, ApiResult};
 use crate::App;
 
 #[derive(Deserialize)]
@@ -15,6 +15,12 @@ pub struct ConversationSyncReq {
     version: u64,
     #[serde(default = "crate::api::one")]
     msg_count: u8,
+    /// An extension: 1 lists the conversations deleted since `version` too,
+    /// each with `"deleted": 1`. Off by default, since WuKongIM's clients
+    /// would list such an entry as a conversation; they learn of a delete
+    /// from the `conversationDeleted` command instead.
+    #[serde(default)]
+    include_deleted: u8,
 }
 
 /// The most conversations one `/conversation/sync` answers (and fewer if
@@ -22,7 +28,8 @@ pub struct ConversationSyncReq {
 const CONVERSATIONS: usize = 1000;
 
 /// `/conversation/sync`: the user's conversations changed since `version`,
-/// each with up to `msg_count` recent messages.
+/// each with up to `msg_count` recent messages; deleted ones only when the
+/// request says `include_deleted`.
 pub async fn conversation_sync(
     State(app): State<App>,
     Json(req): Json<ConversationSyncReq>,
@@ -35,6 +42,7 @@ pub async fn conversation_sync(
         .await?;
     let list: Vec<Value> = views
         .iter()
+        .filter(|v| flag(req.include_deleted) || !v.deleted)
         .map(|v| {
             let recents: Vec<Value> = v
                 .last_message
@@ -42,7 +50,7 @@ pub async fn conversation_sync(
                 .take(usize::from(req.msg_count))
                 .map(|m| history_json(m, &user))
                 .collect();
-            json!({
+            let mut entry = json!({
                 "channel_id": v.channel.id.as_str(),
                 "channel_type": v.channel.kind.as_u8(),
                 "unread": v.conversation.unread,
@@ -51,7 +59,11 @@ pub async fn conversation_sync(
                 "last_client_msg_no": v.last_message.as_ref().map_or("", |m| m.client_msg_no.as_str()),
                 "version": v.conversation.version,
                 "recents": recents,
-            })
+            });
+            if v.deleted {
+                entry["deleted"] = json!(1);
+            }
+            entry
         })
         .collect();
     Ok(Json(Value::Array(list)))

@@ -58,12 +58,17 @@ use crate::store::{
 pub use acking::AckingConnection;
 pub use rate::SendRate;
 pub use stats::{HubStats, SendCounts};
+pub use sync::conversation_deleted_payload;
 
 /// The prefix of the client_msg_nos the hub makes itself (for server-side
 /// sends without one, and for revocation commands and tips). Callers may not
 /// use it, so that the hub's own messages never collide with theirs in
 /// resend detection.
 pub const HUB_CLIENT_MSG_NO_PREFIX: &str = "imcore:";
+
+/// The `cmd` of the command [`Hub::delete_conversation`] sends to the
+/// user's devices, as TangSengDaoDao's clients expect.
+pub const CONVERSATION_DELETED_CMD: &str = "conversationDeleted";
 
 /// Number of lock stripes that serialise sends per channel.
 const CHANNEL_STRIPES: usize = 256;
@@ -201,8 +206,13 @@ pub struct ConversationView {
     /// The stored entry (its `channel` is the stored form).
     pub conversation: Conversation,
     /// The last message, read from the log when the view was made, with its
-    /// revocation state merged.
+    /// revocation state merged; `None` for a deleted conversation.
     pub last_message: Option<HistoryMessage>,
+    /// The user deleted the conversation ([`Hub::delete_conversation`])
+    /// after the version the sync started from: the device should remove
+    /// it from its list. Only an incremental sync lists deletes.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// The hub's settings. Start from [`HubConfig::default`] and change what

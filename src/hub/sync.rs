@@ -153,8 +153,13 @@ impl Hub {
     }
 
     /// The user's conversations changed after `version`, ascending, each
-    /// with its last message; those the user deleted
-    /// ([`Hub::delete_conversation`]) are left out until a newer message.
+    /// with its last message.
+    ///
+    /// A conversation the user deleted ([`Hub::delete_conversation`]) is
+    /// left out of a full sync (`version` 0) until a newer message; an
+    /// incremental sync lists it, if deleted after `version`, with
+    /// [`ConversationView::deleted`] set and no last message, so that the
+    /// user's other devices learn of the delete whenever they catch up.
     pub async fn sync_conversations(
         &self,
         uid: &Uid,
@@ -166,18 +171,31 @@ impl Hub {
         let store = &self.inner.store;
         let hidden: HashMap<Channel, u64> =
             store.hidden_conversations(uid).await?.into_iter().collect();
-        // Enough for a full page whatever the hidden ones take of it.
-        let mut conversations = store
-            .conversations_after(uid, &groups, version, limit.saturating_add(hidden.len()))
-            .await?;
-        conversations.retain(|c| {
+        let is_deleted = |c: &Conversation| {
             hidden
                 .get(&c.channel)
-                .is_none_or(|up_to| c.last_seq > *up_to)
-        });
-        conversations.truncate(limit);
+                .is_some_and(|up_to| c.last_seq <= *up_to)
+        };
+        let full = version == 0;
+        // A full sync drops the deleted ones: enough for a full page
+        // whatever they take of it.
+        let wanted = match full {
+            true => limit.saturating_add(hidden.len()),
+            false => limit,
+        };
+        let mut conversations = store
+            .conversations_after(uid, &groups, version, wanted)
+            .await?;
+        if full {
+            conversations.retain(|c| !is_deleted(c));
+            conversations.truncate(limit);
+        }
         let mut last = Vec::with_capacity(conversations.len());
         for c in &conversations {
+            if is_deleted(c) {
+                last.push(None);
+                continue;
+            }
             // By channel and seq: one look-up in the channel's log.
             let page = Page::forward(c.last_seq, 1);
             let found = self.inner.store.read(&c.channel, page).await?.pop();
@@ -193,6 +211,7 @@ impl Hub {
             .zip(last)
             .map(|(conversation, found)| ConversationView {
                 channel: conversation.channel.as_seen_by(uid),
+                deleted: is_deleted(&conversation),
                 conversation,
                 last_message: found.and_then(|_| merged.next()),
             })
@@ -221,6 +240,51 @@ impl Hub {
         }
         store.clear_unread(uid, &channel, last).await?;
         store.hide_conversation(uid, &channel, last).await?;
+        self.tell_deletion(uid, &channel, last).await?;
         Ok(true)
     }
+
+    /// Sends the `conversationDeleted` command to every device of `uid`.
+    /// Its client_msg_no is derived from the seq deleted up to (a command
+    /// resend is recognised per sender, channel and number), so a repeated
+    /// delete, or a retry after a failure between hiding and telling, sends
+    /// it once.
+    async fn tell_deletion(&self, uid: &Uid, channel: &Channel, up_to: u64) -> Result<()> {
+        let inner = &*self.inner;
+        let command = Message {
+            message_id: inner.ids.next_id(),
+            message_seq: 0,
+            client_msg_no: ClientMsgNo::new(format!("{HUB_CLIENT_MSG_NO_PREFIX}deleted:{up_to}"))?,
+            from_uid: uid.clone(),
+            channel: channel.clone(),
+            timestamp_ms: inner.clock.now_ms(),
+            flags: Flags::command(),
+            setting: Setting::default(),
+            topic: None,
+            payload: conversation_deleted_payload(&channel.as_seen_by(uid), up_to).into(),
+        };
+        let to: Arc<[Uid]> = Arc::from([uid.clone()]);
+        self.dispatch(command, Persistence::Command, to, None, false)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The payload of the command that tells a user's devices of a deleted
+/// conversation: `{"type":99,"cmd":"conversationDeleted","param":
+/// {"channel_id":…,"channel_type":…,"message_seq":…}}`, with the channel as
+/// the user calls it and the seq it was deleted up to (TangSengDaoDao's
+/// clients handle this command by removing the conversation).
+pub fn conversation_deleted_payload(channel: &Channel, up_to: u64) -> Vec<u8> {
+    serde_json::json!({
+        "type": crate::revoke::CMD_CONTENT_TYPE,
+        "cmd": CONVERSATION_DELETED_CMD,
+        "param": {
+            "channel_id": channel.id.as_str(),
+            "channel_type": channel.kind.as_u8(),
+            "message_seq": up_to,
+        }
+    })
+    .to_string()
+    .into_bytes()
 }

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer } from './lib/fixture.mjs';
 import { b64json } from './lib/server.mjs';
+import { DeviceFlag } from './lib/client.mjs';
 
 const env = useServer();
 
@@ -58,6 +59,32 @@ test('/conversations/delete hides a conversation until the next message', async 
   assert.deepEqual(await conversations('cat'), { '1:dan': [1, 0] }, 'the other side keeps it');
   await kept('cat', 'dan', 2);
   assert.deepEqual(await conversations('dan'), { '1:cat': [2, 1] });
+});
+
+test('/conversations/delete reaches the user’s other devices: a conversationDeleted CMD, and an incremental sync lists it', async () => {
+  const phone = await env.login('eve', DeviceFlag.app);
+  const web = await env.login('eve', DeviceFlag.web);
+  await kept('fay', 'eve', 1);
+  const [listed] = await env.server.api('/conversation/sync', { uid: 'eve', version: 0 });
+  await env.server.api('/conversations/clearUnread', { uid: 'eve', channel_id: 'fay', channel_type: 1 });
+  const [read] = await env.server.api('/conversation/sync', { uid: 'eve', version: listed.version });
+  assert.equal(read.unread, 0, JSON.stringify(read));
+
+  const marks = [phone.mark(), web.mark()];
+  assert.deepEqual(await env.server.api('/conversations/delete', { uid: 'eve', channel_id: 'fay', channel_type: 1 }), { found: true });
+  for (const [i, c] of [phone, web].entries()) {
+    const cmd = await c.waitCmd((m) => m.cmd === 'conversationDeleted', { since: marks[i], what: 'the conversationDeleted CMD' });
+    assert.deepEqual(cmd.param, { channel_id: 'fay', channel_type: 1, message_seq: 1 }, JSON.stringify(cmd));
+  }
+  // WuKongIM's answer leaves it out (its clients would list the entry);
+  // asked for, the delete is listed since the version last seen.
+  assert.deepEqual(await env.server.api('/conversation/sync', { uid: 'eve', version: read.version }), []);
+  const deletes = await env.server.api('/conversation/sync', { uid: 'eve', version: read.version, include_deleted: 1 });
+  assert.equal(deletes.length, 1, JSON.stringify(deletes));
+  assert.equal(deletes[0].channel_id, 'fay');
+  assert.equal(deletes[0].deleted, 1);
+  assert.deepEqual(deletes[0].recents, []);
+  assert.ok(deletes[0].version > read.version, JSON.stringify(deletes));
 });
 
 test('/route and /route/batch give this node’s TCP and WebSocket addresses', async () => {
