@@ -294,6 +294,10 @@ pub enum IdKind {
     ClientMsgNo,
     /// A [`ChannelId`](crate::ChannelId).
     ChannelId,
+    /// An [`EventId`](crate::EventId).
+    EventId,
+    /// An [`EventKey`](crate::EventKey).
+    EventKey,
 }
 
 impl fmt::Display for IdKind {
@@ -303,6 +307,8 @@ impl fmt::Display for IdKind {
             IdKind::DeviceId => "device id",
             IdKind::ClientMsgNo => "client_msg_no",
             IdKind::ChannelId => "channel id",
+            IdKind::EventId => "event_id",
+            IdKind::EventKey => "event_key",
         })
     }
 }

@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod directory;
 pub mod error;
+pub mod event;
 pub mod hub;
 pub mod id;
 pub mod model;
@@ -34,8 +35,8 @@ pub use hub::{
 };
 pub use id::MessageIdGenerator;
 pub use model::{
-    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, Flags, Limits, Message, MessageId,
-    Setting, Uid,
+    Channel, ChannelId, ChannelType, ClientMsgNo, DeviceId, EventId, EventKey, Flags, Limits,
+    Message, MessageId, Setting, Uid,
 };
 pub use notify::{NoPush, OfflineNotifier};
 pub use policy::{Persistence, PersistencePolicy, WuKongPolicy};

@@ -117,6 +117,7 @@ impl Hub {
                 let mut h = HistoryMessage {
                     message,
                     revoked: None,
+                    events: Vec::new(),
                 };
                 if let Some(revocation) = revoked {
                     self.mark_revoked(&mut h, revocation);

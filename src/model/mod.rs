@@ -205,6 +205,27 @@ impl ClientMsgNo {
 }
 
 string_id!(
+    /// The caller's id for a message event, which makes appending it
+    /// idempotent: a second event with the same id on the same message is
+    /// answered as the first. At most [`MAX_ID_LEN`] bytes, never empty.
+    EventId,
+    IdKind::EventId,
+    MAX_ID_LEN,
+    &[]
+);
+
+string_id!(
+    /// The key of one stream of events within a message (WuKongIM's
+    /// `event_key`; `main` unless the caller names another): a message can
+    /// carry several, each with a state of its own. At most [`MAX_ID_LEN`]
+    /// bytes, never empty.
+    EventKey,
+    IdKind::EventKey,
+    MAX_ID_LEN,
+    &[]
+);
+
+string_id!(
     /// A channel id. At most [`MAX_CHANNEL_ID_LEN`] bytes, never empty. For
     /// person channels see [`Channel::person`].
     ChannelId,

@@ -13,6 +13,7 @@ use super::{
 use crate::error::Result;
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 
+mod events;
 mod outbox;
 
 /// A [`Store`](super::Store) kept in memory: fast, and gone with the
@@ -80,6 +81,8 @@ struct Inner {
     outbox_last: u64,
     /// The batches claimed from the outbox and not done.
     outbox_batches: outbox::Batches,
+    /// Message events, per message.
+    events: events::Events,
 }
 
 #[derive(Debug, Default)]

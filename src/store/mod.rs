@@ -6,8 +6,10 @@
 //!   derived from channel heads and read positions (read diffusion: a send
 //!   writes the same few keys whatever the size of its channel).
 //! - [`RevocationStore`]: revocation records with per-channel versions.
+//! - [`Outbox`]: messages waiting for the host's webhook.
+//! - [`EventStore`]: message events (streamed replies) and their states.
 //!
-//! [`Store`] is all four together; every type implementing the four is a
+//! [`Store`] is all of them together; every type implementing them all is a
 //! `Store`. The crate ships [`MemoryStore`] and (feature `sled`, on by
 //! default) [`SledStore`]. Both pass the same [`conformance`] suite, which a
 //! host can run against its own backend.
@@ -29,6 +31,7 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 
 pub mod conformance;
 mod conversations;
+mod events;
 mod memory;
 mod memory_directory;
 mod outbox;
@@ -38,6 +41,8 @@ mod pg;
 mod sled;
 
 pub use conversations::{ChannelHead, Conversation, ConversationStore, ReadPosition};
+pub(crate) use events::{appended, put_snapshot, step, MessageEvents, Step};
+pub use events::{EventStore, OpenStream};
 pub use memory::MemoryStore;
 pub(crate) use outbox::{lease_end, renewal_end};
 pub use outbox::{Outbox, OutboxBatch, OutboxLease};
@@ -211,6 +216,7 @@ pub trait MessageLog: Send + Sync + Debug + 'static {
             .map(|message| HistoryMessage {
                 message,
                 revoked: None,
+                events: Vec::new(),
             })
             .collect())
     }
@@ -342,6 +348,11 @@ pub struct HistoryMessage {
     /// Its revocation, if revoked (boxed: few messages are, and a page of
     /// history stays small).
     pub revoked: Option<Box<Revocation>>,
+    /// The states of its event streams ([`crate::event`]), with their
+    /// snapshots folded to date; empty for a message without events. The
+    /// hub fills them in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<crate::event::EventState>,
 }
 
 impl std::ops::Deref for HistoryMessage {
@@ -407,8 +418,14 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
     ) -> Result<Vec<Revocation>>;
 }
 
-/// Everything the crate stores: the four capabilities together. Every type
-/// that implements the four is a `Store`.
-pub trait Store: MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox {}
+/// Everything the crate stores: the capabilities together. Every type that
+/// implements them all is a `Store`.
+pub trait Store:
+    MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore
+{
+}
 
-impl<T: MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox> Store for T {}
+impl<T> Store for T where
+    T: MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore
+{
+}

@@ -253,3 +253,51 @@ impl imcore::store::RevocationStore for GatedStore {
             .await
     }
 }
+
+#[async_trait]
+impl imcore::store::EventStore for GatedStore {
+    async fn append_event(
+        &self,
+        event: imcore::event::NewEvent,
+        now_ms: i64,
+    ) -> imcore::Result<imcore::event::EventAppend> {
+        self.inner.append_event(event, now_ms).await
+    }
+    async fn events_after(
+        &self,
+        channel: &Channel,
+        client_msg_no: &imcore::ClientMsgNo,
+        after: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::event::StoredEvent>> {
+        self.inner
+            .events_after(channel, client_msg_no, after, limit)
+            .await
+    }
+    async fn event_states(
+        &self,
+        channel: &Channel,
+        client_msg_nos: &[imcore::ClientMsgNo],
+    ) -> imcore::Result<Vec<Vec<imcore::event::EventState>>> {
+        self.inner.event_states(channel, client_msg_nos).await
+    }
+    async fn set_event_snapshot(
+        &self,
+        channel: &Channel,
+        client_msg_no: &imcore::ClientMsgNo,
+        key: &imcore::EventKey,
+        snapshot: bytes::Bytes,
+        seq: u64,
+    ) -> imcore::Result<()> {
+        self.inner
+            .set_event_snapshot(channel, client_msg_no, key, snapshot, seq)
+            .await
+    }
+    async fn stale_streams(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::OpenStream>> {
+        self.inner.stale_streams(before_ms, limit).await
+    }
+}

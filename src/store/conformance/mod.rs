@@ -26,6 +26,7 @@ use super::{Page, Store};
 mod concurrency;
 mod conversations;
 mod directory;
+mod events;
 mod outbox;
 mod outbox_claims;
 mod resends;
@@ -45,6 +46,10 @@ pub use directory::{
     directory_subscribers_are_entries_paged_in_uid_order, directory_system_uids_have_a_version,
     directory_tokens_are_set_replaced_and_removed,
     directory_versions_move_with_every_change_even_concurrent, run_directory, DirectoryCheck,
+};
+pub use events::{
+    an_ended_stream_takes_no_more_events, concurrent_event_appends_get_each_seq_once,
+    events_append_in_order_and_once_by_id,
 };
 pub use outbox::the_outbox_holds_each_new_message_until_done;
 pub use outbox_claims::{
@@ -135,6 +140,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         one_version_one_conversation_under_concurrent_appends,
         hidden_conversations_keep_the_highest_seq,
         hiding_a_conversation_takes_a_version,
+        events_append_in_order_and_once_by_id,
+        an_ended_stream_takes_no_more_events,
+        concurrent_event_appends_get_each_seq_once,
         the_outbox_holds_each_new_message_until_done,
         // After it: these enable the outbox, which it wants off at first.
         outbox_batches_are_leased_and_taken_over_whole,

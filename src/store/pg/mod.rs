@@ -43,6 +43,7 @@ mod commands;
 mod conversations;
 mod db_error;
 mod directory;
+mod events;
 mod log;
 mod outbox;
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 5;
+pub(super) const SCHEMA_VERSION: i32 = 6;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -221,6 +221,38 @@ CREATE INDEX imcore_outbox_batch ON imcore_outbox (batch) WHERE batch IS NOT NUL
 UPDATE imcore_schema SET version = 5;
 ";
 
+/// Version 6: message events (`events.rs`). A version-5 database gets the
+/// new, empty tables when a store opens it.
+const MIGRATE_V6: &str = "
+CREATE TABLE imcore_events (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    client_msg_no text NOT NULL,
+    seq int8 NOT NULL,
+    event_id text NOT NULL,
+    event bytea NOT NULL,
+    PRIMARY KEY (ctype, cid, client_msg_no, seq),
+    UNIQUE (ctype, cid, client_msg_no, event_id)
+);
+CREATE TABLE imcore_event_records (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    client_msg_no text NOT NULL,
+    record bytea NOT NULL,
+    PRIMARY KEY (ctype, cid, client_msg_no)
+);
+CREATE TABLE imcore_open_streams (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    client_msg_no text NOT NULL,
+    event_key text NOT NULL,
+    updated_at int8 NOT NULL,
+    PRIMARY KEY (ctype, cid, client_msg_no, event_key)
+);
+CREATE INDEX imcore_open_streams_updated ON imcore_open_streams (updated_at);
+UPDATE imcore_schema SET version = 6;
+";
+
 /// Creates the tables in an empty database, brings those of an older
 /// version up to date, or checks the version of those there.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -256,7 +288,8 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
              {MIGRATE_V2}
              {MIGRATE_V3}
              {MIGRATE_V4}
-             {MIGRATE_V5}"
+             {MIGRATE_V5}
+             {MIGRATE_V6}"
         );
         tx.batch_execute(&create).await.map_err(pg_error)?;
         return tx.commit().await.map_err(pg_error);
@@ -268,8 +301,8 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
     let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     match found.as_slice() {
         [(name, version)] if name == SCHEMA_NAME && *version == SCHEMA_VERSION => Ok(()),
-        [(name, version @ (1..=4))] if name == SCHEMA_NAME => {
-            let steps = [MIGRATE_V2, MIGRATE_V3, MIGRATE_V4, MIGRATE_V5];
+        [(name, version @ (1..=5))] if name == SCHEMA_NAME => {
+            let steps = [MIGRATE_V2, MIGRATE_V3, MIGRATE_V4, MIGRATE_V5, MIGRATE_V6];
             for step in &steps[usize::try_from(*version - 1).unwrap_or(0)..] {
                 tx.batch_execute(step).await.map_err(pg_error)?;
             }

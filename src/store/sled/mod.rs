@@ -24,6 +24,7 @@
 //! | `revocations_by_channel` | channel ++ version | message id |
 //! | `revocations_by_seq` | channel ++ seq | message id |
 //! | `directory` | see `directory.rs` | tokens, channels, subscribers, lists |
+//! | `events` | see `events.rs` | message events and their streams' states |
 //!
 //! where channel = type (1 byte) ++ id length (1 byte) ++ id, and uid = length
 //! (1 byte) ++ uid. Values are a format byte followed by postcard.
@@ -52,6 +53,7 @@ use crate::error::{Error, Result};
 
 mod commands;
 mod directory;
+mod events;
 mod flush;
 mod heads;
 mod hide;
@@ -175,6 +177,8 @@ pub struct SledStore {
     revocations_by_seq: Tree,
     /// The directory's tree (see `directory.rs`).
     directory: Tree,
+    /// Message events (see `events.rs`).
+    events: Tree,
     /// Directory changes take turns.
     directory_turn: Arc<tokio::sync::Mutex<()>>,
 }
@@ -296,6 +300,7 @@ impl SledStore {
             revocations_by_channel: tree("revocations_by_channel")?,
             revocations_by_seq: tree("revocations_by_seq")?,
             directory: tree("directory")?,
+            events: tree("events")?,
             directory_turn: Arc::new(tokio::sync::Mutex::new(())),
             db,
         })

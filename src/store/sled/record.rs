@@ -194,6 +194,7 @@ impl PageItem for HistoryMessage {
         HistoryMessage {
             message,
             revoked: None,
+            events: Vec::new(),
         }
     }
     fn message(&self) -> &Message {

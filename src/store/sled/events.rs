@@ -1,0 +1,239 @@
+//! Message events on sled, in a tree of their own (`events`):
+//!
+//! | key | value |
+//! |-----|-------|
+//! | `e` ++ message ++ seq | the event |
+//! | `i` ++ message ++ event id | its seq |
+//! | `r` ++ message | the message's record: last seq, stream states |
+//! | `o` ++ message ++ stream key | (empty): the stream is open |
+//!
+//! where message = channel ++ `client_msg_no` length (1 byte) ++ it. An
+//! append is one transaction of three or four small keys on the store's
+//! write thread; a stream's content is never rewritten by a delta.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sled::transaction::TransactionalTree;
+
+use super::keys::{be_u64, channel_key, decode, decode_channel_key, encode, key, seq_key};
+use super::{abort, storage, tx_error, unabortable, SledStore, TxResult};
+use crate::error::{Error, Result};
+use crate::event::{EventAppend, EventState, NewEvent, StoredEvent};
+use crate::model::{Channel, ClientMsgNo, EventKey};
+use crate::store::{
+    appended, check_limit, put_snapshot, step, EventStore, MessageEvents, OpenStream, Step,
+};
+
+/// channel ++ `client_msg_no` length ++ it.
+fn message_key(channel: &Channel, no: &ClientMsgNo) -> Vec<u8> {
+    key(|k| {
+        channel_key(k, channel);
+        let no = no.as_str().as_bytes();
+        // At most MAX_ID_LEN (64) bytes.
+        k.push(no.len() as u8);
+        k.extend_from_slice(no);
+    })
+}
+
+fn tagged(tag: u8, message: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + message.len() + rest.len());
+    k.push(tag);
+    k.extend_from_slice(message);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn open_key(message: &[u8], event_key: &EventKey) -> Vec<u8> {
+    let s = event_key.as_str().as_bytes();
+    let mut rest = Vec::with_capacity(1 + s.len());
+    rest.push(s.len() as u8);
+    rest.extend_from_slice(s);
+    tagged(b'o', message, &rest)
+}
+
+fn read_record(t: &TransactionalTree, message: &[u8]) -> TxResult<MessageEvents> {
+    match t.get(tagged(b'r', message, &[])).map_err(unabortable)? {
+        Some(v) => decode(&v, "event record").or_else(abort),
+        None => Ok(MessageEvents::default()),
+    }
+}
+
+fn write_record(t: &TransactionalTree, message: &[u8], record: &MessageEvents) -> TxResult<()> {
+    let value = encode(record).or_else(abort)?;
+    t.insert(tagged(b'r', message, &[]), value)
+        .map_err(unabortable)?;
+    Ok(())
+}
+
+/// The open streams under `o`: message key and stream key from a key.
+fn split_open_key(k: &[u8]) -> Result<(Channel, ClientMsgNo, EventKey)> {
+    let bad = || Error::corrupt("open stream key");
+    let rest = k.get(1..).ok_or_else(bad)?;
+    let channel = decode_channel_key(rest)?;
+    let mut at = 2 + channel.id.as_str().len();
+    let mut take = || -> Result<&str> {
+        let len = usize::from(*rest.get(at).ok_or_else(bad)?);
+        let s = rest.get(at + 1..at + 1 + len).ok_or_else(bad)?;
+        at += 1 + len;
+        std::str::from_utf8(s).map_err(|_| bad())
+    };
+    let no = ClientMsgNo::from_stored(take()?);
+    let event_key = EventKey::from_stored(take()?);
+    Ok((channel, no, event_key))
+}
+
+#[async_trait]
+impl EventStore for SledStore {
+    async fn append_event(&self, event: NewEvent, now_ms: i64) -> Result<EventAppend> {
+        let tree = self.events.clone();
+        let message = message_key(&event.channel, &event.client_msg_no);
+        let append = move || {
+            tree.transaction(|t| {
+                let mut record = read_record(t, &message)?;
+                let id_key = tagged(b'i', &message, event.event_id.as_str().as_bytes());
+                let duplicate = match t.get(&id_key).map_err(unabortable)? {
+                    Some(seq) => {
+                        let seq = be_u64(&seq, "event id").or_else(abort)?;
+                        match t
+                            .get(seq_key(&tagged(b'e', &message, &[]), seq))
+                            .map_err(unabortable)?
+                        {
+                            Some(v) => Some(decode::<StoredEvent>(&v, "event").or_else(abort)?),
+                            None => return abort(Error::corrupt("an event id without its event")),
+                        }
+                    }
+                    None => None,
+                };
+                match step(&mut record, event.clone(), duplicate, now_ms) {
+                    Step::Answer(answer) => Ok(Err(answer)),
+                    Step::Append(stored) => {
+                        let seq = stored.msg_event_seq;
+                        t.insert(
+                            seq_key(&tagged(b'e', &message, &[]), seq),
+                            encode(&stored).or_else(abort)?,
+                        )
+                        .map_err(unabortable)?;
+                        t.insert(id_key, &seq.to_be_bytes()).map_err(unabortable)?;
+                        write_record(t, &message, &record)?;
+                        let open = open_key(&message, &stored.event.event_key);
+                        let ended = record
+                            .state(&stored.event.event_key)
+                            .is_some_and(|s| s.status.is_terminal());
+                        match ended {
+                            true => t.remove(open).map_err(unabortable)?,
+                            false => t.insert(open, &[]).map_err(unabortable)?,
+                        };
+                        Ok(Ok((record, stored)))
+                    }
+                }
+            })
+            .map_err(tx_error)
+        };
+        match self.thread.run(append).await? {
+            Err(answer) => Ok(*answer),
+            Ok((record, stored)) => {
+                self.settle().await?;
+                appended(&record, stored)
+            }
+        }
+    }
+
+    async fn events_after(
+        &self,
+        channel: &Channel,
+        client_msg_no: &ClientMsgNo,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        check_limit(limit)?;
+        let prefix = tagged(b'e', &message_key(channel, client_msg_no), &[]);
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.events
+            .range(seq_key(&prefix, from)..=seq_key(&prefix, u64::MAX))
+            .take(limit)
+            .map(|kv| {
+                let (_, v) = kv.map_err(storage)?;
+                decode(&v, "event")
+            })
+            .collect()
+    }
+
+    async fn event_states(
+        &self,
+        channel: &Channel,
+        client_msg_nos: &[ClientMsgNo],
+    ) -> Result<Vec<Vec<EventState>>> {
+        client_msg_nos
+            .iter()
+            .map(|no| {
+                let k = tagged(b'r', &message_key(channel, no), &[]);
+                match self.events.get(k).map_err(storage)? {
+                    Some(v) => Ok(decode::<MessageEvents>(&v, "event record")?.states),
+                    None => Ok(Vec::new()),
+                }
+            })
+            .collect()
+    }
+
+    async fn set_event_snapshot(
+        &self,
+        channel: &Channel,
+        client_msg_no: &ClientMsgNo,
+        event_key: &EventKey,
+        snapshot: Bytes,
+        seq: u64,
+    ) -> Result<()> {
+        let tree = self.events.clone();
+        let message = message_key(channel, client_msg_no);
+        let event_key = event_key.clone();
+        let put = move || {
+            tree.transaction(|t| {
+                let mut record = read_record(t, &message)?;
+                if put_snapshot(&mut record, &event_key, snapshot.clone(), seq) {
+                    write_record(t, &message, &record)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)
+        };
+        self.thread.run(put).await?;
+        self.settle().await
+    }
+
+    async fn stale_streams(&self, before_ms: i64, limit: usize) -> Result<Vec<OpenStream>> {
+        check_limit(limit)?;
+        let mut out = Vec::new();
+        for kv in self.events.scan_prefix([b'o']) {
+            let (k, _) = kv.map_err(storage)?;
+            let (channel, client_msg_no, event_key) = split_open_key(&k)?;
+            let record = match self
+                .events
+                .get(tagged(b'r', &message_key(&channel, &client_msg_no), &[]))
+                .map_err(storage)?
+            {
+                Some(v) => decode::<MessageEvents>(&v, "event record")?,
+                None => continue,
+            };
+            let stale = record
+                .state(&event_key)
+                .is_some_and(|s| !s.status.is_terminal() && s.updated_at_ms < before_ms);
+            let Some(from_uid) = record.from_uid.clone() else {
+                continue;
+            };
+            if stale {
+                out.push(OpenStream {
+                    channel,
+                    client_msg_no,
+                    event_key,
+                    from_uid,
+                });
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
