@@ -56,6 +56,8 @@ impl Devices {
 impl LocalDevices for Devices {
     fn deliver(&self, _: Arc<Message>, _: Arc<[Uid]>) {}
 
+    fn deliver_event(&self, _: Arc<imcore::event::StoredEvent>, _: Arc<[Uid]>) {}
+
     fn logged_in_elsewhere(&self, _: &Device) {}
 
     fn kick(&self, _: &Uid, _: Option<DeviceFlag>) -> usize {

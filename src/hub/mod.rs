@@ -9,6 +9,7 @@
 
 mod acking;
 mod deadline;
+mod events;
 mod lifecycle;
 mod nodes;
 mod rate;
@@ -276,6 +277,10 @@ pub struct HubConfig {
     /// (same `client_msg_no`) is then acknowledged as its duplicate, so
     /// retrying stays exactly-once. `None`: wait for ever. Default 5 s.
     pub store_deadline: Option<Duration>,
+    /// How long a message event stream may stay open without an event
+    /// before [`Hub::close_stale_streams`] ends it with `stream.error`.
+    /// `None`: never. Default 5 minutes.
+    pub stream_idle_timeout: Option<Duration>,
 }
 
 impl Default for HubConfig {
@@ -293,6 +298,7 @@ impl Default for HubConfig {
                 std::num::NonZeroU32::new(400).expect("400 is not zero"),
             )),
             store_deadline: Some(Duration::from_secs(5)),
+            stream_idle_timeout: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -349,6 +355,12 @@ impl HubConfig {
     /// Sets [`HubConfig::store_deadline`] (`None`: wait for ever).
     pub fn store_deadline(mut self, deadline: Option<Duration>) -> Self {
         self.store_deadline = deadline;
+        self
+    }
+
+    /// Sets [`HubConfig::stream_idle_timeout`] (`None`: never).
+    pub fn stream_idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.stream_idle_timeout = idle;
         self
     }
 }
@@ -452,6 +464,7 @@ impl HubBuilder {
                 stripes: (0..CHANNEL_STRIPES).map(|_| Stripe::default()).collect(),
                 hasher: RandomState::new(),
                 reorder: wait.map(nodes::Reorder::new),
+                event_gate: events::EventGate::default(),
                 lifecycle: lifecycle::Lifecycle::new(max_pushes),
                 router,
             }),
@@ -519,6 +532,8 @@ struct Inner {
     /// Set in a cluster: deliveries of a channel from several nodes put
     /// back in seq order.
     reorder: Option<nodes::Reorder>,
+    /// The last event seq delivered here per message.
+    event_gate: events::EventGate,
     lifecycle: lifecycle::Lifecycle,
 }
 

@@ -57,6 +57,12 @@ impl LocalDevices for NodeHandle {
         }
     }
 
+    fn deliver_event(&self, event: Arc<crate::event::StoredEvent>, recipients: Arc<[Uid]>) {
+        if let Some(hub) = self.hub() {
+            hub.deliver_event_here(&event, &recipients);
+        }
+    }
+
     fn logged_in_elsewhere(&self, device: &Device) {
         if let Some(hub) = self.hub() {
             if hub.inner.sessions.displace(device) > 0 {

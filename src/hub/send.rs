@@ -358,7 +358,7 @@ impl Hub {
         Ok(ack(&message, false))
     }
 
-    fn stripe(&self, channel: &Channel) -> &Stripe {
+    pub(super) fn stripe(&self, channel: &Channel) -> &Stripe {
         let i = self.inner.hasher.hash_one(channel) as usize % CHANNEL_STRIPES;
         &self.inner.stripes[i]
     }
@@ -453,6 +453,13 @@ impl Hub {
             }
         }
         self.inner.counters.delivered(delivered);
+        self.drop_failed(failed);
+        offline
+    }
+
+    /// Disconnects the devices that did not take a delivery: a full queue
+    /// is a slow consumer.
+    pub(super) fn drop_failed(&self, failed: Vec<(Uid, ConnectionId, SinkError)>) {
         for (uid, connection, error) in failed {
             let reason = match error {
                 SinkError::Full => {
@@ -465,7 +472,6 @@ impl Hub {
                 self.inner.router.presence_changed(&uid, None);
             }
         }
-        offline
     }
 }
 

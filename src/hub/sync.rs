@@ -61,6 +61,7 @@ impl Hub {
             .store
             .read_history(&channel, Page { limit, ..page })
             .await?;
+        self.merge_events(&channel, &mut page).await?;
         // One range look-up of the page's seqs in the channel's revocations
         // (few), each then found in the page by seq (in order, either way).
         let (Some(first), Some(last)) = (page.first(), page.last()) else {
@@ -95,7 +96,7 @@ impl Hub {
     }
 
     /// The stored form of `channel`, if `reader` may read it.
-    async fn readable(&self, reader: &Uid, channel: &Channel) -> Result<Channel> {
+    pub(super) async fn readable(&self, reader: &Uid, channel: &Channel) -> Result<Channel> {
         let channel = channel.stored_for(reader)?;
         party_to(reader, &channel)?;
         let permission = self.inner.directory.check_read(reader, &channel).await?;

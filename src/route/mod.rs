@@ -19,6 +19,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::event::StoredEvent;
 use crate::model::{Message, Uid};
 pub use crate::session::UserPresence;
 use crate::session::{Device, DeviceFlag};
@@ -40,6 +41,13 @@ pub trait LocalDevices: Send + Sync + Debug + 'static {
     /// ([`HubStats::late_deliveries`](crate::HubStats::late_deliveries)):
     /// devices find it by sync.
     fn deliver(&self, message: Arc<Message>, recipients: Arc<[Uid]>);
+
+    /// Delivers a message event that another node stored to the devices of
+    /// `recipients` connected here. One that comes after a later event of
+    /// its message was delivered here is not delivered, but counted
+    /// ([`HubStats::late_deliveries`](crate::HubStats::late_deliveries)):
+    /// devices find it by an event sync.
+    fn deliver_event(&self, event: Arc<StoredEvent>, recipients: Arc<[Uid]>);
 
     /// A device logged in on another node: closes this node's connection
     /// of the same device id (replaced) and, for a master login, this
@@ -72,6 +80,12 @@ pub trait Router: Send + Sync + Debug + 'static {
     /// Hands a message to the devices of `recipients` on other nodes. The
     /// hub has delivered to this node's own devices.
     fn deliver(&self, message: &Arc<Message>, recipients: &[Uid]);
+
+    /// Hands a message event to the devices of `recipients` on other nodes,
+    /// as [`Router::deliver`] does a message. Default: nothing (one node).
+    fn deliver_event(&self, event: &Arc<StoredEvent>, recipients: &[Uid]) {
+        let _ = (event, recipients);
+    }
 
     /// The user's devices on this node changed: a connection came or went.
     /// `login` is the device that just logged in, if that is the change

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::{DeviceSink, DisconnectReason, SinkError};
+use crate::event::StoredEvent;
 use crate::model::Message;
 
 /// Creates an in-process connection: a [`DeviceSink`] for the hub and the
 /// [`InProcessConnection`] the client side reads, with a queue of
-/// `capacity` messages.
+/// `capacity` messages (and one of as many message events).
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -21,14 +22,17 @@ use crate::model::Message;
 /// ```
 pub fn in_process(capacity: usize) -> (Arc<InProcessSink>, InProcessConnection) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (events_tx, events) = mpsc::channel(capacity.max(1));
     let (closed_tx, closed_rx) = watch::channel(None);
     (
         Arc::new(InProcessSink {
             tx,
+            events: events_tx,
             closed: closed_tx,
         }),
         InProcessConnection {
             rx,
+            events,
             closed: closed_rx,
         },
     )
@@ -37,6 +41,7 @@ pub fn in_process(capacity: usize) -> (Arc<InProcessSink>, InProcessConnection) 
 /// The hub's end of an in-process connection; see [`in_process`].
 pub struct InProcessSink {
     tx: mpsc::Sender<Arc<Message>>,
+    events: mpsc::Sender<Arc<StoredEvent>>,
     closed: watch::Sender<Option<DisconnectReason>>,
 }
 
@@ -56,6 +61,13 @@ impl DeviceSink for InProcessSink {
         })
     }
 
+    fn deliver_event(&self, event: Arc<StoredEvent>) -> std::result::Result<(), SinkError> {
+        self.events.try_send(event).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SinkError::Full,
+            mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+        })
+    }
+
     fn close(&self, reason: DisconnectReason) {
         self.closed.send_replace(Some(reason));
     }
@@ -69,6 +81,7 @@ impl DeviceSink for InProcessSink {
 #[derive(Debug)]
 pub struct InProcessConnection {
     rx: mpsc::Receiver<Arc<Message>>,
+    events: mpsc::Receiver<Arc<StoredEvent>>,
     closed: watch::Receiver<Option<DisconnectReason>>,
 }
 
@@ -87,6 +100,17 @@ impl InProcessConnection {
     /// Everything queued now.
     pub fn drain(&mut self) -> Vec<Arc<Message>> {
         std::iter::from_fn(|| self.try_recv()).collect()
+    }
+
+    /// The next message event, or `None` once the hub has closed the
+    /// connection and every queued event has been read.
+    pub async fn recv_event(&mut self) -> Option<Arc<StoredEvent>> {
+        self.events.recv().await
+    }
+
+    /// Every message event queued now.
+    pub fn drain_events(&mut self) -> Vec<Arc<StoredEvent>> {
+        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
     }
 
     /// Why the hub closed this connection, if it has.

@@ -207,6 +207,18 @@ pub trait DeviceSink: Send + Sync + Debug + 'static {
     /// Queues `message` for the device.
     fn deliver(&self, message: Arc<Message>) -> std::result::Result<(), SinkError>;
 
+    /// Queues a message event ([`crate::event`]) for the device, in
+    /// `msg_event_seq` order per message. Default: the device does not take
+    /// events (a client of WuKongIM's protocol before version 5); it reads
+    /// each message's folded state from history instead.
+    fn deliver_event(
+        &self,
+        event: Arc<crate::event::StoredEvent>,
+    ) -> std::result::Result<(), SinkError> {
+        let _ = event;
+        Ok(())
+    }
+
     /// Tells the device it is being disconnected, and why. Called once; the
     /// hub forgets the sink right after.
     fn close(&self, reason: DisconnectReason);

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::event::StoredEvent;
 use crate::model::{Message, Uid};
 use crate::route::UserPresence;
 use crate::session::{Device, DeviceFlag};
 
 /// The encoding's version: a node refuses events of another version
 /// (nodes of one cluster run one version of the crate's event format).
-/// Version 2: messages carry their setting and topic.
-const VERSION: u8 = 2;
+/// Version 2: messages carry their setting and topic. Version 3: message
+/// events.
+const VERSION: u8 = 3;
 
 /// Which node said it, in which of its lives, after how many presence
 /// changes.
@@ -33,6 +35,9 @@ pub(super) enum Event {
     /// receiving node. (Shared with the sending node's own deliveries:
     /// encoded without a copy.)
     Deliver(Vec<(Arc<Message>, Vec<Uid>)>),
+    /// A message event for the devices of its recipients on the receiving
+    /// node.
+    Stream(Arc<StoredEvent>, Vec<Uid>),
     /// A node is alive. `hello`: it has just (re)joined, and asks every
     /// node to say it is alive too.
     Beat { mark: Mark, hello: bool },
@@ -79,6 +84,7 @@ impl Event {
                 .map(|(m, to)| FIELDS + m.payload.len() + to.len() * 24)
                 .sum::<usize>()
                 .saturating_add(8),
+            Event::Stream(e, to) => FIELDS + e.event.payload.len() + to.len() * 24,
             _ => FIELDS,
         }
     }

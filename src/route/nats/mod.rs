@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result, ValidationError};
+use crate::event::StoredEvent;
 use crate::model::{Message, Uid};
 use crate::route::{LocalDevices, Router};
 use crate::session::{Device, DeviceFlag};
@@ -105,6 +106,12 @@ enum Outgoing {
     Deliver {
         node: u16,
         message: Arc<Message>,
+        recipients: Vec<Uid>,
+    },
+    /// A message event for the devices of `recipients` on `node`.
+    DeliverEvent {
+        node: u16,
+        event: Arc<StoredEvent>,
         recipients: Vec<Uid>,
     },
     /// Anything else.
@@ -374,6 +381,17 @@ impl Router for NatsRouter {
             self.shared.send(Outgoing::Deliver {
                 node,
                 message: message.clone(),
+                recipients,
+            });
+        }
+    }
+
+    fn deliver_event(&self, event: &Arc<StoredEvent>, recipients: &[Uid]) {
+        let routes = self.shared.views().route(recipients, Instant::now());
+        for (node, recipients) in routes {
+            self.shared.send(Outgoing::DeliverEvent {
+                node,
+                event: event.clone(),
                 recipients,
             });
         }

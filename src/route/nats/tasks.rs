@@ -87,6 +87,17 @@ async fn publish(shared: Arc<Shared>, mut outgoing: mpsc::Receiver<Outgoing>) {
                     Some((_, batch)) => batch.push((message, recipients)),
                     None => batches.push((node, vec![(message, recipients)])),
                 },
+                Outgoing::DeliverEvent {
+                    node,
+                    event,
+                    recipients,
+                } => {
+                    // After the messages before it: an event follows its
+                    // message.
+                    send_batches(&shared, &mut batches).await;
+                    let subject = shared.subject(&format!("node.{node}"));
+                    put(&shared, subject, &Event::Stream(event, recipients)).await;
+                }
                 Outgoing::Notice(notice) => {
                     send_batches(&shared, &mut batches).await;
                     say(&shared, notice, &mut counter).await;
@@ -240,12 +251,19 @@ async fn deliver(shared: Arc<Shared>, mut deliveries: Subscriber) {
         let Some(message) = message else {
             return;
         };
-        if let (Some(Event::Deliver(batch)), Some(local)) =
-            (decode(&shared, &message), shared.local.get())
-        {
-            for (message, recipients) in batch {
-                local.deliver(message, recipients.into());
+        let Some(local) = shared.local.get() else {
+            continue;
+        };
+        match decode(&shared, &message) {
+            Some(Event::Deliver(batch)) => {
+                for (message, recipients) in batch {
+                    local.deliver(message, recipients.into());
+                }
             }
+            Some(Event::Stream(event, recipients)) => {
+                local.deliver_event(event, recipients.into());
+            }
+            _ => {}
         }
     }
 }
@@ -334,7 +352,7 @@ fn on_event(shared: &Shared, event: Event) {
             }
             shared.changed();
         }
-        Event::Deliver(_) => {}
+        Event::Deliver(_) | Event::Stream(..) => {}
     }
 }
 
