@@ -10,6 +10,7 @@
 mod acking;
 mod deadline;
 mod lifecycle;
+mod lookup;
 mod nodes;
 mod rate;
 mod revoke;
