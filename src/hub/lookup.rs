@@ -160,6 +160,11 @@ impl Hub {
         closed
     }
 
+    /// How many users have a device connected to this node.
+    pub fn online_users(&self) -> usize {
+        self.inner.sessions.presence().len()
+    }
+
     /// Merges revocation state into `messages`, with one look-up for all.
     async fn with_revocations(&self, messages: Vec<Message>) -> Result<Vec<HistoryMessage>> {
         if messages.is_empty() {
