@@ -49,7 +49,9 @@ pub async fn subscriber_remove_all(
 ) -> ApiResult {
     let ch = req.channel()?;
     if ch.kind == ChannelType::PERSON {
-        return Err(ApiError::bad("person channels have no subscribers to remove"));
+        return Err(ApiError::bad(
+            "person channels have no subscribers to remove",
+        ));
     }
     app.directory.remove_all_subscribers(&ch).await?;
     ok()
@@ -114,7 +116,10 @@ pub async fn tmp_subscriber_set(
     if req.uids.is_empty() {
         return Err(ApiError::bad("uids must not be empty"));
     }
-    let ch = Channel::new(ChannelId::new(&req.channel_id)?, ChannelType::try_from(TEMP)?);
+    let ch = Channel::new(
+        ChannelId::new(&req.channel_id)?,
+        ChannelType::try_from(TEMP)?,
+    );
     let list = uids(&req.uids)?;
     // Made anew, so that no earlier subscriber (an owner included) stays.
     app.directory.delete_channel(&ch).await?;

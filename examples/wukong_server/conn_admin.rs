@@ -43,7 +43,10 @@ async fn close(app: &App, req: &ConnReq, reason: DisconnectReason) -> ApiResult 
         .map_err(|_| ApiError::bad(format!("conn_id {} is negative", req.conn_id)))?;
     let user = uid(&req.uid)?;
     let node = if req.node_id == 0 { here } else { req.node_id };
-    let closed = node == here && app.hub.close_connection(&user, ConnectionId::from(id), reason);
+    let closed = node == here
+        && app
+            .hub
+            .close_connection(&user, ConnectionId::from(id), reason);
     // WuKongIM answers OK whether or not the connection was found;
     // `closed` says which.
     Ok(Json(json!({ "status": 200, "closed": closed })))

@@ -78,10 +78,7 @@ pub struct SyncMessagesReq {
 /// `order_by_last` 1 the newest of them, newest first, otherwise the
 /// oldest, oldest first. `user_last_msg_seq` is the newest of them that
 /// `uid` sent.
-pub async fn sync_messages(
-    State(app): State<App>,
-    Json(req): Json<SyncMessagesReq>,
-) -> ApiResult {
+pub async fn sync_messages(State(app): State<App>, Json(req): Json<SyncMessagesReq>) -> ApiResult {
     let reader = user(&req.uid)?;
     check_channels(req.channels.len())?;
     let count = msg_count(&app, req.msg_count);

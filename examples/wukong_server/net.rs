@@ -283,7 +283,10 @@ async fn serve_socket(
     );
     let outgoing =
         Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
-    let ended = app.wire.serve_from(Some(peer), &mut incoming, outgoing).await;
+    let ended = app
+        .wire
+        .serve_from(Some(peer), &mut incoming, outgoing)
+        .await;
     match &ended {
         Ok(end) => debug!("connection ended: {end:?}"),
         Err(e) => debug!("connection failed: {e}"),

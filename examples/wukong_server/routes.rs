@@ -86,10 +86,7 @@ pub fn router(app: App, token: Option<Arc<Secret>>, body_timeout: Duration) -> R
             "/conversation/syncMessages",
             post(conversation_reads::sync_messages),
         )
-        .route(
-            "/conversation/channels",
-            post(conversation_reads::channels),
-        )
+        .route("/conversation/channels", post(conversation_reads::channels))
         .route(
             "/conversation/syncByChannels",
             post(conversation_reads::sync_by_channels),

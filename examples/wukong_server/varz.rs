@@ -76,7 +76,9 @@ pub async fn varz(State(app): State<App>, Query(q): Query<VarzQuery>) -> ApiResu
     check_node(&app, q.node_id)?;
     let traffic = app.wire.traffic();
     let stats = app.hub.stats();
-    let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let a = &app.addresses;
     let mut varz = json!({
         "server_id": app.hub.config().node_id.to_string(),
@@ -115,7 +117,11 @@ pub async fn varz(State(app): State<App>, Query(q): Query<VarzQuery>) -> ApiResu
         };
         let page = app.wire.connections("", (ConnSort::InMsgs, true), 0, limit);
         let now = app.hub.clock().now_ms();
-        let conns: Vec<Value> = page.connections.iter().map(|c| conn_info(c, now, here(&app))).collect();
+        let conns: Vec<Value> = page
+            .connections
+            .iter()
+            .map(|c| conn_info(c, now, here(&app)))
+            .collect();
         varz["conns"] = Value::Array(conns);
     }
     Ok(Json(varz))
@@ -148,8 +154,7 @@ pub async fn connz(State(app): State<App>, Query(q): Query<ConnzQuery>) -> ApiRe
     check_node(&app, q.node_id)?;
     let sort = match q.sort.as_str() {
         "" => (ConnSort::Id, false),
-        name => ConnSort::parse(name)
-            .ok_or_else(|| ApiError::bad(format!("no sort {name:?}")))?,
+        name => ConnSort::parse(name).ok_or_else(|| ApiError::bad(format!("no sort {name:?}")))?,
     };
     let limit = match q.limit {
         0 => PAGE,
@@ -195,7 +200,9 @@ fn rfc3339(ms: i64) -> String {
 }
 
 fn since(now: i64, then: i64) -> String {
-    uptime(Duration::from_millis(u64::try_from(now - then).unwrap_or(0)))
+    uptime(Duration::from_millis(
+        u64::try_from(now - then).unwrap_or(0),
+    ))
 }
 
 /// A connection as WuKongIM's `ConnInfo` shows it.

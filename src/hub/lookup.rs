@@ -42,7 +42,10 @@ impl Hub {
     ) -> Result<Option<HistoryMessage>> {
         let found = self.inner.store.get(id).await?;
         let found = found.filter(|m| m.channel == *channel && m.message_seq > 0);
-        Ok(self.with_revocations(found.into_iter().collect()).await?.pop())
+        Ok(self
+            .with_revocations(found.into_iter().collect())
+            .await?
+            .pop())
     }
 
     /// The message of `channel` with this client number, whoever sent it:

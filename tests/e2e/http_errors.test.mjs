@@ -35,6 +35,7 @@ const TEMPLATES = {
   '/user/systemuids_add': [{ uids: ['u1'] }, null],
   '/user/systemuids_remove': [{ uids: ['u1'] }, null],
   '/channel': [{ ...g, subscribers: ['u1'] }, 'channel_type'],
+  '/channel/info': [{ ...g, ban: 0, send_ban: 0, disband: 0 }, 'channel_type'],
   '/channel/subscriber_add': [{ ...g, subscribers: ['u2'] }, 'channel_type'],
   '/channel/subscriber_remove': [{ ...g, subscribers: ['u2'] }, 'channel_type'],
   '/channel/delete': [{ ...g }, 'channel_type'],

@@ -176,3 +176,13 @@ test('/conversation/syncMessages and /conversation/syncByChannels', async () => 
   const noChannels = await env.server.request('/conversation/syncMessages', { uid: 'ben', channels: [] });
   assert.equal(noChannels.status, 400);
 });
+
+test('/channel/info sets a channel\'s settings and answers as WuKongIM', async () => {
+  await env.server.api('/channel', { channel_id: 'ig', channel_type: 2, subscribers: ['io', 'ip'] });
+  const r = await env.server.api('/channel/info', { channel_id: 'ig', channel_type: 2, send_ban: 1, large: 0, allow_stranger: 0 });
+  assert.deepEqual(r, { status: 200 });
+  const banned = await env.server.request('/message/send', { header: { sync_once: 0 }, from_uid: 'ip', channel_id: 'ig', channel_type: 2, payload: b64json({ type: 1 }) });
+  assert.equal(banned.status, 400, banned.text);
+  await env.server.api('/channel/info', { channel_id: 'ig', channel_type: 2, send_ban: 0 });
+  assert.equal((await send('ip', 'ig', 2, 1)).message_seq, 1);
+});
