@@ -73,8 +73,10 @@ pub async fn channel_create(State(app): State<App>, Json(req): Json<ChannelReq>)
     Ok(Json(json!({})))
 }
 
-/// `/channel/info`: a channel's settings (`ban`, `send_ban`, `disband`),
-/// creating it (with no subscribers) if need be.
+/// `/channel/info`: a channel's settings (`ban`, `send_ban`, `disband`;
+/// WuKongIM's `large` and `allow_stranger` are accepted and ignored),
+/// creating it (with no subscribers) if need be; answers
+/// `{"status": 200}`, as WuKongIM.
 pub async fn channel_info(State(app): State<App>, Json(req): Json<InfoReq>) -> ApiResult {
     let ch = channel(&req.channel_id, req.channel_type)?;
     if ch.kind == ChannelType::PERSON {
@@ -84,7 +86,8 @@ pub async fn channel_info(State(app): State<App>, Json(req): Json<InfoReq>) -> A
     if !app.directory.update_channel(&ch, info.clone()).await? {
         app.directory.create_channel(&ch, info, &[]).await?;
     }
-    Ok(Json(json!({})))
+    // WuKongIM's `ResponseOK`.
+    Ok(Json(json!({ "status": 200 })))
 }
 
 /// `{channel_id, channel_type, ban, send_ban, disband}`.

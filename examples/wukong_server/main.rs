@@ -77,12 +77,16 @@
 
 mod access;
 mod api;
+mod channel_admin;
 mod channels;
 mod cli;
+mod conn_admin;
+mod conversation_reads;
 mod conversations;
 mod keep_alive;
 mod limits;
 mod manager;
+mod messages;
 mod metrics;
 mod net;
 mod presence;
@@ -94,6 +98,7 @@ mod shutdown;
 mod sync;
 mod tls;
 mod users;
+mod varz;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -140,6 +145,8 @@ struct App {
     shutdown: Shutdown,
     /// The link to the other nodes, in a cluster (for `/metrics`).
     cluster: Option<NatsRouter>,
+    /// When the server started (for `/varz`).
+    started: std::time::Instant,
 }
 
 #[tokio::main]
@@ -306,6 +313,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         limits,
         shutdown: shutdown.clone(),
         cluster,
+        started: std::time::Instant::now(),
     };
     let token = settings.manager_token.clone().map(Arc::new);
     let router = routes::router(app.clone(), token, settings.body_timeout());

@@ -202,7 +202,7 @@ async fn serve_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let ended = from_peer(peer.ip(), wire.serve_stream(&mut stream)).await;
+    let ended = from_peer(peer.ip(), wire.serve_stream_from(Some(peer), &mut stream)).await;
     if told(&ended) {
         let mut nowhere = tokio::io::sink();
         let drain = tokio::io::copy(&mut stream, &mut nowhere);
@@ -254,13 +254,20 @@ pub async fn websocket(
         .max_frame_size(cap)
         // No `async` block around it: it would hold the session's future
         // and, again, what that is made of.
-        .on_upgrade(move |socket| from_peer(peer.ip(), serve_socket(app, socket, (session, slot))))
+        .on_upgrade(move |socket| {
+            from_peer(peer.ip(), serve_socket(app, socket, peer, (session, slot)))
+        })
 }
 
 /// Adapts a WebSocket to the wire server: binary messages in, one binary
 /// message per packet out. `_counted` (its shutdown token and its
 /// address's slot) is held until it ends.
-async fn serve_socket(app: App, socket: WebSocket, _counted: (TaskTrackerToken, Slot)) {
+async fn serve_socket(
+    app: App,
+    socket: WebSocket,
+    peer: SocketAddr,
+    _counted: (TaskTrackerToken, Slot),
+) {
     let (sink, stream) = socket.split();
     let mut incoming = Box::pin(
         stream
@@ -276,7 +283,10 @@ async fn serve_socket(app: App, socket: WebSocket, _counted: (TaskTrackerToken, 
     );
     let outgoing =
         Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
-    let ended = app.wire.serve(&mut incoming, outgoing).await;
+    let ended = app
+        .wire
+        .serve_from(Some(peer), &mut incoming, outgoing)
+        .await;
     match &ended {
         Ok(end) => debug!("connection ended: {end:?}"),
         Err(e) => debug!("connection failed: {e}"),

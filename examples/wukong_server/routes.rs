@@ -11,8 +11,8 @@ use axum::Router;
 
 use crate::cli::Secret;
 use crate::{
-    access, api, channels, conversations, manager, metrics, net, revoke, routing, send, sync,
-    users, App,
+    access, api, channel_admin, channels, conn_admin, conversation_reads, conversations, manager,
+    messages, metrics, net, revoke, routing, send, sync, users, varz, App,
 };
 
 /// Every endpoint, behind `token` when one is set, each request's body
@@ -59,6 +59,45 @@ pub fn router(app: App, token: Option<Arc<Secret>>, body_timeout: Duration) -> R
         .route("/route", get(routing::route))
         .route("/route/batch", post(routing::route_batch))
         .route("/metrics", get(metrics::metrics))
+        .route("/messages", post(messages::messages))
+        .route("/message", post(messages::message))
+        .route("/message/byclientmsgno", get(messages::by_client_msg_no))
+        .route("/channel/max_message_seq", get(messages::max_message_seq))
+        .route("/channel/last_message", get(messages::last_message))
+        .route(
+            "/channel/subscriber_remove_all",
+            post(channel_admin::subscriber_remove_all),
+        )
+        .route(
+            "/channel/blacklist_remove_all",
+            post(channel_admin::blacklist_remove_all),
+        )
+        .route(
+            "/channel/whitelist_remove_all",
+            post(channel_admin::whitelist_remove_all),
+        )
+        .route("/channel/whitelist", get(channel_admin::whitelist))
+        .route(
+            "/tmpchannel/subscriber_set",
+            post(channel_admin::tmp_subscriber_set),
+        )
+        .route("/user/systemuids", get(channel_admin::system_uids))
+        .route(
+            "/conversation/syncMessages",
+            post(conversation_reads::sync_messages),
+        )
+        .route("/conversation/channels", post(conversation_reads::channels))
+        .route(
+            "/conversation/syncByChannels",
+            post(conversation_reads::sync_by_channels),
+        )
+        .route("/conn/remove", post(conn_admin::remove))
+        .route("/conn/kick", post(conn_admin::kick))
+        .route("/varz", get(varz::varz))
+        .route("/connz", get(varz::connz))
+        .route("/health", get(varz::health))
+        .route("/healthz", get(varz::healthz))
+        .route("/readyz", get(varz::readyz))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(axum::middleware::from_fn_with_state(

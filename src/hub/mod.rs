@@ -11,6 +11,7 @@ mod acking;
 mod deadline;
 mod events;
 mod lifecycle;
+mod lookup;
 mod nodes;
 mod rate;
 mod revoke;

@@ -242,6 +242,15 @@ impl ConnectionId {
     }
 }
 
+/// A connection id from its number ([`ConnectionId::get`]), as a host's
+/// API names one (WuKongIM's `conn_id`): it matches the connection that
+/// has it, if any is registered.
+impl From<u64> for ConnectionId {
+    fn from(n: u64) -> Self {
+        ConnectionId(n)
+    }
+}
+
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)

@@ -17,6 +17,7 @@
 mod auth;
 mod cipher;
 mod codec;
+mod conns;
 mod fields;
 mod packet;
 mod server;
@@ -27,6 +28,7 @@ mod transport;
 pub use auth::{Authenticator, ConnectInfo, TokenTable};
 pub use cipher::{new_salt, KeyExchange, SessionCipher, SALT_LEN};
 pub use codec::{WireCodec, DEFAULT_MAX_FRAME};
+pub use conns::{ConnPage, ConnSort, Traffic, WireConnection};
 pub use fields::frame_len;
 pub use packet::{
     ConnackPacket, ConnectPacket, DisconnectPacket, Packet, PacketType, RecvPacket, RecvackPacket,

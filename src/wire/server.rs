@@ -1,6 +1,7 @@
 //! Serving one client connection: the protocol on one side, the hub on the
 //! other.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use crate::session::{
 use crate::wire::auth::{Authenticator, ConnectInfo};
 use crate::wire::cipher::{new_salt, KeyExchange, SessionCipher};
 use crate::wire::codec::DEFAULT_MAX_FRAME;
+use crate::wire::conns::{
+    ConnPage, ConnSort, ConnTable, CountedSink, CountedStream, Meter, Traffic,
+};
 use crate::wire::packet::{ConnackPacket, ConnectPacket, Packet, PacketType, PROTOCOL_VERSION};
 use crate::wire::session::Session;
 use crate::wire::stats::{WireCounters, WireStats};
@@ -177,6 +181,7 @@ pub struct WireServer {
     auth: Arc<dyn Authenticator>,
     config: WireConfig,
     counters: Arc<WireCounters>,
+    conns: Arc<ConnTable>,
 }
 
 impl WireServer {
@@ -188,6 +193,7 @@ impl WireServer {
             auth,
             config: WireConfig::default(),
             counters: Arc::default(),
+            conns: Arc::default(),
         }
     }
 
@@ -222,7 +228,32 @@ impl WireServer {
         O: Sink<Bytes> + Unpin,
         O::Error: Into<BoxError>,
     {
-        let end = self.serve_counted(incoming, outgoing).await;
+        self.serve_from(None, incoming, outgoing).await
+    }
+
+    /// [`WireServer::serve`] for a client at `address`, which
+    /// [`WireServer::connections`] then shows.
+    pub async fn serve_from<I, O, E>(
+        &self,
+        address: Option<SocketAddr>,
+        incoming: I,
+        outgoing: O,
+    ) -> Result<SessionEnd, WireError>
+    where
+        I: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<BoxError>,
+        O: Sink<Bytes> + Unpin,
+        O::Error: Into<BoxError>,
+    {
+        let meter = self.conns.meter(self.hub.clock().clone());
+        let incoming = CountedStream::new(incoming, meter.clone());
+        let outgoing = CountedSink {
+            inner: outgoing,
+            meter: meter.clone(),
+        };
+        let end = self
+            .serve_counted((address, meter), incoming, outgoing)
+            .await;
         self.counters.ended(&end);
         end
     }
@@ -248,10 +279,24 @@ impl WireServer {
     where
         S: AsyncRead + AsyncWrite,
     {
+        self.serve_stream_from(None, stream).await
+    }
+
+    /// [`WireServer::serve_stream`] for a client at `address`, which
+    /// [`WireServer::connections`] then shows.
+    pub async fn serve_stream_from<S>(
+        &self,
+        address: Option<SocketAddr>,
+        stream: S,
+    ) -> Result<SessionEnd, WireError>
+    where
+        S: AsyncRead + AsyncWrite,
+    {
         let (read, write) = tokio::io::split(stream);
         let incoming = FramedRead::new(read, BytesCodec::new()).map_ok(BytesMut::freeze);
         let outgoing = FramedWrite::new(write, BytesCodec::new());
-        self.serve(Box::pin(incoming), Box::pin(outgoing)).await
+        self.serve_from(address, Box::pin(incoming), Box::pin(outgoing))
+            .await
     }
 
     /// What the server's connections have done: logins, refusals,
@@ -261,9 +306,31 @@ impl WireServer {
         self.counters.snapshot()
     }
 
+    /// The packets, messages and bytes every connection of this server
+    /// (and its clones) has read and written since it was made, logged in
+    /// or not.
+    pub fn traffic(&self) -> Traffic {
+        self.conns.totals()
+    }
+
+    /// A page of the logged-in connections, as WuKongIM's `connz` lists
+    /// them: those whose uid contains `uid` (all when it is empty), sorted
+    /// by `sort` (descending when its flag says so; ties by id), from
+    /// `offset`, at most `limit`; with how many there are in all.
+    pub fn connections(
+        &self,
+        uid: &str,
+        sort: (ConnSort, bool),
+        offset: usize,
+        limit: usize,
+    ) -> ConnPage {
+        self.conns.page(uid, sort, offset, limit)
+    }
+
     /// [`WireServer::serve`], before its end is counted.
     async fn serve_counted<I, O, E>(
         &self,
+        (address, meter): (Option<SocketAddr>, Arc<Meter>),
         mut incoming: I,
         mut outgoing: O,
     ) -> Result<SessionEnd, WireError>
@@ -281,6 +348,7 @@ impl WireServer {
         // CONNECT and its check (the host's authenticator included) must be
         // done within the connect timeout.
         let (sink, deliveries) = in_process(self.config.queue);
+        let mut version = 0;
         // Boxed, like the hub calls below: a future holds room for its
         // largest state for as long as it lives, and an idle connection
         // should not carry the room that a login or a send needs.
@@ -289,7 +357,10 @@ impl WireServer {
             Box::pin(async {
                 let connect = match reader.next(&mut incoming).await? {
                     None => return Ok(None),
-                    Some(Inbound::Packet(Packet::Connect(connect))) => connect,
+                    Some(Inbound::Packet(Packet::Connect(connect))) => {
+                        version = connect.version;
+                        connect
+                    }
                     Some(Inbound::Packet(other)) => {
                         return Err(WireError::Unexpected(other.packet_type()))
                     }
@@ -322,9 +393,12 @@ impl WireServer {
         let uid = device.uid.clone();
         // Unregisters however this ends, even if the caller drops `serve`.
         self.counters.logged_in();
+        self.conns
+            .add(connection, device.clone(), address, version, meter);
         let registered = Registered {
             hub: &self.hub,
             counters: &self.counters,
+            conns: &self.conns,
             uid: uid.clone(),
             connection,
         };
@@ -433,6 +507,7 @@ impl WireServer {
 struct Registered<'a> {
     hub: &'a Hub,
     counters: &'a WireCounters,
+    conns: &'a ConnTable,
     uid: Uid,
     connection: ConnectionId,
 }
@@ -440,6 +515,7 @@ struct Registered<'a> {
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.hub.disconnect(&self.uid, self.connection);
+        self.conns.remove(self.connection);
         self.counters.closed();
     }
 }

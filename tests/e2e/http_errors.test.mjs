@@ -16,7 +16,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** [method, path] of every route in the server's table. */
 function routes() {
-  const main = readFileSync(resolve(here, '../../examples/wukong_server/main.rs'), 'utf8');
+  const main = ['main.rs', 'routes.rs']
+    .map((f) => readFileSync(resolve(here, '../../examples/wukong_server', f), 'utf8'))
+    .join('\n');
   return [...main.matchAll(/\.route\(\s*"([^"]+)",\s*(get|post|any)\(/g)].map((m) => [m[2], m[1]]);
 }
 
@@ -33,6 +35,7 @@ const TEMPLATES = {
   '/user/systemuids_add': [{ uids: ['u1'] }, null],
   '/user/systemuids_remove': [{ uids: ['u1'] }, null],
   '/channel': [{ ...g, subscribers: ['u1'] }, 'channel_type'],
+  '/channel/info': [{ ...g, ban: 0, send_ban: 0, disband: 0 }, 'channel_type'],
   '/channel/subscriber_add': [{ ...g, subscribers: ['u2'] }, 'channel_type'],
   '/channel/subscriber_remove': [{ ...g, subscribers: ['u2'] }, 'channel_type'],
   '/channel/delete': [{ ...g }, 'channel_type'],
@@ -54,6 +57,18 @@ const TEMPLATES = {
   '/message/revoke': [{ uid: 'u1', ...p, message_seq: 1 }, 'message_seq'],
   '/message/extra/sync': [{ login_uid: 'u1', ...p, extra_version: 0 }, 'extra_version'],
   '/route/batch': [['u1'], null],
+  '/messages': [{ login_uid: 'u1', ...p, message_seqs: [1] }, 'channel_type'],
+  '/message': [{ login_uid: 'u1', ...p, message_id: 1 }, 'channel_type'],
+  '/channel/subscriber_remove_all': [{ ...g }, 'channel_type'],
+  '/channel/blacklist_remove_all': [{ ...g }, 'channel_type'],
+  '/channel/whitelist_remove_all': [{ ...g }, 'channel_type'],
+  '/tmpchannel/subscriber_set': [{ channel_id: 't-err', uids: ['u1'] }, null],
+  // msg_count: 0 or less is WuKongIM's default.
+  '/conversation/syncMessages': [{ uid: 'u1', channels: [{ ...p, last_msg_seq: 0 }], msg_count: 1 }, 'msg_count', [1.5, 2 ** 64]],
+  '/conversation/channels': [{ uid: 'u1' }, null],
+  '/conversation/syncByChannels': [{ uid: 'u1', channels: [p], msg_count: 1 }, 'msg_count', [1.5, 2 ** 64]],
+  '/conn/remove': [{ uid: 'u1', conn_id: 1 }, 'conn_id'],
+  '/conn/kick': [{ uid: 'u1', conn_id: 1 }, 'conn_id'],
 };
 
 /** POSTs raw bytes; resolves with {status, type, body (parsed), text}. */
