@@ -285,5 +285,11 @@ pub fn history_json(h: &HistoryMessage, viewer: &Uid) -> Value {
     let mut v = message_json(h, viewer);
     v["revoke"] = json!(u8::from(h.revoked.is_some()));
     v["revoker"] = json!(h.revoked.as_ref().map_or("", |r| r.revoker.as_str()));
+    crate::events::add_event_meta(&mut v, h.client_msg_no.as_str(), &h.events);
     v
+}
+
+/// `bytes` in base64, as the API carries binary fields.
+pub fn base64(bytes: &[u8]) -> String {
+    BASE64.encode(bytes)
 }

@@ -115,6 +115,14 @@ pub struct Settings {
         default_value_t = 5_000
     )]
     pub store_deadline_ms: u64,
+    /// Seconds a message event stream may stay open without an event
+    /// before the server ends it with stream.error. 0: never.
+    #[arg(
+        long = "stream-idle-timeout-s",
+        env = "IMCORE_STREAM_IDLE_TIMEOUT_S",
+        default_value_t = 300
+    )]
+    pub stream_idle_timeout_s: u64,
     /// Milliseconds an HTTP request has, once its headers are in, to send
     /// its whole body; a slower one is answered 408 and its connection
     /// closed.
@@ -239,6 +247,11 @@ impl Settings {
     /// The hub's store deadline: `None` (wait for ever) when 0.
     pub fn store_deadline(&self) -> Option<Duration> {
         (self.store_deadline_ms > 0).then(|| Duration::from_millis(self.store_deadline_ms))
+    }
+
+    /// How long an event stream may idle: `None` (for ever) when 0.
+    pub fn stream_idle_timeout(&self) -> Option<Duration> {
+        (self.stream_idle_timeout_s > 0).then(|| Duration::from_secs(self.stream_idle_timeout_s))
     }
 
     /// The shutdown bound.

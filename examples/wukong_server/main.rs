@@ -83,6 +83,7 @@ mod cli;
 mod conn_admin;
 mod conversation_reads;
 mod conversations;
+mod events;
 mod keep_alive;
 mod limits;
 mod manager;
@@ -233,7 +234,8 @@ async fn hub(
             HubConfig::default()
                 .node_id(settings.node_id)
                 .send_rate(settings.send_rate())
-                .store_deadline(settings.store_deadline()),
+                .store_deadline(settings.store_deadline())
+                .stream_idle_timeout(settings.stream_idle_timeout()),
         );
     let mut router: Arc<dyn imcore::Router> = Arc::new(SingleNode);
     let mut cluster = None;
@@ -274,6 +276,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         settings.max_list as usize,
     ));
     tokio::spawn(limits.clone().forget_idle());
+    tokio::spawn(events::close_stale_streams(hub.clone()));
     // Upgrade, then CONNECT: each within the connect timeout.
     let wire = WireConfig::default().connect_timeout(settings.connect_timeout());
     // From here on, SIGTERM and Ctrl-C stop the server gracefully.

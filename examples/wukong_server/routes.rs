@@ -11,8 +11,8 @@ use axum::Router;
 
 use crate::cli::Secret;
 use crate::{
-    access, api, channel_admin, channels, conn_admin, conversation_reads, conversations, manager,
-    messages, metrics, net, revoke, routing, send, sync, users, varz, App,
+    access, api, channel_admin, channels, conn_admin, conversation_reads, conversations, events,
+    manager, messages, metrics, net, revoke, routing, send, sync, users, varz, App,
 };
 
 /// Every endpoint, behind `token` when one is set, each request's body
@@ -54,6 +54,8 @@ pub fn router(app: App, token: Option<Arc<Secret>>, body_timeout: Duration) -> R
         .route("/message/sync", post(sync::command_sync))
         .route("/message/syncack", post(sync::command_ack))
         .route("/message/revoke", post(revoke::revoke))
+        .route("/message/event", post(events::event_append))
+        .route("/message/eventsync", post(events::event_sync))
         .route("/message/extra/sync", post(revoke::extra_sync))
         .route("/user/onlinestatus", post(users::online_status))
         .route("/route", get(routing::route))

@@ -31,7 +31,7 @@ impl Hub {
             let read = self.inner.store.read(channel, page).await?.pop();
             found.extend(read.filter(|m| m.message_seq == seq));
         }
-        self.with_revocations(found).await
+        self.merge_revocations(found).await
     }
 
     /// The message with this id, if it is in `channel`'s history.
@@ -43,7 +43,7 @@ impl Hub {
         let found = self.inner.store.get(id).await?;
         let found = found.filter(|m| m.channel == *channel && m.message_seq > 0);
         Ok(self
-            .with_revocations(found.into_iter().collect())
+            .merge_revocations(found.into_iter().collect())
             .await?
             .pop())
     }
@@ -75,7 +75,7 @@ impl Hub {
                 .get_by_client_msg_no(sender, channel, client_msg_no)
                 .await?;
             if let Some(m) = found.filter(|m| m.message_seq > 0) {
-                return Ok(self.with_revocations(vec![m]).await?.pop());
+                return Ok(self.merge_revocations(vec![m]).await?.pop());
             }
         }
         if channel.person_parties().is_some() {
@@ -91,7 +91,7 @@ impl Hub {
             };
             let messages = store.read(channel, page).await?;
             if let Some(m) = messages.iter().find(|m| m.client_msg_no == *client_msg_no) {
-                return Ok(self.with_revocations(vec![m.clone()]).await?.pop());
+                return Ok(self.merge_revocations(vec![m.clone()]).await?.pop());
             }
             let oldest = messages.iter().map(|m| m.message_seq).min().unwrap_or(0);
             if messages.len() < page_size || oldest <= 1 {
@@ -111,7 +111,7 @@ impl Hub {
     /// `channel`'s newest message, if it has any.
     pub async fn last_message(&self, channel: &Channel) -> Result<Option<HistoryMessage>> {
         let found = self.inner.store.read(channel, Page::latest(1)).await?;
-        Ok(self.with_revocations(found).await?.pop())
+        Ok(self.merge_revocations(found).await?.pop())
     }
 
     /// Up to `limit` recent messages of `channel` with a seq from
@@ -136,7 +136,7 @@ impl Hub {
         if newest_first {
             found.reverse();
         }
-        self.with_revocations(found).await
+        self.merge_revocations(found).await
     }
 
     /// `uid`'s conversation in `channel` (stored form), if the user has one.
@@ -166,28 +166,5 @@ impl Hub {
     /// How many users have a device connected to this node.
     pub fn online_users(&self) -> usize {
         self.inner.sessions.presence().len()
-    }
-
-    /// Merges revocation state into `messages`, with one look-up for all.
-    async fn with_revocations(&self, messages: Vec<Message>) -> Result<Vec<HistoryMessage>> {
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<MessageId> = messages.iter().map(|m| m.message_id).collect();
-        let revocations = self.inner.store.lookup_revocations(&ids).await?;
-        let strip = self.inner.config.strip_revoked_payload;
-        Ok(messages
-            .into_iter()
-            .zip(revocations)
-            .map(|(mut message, revoked)| {
-                if revoked.is_some() && strip {
-                    message.payload = Bytes::new();
-                }
-                HistoryMessage {
-                    message,
-                    revoked: revoked.map(Box::new),
-                }
-            })
-            .collect())
     }
 }

@@ -105,7 +105,10 @@ impl Hub {
     }
 
     /// Marks revoked messages, with one look-up for all of them.
-    async fn merge_revocations(&self, messages: Vec<Message>) -> Result<Vec<HistoryMessage>> {
+    pub(super) async fn merge_revocations(
+        &self,
+        messages: Vec<Message>,
+    ) -> Result<Vec<HistoryMessage>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
