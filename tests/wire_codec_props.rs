@@ -69,14 +69,19 @@ fn connect() -> impl Strategy<Value = Packet> {
 }
 
 fn connack() -> impl Strategy<Value = Packet> {
-    (any::<i64>(), reason(), text(), text()).prop_map(|(time_diff, reason, server_key, salt)| {
-        Packet::Connack(ConnackPacket {
-            time_diff,
-            reason,
-            server_key,
-            salt,
-        })
-    })
+    (any::<Option<u8>>(), any::<i64>(), reason(), text(), text()).prop_map(
+        |(server_version, time_diff, reason, server_key, salt)| {
+            Packet::Connack(ConnackPacket {
+                server_version,
+                time_diff,
+                reason,
+                server_key,
+                salt,
+                // Not on the wire at version 2 (see the versioned round trip).
+                node_id: 0,
+            })
+        },
+    )
 }
 
 fn send() -> impl Strategy<Value = Packet> {
@@ -98,6 +103,8 @@ fn send() -> impl Strategy<Value = Packet> {
                     stream_no: setting.stream().then_some(stream_no),
                     channel_id,
                     channel_type,
+                    // Not on the wire at version 2 (see the versioned round trip).
+                    expire: 0,
                     msg_key,
                     topic: setting.topic().then_some(topic),
                     payload,
@@ -123,7 +130,7 @@ fn sendack() -> impl Strategy<Value = Packet> {
 fn recv() -> impl Strategy<Value = Packet> {
     (
         (flags(), any::<u8>(), text(), text(), text(), any::<u8>()),
-        (text(), (text(), any::<u32>(), any::<u8>())),
+        (text(), (text(), any::<u64>(), any::<u8>())),
         (any::<i64>(), any::<u32>(), any::<i32>(), text(), payload()),
     )
         .prop_map(
@@ -140,6 +147,7 @@ fn recv() -> impl Strategy<Value = Packet> {
                     from_uid,
                     channel_id,
                     channel_type,
+                    expire: 0,
                     client_msg_no,
                     stream: setting.stream().then_some(StreamInfo {
                         no: stream_no,
