@@ -117,6 +117,7 @@ fn session_cipher_known_answer() {
         from_uid: "u1".into(),
         channel_id: "u1".into(),
         channel_type: 1,
+        expire: 0,
         client_msg_no: "cmn-2".into(),
         stream: None,
         message_id: 1_234_567_890_123,

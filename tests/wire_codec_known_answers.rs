@@ -188,6 +188,7 @@ fn send_from_the_js_encoder_decodes_decrypts_and_verifies() {
         stream_no: None,
         channel_id: "u2".into(),
         channel_type: 1,
+        expire: 0,
         msg_key: "1d54c28f1e26299b68ec97f9fd533748".into(),
         topic: Some("t".into()),
         payload: Bytes::from_static(b"pILbWj6y28fQrNwjoaaSYA=="),
@@ -235,6 +236,7 @@ fn recv_layout_field_order() {
         from_uid: "u1".into(),
         channel_id: "g1".into(),
         channel_type: 2,
+        expire: 0,
         client_msg_no: "cmn-2".into(),
         stream: None,
         message_id: 1_234_567_890_123,
@@ -249,8 +251,11 @@ fn recv_layout_field_order() {
 
 #[test]
 fn recv_with_stream_and_topic_layout() {
-    // With stream and topic: stream no, stream seq u32 and stream flag u8
-    // after client_msg_no; the topic after the timestamp (decodeRecvPacket).
+    // With stream and topic, at version 2 as WuKongIMGoProto v1.2.3 lays it
+    // out (and WuKongIM's server writes it): stream flag u8, stream no and
+    // stream id u64 after client_msg_no; the topic after the timestamp.
+    // (The JavaScript SDK 1.0.4 reads an older layout: stream bit 2, then
+    // no, a u32 seq and the flag. The crate sends no stream RECV.)
     // The timestamp is a u32 on the wire: -1 is 0xFFFFFFFF.
     let mut body = vec![Setting::RECEIPT | Setting::TOPIC | Setting::STREAM];
     put_str(&mut body, "k");
@@ -258,9 +263,9 @@ fn recv_with_stream_and_topic_layout() {
     put_str(&mut body, "chan");
     body.push(1);
     put_str(&mut body, "no");
-    put_str(&mut body, "s-1");
-    body.extend_from_slice(&[0, 0, 1, 0]); // stream seq 256
     body.push(2); // stream flag end
+    put_str(&mut body, "s-1");
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 0]); // stream id 256
     body.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0]); // i64::MIN
     body.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]); // message seq
     body.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]); // timestamp
@@ -270,11 +275,12 @@ fn recv_with_stream_and_topic_layout() {
 
     let recv = Packet::Recv(RecvPacket {
         flags: Flags::from_bits(0x0F),
-        setting: Setting(0x8C),
+        setting: Setting(0x8A),
         msg_key: "k".into(),
         from_uid: "from".into(),
         channel_id: "chan".into(),
         channel_type: 1,
+        expire: 0,
         client_msg_no: "no".into(),
         stream: Some(StreamInfo {
             no: "s-1".into(),
@@ -304,6 +310,8 @@ fn connack_disconnect_suback_layouts() {
         0x01, b'S',
     ];
     let connack = Packet::Connack(ConnackPacket {
+        server_version: None,
+        node_id: 0,
         time_diff: -100,
         reason: ReasonCode::SUCCESS,
         server_key: "K".into(),
@@ -368,6 +376,7 @@ fn remaining_length_varint_boundaries() {
             stream_no: None,
             channel_id: "c".into(),
             channel_type: 1,
+            expire: 0,
             msg_key: "k".into(),
             topic: None,
             payload: Bytes::from(payload),

@@ -9,8 +9,9 @@ mod codec;
 use bytes::{Bytes, BytesMut};
 use codec::{encode, feed_in_chunks, frame, is_decode_error, read_length, varint, MAX};
 use imcore::wire::{
-    ConnackPacket, ConnectPacket, DisconnectPacket, Packet, PacketType, RecvPacket, RecvackPacket,
-    SendPacket, SendackPacket, Setting, StreamInfo, SubPacket, SubackPacket, WireCodec, WireError,
+    ConnackPacket, ConnectPacket, DisconnectPacket, EventPacket, Packet, PacketType, RecvPacket,
+    RecvackPacket, SendPacket, SendackPacket, Setting, StreamInfo, SubPacket, SubackPacket,
+    WireCodec, WireError,
 };
 use imcore::{Flags, ReasonCode};
 use proptest::prelude::*;
@@ -69,14 +70,19 @@ fn connect() -> impl Strategy<Value = Packet> {
 }
 
 fn connack() -> impl Strategy<Value = Packet> {
-    (any::<i64>(), reason(), text(), text()).prop_map(|(time_diff, reason, server_key, salt)| {
-        Packet::Connack(ConnackPacket {
-            time_diff,
-            reason,
-            server_key,
-            salt,
-        })
-    })
+    (any::<Option<u8>>(), any::<i64>(), reason(), text(), text()).prop_map(
+        |(server_version, time_diff, reason, server_key, salt)| {
+            Packet::Connack(ConnackPacket {
+                server_version,
+                time_diff,
+                reason,
+                server_key,
+                salt,
+                // Not on the wire at version 2 (see the versioned round trip).
+                node_id: 0,
+            })
+        },
+    )
 }
 
 fn send() -> impl Strategy<Value = Packet> {
@@ -98,6 +104,8 @@ fn send() -> impl Strategy<Value = Packet> {
                     stream_no: setting.stream().then_some(stream_no),
                     channel_id,
                     channel_type,
+                    // Not on the wire at version 2 (see the versioned round trip).
+                    expire: 0,
                     msg_key,
                     topic: setting.topic().then_some(topic),
                     payload,
@@ -123,7 +131,7 @@ fn sendack() -> impl Strategy<Value = Packet> {
 fn recv() -> impl Strategy<Value = Packet> {
     (
         (flags(), any::<u8>(), text(), text(), text(), any::<u8>()),
-        (text(), (text(), any::<u32>(), any::<u8>())),
+        (text(), (text(), any::<u64>(), any::<u8>())),
         (any::<i64>(), any::<u32>(), any::<i32>(), text(), payload()),
     )
         .prop_map(
@@ -140,6 +148,7 @@ fn recv() -> impl Strategy<Value = Packet> {
                     from_uid,
                     channel_id,
                     channel_type,
+                    expire: 0,
                     client_msg_no,
                     stream: setting.stream().then_some(StreamInfo {
                         no: stream_no,
@@ -212,8 +221,20 @@ fn suback() -> impl Strategy<Value = Packet> {
     )
 }
 
+fn event() -> impl Strategy<Value = Packet> {
+    (text(), text(), any::<i64>(), payload()).prop_map(|(id, event_type, timestamp, data)| {
+        Packet::Event(EventPacket {
+            id,
+            event_type,
+            timestamp,
+            data,
+        })
+    })
+}
+
 fn packet() -> impl Strategy<Value = Packet> {
     prop_oneof![
+        event(),
         connect(),
         connack(),
         send(),
@@ -232,14 +253,50 @@ fn packet() -> impl Strategy<Value = Packet> {
 // 1. Round trips.
 // ---------------------------------------------------------------------------
 
+/// `p` as protocol `version` carries it: the node id (from 4) and the
+/// expire (from 3) set to the given values, the stream fields (2 to 4 only)
+/// dropped elsewhere.
+fn at_version(p: &Packet, version: u8, node_id: u64, expire: u32) -> Packet {
+    let stream_fields = (2..5).contains(&version);
+    let expire = if version >= 3 { expire } else { 0 };
+    match p.clone() {
+        Packet::Connack(mut c) => {
+            c.node_id = if version >= 4 { node_id } else { 0 };
+            Packet::Connack(c)
+        }
+        Packet::Send(mut s) => {
+            s.expire = expire;
+            if !stream_fields {
+                s.stream_no = None;
+            }
+            Packet::Send(s)
+        }
+        Packet::Recv(mut r) => {
+            r.expire = expire;
+            if !stream_fields {
+                r.stream = None;
+            }
+            Packet::Recv(r)
+        }
+        other => other,
+    }
+}
+
 /// Encodes, checks the header and length, decodes back.
 fn check_round_trip(p: &Packet) -> Result<(), TestCaseError> {
     let buf = encode(p);
     let ty = p.packet_type().as_u8();
     prop_assert_eq!(buf[0] >> 4, ty, "type nibble");
-    prop_assert_eq!(buf[0] & 0x0F, p.flags().bits(), "flag nibble");
     match p {
-        Packet::Send(_) | Packet::Sendack(_) | Packet::Recv(_) | Packet::Recvack(_) => {}
+        Packet::Send(_) | Packet::Sendack(_) | Packet::Recv(_) | Packet::Recvack(_) => {
+            prop_assert_eq!(buf[0] & 0x0F, p.flags().bits(), "flag nibble");
+        }
+        // A CONNACK's bit 0 says a server version follows.
+        Packet::Connack(c) => prop_assert_eq!(
+            buf[0] & 0x0F,
+            u8::from(c.server_version.is_some()),
+            "CONNACK's server version bit"
+        ),
         _ => prop_assert_eq!(
             buf[0] & 0x0F,
             0,
@@ -289,6 +346,26 @@ proptest! {
 
     #[test]
     fn round_trip_connack(p in connack()) { check_round_trip(&p)?; }
+
+    /// Every packet round-trips at every version (0 to 5, and above 5 as
+    /// 5), through `encode_at`/`decode_at` and the codec at that version.
+    #[test]
+    fn round_trip_at_every_version(
+        p in packet(),
+        version in 0u8..8,
+        node_id in any::<u64>(),
+        expire in any::<u32>(),
+    ) {
+        let p = at_version(&p, version, node_id, expire);
+        let bytes = p.to_bytes_at(version).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let (decoded, used) = Packet::decode_at(&bytes, MAX, version)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&decoded, &p);
+        prop_assert_eq!(used, bytes.len());
+        let mut codec = WireCodec::default().with_version(version);
+        let mut buf = BytesMut::from(&bytes[..]);
+        prop_assert_eq!(codec.decode(&mut buf).unwrap(), Some(p));
+    }
 
     #[test]
     fn round_trip_send(p in send()) { check_round_trip(&p)?; }

@@ -50,9 +50,8 @@ async fn a_wrong_token_is_refused_with_reason_2_and_the_connection_closed() {
 async fn refusals_carry_wukongim_reason_codes() {
     let w = world();
     type Tweak = fn(&mut ConnectPacket);
-    let cases: [(Tweak, ReasonCode); 5] = [
+    let cases: [(Tweak, ReasonCode); 4] = [
         (|c| c.client_key.clear(), ReasonCode::CLIENT_KEY_IS_EMPTY),
-        (|c| c.version = 3, ReasonCode::NOT_SUPPORT_HEADER),
         (|c| c.device_flag = 99, ReasonCode::AUTH_FAIL),
         (|c| c.uid = "a@b".into(), ReasonCode::AUTH_FAIL),
         (
@@ -578,4 +577,73 @@ async fn the_host_can_log_a_user_out() {
     let connect = again.connect_packet("alice", "alice-token", WEB);
     again.packet(&Packet::Connect(connect));
     assert_eq!(again.connack().await.reason, ReasonCode::AUTH_FAIL);
+}
+
+#[tokio::test]
+async fn every_version_is_served_at_the_client_s_version_or_5() {
+    // (asked, spoken): WuKongIM answers min(asked, 5) and refuses none.
+    for (asked, spoken) in [
+        (0u8, 0u8),
+        (1, 1),
+        (2, 2),
+        (3, 3),
+        (4, 4),
+        (5, 5),
+        (6, 5),
+        (255, 5),
+    ] {
+        let w = world();
+        let mut alice = Client::open(&w.server, 16);
+        alice.speak(asked);
+        let connack = alice.login("alice", WEB).await;
+        // The server version comes first when the client asked above 3;
+        // the node id (the hub's) is on the wire from version 4.
+        let expected_server_version = (asked > 3).then_some(spoken);
+        assert_eq!(connack.server_version, expected_server_version, "v{asked}");
+        let node = u64::from(w.hub.config().node_id);
+        assert_eq!(
+            connack.node_id,
+            if spoken >= 4 { node } else { 0 },
+            "v{asked}"
+        );
+
+        let mut bob = Client::open(&w.server, 16);
+        bob.speak(asked);
+        bob.login("bob", WEB).await;
+        let text = r#"{"type":1,"content":"hi"}"#;
+        alice.packet(&Packet::Send(alice.sealed_send(1, "bob", 1, text)));
+        let Some(Packet::Sendack(ack)) = alice.next().await else {
+            panic!("v{asked}: expected SENDACK")
+        };
+        assert_eq!(ack.reason, ReasonCode::SUCCESS, "v{asked}");
+        // The RECV is laid out as the session's version says: read at any
+        // other layout it would not decode to these fields.
+        let got = bob.recv().await;
+        assert_eq!(bob.open_recv(&got), text, "v{asked}");
+        assert_eq!((got.message_id, got.expire), (ack.message_id, 0));
+        assert_eq!(got.from_uid, "alice");
+    }
+}
+
+#[tokio::test]
+async fn a_version_3_recv_is_not_a_version_2_one() {
+    // The same delivery, read as version 2 by a client that asked for 3,
+    // has 4 bytes (the expire) where version 2 has the client msg no's
+    // length: the layouts differ, and the server wrote version 3's.
+    let w = world();
+    let mut alice = Client::open(&w.server, 16);
+    alice.login("alice", WEB).await;
+    let mut bob = Client::open(&w.server, 16);
+    bob.speak(3);
+    bob.login("bob", WEB).await;
+    alice.packet(&Packet::Send(alice.sealed_send(1, "bob", 1, "{}")));
+    assert!(matches!(alice.next().await, Some(Packet::Sendack(_))));
+    let got = bob.recv().await;
+    let v3 = Packet::Recv(got.clone()).to_bytes_at(3).unwrap();
+    let v2 = Packet::Recv(got).to_bytes_at(2).unwrap();
+    assert_eq!(v3.len(), v2.len() + 4);
+    assert_ne!(
+        Packet::decode_at(&v3, 1 << 20, 2).ok().map(|(p, _)| p),
+        Packet::decode_at(&v3, 1 << 20, 3).ok().map(|(p, _)| p)
+    );
 }

@@ -83,6 +83,7 @@ impl Person {
             stream_no: None,
             channel_id: self.peer.clone(),
             channel_type: 1,
+            expire: 0,
             msg_key: String::new(),
             topic: None,
             payload: Bytes::from(self.cipher.encrypt(format!("m{client_seq}").as_bytes())),

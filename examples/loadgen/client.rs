@@ -190,6 +190,7 @@ impl Speech for Wukong {
             stream_no: None,
             channel_id: channel.into(),
             channel_type: 2,
+            expire: 0,
             msg_key: String::new(),
             topic: None,
             payload: Bytes::from(self.0.encrypt(text.as_bytes())),

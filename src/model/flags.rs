@@ -123,8 +123,11 @@ impl Setting {
     pub const RECEIPT: u8 = 1 << 7;
     /// Bit 3: a topic string follows in the packet.
     pub const TOPIC: u8 = 1 << 3;
-    /// Bit 2: the packet is part of a stream; stream fields follow.
-    pub const STREAM: u8 = 1 << 2;
+    /// Bit 1: the packet is part of a stream; at protocol versions 2 to 4
+    /// stream fields follow (WuKongIMGoProto's `SettingStream` since
+    /// v1.0.9, as WuKongIM's server reads it; the JavaScript SDK 1.0.4's
+    /// older layout used bit 2).
+    pub const STREAM: u8 = 1 << 1;
 
     /// Whether read receipts are on.
     pub const fn receipt(self) -> bool {

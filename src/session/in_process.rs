@@ -32,7 +32,7 @@ pub fn in_process(capacity: usize) -> (Arc<InProcessSink>, InProcessConnection) 
         }),
         InProcessConnection {
             rx,
-            events,
+            events: InProcessEvents(events),
             closed: closed_rx,
         },
     )
@@ -81,8 +81,26 @@ impl DeviceSink for InProcessSink {
 #[derive(Debug)]
 pub struct InProcessConnection {
     rx: mpsc::Receiver<Arc<Message>>,
-    events: mpsc::Receiver<Arc<StoredEvent>>,
+    events: InProcessEvents,
     closed: watch::Receiver<Option<DisconnectReason>>,
+}
+
+/// The message events of an in-process connection, readable apart from
+/// its messages ([`InProcessConnection::take_events`]).
+#[derive(Debug)]
+pub struct InProcessEvents(mpsc::Receiver<Arc<StoredEvent>>);
+
+impl InProcessEvents {
+    /// The next message event, or `None` once the hub has closed the
+    /// connection and every queued event has been read.
+    pub async fn recv(&mut self) -> Option<Arc<StoredEvent>> {
+        self.0.recv().await
+    }
+
+    /// Every message event queued now.
+    pub fn drain(&mut self) -> Vec<Arc<StoredEvent>> {
+        std::iter::from_fn(|| self.0.try_recv().ok()).collect()
+    }
 }
 
 impl InProcessConnection {
@@ -110,7 +128,15 @@ impl InProcessConnection {
 
     /// Every message event queued now.
     pub fn drain_events(&mut self) -> Vec<Arc<StoredEvent>> {
-        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+        self.events.drain()
+    }
+
+    /// The connection's message events, to read apart from its messages
+    /// (in a `select!` with [`recv`](Self::recv)); this connection's own
+    /// event methods then see none.
+    pub fn take_events(&mut self) -> InProcessEvents {
+        let (_, closed) = mpsc::channel(1);
+        std::mem::replace(&mut self.events, InProcessEvents(closed))
     }
 
     /// Why the hub closed this connection, if it has.

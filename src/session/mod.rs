@@ -15,7 +15,7 @@ use crate::model::{DeviceId, Message, Uid};
 use crate::reason::ReasonCode;
 
 mod in_process;
-pub use in_process::{in_process, InProcessConnection, InProcessSink};
+pub use in_process::{in_process, InProcessConnection, InProcessEvents, InProcessSink};
 
 /// The kind of device, with WuKongIM's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::wire::fields::frame_len;
-use crate::wire::packet::Packet;
+use crate::wire::packet::{Packet, PROTOCOL_VERSION};
 use crate::wire::WireError;
 
 /// The default largest packet body a [`WireCodec`] accepts: 256 KiB, room
@@ -34,17 +34,34 @@ pub const DEFAULT_MAX_FRAME: usize = 256 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireCodec {
     max_frame: usize,
+    version: u8,
 }
 
 impl WireCodec {
-    /// A codec refusing bodies longer than `max_frame` bytes.
+    /// A codec refusing bodies longer than `max_frame` bytes, speaking
+    /// [`PROTOCOL_VERSION`].
     pub fn new(max_frame: usize) -> Self {
-        WireCodec { max_frame }
+        WireCodec {
+            max_frame,
+            version: PROTOCOL_VERSION,
+        }
+    }
+
+    /// This codec, speaking protocol `version` instead
+    /// ([`Packet::encode_at`], [`Packet::decode_at`]).
+    pub fn with_version(mut self, version: u8) -> Self {
+        self.version = version;
+        self
     }
 
     /// The largest body it accepts.
     pub fn max_frame(&self) -> usize {
         self.max_frame
+    }
+
+    /// The protocol version it speaks.
+    pub fn version(&self) -> u8 {
+        self.version
     }
 }
 
@@ -61,7 +78,7 @@ impl Decoder for WireCodec {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, WireError> {
         match frame_len(src, self.max_frame)? {
             None => Ok(None),
-            Some(len) => Packet::decode_frame(src.split_to(len).freeze()).map(Some),
+            Some(len) => Packet::decode_frame(src.split_to(len).freeze(), self.version).map(Some),
         }
     }
 }
@@ -70,7 +87,7 @@ impl Encoder<Packet> for WireCodec {
     type Error = WireError;
 
     fn encode(&mut self, packet: Packet, dst: &mut BytesMut) -> Result<(), WireError> {
-        packet.encode(dst)
+        packet.encode_at(self.version, dst)
     }
 }
 
@@ -78,6 +95,6 @@ impl Encoder<&Packet> for WireCodec {
     type Error = WireError;
 
     fn encode(&mut self, packet: &Packet, dst: &mut BytesMut) -> Result<(), WireError> {
-        packet.encode(dst)
+        packet.encode_at(self.version, dst)
     }
 }

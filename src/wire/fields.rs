@@ -78,6 +78,11 @@ impl Reader {
         Ok(self.0.get_i64())
     }
 
+    pub(super) fn u64(&mut self) -> Result<u64, WireError> {
+        self.need(8)?;
+        Ok(self.0.get_u64())
+    }
+
     /// Skips the remaining length (already checked by [`frame_len`]).
     pub(super) fn varint(&mut self) -> Result<(), WireError> {
         for _ in 0..4 {
@@ -121,6 +126,10 @@ impl Writer<'_> {
 
     pub(super) fn i64(&mut self, v: i64) {
         self.0.put_i64(v);
+    }
+
+    pub(super) fn u64(&mut self, v: u64) {
+        self.0.put_u64(v);
     }
 
     pub(super) fn bytes(&mut self, v: &[u8]) {

@@ -1,8 +1,12 @@
-//! WuKongIM's binary protocol, version 2 (feature `wire`): what its
-//! clients, such as the official JavaScript SDK `wukongimjssdk`, speak.
+//! WuKongIM's binary protocol, versions 1 to 5 (feature `wire`): what its
+//! clients, such as the official JavaScript SDK `wukongimjssdk` (version
+//! 2) and the Go and native SDKs, speak.
 //!
 //! - [`Packet`] and its parts: every packet with its encoding and
-//!   decoding; [`WireCodec`] splits a byte stream into packets.
+//!   decoding at each version ([`Packet::encode_at`],
+//!   [`Packet::decode_at`]); [`WireCodec`] splits a byte stream into
+//!   packets. A session speaks [`negotiate_version`] of what its CONNECT
+//!   asks for, as WuKongIM's server does.
 //! - [`KeyExchange`] and [`SessionCipher`]: the Curve25519 key exchange and
 //!   the AES-128-CBC payload cipher, as the clients do them.
 //! - [`Authenticator`]: the host's check of a login; [`TokenTable`] keeps
@@ -18,6 +22,7 @@ mod auth;
 mod cipher;
 mod codec;
 mod conns;
+mod events;
 mod fields;
 mod packet;
 mod server;
@@ -31,9 +36,10 @@ pub use codec::{WireCodec, DEFAULT_MAX_FRAME};
 pub use conns::{ConnPage, ConnSort, Traffic, WireConnection};
 pub use fields::frame_len;
 pub use packet::{
-    ConnackPacket, ConnectPacket, DisconnectPacket, Packet, PacketType, RecvPacket, RecvackPacket,
-    SendPacket, SendackPacket, Setting, StreamInfo, SubPacket, SubackPacket, MAX_REMAINING_LENGTH,
-    PROTOCOL_VERSION,
+    connack_has_server_version, has_events, negotiate_version, ConnackPacket, ConnectPacket,
+    DisconnectPacket, EventPacket, Packet, PacketType, RecvPacket, RecvackPacket, SendPacket,
+    SendackPacket, Setting, StreamInfo, SubPacket, SubackPacket, LATEST_VERSION,
+    MAX_REMAINING_LENGTH, PROTOCOL_VERSION,
 };
 pub use server::{SessionEnd, WireConfig, WireServer};
 pub use stats::WireStats;
@@ -57,7 +63,7 @@ pub enum WireError {
         /// The limit.
         max: usize,
     },
-    /// The header names no packet type (0, or 12 to 15).
+    /// The header names no packet type (0, or 13 to 15).
     #[error("unknown packet type {0}")]
     UnknownType(u8),
     /// The remaining length runs over four bytes.

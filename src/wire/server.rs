@@ -22,7 +22,10 @@ use crate::wire::codec::DEFAULT_MAX_FRAME;
 use crate::wire::conns::{
     ConnPage, ConnSort, ConnTable, CountedSink, CountedStream, Meter, Traffic,
 };
-use crate::wire::packet::{ConnackPacket, ConnectPacket, Packet, PacketType, PROTOCOL_VERSION};
+use crate::wire::packet::{
+    connack_has_server_version, negotiate_version, ConnackPacket, ConnectPacket, Packet,
+    PacketType, PROTOCOL_VERSION,
+};
 use crate::wire::session::Session;
 use crate::wire::stats::{WireCounters, WireStats};
 use crate::wire::transport::{BoxError, Inbound, Out, PacketReader};
@@ -151,6 +154,12 @@ pub enum SessionEnd {
 /// [`Authenticator`], the key exchange), registers the device with the hub,
 /// and then:
 ///
+/// - speaks, for the whole session, the protocol version the CONNECT asked
+///   for, or [`LATEST_VERSION`](crate::wire::LATEST_VERSION) (5) when it
+///   asked for a newer one, as WuKongIM's server does: the CONNACK (with
+///   the server version first when the client asked for a version above
+///   3, and the hub's node id from version 4), every RECV and every other
+///   packet are laid out as that version says;
 /// - decodes what the client sends only as fast as its SENDs are
 ///   answered, however it is framed: at most 64 SENDs (and about 128 KiB
 ///   of them) decoded and not yet answered per connection, the rest of a
@@ -344,6 +353,7 @@ impl WireServer {
         let mut outgoing = Out {
             sink: &mut outgoing,
             timeout: self.config.write_timeout,
+            version: PROTOCOL_VERSION,
         };
         // CONNECT and its check (the host's authenticator included) must be
         // done within the connect timeout.
@@ -368,22 +378,30 @@ impl WireServer {
                         return Err(WireError::Unexpected(PacketType::Send))
                     }
                 };
-                Ok(Some(self.login_and_register(&connect, sink).await))
+                let login = self.login_and_register(&connect, sink).await;
+                Ok(Some((connect.version, login)))
             }),
         )
         .await;
-        let (device, connection, cipher, connack) = match login {
+        let (requested, login) = match login {
             Err(_) => return Ok(SessionEnd::TimedOut),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(None)) => return Ok(SessionEnd::ClientClosed),
-            Ok(Ok(Some(Ok(accepted)))) => accepted,
-            Ok(Ok(Some(Err(reason)))) => {
+            Ok(Ok(Some(login))) => login,
+        };
+        // Everything from here on, a refusal included, is written at the
+        // version the session speaks.
+        let version = negotiate_version(requested);
+        outgoing.version = version;
+        reader.set_version(version);
+        let (device, connection, cipher, connack) = match login {
+            Ok(accepted) => accepted,
+            Err(reason) => {
                 self.counters.refused(reason);
                 let refusal = Packet::Connack(ConnackPacket {
-                    time_diff: 0,
-                    reason,
-                    server_key: String::new(),
-                    salt: String::new(),
+                    server_version: connack_has_server_version(requested).then_some(version),
+                    node_id: u64::from(self.hub.config().node_id),
+                    ..ConnackPacket::refusal(reason)
                 });
                 outgoing.send(&refusal).await?;
                 outgoing.close().await;
@@ -407,6 +425,7 @@ impl WireServer {
             uid,
             connection,
             cipher,
+            version,
         };
         let result = async {
             outgoing.send(&connack).await?;
@@ -457,9 +476,9 @@ impl WireServer {
         &self,
         connect: &ConnectPacket,
     ) -> Result<(Device, SessionCipher, Packet), ReasonCode> {
-        if connect.version != PROTOCOL_VERSION {
-            return Err(ReasonCode::NOT_SUPPORT_HEADER);
-        }
+        // Every version is served: the session speaks the client's, or the
+        // newest if the client's is newer, as WuKongIM's server does.
+        let version = negotiate_version(connect.version);
         let uid = Uid::new(&connect.uid).map_err(|_| ReasonCode::AUTH_FAIL)?;
         let device_id = DeviceId::new(&connect.device_id).map_err(|_| ReasonCode::AUTH_FAIL)?;
         let device_flag = match DeviceFlag::try_from(connect.device_flag) {
@@ -484,6 +503,8 @@ impl WireServer {
             .agree(&connect.client_key, &salt)
             .map_err(|_| ReasonCode::AUTH_FAIL)?;
         let connack = Packet::Connack(ConnackPacket {
+            server_version: connack_has_server_version(connect.version).then_some(version),
+            node_id: u64::from(self.hub.config().node_id),
             time_diff: self
                 .hub
                 .clock()

@@ -17,8 +17,8 @@ use crate::reason::ReasonCode;
 use crate::session::{ConnectionId, DisconnectReason, InProcessConnection};
 use crate::wire::cipher::SessionCipher;
 use crate::wire::packet::{
-    DisconnectPacket, Packet, RecvPacket, RecvackPacket, SendPacket, SendackPacket, SubPacket,
-    SubackPacket,
+    has_events, DisconnectPacket, EventPacket, Packet, RecvPacket, RecvackPacket, SendPacket,
+    SendackPacket, SubPacket, SubackPacket,
 };
 use crate::wire::server::SessionEnd;
 use crate::wire::transport::{BoxError, Inbound, Out, PacketReader};
@@ -111,6 +111,9 @@ pub(super) struct Session<'a> {
     pub(super) uid: Uid,
     pub(super) connection: ConnectionId,
     pub(super) cipher: SessionCipher,
+    /// The protocol version the session speaks (negotiated at login): the
+    /// transport writes every packet at it.
+    pub(super) version: u8,
 }
 
 impl Session<'_> {
@@ -133,6 +136,9 @@ impl Session<'_> {
         let mut deadline = Instant::now().checked_add(idle);
         // Packets handled since the session last yielded.
         let mut handled = 0;
+        // Until the hub drops the connection's event queue.
+        let mut events_open = true;
+        let mut events = deliveries.take_events();
         loop {
             let silence = async {
                 match deadline {
@@ -169,6 +175,15 @@ impl Session<'_> {
                 acks = sends.answered(self.hub) => {
                     outgoing.send_all(acks.into_iter().map(Packet::Sendack).collect::<Vec<_>>()).await?;
                 }
+                event = events.recv(), if events_open => match event {
+                    // Below version 5 the client has no EVENT packet: it
+                    // reads the folded message from history.
+                    Some(event) => {
+                        let packet = super::events::event_packet(&event, &self.uid);
+                        self.write_event(packet, outgoing).await?;
+                    }
+                    None => events_open = false,
+                },
                 delivery = deliveries.recv() => match delivery {
                     Some(message) => {
                         // Let the tasks already waiting run first: under
@@ -343,6 +358,8 @@ impl Session<'_> {
             from_uid: message.from_uid.as_str().into(),
             channel_id: channel.id.as_str().into(),
             channel_type: channel.kind.as_u8(),
+            // The hub keeps no expiry: a message lives for ever.
+            expire: 0,
             client_msg_no: message.client_msg_no.as_str().into(),
             stream: None,
             message_id: i64::try_from(message.message_id.0)
@@ -356,6 +373,32 @@ impl Session<'_> {
         };
         recv.msg_key = self.cipher.recv_msg_key(&recv)?;
         Ok(Packet::Recv(recv))
+    }
+}
+
+impl Session<'_> {
+    /// The packet carrying `event` to this session's client: `None` below
+    /// protocol version 5, which has no EVENT packet (such a client is
+    /// never sent one).
+    pub(super) fn event_packet(&self, event: EventPacket) -> Option<Packet> {
+        has_events(self.version).then_some(Packet::Event(event))
+    }
+
+    /// Writes `event` to the client if its version has EVENT packets;
+    /// `false` (nothing written) below version 5.
+    pub(super) async fn write_event<O>(
+        &self,
+        event: EventPacket,
+        outgoing: &mut Out<'_, O>,
+    ) -> Result<bool, WireError>
+    where
+        O: Sink<Bytes> + Unpin,
+        O::Error: Into<BoxError>,
+    {
+        match self.event_packet(event) {
+            Some(packet) => outgoing.send(&packet).await.map(|()| true),
+            None => Ok(false),
+        }
     }
 }
 

@@ -65,6 +65,12 @@ impl PacketReader {
         }
     }
 
+    /// Reads what follows as protocol `version` lays it out (once the
+    /// login has settled the session's version).
+    pub(super) fn set_version(&mut self, version: u8) {
+        self.codec = self.codec.with_version(version);
+    }
+
     /// Whether a packet may be buffered whole: `false` once
     /// [`PacketReader::buffered`] has found nothing, until the next chunk.
     pub(super) fn ready(&self) -> bool {
@@ -170,10 +176,13 @@ impl PacketReader {
     }
 }
 
-/// The outgoing side: one packet per frame, each write bounded in time.
+/// The outgoing side: one packet per frame, each laid out as the session's
+/// protocol version says, each write bounded in time.
 pub(super) struct Out<'o, O> {
     pub(super) sink: &'o mut O,
     pub(super) timeout: Duration,
+    /// The protocol version every packet is written at.
+    pub(super) version: u8,
 }
 
 impl<O> Out<'_, O>
@@ -183,7 +192,7 @@ where
 {
     /// Writes one packet as one frame, and flushes.
     pub(super) async fn send(&mut self, packet: &Packet) -> Result<(), WireError> {
-        let frame = packet.to_bytes()?;
+        let frame = packet.to_bytes_at(self.version)?;
         bounded(self.timeout, self.sink.send(frame)).await
     }
 
@@ -194,7 +203,7 @@ where
         packets: impl IntoIterator<Item = Packet>,
     ) -> Result<(), WireError> {
         for packet in packets {
-            let frame = packet.to_bytes()?;
+            let frame = packet.to_bytes_at(self.version)?;
             bounded(self.timeout, self.sink.feed(frame)).await?;
         }
         bounded(self.timeout, self.sink.flush()).await

@@ -123,6 +123,8 @@ pub struct Client {
     pub task: JoinHandle<Result<SessionEnd, WireError>>,
     keys: Option<KeyExchange>,
     cipher: Option<SessionCipher>,
+    /// The protocol version it writes and reads (2 unless told).
+    version: u8,
 }
 
 impl Client {
@@ -240,7 +242,15 @@ impl Client {
             task,
             keys: None,
             cipher: None,
+            version: 2,
         }
+    }
+
+    /// Speaks protocol `version` from now on: its CONNECT asks for it, and
+    /// it writes and reads packets as that version lays them out (the
+    /// server speaks at most 5: ask for more, then speak 5 after login).
+    pub fn speak(&mut self, version: u8) {
+        self.version = version;
     }
 
     pub fn raw(&self, bytes: &[u8]) {
@@ -258,7 +268,7 @@ impl Client {
     }
 
     pub fn packet(&self, packet: &Packet) {
-        self.raw(&packet.to_bytes().unwrap());
+        self.raw(&packet.to_bytes_at(self.version).unwrap());
     }
 
     /// Ends the client's side of the transport.
@@ -270,7 +280,7 @@ impl Client {
     /// server closed the connection.
     pub async fn next(&mut self) -> Option<Packet> {
         let frame = self.from_server.recv().await?;
-        let (packet, used) = Packet::decode(&frame, 1 << 20).unwrap();
+        let (packet, used) = Packet::decode_at(&frame, 1 << 20, self.version).unwrap();
         assert_eq!(used, frame.len(), "one packet per frame");
         Some(packet)
     }
@@ -278,7 +288,7 @@ impl Client {
     pub fn connect_packet(&mut self, uid: &str, token: &str, flag: u8) -> ConnectPacket {
         let keys = KeyExchange::new();
         let connect = ConnectPacket {
-            version: 2,
+            version: self.version,
             device_flag: flag,
             device_id: format!(
                 "{uid}-device-{}",
@@ -332,6 +342,7 @@ impl Client {
             stream_no: None,
             channel_id: channel_id.into(),
             channel_type: kind,
+            expire: 0,
             msg_key: String::new(),
             topic: None,
             payload: Bytes::from(self.cipher().encrypt(plain.as_bytes())),
