@@ -275,7 +275,7 @@ async fn concurrent_appends_reach_a_device_in_seq_order() {
 /// A router that keeps the hub's side, so that the test can hand it
 /// events as another node would.
 #[derive(Debug, Default)]
-struct Captured(Mutex<Option<Arc<dyn LocalDevices>>>);
+struct Captured(Mutex<Option<Arc<dyn LocalDevices>>>, Option<Duration>);
 
 impl Router for Captured {
     fn attach(&self, local: Arc<dyn LocalDevices>) {
@@ -288,13 +288,14 @@ impl Router for Captured {
         false
     }
     fn reorder_wait(&self) -> Option<Duration> {
-        None
+        self.1
     }
 }
 
-#[tokio::test]
-async fn a_late_event_from_another_node_is_not_delivered() {
-    let router = Arc::new(Captured::default());
+/// Hands `seqs` of one message's events to the hub as another node would,
+/// through a router with `wait`; what alice's device got, and the hub.
+async fn from_another_node(seqs: &[u64], wait: Option<Duration>) -> (Vec<u64>, imcore::Hub) {
+    let router = Arc::new(Captured(Mutex::default(), wait));
     let hub = imcore::Hub::builder()
         .router(router.clone())
         .build()
@@ -311,23 +312,41 @@ async fn a_late_event_from_another_node_is_not_delivered() {
     let g = Channel::group("room").unwrap();
     let stored = |seq: u64| {
         let e = delta(&g, "reply", &format!("e{seq}"), "x");
-        Arc::new(
-            serde_json::from_value::<StoredEvent>(serde_json::json!({
-                "msg_event_seq": seq,
-                "event": serde_json::to_value(&e).unwrap(),
-            }))
-            .unwrap(),
-        )
+        let json = serde_json::json!({ "msg_event_seq": seq, "event": e });
+        Arc::new(serde_json::from_value::<StoredEvent>(json).unwrap())
     };
     let to: Arc<[Uid]> = Arc::from([uid("alice")]);
-    for seq in [1, 3, 2, 4] {
-        local.deliver_event(stored(seq), to.clone());
+    for seq in seqs {
+        local.deliver_event(stored(*seq), to.clone());
     }
-    let got: Vec<u64> = alice
+    let mut got: Vec<u64> = alice
         .drain_events()
         .iter()
         .map(|e| e.msg_event_seq)
         .collect();
+    if let Some(wait) = wait {
+        // Past the wait, what is held goes.
+        tokio::time::sleep(wait * 2).await;
+        got.extend(alice.drain_events().iter().map(|e| e.msg_event_seq));
+    }
+    (got, hub)
+}
+
+#[tokio::test]
+async fn a_late_event_from_another_node_is_not_delivered() {
+    let (got, hub) = from_another_node(&[1, 3, 2, 4], None).await;
     assert_eq!(got, [1, 3, 4], "2 came after 3: left to sync");
     assert_eq!(hub.stats().late_deliveries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_cluster_an_early_event_waits_for_the_one_before_it() {
+    let wait = Some(Duration::from_millis(250));
+    let (got, hub) = from_another_node(&[1, 3, 2, 4], wait).await;
+    assert_eq!(got, [1, 2, 3, 4], "3 waited for 2");
+    assert_eq!(hub.stats().late_deliveries, 0);
+    // 6 never gets its 5: it goes once the wait runs out, and 5 is late.
+    let (got, hub) = from_another_node(&[1, 2, 3, 4, 6], wait).await;
+    assert_eq!(got, [1, 2, 3, 4, 6]);
+    assert_eq!(hub.stats().skipped_seqs, 1);
 }

@@ -2,18 +2,11 @@
 //! stored, delivered live in `msg_event_seq` order), syncing them, folding
 //! them into history, and ending streams left open.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use super::*;
 use crate::event::{
     fold, EventAppend, EventOutcome, EventState, NewEvent, StoredEvent, STREAM_ERROR,
 };
 use crate::model::{EventId, EventKey};
-
-/// The most messages whose last delivered event seq a node remembers; past
-/// it the memory starts again (an event late by then is delivered).
-const GATE_CAPACITY: usize = 65_536;
 
 /// How many stale streams one [`Hub::close_stale_streams`] ends at most.
 const STALE_BATCH: usize = 256;
@@ -21,32 +14,6 @@ const STALE_BATCH: usize = 256;
 /// The payload of the `stream.error` the hub appends to a stream left
 /// open.
 const STALE_PAYLOAD: &str = r#"{"error":"stream timed out"}"#;
-
-/// The last event seq delivered by this node, per message: an event at or
-/// below it arrives late (from another node) and is not delivered.
-#[derive(Debug, Default)]
-pub(super) struct EventGate(Mutex<HashMap<(Channel, ClientMsgNo), u64>>);
-
-impl EventGate {
-    /// Whether `event` comes after every event of its message delivered
-    /// here so far (and, if so, it is now the last).
-    fn admit(&self, event: &StoredEvent) -> bool {
-        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= GATE_CAPACITY {
-            seen.clear();
-        }
-        let key = (
-            event.event.channel.clone(),
-            event.event.client_msg_no.clone(),
-        );
-        let last = seen.entry(key).or_insert(0);
-        if event.msg_event_seq <= *last {
-            return false;
-        }
-        *last = event.msg_event_seq;
-        true
-    }
-}
 
 impl Hub {
     /// Appends an event to a message: a piece of a streamed reply, its end,
@@ -160,13 +127,36 @@ impl Hub {
         Ok(())
     }
 
-    /// Hands `event` to this node's devices of `recipients`, unless a later
-    /// event of its message was delivered here already.
+    /// Hands `event` to this node's devices of `recipients` in seq order
+    /// per message ([`event_gate`](super::event_gate)).
     pub(super) fn deliver_event_here(&self, event: &Arc<StoredEvent>, recipients: &[Uid]) {
-        if !self.inner.event_gate.admit(event) {
+        let mut gate = self.inner.event_gate.lock();
+        let admitted = gate.admit(event.clone(), Arc::from(recipients));
+        if admitted.late {
             self.inner.counters.reordered(1, 0);
-            return;
         }
+        for (event, to) in &admitted.ready {
+            self.hand_event(event, to);
+        }
+        drop(gate);
+        if let (Some(key), Some(wait)) = (admitted.arm, self.inner.event_gate.wait()) {
+            let hub = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let Some(inner) = hub.upgrade() else { return };
+                let hub = Hub { inner };
+                let mut gate = hub.inner.event_gate.lock();
+                let held = gate.expire(&key);
+                hub.inner.counters.reordered(0, u64::from(!held.is_empty()));
+                for (event, to) in &held {
+                    hub.hand_event(event, to);
+                }
+            });
+        }
+    }
+
+    /// Hands `event` to this node's devices of `recipients`.
+    fn hand_event(&self, event: &Arc<StoredEvent>, recipients: &[Uid]) {
         let mut failed = Vec::new();
         {
             let users = self.inner.sessions.read();

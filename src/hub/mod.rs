@@ -9,6 +9,7 @@
 
 mod acking;
 mod deadline;
+mod event_gate;
 mod events;
 mod lifecycle;
 mod lookup;
@@ -465,7 +466,7 @@ impl HubBuilder {
                 stripes: (0..CHANNEL_STRIPES).map(|_| Stripe::default()).collect(),
                 hasher: RandomState::new(),
                 reorder: wait.map(nodes::Reorder::new),
-                event_gate: events::EventGate::default(),
+                event_gate: event_gate::EventGate::new(wait),
                 lifecycle: lifecycle::Lifecycle::new(max_pushes),
                 router,
             }),
@@ -534,7 +535,7 @@ struct Inner {
     /// back in seq order.
     reorder: Option<nodes::Reorder>,
     /// The last event seq delivered here per message.
-    event_gate: events::EventGate,
+    event_gate: event_gate::EventGate,
     lifecycle: lifecycle::Lifecycle,
 }
 

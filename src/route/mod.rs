@@ -43,9 +43,12 @@ pub trait LocalDevices: Send + Sync + Debug + 'static {
     fn deliver(&self, message: Arc<Message>, recipients: Arc<[Uid]>);
 
     /// Delivers a message event that another node stored to the devices of
-    /// `recipients` connected here. One that comes after a later event of
-    /// its message was delivered here is not delivered, but counted
-    /// ([`HubStats::late_deliveries`](crate::HubStats::late_deliveries)):
+    /// `recipients` connected here, in `msg_event_seq` order per message
+    /// with this node's own: one that comes before an event it follows
+    /// waits for it, at most the router's
+    /// [`reorder_wait`](Router::reorder_wait); one that comes after a later
+    /// event of its message was delivered here is not delivered, but
+    /// counted ([`HubStats::late_deliveries`](crate::HubStats::late_deliveries)):
     /// devices find it by an event sync.
     fn deliver_event(&self, event: Arc<StoredEvent>, recipients: Arc<[Uid]>);
 
