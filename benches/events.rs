@@ -65,6 +65,20 @@ fn hub_on(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) -> Hub {
     hub
 }
 
+/// `EventStore::append_event` of `iters` deltas, straight to the store.
+async fn store_events(store: &dyn Store, n: &AtomicU64, iters: u64) -> Duration {
+    let channel = Channel::group("store-only").unwrap();
+    let started = Instant::now();
+    for _ in 0..iters {
+        let i = n.fetch_add(1, Ordering::Relaxed);
+        let reply = ClientMsgNo::new(format!("s-{}", i / STREAM)).unwrap();
+        let id = EventId::new(format!("e{i}")).unwrap();
+        let e = NewEvent::new(channel.clone(), reply, id, STREAM_DELTA, uid("bot"), DELTA).unwrap();
+        store.append_event(e, 0).await.unwrap();
+    }
+    started.elapsed()
+}
+
 /// `MessageLog::append` of one 20-byte message at a time into one channel.
 async fn messages(
     store: &dyn Store,
@@ -103,6 +117,11 @@ fn bench_sled(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("hub_append_event", "sled"), |b| {
         b.to_async(&rt).iter_custom(|iters| deltas(&hub, &n, iters))
     });
+    let e = AtomicU64::new(0);
+    g.bench_function(BenchmarkId::new("store_append_event", "sled"), |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| store_events(&*store, &e, iters))
+    });
     let ids = MessageIdGenerator::new(2).unwrap();
     let m = AtomicU64::new(0);
     g.bench_function(BenchmarkId::new("store_append_message", "sled"), |b| {
@@ -137,6 +156,11 @@ fn bench_postgres(c: &mut Criterion) {
     let n = AtomicU64::new(0);
     g.bench_function(BenchmarkId::new("hub_append_event", "postgres"), |b| {
         b.to_async(&rt).iter_custom(|iters| deltas(&hub, &n, iters))
+    });
+    let e = AtomicU64::new(0);
+    g.bench_function(BenchmarkId::new("store_append_event", "postgres"), |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| store_events(&*store, &e, iters))
     });
     let ids = MessageIdGenerator::new(2).unwrap();
     let m = AtomicU64::new(0);

@@ -350,3 +350,34 @@ async fn in_a_cluster_an_early_event_waits_for_the_one_before_it() {
     assert_eq!(got, [1, 2, 3, 4, 6]);
     assert_eq!(hub.stats().skipped_seqs, 1);
 }
+
+/// A sled store reopened on its directory still folds each message's
+/// events into history (it learns again which channels have any).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_survive_reopening_a_sled_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Arc::new(SledStore::open(dir.path()).unwrap());
+    let g = {
+        let w = world_on(open());
+        let g = w.group("room", "bot", &["alice"]);
+        anchor(&w.hub, &g, "reply").await;
+        w.hub
+            .append_event(delta(&g, "reply", "d", "kept"))
+            .await
+            .unwrap();
+        w.hub.shutdown().await.unwrap();
+        g
+    };
+    let w = world_on(open());
+    w.directory.create_channel(&g, &uid("bot"), [uid("alice")]);
+    let history = w
+        .hub
+        .sync_channel(&uid("alice"), &g, Page::forward(1, 10))
+        .await
+        .unwrap();
+    let main = &history[0].events[0];
+    assert_eq!(
+        text_of(main.snapshot.as_ref().unwrap()).as_deref(),
+        Some("kept")
+    );
+}

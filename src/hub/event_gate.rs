@@ -133,3 +133,29 @@ impl GateGuard<'_> {
         held.into_values().collect()
     }
 }
+
+/// The messages events were last appended to, known to exist: a stream's
+/// events after its first skip the look-up. Messages are never removed, so
+/// what is here stays true.
+#[derive(Debug, Default)]
+pub(super) struct KnownMessages(Mutex<std::collections::HashSet<(Uid, Channel, ClientMsgNo)>>);
+
+/// How many messages [`KnownMessages`] keeps; past it, it starts again.
+const KNOWN: usize = 4096;
+
+impl KnownMessages {
+    pub(super) fn contains(&self, key: &(Uid, Channel, ClientMsgNo)) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    }
+
+    pub(super) fn insert(&self, key: (Uid, Channel, ClientMsgNo)) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= KNOWN {
+            known.clear();
+        }
+        known.insert(key);
+    }
+}

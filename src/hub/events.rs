@@ -63,17 +63,21 @@ impl Hub {
         party_to(&from, &channel)?;
         let permission = inner.directory.check_send(&from, &channel).await?;
         denied(permission, &from, &channel)?;
-        let found = inner
-            .store
-            .get_by_client_msg_no(&from, &channel, &event.client_msg_no)
-            .await?;
-        if found.is_none() {
-            return Err(Error::NotFound {
-                what: format!(
-                    "message {:?} from {from} in {channel}",
-                    event.client_msg_no.as_str()
-                ),
-            });
+        let message = (from.clone(), channel.clone(), event.client_msg_no.clone());
+        if !inner.known_messages.contains(&message) {
+            let found = inner
+                .store
+                .get_by_client_msg_no(&from, &channel, &event.client_msg_no)
+                .await?;
+            if found.is_none() {
+                return Err(Error::NotFound {
+                    what: format!(
+                        "message {:?} from {from} in {channel}",
+                        event.client_msg_no.as_str()
+                    ),
+                });
+            }
+            inner.known_messages.insert(message);
         }
         event.channel = channel.clone();
         self.append_found(event).await
@@ -250,7 +254,7 @@ impl Hub {
         channel: &Channel,
         page: &mut [HistoryMessage],
     ) -> Result<()> {
-        if page.is_empty() {
+        if page.is_empty() || !self.inner.store.channel_has_events(channel).await? {
             return Ok(());
         }
         let nos: Vec<ClientMsgNo> = page.iter().map(|h| h.client_msg_no.clone()).collect();

@@ -467,6 +467,7 @@ impl HubBuilder {
                 hasher: RandomState::new(),
                 reorder: wait.map(nodes::Reorder::new),
                 event_gate: event_gate::EventGate::new(wait),
+                known_messages: event_gate::KnownMessages::default(),
                 lifecycle: lifecycle::Lifecycle::new(max_pushes),
                 router,
             }),
@@ -536,6 +537,8 @@ struct Inner {
     reorder: Option<nodes::Reorder>,
     /// The last event seq delivered here per message.
     event_gate: event_gate::EventGate,
+    /// Messages known to exist, for their events.
+    known_messages: event_gate::KnownMessages,
     lifecycle: lifecycle::Lifecycle,
 }
 

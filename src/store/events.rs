@@ -52,6 +52,14 @@ pub trait EventStore: Send + Sync + Debug + 'static {
         client_msg_nos: &[ClientMsgNo],
     ) -> Result<Vec<Vec<EventState>>>;
 
+    /// Whether `channel` may have messages with events: `false` lets a
+    /// page of history skip [`event_states`](EventStore::event_states).
+    /// Default `true` (always look).
+    async fn channel_has_events(&self, channel: &Channel) -> Result<bool> {
+        let _ = channel;
+        Ok(true)
+    }
+
     /// Stores `snapshot` as the stream's snapshot up to `seq`, unless the
     /// stored one already covers as much.
     async fn set_event_snapshot(

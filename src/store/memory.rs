@@ -83,6 +83,8 @@ struct Inner {
     outbox_batches: outbox::Batches,
     /// Message events, per message.
     events: events::Events,
+    /// The channels with message events.
+    event_channels: HashSet<Channel>,
 }
 
 #[derive(Debug, Default)]

@@ -28,6 +28,9 @@ pub(super) type Events = HashMap<(Channel, ClientMsgNo), Message>;
 impl EventStore for MemoryStore {
     async fn append_event(&self, event: NewEvent, now_ms: i64) -> Result<EventAppend> {
         let mut inner = self.lock();
+        if !inner.event_channels.contains(&event.channel) {
+            inner.event_channels.insert(event.channel.clone());
+        }
         let key = (event.channel.clone(), event.client_msg_no.clone());
         let m = inner.events.entry(key).or_default();
         let duplicate = m
@@ -81,6 +84,10 @@ impl EventStore for MemoryStore {
                     .map_or_else(Vec::new, |m| m.record.states.clone())
             })
             .collect())
+    }
+
+    async fn channel_has_events(&self, channel: &Channel) -> Result<bool> {
+        Ok(self.lock().event_channels.contains(channel))
     }
 
     async fn set_event_snapshot(

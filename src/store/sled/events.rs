@@ -8,15 +8,16 @@
 //! | `o` ++ message ++ stream key | (empty): the stream is open |
 //!
 //! where message = channel ++ `client_msg_no` length (1 byte) ++ it. An
-//! append is one transaction of three or four small keys on the store's
-//! write thread; a stream's content is never rewritten by a delta.
+//! append writes three small keys (four when a stream opens or ends) on the
+//! store's write thread, the tree's only writer, the record last; a
+//! stream's content is never rewritten by a delta.
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sled::transaction::TransactionalTree;
+use sled::Tree;
 
 use super::keys::{be_u64, channel_key, decode, decode_channel_key, encode, key, seq_key};
-use super::{abort, storage, tx_error, unabortable, SledStore, TxResult};
+use super::{storage, SledStore};
 use crate::error::{Error, Result};
 use crate::event::{EventAppend, EventState, NewEvent, StoredEvent};
 use crate::model::{Channel, ClientMsgNo, EventKey};
@@ -51,18 +52,26 @@ fn open_key(message: &[u8], event_key: &EventKey) -> Vec<u8> {
     tagged(b'o', message, &rest)
 }
 
-fn read_record(t: &TransactionalTree, message: &[u8]) -> TxResult<MessageEvents> {
-    match t.get(tagged(b'r', message, &[])).map_err(unabortable)? {
-        Some(v) => decode(&v, "event record").or_else(abort),
+fn read_record(tree: &Tree, message: &[u8]) -> Result<MessageEvents> {
+    match tree.get(tagged(b'r', message, &[])).map_err(storage)? {
+        Some(v) => decode(&v, "event record"),
         None => Ok(MessageEvents::default()),
     }
 }
 
-fn write_record(t: &TransactionalTree, message: &[u8], record: &MessageEvents) -> TxResult<()> {
-    let value = encode(record).or_else(abort)?;
-    t.insert(tagged(b'r', message, &[]), value)
-        .map_err(unabortable)?;
-    Ok(())
+/// The channel keys with an event record, from the records (`r` ++
+/// channel ++ `client_msg_no`).
+pub(super) fn channels_with_events(tree: &Tree) -> Result<std::collections::HashSet<Vec<u8>>> {
+    let mut out = std::collections::HashSet::new();
+    for kv in tree.scan_prefix([b'r']) {
+        let (k, _) = kv.map_err(storage)?;
+        let id_len = usize::from(*k.get(2).ok_or_else(|| Error::corrupt("event record key"))?);
+        let chan = k
+            .get(1..3 + id_len)
+            .ok_or_else(|| Error::corrupt("event record key"))?;
+        out.insert(chan.to_vec());
+    }
+    Ok(out)
 }
 
 /// The open streams under `o`: message key and stream key from a key.
@@ -87,47 +96,53 @@ impl EventStore for SledStore {
     async fn append_event(&self, event: NewEvent, now_ms: i64) -> Result<EventAppend> {
         let tree = self.events.clone();
         let message = message_key(&event.channel, &event.client_msg_no);
-        let append = move || {
-            tree.transaction(|t| {
-                let mut record = read_record(t, &message)?;
-                let id_key = tagged(b'i', &message, event.event_id.as_str().as_bytes());
-                let duplicate = match t.get(&id_key).map_err(unabortable)? {
-                    Some(seq) => {
-                        let seq = be_u64(&seq, "event id").or_else(abort)?;
-                        match t
-                            .get(seq_key(&tagged(b'e', &message, &[]), seq))
-                            .map_err(unabortable)?
-                        {
-                            Some(v) => Some(decode::<StoredEvent>(&v, "event").or_else(abort)?),
-                            None => return abort(Error::corrupt("an event id without its event")),
-                        }
-                    }
-                    None => None,
-                };
-                match step(&mut record, event.clone(), duplicate, now_ms) {
-                    Step::Answer(answer) => Ok(Err(answer)),
-                    Step::Append(stored) => {
-                        let seq = stored.msg_event_seq;
-                        t.insert(
-                            seq_key(&tagged(b'e', &message, &[]), seq),
-                            encode(&stored).or_else(abort)?,
-                        )
-                        .map_err(unabortable)?;
-                        t.insert(id_key, &seq.to_be_bytes()).map_err(unabortable)?;
-                        write_record(t, &message, &record)?;
-                        let open = open_key(&message, &stored.event.event_key);
-                        let ended = record
-                            .state(&stored.event.event_key)
-                            .is_some_and(|s| s.status.is_terminal());
-                        match ended {
-                            true => t.remove(open).map_err(unabortable)?,
-                            false => t.insert(open, &[]).map_err(unabortable)?,
-                        };
-                        Ok(Ok((record, stored)))
+        let chan = key(|k| channel_key(k, &event.channel));
+        let channels = self.event_channels.clone();
+        // On the store's write thread, the only writer of this tree: what
+        // it reads stays so until it writes. The message's record is
+        // written last and says which events are in: an event or id
+        // written before a crash cut the append short is overwritten by
+        // the next append of that seq, and an id whose event is another
+        // is no duplicate.
+        let append = move || -> Result<std::result::Result<_, Box<EventAppend>>> {
+            let mut record = read_record(&tree, &message)?;
+            let id_key = tagged(b'i', &message, event.event_id.as_str().as_bytes());
+            let events = tagged(b'e', &message, &[]);
+            let mut duplicate = None;
+            if let Some(seq) = tree.get(&id_key).map_err(storage)? {
+                let seq = be_u64(&seq, "event id")?;
+                if seq <= record.last_seq {
+                    if let Some(v) = tree.get(seq_key(&events, seq)).map_err(storage)? {
+                        let first = decode::<StoredEvent>(&v, "event")?;
+                        duplicate = (first.event.event_id == event.event_id).then_some(first);
                     }
                 }
-            })
-            .map_err(tx_error)
+            }
+            let key = event.event_key.clone();
+            let was_open = record.state(&key).is_some();
+            let stored = match step(&mut record, event, duplicate, now_ms) {
+                Step::Answer(answer) => return Ok(Err(answer)),
+                Step::Append(stored) => stored,
+            };
+            let seq = stored.msg_event_seq;
+            let put = |k: Vec<u8>, v: Vec<u8>| tree.insert(k, v).map(drop).map_err(storage);
+            put(seq_key(&events, seq), encode(&stored)?)?;
+            put(id_key, seq.to_be_bytes().to_vec())?;
+            // The open-stream index changes when a stream opens or ends.
+            let ended = record.state(&key).is_some_and(|s| s.status.is_terminal());
+            if ended {
+                tree.remove(open_key(&message, &key)).map_err(storage)?;
+            } else if !was_open {
+                put(open_key(&message, &key), Vec::new())?;
+            }
+            // Known before its record is written: a page read in between
+            // looks, and finds the record or none.
+            channels
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(chan);
+            put(tagged(b'r', &message, &[]), encode(&record)?)?;
+            Ok(Ok((record, stored)))
         };
         match self.thread.run(append).await? {
             Err(answer) => Ok(*answer),
@@ -165,6 +180,9 @@ impl EventStore for SledStore {
         channel: &Channel,
         client_msg_nos: &[ClientMsgNo],
     ) -> Result<Vec<Vec<EventState>>> {
+        if !self.channel_has_events(channel).await? {
+            return Ok(vec![Vec::new(); client_msg_nos.len()]);
+        }
         client_msg_nos
             .iter()
             .map(|no| {
@@ -175,6 +193,12 @@ impl EventStore for SledStore {
                 }
             })
             .collect()
+    }
+
+    async fn channel_has_events(&self, channel: &Channel) -> Result<bool> {
+        let chan = key(|k| channel_key(k, channel));
+        let channels = self.event_channels.read();
+        Ok(channels.unwrap_or_else(|e| e.into_inner()).contains(&chan))
     }
 
     async fn set_event_snapshot(
@@ -188,15 +212,14 @@ impl EventStore for SledStore {
         let tree = self.events.clone();
         let message = message_key(channel, client_msg_no);
         let event_key = event_key.clone();
-        let put = move || {
-            tree.transaction(|t| {
-                let mut record = read_record(t, &message)?;
-                if put_snapshot(&mut record, &event_key, snapshot.clone(), seq) {
-                    write_record(t, &message, &record)?;
-                }
-                Ok(())
-            })
-            .map_err(tx_error)
+        let put = move || -> Result<()> {
+            let mut record = read_record(&tree, &message)?;
+            if put_snapshot(&mut record, &event_key, snapshot, seq) {
+                let value = encode(&record)?;
+                tree.insert(tagged(b'r', &message, &[]), value)
+                    .map_err(storage)?;
+            }
+            Ok(())
         };
         self.thread.run(put).await?;
         self.settle().await

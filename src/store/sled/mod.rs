@@ -179,6 +179,9 @@ pub struct SledStore {
     directory: Tree,
     /// Message events (see `events.rs`).
     events: Tree,
+    /// The channels (keys) with message events, read at open: a page of a
+    /// channel without any looks none up.
+    event_channels: Arc<std::sync::RwLock<std::collections::HashSet<Vec<u8>>>>,
     /// Directory changes take turns.
     directory_turn: Arc<tokio::sync::Mutex<()>>,
 }
@@ -276,6 +279,7 @@ impl SledStore {
         let db = open_retrying_lock(&sled_config)?;
         Self::check_format(&db)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
+        let events = tree("events")?;
         let thread = thread::WriteThread::start()?;
         let flusher = Arc::new(GroupFlush::default());
         let flush = durability == Durability::Flush;
@@ -300,7 +304,10 @@ impl SledStore {
             revocations_by_channel: tree("revocations_by_channel")?,
             revocations_by_seq: tree("revocations_by_seq")?,
             directory: tree("directory")?,
-            events: tree("events")?,
+            event_channels: Arc::new(std::sync::RwLock::new(events::channels_with_events(
+                &events,
+            )?)),
+            events,
             directory_turn: Arc::new(tokio::sync::Mutex::new(())),
             db,
         })
