@@ -33,6 +33,9 @@ impl Hub {
     /// stream that has ended stores nothing. When a stream ends, its folded
     /// content is stored with it, so that history shows the whole message.
     ///
+    /// Like a send, the append runs to the end once begun, whether or not
+    /// the caller still waits.
+    ///
     /// Errors: the payload's limit ([`Limits`]), `NotFound` for a message
     /// the sender did not send, the directory's refusal (its reason code),
     /// and the store's errors within [`HubConfig::store_deadline`].
@@ -79,8 +82,11 @@ impl Hub {
             }
             inner.known_messages.insert(message);
         }
-        event.channel = channel.clone();
-        self.append_found(event).await
+        event.channel = channel;
+        // Like a send, it runs to the end in a task of its own: a caller
+        // that stops waiting cannot leave it stored but undelivered.
+        let hub = self.clone();
+        run_to_end(async move { hub.append_found(event).await }).await
     }
 
     /// Appends an event to a message known to exist, delivers it, and
