@@ -139,9 +139,9 @@ impl Hub {
 
     /// Hands `event` to this node's devices of `recipients` in seq order
     /// per message ([`event_gate`](super::event_gate)).
-    pub(super) fn deliver_event_here(&self, event: &Arc<StoredEvent>, recipients: &[Uid]) {
+    pub(super) fn deliver_event_here(&self, event: &Arc<StoredEvent>, recipients: &Arc<[Uid]>) {
         let mut gate = self.inner.event_gate.lock();
-        let admitted = gate.admit(event.clone(), Arc::from(recipients));
+        let admitted = gate.admit(event.clone(), recipients.clone());
         if admitted.late {
             self.inner.counters.reordered(1, 0);
         }
