@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 
 mod events;
+mod extras;
 mod outbox;
 
 /// A [`Store`](super::Store) kept in memory: fast, and gone with the
@@ -85,6 +86,8 @@ struct Inner {
     events: events::Events,
     /// The channels with message events.
     event_channels: HashSet<Channel>,
+    /// Edits and read receipts.
+    extras: extras::Extras,
 }
 
 #[derive(Debug, Default)]

@@ -8,6 +8,7 @@
 //! - [`RevocationStore`]: revocation records with per-channel versions.
 //! - [`Outbox`]: messages waiting for the host's webhook.
 //! - [`EventStore`]: message events (streamed replies) and their states.
+//! - [`ExtraStore`]: edits and read receipts, versioned with revocations.
 //!
 //! [`Store`] is all of them together; every type implementing them all is a
 //! `Store`. The crate ships [`MemoryStore`] and (feature `sled`, on by
@@ -32,6 +33,7 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 pub mod conformance;
 mod conversations;
 mod events;
+mod extras;
 mod memory;
 mod memory_directory;
 mod outbox;
@@ -43,6 +45,7 @@ mod sled;
 pub use conversations::{ChannelHead, Conversation, ConversationStore, ReadPosition};
 pub(crate) use events::{appended, put_snapshot, step, MessageEvents, Step};
 pub use events::{EventStore, OpenStream};
+pub use extras::{Edit, EditRecorded, ExtraStore, MessageExtra, NewEdit, NewReads, Receipt};
 pub use memory::MemoryStore;
 pub(crate) use outbox::{lease_end, renewal_end};
 pub use outbox::{Outbox, OutboxBatch, OutboxLease};
@@ -421,11 +424,17 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
 /// Everything the crate stores: the capabilities together. Every type that
 /// implements them all is a `Store`.
 pub trait Store:
-    MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore
+    MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore + ExtraStore
 {
 }
 
 impl<T> Store for T where
-    T: MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore
+    T: MessageLog
+        + CommandQueue
+        + ConversationStore
+        + RevocationStore
+        + Outbox
+        + EventStore
+        + ExtraStore
 {
 }

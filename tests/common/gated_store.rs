@@ -301,3 +301,59 @@ impl imcore::store::EventStore for GatedStore {
         self.inner.stale_streams(before_ms, limit).await
     }
 }
+
+#[async_trait]
+impl imcore::store::ExtraStore for GatedStore {
+    async fn record_edit(
+        &self,
+        edit: imcore::store::NewEdit,
+    ) -> imcore::Result<imcore::store::EditRecorded> {
+        self.inner.record_edit(edit).await
+    }
+    async fn open_receipt(
+        &self,
+        message_id: MessageId,
+        channel: &Channel,
+        message_seq: u64,
+        audience: u64,
+    ) -> imcore::Result<()> {
+        self.inner
+            .open_receipt(message_id, channel, message_seq, audience)
+            .await
+    }
+    async fn record_reads(
+        &self,
+        reads: imcore::store::NewReads,
+    ) -> imcore::Result<Vec<imcore::store::MessageExtra>> {
+        self.inner.record_reads(reads).await
+    }
+    async fn reads_by(
+        &self,
+        reader: &imcore::Uid,
+        ids: &[MessageId],
+    ) -> imcore::Result<Vec<Option<i64>>> {
+        self.inner.reads_by(reader, ids).await
+    }
+    async fn lookup_extras(
+        &self,
+        ids: &[MessageId],
+    ) -> imcore::Result<Vec<Option<imcore::store::MessageExtra>>> {
+        self.inner.lookup_extras(ids).await
+    }
+    async fn extras_between(
+        &self,
+        channel: &Channel,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> imcore::Result<Vec<imcore::store::MessageExtra>> {
+        self.inner.extras_between(channel, from_seq, to_seq).await
+    }
+    async fn extras_after(
+        &self,
+        channel: &Channel,
+        version: u64,
+        limit: usize,
+    ) -> imcore::Result<Vec<imcore::store::MessageExtra>> {
+        self.inner.extras_after(channel, version, limit).await
+    }
+}

@@ -27,6 +27,7 @@ mod concurrency;
 mod conversations;
 mod directory;
 mod events;
+mod extras;
 mod outbox;
 mod outbox_claims;
 mod resends;
@@ -50,6 +51,10 @@ pub use directory::{
 pub use events::{
     an_ended_stream_takes_no_more_events, concurrent_event_appends_get_each_seq_once,
     events_append_in_order_and_once_by_id,
+};
+pub use extras::{
+    an_edit_never_lands_after_a_revocation, concurrent_edits_and_reads_keep_versions_strict,
+    edits_share_the_revocation_version_and_keep_the_original, receipts_count_each_reader_once,
 };
 pub use outbox::the_outbox_holds_each_new_message_until_done;
 pub use outbox_claims::{
@@ -143,6 +148,10 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         events_append_in_order_and_once_by_id,
         an_ended_stream_takes_no_more_events,
         concurrent_event_appends_get_each_seq_once,
+        edits_share_the_revocation_version_and_keep_the_original,
+        receipts_count_each_reader_once,
+        concurrent_edits_and_reads_keep_versions_strict,
+        an_edit_never_lands_after_a_revocation,
         the_outbox_holds_each_new_message_until_done,
         // After it: these enable the outbox, which it wants off at first.
         outbox_batches_are_leased_and_taken_over_whole,

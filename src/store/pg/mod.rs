@@ -44,6 +44,7 @@ mod conversations;
 mod db_error;
 mod directory;
 mod events;
+mod extras;
 mod log;
 mod outbox;
 #[cfg(test)]

@@ -54,6 +54,7 @@ use crate::error::{Error, Result};
 mod commands;
 mod directory;
 mod events;
+mod extras;
 mod flush;
 mod heads;
 mod hide;
