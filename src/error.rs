@@ -129,6 +129,10 @@ pub enum Error {
     #[error("revocation refused: {0}")]
     RevokeRefused(RevokeRefusal),
 
+    /// An edit was refused: see [`EditRefusal`]. Nothing was changed.
+    #[error("edit refused: {0}")]
+    EditRefused(EditRefusal),
+
     /// The database was written by another version of the crate, in a
     /// format this version does not read. Nothing was changed; open it with
     /// the version that wrote it, or start a new database.
@@ -209,7 +213,8 @@ impl Error {
             | Error::Conflict { .. } => Some(R::NOT_ALLOW_SEND),
             Error::Validation(V::OutOfRange(_))
             | Error::NotFound { .. }
-            | Error::RevokeRefused(_) => None,
+            | Error::RevokeRefused(_)
+            | Error::EditRefused(_) => None,
             Error::Storage { .. }
             | Error::Unavailable { .. }
             | Error::Unconfirmed { .. }
@@ -394,4 +399,43 @@ pub enum RevokeRefusal {
         /// When the revocation was asked (Unix ms).
         now_ms: i64,
     },
+}
+
+/// Why an edit was refused ([`Error::EditRefused`] carries it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditRefusal {
+    /// Commands, transient messages and the hub's own tips are not in
+    /// history as content a user wrote, and cannot be edited.
+    #[error("commands, transient messages and the hub's tips cannot be edited")]
+    NotEditable,
+    /// The rules said no (by default, only the sender may edit).
+    #[error("the requester may not edit this message")]
+    NotPermitted,
+    /// The message is revoked.
+    #[error("the message is revoked and cannot be edited")]
+    Revoked,
+    /// The edit window has passed.
+    #[error("too late: sent at {sent_at_ms} ms, asked at {now_ms} ms, more than the {window_ms} ms window")]
+    WindowExpired {
+        /// When the message was sent (Unix ms).
+        sent_at_ms: i64,
+        /// The window (ms).
+        window_ms: u64,
+        /// When the edit was asked (Unix ms).
+        now_ms: i64,
+    },
+}
+
+impl EditRefusal {
+    /// A stable code for the refusal, for APIs: `not_editable`,
+    /// `not_permitted`, `revoked` or `window_expired`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            EditRefusal::NotEditable => "not_editable",
+            EditRefusal::NotPermitted => "not_permitted",
+            EditRefusal::Revoked => "revoked",
+            EditRefusal::WindowExpired { .. } => "window_expired",
+        }
+    }
 }

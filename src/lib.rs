@@ -6,6 +6,7 @@ pub mod clock;
 pub mod directory;
 pub mod error;
 pub mod event;
+pub mod extra;
 pub mod hub;
 pub mod id;
 pub mod model;

@@ -12,6 +12,7 @@ mod config;
 mod deadline;
 mod event_gate;
 mod events;
+mod extras;
 mod lifecycle;
 mod lookup;
 mod nodes;
@@ -36,6 +37,7 @@ use tokio::sync::oneshot;
 use crate::clock::{Clock, SystemClock};
 use crate::directory::{Directory, MemoryDirectory, Permission};
 use crate::error::{Error, Result, ValidationError};
+use crate::extra::{DefaultEditRules, EditRules};
 use crate::id::MessageIdGenerator;
 use crate::model::{
     Channel, ChannelType, ClientMsgNo, Flags, Message, MessageId, Setting, Uid, MAX_TOPIC_LEN,
@@ -229,6 +231,7 @@ pub struct HubBuilder {
     policy: Option<Arc<dyn PersistencePolicy>>,
     clock: Option<Arc<dyn Clock>>,
     authorizer: Option<Arc<dyn Authorizer>>,
+    edit_rules: Option<Arc<dyn EditRules>>,
     router: Option<Arc<dyn Router>>,
     config: HubConfig,
 }
@@ -245,6 +248,12 @@ impl HubBuilder {
     /// Who may revoke what. Default [`DefaultRevokeRules`].
     pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
         self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// Who may edit what. Default [`DefaultEditRules`].
+    pub fn edit_rules(mut self, rules: Arc<dyn EditRules>) -> Self {
+        self.edit_rules = Some(rules);
         self
     }
 
@@ -309,6 +318,9 @@ impl HubBuilder {
                 authorizer: self
                     .authorizer
                     .unwrap_or_else(|| Arc::new(DefaultRevokeRules)),
+                edit_rules: self
+                    .edit_rules
+                    .unwrap_or_else(|| Arc::new(DefaultEditRules)),
                 clock,
                 send_limiter,
                 config: self.config,
@@ -373,6 +385,7 @@ struct Inner {
     notifier: Arc<dyn OfflineNotifier>,
     policy: Arc<dyn PersistencePolicy>,
     authorizer: Arc<dyn Authorizer>,
+    edit_rules: Arc<dyn EditRules>,
     clock: Arc<dyn Clock>,
     /// The per-sender send rate, when there is one.
     send_limiter: Option<rate::SendLimiter>,

@@ -4,7 +4,7 @@ use super::*;
 
 /// Whether `message` is the hub's own revocation tip (content type 1006),
 /// which is not itself revocable.
-fn is_revoke_tip(message: &Message) -> bool {
+pub(super) fn is_revoke_tip(message: &Message) -> bool {
     #[derive(Deserialize)]
     struct Content {
         r#type: Option<i64>,
@@ -54,7 +54,15 @@ impl Hub {
     async fn revoke_now(&self, request: RevokeRequest) -> Result<RevokeOutcome> {
         let inner = &*self.inner;
         let requester = &request.requester;
-        let message = self.find_revocable(&request).await?;
+        let message = match self.find_in_history(requester, &request.target).await {
+            Err(Error::NotFound { .. }) if self.names_a_command(&request.target).await? => {
+                return Err(Error::RevokeRefused(RevokeRefusal::NotRevocable))
+            }
+            found => found?,
+        };
+        if is_revoke_tip(&message) {
+            return Err(Error::RevokeRefused(RevokeRefusal::NotRevocable));
+        }
         let channel = &message.channel;
         let ctx = RevokeContext {
             requester,
@@ -109,28 +117,30 @@ impl Hub {
         })
     }
 
-    async fn find_revocable(&self, request: &RevokeRequest) -> Result<Message> {
+    /// The history message `target` names, as `requester` addresses its
+    /// channel; [`Error::NotFound`] when there is none (see
+    /// [`names_a_command`](Self::names_a_command) to tell why).
+    pub(super) async fn find_in_history(
+        &self,
+        requester: &Uid,
+        target: &RevokeTarget,
+    ) -> Result<Message> {
         let store = &self.inner.store;
-        let not_revocable = || Error::RevokeRefused(RevokeRefusal::NotRevocable);
-        let found = match &request.target {
-            RevokeTarget::MessageId(MessageId(0)) => return Err(not_revocable()),
-            RevokeTarget::MessageId(id) => match store.get(*id).await? {
-                Some(m) => Some(m),
-                None if store.is_command(*id).await? => return Err(not_revocable()),
-                None => None,
-            },
+        let found = match target {
+            RevokeTarget::MessageId(MessageId(0)) => None,
+            RevokeTarget::MessageId(id) => store.get(*id).await?,
             RevokeTarget::ClientMsgNo {
                 from_uid,
                 channel,
                 client_msg_no,
             } => {
-                let channel = channel.stored_for(&request.requester)?;
+                let channel = channel.stored_for(requester)?;
                 store
                     .get_by_client_msg_no(from_uid, &channel, client_msg_no)
                     .await?
             }
             RevokeTarget::Seq { channel, seq } => {
-                let channel = channel.stored_for(&request.requester)?;
+                let channel = channel.stored_for(requester)?;
                 store
                     .read(&channel, Page::forward(*seq, 1))
                     .await?
@@ -138,11 +148,17 @@ impl Hub {
                     .find(|m| m.message_seq == *seq)
             }
         };
-        let message = found.ok_or_else(|| Error::not_found(request.target.to_string()))?;
-        if is_revoke_tip(&message) {
-            return Err(not_revocable());
-        }
-        Ok(message)
+        found.ok_or_else(|| Error::not_found(target.to_string()))
+    }
+
+    /// Whether `target` names a command or no message at all (id 0): not
+    /// something in history.
+    pub(super) async fn names_a_command(&self, target: &RevokeTarget) -> Result<bool> {
+        Ok(match target {
+            RevokeTarget::MessageId(MessageId(0)) => true,
+            RevokeTarget::MessageId(id) => self.inner.store.is_command(*id).await?,
+            _ => false,
+        })
     }
 
     /// Sends the revocation command (and tip) for `record`, idempotently:

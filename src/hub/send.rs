@@ -337,6 +337,10 @@ impl Hub {
             hand_on(before, delivered);
             return Ok(ack(&message, true));
         }
+        if persistence == Persistence::History && message.setting.receipt() {
+            // Before it is delivered, so that no read comes before it.
+            self.open_receipt(&message, &recipients).await;
+        }
         if let Some(before) = before {
             // Its sender drops it once it has delivered, or given up.
             let _ = before.await;

@@ -78,19 +78,20 @@ impl Hub {
             .await?;
         let ascending = first.message_seq <= last.message_seq;
         for revocation in revoked {
-            let found = page.binary_search_by(|h| {
-                let order = h.message_seq.cmp(&revocation.message_seq);
-                if ascending {
-                    order
-                } else {
-                    order.reverse()
-                }
-            });
-            let Ok(at) = found else { continue };
-            if page[at].message_id != revocation.message_id {
-                continue; // not this message (cannot be: seqs are unique)
+            let Some(at) = in_page(&page, ascending, revocation.message_seq) else {
+                continue;
+            };
+            if page[at].message_id == revocation.message_id {
+                self.mark_revoked(&mut page[at], revocation);
             }
-            self.mark_revoked(&mut page[at], revocation);
+        }
+        for extra in self.inner.store.extras_between(&channel, lo, hi).await? {
+            let Some(at) = in_page(&page, ascending, extra.message_seq) else {
+                continue;
+            };
+            if page[at].message_id == extra.message_id {
+                set_extra(&mut page[at], extra);
+            }
         }
         Ok(page)
     }
@@ -114,29 +115,39 @@ impl Hub {
         }
         let ids: Vec<MessageId> = messages.iter().map(|m| m.message_id).collect();
         let revocations = self.inner.store.lookup_revocations(&ids).await?;
+        let extras = self.inner.store.lookup_extras(&ids).await?;
         Ok(messages
             .into_iter()
             .zip(revocations)
-            .map(|(message, revoked)| {
+            .zip(extras)
+            .map(|((message, revoked), extra)| {
                 let mut h = HistoryMessage {
                     message,
                     revoked: None,
                     events: Vec::new(),
+                    extra: None,
                 };
                 if let Some(revocation) = revoked {
                     self.mark_revoked(&mut h, revocation);
+                }
+                if let Some(extra) = extra {
+                    set_extra(&mut h, extra);
                 }
                 h
             })
             .collect())
     }
 
-    /// Marks `h` revoked, removing its payload unless the config keeps it.
+    /// Marks `h` revoked, removing its payload unless the config keeps it,
+    /// and any edit.
     fn mark_revoked(&self, h: &mut HistoryMessage, revocation: Revocation) {
         if self.inner.config.strip_revoked_payload {
             h.message.payload = Bytes::new();
         }
         h.revoked = Some(Box::new(revocation));
+        if let Some(extra) = h.extra.as_mut() {
+            extra.edit = None;
+        }
     }
 
     /// A channel's revocations after `extra_version`, ascending: the
@@ -292,4 +303,26 @@ pub fn conversation_deleted_payload(channel: &Channel, up_to: u64) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// Where the message with `seq` is in a page sorted by seq (ascending or
+/// not).
+fn in_page(page: &[HistoryMessage], ascending: bool, seq: u64) -> Option<usize> {
+    page.binary_search_by(|h| {
+        let order = h.message_seq.cmp(&seq);
+        if ascending {
+            order
+        } else {
+            order.reverse()
+        }
+    })
+    .ok()
+}
+
+/// Puts `extra` on `h`; a revoked message shows no edit.
+fn set_extra(h: &mut HistoryMessage, mut extra: crate::store::MessageExtra) {
+    if h.revoked.is_some() {
+        extra.edit = None;
+    }
+    h.extra = Some(Box::new(extra));
 }

@@ -220,6 +220,7 @@ pub trait MessageLog: Send + Sync + Debug + 'static {
                 message,
                 revoked: None,
                 events: Vec::new(),
+                extra: None,
             })
             .collect())
     }
@@ -356,6 +357,10 @@ pub struct HistoryMessage {
     /// hub fills them in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<crate::event::EventState>,
+    /// Its edit and read receipt ([`ExtraStore`]), if it has either; the
+    /// hub fills it in. An edit of a revoked message is never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Box<MessageExtra>>,
 }
 
 impl std::ops::Deref for HistoryMessage {

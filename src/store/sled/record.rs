@@ -195,6 +195,7 @@ impl PageItem for HistoryMessage {
             message,
             revoked: None,
             events: Vec::new(),
+            extra: None,
         }
     }
     fn message(&self) -> &Message {
