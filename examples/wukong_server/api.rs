@@ -23,6 +23,8 @@ pub struct ApiError {
     status: StatusCode,
     msg: String,
     reason_code: u8,
+    /// A refusal's stable code (an edit's), when it has one.
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             msg: msg.into(),
             reason_code: 0,
+            reason: None,
         }
     }
 }
@@ -39,9 +42,10 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match e {
-            Error::Validation(_) | Error::Rejected { .. } | Error::RevokeRefused(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::Validation(_)
+            | Error::Rejected { .. }
+            | Error::RevokeRefused(_)
+            | Error::EditRefused(_) => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             // The sender's send rate: reason 22 in the body.
@@ -64,6 +68,10 @@ impl From<Error> for ApiError {
         ApiError {
             status,
             reason_code: e.reason_code().map_or(0, |r| r.as_u8()),
+            reason: match &e {
+                Error::EditRefused(why) => Some(why.code()),
+                _ => None,
+            },
             msg: e.to_string(),
         }
     }
@@ -71,11 +79,14 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "status": self.status.as_u16(),
             "msg": self.msg,
             "reason_code": self.reason_code,
         });
+        if let Some(reason) = self.reason {
+            body["reason"] = json!(reason);
+        }
         (self.status, Json(body)).into_response()
     }
 }
@@ -122,6 +133,7 @@ pub async fn json_errors(response: Response) -> Response {
         status,
         msg,
         reason_code: 0,
+        reason: None,
     }
     .into_response()
 }
@@ -155,6 +167,7 @@ pub async fn refuse_large_bodies(request: Request, next: Next) -> Response {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         msg: format!("a body of {len} bytes is over the limit of {BODY_LIMIT}"),
         reason_code: 0,
+        reason: None,
     }
     .into_response()
 }
@@ -198,6 +211,7 @@ pub async fn read_body_within(
         status,
         msg,
         reason_code: 0,
+        reason: None,
     }
     .into_response();
     // The rest of the body is never read: the connection cannot carry
@@ -214,6 +228,7 @@ pub async fn not_found(uri: Uri) -> ApiError {
         status: StatusCode::NOT_FOUND,
         msg: format!("no endpoint {}", uri.path()),
         reason_code: 0,
+        reason: None,
     }
 }
 
@@ -223,6 +238,7 @@ pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         msg: format!("{} does not take {method}", uri.path()),
         reason_code: 0,
+        reason: None,
     }
 }
 
@@ -250,6 +266,19 @@ pub fn channel(id: &str, kind: u8) -> Result<Channel, ApiError> {
         ChannelId::new(id)?,
         ChannelType::try_from(kind)?,
     ))
+}
+
+/// A message id as clients send it: a string (ids pass 2^53, where a
+/// JavaScript number has already lost the low bits that tell messages of
+/// one millisecond apart), or a number below 2^53.
+pub fn message_id(v: &Value) -> Result<imcore::MessageId, ApiError> {
+    const JS_SAFE: u64 = (1 << 53) - 1;
+    let id = match v {
+        Value::String(s) => s.parse().ok(),
+        other => other.as_u64().filter(|n| *n <= JS_SAFE),
+    };
+    id.map(imcore::MessageId)
+        .ok_or_else(|| ApiError::bad("message_id must be the id as a string"))
 }
 
 pub fn flag(b: u8) -> bool {
@@ -286,6 +315,9 @@ pub fn history_json(h: &HistoryMessage, viewer: &Uid) -> Value {
     v["revoke"] = json!(u8::from(h.revoked.is_some()));
     v["revoker"] = json!(h.revoked.as_ref().map_or("", |r| r.revoker.as_str()));
     crate::events::add_event_meta(&mut v, h.client_msg_no.as_str(), &h.events);
+    if let Some(extra) = &h.extra {
+        v["message_extra"] = crate::extras::history_extra_json(h, extra);
+    }
     v
 }
 

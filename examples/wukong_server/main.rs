@@ -84,6 +84,7 @@ mod conn_admin;
 mod conversation_reads;
 mod conversations;
 mod events;
+mod extras;
 mod keep_alive;
 mod limits;
 mod manager;

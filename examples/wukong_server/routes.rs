@@ -12,7 +12,7 @@ use axum::Router;
 use crate::cli::Secret;
 use crate::{
     access, api, channel_admin, channels, conn_admin, conversation_reads, conversations, events,
-    manager, messages, metrics, net, revoke, routing, send, sync, users, varz, App,
+    extras, manager, messages, metrics, net, revoke, routing, send, sync, users, varz, App,
 };
 
 /// Every endpoint, behind `token` when one is set, each request's body
@@ -56,7 +56,9 @@ pub fn router(app: App, token: Option<Arc<Secret>>, body_timeout: Duration) -> R
         .route("/message/revoke", post(revoke::revoke))
         .route("/message/event", post(events::event_append))
         .route("/message/eventsync", post(events::event_sync))
-        .route("/message/extra/sync", post(revoke::extra_sync))
+        .route("/message/extra/sync", post(extras::extra_sync))
+        .route("/message/edit", post(extras::edit))
+        .route("/message/readed", post(extras::readed))
         .route("/user/onlinestatus", post(users::online_status))
         .route("/route", get(routing::route))
         .route("/route/batch", post(routing::route_batch))

@@ -18,7 +18,7 @@ const outfile = join(here, 'dist', 'wksdk.mjs');
 
 await esbuild.build({
   stdin: {
-    contents: "export * from 'wukongimjssdk/lib/sdk';\n",
+    contents: "export * from 'wukongimjssdk/lib/sdk';\nexport { Setting } from 'wukongimjssdk/lib/proto';\n",
     resolveDir: here,
     sourcefile: 'wksdk-entry.js',
     loader: 'js',

@@ -167,10 +167,15 @@ export class SdkClient {
     return this.#request('sendText', { text, channelID, channelType });
   }
 
-  /** Sends a MessageText and waits for its SENDACK; resolves with the ack. */
-  async sendTextAcked(text, channelID, channelType, { timeout } = {}) {
+  /** The SDK's chatManager.syncMessageExtras against the server's /message/extra/sync. */
+  syncMessageExtras(channelID, channelType, extraVersion, httpBase) {
+    return this.#request('syncMessageExtras', { channelID, channelType, extraVersion, httpBase });
+  }
+
+  /** Sends a MessageText and waits for its SENDACK; resolves with the ack. `receipt` turns read receipts on. */
+  async sendTextAcked(text, channelID, channelType, { timeout, receipt } = {}) {
     const since = this.mark();
-    const { clientSeq } = await this.sendText(text, channelID, channelType);
+    const { clientSeq } = await this.#request('sendText', { text, channelID, channelType, receipt });
     const ev = await this.waitFor((e) => e.kind === 'sendack' && e.ack.clientSeq === clientSeq, {
       since,
       timeout,

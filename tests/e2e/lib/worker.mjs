@@ -60,7 +60,7 @@ class TracedWebSocket extends WsWebSocket {
 }
 globalThis.WebSocket = TracedWebSocket;
 
-const { WKSDK, MessageText, Channel } = await import(bundle);
+const { WKSDK, MessageText, Channel, Setting, MessageExtra } = await import(bundle);
 const sdk = WKSDK.shared();
 sdk.config.addr = addr;
 sdk.config.uid = uid;
@@ -144,14 +144,78 @@ const ops = {
   disconnect() {
     sdk.disconnect();
   },
-  async sendText({ text, channelID, channelType }) {
-    const m = await chat.send(new MessageText(text), new Channel(channelID, channelType));
+  async sendText({ text, channelID, channelType, receipt }) {
+    let setting;
+    if (receipt) {
+      setting = new Setting();
+      setting.receiptEnabled = true;
+    }
+    const m = await chat.send(new MessageText(text), new Channel(channelID, channelType), setting);
     return { clientSeq: m.clientSeq, clientMsgNo: m.clientMsgNo };
+  },
+  // The SDK's own extra sync: chatManager.syncMessageExtras calls the
+  // provider's syncMessageExtraCallback, which an app writes as below
+  // (TangSengDaoDao's web client converts each entry the same way).
+  async syncMessageExtras({ channelID, channelType, extraVersion, httpBase }) {
+    sdk.config.provider.syncMessageExtraCallback = async (channel, version, limit) => {
+      const res = await fetch(`${httpBase}/message/extra/sync`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          login_uid: uid,
+          channel_id: channel.channelID,
+          channel_type: channel.channelType,
+          extra_version: version,
+          limit,
+        }),
+      });
+      if (res.status !== 200) throw new Error(`extra/sync: HTTP ${res.status} ${await res.text()}`);
+      return (await res.json()).map(toMessageExtra);
+    };
+    const extras = await chat.syncMessageExtras(new Channel(channelID, channelType), extraVersion);
+    return extras.map((x) => ({
+      messageID: x.messageID,
+      messageSeq: x.messageSeq,
+      readed: x.readed,
+      readedAt: x.readedAt ? x.readedAt.getTime() : 0,
+      readedCount: x.readedCount,
+      unreadCount: x.unreadCount,
+      revoke: x.revoke,
+      revoker: x.revoker,
+      isEdit: x.isEdit,
+      editedAt: x.editedAt,
+      contentEditType: x.contentEdit?.contentType,
+      contentEditText: x.contentEdit?.text,
+      extraVersion: x.extraVersion,
+    }));
   },
   state() {
     return { status: cm.status, pingRetryCount: cm.pingRetryCount, pings, pongs };
   },
 };
+
+function toMessageExtra(m) {
+  const x = new MessageExtra();
+  x.messageID = m.message_id_str;
+  x.messageSeq = m.message_seq;
+  x.readed = m.readed === 1;
+  if (m.readed_at > 0) x.readedAt = new Date(m.readed_at * 1000);
+  x.revoke = m.revoke === 1;
+  if (m.revoker) x.revoker = m.revoker;
+  x.readedCount = m.readed_count || 0;
+  x.unreadCount = m.unread_count || 0;
+  x.extraVersion = m.extra_version || 0;
+  x.editedAt = m.edited_at || 0;
+  if (m.content_edit) {
+    const content = sdk.getMessageContent(m.content_edit.type);
+    const data = new TextEncoder().encode(JSON.stringify(m.content_edit));
+    content.decode(data);
+    x.contentEditData = data;
+    x.contentEdit = content;
+    x.isEdit = true;
+  }
+  return x;
+}
 
 parentPort.on('message', async (req) => {
   try {
