@@ -91,7 +91,8 @@ fn run(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: Arc<d
     let mut g = c.benchmark_group(format!("extras_{name}"));
     g.sample_size(20).measurement_time(Duration::from_secs(5));
     g.bench_function(BenchmarkId::new("hub_send", name), |b| {
-        b.to_async(rt).iter_custom(|iters| sends(&hub, &group, iters))
+        b.to_async(rt)
+            .iter_custom(|iters| sends(&hub, &group, iters))
     });
     let target = rt.block_on(send(&hub, &group, false));
     let n = AtomicU64::new(0);
@@ -100,7 +101,8 @@ fn run(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: Arc<d
             .iter_custom(|iters| edits(&hub, target, &n, iters))
     });
     g.bench_function(BenchmarkId::new("hub_mark_read", name), |b| {
-        b.to_async(rt).iter_custom(|iters| reads(&hub, &group, iters))
+        b.to_async(rt)
+            .iter_custom(|iters| reads(&hub, &group, iters))
     });
     g.finish();
 }

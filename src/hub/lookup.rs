@@ -18,7 +18,8 @@ const INDEX_TRIES: usize = 200;
 
 impl Hub {
     /// The messages of `channel` with these seqs, in the order asked; seqs
-    /// with no message are left out. Revocation state is merged in.
+    /// with no message are left out. Revocations, extras and event states
+    /// are merged in.
     pub async fn messages_by_seqs(
         &self,
         channel: &Channel,
@@ -31,7 +32,7 @@ impl Hub {
             let read = self.inner.store.read(channel, page).await?.pop();
             found.extend(read.filter(|m| m.message_seq == seq));
         }
-        self.merge_revocations(found).await
+        self.merged(channel, found).await
     }
 
     /// The message with this id, if it is in `channel`'s history.
@@ -43,7 +44,7 @@ impl Hub {
         let found = self.inner.store.get(id).await?;
         let found = found.filter(|m| m.channel == *channel && m.message_seq > 0);
         Ok(self
-            .merge_revocations(found.into_iter().collect())
+            .merged(channel, found.into_iter().collect())
             .await?
             .pop())
     }
@@ -75,7 +76,7 @@ impl Hub {
                 .get_by_client_msg_no(sender, channel, client_msg_no)
                 .await?;
             if let Some(m) = found.filter(|m| m.message_seq > 0) {
-                return Ok(self.merge_revocations(vec![m]).await?.pop());
+                return Ok(self.merged(channel, vec![m]).await?.pop());
             }
         }
         if channel.person_parties().is_some() {
@@ -91,7 +92,7 @@ impl Hub {
             };
             let messages = store.read(channel, page).await?;
             if let Some(m) = messages.iter().find(|m| m.client_msg_no == *client_msg_no) {
-                return Ok(self.merge_revocations(vec![m.clone()]).await?.pop());
+                return Ok(self.merged(channel, vec![m.clone()]).await?.pop());
             }
             let oldest = messages.iter().map(|m| m.message_seq).min().unwrap_or(0);
             if messages.len() < page_size || oldest <= 1 {
@@ -111,7 +112,7 @@ impl Hub {
     /// `channel`'s newest message, if it has any.
     pub async fn last_message(&self, channel: &Channel) -> Result<Option<HistoryMessage>> {
         let found = self.inner.store.read(channel, Page::latest(1)).await?;
-        Ok(self.merge_revocations(found).await?.pop())
+        Ok(self.merged(channel, found).await?.pop())
     }
 
     /// Up to `limit` recent messages of `channel` with a seq from
@@ -136,7 +137,15 @@ impl Hub {
         if newest_first {
             found.reverse();
         }
-        self.merge_revocations(found).await
+        self.merged(channel, found).await
+    }
+
+    /// `found` (messages of `channel`) with their revocations, extras and
+    /// event states merged in, as a page of history has them.
+    async fn merged(&self, channel: &Channel, found: Vec<Message>) -> Result<Vec<HistoryMessage>> {
+        let mut merged = self.merge_state(found).await?;
+        self.merge_events(channel, &mut merged).await?;
+        Ok(merged)
     }
 
     /// `uid`'s conversation in `channel` (stored form), if the user has one.

@@ -105,11 +105,9 @@ impl Hub {
         Ok(channel)
     }
 
-    /// Marks revoked messages, with one look-up for all of them.
-    pub(super) async fn merge_revocations(
-        &self,
-        messages: Vec<Message>,
-    ) -> Result<Vec<HistoryMessage>> {
+    /// Marks revoked messages and puts on their extras, with one look-up
+    /// each for all of them.
+    pub(super) async fn merge_state(&self, messages: Vec<Message>) -> Result<Vec<HistoryMessage>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
@@ -219,7 +217,7 @@ impl Hub {
         }
         // One revocation look-up for the whole page.
         let mut merged = self
-            .merge_revocations(last.iter().flatten().cloned().collect())
+            .merge_state(last.iter().flatten().cloned().collect())
             .await?
             .into_iter();
         Ok(conversations

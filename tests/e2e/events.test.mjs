@@ -92,6 +92,10 @@ test('a streamed reply: events answered in order, replayed once, folded into his
   assert.equal(Buffer.from(m.stream_data, 'base64').toString('utf8'), 'Hello, world');
   assert.equal(m.end, 1);
   assert.deepEqual(m.event_sync_hint, { client_msg_no: 'reply-1', from_msg_event_seq: 0 });
+  // A look-up by key (the business server's /message) shows the same fold.
+  const one = await env.server.api('/message', { login_uid: 'bob', channel_id: 'ai', channel_type: ChannelType.group, client_msg_no: 'reply-1' });
+  assert.deepEqual(one.event_meta, m.event_meta, JSON.stringify(one));
+  assert.equal(one.stream_data, m.stream_data);
 });
 
 test('bad events get JSON errors and store nothing', async () => {
