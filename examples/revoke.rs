@@ -2,16 +2,21 @@
 //! (a `messageRevoke` command and a type-1006 tip), history shows it revoked
 //! with its content removed, and a client catches up by `extra_version`.
 //! Also the refusals: not permitted, window expired; and a repeat revocation.
+//! Then the other extras, versioned with revocations: an edit (the
+//! original kept), a read receipt counted once, and one extra sync with
+//! all of them.
 //!
 //! Run with `cargo run --example revoke`.
 
 use std::sync::Arc;
 
+use imcore::extra::EditRequest;
 use imcore::session::InProcessConnection;
 use imcore::store::Page;
 use imcore::{
     Channel, Device, DeviceFlag, DeviceId, Error, Hub, HubConfig, ManualClock, MemoryDirectory,
-    Message, MessageId, RevokeOutcome, RevokeRefusal, RevokeRequest, SendRequest, SledStore, Uid,
+    Message, MessageId, RevokeOutcome, RevokeRefusal, RevokeRequest, RevokeTarget, SendRequest,
+    Setting, SledStore, Uid,
 };
 
 /// One line for a delivered or stored message: its kind and content.
@@ -19,7 +24,14 @@ fn describe(m: &Message) -> String {
     let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
     let s = |key: &str| v[key].as_str().unwrap_or("").to_string();
     match v["type"].as_i64() {
-        Some(99) => format!("command {} (sync_once: {})", s("cmd"), m.flags.sync_once),
+        Some(99) => format!(
+            "command {} ({})",
+            s("cmd"),
+            match m.flags.no_persist {
+                true => "transient",
+                false => "sync_once",
+            }
+        ),
         Some(1006) => {
             let name = v["extra"][0]["name"].as_str().unwrap_or("?");
             format!(
@@ -165,6 +177,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "  v{}: message {} (seq {}) revoked by {}",
             r.extra_version, r.message_id, r.message_seq, r.revoker
+        );
+    }
+
+    println!("\n8. alice fixes a typo in her second message (edit window 24 h)");
+    let edit = EditRequest::new(
+        alice.clone(),
+        RevokeTarget::MessageId(second.message_id),
+        r#"{"type":1,"content":"see you there!"}"#,
+    );
+    let edited = hub.edit(edit).await?;
+    println!("  edited: extra_version {}", edited.extra().extra_version);
+    show(&mut all); // a transient syncMessageExtra to every online device
+    let late = EditRequest::new(bob.clone(), RevokeTarget::MessageId(second.message_id), "x");
+    match hub.edit(late).await {
+        Err(Error::EditRefused(why)) => println!("  bob may not edit it: {}", why.code()),
+        other => return Err(format!("expected a refusal, got {other:?}").into()),
+    }
+
+    println!("\n9. alice asks for read receipts; bob reads it, twice");
+    let asked = hub
+        .send(say("did everyone read this?").setting(Setting(Setting::RECEIPT)))
+        .await?;
+    show(&mut all);
+    for _ in 0..2 {
+        let read = hub.mark_read(&bob, &group, &[asked.message_id]).await?;
+        match read.counted.first().and_then(|x| x.receipt) {
+            Some(r) => println!("  counted: {} read, {} unread", r.readers, r.unread()),
+            None => println!("  counted nothing: bob had read it"),
+        }
+    }
+    show(&mut all); // alice's devices and bob's are told
+
+    println!("\n10. bob's client syncs every extra after extra_version 0");
+    for x in hub.sync_extras(&bob, &group, 0, 100).await? {
+        let edit = x.edit.as_ref().map(|e| String::from_utf8_lossy(&e.content));
+        println!(
+            "  v{}: seq {} revoked {} edit {:?} receipt {:?} read by bob {}",
+            x.extra_version,
+            x.message_seq,
+            x.revocation.is_some(),
+            edit,
+            x.receipt.map(|r| (r.readers, r.unread())),
+            x.read_at_ms.is_some(),
         );
     }
     Ok(())
