@@ -15,7 +15,7 @@
 //! | `positions` | `p` ++ uid ++ channel | read position (seq, red-dot count, version) |
 //! | `positions` | `c` ++ uid ++ channel | (empty): the user's person channels |
 //! | `history` | `v` | the highest version reserved |
-//! | `counters` | tag ++ uid or channel | command cursors, revocation versions |
+//! | `counters` | tag ++ uid or channel | command cursors, revocation (and extra) versions |
 //! | `commands` | uid ++ cursor | message |
 //! | `command_ids` | uid ++ message id | cursor |
 //! | `command_dedup` | from uid ++ client_msg_no | message id |
@@ -23,6 +23,10 @@
 //! | `revocations` | message id | revocation |
 //! | `revocations_by_channel` | channel ++ version | message id |
 //! | `revocations_by_seq` | channel ++ seq | message id |
+//! | `extras` | message id | its edit and read receipt, at its last version |
+//! | `extras_by_version` | channel ++ version | message id (its current version only) |
+//! | `extras_by_seq` | channel ++ seq | message id |
+//! | `reads` | message id ++ uid | when the user read it |
 //! | `directory` | see `directory.rs` | tokens, channels, subscribers, lists |
 //! | `events` | see `events.rs` | message events and their streams' states |
 //!
@@ -38,7 +42,8 @@
 //! read-position moves take turns in
 //! one writer (`writer.rs`, which says how a single append stays
 //! crash-safe without a transaction); commands and revocations are
-//! transactions of their own.
+//! transactions of their own, and so are edits and read receipts, which
+//! take their versions from the revocations' counter.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -176,6 +181,8 @@ pub struct SledStore {
     revocations: Tree,
     revocations_by_channel: Tree,
     revocations_by_seq: Tree,
+    /// Edits and read receipts (see `extras.rs`).
+    extra_trees: extras::ExtraTrees,
     /// The directory's tree (see `directory.rs`).
     directory: Tree,
     /// Message events (see `events.rs`).
@@ -304,6 +311,7 @@ impl SledStore {
             revocations: tree("revocations")?,
             revocations_by_channel: tree("revocations_by_channel")?,
             revocations_by_seq: tree("revocations_by_seq")?,
+            extra_trees: extras::ExtraTrees::open(&db)?,
             directory: tree("directory")?,
             event_channels: Arc::new(std::sync::RwLock::new(events::channels_with_events(
                 &events,
