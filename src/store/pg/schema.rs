@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 6;
+pub(super) const SCHEMA_VERSION: i32 = 7;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -253,6 +253,37 @@ CREATE INDEX imcore_open_streams_updated ON imcore_open_streams (updated_at);
 UPDATE imcore_schema SET version = 6;
 ";
 
+/// Version 7: message extras (`extras.rs`). `imcore_extras` is one row
+/// per message edited or sent with receipts on: its latest edit (the three
+/// `edit` columns, all null while unedited), its receipt's audience (null
+/// without a receipt) and readers, and the version of its last change,
+/// taken from `imcore_revocation_versions` (0 while unchanged: a receipt
+/// just opened). `imcore_reads` is one row per reader and message read.
+/// A version-6 database gets the new, empty tables when a store opens it.
+const MIGRATE_V7: &str = "
+CREATE TABLE imcore_extras (
+    message_id int8 PRIMARY KEY,
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    seq int8 NOT NULL,
+    edit_content bytea,
+    editor text,
+    edited_at int8,
+    audience int8,
+    readers int8 NOT NULL DEFAULT 0,
+    extra_version int8 NOT NULL
+);
+CREATE INDEX imcore_extras_version ON imcore_extras (ctype, cid, extra_version);
+CREATE INDEX imcore_extras_seq ON imcore_extras (ctype, cid, seq);
+CREATE TABLE imcore_reads (
+    message_id int8 NOT NULL,
+    uid text NOT NULL,
+    read_at int8 NOT NULL,
+    PRIMARY KEY (message_id, uid)
+);
+UPDATE imcore_schema SET version = 7;
+";
+
 /// Creates the tables in an empty database, brings those of an older
 /// version up to date, or checks the version of those there.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -289,7 +320,8 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
              {MIGRATE_V3}
              {MIGRATE_V4}
              {MIGRATE_V5}
-             {MIGRATE_V6}"
+             {MIGRATE_V6}
+             {MIGRATE_V7}"
         );
         tx.batch_execute(&create).await.map_err(pg_error)?;
         return tx.commit().await.map_err(pg_error);
@@ -301,8 +333,10 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
     let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     match found.as_slice() {
         [(name, version)] if name == SCHEMA_NAME && *version == SCHEMA_VERSION => Ok(()),
-        [(name, version @ (1..=5))] if name == SCHEMA_NAME => {
-            let steps = [MIGRATE_V2, MIGRATE_V3, MIGRATE_V4, MIGRATE_V5, MIGRATE_V6];
+        [(name, version @ (1..=6))] if name == SCHEMA_NAME => {
+            let steps = [
+                MIGRATE_V2, MIGRATE_V3, MIGRATE_V4, MIGRATE_V5, MIGRATE_V6, MIGRATE_V7,
+            ];
             for step in &steps[usize::try_from(*version - 1).unwrap_or(0)..] {
                 tx.batch_execute(step).await.map_err(pg_error)?;
             }

@@ -132,6 +132,7 @@ impl ExtraStore for SledStore {
                         return Ok(EditRecorded::Revoked);
                     }
                     let (mut extra, new) = match stored(extras, e.message_id)? {
+                        Some(x) if x.channel != e.channel => return abort(other_channel()),
                         Some(x) => (x, false),
                         None => (blank(e.message_id, &e.channel, e.message_seq), true),
                     };
@@ -143,8 +144,7 @@ impl ExtraStore for SledStore {
                         editor: e.editor.clone(),
                         edited_at_ms: e.edited_at_ms,
                     });
-                    // The stored channel, should a caller name another.
-                    let chan = key(|k| channel_key(k, &extra.channel));
+                    let chan = key(|k| channel_key(k, &e.channel));
                     if new {
                         by_seq.insert(
                             seq_key(&chan, extra.message_seq),
@@ -323,6 +323,13 @@ impl ExtraStore for SledStore {
         }
         Ok(out)
     }
+}
+
+/// An edit that names another channel than its message's extra: a
+/// caller's mistake, refused (its version would be another channel's).
+fn other_channel() -> Error {
+    crate::error::ValidationError::OutOfRange("an edit names another channel than its message's")
+        .into()
 }
 
 fn missing(id: u64) -> Error {
