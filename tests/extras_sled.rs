@@ -209,3 +209,26 @@ async fn a_directory_from_before_extras_has_none_and_its_versions_go_on() {
     let kept = store.get(MessageId(1)).await.unwrap().unwrap();
     assert_eq!(kept.payload.as_ref(), b"hello", "the original is kept");
 }
+
+/// An edit that names another channel than the one its message's extra
+/// was stored with is refused, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_naming_another_channel_is_refused() {
+    let store = SledStore::temporary().unwrap();
+    let g = Channel::group("g-own").unwrap();
+    store.append(vec![message(1, &g)]).await.unwrap();
+    let first = edited(store.record_edit(edit(1, 1, &g, "v1")).await.unwrap());
+    let other = Channel::group("g-other").unwrap();
+    let refused = store.record_edit(edit(1, 1, &other, "v2")).await;
+    assert!(
+        matches!(refused, Err(imcore::Error::Validation(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.lookup_extras(&[MessageId(1)]).await.unwrap(),
+        [Some(first)]
+    );
+    let next = edited(store.record_edit(edit(1, 1, &g, "v2")).await.unwrap());
+    assert_eq!(next.extra_version, 2, "the refusal took no version");
+    assert!(store.extras_after(&other, 0, 10).await.unwrap().is_empty());
+}

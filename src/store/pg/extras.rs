@@ -305,7 +305,8 @@ const OPEN_RECEIPT: &str = "INSERT INTO imcore_extras \
 /// `$1, $2` the channel, `$3` the reader, `$4` the message ids (each once,
 /// in the order asked), `$5` when.
 ///
-/// `target`: the ids with an open receipt in this channel. `fresh`: their
+/// `target`: the ids with an open receipt in this channel, probed id by
+/// id (not a scan of the channel's extras). `fresh`: their
 /// read rows, inserted unless there (in id order, so that two calls of one
 /// reader lock the same rows in the same order). `bump`: the channel's
 /// version moved by the number of fresh reads, its row locked until the
@@ -314,10 +315,10 @@ const OPEN_RECEIPT: &str = "INSERT INTO imcore_extras \
 /// asked, and their counts move by one each. The extras rows are updated
 /// last, each at its newest state (an edit committed meanwhile is kept).
 /// Rows out: [`COLUMNS`], then the message's place in `$4`.
-const READS: &str = "WITH target AS ( \
-    SELECT x.message_id, k.ord FROM unnest($4::int8[]) WITH ORDINALITY AS k(id, ord) \
-    JOIN imcore_extras x ON x.message_id = k.id \
-    WHERE x.ctype = $1 AND x.cid = $2 AND x.audience IS NOT NULL), \
+pub(super) const READS: &str = "WITH target AS ( \
+    SELECT x.message_id, k.ord FROM unnest($4::int8[]) WITH ORDINALITY AS k(id, ord), LATERAL ( \
+    SELECT message_id, ctype, cid, audience FROM imcore_extras WHERE message_id = k.id \
+    OFFSET 0) x WHERE x.ctype = $1 AND x.cid = $2 AND x.audience IS NOT NULL), \
   fresh AS ( \
     INSERT INTO imcore_reads (message_id, uid, read_at) \
     SELECT message_id, $3, $5 FROM target ORDER BY message_id \

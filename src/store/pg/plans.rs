@@ -11,7 +11,7 @@ mod servers;
 
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use super::{conversations, revocations, writer, PgConfig, PgStore};
+use super::{conversations, extras, revocations, writer, PgConfig, PgStore};
 
 /// The plan of prepared statement `name` run with `args`, as text.
 async fn plan(client: &tokio_postgres::Client, name: &str, args: &str) -> String {
@@ -52,6 +52,8 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
                  FROM generate_series(1, 3) i;
              INSERT INTO imcore_heads VALUES (2, 'g', 3, 3, 0, 3, 3);
              INSERT INTO imcore_positions VALUES ('u', 2, 'g', 3, 3, 3);
+             INSERT INTO imcore_extras VALUES (1, 2, 'g', 1, NULL, NULL, NULL, 3, 1, 1);
+             INSERT INTO imcore_reads VALUES (1, 'u', 0);
              ANALYZE;",
         )
         .await
@@ -61,6 +63,11 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
         (writer::RESENDS.to_owned(), "'{u}', '{2}', '{g}', '{n1}'"),
         (writer::IDS.to_owned(), "'{1}'"),
         (revocations::by_ids(), "'{1}'"),
+        (extras::by_ids(), "'{1}'"),
+        (extras::READS_BY.to_owned(), "'w', '{1}'"),
+        (extras::READS.to_owned(), "3, 'c1', 'w', '{1001}', 0"),
+        (extras::between(), "3, 'c1', 1, 20000"),
+        (extras::after_sql(), "3, 'c1', 0, 10"),
         (
             conversations::conversations_after_sql(),
             "'u', '{2}', '{g}', 0, 10, 10",
@@ -89,6 +96,10 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
              INSERT INTO imcore_positions SELECT 'w' || i, 3, 'c' || i, 1, 1, 1 \
                  FROM generate_series(0, 50000) i;
              INSERT INTO imcore_revocations SELECT i, 3, 'c', i, 'w', 0, i \
+                 FROM generate_series(10, 50000) i;
+             INSERT INTO imcore_extras SELECT i, 3, 'c' || (i % 1000), i, NULL, NULL, NULL, \
+                 10, 1, i FROM generate_series(10, 50000) i;
+             INSERT INTO imcore_reads SELECT i, 'w' || (i % 97), 0 \
                  FROM generate_series(10, 50000) i;",
         )
         .await
@@ -100,10 +111,20 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
             "imcore_heads",
             "imcore_positions",
             "imcore_revocations",
+            "imcore_extras",
+            "imcore_reads",
         ] {
             assert!(
                 !plan.contains(&format!("Seq Scan on {table}")),
                 "scans {table} after it grew:\n{sql}\n{plan}"
+            );
+        }
+        // Reads name their messages: each probed by id, not found among
+        // the channel's extras.
+        if sql == extras::READS {
+            assert!(
+                !plan.contains("imcore_extras_seq") && !plan.contains("imcore_extras_version"),
+                "reads scan the channel's extras:\n{plan}"
             );
         }
     }
