@@ -206,6 +206,9 @@ impl ExtraStore for SledStore {
     }
 
     async fn record_reads(&self, reads: NewReads) -> Result<Vec<MessageExtra>> {
+        if reads.messages.is_empty() {
+            return Ok(Vec::new());
+        }
         let trees = (self.counters.clone(), self.extra_trees.clone());
         let record = move || {
             let (counters, x) = &trees;
