@@ -19,7 +19,7 @@ use revoke_world::{uid, world_with, World, T0};
 fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
     vec![
         ("memory", Arc::new(MemoryStore::new())),
-        // ("sled", Arc::new(SledStore::temporary().expect("sled"))),
+        ("sled", Arc::new(SledStore::temporary().expect("sled"))),
     ]
 }
 
