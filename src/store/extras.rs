@@ -165,3 +165,10 @@ pub trait ExtraStore: Send + Sync + Debug + 'static {
         limit: usize,
     ) -> Result<Vec<MessageExtra>>;
 }
+
+/// An edit that names another channel than its message's extra: a
+/// caller's mistake, refused (its version would be another channel's).
+pub(crate) fn other_channel() -> crate::Error {
+    crate::error::ValidationError::OutOfRange("an edit names another channel than its message's")
+        .into()
+}

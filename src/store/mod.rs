@@ -33,7 +33,7 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 pub mod conformance;
 mod conversations;
 mod events;
-mod extras;
+pub(crate) mod extras;
 mod memory;
 mod memory_directory;
 mod outbox;

@@ -80,7 +80,7 @@ test('an edit reaches every member: CMD, history, and the SDK\'s extra sync', as
   const after = await bob.syncMessageExtras('edits', ChannelType.group, 0, env.server.httpBase);
   assert.equal(after.length, 1, JSON.stringify(after));
   assert.equal(after[0].revoke, true);
-  assert.equal(after[0].isEdit, undefined, `a revoked message shows no edit: ${JSON.stringify(after[0])}`);
+  assert.equal(after[0].isEdit, false, `a revoked message shows no edit: ${JSON.stringify(after[0])}`);
   assert.equal(after[0].extraVersion, 2);
 });
 

@@ -56,7 +56,7 @@ const TEMPLATES = {
   '/message/syncack': [{ uid: 'u1', last_message_seq: 0 }, 'last_message_seq'],
   '/message/revoke': [{ uid: 'u1', ...p, message_seq: 1 }, 'message_seq'],
   '/message/extra/sync': [{ login_uid: 'u1', ...p, extra_version: 0 }, 'extra_version'],
-  '/message/edit': [{ from_uid: 'u1', ...p, message_id: '1', message_seq: 1, content_edit: b64json({ type: 1 }) }, 'message_seq'],
+  '/message/edit': [{ from_uid: 'u1', ...p, message_seq: 1, content_edit: b64json({ type: 1 }) }, 'message_seq'],
   '/message/readed': [{ uid: 'u1', ...p, message_ids: ['1'] }, 'channel_type'],
   '/message/event': [{ from_uid: 'u1', ...p, client_msg_no: 'c1', event_id: 'e1', event_type: 'stream.delta' }, 'channel_type'],
   '/message/eventsync': [{ login_uid: 'u1', ...p, client_msg_no: 'c1', from_msg_event_seq: 0 }, 'from_msg_event_seq'],

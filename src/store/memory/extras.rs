@@ -75,6 +75,9 @@ impl ExtraStore for MemoryStore {
             .get(&e.message_id)
             .cloned()
             .unwrap_or_else(|| blank(e.message_id, &e.channel, e.message_seq));
+        if extra.channel != e.channel {
+            return Err(crate::store::extras::other_channel());
+        }
         if extra.edit.as_ref().is_some_and(|d| d.content == e.content) {
             return Ok(EditRecorded::Unchanged(extra));
         }

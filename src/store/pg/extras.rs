@@ -72,13 +72,6 @@ fn extra_from(row: &tokio_postgres::Row, at: usize) -> Result<MessageExtra> {
     })
 }
 
-/// An edit that names another channel than its message's extra: a
-/// caller's mistake, refused (its version would be another channel's).
-fn other_channel() -> Error {
-    crate::error::ValidationError::OutOfRange("an edit names another channel than its message's")
-        .into()
-}
-
 impl PgStore {
     async fn try_record_reads(&self, reads: &NewReads, ids: &[i64]) -> Result<Vec<MessageExtra>> {
         let (ctype, cid) = channel_key(&reads.channel);
@@ -133,7 +126,7 @@ impl ExtraStore for PgStore {
             {
                 let existing = extra_from(state, 1)?;
                 if existing.channel != e.channel {
-                    return Err(other_channel());
+                    return Err(crate::store::extras::other_channel());
                 }
                 if existing
                     .edit

@@ -132,7 +132,9 @@ impl ExtraStore for SledStore {
                         return Ok(EditRecorded::Revoked);
                     }
                     let (mut extra, new) = match stored(extras, e.message_id)? {
-                        Some(x) if x.channel != e.channel => return abort(other_channel()),
+                        Some(x) if x.channel != e.channel => {
+                            return abort(crate::store::extras::other_channel())
+                        }
                         Some(x) => (x, false),
                         None => (blank(e.message_id, &e.channel, e.message_seq), true),
                     };
@@ -326,13 +328,6 @@ impl ExtraStore for SledStore {
         }
         Ok(out)
     }
-}
-
-/// An edit that names another channel than its message's extra: a
-/// caller's mistake, refused (its version would be another channel's).
-fn other_channel() -> Error {
-    crate::error::ValidationError::OutOfRange("an edit names another channel than its message's")
-        .into()
 }
 
 fn missing(id: u64) -> Error {
