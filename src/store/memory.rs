@@ -15,6 +15,7 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 
 mod events;
 mod outbox;
+mod retention;
 
 /// A [`Store`](super::Store) kept in memory: fast, and gone with the
 /// process. For tests, examples and hosts that keep durability elsewhere.
@@ -38,6 +39,8 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     /// The directory's data ([`DirectoryStore`](crate::DirectoryStore)).
     pub(super) directory: Mutex<super::memory_directory::Data>,
+    /// Leases ([`RetentionStore::try_lease`](super::RetentionStore::try_lease)).
+    leases: super::Leases,
 }
 
 /// A resend's identity: the sender, the channel, the sender's number.
@@ -85,11 +88,15 @@ struct Inner {
     events: events::Events,
     /// The channels with message events.
     event_channels: HashSet<Channel>,
+    /// Resend tombstones of messages deleted by retention.
+    tombstones: retention::Tombstones,
 }
 
 #[derive(Debug, Default)]
 struct ChannelLog {
     head: Option<ChannelHead>,
+    /// The highest seq deleted by retention (0: none).
+    floor: u64,
     /// Each message with the channel's red-dot count up to it.
     messages: BTreeMap<u64, (Message, u64)>,
 }
@@ -132,6 +139,9 @@ impl Inner {
         );
         for m in &messages {
             let key = sender_key(m);
+            if self.tombstones.get(&key).is_some() {
+                continue; // a resend of a deleted message
+            }
             if let Some(&(_, seq)) = self.dedup.get(&key) {
                 let stored = self.logs.get(&m.channel).and_then(|l| l.messages.get(&seq));
                 if stored.is_some_and(|(first, _)| first.payload != m.payload) {
@@ -161,7 +171,8 @@ impl Inner {
         let mut out = Vec::with_capacity(messages.len());
         for message in messages {
             let key = sender_key(&message);
-            if let Some(&(message_id, message_seq)) = self.dedup.get(&key) {
+            let first = self.dedup.get(&key).or_else(|| self.tombstones.get(&key));
+            if let Some(&(message_id, message_seq)) = first {
                 out.push(Appended {
                     message_id,
                     message_seq,
@@ -186,10 +197,10 @@ impl Inner {
         self.version += 1;
         let version = self.version;
         let log = self.logs.entry(message.channel.clone()).or_default();
-        let (seq, dots) = log
+        let (seq, dots, floor_red_dots) = log
             .head
             .as_ref()
-            .map_or((1, 0), |h| (h.last_seq + 1, h.red_dots));
+            .map_or((1, 0, 0), |h| (h.last_seq + 1, h.red_dots, h.floor_red_dots));
         let red_dots = dots + u64::from(message.flags.red_dot);
         message.message_seq = seq;
         log.head = Some(ChannelHead {
@@ -198,6 +209,7 @@ impl Inner {
             last_timestamp_ms: message.timestamp_ms,
             red_dots,
             version,
+            floor_red_dots,
         });
         let (id, channel, from) = (
             message.message_id,

@@ -8,6 +8,7 @@
 //! - [`RevocationStore`]: revocation records with per-channel versions.
 //! - [`Outbox`]: messages waiting for the host's webhook.
 //! - [`EventStore`]: message events (streamed replies) and their states.
+//! - [`RetentionStore`]: deleting a channel's oldest history for good.
 //!
 //! [`Store`] is all of them together; every type implementing them all is a
 //! `Store`. The crate ships [`MemoryStore`] and (feature `sled`, on by
@@ -37,6 +38,7 @@ mod memory_directory;
 mod outbox;
 #[cfg(feature = "postgres")]
 mod pg;
+mod retention;
 #[cfg(feature = "sled")]
 mod sled;
 
@@ -46,6 +48,8 @@ pub use events::{EventStore, OpenStream};
 pub use memory::MemoryStore;
 pub(crate) use outbox::{lease_end, renewal_end};
 pub use outbox::{Outbox, OutboxBatch, OutboxLease};
+pub(crate) use retention::{beyond_head, lease_until, Leases};
+pub use retention::{DeletedBatch, RetentionStore};
 #[cfg(feature = "postgres")]
 pub use pg::{PgConfig, PgStore};
 #[cfg(feature = "sled")]
@@ -421,11 +425,17 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
 /// Everything the crate stores: the capabilities together. Every type that
 /// implements them all is a `Store`.
 pub trait Store:
-    MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore
+    MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore + RetentionStore
 {
 }
 
 impl<T> Store for T where
-    T: MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore
+    T: MessageLog
+        + CommandQueue
+        + ConversationStore
+        + RevocationStore
+        + Outbox
+        + EventStore
+        + RetentionStore
 {
 }

@@ -1,0 +1,186 @@
+//! Retention on PostgreSQL: a batch is one transaction of one statement
+//! that deletes the channel's lowest message rows up to a seq and, with
+//! them, their revocations, message events and outbox entries, leaves a
+//! tombstone per resend key and moves the channel's floor.
+//!
+//! It takes no lock an append takes (the counter row, the head): appends
+//! to the channel go on while it runs, and only ever add seqs above the
+//! head, which a deletion never passes. The head row stays, so a channel
+//! whose every message was deleted keeps its last seq. A resend racing
+//! the deletion of its first message sees, in its one look-up, either the
+//! row or its tombstone: both answer it as a duplicate.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+
+use super::{channel_from, channel_key, pg_error, to_i64, to_u64, within, PgStore};
+use crate::error::Result;
+use crate::model::Channel;
+use crate::store::{beyond_head, check_limit, lease_until, DeletedBatch, RetentionStore};
+
+/// The channel's last seq and floor (no row: no messages ever).
+const HEAD_AND_FLOOR: &str = "SELECT h.last_seq, coalesce(f.floor_seq, 0) FROM imcore_heads h \
+    LEFT JOIN imcore_floors f ON f.ctype = h.ctype AND f.cid = h.cid \
+    WHERE h.ctype = $1 AND h.cid = $2";
+
+/// One batch: `$1, $2` the channel, `$3` the seq through, `$4` the batch
+/// size, `$5` the deletion time. Answers the rows deleted, the highest
+/// seq among them and their ids.
+const DELETE_BATCH: &str = "WITH gone AS ( \
+        DELETE FROM imcore_messages WHERE ctype = $1 AND cid = $2 AND seq IN ( \
+            SELECT seq FROM imcore_messages WHERE ctype = $1 AND cid = $2 AND seq <= $3 \
+            ORDER BY seq LIMIT $4) \
+        RETURNING seq, message_id, from_uid, client_msg_no, red_dots), \
+    tombstones AS ( \
+        INSERT INTO imcore_tombstones \
+            (from_uid, ctype, cid, client_msg_no, message_id, seq, deleted_at) \
+        SELECT from_uid, $1, $2, client_msg_no, message_id, seq, $5 FROM gone \
+        ON CONFLICT DO NOTHING), \
+    revocations AS ( \
+        DELETE FROM imcore_revocations WHERE message_id IN (SELECT message_id FROM gone)), \
+    outbox AS ( \
+        DELETE FROM imcore_outbox WHERE message_id IN (SELECT message_id FROM gone)), \
+    events AS ( \
+        DELETE FROM imcore_events WHERE ctype = $1 AND cid = $2 \
+        AND client_msg_no IN (SELECT client_msg_no FROM gone)), \
+    event_records AS ( \
+        DELETE FROM imcore_event_records WHERE ctype = $1 AND cid = $2 \
+        AND client_msg_no IN (SELECT client_msg_no FROM gone)), \
+    open_streams AS ( \
+        DELETE FROM imcore_open_streams WHERE ctype = $1 AND cid = $2 \
+        AND client_msg_no IN (SELECT client_msg_no FROM gone)), \
+    top AS (SELECT seq, red_dots FROM gone ORDER BY seq DESC LIMIT 1), \
+    floor AS ( \
+        INSERT INTO imcore_floors (ctype, cid, floor_seq, red_dots) \
+        SELECT $1, $2, seq, red_dots FROM top \
+        ON CONFLICT (ctype, cid) DO UPDATE \
+        SET floor_seq = excluded.floor_seq, red_dots = excluded.red_dots \
+        WHERE imcore_floors.floor_seq < excluded.floor_seq) \
+    SELECT (SELECT count(*) FROM gone), (SELECT seq FROM top), \
+        coalesce((SELECT array_agg(message_id) FROM gone), '{}')";
+
+const FLOOR: &str = "SELECT floor_seq FROM imcore_floors WHERE ctype = $1 AND cid = $2";
+
+const CHANNELS_AFTER: &str = "SELECT ctype, cid FROM imcore_heads \
+    WHERE (ctype, cid) > ($1, $2) ORDER BY ctype, cid LIMIT $3";
+
+const PURGE: &str = "WITH doomed AS ( \
+        SELECT from_uid, ctype, cid, client_msg_no FROM imcore_tombstones \
+        WHERE deleted_at < $1 ORDER BY deleted_at LIMIT $2) \
+    DELETE FROM imcore_tombstones t USING doomed d \
+    WHERE t.from_uid = d.from_uid AND t.ctype = d.ctype AND t.cid = d.cid \
+    AND t.client_msg_no = d.client_msg_no";
+
+/// Takes the lease if it is free, ran out (`until <= $3`) or is the
+/// holder's; a row when the holder has it.
+const LEASE: &str = "INSERT INTO imcore_leases (name, holder, until) VALUES ($1, $2, $4) \
+    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+    WHERE imcore_leases.until <= $3 OR imcore_leases.holder = excluded.holder \
+    RETURNING 1";
+
+/// LEAD: the message extras (edits, read receipts) of the deleted
+/// messages `ids` of the channel `(ctype, cid)` go here, in the batch's
+/// transaction. The one place retention deletes extras on this backend.
+async fn delete_extras_through(
+    tx: &Transaction<'_>,
+    ctype: i16,
+    cid: &str,
+    ids: &[i64],
+) -> Result<()> {
+    let _ = (tx, ctype, cid, ids);
+    Ok(())
+}
+
+#[async_trait]
+impl RetentionStore for PgStore {
+    async fn delete_through(
+        &self,
+        channel: &Channel,
+        through_seq: u64,
+        max_batch: usize,
+        now_ms: i64,
+    ) -> Result<DeletedBatch> {
+        check_limit(max_batch)?;
+        let (ctype, cid) = channel_key(channel);
+        let (through, limit) = (to_i64(through_seq), to_i64(max_batch as u64));
+        let mut client = self.client().await?;
+        within(self.timeout, async {
+            let head = client
+                .query(HEAD_AND_FLOOR, &[&ctype, &cid])
+                .await
+                .map_err(pg_error)?;
+            let (last_seq, floor) = match head.first() {
+                Some(r) => (to_u64(r.get(0), "seq")?, to_u64(r.get(1), "seq")?),
+                None => (0, 0),
+            };
+            if through_seq > last_seq {
+                return Err(beyond_head(through_seq, last_seq));
+            }
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let statement = tx.prepare_cached(DELETE_BATCH).await.map_err(pg_error)?;
+            let row = tx
+                .query_one(&statement, &[&ctype, &cid, &through, &limit, &now_ms])
+                .await
+                .map_err(pg_error)?;
+            let deleted = to_u64(row.get(0), "count")?;
+            let top: Option<i64> = row.get(1);
+            let ids: Vec<i64> = row.get(2);
+            delete_extras_through(&tx, ctype, cid, &ids).await?;
+            tx.commit().await.map_err(pg_error)?;
+            let floor = match top {
+                Some(top) => floor.max(to_u64(top, "seq")?),
+                None => floor,
+            };
+            Ok(DeletedBatch {
+                deleted,
+                floor,
+                done: deleted < max_batch as u64 || floor >= through_seq,
+            })
+        })
+        .await
+    }
+
+    async fn history_floor(&self, channel: &Channel) -> Result<u64> {
+        let (ctype, cid) = channel_key(channel);
+        let rows = self.rows(FLOOR, &[&ctype, &cid]).await?;
+        rows.first().map_or(Ok(0), |r| to_u64(r.get(0), "seq"))
+    }
+
+    async fn channels_after(&self, after: Option<&Channel>, limit: usize) -> Result<Vec<Channel>> {
+        check_limit(limit)?;
+        let (ctype, cid) = after.map_or((0, ""), channel_key);
+        let limit = to_i64(limit as u64);
+        let rows = self.rows(CHANNELS_AFTER, &[&ctype, &cid, &limit]).await?;
+        rows.iter()
+            .map(|r| channel_from(r.get(0), r.get(1)))
+            .collect()
+    }
+
+    async fn purge_tombstones(&self, deleted_before_ms: i64, limit: usize) -> Result<u64> {
+        check_limit(limit)?;
+        let limit = to_i64(limit as u64);
+        let client = self.client().await?;
+        within(self.timeout, async {
+            let statement = client.prepare_cached(PURGE).await.map_err(pg_error)?;
+            client
+                .execute(&statement, &[&deleted_before_ms, &limit])
+                .await
+                .map_err(pg_error)
+        })
+        .await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let until = lease_until(now_ms, ttl);
+        let rows = self.rows(LEASE, &[&name, &holder, &now_ms, &until]).await?;
+        Ok(!rows.is_empty())
+    }
+}

@@ -1,0 +1,289 @@
+//! Retention on sled: deleting a channel's oldest records a batch at a
+//! time, on the store's write thread in the writer's turn (an append waits
+//! for one batch at most).
+//!
+//! A batch is written as plain batches, in an order that a crash (sled
+//! recovers a prefix of its writes) leaves consistent: first the resend
+//! tombstones (each `r` entry gets the deletion time after it) with the
+//! batch's purge entry (`t` ++ time ++ channel ++ floor), then the
+//! channel's floor record (`floors`), then the records, then their id
+//! index and outbox entries, revocations and events. A crash after the
+//! floor leaves records below it that reads no longer show (they start at
+//! the floor) and the next batch on the channel removes (it scans from
+//! the channel's first record). The floor record keeps the last deleted
+//! message's head fields, so a channel whose every record is gone keeps
+//! its head.
+
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sled::{Batch, IVec};
+
+use super::events::delete_message_events;
+use super::heads::Floor;
+use super::keys::{
+    by_sender_key_raw, channel_of_log_prefix, decode, encode, id_key, key_suffix_u64, log_prefix,
+    seq_key, tombstones_from, tombstones_key, TOMBSTONES_PREFIX,
+};
+use super::record::RecordRef;
+use super::writer::is_tombstone;
+use super::{storage, SledStore};
+use crate::error::{Error, Result};
+use crate::model::Channel;
+use crate::store::{beyond_head, check_limit, DeletedBatch, Revocation, RetentionStore};
+
+/// The resend keys of a batch, each after its length (2 bytes).
+fn push_key(blob: &mut Vec<u8>, key: &[u8]) {
+    // Resend keys are under 300 bytes (ids are bounded).
+    blob.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    blob.extend_from_slice(key);
+}
+
+fn keys_of(blob: &[u8]) -> Result<Vec<&[u8]>> {
+    let bad = || Error::corrupt("tombstone batch: malformed");
+    let mut out = Vec::new();
+    let mut rest = blob;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<2>().ok_or_else(bad)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let key = tail.get(..len).ok_or_else(bad)?;
+        out.push(key);
+        rest = &tail[len..];
+    }
+    Ok(out)
+}
+
+impl SledStore {
+    /// One batch of [`RetentionStore::delete_through`]; on the write
+    /// thread.
+    fn delete_now(
+        &self,
+        channel: &Channel,
+        through_seq: u64,
+        max_batch: usize,
+        now_ms: i64,
+    ) -> Result<DeletedBatch> {
+        let writer = &self.writer;
+        let _turn = writer.lock();
+        let prefix = log_prefix(channel);
+        let Some(head) = writer.head(&prefix)? else {
+            if through_seq > 0 {
+                return Err(beyond_head(through_seq, 0));
+            }
+            return Ok(DeletedBatch {
+                deleted: 0,
+                floor: 0,
+                done: true,
+            });
+        };
+        if through_seq > head.seq {
+            return Err(beyond_head(through_seq, head.seq));
+        }
+        let records = writer
+            .log
+            .range(seq_key(&prefix, 0)..=seq_key(&prefix, through_seq))
+            .take(max_batch)
+            .collect::<sled::Result<Vec<(IVec, IVec)>>>()
+            .map_err(storage)?;
+        let Some((last_key, last_value)) = records.last() else {
+            return Ok(DeletedBatch {
+                deleted: 0,
+                floor: head.floor,
+                done: true,
+            });
+        };
+        let chan = &prefix[1..];
+        let with_events = self
+            .event_channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(chan);
+        let (mut tombstones, mut blob) = (Batch::default(), Vec::new());
+        let (mut records_out, mut indexes_out) = (Batch::default(), Batch::default());
+        let mut ids = HashSet::with_capacity(records.len());
+        let mut nos = Vec::new();
+        for (key, value) in &records {
+            let r = RecordRef::parse(value)?;
+            let (from, no) = r.resend_parts();
+            let sender = by_sender_key_raw(from, chan, no);
+            let mut tombstone = Vec::with_capacity(8 + key.len() + 8);
+            tombstone.extend_from_slice(&r.message_id.0.to_be_bytes());
+            tombstone.extend_from_slice(key);
+            tombstone.extend_from_slice(&now_ms.to_be_bytes());
+            push_key(&mut blob, &sender);
+            tombstones.insert(sender, tombstone);
+            indexes_out.remove(&id_key(r.message_id));
+            records_out.remove(key);
+            ids.insert(r.message_id.0);
+            if with_events {
+                nos.push(no.to_vec());
+            }
+        }
+        let last = RecordRef::parse(last_value)?;
+        let floor = Floor {
+            seq: key_suffix_u64(last_key, "record key")?,
+            red_dots: last.red_dots,
+            message_id: last.message_id,
+            timestamp_ms: last.timestamp_ms,
+            version: last.version,
+            from: last.sender()?,
+        };
+        tombstones.insert(tombstones_key(now_ms, &prefix, floor.seq), blob);
+        writer.history.apply_batch(tombstones).map_err(storage)?;
+        // Leftovers of a crash lie below the floor: it never moves back.
+        let floor_seq = floor.seq.max(head.floor);
+        if floor.seq > head.floor {
+            writer
+                .floors
+                .insert(&prefix, encode(&floor)?)
+                .map_err(storage)?;
+            writer.heads.set_floor(&prefix, &floor);
+        }
+        writer.log.apply_batch(records_out).map_err(storage)?;
+        writer.history.apply_batch(indexes_out).map_err(storage)?;
+        super::outbox::forget(&writer.history, &ids)?;
+        self.delete_revocations_through(chan, floor_seq)?;
+        for no in &nos {
+            delete_message_events(&self.events, chan, no)?;
+        }
+        delete_extras_through(self, channel, &ids)?;
+        Ok(DeletedBatch {
+            deleted: records.len() as u64,
+            floor: floor_seq,
+            done: records.len() < max_batch || floor_seq >= through_seq,
+        })
+    }
+
+    /// The revocations of the channel (its key) up to `through`; the
+    /// channel's version counter stays.
+    fn delete_revocations_through(&self, chan: &[u8], through: u64) -> Result<()> {
+        let range = self
+            .revocations_by_seq
+            .range(seq_key(chan, 0)..=seq_key(chan, through));
+        for kv in range {
+            let (by_seq, id) = kv.map_err(storage)?;
+            if let Some(v) = self.revocations.remove(&id).map_err(storage)? {
+                let r: Revocation = decode(&v, "revocation")?;
+                self.revocations_by_channel
+                    .remove(seq_key(chan, r.extra_version))
+                    .map_err(storage)?;
+            }
+            self.revocations_by_seq.remove(by_seq).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Purges tombstone batches deleted before `before_ms`; on the write
+    /// thread.
+    fn purge_now(&self, before_ms: i64, limit: usize) -> Result<u64> {
+        let writer = &self.writer;
+        let _turn = writer.lock();
+        let history = &writer.history;
+        let mut purged = 0;
+        let range = history.range(TOMBSTONES_PREFIX.to_vec()..tombstones_from(before_ms));
+        for kv in range {
+            if purged >= limit as u64 {
+                break;
+            }
+            let (key, blob) = kv.map_err(storage)?;
+            let mut out = Batch::default();
+            for sender in keys_of(&blob)? {
+                // Only a tombstone: a key a new message took since stays.
+                if let Some(v) = history.get(sender).map_err(storage)? {
+                    if is_tombstone(&v)? {
+                        out.remove(sender);
+                        purged += 1;
+                    }
+                }
+            }
+            out.remove(key);
+            history.apply_batch(out).map_err(storage)?;
+        }
+        Ok(purged)
+    }
+}
+
+/// LEAD: the message extras (edits, read receipts) of the deleted
+/// messages `ids` of `channel` go here, on the write thread in the same
+/// batch's turn. The one place retention deletes extras on this backend.
+fn delete_extras_through(store: &SledStore, channel: &Channel, ids: &HashSet<u64>) -> Result<()> {
+    let _ = (store, channel, ids);
+    Ok(())
+}
+
+#[async_trait]
+impl RetentionStore for SledStore {
+    async fn delete_through(
+        &self,
+        channel: &Channel,
+        through_seq: u64,
+        max_batch: usize,
+        now_ms: i64,
+    ) -> Result<DeletedBatch> {
+        check_limit(max_batch)?;
+        let (store, channel) = (self.clone(), channel.clone());
+        let deleted = self
+            .thread
+            .run(move || store.delete_now(&channel, through_seq, max_batch, now_ms))
+            .await?;
+        self.settle().await?;
+        Ok(deleted)
+    }
+
+    async fn history_floor(&self, channel: &Channel) -> Result<u64> {
+        let head = self.writer.head(&log_prefix(channel))?;
+        Ok(head.map_or(0, |h| h.floor))
+    }
+
+    /// The channels with records left, in key order (a channel whose
+    /// every record was deleted is not listed: there is nothing left to
+    /// delete in it).
+    async fn channels_after(&self, after: Option<&Channel>, limit: usize) -> Result<Vec<Channel>> {
+        check_limit(limit)?;
+        let past = |prefix: &[u8]| seq_key(prefix, u64::MAX);
+        let mut from = match after {
+            Some(c) => Bound::Excluded(past(&log_prefix(c))),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let next = self
+                .writer
+                .log
+                .range::<Vec<u8>, _>((from, Bound::Unbounded))
+                .next();
+            let Some(kv) = next else { break };
+            let (key, _) = kv.map_err(storage)?;
+            let prefix = key
+                .get(..key.len().saturating_sub(8))
+                .ok_or_else(|| Error::corrupt("record key too short"))?;
+            out.push(channel_of_log_prefix(prefix)?);
+            from = Bound::Excluded(past(prefix));
+        }
+        Ok(out)
+    }
+
+    async fn purge_tombstones(&self, deleted_before_ms: i64, limit: usize) -> Result<u64> {
+        check_limit(limit)?;
+        let store = self.clone();
+        let purged = self
+            .thread
+            .run(move || store.purge_now(deleted_before_ms, limit))
+            .await?;
+        self.settle().await?;
+        Ok(purged)
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<bool> {
+        Ok(self.leases.try_take(name, holder, now_ms, ttl))
+    }
+}
+
