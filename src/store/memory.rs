@@ -197,10 +197,9 @@ impl Inner {
         self.version += 1;
         let version = self.version;
         let log = self.logs.entry(message.channel.clone()).or_default();
-        let (seq, dots, floor_red_dots) = log
-            .head
-            .as_ref()
-            .map_or((1, 0, 0), |h| (h.last_seq + 1, h.red_dots, h.floor_red_dots));
+        let (seq, dots, floor_red_dots) = log.head.as_ref().map_or((1, 0, 0), |h| {
+            (h.last_seq + 1, h.red_dots, h.floor_red_dots)
+        });
         let red_dots = dots + u64::from(message.flags.red_dot);
         message.message_seq = seq;
         log.head = Some(ChannelHead {

@@ -48,10 +48,10 @@ pub use events::{EventStore, OpenStream};
 pub use memory::MemoryStore;
 pub(crate) use outbox::{lease_end, renewal_end};
 pub use outbox::{Outbox, OutboxBatch, OutboxLease};
-pub(crate) use retention::{beyond_head, lease_until, Leases};
-pub use retention::{DeletedBatch, RetentionStore};
 #[cfg(feature = "postgres")]
 pub use pg::{PgConfig, PgStore};
+pub(crate) use retention::{beyond_head, lease_until, Leases};
+pub use retention::{DeletedBatch, RetentionStore};
 #[cfg(feature = "sled")]
 pub use sled::{Durability, SledConfig, SledStore};
 
@@ -425,7 +425,13 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
 /// Everything the crate stores: the capabilities together. Every type that
 /// implements them all is a `Store`.
 pub trait Store:
-    MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore + RetentionStore
+    MessageLog
+    + CommandQueue
+    + ConversationStore
+    + RevocationStore
+    + Outbox
+    + EventStore
+    + RetentionStore
 {
 }
 

@@ -32,7 +32,7 @@ use super::writer::is_tombstone;
 use super::{storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::Channel;
-use crate::store::{beyond_head, check_limit, DeletedBatch, Revocation, RetentionStore};
+use crate::store::{beyond_head, check_limit, DeletedBatch, RetentionStore, Revocation};
 
 /// The resend keys of a batch, each after its length (2 bytes).
 fn push_key(blob: &mut Vec<u8>, key: &[u8]) {
@@ -286,4 +286,3 @@ impl RetentionStore for SledStore {
         Ok(self.leases.try_take(name, holder, now_ms, ttl))
     }
 }
-
