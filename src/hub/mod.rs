@@ -15,6 +15,7 @@ mod lifecycle;
 mod lookup;
 mod nodes;
 mod rate;
+mod retention;
 mod revoke;
 mod run_to_end;
 mod send;
@@ -60,6 +61,7 @@ use crate::store::{
 };
 pub use acking::AckingConnection;
 pub use rate::SendRate;
+pub use retention::{PassReport, RetentionPolicy, RetentionReport, RetentionRule, RetentionStatus};
 pub use stats::{HubStats, SendCounts};
 pub use sync::conversation_deleted_payload;
 
@@ -283,6 +285,9 @@ pub struct HubConfig {
     /// before [`Hub::close_stale_streams`] ends it with `stream.error`.
     /// `None`: never. Default 5 minutes.
     pub stream_idle_timeout: Option<Duration>,
+    /// How much history each channel keeps, applied by
+    /// [`Hub::retention_pass`]. Default: all of it.
+    pub retention: RetentionPolicy,
 }
 
 impl Default for HubConfig {
@@ -301,6 +306,7 @@ impl Default for HubConfig {
             )),
             store_deadline: Some(Duration::from_secs(5)),
             stream_idle_timeout: Some(Duration::from_secs(300)),
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -363,6 +369,12 @@ impl HubConfig {
     /// Sets [`HubConfig::stream_idle_timeout`] (`None`: never).
     pub fn stream_idle_timeout(mut self, idle: Option<Duration>) -> Self {
         self.stream_idle_timeout = idle;
+        self
+    }
+
+    /// Sets [`HubConfig::retention`].
+    pub fn retention(mut self, policy: RetentionPolicy) -> Self {
+        self.retention = policy;
         self
     }
 }
