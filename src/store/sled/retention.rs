@@ -286,3 +286,106 @@ impl RetentionStore for SledStore {
         Ok(self.leases.try_take(name, holder, now_ms, ttl))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{NewEvent, STREAM_OPEN};
+    use crate::model::{ClientMsgNo, EventId, Flags, Message, MessageId, Setting, Uid};
+    use crate::store::{EventStore, MessageLog, NewRevocation, Outbox, RevocationStore};
+
+    fn message(id: u64, channel: &Channel) -> Message {
+        Message {
+            message_id: MessageId(id),
+            message_seq: 0,
+            client_msg_no: ClientMsgNo::new(format!("no-{id}")).unwrap(),
+            from_uid: Uid::new("u").unwrap(),
+            channel: channel.clone(),
+            timestamp_ms: 1,
+            flags: Flags::normal(),
+            setting: Setting::default(),
+            topic: None,
+            payload: "p".into(),
+        }
+    }
+
+    fn keys(tree: &sled::Tree, first: u8) -> usize {
+        tree.scan_prefix([first]).count()
+    }
+
+    /// Deleting every message leaves none of its keys: records, id index,
+    /// outbox entries, revocations, events; only the tombstones, the floor
+    /// and read positions stay, and purging the tombstones leaves the
+    /// floor alone.
+    #[tokio::test]
+    async fn a_deleted_message_leaves_no_key_but_its_tombstone() {
+        let store = SledStore::temporary().unwrap();
+        store.enable_outbox();
+        let channel = Channel::group("g").unwrap();
+        let sent: Vec<Message> = (1..=6).map(|i| message(i, &channel)).collect();
+        store.append(sent.clone()).await.unwrap();
+        store
+            .record_revocation(NewRevocation {
+                message_id: MessageId(2),
+                channel: channel.clone(),
+                message_seq: 2,
+                revoker: Uid::new("u").unwrap(),
+                revoked_at_ms: 1,
+            })
+            .await
+            .unwrap();
+        let open = NewEvent::new(
+            channel.clone(),
+            sent[2].client_msg_no.clone(),
+            EventId::new("e").unwrap(),
+            STREAM_OPEN,
+            Uid::new("u").unwrap(),
+            "{}",
+        )
+        .unwrap();
+        store.append_event(open, 1).await.unwrap();
+        let history = &store.writer.history;
+        assert_eq!((keys(history, b'i'), keys(history, b'o')), (6, 6));
+        loop {
+            let batch = store.delete_through(&channel, 6, 4, 10).await.unwrap();
+            if batch.done {
+                break;
+            }
+        }
+        assert!(store.writer.log.is_empty());
+        assert_eq!((keys(history, b'i'), keys(history, b'o')), (0, 0));
+        assert_eq!((keys(history, b'r'), keys(history, b't')), (6, 2));
+        assert!(store.events.is_empty());
+        assert!(store.revocations.is_empty());
+        assert!(store.revocations_by_seq.is_empty());
+        assert!(store.revocations_by_channel.is_empty());
+        assert_eq!(store.writer.floors.len(), 1);
+        assert_eq!(store.purge_tombstones(11, 100).await.unwrap(), 6);
+        assert_eq!((keys(history, b'r'), keys(history, b't')), (0, 0));
+        assert_eq!(store.last_seq(&channel).await.unwrap(), 6);
+    }
+
+    /// A reopened store (no heads in memory) finds the head of a channel
+    /// whose every record was deleted in its floor record.
+    #[tokio::test]
+    async fn the_head_of_an_emptied_channel_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let channel = Channel::group("g").unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .append((1..=3).map(|i| message(i, &channel)).collect())
+                .await
+                .unwrap();
+            store.delete_through(&channel, 3, 10, 1).await.unwrap();
+            store.flush().await.unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.last_seq(&channel).await.unwrap(), 3);
+        assert_eq!(store.history_floor(&channel).await.unwrap(), 3);
+        let next = store.append(vec![message(4, &channel)]).await.unwrap();
+        assert_eq!(next[0].message_seq, 4);
+        let resend = store.append(vec![message(2, &channel)]).await.unwrap();
+        assert!(resend[0].duplicate, "the tombstone survives too");
+    }
+}
