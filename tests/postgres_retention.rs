@@ -163,7 +163,10 @@ async fn a_deletion_removes_the_rows_that_go_with_the_messages() {
     assert_eq!(count(&url, "imcore_events", cid).await, 0);
     assert_eq!(count(&url, "imcore_event_records", cid).await, 0);
     assert_eq!(count(&url, "imcore_open_streams", cid).await, 0);
-    let ids: Vec<String> = acks[..5].iter().map(|a| a.message_id.0.to_string()).collect();
+    let ids: Vec<String> = acks[..5]
+        .iter()
+        .map(|a| a.message_id.0.to_string())
+        .collect();
     let deleted = format!("message_id IN ({})", ids.join(","));
     assert_eq!(count(&url, "imcore_outbox", &deleted).await, 0);
     assert_eq!(count(&url, "imcore_tombstones", cid).await, 5);
