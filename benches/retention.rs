@@ -5,7 +5,7 @@
 //! index and its resend index) removed 500 messages to a batch; on
 //! PostgreSQL (a throwaway server), a plain copy of the messages table
 //! (`LIKE imcore_messages INCLUDING ALL`, the same rows) emptied by the
-//! same `DELETE … WHERE seq IN (… ORDER BY seq LIMIT 500)`, one
+//! same range `DELETE … WHERE seq <= (SELECT min(seq) …) + 499`, one
 //! transaction per batch.
 //!
 //! Each iteration deletes one message; the messages are written before
@@ -146,8 +146,7 @@ fn bench_sled(c: &mut Criterion) {
 const COPY: &str = "INSERT INTO raw_messages SELECT * FROM imcore_messages \
     WHERE ctype = 2 AND cid = 'retention'";
 const RAW_DELETE: &str = "DELETE FROM raw_messages WHERE ctype = 2 AND cid = 'retention' \
-    AND seq IN (SELECT seq FROM raw_messages WHERE ctype = 2 AND cid = 'retention' \
-    ORDER BY seq LIMIT 500)";
+    AND seq <= (SELECT min(seq) FROM raw_messages WHERE ctype = 2 AND cid = 'retention') + $1 - 1";
 
 fn bench_postgres(c: &mut Criterion) {
     let Some(server) = servers::PgServer::start("benches/retention") else {
@@ -201,19 +200,21 @@ fn bench_postgres(c: &mut Criterion) {
     let left = AtomicU64::new(copied);
     g.bench_function(BenchmarkId::new("substrate_delete", "postgres"), |b| {
         b.to_async(&rt).iter_custom(|iters| {
-            let (client, left, store, ids, k, channel) =
-                (&client, &left, &store, &ids, &k, &channel);
+            let (client, left, store, hub, ids, k, channel) =
+                (&client, &left, &store, &hub, &ids, &k, &channel);
             async move {
                 // Top up with more of the same rows when the copy runs low.
                 if left.load(Ordering::Relaxed) < iters {
                     fill(&**store, ids, channel, iters, k).await;
                     client.execute(COPY, &[]).await.unwrap();
+                    hub.retention_pass().await.unwrap();
                     left.fetch_add(iters, Ordering::Relaxed);
                 }
                 let started = Instant::now();
                 let mut deleted = 0;
                 while deleted < iters {
-                    match client.execute(RAW_DELETE, &[]).await.unwrap() {
+                    let limit = (iters - deleted).min(BATCH as u64) as i64;
+                    match client.execute(RAW_DELETE, &[&limit]).await.unwrap() {
                         0 => break,
                         n => deleted += n,
                     }
