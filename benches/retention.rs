@@ -6,7 +6,9 @@
 //! PostgreSQL (a throwaway server), a plain copy of the messages table
 //! (`LIKE imcore_messages INCLUDING ALL`, the same rows) emptied by the
 //! same range `DELETE … WHERE seq <= (SELECT min(seq) …) + 499`, one
-//! transaction per batch.
+//! transaction per batch; and the same with the resend tombstones a pass
+//! writes (each deleted row's key inserted into a copy of the tombstones
+//! table in the same statement), the substrate's cost of the same work.
 //!
 //! Each iteration deletes one message; the messages are written before
 //! the timed part. sled runs with background durability (flushed every
@@ -148,6 +150,15 @@ const COPY: &str = "INSERT INTO raw_messages SELECT * FROM imcore_messages \
 const RAW_DELETE: &str = "DELETE FROM raw_messages WHERE ctype = 2 AND cid = 'retention' \
     AND seq <= (SELECT min(seq) FROM raw_messages WHERE ctype = 2 AND cid = 'retention') + $1 - 1";
 
+/// [`RAW_DELETE`] with what a resend tombstone costs: each deleted row's
+/// resend key, id and seq inserted into a plain copy of the tombstones
+/// table, in the same statement.
+const RAW_DELETE_AND_TOMBSTONE: &str = "WITH gone AS (DELETE FROM raw_messages \
+    WHERE ctype = 2 AND cid = 'retention' \
+    AND seq <= (SELECT min(seq) FROM raw_messages WHERE ctype = 2 AND cid = 'retention') + $1 - 1 \
+    RETURNING from_uid, ctype, cid, client_msg_no, message_id, seq) \
+    INSERT INTO raw_tombstones SELECT *, 0 FROM gone";
+
 fn bench_postgres(c: &mut Criterion) {
     let Some(server) = servers::PgServer::start("benches/retention") else {
         return;
@@ -166,7 +177,10 @@ fn bench_postgres(c: &mut Criterion) {
             .unwrap();
         tokio::spawn(conn);
         client
-            .batch_execute("CREATE TABLE raw_messages (LIKE imcore_messages INCLUDING ALL)")
+            .batch_execute(
+                "CREATE TABLE raw_messages (LIKE imcore_messages INCLUDING ALL); \
+                 CREATE TABLE raw_tombstones (LIKE imcore_tombstones INCLUDING ALL)",
+            )
             .await
             .unwrap();
         client
@@ -198,33 +212,38 @@ fn bench_postgres(c: &mut Criterion) {
         row.get::<_, i64>(0) as u64
     });
     let left = AtomicU64::new(copied);
-    g.bench_function(BenchmarkId::new("substrate_delete", "postgres"), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let (client, left, store, hub, ids, k, channel) =
-                (&client, &left, &store, &hub, &ids, &k, &channel);
-            async move {
-                // Top up with more of the same rows when the copy runs low.
-                if left.load(Ordering::Relaxed) < iters {
-                    fill(&**store, ids, channel, iters, k).await;
-                    client.execute(COPY, &[]).await.unwrap();
-                    hub.retention_pass().await.unwrap();
-                    left.fetch_add(iters, Ordering::Relaxed);
-                }
-                let started = Instant::now();
-                let mut deleted = 0;
-                while deleted < iters {
-                    let limit = (iters - deleted).min(BATCH as u64) as i64;
-                    match client.execute(RAW_DELETE, &[&limit]).await.unwrap() {
-                        0 => break,
-                        n => deleted += n,
+    for (name, raw_delete) in [
+        ("substrate_delete", RAW_DELETE),
+        ("substrate_delete_and_tombstone", RAW_DELETE_AND_TOMBSTONE),
+    ] {
+        g.bench_function(BenchmarkId::new(name, "postgres"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (client, left, store, hub, ids, k, channel) =
+                    (&client, &left, &store, &hub, &ids, &k, &channel);
+                async move {
+                    // Top up with more of the same rows when the copy runs low.
+                    if left.load(Ordering::Relaxed) < iters {
+                        fill(&**store, ids, channel, iters, k).await;
+                        client.execute(COPY, &[]).await.unwrap();
+                        hub.retention_pass().await.unwrap();
+                        left.fetch_add(iters, Ordering::Relaxed);
                     }
+                    let started = Instant::now();
+                    let mut deleted = 0;
+                    while deleted < iters {
+                        let limit = (iters - deleted).min(BATCH as u64) as i64;
+                        match client.execute(raw_delete, &[&limit]).await.unwrap() {
+                            0 => break,
+                            n => deleted += n,
+                        }
+                    }
+                    let took = started.elapsed();
+                    left.fetch_sub(deleted, Ordering::Relaxed);
+                    took
                 }
-                let took = started.elapsed();
-                left.fetch_sub(deleted, Ordering::Relaxed);
-                took
-            }
-        })
-    });
+            })
+        });
+    }
     g.finish();
 }
 
