@@ -68,6 +68,7 @@ async fn a_version_3_schema_gets_the_directory() {
                  imcore_dir_lists, imcore_dir_system, imcore_dir_versions; \
              ALTER TABLE imcore_outbox DROP COLUMN batch, DROP COLUMN lease_until; \
              DROP TABLE imcore_events, imcore_event_records, imcore_open_streams; \
+             DROP TABLE imcore_floors, imcore_tombstones, imcore_leases; \
              UPDATE imcore_schema SET version = 3",
         )
         .await
@@ -83,7 +84,7 @@ async fn a_version_3_schema_gets_the_directory() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 6, "brought to the current version");
+    assert_eq!(version, 8, "brought to the current version");
 }
 
 /// A node: its own store handle and feed, as a process would have.

@@ -132,6 +132,7 @@ async fn a_version_4_outbox_is_claimed_after_the_migration() {
         .batch_execute(
             "ALTER TABLE imcore_outbox DROP COLUMN batch, DROP COLUMN lease_until; \
              DROP TABLE imcore_events, imcore_event_records, imcore_open_streams; \
+             DROP TABLE imcore_floors, imcore_tombstones, imcore_leases; \
              UPDATE imcore_schema SET version = 4",
         )
         .await
@@ -150,7 +151,7 @@ async fn a_version_4_outbox_is_claimed_after_the_migration() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 6);
+    assert_eq!(version, 8);
 }
 
 /// A sled batch is the same after a restart: its entries, not the ones

@@ -240,12 +240,15 @@ impl Hub {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> imcore::Result<()> {
     /// use imcore::hub::RetentionStatus;
+    /// use imcore::{Channel, ChannelType, SendRequest, Uid};
     /// let hub = imcore::Hub::builder().build()?;
-    /// let group = imcore::Channel::group("g")?;
+    /// let (alice, bob) = (Uid::new("alice")?, Uid::new("bob")?);
+    /// let to_bob = Channel::new(bob.into(), ChannelType::PERSON);
     /// for text in ["a", "b", "c"] {
-    ///     hub.send(imcore::SendRequest::new(imcore::Uid::new("u")?, group.clone(), text)).await?;
+    ///     hub.send(SendRequest::new(alice.clone(), to_bob.clone(), text)).await?;
     /// }
-    /// let report = hub.delete_history(&group, 2, false).await?;
+    /// let stored = to_bob.stored_for(&alice)?;
+    /// let report = hub.delete_history(&stored, 2, false).await?;
     /// assert_eq!((report.status, report.deleted_count, report.min_available_seq),
     ///     (RetentionStatus::Deleted, 2, 3));
     /// # Ok(()) }
