@@ -29,6 +29,11 @@
 //!
 //! Deletes run in batches that each take a short, atomic step: a send to
 //! the channel waits for one batch at most, never for a whole deletion.
+//!
+//! A deletion moves no conversation version: an unread count that drops
+//! because unread messages were deleted is exact whenever a conversation
+//! is read, and reaches an incremental conversation sync with the
+//! conversation's next change (a full sync has it at once).
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -87,9 +92,11 @@ pub trait RetentionStore: Send + Sync + Debug + 'static {
     /// The first seq history can still hold is `floor + 1`.
     async fn history_floor(&self, channel: &Channel) -> Result<u64>;
 
-    /// Up to `limit` channels that have a head (that ever had a message),
-    /// in the backend's own order, after `after` (`None`: from the first):
-    /// a retention pass walks them page by page.
+    /// Up to `limit` channels with history, in the backend's own order,
+    /// after `after` (`None`: from the first): a retention pass walks them
+    /// page by page. Every channel with a message left is listed once; a
+    /// channel whose every message was deleted may be left out (there is
+    /// nothing in it to delete).
     async fn channels_after(&self, after: Option<&Channel>, limit: usize) -> Result<Vec<Channel>>;
 
     /// Removes up to about `limit` resend tombstones of messages deleted
