@@ -211,7 +211,7 @@ impl Error {
                 | V::EmptyPayload,
             )
             | Error::Conflict { .. } => Some(R::NOT_ALLOW_SEND),
-            Error::Validation(V::OutOfRange(_))
+            Error::Validation(V::OutOfRange(_) | V::SeqBeyondHead { .. })
             | Error::NotFound { .. }
             | Error::RevokeRefused(_)
             | Error::EditRefused(_) => None,
@@ -375,6 +375,16 @@ pub enum ValidationError {
     /// A page or batch limit of zero, or some other argument out of range.
     #[error("{0}")]
     OutOfRange(&'static str),
+    /// A retention deletion through a seq the channel has not reached
+    /// ([`Hub::delete_history`](crate::Hub::delete_history)): nothing is
+    /// deleted.
+    #[error("through_seq {through_seq} is above the channel's last seq {last_seq}")]
+    SeqBeyondHead {
+        /// The seq asked to delete through.
+        through_seq: u64,
+        /// The channel's last seq.
+        last_seq: u64,
+    },
 }
 
 /// Why a revocation was refused. Carried by

@@ -69,6 +69,7 @@ async fn a_version_3_schema_gets_the_directory() {
              ALTER TABLE imcore_outbox DROP COLUMN batch, DROP COLUMN lease_until; \
              DROP TABLE imcore_events, imcore_event_records, imcore_open_streams; \
              DROP TABLE imcore_extras, imcore_reads; \
+             DROP TABLE imcore_floors, imcore_tombstones, imcore_leases; \
              UPDATE imcore_schema SET version = 3",
         )
         .await
@@ -84,7 +85,7 @@ async fn a_version_3_schema_gets_the_directory() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 7, "brought to the current version");
+    assert_eq!(version, 8, "brought to the current version");
 }
 
 /// A node: its own store handle and feed, as a process would have.

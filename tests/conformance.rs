@@ -44,9 +44,17 @@ macro_rules! suite {
                 receipts_count_each_reader_once,
                 concurrent_edits_and_reads_keep_versions_strict,
                 an_edit_never_lands_after_a_revocation,
+                retention_takes_extras_and_reads_even_racing,
                 the_outbox_holds_each_new_message_until_done,
                 outbox_batches_are_leased_and_taken_over_whole,
                 concurrent_outbox_claims_never_share_an_entry,
+                retention_deletes_the_oldest_through_a_seq,
+                deleting_everything_keeps_the_head_and_the_seqs,
+                unread_counts_only_what_is_left,
+                a_resend_of_a_deleted_message_is_a_duplicate_until_purged,
+                deleted_messages_take_their_revocations_events_and_outbox,
+                a_send_racing_a_deletion_loses_nothing,
+                channels_are_walked_and_leases_held_by_one,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

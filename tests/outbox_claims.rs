@@ -133,6 +133,7 @@ async fn a_version_4_outbox_is_claimed_after_the_migration() {
             "ALTER TABLE imcore_outbox DROP COLUMN batch, DROP COLUMN lease_until; \
              DROP TABLE imcore_events, imcore_event_records, imcore_open_streams; \
              DROP TABLE imcore_extras, imcore_reads; \
+             DROP TABLE imcore_floors, imcore_tombstones, imcore_leases; \
              UPDATE imcore_schema SET version = 4",
         )
         .await
@@ -151,7 +152,7 @@ async fn a_version_4_outbox_is_claimed_after_the_migration() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 }
 
 /// A sled batch is the same after a restart: its entries, not the ones

@@ -238,6 +238,7 @@ async fn a_version_1_schema_is_migrated_and_keeps_its_messages() {
              imcore_dir_lists, imcore_dir_system, imcore_dir_versions; \
          DROP TABLE imcore_events, imcore_event_records, imcore_open_streams; \
          DROP TABLE imcore_extras, imcore_reads; \
+         DROP TABLE imcore_floors, imcore_tombstones, imcore_leases; \
          UPDATE imcore_schema SET version = 1",
     )
     .await;

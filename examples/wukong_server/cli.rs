@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use imcore::SendRate;
+use imcore::{RetentionPolicy, RetentionRule, SendRate};
 
 /// A WuKongIM-compatible server on imcore: WebSocket and HTTP API on one
 /// port, WuKongIM's binary protocol over TCP on another, optionally TLS on
@@ -123,6 +123,32 @@ pub struct Settings {
         default_value_t = 300
     )]
     pub stream_idle_timeout_s: u64,
+    /// Retention: every channel keeps at most this many of its newest
+    /// messages; older ones are deleted for good by a pass every
+    /// --retention-interval-s. 0: no limit.
+    #[arg(long, env = "IMCORE_RETAIN_MESSAGES", default_value_t = 0)]
+    pub retain_messages: u64,
+    /// Retention: messages older than this many seconds are deleted for
+    /// good by a pass every --retention-interval-s. 0: no limit.
+    #[arg(
+        long = "retain-age-s",
+        env = "IMCORE_RETAIN_AGE_S",
+        default_value_t = 0
+    )]
+    pub retain_age_s: u64,
+    /// Seconds between retention passes (with --retain-messages or
+    /// --retain-age-s); of several nodes on one database, one runs each.
+    #[arg(long = "retention-interval-s", env = "IMCORE_RETENTION_INTERVAL_S",
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_interval_s: u64,
+    /// Seconds after its deletion a message's resend is still answered as
+    /// a duplicate (and not stored again).
+    #[arg(
+        long = "resend-protection-s",
+        env = "IMCORE_RESEND_PROTECTION_S",
+        default_value_t = 86_400
+    )]
+    pub resend_protection_s: u64,
     /// Milliseconds an HTTP request has, once its headers are in, to send
     /// its whole body; a slower one is answered 408 and its connection
     /// closed.
@@ -252,6 +278,17 @@ impl Settings {
     /// How long an event stream may idle: `None` (for ever) when 0.
     pub fn stream_idle_timeout(&self) -> Option<Duration> {
         (self.stream_idle_timeout_s > 0).then(|| Duration::from_secs(self.stream_idle_timeout_s))
+    }
+
+    /// The hub's retention policy: the default rule for every channel.
+    pub fn retention(&self) -> RetentionPolicy {
+        let rule = RetentionRule::keep_all()
+            .max_messages((self.retain_messages > 0).then_some(self.retain_messages))
+            .max_age((self.retain_age_s > 0).then(|| Duration::from_secs(self.retain_age_s)));
+        RetentionPolicy::default()
+            .all(rule)
+            .interval(Duration::from_secs(self.retention_interval_s))
+            .resend_protection(Duration::from_secs(self.resend_protection_s))
     }
 
     /// The shutdown bound.

@@ -92,6 +92,7 @@ mod messages;
 mod metrics;
 mod net;
 mod presence;
+mod retention;
 mod revoke;
 mod routes;
 mod routing;
@@ -236,7 +237,8 @@ async fn hub(
                 .node_id(settings.node_id)
                 .send_rate(settings.send_rate())
                 .store_deadline(settings.store_deadline())
-                .stream_idle_timeout(settings.stream_idle_timeout()),
+                .stream_idle_timeout(settings.stream_idle_timeout())
+                .retention(settings.retention()),
         );
     let mut router: Arc<dyn imcore::Router> = Arc::new(SingleNode);
     let mut cluster = None;
@@ -278,6 +280,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     ));
     tokio::spawn(limits.clone().forget_idle());
     tokio::spawn(events::close_stale_streams(hub.clone()));
+    tokio::spawn(retention::run_passes(hub.clone()));
     // Upgrade, then CONNECT: each within the connect timeout.
     let wire = WireConfig::default().connect_timeout(settings.connect_timeout());
     // From here on, SIGTERM and Ctrl-C stop the server gracefully.

@@ -12,7 +12,8 @@ use axum::Router;
 use crate::cli::Secret;
 use crate::{
     access, api, channel_admin, channels, conn_admin, conversation_reads, conversations, events,
-    extras, manager, messages, metrics, net, revoke, routing, send, sync, users, varz, App,
+    extras, manager, messages, metrics, net, retention, revoke, routing, send, sync, users, varz,
+    App,
 };
 
 /// Every endpoint, behind `token` when one is set, each request's body
@@ -65,6 +66,7 @@ pub fn router(app: App, token: Option<Arc<Secret>>, body_timeout: Duration) -> R
         .route("/metrics", get(metrics::metrics))
         .route("/messages", post(messages::messages))
         .route("/message", post(messages::message))
+        .route("/messages/retention", post(retention::delete_history))
         .route("/message/byclientmsgno", get(messages::by_client_msg_no))
         .route("/channel/max_message_seq", get(messages::max_message_seq))
         .route("/channel/last_message", get(messages::last_message))

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::SendRate;
+use super::{RetentionPolicy, SendRate};
 use crate::model::Limits;
 
 /// The hub's settings. Start from [`HubConfig::default`] and change what
@@ -74,6 +74,10 @@ pub struct HubConfig {
     /// before [`Hub::close_stale_streams`] ends it with `stream.error`.
     /// `None`: never. Default 5 minutes.
     pub stream_idle_timeout: Option<Duration>,
+    /// How much history each channel keeps, applied by
+    /// [`Hub::retention_pass`](crate::Hub::retention_pass). Default: all
+    /// of it.
+    pub retention: RetentionPolicy,
 }
 
 impl Default for HubConfig {
@@ -93,6 +97,7 @@ impl Default for HubConfig {
             )),
             store_deadline: Some(Duration::from_secs(5)),
             stream_idle_timeout: Some(Duration::from_secs(300)),
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -161,6 +166,12 @@ impl HubConfig {
     /// Sets [`HubConfig::stream_idle_timeout`] (`None`: never).
     pub fn stream_idle_timeout(mut self, idle: Option<Duration>) -> Self {
         self.stream_idle_timeout = idle;
+        self
+    }
+
+    /// Sets [`HubConfig::retention`].
+    pub fn retention(mut self, policy: RetentionPolicy) -> Self {
+        self.retention = policy;
         self
     }
 }

@@ -17,6 +17,7 @@ mod lifecycle;
 mod lookup;
 mod nodes;
 mod rate;
+mod retention;
 mod revoke;
 mod run_to_end;
 mod send;
@@ -62,6 +63,7 @@ use crate::store::{
 pub use acking::AckingConnection;
 pub use config::HubConfig;
 pub use rate::SendRate;
+pub use retention::{PassReport, RetentionPolicy, RetentionReport, RetentionRule, RetentionStatus};
 pub use stats::{HubStats, SendCounts};
 pub use sync::conversation_deleted_payload;
 

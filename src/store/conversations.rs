@@ -32,6 +32,12 @@ pub struct ChannelHead {
     pub red_dots: u64,
     /// The store version at which the head last moved.
     pub version: u64,
+    /// How many messages up to the channel's history floor (the last seq
+    /// deleted by retention, see [`RetentionStore`](super::RetentionStore))
+    /// have `red_dot`; 0 when nothing was deleted. A reader is taken to
+    /// have read at least that far: deleted messages are never unread.
+    #[serde(default)]
+    pub floor_red_dots: u64,
 }
 
 /// How far a user has read a channel.
@@ -73,9 +79,13 @@ impl Conversation {
     /// read, never sent).
     ///
     /// Own messages never count: a user's send moves the user's position
-    /// to it, so everything after the position is from others.
+    /// to it, so everything after the position is from others. Messages
+    /// deleted by retention never count either: the position is taken to
+    /// be at least at the channel's floor (the higher red-dot count of the
+    /// two).
     pub fn derive(channel: Channel, head: &ChannelHead, position: Option<&ReadPosition>) -> Self {
         let (read_dots, read_version) = position.map_or((0, 0), |p| (p.red_dots, p.version));
+        let read_dots = read_dots.max(head.floor_red_dots);
         Conversation {
             channel,
             last_message_id: head.last_message_id,

@@ -16,6 +16,7 @@ use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 mod events;
 mod extras;
 mod outbox;
+mod retention;
 
 /// A [`Store`](super::Store) kept in memory: fast, and gone with the
 /// process. For tests, examples and hosts that keep durability elsewhere.
@@ -39,6 +40,8 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     /// The directory's data ([`DirectoryStore`](crate::DirectoryStore)).
     pub(super) directory: Mutex<super::memory_directory::Data>,
+    /// Leases ([`RetentionStore::try_lease`](super::RetentionStore::try_lease)).
+    leases: super::Leases,
 }
 
 /// A resend's identity: the sender, the channel, the sender's number.
@@ -88,11 +91,15 @@ struct Inner {
     event_channels: HashSet<Channel>,
     /// Edits and read receipts.
     extras: extras::Extras,
+    /// Resend tombstones of messages deleted by retention.
+    tombstones: retention::Tombstones,
 }
 
 #[derive(Debug, Default)]
 struct ChannelLog {
     head: Option<ChannelHead>,
+    /// The highest seq deleted by retention (0: none).
+    floor: u64,
     /// Each message with the channel's red-dot count up to it.
     messages: BTreeMap<u64, (Message, u64)>,
 }
@@ -135,6 +142,9 @@ impl Inner {
         );
         for m in &messages {
             let key = sender_key(m);
+            if self.tombstones.get(&key).is_some() {
+                continue; // a resend of a deleted message
+            }
             if let Some(&(_, seq)) = self.dedup.get(&key) {
                 let stored = self.logs.get(&m.channel).and_then(|l| l.messages.get(&seq));
                 if stored.is_some_and(|(first, _)| first.payload != m.payload) {
@@ -164,7 +174,8 @@ impl Inner {
         let mut out = Vec::with_capacity(messages.len());
         for message in messages {
             let key = sender_key(&message);
-            if let Some(&(message_id, message_seq)) = self.dedup.get(&key) {
+            let first = self.dedup.get(&key).or_else(|| self.tombstones.get(&key));
+            if let Some(&(message_id, message_seq)) = first {
                 out.push(Appended {
                     message_id,
                     message_seq,
@@ -189,10 +200,9 @@ impl Inner {
         self.version += 1;
         let version = self.version;
         let log = self.logs.entry(message.channel.clone()).or_default();
-        let (seq, dots) = log
-            .head
-            .as_ref()
-            .map_or((1, 0), |h| (h.last_seq + 1, h.red_dots));
+        let (seq, dots, floor_red_dots) = log.head.as_ref().map_or((1, 0, 0), |h| {
+            (h.last_seq + 1, h.red_dots, h.floor_red_dots)
+        });
         let red_dots = dots + u64::from(message.flags.red_dot);
         message.message_seq = seq;
         log.head = Some(ChannelHead {
@@ -201,6 +211,7 @@ impl Inner {
             last_timestamp_ms: message.timestamp_ms,
             red_dots,
             version,
+            floor_red_dots,
         });
         let (id, channel, from) = (
             message.message_id,

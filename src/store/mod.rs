@@ -9,6 +9,7 @@
 //! - [`Outbox`]: messages waiting for the host's webhook.
 //! - [`EventStore`]: message events (streamed replies) and their states.
 //! - [`ExtraStore`]: edits and read receipts, versioned with revocations.
+//! - [`RetentionStore`]: deleting a channel's oldest history for good.
 //!
 //! [`Store`] is all of them together; every type implementing them all is a
 //! `Store`. The crate ships [`MemoryStore`] and (feature `sled`, on by
@@ -39,6 +40,7 @@ mod memory_directory;
 mod outbox;
 #[cfg(feature = "postgres")]
 mod pg;
+mod retention;
 #[cfg(feature = "sled")]
 mod sled;
 
@@ -51,6 +53,8 @@ pub(crate) use outbox::{lease_end, renewal_end};
 pub use outbox::{Outbox, OutboxBatch, OutboxLease};
 #[cfg(feature = "postgres")]
 pub use pg::{PgConfig, PgStore};
+pub(crate) use retention::{beyond_head, lease_until, Leases};
+pub use retention::{DeletedBatch, RetentionStore};
 #[cfg(feature = "sled")]
 pub use sled::{Durability, SledConfig, SledStore};
 
@@ -429,7 +433,14 @@ pub trait RevocationStore: Send + Sync + Debug + 'static {
 /// Everything the crate stores: the capabilities together. Every type that
 /// implements them all is a `Store`.
 pub trait Store:
-    MessageLog + CommandQueue + ConversationStore + RevocationStore + Outbox + EventStore + ExtraStore
+    MessageLog
+    + CommandQueue
+    + ConversationStore
+    + RevocationStore
+    + Outbox
+    + EventStore
+    + ExtraStore
+    + RetentionStore
 {
 }
 
@@ -441,5 +452,6 @@ impl<T> Store for T where
         + Outbox
         + EventStore
         + ExtraStore
+        + RetentionStore
 {
 }

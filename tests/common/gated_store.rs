@@ -357,3 +357,40 @@ impl imcore::store::ExtraStore for GatedStore {
         self.inner.extras_after(channel, version, limit).await
     }
 }
+
+#[async_trait]
+impl imcore::store::RetentionStore for GatedStore {
+    async fn delete_through(
+        &self,
+        channel: &Channel,
+        through_seq: u64,
+        max_batch: usize,
+        now_ms: i64,
+    ) -> imcore::Result<imcore::store::DeletedBatch> {
+        self.inner
+            .delete_through(channel, through_seq, max_batch, now_ms)
+            .await
+    }
+    async fn history_floor(&self, channel: &Channel) -> imcore::Result<u64> {
+        self.inner.history_floor(channel).await
+    }
+    async fn channels_after(
+        &self,
+        after: Option<&Channel>,
+        limit: usize,
+    ) -> imcore::Result<Vec<Channel>> {
+        self.inner.channels_after(after, limit).await
+    }
+    async fn purge_tombstones(&self, deleted_before_ms: i64, limit: usize) -> imcore::Result<u64> {
+        self.inner.purge_tombstones(deleted_before_ms, limit).await
+    }
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl: std::time::Duration,
+    ) -> imcore::Result<bool> {
+        self.inner.try_lease(name, holder, now_ms, ttl).await
+    }
+}

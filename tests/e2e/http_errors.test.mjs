@@ -63,6 +63,7 @@ const TEMPLATES = {
   '/route/batch': [['u1'], null],
   '/messages': [{ login_uid: 'u1', ...p, message_seqs: [1] }, 'channel_type'],
   '/message': [{ login_uid: 'u1', ...p, message_id: 1 }, 'channel_type'],
+  '/messages/retention': [{ ...g, through_seq: 0, dry_run: true }, 'through_seq'],
   '/channel/subscriber_remove_all': [{ ...g }, 'channel_type'],
   '/channel/blacklist_remove_all': [{ ...g }, 'channel_type'],
   '/channel/whitelist_remove_all': [{ ...g }, 'channel_type'],

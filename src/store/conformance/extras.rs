@@ -284,3 +284,78 @@ pub async fn an_edit_never_lands_after_a_revocation(store: Arc<dyn Store>) {
         }
     }
 }
+
+/// Retention takes a deleted message's extra and reads with it, and leaves
+/// the others; reads racing a deletion leave nothing of a deleted message
+/// and count every kept one once.
+pub async fn retention_takes_extras_and_reads_even_racing(store: Arc<dyn Store>) {
+    let ch = group("c-extra-retention");
+    let m = sent(&store, &ch, "t-alice", 24).await;
+    for x in &m {
+        store
+            .open_receipt(x.message_id, &ch, x.message_seq, 2)
+            .await
+            .expect("open");
+    }
+    store
+        .record_edit(edit(&m[1], "edited"))
+        .await
+        .expect("edit");
+    store
+        .record_reads(reads("t-bob", &ch, &[&m[0]]))
+        .await
+        .expect("read");
+    let (racer, victims) = (store.clone(), m.clone());
+    let racing = tokio::spawn(async move {
+        let ch = victims[0].channel.clone();
+        for x in &victims[2..] {
+            racer
+                .record_reads(reads("t-carol", &ch, &[x]))
+                .await
+                .expect("read");
+        }
+    });
+    loop {
+        let batch = store
+            .delete_through(&ch, 12, 3, 1_000)
+            .await
+            .expect("delete");
+        if batch.done {
+            break;
+        }
+    }
+    racing.await.expect("task");
+    let ids: Vec<MessageId> = m.iter().map(|x| x.message_id).collect();
+    let extras = store.lookup_extras(&ids).await.expect("lookup");
+    for (x, extra) in m.iter().zip(&extras) {
+        match x.message_seq <= 12 {
+            true => assert!(extra.is_none(), "seq {}: its extra is gone", x.message_seq),
+            false => {
+                let r = extra.as_ref().and_then(|e| e.receipt).expect("kept");
+                assert_eq!(r.readers, 1, "seq {}: counted once", x.message_seq);
+            }
+        }
+    }
+    for reader in ["t-bob", "t-carol"] {
+        let at = store.reads_by(&uid(reader), &ids).await.expect("reads");
+        for (x, at) in m.iter().zip(at) {
+            if x.message_seq <= 12 {
+                assert!(
+                    at.is_none(),
+                    "{reader}: the read of seq {} is gone",
+                    x.message_seq
+                );
+            }
+        }
+    }
+    let page = store.extras_between(&ch, 1, 24).await.expect("between");
+    assert_eq!(
+        page.iter().map(|x| x.message_seq).collect::<Vec<_>>(),
+        (13..=24).collect::<Vec<_>>()
+    );
+    let listed = store.extras_after(&ch, 0, 100).await.expect("after");
+    assert!(
+        listed.iter().all(|x| x.message_seq > 12),
+        "no deleted one listed"
+    );
+}

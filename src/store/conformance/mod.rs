@@ -31,6 +31,7 @@ mod extras;
 mod outbox;
 mod outbox_claims;
 mod resends;
+mod retention;
 mod revocations;
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Setting, Uid};
 pub use concurrency::{
@@ -55,6 +56,7 @@ pub use events::{
 pub use extras::{
     an_edit_never_lands_after_a_revocation, concurrent_edits_and_reads_keep_versions_strict,
     edits_share_the_revocation_version_and_keep_the_original, receipts_count_each_reader_once,
+    retention_takes_extras_and_reads_even_racing,
 };
 pub use outbox::the_outbox_holds_each_new_message_until_done;
 pub use outbox_claims::{
@@ -63,6 +65,13 @@ pub use outbox_claims::{
 pub use resends::{
     a_resend_with_another_payload_conflicts, append_is_idempotent_per_sender_channel_and_number,
     command_resends_are_per_sender_channel_and_number,
+};
+pub use retention::{
+    a_resend_of_a_deleted_message_is_a_duplicate_until_purged,
+    a_send_racing_a_deletion_loses_nothing, channels_are_walked_and_leases_held_by_one,
+    deleted_messages_take_their_revocations_events_and_outbox,
+    deleting_everything_keeps_the_head_and_the_seqs, retention_deletes_the_oldest_through_a_seq,
+    unread_counts_only_what_is_left,
 };
 pub use revocations::{
     concurrent_revocations_of_one_message_record_once, revocations_record_once_with_versions,
@@ -152,10 +161,19 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         receipts_count_each_reader_once,
         concurrent_edits_and_reads_keep_versions_strict,
         an_edit_never_lands_after_a_revocation,
+        retention_takes_extras_and_reads_even_racing,
         the_outbox_holds_each_new_message_until_done,
         // After it: these enable the outbox, which it wants off at first.
         outbox_batches_are_leased_and_taken_over_whole,
         concurrent_outbox_claims_never_share_an_entry,
+        retention_deletes_the_oldest_through_a_seq,
+        deleting_everything_keeps_the_head_and_the_seqs,
+        unread_counts_only_what_is_left,
+        a_resend_of_a_deleted_message_is_a_duplicate_until_purged,
+        // After the outbox checks: it enables the outbox.
+        deleted_messages_take_their_revocations_events_and_outbox,
+        a_send_racing_a_deletion_loses_nothing,
+        channels_are_walked_and_leases_held_by_one,
         zero_limits_are_rejected,
     ]
 }

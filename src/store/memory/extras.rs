@@ -20,6 +20,25 @@ pub(super) struct Extras {
     reads: HashMap<(MessageId, Uid), i64>,
 }
 
+impl Extras {
+    /// Removes the extras and reads of the messages `ids` of `channel`
+    /// (retention).
+    pub(super) fn delete(&mut self, channel: &Channel, ids: &super::HashSet<MessageId>) {
+        for id in ids {
+            let Some(x) = self.records.remove(id) else {
+                continue;
+            };
+            if let Some(by_version) = self.by_version.get_mut(channel) {
+                by_version.remove(&x.extra_version);
+            }
+            if let Some(by_seq) = self.by_seq.get_mut(channel) {
+                by_seq.remove(&x.message_seq);
+            }
+        }
+        self.reads.retain(|(id, _), _| !ids.contains(id));
+    }
+}
+
 impl Inner {
     /// The channel's next extra version (shared with revocations).
     fn next_extra_version(&mut self, channel: &Channel) -> u64 {

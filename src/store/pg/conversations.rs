@@ -13,7 +13,8 @@ use crate::store::{check_limit, ChannelHead, Conversation, ConversationStore, Re
 /// A head joined with one user's read position: the columns
 /// [`conversation_from`] reads.
 const CONVERSATION_COLUMNS: &str = "h.ctype, h.cid, h.last_seq, h.last_message_id, h.last_ts, \
-    h.red_dots, h.version, p.read_seq, p.red_dots, p.version";
+    h.red_dots, h.version, p.read_seq, p.red_dots, p.version, \
+    (SELECT f.red_dots FROM imcore_floors f WHERE f.ctype = h.ctype AND f.cid = h.cid)";
 
 fn conversation_from(row: &tokio_postgres::Row) -> Result<Conversation> {
     let head = ChannelHead {
@@ -22,6 +23,7 @@ fn conversation_from(row: &tokio_postgres::Row) -> Result<Conversation> {
         last_timestamp_ms: row.get(4),
         red_dots: to_u64(row.get(5), "red_dots")?,
         version: to_u64(row.get(6), "version")?,
+        floor_red_dots: to_u64(row.get::<_, Option<i64>>(10).unwrap_or(0), "red_dots")?,
     };
     let position = match row.get::<_, Option<i64>>(7) {
         Some(read_seq) => Some(ReadPosition {

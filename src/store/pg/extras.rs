@@ -333,11 +333,14 @@ pub(super) const READS: &str = "WITH target AS ( \
     x.audience, x.readers, x.extra_version, n.ord";
 
 /// When `$1` read each of `$2`: probed id by id, run unnamed (see
-/// `rows_planned`).
+/// `rows_planned`). Only reads of messages that still have their extra: a
+/// read that raced the deletion of its message is not shown (the
+/// retention purge removes it later).
 pub(super) const READS_BY: &str = "SELECT r.message_id, r.read_at \
     FROM unnest($2::int8[]) AS k(id), LATERAL ( \
     SELECT message_id, read_at FROM imcore_reads \
-    WHERE message_id = k.id AND uid = $1 OFFSET 0) r";
+    WHERE message_id = k.id AND uid = $1 OFFSET 0) r \
+    WHERE EXISTS (SELECT 1 FROM imcore_extras x WHERE x.message_id = r.message_id)";
 
 pub(super) fn by_ids() -> String {
     // Probed id by id, and run unnamed (see `rows_planned`).

@@ -49,6 +49,7 @@ mod log;
 mod outbox;
 #[cfg(test)]
 mod plans;
+mod retention;
 mod revocations;
 mod schema;
 mod writer;

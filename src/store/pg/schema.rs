@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 7;
+pub(super) const SCHEMA_VERSION: i32 = 8;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -284,6 +284,52 @@ CREATE TABLE imcore_reads (
 UPDATE imcore_schema SET version = 7;
 ";
 
+/// Version 8: retention (`retention.rs`). `imcore_floors` is each
+/// channel's history floor once anything was deleted from it (the last
+/// seq deleted and the red-dot count up to it); `imcore_tombstones` the
+/// resend keys of deleted messages, with their ids and seqs, until purged;
+/// `imcore_leases` the leases that keep a retention pass to one process at
+/// a time. A database of an earlier version gets the new, empty tables
+/// when a store opens it. (Version 7 is another feature's step; this one
+/// needs nothing of it.)
+pub(super) const MIGRATE_V8: &str = "
+CREATE TABLE imcore_floors (
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    floor_seq int8 NOT NULL,
+    red_dots int8 NOT NULL,
+    PRIMARY KEY (ctype, cid)
+);
+CREATE TABLE imcore_tombstones (
+    from_uid text NOT NULL,
+    ctype int2 NOT NULL,
+    cid text NOT NULL,
+    client_msg_no text NOT NULL,
+    message_id int8 NOT NULL,
+    seq int8 NOT NULL,
+    deleted_at int8 NOT NULL,
+    PRIMARY KEY (from_uid, ctype, cid, client_msg_no)
+);
+CREATE INDEX imcore_tombstones_deleted ON imcore_tombstones (deleted_at);
+CREATE TABLE imcore_leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    until int8 NOT NULL
+);
+UPDATE imcore_schema SET version = 8;
+";
+
+/// Each step with the version it brings a database to, in order.
+const STEPS: &[(i32, &str)] = &[
+    (2, MIGRATE_V2),
+    (3, MIGRATE_V3),
+    (4, MIGRATE_V4),
+    (5, MIGRATE_V5),
+    (6, MIGRATE_V6),
+    (7, MIGRATE_V7),
+    (8, MIGRATE_V8),
+];
+
 /// Creates the tables in an empty database, brings those of an older
 /// version up to date, or checks the version of those there.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -312,17 +358,14 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
                 why: "the database holds imcore_ tables that no version of this crate created",
             });
         }
-        let create = format!(
+        let mut create = format!(
             "CREATE TABLE imcore_schema (name text PRIMARY KEY, version int4 NOT NULL);
              INSERT INTO imcore_schema VALUES ('{SCHEMA_NAME}', 1);
-             {CREATE_V1}
-             {MIGRATE_V2}
-             {MIGRATE_V3}
-             {MIGRATE_V4}
-             {MIGRATE_V5}
-             {MIGRATE_V6}
-             {MIGRATE_V7}"
+             {CREATE_V1}"
         );
+        for (_, step) in STEPS {
+            create.push_str(step);
+        }
         tx.batch_execute(&create).await.map_err(pg_error)?;
         return tx.commit().await.map_err(pg_error);
     }
@@ -333,11 +376,8 @@ pub(super) async fn migrate(client: &mut Object) -> Result<()> {
     let found: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     match found.as_slice() {
         [(name, version)] if name == SCHEMA_NAME && *version == SCHEMA_VERSION => Ok(()),
-        [(name, version @ (1..=6))] if name == SCHEMA_NAME => {
-            let steps = [
-                MIGRATE_V2, MIGRATE_V3, MIGRATE_V4, MIGRATE_V5, MIGRATE_V6, MIGRATE_V7,
-            ];
-            for step in &steps[usize::try_from(*version - 1).unwrap_or(0)..] {
+        [(name, version)] if name == SCHEMA_NAME && (1..SCHEMA_VERSION).contains(version) => {
+            for (_, step) in STEPS.iter().filter(|(to, _)| to > version) {
                 tx.batch_execute(step).await.map_err(pg_error)?;
             }
             tx.commit().await.map_err(pg_error)

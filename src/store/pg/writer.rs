@@ -117,7 +117,10 @@ pub(super) const HEADS: &str = "SELECT h.ctype, h.cid, h.last_seq, h.red_dots \
 pub(super) const RESENDS: &str = "SELECT m.from_uid, m.ctype, m.cid, m.client_msg_no, \
     m.message_id, m.seq, m.payload \
     FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[]) AS k(u, t, c, n), LATERAL ( \
-    SELECT * FROM imcore_messages \
+    SELECT from_uid, ctype, cid, client_msg_no, message_id, seq, payload FROM imcore_messages \
+    WHERE from_uid = k.u AND ctype = k.t AND cid = k.c AND client_msg_no = k.n \
+    UNION ALL \
+    SELECT from_uid, ctype, cid, client_msg_no, message_id, seq, NULL FROM imcore_tombstones \
     WHERE from_uid = k.u AND ctype = k.t AND cid = k.c AND client_msg_no = k.n OFFSET 0) m";
 pub(super) const IDS: &str = "SELECT i.message_id FROM unnest($1::int8[]) AS k(id), LATERAL ( \
     SELECT message_id FROM imcore_messages WHERE message_id = k.id OFFSET 0) i";
@@ -247,7 +250,8 @@ async fn commit(
             let first = First {
                 message_id: id_from_i64(r.get(4)),
                 message_seq: to_u64(r.get(5), "seq")?,
-                payload: r.get::<_, Vec<u8>>(6).into(),
+                // None: a tombstone (retention deleted the message).
+                payload: r.get::<_, Option<Vec<u8>>>(6).map(Into::into),
             };
             Ok(((r.get(0), r.get(1), r.get(2), r.get(3)), first))
         })
@@ -298,7 +302,7 @@ async fn commit(
             let first = First {
                 message_id: m.message_id,
                 message_seq: seq,
-                payload: m.payload.clone(),
+                payload: Some(m.payload.clone()),
             };
             stored.insert(key, first);
             out.push(Appended {
@@ -325,11 +329,12 @@ fn resend_key(m: &Message) -> ResendKey {
     (from.to_owned(), ctype, cid.to_owned(), no.to_owned())
 }
 
-/// What a resend is answered with, and checked against.
+/// What a resend is answered with, and checked against (a tombstone,
+/// whose message retention deleted, has no payload to check).
 struct First {
     message_id: MessageId,
     message_seq: u64,
-    payload: bytes::Bytes,
+    payload: Option<bytes::Bytes>,
 }
 
 /// Why a call must store nothing, if it must: a new message whose id is
@@ -343,7 +348,10 @@ fn refused(
     let (mut keys, mut ids) = (HashMap::new(), HashSet::new());
     for m in messages {
         let key = resend_key(m);
-        let first = stored.get(&key).map(|f| &f.payload);
+        if stored.get(&key).is_some_and(|f| f.payload.is_none()) {
+            continue; // a resend of a deleted message: a duplicate
+        }
+        let first = stored.get(&key).and_then(|f| f.payload.as_ref());
         match first.or_else(|| keys.get(&key).copied()) {
             Some(payload) if *payload != m.payload => return Err(crate::store::conflict(m)),
             // A resend: answered as a duplicate, whatever its id.

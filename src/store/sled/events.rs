@@ -59,6 +59,28 @@ fn read_record(tree: &Tree, message: &[u8]) -> Result<MessageEvents> {
     }
 }
 
+/// Deletes every event of one message (given by its channel's key and its
+/// `client_msg_no` as stored), its record last; on the write thread. For
+/// retention.
+pub(super) fn delete_message_events(tree: &Tree, chan: &[u8], no: &[u8]) -> Result<()> {
+    let mut message = Vec::with_capacity(chan.len() + 1 + no.len());
+    message.extend_from_slice(chan);
+    // At most MAX_ID_LEN (64) bytes.
+    message.push(no.len() as u8);
+    message.extend_from_slice(no);
+    let record = tagged(b'r', &message, &[]);
+    if !tree.contains_key(&record).map_err(storage)? {
+        return Ok(()); // no events
+    }
+    for tag in [b'e', b'i', b'o'] {
+        for kv in tree.scan_prefix(tagged(tag, &message, &[])).keys() {
+            tree.remove(kv.map_err(storage)?).map_err(storage)?;
+        }
+    }
+    tree.remove(record).map_err(storage)?;
+    Ok(())
+}
+
 /// The channel keys with an event record, from the records (`r` ++
 /// channel ++ `client_msg_no`).
 pub(super) fn channels_with_events(tree: &Tree) -> Result<std::collections::HashSet<Vec<u8>>> {

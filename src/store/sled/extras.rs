@@ -55,6 +55,38 @@ impl ExtraTrees {
     }
 }
 
+impl ExtraTrees {
+    /// Removes the extras and reads of the messages `ids` of `channel`
+    /// (retention; on the write thread, in the deleting batch's turn).
+    pub(super) fn delete(&self, channel: &Channel, ids: &[u64]) -> Result<()> {
+        let chan = key(|k| channel_key(k, channel));
+        let mut extras = sled::Batch::default();
+        let mut by_version = sled::Batch::default();
+        let mut by_seq = sled::Batch::default();
+        let mut reads = sled::Batch::default();
+        for id in ids {
+            let Some(v) = self.extras.get(id.to_be_bytes()).map_err(storage)? else {
+                continue;
+            };
+            let x: MessageExtra = decode(&v, "message extra")?;
+            if x.extra_version > 0 {
+                by_version.remove(seq_key(&chan, x.extra_version));
+            }
+            by_seq.remove(seq_key(&chan, x.message_seq));
+            for kv in self.reads.scan_prefix(id.to_be_bytes()) {
+                reads.remove(kv.map_err(storage)?.0);
+            }
+            extras.remove(&id.to_be_bytes());
+        }
+        // Indexes first, the record last: an index never names a record
+        // that is gone.
+        self.by_version.apply_batch(by_version).map_err(storage)?;
+        self.by_seq.apply_batch(by_seq).map_err(storage)?;
+        self.reads.apply_batch(reads).map_err(storage)?;
+        self.extras.apply_batch(extras).map_err(storage)
+    }
+}
+
 fn read_key(id: MessageId, reader: &Uid) -> Vec<u8> {
     key(|k| {
         k.extend_from_slice(&id.0.to_be_bytes());

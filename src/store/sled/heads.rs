@@ -22,7 +22,8 @@ use crate::error::Result;
 use crate::model::{Message, MessageId, Uid};
 use crate::store::{ChannelHead, ReadPosition};
 
-/// A channel's last record.
+/// A channel's last record (or, once retention deleted every record, what
+/// the floor record keeps of it), with the channel's floor.
 #[derive(Clone, Debug)]
 pub(super) struct Head {
     pub(super) seq: u64,
@@ -33,8 +34,13 @@ pub(super) struct Head {
     pub(super) version: u64,
     /// Its sender, whose read position is implicitly at it.
     pub(super) from: Uid,
-    /// The record as stored (a reference-counted buffer).
+    /// The record as stored (a reference-counted buffer); empty once
+    /// retention deleted it (`seq <= floor`).
     pub(super) record: IVec,
+    /// The highest seq retention deleted (0: none).
+    pub(super) floor: u64,
+    /// Red-dot messages up to the floor.
+    pub(super) floor_red_dots: u64,
 }
 
 impl Head {
@@ -51,11 +57,36 @@ impl Head {
             version,
             from,
             record,
+            floor: 0,
+            floor_red_dots: 0,
         })
     }
 
+    /// The same head over `floor`.
+    pub(super) fn over(self, floor: Option<&Floor>) -> Self {
+        match floor {
+            Some(f) => Head {
+                floor: f.seq,
+                floor_red_dots: f.red_dots,
+                ..self
+            },
+            None => self,
+        }
+    }
+
+    /// Whether its record was deleted (it is only a seq now).
+    pub(super) fn deleted(&self) -> bool {
+        self.seq <= self.floor
+    }
+
     /// The head that `m`, just written at `seq` as `record`, makes.
-    pub(super) fn new(m: &Message, seq: u64, red_dots: u64, version: u64, record: IVec) -> Self {
+    /// `previous` is the head before it, whose floor it keeps.
+    pub(super) fn new(
+        m: &Message,
+        (seq, red_dots, version): (u64, u64, u64),
+        record: IVec,
+        previous: Option<&Head>,
+    ) -> Self {
         Head {
             seq,
             message_id: m.message_id,
@@ -64,6 +95,8 @@ impl Head {
             version,
             from: m.from_uid.clone(),
             record,
+            floor: previous.map_or(0, |h| h.floor),
+            floor_red_dots: previous.map_or(0, |h| h.floor_red_dots),
         }
     }
 
@@ -75,6 +108,7 @@ impl Head {
             last_timestamp_ms: self.timestamp_ms,
             red_dots: self.red_dots,
             version: self.version,
+            floor_red_dots: self.floor_red_dots,
         }
     }
 
@@ -130,8 +164,9 @@ impl Heads {
     }
 
     /// The channel's head (given as its log prefix), from memory or from
-    /// the log's tail; `None` for a channel with no messages.
-    pub(super) fn get(&self, log: &Tree, prefix: &[u8]) -> Result<Option<Head>> {
+    /// the log's tail and the channel's floor record; `None` for a channel
+    /// with no messages.
+    pub(super) fn get(&self, log: &Tree, floors: &Tree, prefix: &[u8]) -> Result<Option<Head>> {
         let epoch = {
             let shard = self.shard(prefix);
             if let Some(h) = shard.heads.get(prefix) {
@@ -139,8 +174,11 @@ impl Heads {
             }
             shard.epoch
         };
-        let Some(head) = read_tail(log, prefix)? else {
-            return Ok(None);
+        let floor = read_floor(floors, prefix)?;
+        let head = match (read_tail(log, prefix)?, floor) {
+            (Some(tail), floor) => tail.over(floor.as_ref()),
+            (None, Some(floor)) => floor.head(),
+            (None, None) => return Ok(None),
         };
         let mut shard = self.shard(prefix);
         if shard.epoch == epoch {
@@ -152,6 +190,57 @@ impl Heads {
     /// Records a head that was just written.
     pub(super) fn put(&self, prefix: Vec<u8>, head: Head) {
         put(&mut self.shard(&prefix), prefix, head);
+    }
+
+    /// Moves the cached head's floor (retention deleted up to it), and
+    /// refuses the fills of readers that read the floor before it moved.
+    pub(super) fn set_floor(&self, prefix: &[u8], floor: &Floor) {
+        let mut shard = self.shard(prefix);
+        shard.epoch += 1;
+        if let Some(head) = shard.heads.get_mut(prefix) {
+            head.floor = head.floor.max(floor.seq);
+            head.floor_red_dots = head.floor_red_dots.max(floor.red_dots);
+        }
+    }
+}
+
+/// A channel's floor record (the `floors` tree): the last message retention
+/// deleted, as much of it as a head needs, so that a channel whose every
+/// record was deleted keeps its head.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Floor {
+    /// Its seq: the highest deleted.
+    pub(super) seq: u64,
+    /// Red-dot messages up to it.
+    pub(super) red_dots: u64,
+    pub(super) message_id: MessageId,
+    pub(super) timestamp_ms: i64,
+    pub(super) version: u64,
+    pub(super) from: Uid,
+}
+
+impl Floor {
+    /// The head of a channel whose records are all deleted.
+    fn head(self) -> Head {
+        Head {
+            seq: self.seq,
+            message_id: self.message_id,
+            timestamp_ms: self.timestamp_ms,
+            red_dots: self.red_dots,
+            version: self.version,
+            from: self.from,
+            record: IVec::default(),
+            floor: self.seq,
+            floor_red_dots: self.red_dots,
+        }
+    }
+}
+
+/// The channel's floor record, if retention ever deleted from it.
+pub(super) fn read_floor(floors: &Tree, prefix: &[u8]) -> Result<Option<Floor>> {
+    match floors.get(prefix).map_err(storage)? {
+        Some(v) => Ok(Some(super::keys::decode(&v, "history floor")?)),
+        None => Ok(None),
     }
 }
 

@@ -46,7 +46,7 @@ pub(super) fn hide(writer: &Writer, uid: &Uid, channel: &Channel, up_to: u64) ->
     }
     let mut batch = Batch::default();
     batch.insert(mark, &up_to.to_be_bytes());
-    let head = writer.heads.get(&writer.log, &prefix)?;
+    let head = writer.head(&prefix)?;
     let mut version = None;
     if let Some(head) = head {
         let next = next_version(writer)?;

@@ -221,6 +221,48 @@ pub(super) fn by_sender_key(
     })
 }
 
+/// [`by_sender_key`] from a record's stored parts: the sender's uid and
+/// number as stored, and the channel's key (a log prefix without its
+/// first byte).
+pub(super) fn by_sender_key_raw(from_uid: &[u8], channel: &[u8], client_msg_no: &[u8]) -> Vec<u8> {
+    key(|k| {
+        k.push(BY_SENDER);
+        // Stored uids are at most MAX_ID_LEN (64) bytes.
+        k.push(from_uid.len() as u8);
+        k.extend_from_slice(from_uid);
+        k.extend_from_slice(channel);
+        k.extend_from_slice(client_msg_no);
+    })
+}
+
+/// `t` ++ deletion time ++ channel ++ floor: one retention batch's resend
+/// tombstones (their resend keys, each length-prefixed), for purging by
+/// time.
+const TOMBSTONES: u8 = b't';
+
+/// The first byte of every tombstone batch's key.
+pub(super) const TOMBSTONES_PREFIX: [u8; 1] = [TOMBSTONES];
+
+/// The key of a retention batch's tombstones: deleted at `at_ms` from the
+/// channel of `log_prefix`, up to `floor`.
+pub(super) fn tombstones_key(at_ms: i64, log_prefix: &[u8], floor: u64) -> Vec<u8> {
+    key(|k| {
+        k.push(TOMBSTONES);
+        // Times before the epoch sort first, as zero.
+        k.extend_from_slice(&u64::try_from(at_ms).unwrap_or(0).to_be_bytes());
+        k.extend_from_slice(&log_prefix[1..]);
+        k.extend_from_slice(&floor.to_be_bytes());
+    })
+}
+
+/// The first key of tombstone batches deleted at `at_ms` or later.
+pub(super) fn tombstones_from(at_ms: i64) -> Vec<u8> {
+    key(|k| {
+        k.push(TOMBSTONES);
+        k.extend_from_slice(&u64::try_from(at_ms).unwrap_or(0).to_be_bytes());
+    })
+}
+
 /// The prefix of a user's entries of one kind (`POSITION`, `PERSON` or
 /// `HIDDEN`).
 fn user_prefix(kind: u8, uid: &Uid) -> Vec<u8> {

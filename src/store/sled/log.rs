@@ -25,7 +25,7 @@ use crate::store::{
 impl SledStore {
     /// The channel's head: its last record.
     fn head(&self, prefix: &[u8]) -> Result<Option<Head>> {
-        self.writer.heads.get(&self.writer.log, prefix)
+        self.writer.head(prefix)
     }
 
     /// The message `id`, whose record key an index gave.
@@ -53,29 +53,37 @@ impl SledStore {
         let Some(head) = self.head(&prefix)? else {
             return Ok(Vec::new());
         };
-        // Seqs have no gaps: a forward page's last seq is known, and a
-        // tight range lets sled stop where the page does.
+        // Seqs above the floor have no gaps (retention deletes from the
+        // start): a forward page's size is known. Its range runs to the
+        // head all the same (sled stops where `take` does), so that a
+        // deletion moving the floor while the page is read shortens
+        // nothing. Below the floor is nothing.
+        let first = head.floor.saturating_add(1).max(1); // seqs start at 1
         let span = page.limit.saturating_sub(1) as u64;
         let (lo, hi) = match page.direction {
-            Direction::Forward if page.from == head.seq => {
+            Direction::Forward if page.from == head.seq && !head.deleted() => {
                 // A conversation's last message: from memory.
                 let mut reader = PageReader::new(channel.clone(), 1);
                 reader.push(head.seq, &head.record)?;
                 return Ok(reader.finish());
             }
             Direction::Forward => {
-                let from = page.from.max(1); // seqs start at 1
+                let from = page.from.max(first);
                 (from, from.saturating_add(span).min(head.seq))
             }
-            Direction::Backward => (0, page.from.min(head.seq)),
+            Direction::Backward => (first, page.from.min(head.seq)),
         };
         if lo > hi {
             return Ok(Vec::new()); // past the end
         }
+        let end = match page.direction {
+            Direction::Forward => head.seq,
+            Direction::Backward => hi,
+        };
         let range = self
             .writer
             .log
-            .range(seq_key(&prefix, lo)..=seq_key(&prefix, hi));
+            .range(seq_key(&prefix, lo)..=seq_key(&prefix, end));
         let count = usize::try_from(hi - lo).map_or(page.limit, |n| n.saturating_add(1));
         let mut reader = PageReader::new(channel.clone(), count.min(page.limit));
         let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<()> {

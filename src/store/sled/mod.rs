@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `log` | `m` ++ channel ++ seq | message, with the channel's running red-dot count and the append's version |
 //! | `history` | `i` ++ message id | the record's key |
-//! | `history` | `d` ++ from uid ++ client_msg_no | message id ++ the record's key |
+//! | `history` | `r` ++ from uid ++ channel ++ client_msg_no | message id ++ the record's key (++ deletion time: a tombstone, once retention deleted the record) |
 //! | `positions` | `p` ++ uid ++ channel | read position (seq, red-dot count, version) |
 //! | `positions` | `c` ++ uid ++ channel | (empty): the user's person channels |
 //! | `history` | `v` | the highest version reserved |
@@ -20,6 +20,8 @@
 //! | `command_ids` | uid ++ message id | cursor |
 //! | `command_dedup` | from uid ++ client_msg_no | message id |
 //! | `command_dedup` | 0 ++ message id | (empty): a command was pushed |
+//! | `history` | `t` ++ deletion time ++ channel ++ floor | the resend keys one retention batch left tombstones under |
+//! | `floors` | `m` ++ channel | the channel's history floor: the last message retention deleted (seq, red-dot count, id, time, version, sender) |
 //! | `revocations` | message id | revocation |
 //! | `revocations_by_channel` | channel ++ version | message id |
 //! | `revocations_by_seq` | channel ++ seq | message id |
@@ -69,6 +71,7 @@ mod marker;
 mod migrate;
 mod outbox;
 mod record;
+mod retention;
 mod revocations;
 mod thread;
 mod writer;
@@ -192,6 +195,9 @@ pub struct SledStore {
     event_channels: Arc<std::sync::RwLock<std::collections::HashSet<Vec<u8>>>>,
     /// Directory changes take turns.
     directory_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Leases ([`RetentionStore::try_lease`](crate::store::RetentionStore::try_lease)):
+    /// one process has the database.
+    leases: Arc<crate::store::Leases>,
 }
 
 fn storage(e: sled::Error) -> Error {
@@ -296,6 +302,7 @@ impl SledStore {
             tree("log")?,
             tree("history")?,
             tree("positions")?,
+            tree("floors")?,
             flush,
             flusher.clone(),
         )?;
@@ -318,6 +325,7 @@ impl SledStore {
             )?)),
             events,
             directory_turn: Arc::new(tokio::sync::Mutex::new(())),
+            leases: Arc::default(),
             db,
         })
     }

@@ -103,6 +103,38 @@ impl Outbox for SledStore {
     }
 }
 
+/// Removes the outbox entries of messages retention deleted (`ids`), and
+/// the batches left with no entry; on the write thread. Walks the outbox,
+/// which holds what the host has not taken yet: small when it keeps up.
+pub(super) fn forget(history: &sled::Tree, ids: &std::collections::HashSet<u64>) -> Result<()> {
+    let mut removed = false;
+    for entry in history.scan_prefix(OUTBOX_PREFIX) {
+        let (key, value) = entry.map_err(storage)?;
+        let id = value
+            .first_chunk::<8>()
+            .ok_or_else(|| Error::corrupt("outbox entry too short"))?;
+        if ids.contains(&u64::from_be_bytes(*id)) {
+            history.remove(key).map_err(storage)?;
+            removed = true;
+        }
+    }
+    if !removed {
+        return Ok(());
+    }
+    for item in history.scan_prefix(OUTBOX_BATCH_PREFIX) {
+        let (key, value) = item.map_err(storage)?;
+        let (_, numbers) = decode_batch(&value)?;
+        let mut left = false;
+        for n in numbers {
+            left |= history.contains_key(outbox_key(n)).map_err(storage)?;
+        }
+        if !left {
+            history.remove(key).map_err(storage)?;
+        }
+    }
+    Ok(())
+}
+
 /// A batch's value: its lease's end, then its entry numbers.
 fn encode_batch(until_ms: i64, numbers: &[u64]) -> Vec<u8> {
     let mut value = Vec::with_capacity(8 * (numbers.len() + 1));

@@ -126,6 +126,11 @@ impl<'a> RecordRef<'a> {
         })
     }
 
+    /// The sender and its number as stored, for the resend index's key.
+    pub(super) fn resend_parts(&self) -> (&'a [u8], &'a [u8]) {
+        (self.from_uid, self.client_msg_no)
+    }
+
     /// The topic, as stored.
     pub(super) fn topic(&self) -> Result<Option<String>> {
         match self.topic {

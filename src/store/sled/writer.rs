@@ -68,6 +68,9 @@ pub(super) struct Writer {
     /// Read positions and person channels: what conversations read, in a
     /// tree whose size does not grow with the history.
     pub(super) positions: Tree,
+    /// Each channel's history floor, once retention deleted from it (see
+    /// `retention.rs`).
+    pub(super) floors: Tree,
     pub(super) flush: bool,
     pub(super) flusher: Arc<GroupFlush>,
     /// The last version written: every version up to it is visible.
@@ -97,6 +100,7 @@ impl Writer {
         log: Tree,
         history: Tree,
         positions: Tree,
+        floors: Tree,
         flush: bool,
         flusher: Arc<GroupFlush>,
     ) -> Result<Self> {
@@ -111,6 +115,7 @@ impl Writer {
             log,
             history,
             positions,
+            floors,
             flush,
             flusher,
             stable: AtomicU64::new(reserved),
@@ -144,7 +149,7 @@ impl Writer {
         let ticket = 'write: {
             let _turn = self.lock();
             let prefix = log_prefix(channel);
-            let Some(head) = self.heads.get(&self.log, &prefix)? else {
+            let Some(head) = self.head(&prefix)? else {
                 return Ok(None);
             };
             let read_seq = read_seq.min(head.seq);
@@ -180,6 +185,11 @@ impl Writer {
         Ok(Some(ticket))
     }
 
+    /// The channel's head (given as its log prefix); see [`Heads::get`].
+    pub(super) fn head(&self, prefix: &[u8]) -> Result<Option<Head>> {
+        self.heads.get(&self.log, &self.floors, prefix)
+    }
+
     /// Writes and flushes a new version reservation. Once per
     /// [`VERSION_BLOCK`] versions; the fsync is what makes versions unique
     /// across a crash that loses the writes of the last flush interval.
@@ -200,7 +210,7 @@ impl Writer {
     fn append_one(&self, m: &Message) -> Result<Appended> {
         let history = &self.history;
         let prefix = log_prefix(&m.channel);
-        let previous = self.heads.get(&self.log, &prefix)?;
+        let previous = self.head(&prefix)?;
         let (last_seq, dots) = previous.as_ref().map_or((0, 0), |h| (h.seq, h.red_dots));
         let seq = last_seq + 1;
         let location = seq_key(&prefix, seq);
@@ -209,6 +219,14 @@ impl Writer {
         by_sender.extend_from_slice(&location);
         if let Err(taken) = self.claim(&sender, &by_sender)? {
             let (id, at) = self.by_sender(&taken)?;
+            if is_tombstone(&taken)? {
+                // A resend of a message retention deleted.
+                return Ok(Appended {
+                    message_id: id,
+                    message_seq: super::keys::key_suffix_u64(&at, "resend index")?,
+                    duplicate: true,
+                });
+            }
             if let Some(first) = self.record_of(id, &at)? {
                 resend_of(&first, m)?;
                 return Ok(Appended {
@@ -245,7 +263,7 @@ impl Writer {
                 }
             }
         }
-        if let Some(previous) = previous.filter(|h| h.from != m.from_uid) {
+        if let Some(previous) = previous.as_ref().filter(|h| h.from != m.from_uid) {
             // The previous sender's implicit position stops being the
             // head's: write it down first.
             let at = position_key(&previous.from, &prefix);
@@ -258,8 +276,8 @@ impl Writer {
         // Stored. Published to readers (who read history only up to the
         // head), then its version: a reader that sees the version sees
         // the head.
-        self.heads
-            .put(prefix, Head::new(m, seq, red_dots, version, record));
+        let head = Head::new(m, (seq, red_dots, version), record, previous.as_ref());
+        self.heads.put(prefix, head);
         self.stable.store(version, Ordering::Release);
         Ok(Appended {
             message_id: m.message_id,
@@ -338,12 +356,11 @@ impl Writer {
         Ok(Some((outbox_key(n).to_vec(), value)))
     }
 
-    /// The message id and record key a resend index entry holds.
+    /// The message id and record key a resend index entry (or an outbox
+    /// entry, of the same form) holds, a tombstone's too.
     pub(super) fn by_sender(&self, value: &IVec) -> Result<(MessageId, Vec<u8>)> {
-        let (id, location) = value
-            .split_first_chunk::<8>()
-            .ok_or_else(|| Error::corrupt("resend index entry too short"))?;
-        Ok((MessageId(u64::from_be_bytes(*id)), location.to_vec()))
+        let (id, location, _) = split_resend(value)?;
+        Ok((id, location.to_vec()))
     }
 }
 
@@ -389,7 +406,7 @@ impl<'a> Plan<'a> {
     fn head(&self, prefix: &[u8]) -> Result<Option<Head>> {
         match self.heads.get(prefix) {
             Some(h) => Ok(Some(h.clone())),
-            None => self.writer.heads.get(&self.writer.log, prefix),
+            None => self.writer.head(prefix),
         }
     }
 
@@ -409,6 +426,14 @@ impl<'a> Plan<'a> {
         }
         if let Some(v) = history.get(&sender).map_err(storage)? {
             let (id, location) = self.writer.by_sender(&v)?;
+            if is_tombstone(&v)? {
+                // A resend of a message retention deleted.
+                return Ok(Appended {
+                    message_id: id,
+                    message_seq: super::keys::key_suffix_u64(&location, "resend index")?,
+                    duplicate: true,
+                });
+            }
             if let Some(first) = self.writer.record_of(id, &location)? {
                 resend_of(&first, m)?;
                 return Ok(Appended {
@@ -432,7 +457,7 @@ impl<'a> Plan<'a> {
         let seq = last_seq + 1;
         let red_dots = dots + u64::from(m.flags.red_dot);
         self.version += 1;
-        if let Some(previous) = previous.filter(|h| h.from != m.from_uid) {
+        if let Some(previous) = previous.as_ref().filter(|h| h.from != m.from_uid) {
             let position = encode(&previous.senders_position())?;
             self.positions
                 .push((position_key(&previous.from, &prefix), position));
@@ -455,7 +480,7 @@ impl<'a> Plan<'a> {
         }
         let record = IVec::from(record::encode(m, red_dots, self.version)?);
         self.records.push((location, record.clone()));
-        let head = Head::new(m, seq, red_dots, self.version, record);
+        let head = Head::new(m, (seq, red_dots, self.version), record, previous.as_ref());
         self.heads.insert(prefix, head);
         self.taken
             .insert(sender, (m.message_id, seq, m.payload.clone()));
@@ -506,6 +531,34 @@ impl<'a> Plan<'a> {
         self.writer.stable.store(self.version, Ordering::Release);
         Ok(())
     }
+}
+
+/// A resend index entry's parts: the message id, the record's key and,
+/// for a tombstone (the message was deleted by retention), when it was
+/// deleted. The record key's length is in it (`m`, channel type, id
+/// length, id, seq), so a tombstone is the same entry with the deletion
+/// time after it.
+pub(super) fn split_resend(value: &[u8]) -> Result<(MessageId, &[u8], Option<i64>)> {
+    let short = || Error::corrupt("resend index entry too short");
+    let (id, rest) = value.split_first_chunk::<8>().ok_or_else(short)?;
+    let id_len = usize::from(*rest.get(2).ok_or_else(short)?);
+    let location_len = 3 + id_len + 8;
+    let location = rest.get(..location_len).ok_or_else(short)?;
+    let deleted_at = match &rest[location_len..] {
+        [] => None,
+        tail => {
+            let at: [u8; 8] = tail
+                .try_into()
+                .map_err(|_| Error::corrupt("resend index entry: a bad tombstone"))?;
+            Some(i64::from_be_bytes(at))
+        }
+    };
+    Ok((MessageId(u64::from_be_bytes(*id)), location, deleted_at))
+}
+
+/// Whether a resend index entry is a tombstone.
+pub(super) fn is_tombstone(value: &[u8]) -> Result<bool> {
+    Ok(split_resend(value)?.2.is_some())
 }
 
 /// Checks that `m` is a resend of the stored record `first`: the same
