@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use common::{rt, uid, PAYLOAD};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use imcore::extra::EditRequest;
-use imcore::store::{Durability, PgConfig, PgStore, SledConfig, SledStore, Store};
+use imcore::store::{
+    Durability, NewEdit, NewReads, PgConfig, PgStore, SledConfig, SledStore, Store,
+};
 use imcore::{
     Channel, Device, DeviceFlag, DeviceId, Hub, HubConfig, MemoryDirectory, MessageId,
     RevokeTarget, SendRequest, Setting,
@@ -86,6 +88,48 @@ async fn reads(hub: &Hub, group: &Channel, iters: u64) -> Duration {
     started.elapsed()
 }
 
+/// The store alone: `record_reads` of one message sent with receipts
+/// (sent, untimed, through the hub) by a new reader each time.
+async fn store_reads(hub: &Hub, group: &Channel, iters: u64) -> Duration {
+    let mut ids = Vec::with_capacity(iters as usize);
+    for _ in 0..iters {
+        ids.push(send(hub, group, true).await);
+    }
+    let store = hub.store();
+    let started = Instant::now();
+    for id in ids {
+        let reads = NewReads {
+            reader: uid("bob"),
+            channel: group.clone(),
+            messages: vec![(id, 0)],
+            read_at_ms: 0,
+        };
+        store.record_reads(reads).await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// The store alone: `record_edit` of one message, its content changed
+/// each time.
+async fn store_edits(hub: &Hub, group: &Channel, n: &AtomicU64, iters: u64) -> Duration {
+    let target = send(hub, group, false).await;
+    let store = hub.store();
+    let started = Instant::now();
+    for _ in 0..iters {
+        let i = n.fetch_add(1, Ordering::Relaxed);
+        let edit = NewEdit {
+            message_id: target,
+            channel: group.clone(),
+            message_seq: 0,
+            editor: uid("alice"),
+            content: format!("edit {i}").into(),
+            edited_at_ms: 0,
+        };
+        store.record_edit(edit).await.unwrap();
+    }
+    started.elapsed()
+}
+
 fn run(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) {
     let (hub, group) = hub_on(rt, store);
     let mut g = c.benchmark_group(format!("extras_{name}"));
@@ -104,7 +148,20 @@ fn run(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: Arc<d
         b.to_async(rt)
             .iter_custom(|iters| reads(&hub, &group, iters))
     });
+    g.bench_function(BenchmarkId::new("store_record_edit", name), |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| store_edits(&hub, &group, &n, iters))
+    });
+    g.bench_function(BenchmarkId::new("store_record_reads", name), |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| store_reads(&hub, &group, iters))
+    });
     g.finish();
+}
+
+fn bench_memory(c: &mut Criterion) {
+    let rt = rt();
+    run(c, "memory", &rt, Arc::new(imcore::MemoryStore::new()));
 }
 
 fn bench_sled(c: &mut Criterion) {
@@ -127,5 +184,5 @@ fn bench_postgres(c: &mut Criterion) {
     run(c, "postgres", &rt, store);
 }
 
-criterion_group!(benches, bench_sled, bench_postgres);
+criterion_group!(benches, bench_memory, bench_sled, bench_postgres);
 criterion_main!(benches);

@@ -8,22 +8,24 @@
 //! in `reads` (message id ++ uid), whose value is when.
 //!
 //! Versions come from the channel's revocation counter (`counters`, tag
-//! `R`) inside the change's transaction, and every write runs on the
-//! store's write thread: edits, reads and revocations of a channel take
-//! versions one after another, and an edit reads `revocations` in the same
-//! transaction, so a revoked message is never edited. A receipt is opened
+//! `R`), and every write runs on the store's write thread, where
+//! revocations and retention write too: edits, reads and revocations of a
+//! channel take versions one after another, and an edit reads
+//! `revocations` in its turn, so a revoked message is never edited. The
+//! writes are plain inserts in a crash-safe order (index entries before
+//! the record they name, which is the commit point; readers pass over an
+//! entry whose record is not there or at another version), not sled
+//! transactions, which cost three times a send. A receipt is opened
 //! with its audience as a number: nothing is written per member.
 
 use async_trait::async_trait;
-use sled::transaction::TransactionalTree;
-use sled::{Transactional, Tree};
+use sled::Tree;
 
 use super::keys::{
-    be_u64, channel_key, counter_key, decode, encode, key, key_suffix_u64, next_counter, seq_key,
-    uid_key,
+    be_u64, channel_key, counter_key, decode, encode, key, key_suffix_u64, seq_key, uid_key,
 };
-use super::{abort, storage, tx_error, unabortable, SledStore, TxResult, TAG_REVOCATION_VERSION};
-use crate::error::{Error, Result};
+use super::{storage, SledStore, TAG_REVOCATION_VERSION};
+use crate::error::Result;
 use crate::model::{Channel, MessageId, Uid};
 use crate::store::{
     check_limit, Edit, EditRecorded, ExtraStore, MessageExtra, NewEdit, NewReads, Receipt,
@@ -105,90 +107,108 @@ fn blank(message_id: MessageId, channel: &Channel, message_seq: u64) -> MessageE
     }
 }
 
-/// A message's extra inside a transaction.
-fn stored(extras: &TransactionalTree, id: MessageId) -> TxResult<Option<MessageExtra>> {
-    match extras.get(id.0.to_be_bytes()).map_err(unabortable)? {
-        Some(v) => match decode(&v, "message extra") {
-            Ok(x) => Ok(Some(x)),
-            Err(e) => abort(e),
-        },
-        None => Ok(None),
+impl ExtraTrees {
+    /// A message's extra as stored.
+    fn stored(&self, id: MessageId) -> Result<Option<MessageExtra>> {
+        match self.extras.get(id.0.to_be_bytes()).map_err(storage)? {
+            Some(v) => decode(&v, "message extra").map(Some),
+            None => Ok(None),
+        }
     }
-}
 
-/// Writes `extra` at `version` (its channel's key `chan`), moving its
-/// version index entry from its old version.
-fn put(
-    extras: &TransactionalTree,
-    by_version: &TransactionalTree,
-    chan: &[u8],
-    mut extra: MessageExtra,
-    version: u64,
-) -> TxResult<MessageExtra> {
-    let id = extra.message_id.0.to_be_bytes();
-    if extra.extra_version > 0 {
-        by_version
-            .remove(seq_key(chan, extra.extra_version))
-            .map_err(unabortable)?;
+    /// Writes `extra` at `version` (its channel's key `chan`): the new
+    /// version's index entry, then the record (the commit point), then the
+    /// old entry's removal. A reader meeting an entry whose record is at
+    /// another version, or not there yet, passes over it.
+    fn put(&self, chan: &[u8], mut extra: MessageExtra, version: u64) -> Result<MessageExtra> {
+        let id = extra.message_id.0.to_be_bytes();
+        let old = extra.extra_version;
+        if version > 0 {
+            self.by_version
+                .insert(seq_key(chan, version), &id)
+                .map_err(storage)?;
+        }
+        extra.extra_version = version;
+        self.extras.insert(id, encode(&extra)?).map_err(storage)?;
+        if old > 0 && old != version {
+            self.by_version
+                .remove(seq_key(chan, old))
+                .map_err(storage)?;
+        }
+        Ok(extra)
     }
-    by_version
-        .insert(seq_key(chan, version), &id)
-        .map_err(unabortable)?;
-    extra.extra_version = version;
-    let value = match encode(&extra) {
-        Ok(v) => v,
-        Err(e) => return abort(e),
-    };
-    extras.insert(&id, value).map_err(unabortable)?;
-    Ok(extra)
+
+    /// The record of a message with no extra yet: its seq index entry
+    /// first, so that a record is never without it.
+    fn create(
+        &self,
+        chan: &[u8],
+        id: MessageId,
+        channel: &Channel,
+        seq: u64,
+    ) -> Result<MessageExtra> {
+        self.by_seq
+            .insert(seq_key(chan, seq), &id.0.to_be_bytes())
+            .map_err(storage)?;
+        Ok(blank(id, channel, seq))
+    }
 }
 
 fn version_counter(chan: &[u8]) -> Vec<u8> {
     counter_key(TAG_REVOCATION_VERSION, |k| k.extend_from_slice(chan))
 }
 
+/// The channel's next extra version, written before anything that uses
+/// it: a crash in between leaves a gap, never a version given twice.
+fn next_version(counters: &Tree, chan: &[u8]) -> Result<u64> {
+    let key = version_counter(chan);
+    let current = match counters.get(&key).map_err(storage)? {
+        Some(v) => be_u64(&v, "counter")?,
+        None => 0,
+    };
+    let next = current + 1;
+    counters.insert(key, &next.to_be_bytes()).map_err(storage)?;
+    Ok(next)
+}
+
+// Every write below runs on the store's write thread, where revocations
+// and retention write too: they take turns, so each sees the others'
+// writes whole, and plain inserts in a crash-safe order replace sled
+// transactions (which cost three times a send).
 #[async_trait]
 impl ExtraStore for SledStore {
     async fn record_edit(&self, e: NewEdit) -> Result<EditRecorded> {
-        let trees = (
+        let (revocations, counters, x) = (
             self.revocations.clone(),
             self.counters.clone(),
             self.extra_trees.clone(),
         );
-        // On the store's write thread.
         let record = move || {
-            let (revocations, counters, x) = &trees;
-            (revocations, counters, &x.extras, &x.by_version, &x.by_seq)
-                .transaction(|(revs, counters, extras, by_version, by_seq)| {
-                    if revs.get(e.message_id.0.to_be_bytes())?.is_some() {
-                        return Ok(EditRecorded::Revoked);
-                    }
-                    let (mut extra, new) = match stored(extras, e.message_id)? {
-                        Some(x) if x.channel != e.channel => {
-                            return abort(crate::store::extras::other_channel())
-                        }
-                        Some(x) => (x, false),
-                        None => (blank(e.message_id, &e.channel, e.message_seq), true),
-                    };
-                    if extra.edit.as_ref().is_some_and(|d| d.content == e.content) {
-                        return Ok(EditRecorded::Unchanged(extra));
-                    }
-                    extra.edit = Some(Edit {
-                        content: e.content.clone(),
-                        editor: e.editor.clone(),
-                        edited_at_ms: e.edited_at_ms,
-                    });
-                    let chan = key(|k| channel_key(k, &e.channel));
-                    if new {
-                        by_seq.insert(
-                            seq_key(&chan, extra.message_seq),
-                            &e.message_id.0.to_be_bytes(),
-                        )?;
-                    }
-                    let version = next_counter(counters, &version_counter(&chan))?;
-                    put(extras, by_version, &chan, extra, version).map(EditRecorded::Edited)
-                })
-                .map_err(tx_error)
+            if revocations
+                .get(e.message_id.0.to_be_bytes())
+                .map_err(storage)?
+                .is_some()
+            {
+                return Ok(EditRecorded::Revoked);
+            }
+            let chan = key(|k| channel_key(k, &e.channel));
+            let mut extra = match x.stored(e.message_id)? {
+                Some(found) if found.channel != e.channel => {
+                    return Err(crate::store::extras::other_channel())
+                }
+                Some(found) => found,
+                None => x.create(&chan, e.message_id, &e.channel, e.message_seq)?,
+            };
+            if extra.edit.as_ref().is_some_and(|d| d.content == e.content) {
+                return Ok(EditRecorded::Unchanged(extra));
+            }
+            extra.edit = Some(Edit {
+                content: e.content,
+                editor: e.editor,
+                edited_at_ms: e.edited_at_ms,
+            });
+            let version = next_version(&counters, &chan)?;
+            x.put(&chan, extra, version).map(EditRecorded::Edited)
         };
         let recorded = self.thread.run(record).await?;
         if let EditRecorded::Edited(_) = &recorded {
@@ -207,31 +227,20 @@ impl ExtraStore for SledStore {
         let x = self.extra_trees.clone();
         let channel = channel.clone();
         let open = move || {
-            (&x.extras, &x.by_seq)
-                .transaction(|(extras, by_seq)| {
-                    let mut extra = match stored(extras, message_id)? {
-                        Some(x) if x.receipt.is_some() => return Ok(false),
-                        Some(x) => x,
-                        None => {
-                            let chan = key(|k| channel_key(k, &channel));
-                            by_seq
-                                .insert(seq_key(&chan, message_seq), &message_id.0.to_be_bytes())?;
-                            blank(message_id, &channel, message_seq)
-                        }
-                    };
-                    extra.receipt = Some(Receipt {
-                        audience,
-                        readers: 0,
-                    });
-                    // No version: nothing a client syncs has changed.
-                    let value = match encode(&extra) {
-                        Ok(v) => v,
-                        Err(e) => return abort(e),
-                    };
-                    extras.insert(&message_id.0.to_be_bytes(), value)?;
-                    Ok(true)
-                })
-                .map_err(tx_error)
+            let chan = key(|k| channel_key(k, &channel));
+            let mut extra = match x.stored(message_id)? {
+                Some(found) if found.receipt.is_some() => return Ok(false),
+                Some(found) => found,
+                None => x.create(&chan, message_id, &channel, message_seq)?,
+            };
+            extra.receipt = Some(Receipt {
+                audience,
+                readers: 0,
+            });
+            // No new version: nothing a client syncs has changed.
+            let version = extra.extra_version;
+            x.put(&chan, extra, version)?;
+            Ok(true)
         };
         if self.thread.run(open).await? {
             self.settle().await?;
@@ -243,40 +252,33 @@ impl ExtraStore for SledStore {
         if reads.messages.is_empty() {
             return Ok(Vec::new());
         }
-        let trees = (self.counters.clone(), self.extra_trees.clone());
+        let (counters, x) = (self.counters.clone(), self.extra_trees.clone());
         let record = move || {
-            let (counters, x) = &trees;
             let chan = key(|k| channel_key(k, &reads.channel));
-            let counter = version_counter(&chan);
-            (counters, &x.extras, &x.by_version, &x.reads)
-                .transaction(|(counters, extras, by_version, read)| {
-                    let mut changed = Vec::new();
-                    for (id, _) in &reads.messages {
-                        let Some(mut extra) = stored(extras, *id)? else {
-                            continue;
-                        };
-                        if extra.channel != reads.channel {
-                            continue;
-                        }
-                        let Some(receipt) = extra.receipt.as_mut() else {
-                            continue;
-                        };
-                        let at = read_key(*id, &reads.reader);
-                        if read.get(&at)?.is_some() {
-                            continue;
-                        }
-                        receipt.readers += 1;
-                        let when = match encode(&reads.read_at_ms) {
-                            Ok(v) => v,
-                            Err(e) => return abort(e),
-                        };
-                        read.insert(at, when)?;
-                        let version = next_counter(counters, &counter)?;
-                        changed.push(put(extras, by_version, &chan, extra, version)?);
-                    }
-                    Ok(changed)
-                })
-                .map_err(tx_error)
+            let when = encode(&reads.read_at_ms)?;
+            let mut changed = Vec::new();
+            for (id, _) in &reads.messages {
+                let Some(mut extra) = x.stored(*id)? else {
+                    continue;
+                };
+                if extra.channel != reads.channel {
+                    continue;
+                }
+                let Some(receipt) = extra.receipt.as_mut() else {
+                    continue;
+                };
+                let at = read_key(*id, &reads.reader);
+                if x.reads.get(&at).map_err(storage)?.is_some() {
+                    continue;
+                }
+                receipt.readers += 1;
+                // The read first: a crash before the count leaves the
+                // reader counted one short, never twice.
+                x.reads.insert(at, when.clone()).map_err(storage)?;
+                let version = next_version(&counters, &chan)?;
+                changed.push(x.put(&chan, extra, version)?);
+            }
+            Ok(changed)
         };
         let changed = self.thread.run(record).await?;
         if !changed.is_empty() {
@@ -321,8 +323,11 @@ impl ExtraStore for SledStore {
             .map(|kv| {
                 let (_, id) = kv.map_err(storage)?;
                 let id = be_u64(&id, "extra index")?;
-                self.extra(id)?.ok_or_else(|| missing(id))
+                self.extra(id)
             })
+            // An entry whose record is not written yet (or was left by a
+            // crash before it): nothing to show.
+            .filter_map(|x| x.transpose())
             .collect()
     }
 
@@ -351,8 +356,7 @@ impl ExtraStore for SledStore {
             // further on.
             match self.extra(id)? {
                 Some(x) if x.extra_version == at => out.push(x),
-                Some(_) => continue,
-                None => return Err(missing(id)),
+                Some(_) | None => continue,
             }
             if out.len() == limit {
                 break;
@@ -360,10 +364,6 @@ impl ExtraStore for SledStore {
         }
         Ok(out)
     }
-}
-
-fn missing(id: u64) -> Error {
-    Error::corrupt(format!("extra index points at a missing record ({id})"))
 }
 
 impl SledStore {
