@@ -121,7 +121,9 @@ async fn a_version_6_schema_gets_the_extras_tables() {
     drop(store);
     sql(
         &url,
-        "DROP TABLE imcore_extras, imcore_reads; UPDATE imcore_schema SET version = 6",
+        "DROP TABLE imcore_extras, imcore_reads; \
+         DROP TABLE imcore_floors, imcore_tombstones, imcore_leases; \
+         UPDATE imcore_schema SET version = 6",
     )
     .await;
 
