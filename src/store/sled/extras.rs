@@ -18,6 +18,9 @@
 //! transactions, which cost three times a send. A receipt is opened
 //! with its audience as a number: nothing is written per member.
 
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
 use async_trait::async_trait;
 use sled::Tree;
 
@@ -42,18 +45,38 @@ pub(super) struct ExtraTrees {
     by_seq: Tree,
     /// Message id ++ uid → when the user read it (Unix ms).
     reads: Tree,
+    /// The channels (their keys) that have extras, in memory (rebuilt at
+    /// open): a page of history of any other channel looks up nothing.
+    channels: Arc<RwLock<HashSet<Vec<u8>>>>,
 }
 
 impl ExtraTrees {
     /// Opens (or creates, empty) the trees.
     pub(super) fn open(db: &sled::Db) -> Result<Self> {
         let tree = |name: &str| db.open_tree(name).map_err(storage);
+        let by_seq = tree("extras_by_seq")?;
+        let mut channels = HashSet::new();
+        for kv in by_seq.iter().keys() {
+            let k = kv.map_err(storage)?;
+            // channel ++ seq (8 bytes)
+            let chan = k.get(..k.len().saturating_sub(8)).unwrap_or_default();
+            if !channels.contains(chan) {
+                channels.insert(chan.to_vec());
+            }
+        }
         Ok(ExtraTrees {
             extras: tree("extras")?,
             by_version: tree("extras_by_version")?,
-            by_seq: tree("extras_by_seq")?,
+            by_seq,
             reads: tree("reads")?,
+            channels: Arc::new(RwLock::new(channels)),
         })
+    }
+
+    /// Whether the channel with key `chan` may have extras.
+    fn has_channel(&self, chan: &[u8]) -> bool {
+        let channels = self.channels.read();
+        channels.unwrap_or_else(|e| e.into_inner()).contains(chan)
     }
 }
 
@@ -147,6 +170,11 @@ impl ExtraTrees {
         channel: &Channel,
         seq: u64,
     ) -> Result<MessageExtra> {
+        if !self.has_channel(chan) {
+            // Before the entry: a page read never misses it.
+            let mut channels = self.channels.write().unwrap_or_else(|e| e.into_inner());
+            channels.insert(chan.to_vec());
+        }
         self.by_seq
             .insert(seq_key(chan, seq), &id.0.to_be_bytes())
             .map_err(storage)?;
@@ -313,10 +341,10 @@ impl ExtraStore for SledStore {
         from_seq: u64,
         to_seq: u64,
     ) -> Result<Vec<MessageExtra>> {
-        if from_seq > to_seq {
+        let chan = key(|k| channel_key(k, channel));
+        if from_seq > to_seq || !self.extra_trees.has_channel(&chan) {
             return Ok(Vec::new());
         }
-        let chan = key(|k| channel_key(k, channel));
         self.extra_trees
             .by_seq
             .range(seq_key(&chan, from_seq)..=seq_key(&chan, to_seq))
