@@ -1,14 +1,27 @@
 //! Retention: how fast a retention pass (`Hub::retention_pass`, a rule of
-//! no message kept, batches of 500) deletes a channel's messages, against,
-//! in the same run, the bare substrate deleting the same data: on sled, a
-//! raw tree holding each message's three keys (its 200-byte record, its id
-//! index and its resend index) removed 500 messages to a batch; on
-//! PostgreSQL (a throwaway server), a plain copy of the messages table
-//! (`LIKE imcore_messages INCLUDING ALL`, the same rows) emptied by the
-//! same range `DELETE … WHERE seq <= (SELECT min(seq) …) + 499`, one
-//! transaction per batch; and the same with the resend tombstones a pass
-//! writes (each deleted row's key inserted into a copy of the tombstones
-//! table in the same statement), the substrate's cost of the same work.
+//! no message kept, batches of 500, the default resend protection of 24
+//! hours) deletes a channel's messages, against, in the same run, the bare
+//! substrate deleting the same data.
+//!
+//! Two cases. The realistic one, `pass_delete_old`: retention deletes old
+//! history, so the messages are older than the resend protection when
+//! deleted (timestamp 0) and the pass writes no tombstone. The other,
+//! `pass_delete_young`: messages sent just now (the same pass deletes
+//! them), each of which leaves a resend tombstone.
+//!
+//! The substrate: on sled, a raw tree holding each message's three keys
+//! (its 200-byte record, its id index and its resend index),
+//! `substrate_remove` removing all three 500 messages to a batch (what an
+//! old message's deletion does), and `substrate_remove_and_tombstone`
+//! removing two and overwriting the resend index with a 46-byte
+//! tombstone (what a young one's does). On PostgreSQL (a throwaway
+//! server), a plain copy of the messages table (`LIKE imcore_messages
+//! INCLUDING ALL`, the same rows) emptied by the same range `DELETE …
+//! WHERE seq <= (SELECT min(seq) …) + 499`, one transaction per batch
+//! (`substrate_delete`); and the same with each deleted row's key
+//! inserted into a copy of the tombstones table in the same statement
+//! (`substrate_delete_and_tombstone`), the substrate's cost of a young
+//! message's deletion.
 //!
 //! Each iteration deletes one message; the messages are written before
 //! the timed part. sled runs with background durability (flushed every
@@ -21,7 +34,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{quick, rt, uid, PAYLOAD};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -40,14 +53,32 @@ fn hub_on(store: Arc<dyn Store>) -> Hub {
     Hub::builder().store(store).config(config).build().unwrap()
 }
 
-/// Appends `n` messages of [`PAYLOAD`] to `channel`, 500 to a call.
+/// The two cases: messages sent long before the pass (timestamp 0), or
+/// just now.
+const AGES: [(&str, bool); 2] = [("pass_delete_old", false), ("pass_delete_young", true)];
+
+/// A message's timestamp: now when `young`, else 0 (the epoch).
+fn sent_at(young: bool) -> i64 {
+    match young {
+        true => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+        false => 0,
+    }
+}
+
+/// Appends `n` messages of [`PAYLOAD`] to `channel`, 500 to a call, sent
+/// now when `young`, else long ago.
 async fn fill(
     store: &dyn Store,
     ids: &MessageIdGenerator,
     channel: &Channel,
     n: u64,
     k: &AtomicU64,
+    young: bool,
 ) {
+    let at = sent_at(young);
     let mut left = n;
     while left > 0 {
         let take = left.min(BATCH as u64);
@@ -59,7 +90,7 @@ async fn fill(
                     ClientMsgNo::new(format!("m{i}")).unwrap(),
                     uid("bot"),
                     channel.clone(),
-                    0,
+                    at,
                     PAYLOAD.to_vec(),
                 )
             })
@@ -92,56 +123,67 @@ fn bench_sled(c: &mut Criterion) {
     let hub = hub_on(store.clone());
     let ids = MessageIdGenerator::new(2).unwrap();
     let (k, channel) = (AtomicU64::new(0), Channel::group("retention").unwrap());
-    g.bench_function(BenchmarkId::new("pass_delete", "sled"), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let (store, hub, ids, k, channel) = (&store, &hub, &ids, &k, &channel);
-            async move {
-                fill(&**store, ids, channel, iters, k).await;
-                let started = Instant::now();
-                let pass = hub.retention_pass().await.unwrap();
-                let took = started.elapsed();
-                assert_eq!(pass.deleted, iters);
-                took
-            }
-        })
-    });
+    for (name, young) in AGES {
+        g.bench_function(BenchmarkId::new(name, "sled"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (store, hub, ids, k, channel) = (&store, &hub, &ids, &k, &channel);
+                async move {
+                    fill(&**store, ids, channel, iters, k, young).await;
+                    let started = Instant::now();
+                    let pass = hub.retention_pass().await.unwrap();
+                    let took = started.elapsed();
+                    assert_eq!(pass.deleted, iters);
+                    took
+                }
+            })
+        });
+    }
     let raw = sled::Config::new().temporary(true).open().unwrap();
     let tree = raw.open_tree("t").unwrap();
     let n = AtomicU64::new(0);
     let record = [b'x'; 38 + 3 + 8 + 200];
-    g.bench_function(BenchmarkId::new("substrate_remove", "sled"), |b| {
-        b.iter_custom(|iters| {
-            // Each message's three keys, as the store writes them.
-            let first = n.fetch_add(iters, Ordering::Relaxed);
-            let keys = |i: u64| {
-                let mut log = b"m\x02\x09retention".to_vec();
-                log.extend_from_slice(&i.to_be_bytes());
-                let mut id = b"i".to_vec();
-                id.extend_from_slice(&i.to_be_bytes());
-                let sender = format!("r\x03bot\x02\x09retentionm{i}").into_bytes();
-                [log, id, sender]
-            };
-            for i in first..first + iters {
-                let [log, id, sender] = keys(i);
-                tree.insert(log, &record[..]).unwrap();
-                tree.insert(id, &record[..20]).unwrap();
-                tree.insert(sender, &record[..28]).unwrap();
-            }
-            let started = Instant::now();
-            let mut i = first;
-            while i < first + iters {
-                let mut batch = sled::Batch::default();
-                for j in i..(i + BATCH as u64).min(first + iters) {
-                    for key in keys(j) {
-                        batch.remove(key);
-                    }
+    for (name, tombstone) in [
+        ("substrate_remove", false),
+        ("substrate_remove_and_tombstone", true),
+    ] {
+        g.bench_function(BenchmarkId::new(name, "sled"), |b| {
+            b.iter_custom(|iters| {
+                // Each message's three keys, as the store writes them.
+                let first = n.fetch_add(iters, Ordering::Relaxed);
+                let keys = |i: u64| {
+                    let mut log = b"m\x02\x09retention".to_vec();
+                    log.extend_from_slice(&i.to_be_bytes());
+                    let mut id = b"i".to_vec();
+                    id.extend_from_slice(&i.to_be_bytes());
+                    let sender = format!("r\x03bot\x02\x09retentionm{i}").into_bytes();
+                    [log, id, sender]
+                };
+                for i in first..first + iters {
+                    let [log, id, sender] = keys(i);
+                    tree.insert(log, &record[..]).unwrap();
+                    tree.insert(id, &record[..20]).unwrap();
+                    tree.insert(sender, &record[..28]).unwrap();
                 }
-                tree.apply_batch(batch).unwrap();
-                i += BATCH as u64;
-            }
-            started.elapsed()
-        })
-    });
+                let started = Instant::now();
+                let mut i = first;
+                while i < first + iters {
+                    let mut batch = sled::Batch::default();
+                    for j in i..(i + BATCH as u64).min(first + iters) {
+                        let [log, id, sender] = keys(j);
+                        batch.remove(log);
+                        batch.remove(id);
+                        match tombstone {
+                            true => batch.insert(sender, &record[..46]),
+                            false => batch.remove(sender),
+                        }
+                    }
+                    tree.apply_batch(batch).unwrap();
+                    i += BATCH as u64;
+                }
+                started.elapsed()
+            })
+        });
+    }
     g.finish();
 }
 
@@ -187,23 +229,26 @@ fn bench_postgres(c: &mut Criterion) {
     });
     let ids = MessageIdGenerator::new(2).unwrap();
     let (k, channel) = (AtomicU64::new(0), Channel::group("retention").unwrap());
-    // The pass and the substrate delete the same rows: each iteration's
+    // The passes and the substrate delete the same rows: each iteration's
     // rows are copied before the pass deletes them, and deleted raw in
-    // the next benchmark.
-    g.bench_function(BenchmarkId::new("pass_delete", "postgres"), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let (store, hub, ids, k, channel, client) = (&store, &hub, &ids, &k, &channel, &client);
-            async move {
-                fill(&**store, ids, channel, iters, k).await;
-                client.execute(COPY, &[]).await.unwrap();
-                let started = Instant::now();
-                let pass = hub.retention_pass().await.unwrap();
-                let took = started.elapsed();
-                assert_eq!(pass.deleted, iters);
-                took
-            }
-        })
-    });
+    // the next benchmarks.
+    for (name, young) in AGES {
+        g.bench_function(BenchmarkId::new(name, "postgres"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (store, hub, ids, k, channel, client) =
+                    (&store, &hub, &ids, &k, &channel, &client);
+                async move {
+                    fill(&**store, ids, channel, iters, k, young).await;
+                    client.execute(COPY, &[]).await.unwrap();
+                    let started = Instant::now();
+                    let pass = hub.retention_pass().await.unwrap();
+                    let took = started.elapsed();
+                    assert_eq!(pass.deleted, iters);
+                    took
+                }
+            })
+        });
+    }
     let copied = rt.block_on(async {
         let row = client
             .query_one("SELECT count(*) FROM raw_messages", &[])
@@ -216,6 +261,9 @@ fn bench_postgres(c: &mut Criterion) {
         ("substrate_delete", RAW_DELETE),
         ("substrate_delete_and_tombstone", RAW_DELETE_AND_TOMBSTONE),
     ] {
+        // Prepared once, as the store's statements are.
+        let raw_delete = rt.block_on(client.prepare(raw_delete)).unwrap();
+        let raw_delete = &raw_delete;
         g.bench_function(BenchmarkId::new(name, "postgres"), |b| {
             b.to_async(&rt).iter_custom(|iters| {
                 let (client, left, store, hub, ids, k, channel) =
@@ -223,7 +271,7 @@ fn bench_postgres(c: &mut Criterion) {
                 async move {
                     // Top up with more of the same rows when the copy runs low.
                     if left.load(Ordering::Relaxed) < iters {
-                        fill(&**store, ids, channel, iters, k).await;
+                        fill(&**store, ids, channel, iters, k, false).await;
                         client.execute(COPY, &[]).await.unwrap();
                         hub.retention_pass().await.unwrap();
                         left.fetch_add(iters, Ordering::Relaxed);

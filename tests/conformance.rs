@@ -52,6 +52,7 @@ macro_rules! suite {
                 deleting_everything_keeps_the_head_and_the_seqs,
                 unread_counts_only_what_is_left,
                 a_resend_of_a_deleted_message_is_a_duplicate_until_purged,
+                an_old_deleted_message_leaves_no_tombstone,
                 deleted_messages_take_their_revocations_events_and_outbox,
                 a_send_racing_a_deletion_loses_nothing,
                 channels_are_walked_and_leases_held_by_one,

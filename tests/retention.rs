@@ -277,6 +277,38 @@ async fn a_resend_of_a_deleted_message_is_a_duplicate_for_the_protection_period(
     }
 }
 
+/// A message deleted older than the resend protection leaves no
+/// tombstone: its resend is stored again; one deleted younger is still a
+/// duplicate. Either way a resend is recognised for the protection period
+/// after the message was sent.
+#[tokio::test]
+async fn a_message_deleted_after_its_protection_leaves_no_tombstone() {
+    for (name, store) in stores() {
+        let policy = RetentionPolicy::default()
+            .all(RetentionRule::keep_all().max_age(Some(Duration::from_secs(60))))
+            .resend_protection(Duration::from_secs(3600));
+        let w = world(store, policy);
+        let g = w.group("g-old");
+        let send = |no: &str| {
+            SendRequest::new(uid("alice"), g.clone(), "once")
+                .client_msg_no(ClientMsgNo::new(no).unwrap())
+        };
+        let old = w.hub.send(send("c-old")).await.unwrap();
+        w.clock.advance(Duration::from_secs(3601));
+        let young = w.hub.send(send("c-young")).await.unwrap();
+        w.clock.advance(Duration::from_secs(61));
+        let pass = w.hub.retention_pass().await.unwrap();
+        assert_eq!(pass.deleted, 2, "{name}");
+        let again = w.hub.send(send("c-young")).await.unwrap();
+        assert!(again.duplicate, "{name}: deleted young");
+        assert_eq!(again.message_id, young.message_id, "{name}");
+        let stored = w.hub.send(send("c-old")).await.unwrap();
+        assert!(!stored.duplicate, "{name}: deleted past its protection");
+        assert_ne!(stored.message_id, old.message_id, "{name}");
+        assert_eq!(stored.message_seq, 3, "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_racing_a_deletion_are_all_kept() {
     for (name, store) in stores() {

@@ -93,10 +93,15 @@ pub struct RetentionPolicy {
     /// Messages deleted per store batch: what a send to the channel waits
     /// for at most. Default 500.
     pub batch: usize,
-    /// How long after its deletion a message's resend is still recognised
-    /// (answered as a duplicate, stored nothing); passes purge older
-    /// tombstones. Default 24 hours: a client that resends what it sent
-    /// more than a day after that message was deleted stores it again.
+    /// How long a message's resend is recognised (answered as a duplicate
+    /// with the first id and seq, storing nothing): at least this long
+    /// after the message was sent, whether or not it was deleted in
+    /// between. A message deleted younger than this leaves a resend
+    /// tombstone that passes purge once this long has passed since the
+    /// deletion (so its resend is recognised up to about twice this long after
+    /// it was sent); a message deleted older than this leaves none, and
+    /// its resend after the deletion is stored again as a new message.
+    /// Default 24 hours.
     pub resend_protection: Duration,
 }
 
@@ -165,6 +170,11 @@ impl RetentionPolicy {
             || self.by_type.values().any(RetentionRule::limits)
             || self.by_channel.values().any(RetentionRule::limits)
     }
+}
+
+/// [`RetentionPolicy::resend_protection`] in milliseconds.
+fn protection_ms(policy: &RetentionPolicy) -> i64 {
+    i64::try_from(policy.resend_protection.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// What [`Hub::delete_history`] did.
@@ -292,13 +302,17 @@ impl Hub {
     /// floor after.
     async fn delete_batches(&self, channel: &Channel, through_seq: u64) -> Result<(u64, u64)> {
         let inner = &*self.inner;
-        let batch = inner.config.retention.batch.max(1);
+        let policy = &inner.config.retention;
+        let batch = policy.batch.max(1);
+        let protection = protection_ms(policy);
         let mut deleted = 0;
         loop {
             let now = inner.clock.now_ms();
+            // Only messages a client may still resend get a tombstone.
+            let since = now.saturating_sub(protection);
             let step = inner
                 .store
-                .delete_through(channel, through_seq, batch, now)
+                .delete_through(channel, through_seq, batch, now, since)
                 .await?;
             deleted += step.deleted;
             if step.done {
@@ -369,8 +383,7 @@ impl Hub {
             }
             after = Some(last);
         }
-        let protection = i64::try_from(policy.resend_protection.as_millis()).unwrap_or(i64::MAX);
-        let before = inner.clock.now_ms().saturating_sub(protection);
+        let before = inner.clock.now_ms().saturating_sub(protection_ms(policy));
         loop {
             let purged = store.purge_tombstones(before, PURGE_BATCH).await?;
             report.tombstones_purged += purged;

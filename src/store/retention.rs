@@ -19,13 +19,25 @@
 //!   is left: a reader whose position is below the floor has read, in
 //!   effect, up to it ([`Conversation::derive`](super::Conversation::derive)
 //!   takes the higher of the two counts).
-//! - **A tombstone per deleted message's resend key** (sender, channel,
-//!   `client_msg_no`): a resend of a deleted message is answered as a
-//!   duplicate with the original id and seq, and stored nothing, until
-//!   [`purge_tombstones`](RetentionStore::purge_tombstones) removes the
-//!   tombstone (the hub does after its resend protection period). A
-//!   tombstone has no payload to compare, so a resend under a deleted
-//!   message's key is a duplicate whatever its payload.
+//! - **A tombstone per deleted young message's resend key** (sender,
+//!   channel, `client_msg_no`): a message sent at or after the deletion's
+//!   `tombstone_since_ms` (the hub passes the deletion time less its
+//!   resend protection period) leaves one, so a resend of it is answered
+//!   as a duplicate with the original id and seq, and stored nothing,
+//!   until [`purge_tombstones`](RetentionStore::purge_tombstones) removes
+//!   the tombstone (the hub does once the protection period has passed
+//!   since the deletion). A tombstone has no payload to compare, so a
+//!   resend under a deleted message's key is a duplicate whatever its
+//!   payload. A message sent before `tombstone_since_ms` leaves none: no
+//!   client is expected to resend it any more, and a resend of it after
+//!   the deletion is stored again as a new message, with a new id and
+//!   the next seq. Retention mostly deletes old history, so most
+//!   deletions write no tombstone at all.
+//!
+//! So, through the hub, a message's resend is recognised for at least the
+//! resend protection period after it was sent, whether or not it was
+//! deleted in between: a message deleted younger than the period keeps
+//! its tombstone for the period after the deletion.
 //!
 //! Deletes run in batches that each take a short, atomic step: a send to
 //! the channel waits for one batch at most, never for a whole deletion.
@@ -63,8 +75,10 @@ pub struct DeletedBatch {
 /// - [`delete_through`](RetentionStore::delete_through) deletes up to
 ///   `max_batch` of the channel's lowest messages with a seq up to
 ///   `through_seq`, in one atomic step, with their revocations, message
-///   events and outbox entries, leaving a resend tombstone for each; the
-///   floor moves to the highest seq deleted. A `through_seq` above the
+///   events and outbox entries, leaving a resend tombstone for each whose
+///   timestamp is at or after `tombstone_since_ms` (and none for older
+///   ones); the floor moves to the highest seq deleted. A `through_seq`
+///   above the
 ///   channel's last seq is refused with
 ///   [`Error::Validation`](crate::Error::Validation), changing nothing.
 ///   Appends racing it are never touched: they take seqs above the head,
@@ -74,18 +88,22 @@ pub struct DeletedBatch {
 ///   the next seq.
 /// - Reads skip what was deleted: a forward page from seq 1 starts at
 ///   `floor + 1`, a backward page ends there.
-/// - A resend of a deleted message (same sender, channel and number) is a
-///   duplicate with the first id and seq until its tombstone is purged.
+/// - A resend of a deleted message (same sender, channel and number) that
+///   left a tombstone is a duplicate with the first id and seq until its
+///   tombstone is purged; a resend of one that left none (sent before
+///   `tombstone_since_ms`) is a new message, with a new seq.
 #[async_trait]
 pub trait RetentionStore: Send + Sync + Debug + 'static {
     /// Deletes one batch (see the contract); `now_ms` is the tombstones'
-    /// deletion time.
+    /// deletion time, and only messages with a `timestamp_ms` at or after
+    /// `tombstone_since_ms` leave one (`i64::MIN`: every message does).
     async fn delete_through(
         &self,
         channel: &Channel,
         through_seq: u64,
         max_batch: usize,
         now_ms: i64,
+        tombstone_since_ms: i64,
     ) -> Result<DeletedBatch>;
 
     /// The channel's floor: the highest seq deleted, 0 when nothing was.

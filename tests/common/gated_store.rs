@@ -366,9 +366,10 @@ impl imcore::store::RetentionStore for GatedStore {
         through_seq: u64,
         max_batch: usize,
         now_ms: i64,
+        tombstone_since_ms: i64,
     ) -> imcore::Result<imcore::store::DeletedBatch> {
         self.inner
-            .delete_through(channel, through_seq, max_batch, now_ms)
+            .delete_through(channel, through_seq, max_batch, now_ms, tombstone_since_ms)
             .await
     }
     async fn history_floor(&self, channel: &Channel) -> imcore::Result<u64> {

@@ -317,7 +317,7 @@ pub async fn retention_takes_extras_and_reads_even_racing(store: Arc<dyn Store>)
     });
     loop {
         let batch = store
-            .delete_through(&ch, 12, 3, 1_000)
+            .delete_through(&ch, 12, 3, 1_000, i64::MIN)
             .await
             .expect("delete");
         if batch.done {

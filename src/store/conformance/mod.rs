@@ -68,7 +68,8 @@ pub use resends::{
 };
 pub use retention::{
     a_resend_of_a_deleted_message_is_a_duplicate_until_purged,
-    a_send_racing_a_deletion_loses_nothing, channels_are_walked_and_leases_held_by_one,
+    a_send_racing_a_deletion_loses_nothing, an_old_deleted_message_leaves_no_tombstone,
+    channels_are_walked_and_leases_held_by_one,
     deleted_messages_take_their_revocations_events_and_outbox,
     deleting_everything_keeps_the_head_and_the_seqs, retention_deletes_the_oldest_through_a_seq,
     unread_counts_only_what_is_left,
@@ -170,6 +171,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         deleting_everything_keeps_the_head_and_the_seqs,
         unread_counts_only_what_is_left,
         a_resend_of_a_deleted_message_is_a_duplicate_until_purged,
+        an_old_deleted_message_leaves_no_tombstone,
         // After the outbox checks: it enables the outbox.
         deleted_messages_take_their_revocations_events_and_outbox,
         a_send_racing_a_deletion_loses_nothing,

@@ -23,7 +23,7 @@ async fn delete(store: &Arc<dyn Store>, ch: &Channel, through: u64, max: usize) 
     let mut sizes = Vec::new();
     loop {
         let batch = store
-            .delete_through(ch, through, max, 1_000)
+            .delete_through(ch, through, max, 1_000, i64::MIN)
             .await
             .expect("delete");
         sizes.push(batch.deleted);
@@ -45,7 +45,7 @@ pub async fn retention_deletes_the_oldest_through_a_seq(store: Arc<dyn Store>) {
     let ch = group("c-ret-del");
     let sent = fill(&store, &ch, "ret-a", 10).await;
     assert_eq!(store.history_floor(&ch).await.expect("floor"), 0);
-    let refused = store.delete_through(&ch, 11, 100, 1_000).await;
+    let refused = store.delete_through(&ch, 11, 100, 1_000, i64::MIN).await;
     assert!(
         matches!(refused, Err(crate::Error::Validation(_))),
         "past the head: {refused:?}"
@@ -83,7 +83,7 @@ pub async fn retention_deletes_the_oldest_through_a_seq(store: Arc<dyn Store>) {
     assert!(store.get(sent[7].message_id).await.expect("get").is_some());
     assert_eq!(store.last_seq(&ch).await.expect("last"), 10);
     let again = store
-        .delete_through(&ch, 3, 100, 1_000)
+        .delete_through(&ch, 3, 100, 1_000, i64::MIN)
         .await
         .expect("delete");
     assert_eq!((again.deleted, again.floor, again.done), (0, 5, true));
@@ -175,7 +175,11 @@ pub async fn unread_counts_only_what_is_left(store: Arc<dyn Store>) {
     assert_eq!(listed[0].unread, 20, "the paged list counts the same");
 }
 
-/// A resend of a deleted message (same sender, channel, number) is a
+/// The timestamp of every message of the suite's `message` helper.
+const SENT_AT: i64 = 1_700_000_000_000;
+
+/// A resend of a deleted message (same sender, channel, number) sent at or
+/// after the deletion's tombstone cutoff (here exactly at it) is a
 /// duplicate with the first id and seq, in a batch too, and stores
 /// nothing; once its tombstone is purged (only those deleted before the
 /// time given), it is a new message.
@@ -188,7 +192,7 @@ pub async fn a_resend_of_a_deleted_message_is_a_duplicate_until_purged(store: Ar
         .await
         .expect("append");
     let deleted = store
-        .delete_through(&ch, 1, 10, 5_000)
+        .delete_through(&ch, 1, 10, 5_000, SENT_AT)
         .await
         .expect("delete");
     assert_eq!(deleted.deleted, 1);
@@ -220,6 +224,55 @@ pub async fn a_resend_of_a_deleted_message_is_a_duplicate_until_purged(store: Ar
     let stored = store.append(vec![resend]).await.expect("append");
     assert!(!stored[0].duplicate, "a new message once purged");
     assert_eq!(stored[0].message_seq, 4);
+}
+
+/// A message sent before the deletion's tombstone cutoff leaves no
+/// tombstone: its resend after the deletion is stored again as a new
+/// message, with a new id and the next seq. A message of the same batch sent at the cutoff keeps its
+/// tombstone.
+pub async fn an_old_deleted_message_leaves_no_tombstone(store: Arc<dyn Store>) {
+    let ch = group("c-ret-old");
+    let mut old = message("ret-h", &ch, "ret-h-old", b"old");
+    old.timestamp_ms = SENT_AT - 1;
+    let young = message("ret-h", &ch, "ret-h-young", b"young");
+    let kept = message("ret-h", &ch, "ret-h-kept", b"kept");
+    store
+        .append(vec![old.clone(), young.clone(), kept])
+        .await
+        .expect("append");
+    let deleted = store
+        .delete_through(&ch, 2, 10, 7_000, SENT_AT)
+        .await
+        .expect("delete");
+    assert_eq!((deleted.deleted, deleted.floor), (2, 2));
+    let mut resend = message("ret-h", &ch, "ret-h-old", b"old");
+    resend.timestamp_ms = old.timestamp_ms;
+    let young_again = message("ret-h", &ch, "ret-h-young", b"young");
+    let out = store
+        .append(vec![resend.clone(), young_again])
+        .await
+        .expect("append");
+    assert!(!out[0].duplicate, "no tombstone: stored again");
+    assert_eq!(
+        (out[0].message_id, out[0].message_seq),
+        (resend.message_id, 4),
+        "a new message, with the next seq"
+    );
+    assert!(out[1].duplicate, "the young one's tombstone stays");
+    assert_eq!(
+        (out[1].message_id, out[1].message_seq),
+        (young.message_id, 2)
+    );
+    let again = store.append(vec![resend]).await.expect("append");
+    assert!(again[0].duplicate, "the new message is resent-safe itself");
+    assert_eq!(again[0].message_seq, 4);
+    let stored = store
+        .get_by_client_msg_no(&old.from_uid, &ch, &old.client_msg_no)
+        .await
+        .expect("get")
+        .expect("stored again");
+    assert_eq!(stored.message_seq, 4);
+    assert_eq!(store.last_seq(&ch).await.expect("last"), 4);
 }
 
 /// The deleted messages' revocations, message events and outbox entries

@@ -1,5 +1,6 @@
 //! Retention in memory: deleting a channel's oldest messages under the
-//! store's one lock, a batch at a time, leaving resend tombstones.
+//! store's one lock, a batch at a time, leaving resend tombstones of the
+//! messages young enough to be resent.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +38,7 @@ impl Inner {
         through_seq: u64,
         max_batch: usize,
         now_ms: i64,
+        tombstone_since_ms: i64,
     ) -> Result<DeletedBatch> {
         let Some(log) = self.logs.get_mut(channel) else {
             if through_seq > 0 {
@@ -77,10 +79,12 @@ impl Inner {
         for m in &gone {
             let key = super::sender_key(m);
             self.dedup.remove(&key);
-            self.tombstones
-                .by_key
-                .insert(key.clone(), (m.message_id, m.message_seq));
-            keys.push(key);
+            if m.timestamp_ms >= tombstone_since_ms {
+                self.tombstones
+                    .by_key
+                    .insert(key.clone(), (m.message_id, m.message_seq));
+                keys.push(key);
+            }
             self.by_id.remove(&m.message_id);
             ids.insert(m.message_id);
             self.events
@@ -154,10 +158,11 @@ impl RetentionStore for MemoryStore {
         through_seq: u64,
         max_batch: usize,
         now_ms: i64,
+        tombstone_since_ms: i64,
     ) -> Result<DeletedBatch> {
         check_limit(max_batch)?;
         self.lock()
-            .delete_through(channel, through_seq, max_batch, now_ms)
+            .delete_through(channel, through_seq, max_batch, now_ms, tombstone_since_ms)
     }
 
     async fn history_floor(&self, channel: &Channel) -> Result<u64> {

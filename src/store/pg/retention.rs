@@ -2,7 +2,8 @@
 //! that deletes the channel's lowest message rows up to a seq and, with
 //! them, their revocations, extras and reads, message events and outbox
 //! entries, leaves a
-//! tombstone per resend key and moves the channel's floor.
+//! tombstone per resend key of a message young enough to be resent, and
+//! moves the channel's floor.
 //!
 //! It takes no lock an append takes (the counter row, the head): appends
 //! to the channel go on while it runs, and only ever add seqs above the
@@ -21,7 +22,9 @@ use crate::model::Channel;
 use crate::store::{beyond_head, check_limit, lease_until, DeletedBatch, RetentionStore};
 
 /// One batch, one statement (so one transaction): `$1, $2` the channel,
-/// `$3` the seq through, `$4` the batch size, `$5` the deletion time.
+/// `$3` the seq through, `$4` the batch size, `$5` the deletion time, `$6`
+/// the oldest timestamp that gets a tombstone (older rows get none: most
+/// of a retention pass's rows, which then cost no insert).
 /// Answers the channel's last seq (none: no messages ever; nothing is
 /// deleted past it), its floor before the batch, the rows deleted and the
 /// highest seq among them.
@@ -38,11 +41,12 @@ const DELETE_BATCH: &str = concat!(
         DELETE FROM imcore_messages WHERE ctype = $1 AND cid = $2 \
         AND $3 <= (SELECT last_seq FROM head) AND seq <= least( \
             (SELECT min(seq) FROM imcore_messages WHERE ctype = $1 AND cid = $2) + $4 - 1, $3) \
-        RETURNING seq, message_id, from_uid, client_msg_no, red_dots), \
+        RETURNING seq, message_id, from_uid, client_msg_no, red_dots, ts), \
     tombstones AS ( \
         INSERT INTO imcore_tombstones \
             (from_uid, ctype, cid, client_msg_no, message_id, seq, deleted_at) \
         SELECT from_uid, $1, $2, client_msg_no, message_id, seq, $5 FROM gone \
+        WHERE ts >= $6 \
         ON CONFLICT DO NOTHING), \
     revocations AS ( \
         DELETE FROM imcore_revocations WHERE message_id IN (SELECT message_id FROM gone)), \
@@ -112,6 +116,7 @@ impl RetentionStore for PgStore {
         through_seq: u64,
         max_batch: usize,
         now_ms: i64,
+        tombstone_since_ms: i64,
     ) -> Result<DeletedBatch> {
         check_limit(max_batch)?;
         let (ctype, cid) = channel_key(channel);
@@ -123,7 +128,10 @@ impl RetentionStore for PgStore {
                 .await
                 .map_err(pg_error)?;
             let row = client
-                .query_one(&statement, &[&ctype, &cid, &through, &limit, &now_ms])
+                .query_one(
+                    &statement,
+                    &[&ctype, &cid, &through, &limit, &now_ms, &tombstone_since_ms],
+                )
                 .await
                 .map_err(pg_error)?;
             let last_seq = row.get::<_, Option<i64>>(0).unwrap_or(0);

@@ -4,10 +4,14 @@
 //!
 //! A batch is written as plain batches, in an order that a crash (sled
 //! recovers a prefix of its writes) leaves consistent: first the resend
-//! tombstones (each `r` entry gets the deletion time after it) with the
-//! batch's purge entry (`t` ++ time ++ channel ++ floor), then the
-//! channel's floor record (`floors`), then the records, then their id
-//! index and outbox entries, revocations and events. A crash after the
+//! tombstones of the messages young enough to be resent (each one's `r`
+//! entry gets the deletion time after it) with the batch's purge entry
+//! (`t` ++ time ++ channel ++ floor; none when no message got one), then
+//! the channel's floor record (`floors`), then the records, then their id
+//! index and the older messages' `r` entries (removed: no tombstone), and
+//! outbox entries, revocations and events. A crash between the records
+//! and the `r` entries leaves entries whose record is gone, which a new
+//! message under the same key takes over, as it would a missing one. A crash after the
 //! floor leaves records below it that reads no longer show (they start at
 //! the floor) and the next batch on the channel removes (it scans from
 //! the channel's first record). The floor record keeps the last deleted
@@ -64,6 +68,7 @@ impl SledStore {
         through_seq: u64,
         max_batch: usize,
         now_ms: i64,
+        tombstone_since_ms: i64,
     ) -> Result<DeletedBatch> {
         let writer = &self.writer;
         let _turn = writer.lock();
@@ -108,12 +113,16 @@ impl SledStore {
             let r = RecordRef::parse(value)?;
             let (from, no) = r.resend_parts();
             let sender = by_sender_key_raw(from, chan, no);
-            let mut tombstone = Vec::with_capacity(8 + key.len() + 8);
-            tombstone.extend_from_slice(&r.message_id.0.to_be_bytes());
-            tombstone.extend_from_slice(key);
-            tombstone.extend_from_slice(&now_ms.to_be_bytes());
-            push_key(&mut blob, &sender);
-            tombstones.insert(sender, tombstone);
+            if r.timestamp_ms >= tombstone_since_ms {
+                let mut tombstone = Vec::with_capacity(8 + key.len() + 8);
+                tombstone.extend_from_slice(&r.message_id.0.to_be_bytes());
+                tombstone.extend_from_slice(key);
+                tombstone.extend_from_slice(&now_ms.to_be_bytes());
+                push_key(&mut blob, &sender);
+                tombstones.insert(sender, tombstone);
+            } else {
+                indexes_out.remove(sender);
+            }
             indexes_out.remove(&id_key(r.message_id));
             records_out.remove(key);
             ids.insert(r.message_id.0);
@@ -130,8 +139,10 @@ impl SledStore {
             version: last.version,
             from: last.sender()?,
         };
-        tombstones.insert(tombstones_key(now_ms, &prefix, floor.seq), blob);
-        writer.history.apply_batch(tombstones).map_err(storage)?;
+        if !blob.is_empty() {
+            tombstones.insert(tombstones_key(now_ms, &prefix, floor.seq), blob);
+            writer.history.apply_batch(tombstones).map_err(storage)?;
+        }
         // Leftovers of a crash lie below the floor: it never moves back.
         let floor_seq = floor.seq.max(head.floor);
         if floor.seq > head.floor {
@@ -220,12 +231,16 @@ impl RetentionStore for SledStore {
         through_seq: u64,
         max_batch: usize,
         now_ms: i64,
+        tombstone_since_ms: i64,
     ) -> Result<DeletedBatch> {
         check_limit(max_batch)?;
         let (store, channel) = (self.clone(), channel.clone());
         let deleted = self
             .thread
-            .run(move || store.delete_now(&channel, through_seq, max_batch, now_ms))
+            .run(move || {
+                let since = tombstone_since_ms;
+                store.delete_now(&channel, through_seq, max_batch, now_ms, since)
+            })
             .await?;
         self.settle().await?;
         Ok(deleted)
@@ -346,7 +361,10 @@ mod tests {
         let history = &store.writer.history;
         assert_eq!((keys(history, b'i'), keys(history, b'o')), (6, 6));
         loop {
-            let batch = store.delete_through(&channel, 6, 4, 10).await.unwrap();
+            let batch = store
+                .delete_through(&channel, 6, 4, 10, i64::MIN)
+                .await
+                .unwrap();
             if batch.done {
                 break;
             }
@@ -364,6 +382,33 @@ mod tests {
         assert_eq!(store.last_seq(&channel).await.unwrap(), 6);
     }
 
+    /// Messages older than the tombstone cutoff leave no `r` entry and no
+    /// purge entry; a young one in the same batch leaves both.
+    #[tokio::test]
+    async fn an_old_message_leaves_no_resend_entry() {
+        let store = SledStore::temporary().unwrap();
+        let channel = Channel::group("g").unwrap();
+        let mut sent: Vec<Message> = (1..=4).map(|i| message(i, &channel)).collect();
+        sent[3].timestamp_ms = 50;
+        store.append(sent).await.unwrap();
+        let history = &store.writer.history;
+        assert_eq!(keys(history, b'r'), 4);
+        let batch = store
+            .delete_through(&channel, 3, 10, 100, 50)
+            .await
+            .unwrap();
+        assert_eq!((batch.deleted, batch.done), (3, true));
+        assert_eq!((keys(history, b'r'), keys(history, b't')), (1, 0));
+        store
+            .delete_through(&channel, 4, 10, 100, 50)
+            .await
+            .unwrap();
+        assert_eq!((keys(history, b'r'), keys(history, b't')), (1, 1));
+        assert!(store.append(vec![message(4, &channel)]).await.unwrap()[0].duplicate);
+        let again = store.append(vec![message(1, &channel)]).await.unwrap();
+        assert_eq!((again[0].duplicate, again[0].message_seq), (false, 5));
+    }
+
     /// A reopened store (no heads in memory) finds the head of a channel
     /// whose every record was deleted in its floor record.
     #[tokio::test]
@@ -376,7 +421,10 @@ mod tests {
                 .append((1..=3).map(|i| message(i, &channel)).collect())
                 .await
                 .unwrap();
-            store.delete_through(&channel, 3, 10, 1).await.unwrap();
+            store
+                .delete_through(&channel, 3, 10, 1, i64::MIN)
+                .await
+                .unwrap();
             store.flush().await.unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
