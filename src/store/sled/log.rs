@@ -54,10 +54,8 @@ impl SledStore {
             return Ok(Vec::new());
         };
         // Seqs above the floor have no gaps (retention deletes from the
-        // start): a forward page's size is known. Its range runs to the
-        // head all the same (sled stops where `take` does), so that a
-        // deletion moving the floor while the page is read shortens
-        // nothing. Below the floor is nothing.
+        // start): a forward page's last seq is known, and a tight range
+        // lets sled stop where the page does. Below the floor is nothing.
         let first = head.floor.saturating_add(1).max(1); // seqs start at 1
         let span = page.limit.saturating_sub(1) as u64;
         let (lo, hi) = match page.direction {
@@ -76,28 +74,32 @@ impl SledStore {
         if lo > hi {
             return Ok(Vec::new()); // past the end
         }
-        let end = match page.direction {
-            Direction::Forward => head.seq,
-            Direction::Backward => hi,
-        };
-        let range = self
-            .writer
-            .log
-            .range(seq_key(&prefix, lo)..=seq_key(&prefix, end));
+        let log = &self.writer.log;
+        let range = |lo: u64, hi: u64| log.range(seq_key(&prefix, lo)..=seq_key(&prefix, hi));
         let count = usize::try_from(hi - lo).map_or(page.limit, |n| n.saturating_add(1));
         let mut reader = PageReader::new(channel.clone(), count.min(page.limit));
+        let mut got = 0;
         let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<()> {
             let (k, v) = kv.map_err(storage)?;
             reader.push(key_suffix_u64(&k, "record key")?, &v)
         };
         match page.direction {
             Direction::Forward => {
-                for kv in range.take(page.limit) {
+                for kv in range(lo, hi).take(page.limit) {
                     push(kv)?;
+                    got += 1;
+                }
+                // Short: a deletion moved the floor past `lo` while the
+                // page was read; the page goes on past `hi`.
+                let missing = page.limit.saturating_sub(got);
+                if got < count && missing > 0 && hi < head.seq {
+                    for kv in range(hi + 1, head.seq).take(missing) {
+                        push(kv)?;
+                    }
                 }
             }
             Direction::Backward => {
-                for kv in range.rev().take(page.limit) {
+                for kv in range(lo, hi).rev().take(page.limit) {
                     push(kv)?;
                 }
             }
