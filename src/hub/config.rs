@@ -4,6 +4,13 @@ use std::time::Duration;
 
 use super::{RetentionPolicy, SendRate};
 use crate::model::Limits;
+#[cfg(doc)]
+use crate::{
+    error::Error,
+    hub::{Hub, HubStats},
+    notify::OfflineNotifier,
+    Clock,
+};
 
 /// The hub's settings. Start from [`HubConfig::default`] and change what
 /// you need with the setters, which are named after the fields:

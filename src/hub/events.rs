@@ -36,7 +36,7 @@ impl Hub {
     /// Like a send, the append runs to the end once begun, whether or not
     /// the caller still waits.
     ///
-    /// Errors: the payload's limit ([`Limits`]), `NotFound` for a message
+    /// Errors: the payload's limit ([`Limits`](crate::Limits)), `NotFound` for a message
     /// the sender did not send, the directory's refusal (its reason code),
     /// and the store's errors within [`HubConfig::store_deadline`].
     ///
