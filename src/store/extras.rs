@@ -76,6 +76,20 @@ pub struct MessageExtra {
     pub extra_version: u64,
 }
 
+impl MessageExtra {
+    /// The extra of a message with nothing recorded yet.
+    pub(crate) fn blank(message_id: MessageId, channel: &Channel, message_seq: u64) -> Self {
+        MessageExtra {
+            message_id,
+            channel: channel.clone(),
+            message_seq,
+            edit: None,
+            receipt: None,
+            extra_version: 0,
+        }
+    }
+}
+
 /// The outcome of [`ExtraStore::record_edit`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EditRecorded {

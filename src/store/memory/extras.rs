@@ -70,17 +70,6 @@ impl Inner {
     }
 }
 
-fn blank(message_id: MessageId, channel: &Channel, message_seq: u64) -> MessageExtra {
-    MessageExtra {
-        message_id,
-        channel: channel.clone(),
-        message_seq,
-        edit: None,
-        receipt: None,
-        extra_version: 0,
-    }
-}
-
 #[async_trait]
 impl ExtraStore for MemoryStore {
     async fn record_edit(&self, e: NewEdit) -> Result<EditRecorded> {
@@ -93,7 +82,7 @@ impl ExtraStore for MemoryStore {
             .records
             .get(&e.message_id)
             .cloned()
-            .unwrap_or_else(|| blank(e.message_id, &e.channel, e.message_seq));
+            .unwrap_or_else(|| MessageExtra::blank(e.message_id, &e.channel, e.message_seq));
         if extra.channel != e.channel {
             return Err(crate::store::extras::other_channel());
         }
@@ -122,7 +111,7 @@ impl ExtraStore for MemoryStore {
             .records
             .get(&message_id)
             .cloned()
-            .unwrap_or_else(|| blank(message_id, channel, message_seq));
+            .unwrap_or_else(|| MessageExtra::blank(message_id, channel, message_seq));
         if extra.receipt.is_none() {
             extra.receipt = Some(Receipt {
                 audience,

@@ -119,17 +119,6 @@ fn read_key(id: MessageId, reader: &Uid) -> Vec<u8> {
     })
 }
 
-fn blank(message_id: MessageId, channel: &Channel, message_seq: u64) -> MessageExtra {
-    MessageExtra {
-        message_id,
-        channel: channel.clone(),
-        message_seq,
-        edit: None,
-        receipt: None,
-        extra_version: 0,
-    }
-}
-
 impl ExtraTrees {
     /// A message's extra as stored.
     fn stored(&self, id: MessageId) -> Result<Option<MessageExtra>> {
@@ -178,7 +167,7 @@ impl ExtraTrees {
         self.by_seq
             .insert(seq_key(chan, seq), &id.0.to_be_bytes())
             .map_err(storage)?;
-        Ok(blank(id, channel, seq))
+        Ok(MessageExtra::blank(id, channel, seq))
     }
 }
 
