@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo build --release --example wukong_server --example loadgen
-//! target/release/examples/loadgen [--quick] [send|recv|storm|idle|burst|soak ...]
+//! target/release/examples/loadgen [--quick] [send|recv|storm|idle|burst|soak|http ...]
 //! ```
 //!
 //! Scenarios (sized for 2 cores; `--quick` is a short run for CI):
@@ -50,11 +50,25 @@
 //!   holds every SEND acknowledged as a success exactly once and nothing
 //!   else. Time per round and in all.
 //!
+//! One more, the HTTP API as business servers use it (see `http`):
+//!
+//! - `http`: `POST /message/send` on 1, 16 and 64 keep-alive connections,
+//!   against the server on its memory store, on sled and on PostgreSQL,
+//!   and against a bare hyper server (`bare_http`) answering the same
+//!   bodies: requests/s, latency p50/p99, server CPU per request, the
+//!   ratio to the bare server's and what each store adds. Every request
+//!   answered 200 and stored, every channel's history exactly as sent.
+//!
 //! The server binary is `wukong_server` beside this one, or `--server PATH`.
 
+mod bare_http;
 mod burst;
 mod client;
+mod http;
 mod server;
+/// Throwaway PostgreSQL servers, for `http` when none runs locally.
+#[path = "../../tests/common/servers.rs"]
+mod servers;
 mod substrate;
 
 use std::time::{Duration, Instant};
@@ -92,6 +106,13 @@ async fn main() {
         }
         return;
     }
+    if args.iter().any(|a| a == "--bare-http-server") {
+        if let Err(e) = bare_http::serve().await {
+            eprintln!("bare http: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let binary = args
         .windows(2)
@@ -100,7 +121,7 @@ async fn main() {
     let mut chosen: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["send", "recv", "storm", "idle", "burst", "soak"].contains(a))
+        .filter(|a| ["send", "recv", "storm", "idle", "burst", "soak", "http"].contains(a))
         .collect();
     if chosen.is_empty() {
         chosen = vec!["send", "recv", "storm", "idle"];
@@ -120,6 +141,9 @@ async fn main() {
 /// Runs one scenario against `wukong_server` and then, but for `idle`,
 /// against the bare substrate.
 async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> Result<(), String> {
+    if name == "http" {
+        return http::scenario(quick, binary).await;
+    }
     if name == "burst" || name == "soak" {
         let server = Server::start_rate_limited(binary).await?;
         let outcome = match name {

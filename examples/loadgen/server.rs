@@ -45,6 +45,14 @@ impl Server {
         .await
     }
 
+    /// As [`Server::start`], with more flags (`--memory-store`,
+    /// `--postgres URL`).
+    pub async fn start_with_flags(binary: Option<&Path>, flags: &[&str]) -> Result<Self, String> {
+        let mut args = vec!["--send-rate", "1000000", "--send-burst", "1000000"];
+        args.extend_from_slice(flags);
+        Self::start_with(binary, &args).await
+    }
+
     /// As [`Server::start`], but with the server's default send rate
     /// (200 a second per sender, in bursts of 400): what a burst meets.
     pub async fn start_rate_limited(binary: Option<&Path>) -> Result<Self, String> {
@@ -74,6 +82,14 @@ impl Server {
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut command = Command::new(me);
         command.arg("--substrate-server");
+        Self::spawn(command, tempfile::tempdir().map_err(|e| e.to_string())?).await
+    }
+
+    /// Starts the bare HTTP server (this executable, `--bare-http-server`).
+    pub async fn bare_http() -> Result<Self, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut command = Command::new(me);
+        command.arg("--bare-http-server");
         Self::spawn(command, tempfile::tempdir().map_err(|e| e.to_string())?).await
     }
 
@@ -164,6 +180,18 @@ impl Server {
     /// from seq `from` on, as `uid` reads its history (the HTTP API's
     /// `/channel/messagesync`, page after page), and the last seq read.
     pub async fn history(&self, uid: &str, peer: &str, from: u64) -> Result<History, String> {
+        self.history_of(uid, peer, 1, from).await
+    }
+
+    /// As [`Server::history`], of any channel `uid` may read: a person
+    /// channel (`channel_type` 1, `channel_id` the peer) or a group (2).
+    pub async fn history_of(
+        &self,
+        uid: &str,
+        channel_id: &str,
+        channel_type: u8,
+        from: u64,
+    ) -> Result<History, String> {
         let mut history = History {
             client_msg_nos: Vec::new(),
             last_seq: from.saturating_sub(1),
@@ -174,8 +202,8 @@ impl Server {
                     "/channel/messagesync",
                     json!({
                         "login_uid": uid,
-                        "channel_id": peer,
-                        "channel_type": 1,
+                        "channel_id": channel_id,
+                        "channel_type": channel_type,
                         "start_message_seq": history.last_seq + 1,
                         "limit": 1000,
                         "pull_mode": 1,

@@ -42,6 +42,14 @@ pub struct Settings {
     /// A PostgreSQL URL: the history lives there instead of sled.
     #[arg(long, env = "IMCORE_POSTGRES")]
     pub postgres: Option<String>,
+    /// Keeps history and directory in memory (`MemoryStore`) instead of
+    /// sled: nothing is written to disk and nothing survives a restart.
+    /// For tests and benchmarks (the load generator's `http` scenario
+    /// measures the server without a store's cost with it), not for use.
+    #[arg(long, env = "IMCORE_MEMORY_STORE", conflicts_with = "postgres",
+          action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub memory_store: bool,
     /// A NATS URL: this server is one node of a cluster joined there.
     #[arg(long, env = "IMCORE_NATS")]
     pub nats: Option<String>,
@@ -371,6 +379,14 @@ mod tests {
                 .map_err(|e| e.to_string())?;
         settings.check()?;
         Ok(settings)
+    }
+
+    #[test]
+    fn the_memory_store_is_off_by_default_and_not_with_postgres() {
+        assert!(!parse(&[]).unwrap().memory_store);
+        assert!(parse(&["--memory-store"]).unwrap().memory_store);
+        let both = parse(&["--memory-store", "--postgres", "postgres://x/y"]);
+        assert!(both.unwrap_err().contains("cannot be used with"));
     }
 
     #[test]

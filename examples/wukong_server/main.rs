@@ -9,7 +9,8 @@
 //! The port also comes from `IMCORE_PORT` (0 picks a free one), the data
 //! directory from `IMCORE_DATA`. With `--postgres URL` (or
 //! `IMCORE_POSTGRES`) the history lives in PostgreSQL instead of sled, so
-//! that several servers can share it. With `--nats URL` (or `IMCORE_NATS`)
+//! that several servers can share it (with `--memory-store` it lives in
+//! memory and is gone at exit: for tests and benchmarks). With `--nats URL` (or `IMCORE_NATS`)
 //! as well, each server is one node of a cluster: `--node-id N`
 //! (`IMCORE_NODE_ID`, default 1; unique per node) names it, and a device
 //! on any node hears what is sent on every other (`NatsRouter`). When
@@ -128,7 +129,8 @@ use imcore::route::NatsChangeFeed;
 use imcore::store::{PgConfig, PgStore, Store};
 use imcore::wire::{WireConfig, WireServer};
 use imcore::{
-    DirectoryStore, Hub, HubConfig, NatsConfig, NatsRouter, SingleNode, SledStore, StoredDirectory,
+    DirectoryStore, Hub, HubConfig, MemoryStore, NatsConfig, NatsRouter, SingleNode, SledStore,
+    StoredDirectory,
 };
 use tracing::{error, info, warn};
 
@@ -185,13 +187,18 @@ async fn main() -> ExitCode {
 }
 
 /// The store, as history and as directory: sled in the data directory,
-/// unless PostgreSQL is named.
+/// unless PostgreSQL is named or memory asked for (`--memory-store`).
 async fn stores(
     settings: &Settings,
 ) -> Result<(Arc<dyn Store>, Arc<dyn DirectoryStore>), Box<dyn std::error::Error>> {
     Ok(match &settings.postgres {
         Some(url) => {
             let store = Arc::new(PgStore::open(PgConfig::new(url.clone())).await?);
+            (store.clone(), store)
+        }
+        None if settings.memory_store => {
+            warn!("--memory-store: nothing is stored on disk, a restart loses everything");
+            let store = Arc::new(MemoryStore::new());
             (store.clone(), store)
         }
         None => {

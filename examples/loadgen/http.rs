@@ -1,0 +1,507 @@
+//! `http`: the HTTP API under load, as business servers use it. Clients
+//! `POST /message/send` (WuKongIM's body: `header` with `no_persist: 0`
+//! and `sync_once: 0`, so that every message is stored; `from_uid`,
+//! `channel_id`, `channel_type`, `client_msg_no`, a base64 `payload`) on
+//! 1, 16 and 64 keep-alive HTTP/1.1 connections at once (hyper's client,
+//! one connection each, each request sent when the last is answered), for
+//! a fixed time per level. Each connection is its own sender and sends in
+//! turn to a person channel and to a group of [`GROUP`] members.
+//!
+//! Against `wukong_server` on its memory store (`--memory-store`), on sled
+//! (its default, flushed before the answer) and on PostgreSQL (a fresh
+//! database on 127.0.0.1:5432, or `IMCORE_LOADGEN_PG`, created and dropped
+//! here; a throwaway server from the installed binaries when none answers
+//! there; skipped loudly without either, a failure under
+//! `IMCORE_REQUIRE_SERVERS=1`), and against the bare substrate
+//! (`bare_http`) in the same run. Each level prints requests/s, latency
+//! p50 and p99, and the server's CPU per request (user and system, from
+//! `/proc`); at the end the ratio of CPU per request on the memory store
+//! to the bare substrate's (the target: at most 2×) and what each store
+//! adds per request.
+//!
+//! Exactness: every request is answered 200 with the message's seq and
+//! its client_msg_no, and after each level every channel's history (the
+//! API's `/channel/messagesync`) holds exactly the messages sent to it, in
+//! the order sent.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Barrier};
+
+use crate::server::{Server, Usage};
+use crate::servers::PgServer;
+
+/// Connections at once, one level each.
+const LEVELS: [usize; 3] = [1, 16, 64];
+
+/// Members of each sender's group, the sender among them.
+const GROUP: usize = 8;
+
+/// What each message carries (before base64), a chat message's size.
+const CONTENT: &str =
+    r#"{"type":1,"content":"hello from the load generator, a message of ordinary size"}"#;
+
+/// Where a local PostgreSQL is looked for (superuser, trust auth), unless
+/// `IMCORE_LOADGEN_PG` says otherwise.
+const LOCAL_PG: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// One level's figures.
+struct Level {
+    connections: usize,
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Server CPU per request, µs.
+    cpu_us: f64,
+}
+
+/// Runs the scenario against the bare substrate and each store.
+pub async fn scenario(quick: bool, binary: Option<&Path>) -> Result<(), String> {
+    let window = if quick {
+        Duration::from_millis(400)
+    } else {
+        Duration::from_secs(5)
+    };
+    println!(
+        "http: POST /message/send on {LEVELS:?} keep-alive connections, {window:?} each, \
+         every sender in turn to a person channel and to a group of {GROUP}"
+    );
+    let mut rows: Vec<(&str, Vec<Level>)> = Vec::new();
+    let bare = Server::bare_http().await?;
+    let measured = levels(&bare, "bare hyper", false, window).await;
+    bare.stop();
+    rows.push(("bare hyper", measured?));
+    for (name, flags) in [("memory", &["--memory-store"][..]), ("sled", &[][..])] {
+        let server = Server::start_with_flags(binary, flags).await?;
+        let measured = levels(&server, name, true, window).await;
+        server.stop();
+        rows.push((name, measured?));
+    }
+    if let Some(db) = PgDatabase::create().await? {
+        let measured = match Server::start_with_flags(binary, &["--postgres", &db.url()]).await {
+            Ok(server) => {
+                let measured = levels(&server, "postgres", true, window).await;
+                server.stop();
+                measured
+            }
+            Err(e) => Err(e),
+        };
+        db.drop().await;
+        rows.push(("postgres", measured?));
+    }
+    summary(&rows);
+    Ok(())
+}
+
+async fn levels(
+    server: &Server,
+    name: &str,
+    wukong: bool,
+    window: Duration,
+) -> Result<Vec<Level>, String> {
+    let mut levels = Vec::new();
+    for connections in LEVELS {
+        levels.push(level(server, name, connections, wukong, window).await?);
+    }
+    Ok(levels)
+}
+
+/// What one connection sent: its channels' client_msg_nos in the order
+/// sent (those answered), and each timed request's latency.
+struct Sent {
+    uid: String,
+    peer: String,
+    group: String,
+    to_peer: Vec<String>,
+    to_group: Vec<String>,
+    latencies: Vec<Duration>,
+}
+
+/// `connections` senders for `window`, then the figures and the check.
+async fn level(
+    server: &Server,
+    name: &str,
+    connections: usize,
+    wukong: bool,
+    window: Duration,
+) -> Result<Level, String> {
+    let uid = |i: usize| format!("h{connections}-u{i}");
+    if wukong {
+        for i in 0..connections {
+            let mut members = vec![uid(i)];
+            members.extend((1..GROUP).map(|m| format!("h{connections}-g{i}-m{m}")));
+            server
+                .group(&format!("h{connections}-g{i}"), &members)
+                .await?;
+        }
+    }
+    let ready = Arc::new(Barrier::new(connections + 1));
+    let (go, deadline) = watch::channel(None);
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let sent = Sent {
+            uid: uid(i),
+            peer: format!("h{connections}-p{i}"),
+            group: format!("h{connections}-g{i}"),
+            to_peer: Vec::new(),
+            to_group: Vec::new(),
+            latencies: Vec::new(),
+        };
+        tasks.push(tokio::spawn(drive(
+            server.port,
+            sent,
+            ready.clone(),
+            deadline.clone(),
+        )));
+    }
+    // Every connection open and warmed up (one request to each channel).
+    ready.wait().await;
+    let before = server.usage()?;
+    let started = Instant::now();
+    let _ = go.send(Some(started + window));
+    let mut all = Vec::new();
+    for t in tasks {
+        all.push(t.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed();
+    let after = server.usage()?;
+    let level = report(name, connections, &all, elapsed, before, after);
+    if wukong {
+        for sent in &all {
+            check(server, sent).await?;
+        }
+        println!("http {name} ×{connections}: exact (every request 200 and stored, every history as sent)");
+    }
+    Ok(level)
+}
+
+/// One connection: open, one untimed request to each channel, wait for
+/// the start, then send back to back until the deadline.
+async fn drive(
+    port: u16,
+    sent: Sent,
+    ready: Arc<Barrier>,
+    mut deadline: watch::Receiver<Option<Instant>>,
+) -> Result<Sent, String> {
+    let opened = async {
+        let mut sender = Sender {
+            connection: connect(port).await?,
+            payload: base64::engine::general_purpose::STANDARD.encode(CONTENT),
+            number: 0,
+            sent,
+        };
+        sender.send().await?;
+        sender.send().await?;
+        Ok::<_, String>(sender)
+    }
+    .await;
+    // Waited for even after a failure, so that the level starts and ends.
+    ready.wait().await;
+    let mut sender = opened?;
+    let deadline = deadline
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|e| e.to_string())?
+        .expect("waited for");
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        sender.send().await?;
+        sender.sent.latencies.push(started.elapsed());
+    }
+    Ok(sender.sent)
+}
+
+/// A sender on its connection.
+struct Sender {
+    connection: SendRequest<Full<Bytes>>,
+    payload: String,
+    /// Requests sent: even ones to the peer, odd ones to the group.
+    number: usize,
+    sent: Sent,
+}
+
+impl Sender {
+    async fn send(&mut self) -> Result<(), String> {
+        let to_group = self.number % 2 == 1;
+        let no = format!("{}-{}", self.sent.uid, self.number);
+        self.number += 1;
+        let (channel_id, channel_type) = match to_group {
+            true => (&self.sent.group, 2),
+            false => (&self.sent.peer, 1),
+        };
+        let body = json!({
+            "header": {"no_persist": 0, "red_dot": 1, "sync_once": 0},
+            "from_uid": self.sent.uid,
+            "channel_id": channel_id,
+            "channel_type": channel_type,
+            "client_msg_no": no,
+            "payload": self.payload,
+        });
+        post(&mut self.connection, body.to_string(), &no).await?;
+        match to_group {
+            true => self.sent.to_group.push(no),
+            false => self.sent.to_peer.push(no),
+        }
+        Ok(())
+    }
+}
+
+async fn connect(port: u16) -> Result<SendRequest<Full<Bytes>>, String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One `/message/send`: answered 200 with a seq (the message was
+/// stored) and its client_msg_no, or an error.
+async fn post(
+    connection: &mut SendRequest<Full<Bytes>>,
+    body: String,
+    client_msg_no: &str,
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("{client_msg_no}: {e}");
+    connection.ready().await.map_err(|e| err(&e))?;
+    let request = Request::post("/message/send")
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| err(&e))?;
+    let response = connection
+        .send_request(request)
+        .await
+        .map_err(|e| err(&e))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| err(&e))?
+        .to_bytes();
+    let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let stored = answer["message_seq"].as_u64().unwrap_or(0) > 0;
+    if status != StatusCode::OK || !stored || answer["client_msg_no"] != client_msg_no {
+        return Err(err(&format!(
+            "answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    Ok(())
+}
+
+/// Both of a sender's channels hold what it sent, in order, and nothing
+/// else.
+async fn check(server: &Server, sent: &Sent) -> Result<(), String> {
+    for (channel, kind, expected) in [
+        (&sent.peer, 1, &sent.to_peer),
+        (&sent.group, 2, &sent.to_group),
+    ] {
+        let history = server.history_of(&sent.uid, channel, kind, 1).await?;
+        if &history.client_msg_nos != expected {
+            return Err(format!(
+                "{} to {channel}: sent {} messages, history holds {} (first difference at {:?})",
+                sent.uid,
+                expected.len(),
+                history.client_msg_nos.len(),
+                expected
+                    .iter()
+                    .zip(&history.client_msg_nos)
+                    .position(|(a, b)| a != b)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn report(
+    name: &str,
+    connections: usize,
+    all: &[Sent],
+    elapsed: Duration,
+    before: Usage,
+    after: Usage,
+) -> Level {
+    let mut latencies: Vec<Duration> = all.iter().flat_map(|s| s.latencies.clone()).collect();
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(i).copied().unwrap_or_default()
+    };
+    let requests = latencies.len();
+    let cpu = (after.cpu - before.cpu).as_secs_f64();
+    let kernel = (after.kernel - before.kernel).as_secs_f64();
+    let level = Level {
+        connections,
+        per_sec: requests as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.5),
+        p99: pct(0.99),
+        cpu_us: cpu * 1e6 / requests.max(1) as f64,
+    };
+    println!(
+        "http {name} ×{connections}: {requests} requests in {:.2} s: {:.0}/s, p50 {:?}, p99 {:?}; \
+         server CPU {cpu:.2} s ({:.0} % in the kernel), {:.1} µs per request",
+        elapsed.as_secs_f64(),
+        level.per_sec,
+        level.p50,
+        level.p99,
+        100.0 * kernel / cpu.max(1e-9),
+        level.cpu_us,
+    );
+    level
+}
+
+/// The table: CPU per request for each server and level, the memory
+/// store against the bare substrate, and what each store adds.
+fn summary(rows: &[(&str, Vec<Level>)]) {
+    let header: Vec<String> = LEVELS.iter().map(|c| format!("{c:>11} conn")).collect();
+    println!("http: server CPU per request {}", header.join(""));
+    for (name, levels) in rows {
+        let cells: Vec<String> = levels
+            .iter()
+            .map(|l| format!("{:>13.1} µs", l.cpu_us))
+            .collect();
+        println!("http:   {name:<26} {}", cells.join(""));
+    }
+    let row = |name: &str| rows.iter().find(|(n, _)| *n == name).map(|(_, l)| l);
+    let (Some(memory), Some(bare)) = (row("memory"), row("bare hyper")) else {
+        return;
+    };
+    let ratios: Vec<f64> = memory
+        .iter()
+        .zip(bare)
+        .map(|(m, b)| m.cpu_us / b.cpu_us.max(1e-9))
+        .collect();
+    let cells: Vec<String> = ratios.iter().map(|r| format!("{r:>15.1}×")).collect();
+    let met = match ratios.iter().all(|r| *r <= 2.0) {
+        true => "met",
+        false => "MISSED",
+    };
+    println!(
+        "http:   {:<26} {}   (target ≤ 2×: {met})",
+        "memory / bare hyper",
+        cells.join("")
+    );
+    for store in ["sled", "postgres"] {
+        let Some(levels) = row(store) else { continue };
+        let cells: Vec<String> = levels
+            .iter()
+            .zip(memory)
+            .map(|(s, m)| format!("{:>+13.1} µs", s.cpu_us - m.cpu_us))
+            .collect();
+        println!(
+            "http:   {:<26} {}",
+            format!("{store} − memory"),
+            cells.join("")
+        );
+    }
+    for (name, levels) in rows {
+        let cells: Vec<String> = levels
+            .iter()
+            .map(|l| {
+                format!(
+                    "{:>6} conn {:.0}/s p50 {:.2} ms p99 {:.2} ms",
+                    l.connections,
+                    l.per_sec,
+                    l.p50.as_secs_f64() * 1e3,
+                    l.p99.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        println!("http: {name}: {}", cells.join(";"));
+    }
+}
+
+/// A database of its own for the PostgreSQL run, dropped after it; on a
+/// throwaway server of its own when no PostgreSQL answers at the local
+/// address.
+struct PgDatabase {
+    base: String,
+    name: String,
+    _server: Option<PgServer>,
+}
+
+impl PgDatabase {
+    /// `None` after saying loudly that PostgreSQL is skipped (an error
+    /// instead under `IMCORE_REQUIRE_SERVERS=1`).
+    async fn create() -> Result<Option<Self>, String> {
+        let name = format!("imcore_loadgen_{}", std::process::id());
+        let local = std::env::var("IMCORE_LOADGEN_PG").unwrap_or_else(|_| LOCAL_PG.into());
+        match admin(&local, &name, true).await {
+            Ok(()) => {
+                return Ok(Some(PgDatabase {
+                    base: local,
+                    name,
+                    _server: None,
+                }))
+            }
+            Err(e) => eprintln!("http: no PostgreSQL at {local} ({e}): a throwaway server"),
+        }
+        // Skips loudly without the binaries, or panics under
+        // IMCORE_REQUIRE_SERVERS=1: an error here.
+        let server = tokio::task::spawn_blocking(|| PgServer::start("loadgen http on postgres"))
+            .await
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
+        let Some(server) = server else {
+            return Ok(None);
+        };
+        let base = server.url("").trim_end_matches('/').to_string();
+        admin(&base, &name, true).await?;
+        Ok(Some(PgDatabase {
+            base,
+            name,
+            _server: Some(server),
+        }))
+    }
+
+    /// Without TLS: on 127.0.0.1 it only costs (and a server built with
+    /// `postgres-tls` would try it first).
+    fn url(&self) -> String {
+        format!("{}/{}?sslmode=disable", self.base, self.name)
+    }
+
+    async fn drop(self) {
+        if let Err(e) = admin(&self.base, &self.name, false).await {
+            eprintln!("http: could not drop database {}: {e}", self.name);
+        }
+    }
+}
+
+/// Creates database `name` afresh (`create`), or drops it.
+async fn admin(base: &str, name: &str, create: bool) -> Result<(), String> {
+    let url = format!("{base}/postgres");
+    let connect = tokio_postgres::connect(&url, tokio_postgres::NoTls);
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(3), connect)
+        .await
+        .map_err(|_| "no answer in 3 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let mut sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE);");
+    if create {
+        sql += &format!("CREATE DATABASE {name};");
+    }
+    // One statement at a time: CREATE DATABASE cannot run in the implicit
+    // transaction of a multi-statement batch.
+    for statement in sql.split_terminator(';') {
+        client
+            .batch_execute(statement)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
