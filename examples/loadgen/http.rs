@@ -24,6 +24,7 @@
 //! API's `/channel/messagesync`) holds exactly the messages sent to it, in
 //! the order sent.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Barrier};
 
-use crate::server::{Server, Usage};
+use crate::server::{cpu_of, Server, Usage};
 use crate::servers::PgServer;
 
 /// Connections at once, one level each.
@@ -57,11 +58,15 @@ const LOCAL_PG: &str = "postgres://postgres@127.0.0.1:5432";
 /// One level's figures.
 struct Level {
     connections: usize,
+    requests: usize,
     per_sec: f64,
     p50: Duration,
     p99: Duration,
     /// Server CPU per request, µs.
     cpu_us: f64,
+    /// PostgreSQL's backends' CPU per request (those connected to the
+    /// server's database), µs.
+    backends_us: Option<f64>,
 }
 
 /// Runs the scenario against the bare substrate and each store.
@@ -77,19 +82,19 @@ pub async fn scenario(quick: bool, binary: Option<&Path>) -> Result<(), String> 
     );
     let mut rows: Vec<(&str, Vec<Level>)> = Vec::new();
     let bare = Server::bare_http().await?;
-    let measured = levels(&bare, "bare hyper", false, window).await;
+    let measured = levels(&bare, "bare hyper", false, window, None).await;
     bare.stop();
     rows.push(("bare hyper", measured?));
     for (name, flags) in [("memory", &["--memory-store"][..]), ("sled", &[][..])] {
         let server = Server::start_with_flags(binary, flags).await?;
-        let measured = levels(&server, name, true, window).await;
+        let measured = levels(&server, name, true, window, None).await;
         server.stop();
         rows.push((name, measured?));
     }
     if let Some(db) = PgDatabase::create().await? {
         let measured = match Server::start_with_flags(binary, &["--postgres", &db.url()]).await {
             Ok(server) => {
-                let measured = levels(&server, "postgres", true, window).await;
+                let measured = levels(&server, "postgres", true, window, Some(&db)).await;
                 server.stop();
                 measured
             }
@@ -107,10 +112,11 @@ async fn levels(
     name: &str,
     wukong: bool,
     window: Duration,
+    db: Option<&PgDatabase>,
 ) -> Result<Vec<Level>, String> {
     let mut levels = Vec::new();
     for connections in LEVELS {
-        levels.push(level(server, name, connections, wukong, window).await?);
+        levels.push(level(server, name, connections, wukong, window, db).await?);
     }
     Ok(levels)
 }
@@ -133,6 +139,7 @@ async fn level(
     connections: usize,
     wukong: bool,
     window: Duration,
+    db: Option<&PgDatabase>,
 ) -> Result<Level, String> {
     let uid = |i: usize| format!("h{connections}-u{i}");
     if wukong {
@@ -165,6 +172,10 @@ async fn level(
     }
     // Every connection open and warmed up (one request to each channel).
     ready.wait().await;
+    let backends = match db {
+        Some(db) => Some(db.backends().await?),
+        None => None,
+    };
     let before = server.usage()?;
     let started = Instant::now();
     let _ = go.send(Some(started + window));
@@ -174,7 +185,21 @@ async fn level(
     }
     let elapsed = started.elapsed();
     let after = server.usage()?;
-    let level = report(name, connections, &all, elapsed, before, after);
+    let mut level = report(name, connections, &all, elapsed, before, after);
+    if let (Some(db), Some(before)) = (db, backends) {
+        let after = db.backends().await?;
+        let used: Duration = after
+            .iter()
+            .map(|(pid, cpu)| cpu.saturating_sub(before.get(pid).copied().unwrap_or_default()))
+            .sum();
+        let us = used.as_secs_f64() * 1e6 / level.requests.max(1) as f64;
+        println!(
+            "http {name} ×{connections}: PostgreSQL's {} backends: CPU {:.2} s, {us:.1} µs per request",
+            after.len(),
+            used.as_secs_f64()
+        );
+        level.backends_us = Some(us);
+    }
     if wukong {
         for sent in &all {
             check(server, sent).await?;
@@ -346,10 +371,12 @@ fn report(
     let kernel = (after.kernel - before.kernel).as_secs_f64();
     let level = Level {
         connections,
+        requests,
         per_sec: requests as f64 / elapsed.as_secs_f64(),
         p50: pct(0.5),
         p99: pct(0.99),
         cpu_us: cpu * 1e6 / requests.max(1) as f64,
+        backends_us: None,
     };
     println!(
         "http {name} ×{connections}: {requests} requests in {:.2} s: {:.0}/s, p50 {:?}, p99 {:?}; \
@@ -405,6 +432,26 @@ fn summary(rows: &[(&str, Vec<Level>)]) {
         println!(
             "http:   {:<26} {}",
             format!("{store} − memory"),
+            cells.join("")
+        );
+    }
+    if let Some(pg) = row("postgres").filter(|l| l.iter().all(|l| l.backends_us.is_some())) {
+        let cells: Vec<String> = pg
+            .iter()
+            .map(|l| format!("{:>13.1} µs", l.backends_us.unwrap_or_default()))
+            .collect();
+        println!("http:   {:<26} {}", "PostgreSQL's backends", cells.join(""));
+        let cells: Vec<String> = pg
+            .iter()
+            .zip(memory)
+            .map(|(p, m)| {
+                let both = p.cpu_us + p.backends_us.unwrap_or_default();
+                format!("{:>+13.1} µs", both - m.cpu_us)
+            })
+            .collect();
+        println!(
+            "http:   {:<26} {}",
+            "postgres+backends − memory",
             cells.join("")
         );
     }
@@ -473,10 +520,45 @@ impl PgDatabase {
         format!("{}/{}?sslmode=disable", self.base, self.name)
     }
 
+    /// The CPU time each backend connected to the database has used.
+    async fn backends(&self) -> Result<HashMap<u32, Duration>, String> {
+        let (client, connection) =
+            tokio_postgres::connect(&format!("{}/postgres", self.base), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let rows = client
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1",
+                &[&self.name],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(client);
+        let _ = driver.await;
+        // A backend gone since is left out.
+        Ok(rows
+            .iter()
+            .map(|row| row.get::<_, i32>(0) as u32)
+            .filter_map(|pid| Some((pid, on_cpu(pid)?)))
+            .collect())
+    }
+
     async fn drop(self) {
         if let Err(e) = admin(&self.base, &self.name, false).await {
             eprintln!("http: could not drop database {}: {e}", self.name);
         }
+    }
+}
+
+/// The time process `pid` has run on a CPU, to the nanosecond
+/// (`/proc/<pid>/schedstat`; `/proc/<pid>/stat` counts whole ticks, of
+/// 10 ms, which a backend's share of a short level rounds to nothing).
+fn on_cpu(pid: u32) -> Option<Duration> {
+    let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    match schedstat.split_whitespace().next()?.parse() {
+        Ok(ns) => Some(Duration::from_nanos(ns)),
+        Err(_) => cpu_of(pid).ok().map(|(cpu, _)| cpu),
     }
 }
 

@@ -124,7 +124,7 @@ async fn main() {
         .filter(|a| ["send", "recv", "storm", "idle", "burst", "soak", "http"].contains(a))
         .collect();
     if chosen.is_empty() {
-        chosen = vec!["send", "recv", "storm", "idle"];
+        chosen = vec!["send", "recv", "storm", "idle", "http"];
     }
     let mut failed = false;
     for name in chosen {

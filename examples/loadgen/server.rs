@@ -130,21 +130,7 @@ impl Server {
     /// The process's CPU time and resident memory now.
     pub fn usage(&self) -> Result<Usage, String> {
         let pid = self.child.id();
-        let stat =
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-        // Fields after the command name (which may hold spaces), from the
-        // third: utime and stime are the 14th and 15th, in clock ticks
-        // (USER_HZ, 100 on Linux).
-        let rest = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i - 3)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let cpu = Duration::from_millis((ticks(14) + ticks(15)) * 10);
-        let kernel = Duration::from_millis(ticks(15) * 10);
+        let (cpu, kernel) = cpu_of(pid)?;
         let status =
             std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
         let rss_kib = status
@@ -256,6 +242,26 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The CPU time process `pid` has used so far, user and system, and of
+/// it the system time.
+pub fn cpu_of(pid: u32) -> Result<(Duration, Duration), String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the command name (which may hold spaces), from the
+    // third: utime and stime are the 14th and 15th, in clock ticks
+    // (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let cpu = Duration::from_millis((ticks(14) + ticks(15)) * 10);
+    let kernel = Duration::from_millis(ticks(15) * 10);
+    Ok((cpu, kernel))
 }
 
 /// A person channel's history, as [`Server::history`] read it.
