@@ -50,7 +50,8 @@
 //!   holds every SEND acknowledged as a success exactly once and nothing
 //!   else. Time per round and in all.
 //!
-//! One more, the HTTP API as business servers use it (see `http`):
+//! One more, run by default after those four, the HTTP API as business
+//! servers use it (see `http`):
 //!
 //! - `http`: `POST /message/send` on 1, 16 and 64 keep-alive connections,
 //!   against the server on its memory store, on sled and on PostgreSQL,
