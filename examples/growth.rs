@@ -5,7 +5,8 @@
 //! doing the same storage work in the same run.
 //!
 //! Run: `cargo run --release --example growth` (a few minutes on 2 cores),
-//! or with `-- --quick` (a tenth of the sizes, seconds; what CI runs).
+//! or with `-- --quick` (history of 10,000 and 100,000, 100 to 10,000
+//! channels: about half a minute; what CI runs).
 //!
 //! Every point runs in a fresh process (this executable again, with
 //! `--child`), so that one point's memory is not counted in another's (an
@@ -15,11 +16,15 @@
 //!
 //! Sends: history spread over 1,000 1:1 channels (appended in batches of
 //! 1,000, one message per channel, so channels interleave as on a live
-//! server), then one sender sends `N / 5` messages (at most 20,000; 3,000
-//! with flush-before-ack) through `Hub::send` into the same channels,
-//! round robin. On sled, background durability (flush every 500 ms) is
-//! measured first, then flush-before-ack (the default) on the same
-//! database: the history under measurement is N plus those sends. The
+//! server), then one sender sends through `Hub::send` into the same
+//! channels, round robin: six rounds of 1,000 sends (300 with
+//! flush-before-ack), each after a flush; the first warms up, the median
+//! of the other five is reported, with the lowest and highest. Rounds are
+//! the same size at every history size, so a background flush (every
+//! 500 ms) falls in about as many of them at each; the median leaves it
+//! out. On sled, background durability is measured first, then
+//! flush-before-ack (the default) on the same database: the history under
+//! measurement is N plus those sends (at most 6,000). The
 //! substrates: raw sled inserts of the same records (the crate's postcard
 //! bytes) under one key per message (channel, big-endian seq), with the
 //! same flushing; and, for the memory store, a `BTreeMap` insert of the
@@ -80,7 +85,7 @@ fn main() {
         (&[10_000, 100_000, 1_000_000], &[1_000, 10_000, 100_000])
     };
     let scratch = tempfile::tempdir().unwrap();
-    println!("# sends (one sender; CPU of the whole process per send; RSS after the sends)");
+    println!("# sends (one sender; CPU of the whole process per send, median round (lowest–highest); RSS after the sends)");
     println!("| store | history | sends | CPU µs/send | wall µs/send | RSS MiB | substrate CPU µs | substrate wall µs | substrate RSS MiB | CPU ratio |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &n in history {
@@ -139,25 +144,31 @@ fn run(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// A send point as the child reports it: sends, CPU ns, wall ns, RSS KiB.
-fn parse(lines: &[String]) -> [f64; 4] {
-    let v: Vec<f64> = lines[0].split(' ').map(|f| f.parse().unwrap()).collect();
-    [v[0], v[1], v[2], v[3]]
+/// A send point as the child reports it: sends per round; the median
+/// round's CPU and wall ns per send; the lowest and highest round's CPU ns
+/// per send; RSS KiB.
+fn parse(lines: &[String]) -> Vec<f64> {
+    lines[0].split(' ').map(|f| f.parse().unwrap()).collect()
 }
 
 fn row(store: &str, n: u64, ours: &[String], theirs: &[String]) {
-    let [sends, cpu, wall, rss] = parse(ours);
-    let [raw_n, raw_cpu, raw_wall, raw_rss] = parse(theirs);
-    let per = |ns: f64, n: f64| ns / n / 1_000.0;
+    let (ours, theirs) = (parse(ours), parse(theirs));
+    let us = |ns: f64| ns / 1_000.0;
+    let mib = |kib: f64| kib / 1024.0;
     println!(
-        "| {store} | {n} | {sends} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
-        per(cpu, sends),
-        per(wall, sends),
-        rss / 1024.0,
-        per(raw_cpu, raw_n),
-        per(raw_wall, raw_n),
-        raw_rss / 1024.0,
-        per(cpu, sends) / per(raw_cpu, raw_n),
+        "| {store} | {n} | {ROUNDS} × {} | {:.1} ({:.1}–{:.1}) | {:.1} | {:.1} | {:.1} ({:.1}–{:.1}) | {:.1} | {:.1} | {:.2} |",
+        ours[0],
+        us(ours[1]),
+        us(ours[3]),
+        us(ours[4]),
+        us(ours[2]),
+        mib(ours[5]),
+        us(theirs[1]),
+        us(theirs[3]),
+        us(theirs[4]),
+        us(theirs[2]),
+        mib(theirs[5]),
+        ours[1] / theirs[1],
     );
 }
 
@@ -321,58 +332,83 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
+/// Rounds of sends measured at each point; the median round is reported.
+const ROUNDS: usize = 5;
+
 /// Measures sends into a history of `n` (built by `build-sled` /
-/// `build-raw` in `dir`, or filled here for the in-memory ones); prints
-/// `ROW sends cpu_ns wall_ns rss_kib`.
+/// `build-raw` in `dir`, or filled here for the in-memory ones): `ROUNDS`
+/// rounds of the same number of sends at every size, each after a flush
+/// (so that a round starts with nothing dirty; a background flush may
+/// still fall in one, which the median leaves out). Prints
+/// `ROW sends_per_round median_cpu_ns median_wall_ns min_cpu_ns
+/// max_cpu_ns rss_kib`, the times per send.
 fn send_point(rt: &tokio::runtime::Runtime, store: &str, dir: &Path, n: u64) {
     let flush = store.ends_with("flush");
-    let sends = (n / 5).min(if flush { 3_000 } else { 20_000 });
-    let warm = 200;
+    let sends: u64 = if flush { 300 } else { 1_000 };
     // Each channel already has `n / PAIRS` messages, and sled points
     // measured before may have added some; the raw keys start well above.
     let seq0 = n / PAIRS + if flush { 200_000 } else { 100_000 };
-    let (cpu, wall) = match store {
+    let raw_records: Vec<Vec<u8>> = (0..PAIRS).map(|k| raw_record(k).1).collect();
+    let raw_key_of = |i: u64| raw_key(&history_message(i % PAIRS).channel, seq0 + i / PAIRS);
+    let mut rounds: Vec<(u64, u64)> = Vec::new();
+    match store {
         "sled-background" | "sled-flush" | "memory" => {
-            let store: Arc<dyn imcore::store::Store> = match store {
+            let (store, sled): (Arc<dyn imcore::store::Store>, Option<Arc<SledStore>>) = match store
+            {
                 "memory" => {
                     let m = Arc::new(MemoryStore::new());
                     rt.block_on(fill(&*m, 0, n));
-                    m
+                    (m, None)
                 }
-                "sled-flush" => Arc::new(open_sled(dir, Durability::Flush)),
-                _ => Arc::new(open_sled(dir, background())),
+                mode => {
+                    let durability = match mode {
+                        "sled-flush" => Durability::Flush,
+                        _ => background(),
+                    };
+                    let s = Arc::new(open_sled(dir, durability));
+                    (s.clone(), Some(s))
+                }
             };
             let hub = hub(store, None);
-            let run = |count: u64| {
-                rt.block_on(async {
-                    for i in 0..count {
-                        let (from, to) = pair(i % PAIRS);
-                        let req = SendRequest::new(from, to, Bytes::from_static(&PAYLOAD));
-                        hub.send(req).await.unwrap();
-                    }
-                })
-            };
-            run(warm);
-            let ((), cpu, wall) = measure(|| run(sends));
-            (cpu, wall)
+            let mut next = 0u64;
+            for round in 0..=ROUNDS {
+                if let Some(s) = &sled {
+                    rt.block_on(s.flush()).unwrap();
+                }
+                let ((), cpu, wall) = measure(|| {
+                    rt.block_on(async {
+                        for _ in 0..sends {
+                            let (from, to) = pair(next % PAIRS);
+                            next += 1;
+                            let req = SendRequest::new(from, to, Bytes::from_static(&PAYLOAD));
+                            hub.send(req).await.unwrap();
+                        }
+                    })
+                });
+                if round > 0 {
+                    rounds.push((cpu, wall)); // round 0 warms up
+                }
+            }
         }
         "raw-background" | "raw-flush" => {
             let db = open_raw(dir);
-            let records: Vec<Vec<u8>> = (0..PAIRS).map(|k| raw_record(k).1).collect();
-            let run = |from: u64, count: u64| {
-                for i in from..from + count {
-                    let m = history_message(i % PAIRS);
-                    let key = raw_key(&m.channel, seq0 + i / PAIRS);
-                    db.insert(key, records[(i % PAIRS) as usize].as_slice())
-                        .unwrap();
-                    if flush {
-                        db.flush().unwrap();
+            let mut next = 0u64;
+            for round in 0..=ROUNDS {
+                db.flush().unwrap();
+                let ((), cpu, wall) = measure(|| {
+                    for _ in 0..sends {
+                        let record = raw_records[(next % PAIRS) as usize].as_slice();
+                        db.insert(raw_key_of(next), record).unwrap();
+                        next += 1;
+                        if flush {
+                            db.flush().unwrap();
+                        }
                     }
+                });
+                if round > 0 {
+                    rounds.push((cpu, wall));
                 }
-            };
-            run(0, warm);
-            let ((), cpu, wall) = measure(|| run(warm, sends));
-            (cpu, wall)
+            }
         }
         "btree" => {
             let mut map = BTreeMap::new();
@@ -380,22 +416,34 @@ fn send_point(rt: &tokio::runtime::Runtime, store: &str, dir: &Path, n: u64) {
                 let (key, value) = raw_record(k);
                 map.insert(key, value);
             }
-            let records: Vec<Vec<u8>> = (0..PAIRS).map(|k| raw_record(k).1).collect();
-            let mut run = |from: u64, count: u64| {
-                for i in from..from + count {
-                    let m = history_message(i % PAIRS);
-                    let key = raw_key(&m.channel, seq0 + i / PAIRS);
-                    map.insert(key, records[(i % PAIRS) as usize].clone());
+            let mut next = 0u64;
+            for round in 0..=ROUNDS {
+                let ((), cpu, wall) = measure(|| {
+                    for _ in 0..sends {
+                        let record = raw_records[(next % PAIRS) as usize].clone();
+                        map.insert(raw_key_of(next), record);
+                        next += 1;
+                    }
+                });
+                if round > 0 {
+                    rounds.push((cpu, wall));
                 }
-            };
-            run(0, warm);
-            let ((), cpu, wall) = measure(|| run(warm, sends));
+            }
             std::hint::black_box(&map);
-            (cpu, wall)
         }
         other => panic!("unknown store {other}"),
-    };
-    println!("ROW {sends} {cpu} {wall} {}", rss_kib());
+    }
+    rounds.sort_unstable();
+    let per = |ns: u64| ns / sends;
+    let (cpu, wall) = rounds[ROUNDS / 2];
+    println!(
+        "ROW {sends} {} {} {} {} {}",
+        per(cpu),
+        per(wall),
+        per(rounds[0].0),
+        per(rounds[ROUNDS - 1].0),
+        rss_kib()
+    );
 }
 
 /// Group `i` of the sync points.
