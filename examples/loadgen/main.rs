@@ -19,7 +19,8 @@
 //! - `storm`: 10 groups of 20, all online, every member sending 120
 //!   messages with 8 in flight;
 //! - `idle`: logged-in connections that do nothing: resident memory per
-//!   connection and logins per second.
+//!   connection and logins per second, against a server with its TCP and
+//!   TLS listeners and its limits per source address on.
 //!
 //! Each prints sends/s, deliveries/s, SENDACK latency (p50, p99, max),
 //! server CPU time per send and per delivery, and server resident memory.
@@ -154,12 +155,13 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
         server.stop();
         return outcome;
     }
-    let server = Server::start(binary).await?;
     if name == "idle" {
+        let server = Server::start_production(binary).await?;
         let outcome = idle(&server, if quick { 200 } else { 4_000 }).await;
         server.stop();
         return outcome;
     }
+    let server = Server::start(binary).await?;
     let plan = plan(name, quick);
     let served = run(&server, &plan, Target::Wukong).await;
     server.stop();

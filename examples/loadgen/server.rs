@@ -60,20 +60,66 @@ impl Server {
     }
 
     async fn start_with(binary: Option<&Path>, args: &[&str]) -> Result<Self, String> {
+        Self::start_full(binary, args, false).await
+    }
+
+    /// As [`Server::start`], as a host would run it in production: the TCP
+    /// listener, the TLS listeners (WSS and TLS over TCP, with a
+    /// self-signed certificate the server binary writes) and the limits per
+    /// source address on, set above what thousands of clients from one
+    /// address need.
+    pub async fn start_production(binary: Option<&Path>) -> Result<Self, String> {
+        Self::start_full(
+            binary,
+            &["--send-rate", "1000000", "--send-burst", "1000000"],
+            true,
+        )
+        .await
+    }
+
+    async fn start_full(
+        binary: Option<&Path>,
+        args: &[&str],
+        production: bool,
+    ) -> Result<Self, String> {
         let binary = match binary {
             Some(b) => b.to_path_buf(),
             None => sibling("wukong_server")?,
         };
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut command = Command::new(&binary);
-        // Thousands of clients log in from 127.0.0.1 at once: no limits
-        // per source address.
+        command.args(["--port", "0", "--tcp-port", "0"]);
+        if production {
+            let cert = data.path().join("cert.pem");
+            let key = data.path().join("key.pem");
+            let made = Command::new(&binary)
+                .arg("self-signed-cert")
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--key")
+                .arg(&key)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !made.success() {
+                return Err(format!("{} self-signed-cert: {made}", binary.display()));
+            }
+            command
+                .arg("--tls-cert")
+                .arg(&cert)
+                .arg("--tls-key")
+                .arg(&key)
+                .args(["--wss-port", "0", "--tls-tcp-port", "0"])
+                .args(["--logins-per-second", "100000"])
+                .args(["--connections-per-address", "100000"]);
+        } else {
+            // Thousands of clients log in from 127.0.0.1 at once: no limits
+            // per source address.
+            command.args(["--logins-per-second", "0", "--connections-per-address", "0"]);
+        }
         command
-            .args(["--port", "0", "--tcp-port", "0"])
-            .args(["--logins-per-second", "0", "--connections-per-address", "0"])
             .args(args)
             .arg("--data")
-            .arg(data.path());
+            .arg(data.path().join("store"));
         Self::spawn(command, data).await
     }
 

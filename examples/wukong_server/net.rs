@@ -3,7 +3,7 @@
 //! address ([`Limits::open`]) or is closed at once; every connection task
 //! is counted for the graceful shutdown.
 
-use std::future::ready;
+use std::future::{ready, Future};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -262,12 +262,17 @@ pub async fn websocket(
 /// Adapts a WebSocket to the wire server: binary messages in, one binary
 /// message per packet out. `_counted` (its shutdown token and its
 /// address's slot) is held until it ends.
-async fn serve_socket(
+///
+/// Not an `async fn`: the socket is split and the server taken out of `app`
+/// first, so that the future, which lives as long as the connection, holds
+/// only what it goes on using (an `async fn` keeps room for its arguments
+/// for as long as it lives).
+fn serve_socket(
     app: App,
     socket: WebSocket,
     peer: SocketAddr,
     _counted: (TaskTrackerToken, Slot),
-) {
+) -> impl Future<Output = ()> {
     let (sink, stream) = socket.split();
     let mut incoming = Box::pin(
         stream
@@ -283,21 +288,26 @@ async fn serve_socket(
     );
     let outgoing =
         Box::pin(sink.with(|frame: Bytes| ready(Ok::<_, axum::Error>(WsMessage::Binary(frame)))));
-    let ended = app
-        .wire
-        .serve_from(Some(peer), &mut incoming, outgoing)
-        .await;
-    match &ended {
-        Ok(end) => debug!("connection ended: {end:?}"),
-        Err(e) => debug!("connection failed: {e}"),
+    let wire = app.wire.clone();
+    drop(app);
+    // A block, not an `async fn`: it holds what it captured and nothing
+    // twice (an `async fn` keeps its arguments beside its locals).
+    async move {
+        let _counted = _counted;
+        let ended = wire.serve_from(Some(peer), &mut incoming, outgoing).await;
+        match &ended {
+            Ok(end) => debug!("connection ended: {end:?}"),
+            Err(e) => debug!("connection failed: {e}"),
+        }
+        if !told(&ended) {
+            return;
+        }
+        // A lingering close: the wire server has sent its last packet (a
+        // DISCONNECT, a refusing CONNACK) and the close frame; read on until
+        // the client's close frame answers it. A socket closed with the
+        // client's data unread is reset, and a reset can throw away, at the
+        // client, what was sent just before it.
+        let _ =
+            tokio::time::timeout(LINGER, async { while incoming.next().await.is_some() {} }).await;
     }
-    if !told(&ended) {
-        return;
-    }
-    // A lingering close: the wire server has sent its last packet (a
-    // DISCONNECT, a refusing CONNACK) and the close frame; read on until
-    // the client's close frame answers it. A socket closed with the
-    // client's data unread is reset, and a reset can throw away, at the
-    // client, what was sent just before it.
-    let _ = tokio::time::timeout(LINGER, async { while incoming.next().await.is_some() {} }).await;
 }

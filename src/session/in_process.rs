@@ -32,7 +32,7 @@ pub fn in_process(capacity: usize) -> (Arc<InProcessSink>, InProcessConnection) 
         }),
         InProcessConnection {
             rx,
-            events: InProcessEvents(events),
+            events: InProcessEvents(Some(events)),
             closed: closed_rx,
         },
     )
@@ -87,19 +87,25 @@ pub struct InProcessConnection {
 
 /// The message events of an in-process connection, readable apart from
 /// its messages ([`InProcessConnection::take_events`]).
+///
+/// `None` once taken: a connection whose events were taken reads none
+/// (a closed channel in its place would cost as much as the queue).
 #[derive(Debug)]
-pub struct InProcessEvents(mpsc::Receiver<Arc<StoredEvent>>);
+pub struct InProcessEvents(Option<mpsc::Receiver<Arc<StoredEvent>>>);
 
 impl InProcessEvents {
     /// The next message event, or `None` once the hub has closed the
     /// connection and every queued event has been read.
     pub async fn recv(&mut self) -> Option<Arc<StoredEvent>> {
-        self.0.recv().await
+        self.0.as_mut()?.recv().await
     }
 
     /// Every message event queued now.
     pub fn drain(&mut self) -> Vec<Arc<StoredEvent>> {
-        std::iter::from_fn(|| self.0.try_recv().ok()).collect()
+        let Some(rx) = self.0.as_mut() else {
+            return Vec::new();
+        };
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
     }
 }
 
@@ -135,8 +141,7 @@ impl InProcessConnection {
     /// (in a `select!` with [`recv`](Self::recv)); this connection's own
     /// event methods then see none.
     pub fn take_events(&mut self) -> InProcessEvents {
-        let (_, closed) = mpsc::channel(1);
-        std::mem::replace(&mut self.events, InProcessEvents(closed))
+        InProcessEvents(self.events.0.take())
     }
 
     /// Why the hub closed this connection, if it has.

@@ -25,6 +25,7 @@ mod conns;
 mod events;
 mod fields;
 mod packet;
+mod queue;
 mod server;
 mod session;
 mod stats;

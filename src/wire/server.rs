@@ -13,9 +13,7 @@ use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 use crate::hub::Hub;
 use crate::model::{DeviceId, Uid};
 use crate::reason::ReasonCode;
-use crate::session::{
-    in_process, ConnectionId, Device, DeviceFlag, DisconnectReason, InProcessSink,
-};
+use crate::session::{ConnectionId, Device, DeviceFlag, DisconnectReason};
 use crate::wire::auth::{Authenticator, ConnectInfo};
 use crate::wire::cipher::{new_salt, KeyExchange, SessionCipher};
 use crate::wire::codec::DEFAULT_MAX_FRAME;
@@ -26,6 +24,7 @@ use crate::wire::packet::{
     connack_has_server_version, negotiate_version, ConnackPacket, ConnectPacket, Packet,
     PacketType, PROTOCOL_VERSION,
 };
+use crate::wire::queue::{queue, WireSink};
 use crate::wire::session::Session;
 use crate::wire::stats::{WireCounters, WireStats};
 use crate::wire::transport::{BoxError, Inbound, Out, PacketReader};
@@ -355,64 +354,26 @@ impl WireServer {
             timeout: self.config.write_timeout,
             version: PROTOCOL_VERSION,
         };
-        // CONNECT and its check (the host's authenticator included) must be
-        // done within the connect timeout.
-        let (sink, deliveries) = in_process(self.config.queue);
-        let mut version = 0;
-        // Boxed, like the hub calls below: a future holds room for its
-        // largest state for as long as it lives, and an idle connection
-        // should not carry the room that a login or a send needs.
-        let login = tokio::time::timeout(
-            self.config.connect_timeout,
-            Box::pin(async {
-                let connect = match reader.next(&mut incoming).await? {
-                    None => return Ok(None),
-                    Some(Inbound::Packet(Packet::Connect(connect))) => {
-                        version = connect.version;
-                        connect
-                    }
-                    Some(Inbound::Packet(other)) => {
-                        return Err(WireError::Unexpected(other.packet_type()))
-                    }
-                    Some(Inbound::TooLarge { .. }) => {
-                        return Err(WireError::Unexpected(PacketType::Send))
-                    }
-                };
-                let login = self.login_and_register(&connect, sink).await;
-                Ok(Some((connect.version, login)))
-            }),
-        )
-        .await;
-        let (requested, login) = match login {
-            Err(_) => return Ok(SessionEnd::TimedOut),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(None)) => return Ok(SessionEnd::ClientClosed),
-            Ok(Ok(Some(login))) => login,
-        };
-        // Everything from here on, a refusal included, is written at the
-        // version the session speaks.
-        let version = negotiate_version(requested);
-        outgoing.version = version;
-        reader.set_version(version);
-        let (device, connection, cipher, connack) = match login {
-            Ok(accepted) => accepted,
-            Err(reason) => {
-                self.counters.refused(reason);
-                let refusal = Packet::Connack(ConnackPacket {
-                    server_version: connack_has_server_version(requested).then_some(version),
-                    node_id: u64::from(self.hub.config().node_id),
-                    ..ConnackPacket::refusal(reason)
-                });
-                outgoing.send(&refusal).await?;
-                outgoing.close().await;
-                return Ok(SessionEnd::Refused(reason));
-            }
+        let (sink, deliveries) = queue(self.config.queue);
+        // The login is a future of its own, boxed and gone once it ends: a
+        // future keeps room for its largest state for as long as it lives,
+        // and a logged-in session (most of them idle) should not carry the
+        // room that its login took.
+        let login = Box::pin(self.log_in(&mut reader, &mut incoming, &mut outgoing, sink));
+        let LoggedIn {
+            device,
+            connection,
+            cipher,
+            connack,
+            version,
+        } = match login.await? {
+            Ok(logged_in) => logged_in,
+            Err(end) => return Ok(end),
         };
         let uid = device.uid.clone();
         // Unregisters however this ends, even if the caller drops `serve`.
         self.counters.logged_in();
-        self.conns
-            .add(connection, device.clone(), address, version, meter);
+        self.conns.add(connection, device, address, version, meter);
         let registered = Registered {
             hub: &self.hub,
             counters: &self.counters,
@@ -445,6 +406,75 @@ impl WireServer {
         result
     }
 
+    /// CONNECT and its check (the host's authenticator included), within
+    /// the connect timeout; a refusal is answered here. The logged-in
+    /// device, or how the session ended.
+    async fn log_in<I, O, E>(
+        &self,
+        reader: &mut PacketReader,
+        incoming: &mut I,
+        outgoing: &mut Out<'_, O>,
+        sink: Arc<WireSink>,
+    ) -> Result<Result<LoggedIn, SessionEnd>, WireError>
+    where
+        I: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<BoxError>,
+        O: Sink<Bytes> + Unpin,
+        O::Error: Into<BoxError>,
+    {
+        let mut version = 0;
+        let login = tokio::time::timeout(self.config.connect_timeout, async {
+            let connect = match reader.next(incoming).await? {
+                None => return Ok(None),
+                Some(Inbound::Packet(Packet::Connect(connect))) => {
+                    version = connect.version;
+                    connect
+                }
+                Some(Inbound::Packet(other)) => {
+                    return Err(WireError::Unexpected(other.packet_type()))
+                }
+                Some(Inbound::TooLarge { .. }) => {
+                    return Err(WireError::Unexpected(PacketType::Send))
+                }
+            };
+            let login = self.login_and_register(&connect, sink).await;
+            Ok(Some((connect.version, login)))
+        })
+        .await;
+        let (requested, login) = match login {
+            Err(_) => return Ok(Err(SessionEnd::TimedOut)),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(None)) => return Ok(Err(SessionEnd::ClientClosed)),
+            Ok(Ok(Some(login))) => login,
+        };
+        // Everything from here on, a refusal included, is written at the
+        // version the session speaks.
+        let version = negotiate_version(requested);
+        outgoing.version = version;
+        reader.set_version(version);
+        let (device, connection, cipher, connack) = match login {
+            Ok(accepted) => accepted,
+            Err(reason) => {
+                self.counters.refused(reason);
+                let refusal = Packet::Connack(ConnackPacket {
+                    server_version: connack_has_server_version(requested).then_some(version),
+                    node_id: u64::from(self.hub.config().node_id),
+                    ..ConnackPacket::refusal(reason)
+                });
+                outgoing.send(&refusal).await?;
+                outgoing.close().await;
+                return Ok(Err(SessionEnd::Refused(reason)));
+            }
+        };
+        Ok(Ok(LoggedIn {
+            device,
+            connection,
+            cipher,
+            connack: Box::new(connack),
+            version,
+        }))
+    }
+
     /// Checks a CONNECT and registers the device with the hub. A kick of
     /// the user between the check and the registration (a logout that
     /// removed the credential, then kicked) sends it back to the check, so
@@ -452,7 +482,7 @@ impl WireServer {
     async fn login_and_register(
         &self,
         connect: &ConnectPacket,
-        sink: Arc<InProcessSink>,
+        sink: Arc<WireSink>,
     ) -> Result<(Device, ConnectionId, SessionCipher, Packet), ReasonCode> {
         let uid = Uid::new(&connect.uid).map_err(|_| ReasonCode::AUTH_FAIL)?;
         // A kick of another user in the same stripe also sends a login
@@ -522,6 +552,16 @@ impl WireServer {
         };
         Ok((device, cipher, connack))
     }
+}
+
+/// A device that logged in: what the session goes on with.
+struct LoggedIn {
+    device: Device,
+    connection: ConnectionId,
+    cipher: SessionCipher,
+    /// Boxed: it is written once, and held until the session ends.
+    connack: Box<Packet>,
+    version: u8,
 }
 
 /// A device registered with the hub, unregistered when dropped.

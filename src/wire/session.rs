@@ -14,12 +14,13 @@ use crate::error::Error;
 use crate::hub::{Hub, SendAck, SendRequest};
 use crate::model::{Channel, ChannelId, ChannelType, ClientMsgNo, Flags, Message, MessageId, Uid};
 use crate::reason::ReasonCode;
-use crate::session::{ConnectionId, DisconnectReason, InProcessConnection};
+use crate::session::{ConnectionId, DisconnectReason};
 use crate::wire::cipher::SessionCipher;
 use crate::wire::packet::{
     has_events, DisconnectPacket, EventPacket, Packet, RecvPacket, RecvackPacket, SendPacket,
     SendackPacket, SubPacket, SubackPacket,
 };
+use crate::wire::queue::{Delivery, WireQueue};
 use crate::wire::server::SessionEnd;
 use crate::wire::transport::{BoxError, Inbound, Out, PacketReader};
 use crate::wire::WireError;
@@ -122,7 +123,7 @@ impl Session<'_> {
         reader: &mut PacketReader,
         incoming: &mut I,
         outgoing: &mut Out<'_, O>,
-        mut deliveries: InProcessConnection,
+        mut deliveries: WireQueue,
         idle_timeout: Option<Duration>,
     ) -> Result<SessionEnd, WireError>
     where
@@ -136,9 +137,6 @@ impl Session<'_> {
         let mut deadline = Instant::now().checked_add(idle);
         // Packets handled since the session last yielded.
         let mut handled = 0;
-        // Until the hub drops the connection's event queue.
-        let mut events_open = true;
-        let mut events = deliveries.take_events();
         loop {
             let silence = async {
                 match deadline {
@@ -146,6 +144,10 @@ impl Session<'_> {
                     None => std::future::pending().await,
                 }
             };
+            // What only runs for a moment is boxed (handling a packet,
+            // writing): a future keeps room for its largest state for as
+            // long as it lives, and a session spends most of its life
+            // idle, in this select.
             // What is read is decoded a packet at a time, while there is
             // room for SENDs; new chunks are read once nothing whole is
             // left (the packets that came with CONNECT first). A chunk of
@@ -158,7 +160,7 @@ impl Session<'_> {
                     while handled < YIELD_EVERY && !sends.full() {
                         let Some(packet) = reader.buffered()? else { break };
                         handled += 1;
-                        if let Some(end) = self.handle(packet, outgoing, &mut sends).await? {
+                        if let Some(end) = Box::pin(self.handle(packet, outgoing, &mut sends)).await? {
                             return Ok(end);
                         }
                     }
@@ -173,34 +175,43 @@ impl Session<'_> {
                     reader.push(chunk);
                 }
                 acks = sends.answered(self.hub) => {
-                    outgoing.send_all(acks.into_iter().map(Packet::Sendack).collect::<Vec<_>>()).await?;
+                    Box::pin(outgoing.send_all(acks.into_iter().map(Packet::Sendack).collect::<Vec<_>>())).await?;
                 }
-                event = events.recv(), if events_open => match event {
+                queued = deliveries.recv() => match queued {
                     // Below version 5 the client has no EVENT packet: it
                     // reads the folded message from history.
-                    Some(event) => {
+                    Some(Delivery::Event(event)) => {
                         let packet = super::events::event_packet(&event, &self.uid);
-                        self.write_event(packet, outgoing).await?;
+                        Box::pin(self.write_event(packet, outgoing)).await?;
                     }
-                    None => events_open = false,
-                },
-                delivery = deliveries.recv() => match delivery {
-                    Some(message) => {
+                    Some(Delivery::Message(message)) => {
                         // Let the tasks already waiting run first: under
                         // load, they are sends fanning out, and what they
                         // queue for this connection joins this write.
                         tokio::task::yield_now().await;
-                        // Whatever else is queued goes in the same write.
+                        // Whatever else is queued goes in the same write; an
+                        // event met on the way goes right after it.
                         let mut batch = vec![self.recv_packet(&message)?];
+                        let mut event = None;
                         while batch.len() < WRITE_BATCH {
-                            let Some(next) = deliveries.try_recv() else { break };
-                            batch.push(self.recv_packet(&next)?);
+                            match deliveries.try_recv() {
+                                Some(Delivery::Message(next)) => batch.push(self.recv_packet(&next)?),
+                                Some(Delivery::Event(next)) => {
+                                    event = Some(next);
+                                    break;
+                                }
+                                None => break,
+                            }
                         }
-                        outgoing.send_all(batch).await?;
+                        Box::pin(outgoing.send_all(batch)).await?;
+                        if let Some(event) = event {
+                            let packet = super::events::event_packet(&event, &self.uid);
+                            Box::pin(self.write_event(packet, outgoing)).await?;
+                        }
                     }
                     None => {
                         let reason = deliveries.closed_reason().unwrap_or(DisconnectReason::Closed);
-                        return self.closed_by_hub(reason, outgoing, &mut sends).await;
+                        return Box::pin(self.closed_by_hub(reason, outgoing, &mut sends)).await;
                     }
                 },
                 () = silence => return Ok(SessionEnd::TimedOut),
