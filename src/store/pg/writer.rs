@@ -326,6 +326,42 @@ fn answer(request: &Request, rows: &[Option<(i16, i64, Option<i64>)>]) -> Result
 mod tests {
     use super::*;
 
+    fn request(messages: Vec<Message>) -> Request {
+        Request {
+            messages,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn message(id: u64, no: &str) -> Message {
+        let no = crate::model::ClientMsgNo::new(no).unwrap();
+        let from = crate::model::Uid::new("u").unwrap();
+        let channel = crate::model::Channel::group("g").unwrap();
+        Message::new(
+            crate::model::MessageId(id),
+            no,
+            from,
+            channel,
+            0,
+            b"p".to_vec(),
+        )
+    }
+
+    #[test]
+    fn a_batch_is_cut_before_a_call_that_shares_a_key_or_an_id() {
+        let batch = [
+            request(vec![message(1, "a"), message(1, "a")]), // its own repeat
+            request(vec![message(2, "b")]),
+            request(vec![message(3, "a")]), // a's resend
+            request(vec![message(4, "c")]),
+            request(vec![message(4, "d")]), // 4 again
+            request(vec![message(5, "e")]),
+        ];
+        let lengths: Vec<usize> = parts(&batch).iter().map(|p| p.len()).collect();
+        assert_eq!(lengths, [2, 2, 2]);
+        assert_eq!(parts(&batch[..2]).len(), 1);
+    }
+
     #[test]
     fn a_failed_batch_tells_each_caller_the_backend_and_its_words_once() {
         let unavailable = Error::Unavailable {
