@@ -73,7 +73,7 @@ async fn dependent_calls_in_one_batch_get_what_they_would_get_alone() {
     let store = PgStore::open(PgConfig::new(url.clone()))
         .await
         .expect("open");
-    let channel = |k: u64| Channel::group(&format!("g{k}")).unwrap();
+    let channel = |k: u64| Channel::group(format!("g{k}")).unwrap();
     // A stored message, resent below in a call with a new one.
     store
         .append(vec![message(1, "u", &channel(0), "old", "p")])
