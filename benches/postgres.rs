@@ -173,14 +173,28 @@ fn bench(c: &mut Criterion) {
         // Short rounds, many of them: this machine's fsync time was seen
         // to swing tenfold within a minute.
         let ops = 50 * senders;
-        let mut ratios: Vec<f64> = (0..ROUNDS)
+        let rounds: Vec<(Duration, Duration)> = (0..ROUNDS)
             .map(|_| {
                 rt.block_on(async {
                     let ours = sends(store.clone(), senders, ops).await;
                     let theirs = inserts(clients.clone(), ops).await;
-                    theirs.as_secs_f64() / ours.as_secs_f64()
+                    (ours, theirs)
                 })
             })
+            .collect();
+        let median_us = |mut d: Vec<Duration>| {
+            d.sort();
+            d[ROUNDS / 2].as_secs_f64() * 1e6 / ops as f64
+        };
+        println!(
+            "pg_w1 interleaved, {senders} senders: per operation (median round) imcore {:.0} µs, \
+             raw insert {:.0} µs",
+            median_us(rounds.iter().map(|r| r.0).collect()),
+            median_us(rounds.iter().map(|r| r.1).collect())
+        );
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .map(|(ours, theirs)| theirs.as_secs_f64() / ours.as_secs_f64())
             .collect();
         ratios.sort_by(f64::total_cmp);
         println!(
