@@ -41,6 +41,7 @@ macro_rules! message_columns {
     };
 }
 
+mod append_function;
 mod commands;
 mod conversations;
 mod db_error;
