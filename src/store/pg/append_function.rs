@@ -6,7 +6,9 @@
 /// arrays, each with its call's number (`p_call`), and whether new
 /// messages go into the outbox. It takes the counter row's lock, then, in
 /// one statement (so one snapshot, taken after the lock), decides each
-/// call against what is stored, as every backend does:
+/// call against what is stored, as every backend does (a batch of one
+/// message, statement by statement, cheaper; its resend look-up is still
+/// one statement over messages and tombstones, as retention needs):
 ///
 /// - a message whose resend key (sender, channel, number) is stored, or
 ///   tombstoned by retention, is a duplicate answered with the stored id
