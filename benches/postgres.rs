@@ -1,9 +1,12 @@
 //! `PgStore` against raw PostgreSQL in the same run, on a throwaway
 //! server the bench starts (fsync on, as shipped):
 //!
-//! - W1: sends into 1:1 channels (200-byte payloads) from 1 and 64
+//! - W1: sends into 1:1 channels (200-byte payloads) from 1, 16 and 64
 //!   concurrent senders; substrate: single-row INSERTs of the same payload
-//!   into an indexed table, from 1 and 64 connections.
+//!   into an indexed table (autocommit), from 1, 16 and 64 connections.
+//!   Then, for 1 and 16, both alternate round by round (the same number of
+//!   operations each) and the median ratio of 41 rounds, imcore's
+//!   throughput over raw's, is printed.
 //! - W3: a page of 100 from a channel of 1,000,000 messages; substrate: the
 //!   same indexed range SELECT of the same columns from a copy of the
 //!   table. Then both alternate page by page, on the same pages, and the
@@ -28,6 +31,9 @@ use imcore::{Channel, ClientMsgNo, Message, MessageId};
 use tokio_postgres::{Client, NoTls};
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// Rounds of the interleaved W1 comparison.
+const ROUNDS: usize = 41;
 
 fn message(from: &str, channel: &Channel) -> Message {
     let i = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -68,6 +74,46 @@ where
     started.elapsed()
 }
 
+/// `iters` sends from `senders` concurrent senders, each into its own 1:1
+/// channel, one message per `append`, timed.
+async fn sends(store: Arc<PgStore>, senders: u64, iters: u64) -> Duration {
+    concurrently(senders, iters, move |t, n| {
+        let store = store.clone();
+        async move {
+            let from = format!("s{t}");
+            let channel = Channel::person(&uid(&from), &uid(&format!("r{t}")));
+            for _ in 0..n {
+                store.append(vec![message(&from, &channel)]).await.unwrap();
+            }
+        }
+    })
+    .await
+}
+
+/// `iters` autocommit single-row INSERTs over `clients`, one task per
+/// connection, timed.
+async fn inserts(clients: Vec<Arc<Client>>, iters: u64) -> Duration {
+    concurrently(clients.len() as u64, iters, move |t, n| {
+        let client = clients[t as usize].clone();
+        async move {
+            let insert = client
+                .prepare("INSERT INTO raw_insert VALUES ($1, $2, $3, $4)")
+                .await
+                .unwrap();
+            let cid = format!("raw{t}");
+            for _ in 0..n {
+                let seq = NEXT.fetch_add(1, Ordering::Relaxed) as i64;
+                let payload: &[u8] = &PAYLOAD;
+                client
+                    .execute(&insert, &[&1i16, &cid, &seq, &payload])
+                    .await
+                    .unwrap();
+            }
+        }
+    })
+    .await
+}
+
 /// A page of 100 through the store.
 async fn imcore_page(store: Arc<PgStore>, channel: Channel, from: i64) {
     let page = store
@@ -106,50 +152,59 @@ fn bench(c: &mut Criterion) {
     w1.throughput(Throughput::Elements(1))
         .sample_size(10)
         .measurement_time(Duration::from_secs(8));
-    for senders in [1u64, 64] {
+    for senders in [1u64, 16, 64] {
         w1.bench_function(BenchmarkId::new("imcore", senders), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let store = store.clone();
-                concurrently(senders, iters, move |t, n| {
-                    let store = store.clone();
-                    async move {
-                        let from = format!("s{t}");
-                        let channel = Channel::person(&uid(&from), &uid(&format!("r{t}")));
-                        for _ in 0..n {
-                            store.append(vec![message(&from, &channel)]).await.unwrap();
-                        }
-                    }
-                })
-            })
+            b.to_async(&rt)
+                .iter_custom(|iters| sends(store.clone(), senders, iters))
         });
         let clients: Vec<Arc<Client>> = (0..senders)
             .map(|_| Arc::new(rt.block_on(connect(&url))))
             .collect();
         w1.bench_function(BenchmarkId::new("raw_insert", senders), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let clients = clients.clone();
-                concurrently(senders, iters, move |t, n| {
-                    let client = clients[t as usize].clone();
-                    async move {
-                        let insert = client
-                            .prepare("INSERT INTO raw_insert VALUES ($1, $2, $3, $4)")
-                            .await
-                            .unwrap();
-                        let cid = format!("raw{t}");
-                        for _ in 0..n {
-                            let seq = NEXT.fetch_add(1, Ordering::Relaxed) as i64;
-                            let payload: &[u8] = &PAYLOAD;
-                            client
-                                .execute(&insert, &[&1i16, &cid, &seq, &payload])
-                                .await
-                                .unwrap();
-                        }
-                    }
-                })
-            })
+            b.to_async(&rt)
+                .iter_custom(|iters| inserts(clients.clone(), iters))
         });
     }
     w1.finish();
+    for senders in [1u64, 16] {
+        let clients: Vec<Arc<Client>> = (0..senders)
+            .map(|_| Arc::new(rt.block_on(connect(&url))))
+            .collect();
+        // Short rounds, many of them: this machine's fsync time was seen
+        // to swing tenfold within a minute.
+        let ops = 50 * senders;
+        let rounds: Vec<(Duration, Duration)> = (0..ROUNDS)
+            .map(|_| {
+                rt.block_on(async {
+                    let ours = sends(store.clone(), senders, ops).await;
+                    let theirs = inserts(clients.clone(), ops).await;
+                    (ours, theirs)
+                })
+            })
+            .collect();
+        let median_us = |mut d: Vec<Duration>| {
+            d.sort();
+            d[ROUNDS / 2].as_secs_f64() * 1e6 / ops as f64
+        };
+        println!(
+            "pg_w1 interleaved, {senders} senders: per operation (median round) imcore {:.0} µs, \
+             raw insert {:.0} µs",
+            median_us(rounds.iter().map(|r| r.0).collect()),
+            median_us(rounds.iter().map(|r| r.1).collect())
+        );
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .map(|(ours, theirs)| theirs.as_secs_f64() / ours.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "pg_w1 interleaved, {senders} senders: imcore / raw insert throughput = {:.2} \
+             (median of {ROUNDS} rounds of {ops} each; quartiles {:.2}..{:.2})",
+            ratios[ROUNDS / 2],
+            ratios[ROUNDS / 4],
+            ratios[3 * ROUNDS / 4]
+        );
+    }
 
     // W3: one channel of N messages, and a copy of its rows to scan raw.
     let n: u64 = if quick() { 10_000 } else { 1_000_000 };

@@ -13,7 +13,9 @@
 //!
 //! Appends from every caller of one store go through one writer task that
 //! commits whatever is waiting as one transaction (group commit): one
-//! fsync, and a handful of round trips, per batch rather than per message.
+//! fsync, and two round trips, per batch rather than per message (one
+//! server-side function decides and writes the whole batch; see
+//! `writer.rs`).
 //! Each `append` call in a batch stays atomic on its own (a refused call
 //! stores nothing and the others go on). Many stores on one database (one
 //! per hub process) take turns on one counter row, which orders their
@@ -39,6 +41,7 @@ macro_rules! message_columns {
     };
 }
 
+mod append_function;
 mod commands;
 mod conversations;
 mod db_error;

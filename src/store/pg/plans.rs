@@ -4,14 +4,16 @@
 //! history grew); the store runs them as unnamed statements, which
 //! PostgreSQL plans at every run. The test plans them the same way
 //! (`plan_cache_mode=force_custom_plan` on prepared statements) after
-//! caching had every chance to happen.
+//! caching had every chance to happen. The append function's statements
+//! are planned once per connection, while the tables are small here, and
+//! still scan no table once they have grown.
 
 #[path = "../../../tests/common/servers.rs"]
 mod servers;
 
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use super::{conversations, extras, revocations, writer, PgConfig, PgStore};
+use super::{conversations, extras, revocations, PgConfig, PgStore};
 
 /// The plan of prepared statement `name` run with `args`, as text.
 async fn plan(client: &tokio_postgres::Client, name: &str, args: &str) -> String {
@@ -59,9 +61,6 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
         .await
         .expect("small tables");
     let cases = [
-        (writer::HEADS.to_owned(), "'{2}', '{g}'"),
-        (writer::RESENDS.to_owned(), "'{u}', '{2}', '{g}', '{n1}'"),
-        (writer::IDS.to_owned(), "'{1}'"),
         (revocations::by_ids(), "'{1}'"),
         (extras::by_ids(), "'{1}'"),
         (extras::READS_BY.to_owned(), "'w', '{1}'"),
@@ -128,4 +127,80 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
             );
         }
     }
+}
+
+/// The seq scans of the tables an append reads, in the current
+/// transaction.
+async fn seq_scans(client: &tokio_postgres::Client) -> Vec<(String, i64)> {
+    let rows = client
+        .query(
+            "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables \
+             WHERE relname IN ('imcore_messages', 'imcore_heads', 'imcore_tombstones', \
+             'imcore_positions', 'imcore_counter') AND seq_scan > 0",
+            &[],
+        )
+        .await
+        .expect("seq scans");
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// One message in a call of its own, through `imcore_append`.
+async fn append_one(client: &tokio_postgres::Client, id: i64, resend_of: Option<i64>) {
+    let no = format!("n{}", resend_of.unwrap_or(id));
+    let rows = client
+        .query(
+            "SELECT r_verdict FROM imcore_append('{0}', '{2}', '{g}', ARRAY[$1::int8], '{u}', \
+             ARRAY[$2::text], '{0}', '{0}', '{f}', '{\\x01}', '{0}', '{NULL}', '{NULL}', \
+             '{NULL}', false)",
+            &[&id, &no],
+        )
+        .await
+        .expect("append");
+    let verdict: i16 = rows[0].get(0);
+    assert_eq!(
+        verdict,
+        i16::from(resend_of.is_some()),
+        "stored, or a duplicate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_append_function_probes_indexes_after_the_tables_grow() {
+    let why = "the_append_function_probes_indexes_after_the_tables_grow";
+    let Some(server) = servers::PgServer::start(why) else {
+        return;
+    };
+    let url = server.url("postgres");
+    drop(
+        PgStore::open(PgConfig::new(url.clone()))
+            .await
+            .expect("open"),
+    );
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    // Small tables, analyzed as such; the function's plans cached then.
+    client.batch_execute("ANALYZE").await.expect("analyze");
+    for id in 1..=8 {
+        append_one(&client, id, None).await;
+    }
+    append_one(&client, 100, Some(1)).await;
+    client
+        .batch_execute(
+            "INSERT INTO imcore_messages SELECT 3, 'c' || (i % 1000), i, i, 'w' || (i % 97), \
+                 'm' || i, 0, 2, i, '' FROM generate_series(10, 200000) i;
+             INSERT INTO imcore_heads SELECT 3, 'c' || i, 1, 1, 0, 1, 1 \
+                 FROM generate_series(0, 50000) i;
+             INSERT INTO imcore_positions SELECT 'w' || i, 3, 'c' || i, 1, 1, 1 \
+                 FROM generate_series(0, 50000) i;
+             INSERT INTO imcore_tombstones SELECT 'w', 3, 'c', 'm' || i, i, i, 0 \
+                 FROM generate_series(300000, 350000) i;",
+        )
+        .await
+        .expect("grown tables");
+    // In a transaction, to read its own scan counts.
+    client.batch_execute("BEGIN").await.expect("begin");
+    append_one(&client, 500_000, None).await;
+    append_one(&client, 500_001, Some(2)).await;
+    assert_eq!(seq_scans(&client).await, [], "an append scanned a table");
+    client.batch_execute("ROLLBACK").await.expect("rollback");
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 8;
+pub(super) const SCHEMA_VERSION: i32 = 9;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -328,6 +328,7 @@ const STEPS: &[(i32, &str)] = &[
     (6, MIGRATE_V6),
     (7, MIGRATE_V7),
     (8, MIGRATE_V8),
+    (9, super::append_function::MIGRATE_V9),
 ];
 
 /// Creates the tables in an empty database, brings those of an older
