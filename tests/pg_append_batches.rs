@@ -8,14 +8,15 @@
 //! Without the PostgreSQL binaries the test says it is skipped and why;
 //! with `IMCORE_REQUIRE_SERVERS=1` (CI) a skip is a failure.
 
+#[path = "common/pg_locks.rs"]
+mod pg_locks;
 #[path = "common/servers.rs"]
 mod servers;
-
-use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use imcore::store::{Appended, MessageLog, Page, PgConfig, PgStore};
 use imcore::{Channel, ClientMsgNo, Error, Message, MessageId, Uid};
+use pg_locks::{connect, until_a_backend_waits};
 use servers::PgServer;
 
 fn message(id: u64, from: &str, channel: &Channel, no: &str, payload: &str) -> Message {
@@ -27,36 +28,6 @@ fn message(id: u64, from: &str, channel: &Channel, no: &str, payload: &str) -> M
         1_700_000_000_000,
         payload.as_bytes().to_vec(),
     )
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
-
-/// Waits until some backend waits for a lock (the writer's first batch,
-/// behind the test's lock on the counter row).
-async fn until_a_backend_waits(watcher: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the writer never waited");
-        // PostgreSQL has no notice for "a backend started waiting".
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// What one call got.
@@ -126,7 +97,7 @@ async fn dependent_calls_in_one_batch_get_what_they_would_get_alone() {
                 .collect::<Vec<_>>(),
         ))
     };
-    until_a_backend_waits(&holder).await;
+    until_a_backend_waits(&holder, "the writer").await;
     holder.batch_execute("COMMIT").await.unwrap();
     let answers: Vec<Answer> = all.await.unwrap();
 

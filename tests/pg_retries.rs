@@ -5,6 +5,8 @@
 //! Without the PostgreSQL binaries the test says it is skipped and why;
 //! with `IMCORE_REQUIRE_SERVERS=1` (CI) a skip is a failure.
 
+#[path = "common/pg_locks.rs"]
+mod pg_locks;
 #[path = "common/servers.rs"]
 mod servers;
 
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use imcore::store::{CommandQueue, PgConfig, PgStore};
 use imcore::{Channel, ClientMsgNo, Message, MessageIdGenerator, Uid};
+use pg_locks::{connect, until_a_backend_waits};
 use servers::PgServer;
 
 fn uid(s: &str) -> Uid {
@@ -27,35 +30,6 @@ fn command(ids: &MessageIdGenerator, no: &str) -> Message {
         1_700_000_000_000,
         no.as_bytes().to_vec(),
     )
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
-
-/// Waits until some backend waits for a row lock.
-async fn until_a_backend_waits(watcher: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the push never waited");
-        // PostgreSQL has no notice for "a backend started waiting".
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A push to alice and bob locks their cursor rows in that order; another
@@ -94,7 +68,7 @@ async fn a_command_push_that_loses_a_deadlock_is_run_again() {
         let (store, second) = (store.clone(), command(&ids, "second"));
         tokio::spawn(async move { store.push_command(&second, &both).await })
     };
-    until_a_backend_waits(&watcher).await;
+    until_a_backend_waits(&watcher, "the push").await;
     // Waits for the push's lock on alice: the deadlock. Returns once the
     // push was rolled back (it cannot commit while bob's row is held here),
     // which, sooner than the store's timeout of 5 s, only the deadlock

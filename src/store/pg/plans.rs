@@ -31,18 +31,26 @@ async fn plan(client: &tokio_postgres::Client, name: &str, args: &str) -> String
     lines.join("\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
-    let why = "look_ups_of_many_keys_use_indexes_after_the_tables_grow";
-    let Some(server) = servers::PgServer::start(why) else {
-        return;
-    };
+/// A throwaway server with the store's schema in place, and its URL;
+/// `None` (said loudly) without the PostgreSQL binaries.
+async fn migrated_server(why: &str) -> Option<(servers::PgServer, String)> {
+    let server = servers::PgServer::start(why)?;
     let url = server.url("postgres");
     drop(
         PgStore::open(PgConfig::new(url.clone()))
             .await
             .expect("open"),
     );
+    Some((server, url))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
+    let Some((_server, url)) =
+        migrated_server("look_ups_of_many_keys_use_indexes_after_the_tables_grow").await
+    else {
+        return;
+    };
     let mut config: tokio_postgres::Config = url.parse().expect("url");
     config.options("-c plan_cache_mode=force_custom_plan");
     let (client, connection) = config.connect(NoTls).await.expect("connect");
@@ -166,16 +174,11 @@ async fn append_one(client: &tokio_postgres::Client, id: i64, resend_of: Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_append_function_probes_indexes_after_the_tables_grow() {
-    let why = "the_append_function_probes_indexes_after_the_tables_grow";
-    let Some(server) = servers::PgServer::start(why) else {
+    let Some((_server, url)) =
+        migrated_server("the_append_function_probes_indexes_after_the_tables_grow").await
+    else {
         return;
     };
-    let url = server.url("postgres");
-    drop(
-        PgStore::open(PgConfig::new(url.clone()))
-            .await
-            .expect("open"),
-    );
     let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
     tokio::spawn(connection);
     // Small tables, analyzed as such; the function's plans cached then.
