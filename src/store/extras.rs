@@ -29,6 +29,31 @@ pub struct NewEdit {
     pub edited_at_ms: i64,
 }
 
+impl NewEdit {
+    /// Applies this edit to `extra`, the message's extra (a blank one if it
+    /// had none): `false` when it already shows this content, so that
+    /// nothing is to be stored (a retry). Another channel's extra is
+    /// refused. Every backend that decides in Rust decides here.
+    pub(crate) fn apply_to(self, extra: &mut MessageExtra) -> Result<bool> {
+        if extra.channel != self.channel {
+            return Err(other_channel());
+        }
+        if extra
+            .edit
+            .as_ref()
+            .is_some_and(|d| d.content == self.content)
+        {
+            return Ok(false);
+        }
+        extra.edit = Some(Edit {
+            content: self.content,
+            editor: self.editor,
+            edited_at_ms: self.edited_at_ms,
+        });
+        Ok(true)
+    }
+}
+
 /// A message's latest edit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edit {

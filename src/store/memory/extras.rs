@@ -8,7 +8,7 @@ use super::{HashMap, Inner, MemoryStore};
 use crate::error::Result;
 use crate::model::{Channel, MessageId, Uid};
 use crate::store::{
-    check_limit, Edit, EditRecorded, ExtraStore, MessageExtra, NewEdit, NewReads, Receipt,
+    check_limit, EditRecorded, ExtraStore, MessageExtra, NewEdit, NewReads, Receipt,
 };
 
 /// The extras, with their indexes by version and by seq, and the reads.
@@ -83,18 +83,10 @@ impl ExtraStore for MemoryStore {
             .get(&e.message_id)
             .cloned()
             .unwrap_or_else(|| MessageExtra::blank(e.message_id, &e.channel, e.message_seq));
-        if extra.channel != e.channel {
-            return Err(crate::store::extras::other_channel());
-        }
-        if extra.edit.as_ref().is_some_and(|d| d.content == e.content) {
+        if !e.apply_to(&mut extra)? {
             return Ok(EditRecorded::Unchanged(extra));
         }
-        extra.edit = Some(Edit {
-            content: e.content,
-            editor: e.editor,
-            edited_at_ms: e.edited_at_ms,
-        });
-        let version = inner.next_extra_version(&e.channel);
+        let version = inner.next_extra_version(&extra.channel);
         Ok(EditRecorded::Edited(inner.put_extra(extra, version)))
     }
 

@@ -31,7 +31,7 @@ use super::{storage, SledStore, TAG_REVOCATION_VERSION};
 use crate::error::Result;
 use crate::model::{Channel, MessageId, Uid};
 use crate::store::{
-    check_limit, Edit, EditRecorded, ExtraStore, MessageExtra, NewEdit, NewReads, Receipt,
+    check_limit, EditRecorded, ExtraStore, MessageExtra, NewEdit, NewReads, Receipt,
 };
 
 /// The trees of extras and reads.
@@ -210,20 +210,12 @@ impl ExtraStore for SledStore {
             }
             let chan = key(|k| channel_key(k, &e.channel));
             let mut extra = match x.stored(e.message_id)? {
-                Some(found) if found.channel != e.channel => {
-                    return Err(crate::store::extras::other_channel())
-                }
                 Some(found) => found,
                 None => x.create(&chan, e.message_id, &e.channel, e.message_seq)?,
             };
-            if extra.edit.as_ref().is_some_and(|d| d.content == e.content) {
+            if !e.apply_to(&mut extra)? {
                 return Ok(EditRecorded::Unchanged(extra));
             }
-            extra.edit = Some(Edit {
-                content: e.content,
-                editor: e.editor,
-                edited_at_ms: e.edited_at_ms,
-            });
             let version = next_version(&counters, &chan)?;
             x.put(&chan, extra, version).map(EditRecorded::Edited)
         };
