@@ -31,7 +31,9 @@
 //! `send`, `recv` and `storm` then run again against the bare substrate (a
 //! WebSocket fan-out server with no IM in it, see `substrate`) with the
 //! same clients and traffic, and print the ratio of the server CPU per
-//! delivery and per send.
+//! delivery and per send; `send` once more against the substrate writing
+//! each send to raw sled, flushed before its acknowledgement (what a
+//! durable send costs with no IM in it).
 //!
 //! Two more scenarios, run only when named, throw bursts at the server
 //! as a hostile or merely buggy client would, with the server's default
@@ -67,6 +69,7 @@ mod bare_http;
 mod burst;
 mod client;
 mod http;
+mod pg;
 mod server;
 /// Throwaway PostgreSQL servers, for `http` when none runs locally.
 #[path = "../../tests/common/servers.rs"]
@@ -102,7 +105,11 @@ struct Plan {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--substrate-server") {
-        if let Err(e) = substrate::serve().await {
+        let store = args
+            .windows(2)
+            .find(|w| w[0] == "--store")
+            .map(|w| std::path::PathBuf::from(&w[1]));
+        if let Err(e) = substrate::serve(store).await {
             eprintln!("substrate: {e}");
             std::process::exit(2);
         }
@@ -177,7 +184,7 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
             ratio(served.per_send, substrate.per_send),
         );
     };
-    let substrate = substrate_run(&plan).await?;
+    let substrate = substrate_run(&plan, false).await?;
     ratio("as fast as it goes", &substrate);
     if plan.rate.is_none() {
         // The cost of a delivery depends on the rate: a faster server
@@ -192,15 +199,26 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
             "{name} (substrate), again at {:.0} sends/s:",
             served.sends_per_sec
         );
-        let substrate = substrate_run(&paced).await?;
+        let substrate = substrate_run(&paced, false).await?;
         ratio("at the same rate", &substrate);
+        if name == "send" {
+            // What storing costs without the crate: the same sends into
+            // raw sled, each flushed before its acknowledgement.
+            println!(
+                "{name} (substrate + raw sled), again at {:.0} sends/s:",
+                served.sends_per_sec
+            );
+            let stored = substrate_run(&paced, true).await?;
+            ratio("with raw sled, at the same rate", &stored);
+        }
     }
     Ok(())
 }
 
-/// The scenario against a fresh substrate process.
-async fn substrate_run(plan: &Plan) -> Result<Measured, String> {
-    let bare = Server::substrate().await?;
+/// The scenario against a fresh substrate process, storing sends in raw
+/// sled if `store`.
+async fn substrate_run(plan: &Plan, store: bool) -> Result<Measured, String> {
+    let bare = Server::substrate(store).await?;
     let measured = run(&bare, plan, Target::Substrate).await;
     bare.stop();
     measured

@@ -18,6 +18,11 @@
 //!
 //! Each connection is one task, writing what is queued for it (up to 64
 //! frames, one flush) and reading its socket, as `WireServer` does.
+//!
+//! With a store (`--store DIR`), each send is also written to a raw sled
+//! tree (one key: the channel and its seq; the text) and its
+//! acknowledgement waits for sled's flush, as `wukong_server`'s does: the
+//! bare substrate of a durable send.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,14 +48,19 @@ struct Channel {
 type Channels = Arc<Mutex<HashMap<Bytes, Channel>>>;
 
 /// Serves on a free 127.0.0.1 port, printing `listening on 127.0.0.1:PORT`
-/// as `wukong_server` does, until killed.
-pub async fn serve() -> std::io::Result<()> {
+/// as `wukong_server` does, until killed; with `store`, sends are written
+/// to a sled database there, flushed before they are acknowledged.
+pub async fn serve(store: Option<std::path::PathBuf>) -> std::io::Result<()> {
+    let log = match store {
+        Some(dir) => Some(sled::open(dir).and_then(|db| db.open_tree("log")).map_err(std::io::Error::other)?),
+        None => None,
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("listening on {}", listener.local_addr()?);
     let channels = Channels::default();
     for id in 0u64.. {
         let (tcp, _) = listener.accept().await?;
-        tokio::spawn(connection(tcp, id, channels.clone()));
+        tokio::spawn(connection(tcp, id, channels.clone(), log.clone()));
     }
     Ok(())
 }
@@ -63,7 +73,7 @@ fn frame(kind: u8, seq: u32, rest: &[u8]) -> Bytes {
     b.freeze()
 }
 
-async fn connection(tcp: TcpStream, id: u64, channels: Channels) {
+async fn connection(tcp: TcpStream, id: u64, channels: Channels, log: Option<sled::Tree>) {
     // The example server's read buffer, for the same memory per connection.
     let config = WebSocketConfig::default().read_buffer_size(512);
     let Ok(socket) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else {
@@ -105,7 +115,7 @@ async fn connection(tcp: TcpStream, id: u64, channels: Channels) {
                     Some(1) if f.len() >= 5 => {
                         let Some(name) = &joined else { break };
                         let client_seq = u32::from_be_bytes([f[1], f[2], f[3], f[4]]);
-                        {
+                        let seq = {
                             let mut channels = channels.lock().unwrap();
                             let channel = channels.entry(name.clone()).or_default();
                             channel.seq += 1;
@@ -115,8 +125,28 @@ async fn connection(tcp: TcpStream, id: u64, channels: Channels) {
                                     let _ = to.send(deliver.clone());
                                 }
                             }
+                            channel.seq
+                        };
+                        let ack = frame(3, client_seq, &[]);
+                        match &log {
+                            None => {
+                                let _ = tx.send(ack);
+                            }
+                            Some(log) => {
+                                let key = [name.as_ref(), &seq.to_be_bytes()].concat();
+                                if log.insert(key, &f[5..]).is_err() {
+                                    break;
+                                }
+                                // Acknowledged once flushed; the connection
+                                // reads on meanwhile, as the example's does.
+                                let (log, tx) = (log.clone(), tx.clone());
+                                tokio::spawn(async move {
+                                    if log.flush_async().await.is_ok() {
+                                        let _ = tx.send(ack);
+                                    }
+                                });
+                            }
                         }
-                        let _ = tx.send(frame(3, client_seq, &[]));
                     }
                     _ => {} // an acknowledgement: read, and nothing to do
                 }
