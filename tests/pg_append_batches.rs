@@ -198,7 +198,8 @@ async fn a_batch_let_go_after_its_caller_gave_up_stores_nothing() {
         .unwrap();
     let store = std::sync::Arc::new(store);
     let (sender, to) = (store.clone(), channel.clone());
-    let call = tokio::spawn(async move { sender.append(vec![message(2, "u", &to, "late", "p")]).await });
+    let call =
+        tokio::spawn(async move { sender.append(vec![message(2, "u", &to, "late", "p")]).await });
     until_a_backend_waits(&holder, "the late batch").await;
     let answer = call.await.unwrap();
     assert!(

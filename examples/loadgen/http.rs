@@ -446,7 +446,11 @@ fn summary(rows: &[(&str, Vec<Level>)], raw: &[f64]) {
     }
     if let Some(pg) = row("postgres").filter(|_| raw.len() == LEVELS.len()) {
         let cells: Vec<String> = raw.iter().map(|r| format!("{r:>14.0}/s")).collect();
-        println!("http:   {:<26} {}", "raw INSERT, as many conns", cells.join(""));
+        println!(
+            "http:   {:<26} {}",
+            "raw INSERT, as many conns",
+            cells.join("")
+        );
         let cells: Vec<String> = pg
             .iter()
             .zip(raw)

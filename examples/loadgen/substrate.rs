@@ -22,7 +22,9 @@
 //! With a store (`--store DIR`), each send is also written to a raw sled
 //! tree (one key: the channel and its seq; the text) and its
 //! acknowledgement waits for sled's flush, as `wukong_server`'s does: the
-//! bare substrate of a durable send.
+//! bare substrate of a durable send. One thread flushes, each flush
+//! covering every write before it (sled's own `flush_async`, one per
+//! write, stalls under this load).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,7 +54,15 @@ type Channels = Arc<Mutex<HashMap<Bytes, Channel>>>;
 /// to a sled database there, flushed before they are acknowledged.
 pub async fn serve(store: Option<std::path::PathBuf>) -> std::io::Result<()> {
     let log = match store {
-        Some(dir) => Some(sled::open(dir).and_then(|db| db.open_tree("log")).map_err(std::io::Error::other)?),
+        Some(dir) => {
+            let tree = sled::open(dir)
+                .and_then(|db| db.open_tree("log"))
+                .map_err(std::io::Error::other)?;
+            let flusher = Arc::new(Flusher::default());
+            let (t, f) = (tree.clone(), flusher.clone());
+            std::thread::spawn(move || f.run(&t));
+            Some(Log { tree, flusher })
+        }
         None => None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -73,7 +83,49 @@ fn frame(kind: u8, seq: u32, rest: &[u8]) -> Bytes {
     b.freeze()
 }
 
-async fn connection(tcp: TcpStream, id: u64, channels: Channels, log: Option<sled::Tree>) {
+/// The raw sled store: the tree, and the thread that flushes it.
+#[derive(Clone)]
+struct Log {
+    tree: sled::Tree,
+    flusher: Arc<Flusher>,
+}
+
+/// Acknowledgements waiting for the next flush, and the flushing thread's
+/// wake-up.
+#[derive(Default)]
+struct Flusher {
+    waiting: Mutex<Vec<(mpsc::UnboundedSender<Bytes>, Bytes)>>,
+    wake: std::sync::Condvar,
+}
+
+impl Flusher {
+    /// Sends `ack` once a flush has covered what was written before now.
+    fn ack_after_flush(&self, to: &mpsc::UnboundedSender<Bytes>, ack: Bytes) {
+        self.waiting.lock().unwrap().push((to.clone(), ack));
+        self.wake.notify_one();
+    }
+
+    /// Flushes while anyone waits, then answers them all.
+    fn run(&self, tree: &sled::Tree) {
+        loop {
+            let due = {
+                let mut waiting = self.waiting.lock().unwrap();
+                while waiting.is_empty() {
+                    waiting = self.wake.wait(waiting).unwrap();
+                }
+                std::mem::take(&mut *waiting)
+            };
+            if tree.flush().is_err() {
+                return;
+            }
+            for (to, ack) in due {
+                let _ = to.send(ack);
+            }
+        }
+    }
+}
+
+async fn connection(tcp: TcpStream, id: u64, channels: Channels, log: Option<Log>) {
     // The example server's read buffer, for the same memory per connection.
     let config = WebSocketConfig::default().read_buffer_size(512);
     let Ok(socket) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else {
@@ -134,17 +186,12 @@ async fn connection(tcp: TcpStream, id: u64, channels: Channels, log: Option<sle
                             }
                             Some(log) => {
                                 let key = [name.as_ref(), &seq.to_be_bytes()].concat();
-                                if log.insert(key, &f[5..]).is_err() {
+                                if log.tree.insert(key, &f[5..]).is_err() {
                                     break;
                                 }
                                 // Acknowledged once flushed; the connection
                                 // reads on meanwhile, as the example's does.
-                                let (log, tx) = (log.clone(), tx.clone());
-                                tokio::spawn(async move {
-                                    if log.flush_async().await.is_ok() {
-                                        let _ = tx.send(ack);
-                                    }
-                                });
+                                log.flusher.ack_after_flush(&tx, ack);
                             }
                         }
                     }

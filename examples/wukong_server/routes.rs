@@ -12,8 +12,7 @@ use crate::cli::Secret;
 use crate::gate::{self, Gate};
 use crate::{
     access, api, channel_admin, channels, conn_admin, conversation_reads, conversations, events,
-    extras, messages, metrics, net, retention, revoke, routing, send, sync, users, varz,
-    App,
+    extras, messages, metrics, net, retention, revoke, routing, send, sync, users, varz, App,
 };
 
 /// Every endpoint, behind `token` when one is set, each request's body

@@ -28,8 +28,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{channel_key, id_from_i64, id_to_i64, pg_error, to_u64};
 use super::deadline::DbClock;
+use super::{channel_key, id_from_i64, id_to_i64, pg_error, to_u64};
 use super::{within, BACKEND};
 use crate::error::{Error, Result};
 use crate::model::Message;
