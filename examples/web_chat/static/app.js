@@ -18,6 +18,9 @@ const state = {
   messages: new Map(),
   // group -> whether older history remains
   more: new Map(),
+  // groups whose newest page of history has been read (live messages
+  // alone do not make a group loaded)
+  loaded: new Set(),
   current: null,
   sent: 0,
 };
@@ -90,7 +93,8 @@ const handlers = {
     $('composer-text').value = '';
   },
   history(f) {
-    const first = !state.messages.has(f.channel);
+    const first = !state.loaded.has(f.channel);
+    state.loaded.add(f.channel);
     state.more.set(f.channel, f.more);
     addMessages(f.channel, f.messages, first ? 'bottom' : 'keep');
     const last = f.messages[f.messages.length - 1];
@@ -183,7 +187,7 @@ function open(channel) {
   $('title').textContent = joined ? `# ${channel}` : `# ${channel} (not joined)`;
   setComposer(true);
   renderConversations();
-  if (state.messages.has(channel)) {
+  if (state.loaded.has(channel)) {
     renderMessages('bottom');
     const c = state.conversations.get(channel);
     if (c && c.unread > 0) markRead(channel, c.lastSeq);
