@@ -31,12 +31,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use clap::Parser;
 use imcore::{Hub, HubConfig, Limits, SledStore, StoredDirectory};
 
@@ -45,10 +47,17 @@ const INDEX_HTML: &str = include_str!("static/index.html");
 const APP_JS: &str = include_str!("static/app.js");
 const STYLE_CSS: &str = include_str!("static/style.css");
 
-/// The largest WebSocket message read: room for a frame whose text is
-/// over the hub's payload limit, so that the hub, not the socket, refuses
-/// it (with a typed error the page shows); past this the socket closes.
-const MAX_FRAME: usize = 256 * 1024;
+/// The largest WebSocket message read, at least: see [`max_frame`].
+const MIN_FRAME: usize = 64 * 1024;
+
+/// The largest WebSocket message read for a hub taking payloads of up to
+/// `max_payload` bytes: room for a frame whose text is well over the limit
+/// (JSON escapes a character in up to 6 bytes), so that the hub, not the
+/// socket, refuses it with a typed error the page shows. Past this the
+/// socket closes.
+fn max_frame(max_payload: usize) -> usize {
+    max_payload.saturating_mul(8).max(MIN_FRAME)
+}
 
 /// A chat page on an imcore hub, over JSON on a WebSocket.
 #[derive(Debug, Parser)]
@@ -119,6 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/style.css", get(|| async { asset("text/css", STYLE_CSS) }))
         .route("/ws", get(websocket))
+        .fallback(|| async { http_error(StatusCode::NOT_FOUND, "not_found", "no such page") })
         .with_state(app);
 
     let listener =
@@ -147,12 +157,30 @@ fn asset(kind: &str, body: &'static str) -> Response {
     ([(CONTENT_TYPE, format!("{kind}; charset=utf-8"))], body).into_response()
 }
 
-/// `/ws`: one WebSocket, one device, served by [`transport::serve`].
-async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
+/// `/ws`: one WebSocket, one device, served by [`transport::serve`]. A
+/// request that is not a WebSocket upgrade is answered with a JSON error.
+async fn websocket(
+    State(app): State<App>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return http_error(rejection.status(), "not_websocket", &rejection.body_text())
+        }
+    };
+    let cap = max_frame(app.hub.config().limits.max_payload);
     upgrade
-        .max_message_size(MAX_FRAME)
-        .max_frame_size(MAX_FRAME)
+        .max_message_size(cap)
+        .max_frame_size(cap)
         .on_upgrade(move |socket| transport::serve(app, socket))
+}
+
+/// An HTTP error as JSON: `{"type":"error","code":…,"message":…}`, the
+/// shape of the WebSocket's error frames.
+fn http_error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    let body = protocol::error(code, message, None);
+    (status, Json(body)).into_response()
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

@@ -103,6 +103,12 @@ impl Session {
 
     /// Registers this socket as a master web device of `name`, and lists
     /// the user's groups.
+    ///
+    /// There is no credential: anyone may be anyone, as suits a demo. A
+    /// host that checks one takes [`Hub::login_ticket`](imcore::Hub::login_ticket)
+    /// before the check and registers with
+    /// [`Hub::connect_checked`](imcore::Hub::connect_checked) after it, so
+    /// that a logout between the two is not lost.
     async fn login(&mut self, name: String, device: Option<String>) -> Answer {
         let refused = |code, message: String| (vec![error(code, message, Some("login"))], None);
         if self.me.is_some() {

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
 import { launchBrowser, screenshot } from './lib/browser.mjs';
 
 const e2eDir = dirname(fileURLToPath(import.meta.url));
@@ -370,4 +371,89 @@ test('web_chat: two users in two pages, live both ways, unread, history, revoke,
   await screenshot(await front(bob), 'web_chat_bob');
 
   assert.deepEqual(pageErrors, [], 'no script errors in the pages');
+});
+
+/** A raw connection to the JSON protocol: `next(type)` awaits the next frame of that type. */
+async function rawSocket() {
+  const ws = new WebSocket(`${server.url.replace('http://', 'ws://')}/ws`);
+  const frames = [];
+  let wake = () => {};
+  ws.on('message', (data) => {
+    frames.push(JSON.parse(data.toString()));
+    wake();
+  });
+  await new Promise((res, rej) => {
+    ws.once('open', res);
+    ws.once('error', rej);
+  });
+  async function next(type) {
+    const deadline = Date.now() + WAIT.timeout;
+    for (;;) {
+      const at = frames.findIndex((f) => f.type === type);
+      if (at >= 0) return frames.splice(at, 1)[0];
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${type} frame; have ${JSON.stringify(frames)}`);
+      await new Promise((res) => {
+        const timer = setTimeout(res, left);
+        wake = () => {
+          clearTimeout(timer);
+          res();
+        };
+      });
+    }
+  }
+  return { send: (f) => ws.send(typeof f === 'string' ? f : JSON.stringify(f)), next, close: () => ws.close() };
+}
+
+test('web_chat without a browser: its HTTP errors are JSON, its frames answer as documented', async () => {
+  const notWs = await fetch(`${server.url}/ws`);
+  assert.equal(notWs.status, 400);
+  assert.equal((await notWs.json()).code, 'not_websocket');
+  const missing = await fetch(`${server.url}/nope`);
+  assert.equal(missing.status, 404);
+  assert.deepEqual(await missing.json(), { type: 'error', code: 'not_found', message: 'no such page' });
+  const index = await fetch(server.url);
+  assert.match(index.headers.get('content-type'), /^text\/html/);
+  assert.match(await index.text(), /<script src="\/app.js"><\/script>/);
+
+  const c = await rawSocket();
+  c.send({ type: 'join', group: 'raw' });
+  assert.deepEqual(await c.next('error'), { type: 'error', code: 'not_logged_in', message: 'log in first', request: 'join' });
+  c.send('not json');
+  assert.equal((await c.next('error')).code, 'bad_request');
+  c.send({ type: 'login', name: 'carol', device: 'raw-1' });
+  const welcome = await c.next('welcome');
+  assert.deepEqual(welcome, { type: 'welcome', name: 'carol', revoke_window_secs: 120, max_payload: MAX_PAYLOAD, conversations: [] });
+  c.send({ type: 'join', group: 'raw' });
+  assert.deepEqual(await c.next('joined'), { type: 'joined', conversation: { channel: 'raw', unread: 0, last_seq: 0 } });
+
+  c.send({ type: 'send', channel: 'raw', text: 'plain', client_msg_no: 'm1' });
+  const sent = await c.next('sent');
+  assert.equal(sent.duplicate, false);
+  const { message_id: id, timestamp_ms: _, ...rest } = sent.message;
+  assert.deepEqual(rest, { seq: 1, channel: 'raw', from: 'carol', text: 'plain', client_msg_no: 'm1', revoked: false });
+  // A resend (same number, same text) is the same message; another text
+  // under the same number is the crate's conflict.
+  c.send({ type: 'send', channel: 'raw', text: 'plain', client_msg_no: 'm1' });
+  const again = await c.next('sent');
+  assert.equal(again.duplicate, true);
+  assert.equal(again.message.message_id, id);
+  c.send({ type: 'send', channel: 'raw', text: 'other', client_msg_no: 'm1' });
+  const conflict = await c.next('error');
+  assert.equal(conflict.code, 'conflict');
+  assert.equal(conflict.request, 'send');
+
+  c.send({ type: 'revoke', message_id: 'abc' });
+  assert.equal((await c.next('error')).code, 'invalid');
+  c.send({ type: 'revoke', message_id: id });
+  assert.deepEqual(await c.next('revoked'), { type: 'revoked', channel: 'raw', message_id: id, seq: 1, revoker: 'carol' });
+  // History has it revoked, its text removed by the hub.
+  c.send({ type: 'history', channel: 'raw' });
+  const history = await c.next('history');
+  assert.equal(history.more, false);
+  assert.deepEqual(
+    history.messages.map((m) => [m.seq, m.text, m.revoked]),
+    [[1, '', true]],
+  );
+  c.close();
 });
