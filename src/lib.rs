@@ -31,8 +31,9 @@ pub use directory::{
 pub use error::{Error, IdKind, Result, ValidationError};
 pub use hub::{
     conversation_deleted_payload, AckingConnection, ConversationView, HistoryMessage, Hub,
-    HubBuilder, HubConfig, HubStats, RetentionPolicy, RetentionReport, RetentionRule,
-    RetentionStatus, SendAck, SendCounts, SendRate, SendRequest, Target, CONVERSATION_DELETED_CMD,
+    HubBuilder, HubConfig, HubStats, LatencyBuckets, RetentionPolicy, RetentionReport,
+    RetentionRule, RetentionStatus, SendAck, SendCounts, SendRate, SendRequest, Target,
+    CONVERSATION_DELETED_CMD,
 };
 pub use id::MessageIdGenerator;
 pub use model::{
