@@ -7,6 +7,8 @@
 const PERIOD_MS = 1000;
 /** Snapshots kept: the charts' width in seconds. */
 const KEEP = 60;
+/** The fewest points a chart spreads over its width. */
+const MIN_SPAN = 20;
 /** Snapshots back for the "last 10 s" percentiles. */
 const WINDOW = 10;
 const TOKEN_KEY = 'imcore-console-token';
@@ -183,7 +185,8 @@ function sparkline(canvas, values, format) {
   const known = values.filter((v) => v != null);
   const max = Math.max(1e-9, ...known);
   const top = 12;
-  const step = w / Math.max(1, KEEP - 1);
+  // The last KEEP seconds; while fewer are known, at least MIN_SPAN wide.
+  const step = w / Math.max(MIN_SPAN - 1, values.length - 1, 1);
   const x0 = w - (values.length - 1) * step;
   const y = (v) => h - 2 - (v / max) * (h - top - 4);
   // The area, then the line, segment by segment (a gap where null).
@@ -215,6 +218,9 @@ function sparkline(canvas, values, format) {
   g.font = '10px system-ui, sans-serif';
   g.textBaseline = 'top';
   g.fillText(known.length ? `max ${format(Math.max(...known))}` : 'no data yet', 4, 1);
+  // What is drawn, for a reader without eyes (and the browser test).
+  canvas.dataset.points = String(known.length);
+  canvas.dataset.max = known.length ? String(Math.max(...known)) : '';
 }
 
 // ---- Rendering ----
