@@ -67,6 +67,9 @@
 //!   (`msg.notify`, `msg.offline`, `user.onlinestatus`), the message events
 //!   from the store's outbox, so that a crash loses none; in a cluster each
 //!   batch of them is claimed and sent by one node (`webhook.rs`).
+//! - `--console-addr 127.0.0.1:5300` (`IMCORE_CONSOLE_ADDR`; off unless
+//!   given, and only with a manager token): the operator's console, a page
+//!   of this node's live figures on a listener of its own (`console.rs`).
 //!
 //! Messages, conversations, command queues and revocations live in the
 //! store (sled, or PostgreSQL), and so does the directory: tokens,
