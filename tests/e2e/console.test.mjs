@@ -9,6 +9,8 @@ import { useServer } from './lib/fixture.mjs';
 import { b64json } from './lib/server.mjs';
 import { ChannelType } from './lib/client.mjs';
 import { launchBrowser, screenshot } from './lib/browser.mjs';
+import { connect } from 'node:net';
+import { once } from 'node:events';
 
 const TOKEN = 'console-manager-token';
 const env = useServer({ token: TOKEN, args: ['--manager-token', TOKEN, '--console-addr', '127.0.0.1:0'] });
@@ -161,6 +163,14 @@ test('the console shows the refusal of a wrong token, then figures that follow t
   await bob.close();
   await waitShown(page, '#connections', 1, 'after one client left');
   await waitShown(page, '[data-k="connections.sessions_by_transport.ws"]', 1, 'one WebSocket left');
+
+  // A plain TCP connection (the native SDKs' transport) counts as tcp
+  // from its accept, logged in or not, until it closes.
+  const tcp = connect(env.server.tcpPort, '127.0.0.1');
+  await once(tcp, 'connect');
+  await waitShown(page, '[data-k="connections.sessions_by_transport.tcp"]', 1, 'a TCP connection');
+  tcp.destroy();
+  await waitShown(page, '[data-k="connections.sessions_by_transport.tcp"]', 0, 'the TCP connection closed');
 
   // Forgetting the token stops the figures and asks again.
   await page.click('#sign-out');
