@@ -25,8 +25,8 @@ pub mod wire;
 pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{
-    AccessList, Directory, DirectoryConfig, DirectoryStore, MemoryDirectory, Permission, Role,
-    StoredDirectory,
+    AccessList, Directory, DirectoryConfig, DirectoryCounts, DirectoryStore, MemoryDirectory,
+    Permission, Role, StoredDirectory,
 };
 pub use error::{Error, IdKind, Result, ValidationError};
 pub use hub::{

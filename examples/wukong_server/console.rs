@@ -23,10 +23,15 @@
 //! commands, on the send path) in buckets that double
 //! ([`imcore::LatencyBuckets`]); the page takes percentiles of the last
 //! seconds' difference. The webhook backlog is the outbox's length, read
-//! up to [`BACKLOG_LOOK`] entries.
+//! up to [`BACKLOG_LOOK`] entries. The directory's channels and
+//! subscriptions are counted by its store reading every entry, so at most
+//! once per [`COUNT_EVERY`] (the figures say when).
+//!
+//! In a cluster each node has its own console: a node shows its own
+//! connections, and the other nodes' users online as it hears them.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -50,6 +55,13 @@ const CONSOLE_CSS: &str = include_str!("console/console.css");
 /// The most outbox entries read to measure the webhook's backlog; a longer
 /// one is shown as at least this.
 pub const BACKLOG_LOOK: usize = 1000;
+
+/// How often the directory's channels and subscriptions are counted at
+/// most.
+pub const COUNT_EVERY: Duration = Duration::from_secs(5);
+
+/// The last count of the directory, and when it was made.
+static DIRECTORY_COUNT: Mutex<Option<(Instant, Value)>> = Mutex::new(None);
 
 /// The console's routes: the page for anyone, the figures behind `token`.
 pub fn router(app: App, token: Arc<Secret>) -> Router {
@@ -118,6 +130,28 @@ async fn webhook(app: &App) -> Value {
         }),
         Err(e) => json!({ "error": e.to_string() }),
     }
+}
+
+/// The directory's channels and subscriptions, counted at most once per
+/// [`COUNT_EVERY`]; `null` figures from a store that does not count.
+async fn directory_counts(app: &App) -> Value {
+    let last = || DIRECTORY_COUNT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, counted)) = last().as_ref() {
+        if at.elapsed() < COUNT_EVERY {
+            return counted.clone();
+        }
+    }
+    let counted = match app.directory.store().counts().await {
+        Ok(Some(c)) => json!({ "channels": c.channels, "subscriptions": c.subscriptions }),
+        Ok(None) => json!({ "channels": null, "subscriptions": null }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let counted = json!({ "counted_at_ms": at, "counts": counted });
+    *last() = Some((Instant::now(), counted.clone()));
+    counted
 }
 
 /// The nodes this one knows: itself with its connections, and in a
@@ -208,6 +242,7 @@ async fn stats(State(app): State<App>) -> ApiResult {
         },
         "webhook": webhook(&app).await,
         "directory": {
+            "counted": directory_counts(&app).await,
             "cached_channels": directory.cached,
             "hits": directory.hits,
             "loads": directory.loads,

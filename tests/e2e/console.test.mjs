@@ -51,11 +51,11 @@ const shown = (page, selector) =>
   page.$eval(selector, (el) => Number(el.textContent.replace(/,/g, '')));
 
 /** Waits until `selector` shows `n` (waitForFunction: no sleeping). */
-async function waitShown(page, selector, n, what) {
+async function waitShown(page, selector, n, what, timeout = 10000) {
   try {
     await page.waitForFunction(
       (sel, want) => document.querySelector(sel)?.textContent.replace(/,/g, '') === String(want),
-      { timeout: 10000, polling: 100 },
+      { timeout, polling: 100 },
       selector,
       n,
     );
@@ -104,10 +104,12 @@ test('the console shows the refusal of a wrong token, then figures that follow t
     ['#connections', before.body.connections.logged_in],
     ['#sends', before.body.sends.accepted],
     ['#logins', before.body.logins.accepted],
+    ['#dir-channels', before.body.directory.counted.counts.channels],
   ]) {
     await waitShown(page, selector, value, 'before traffic');
   }
   assert.equal(before.body.sends.accepted, 0);
+  assert.equal(before.body.directory.counted.counts.channels, 0);
 
   // Traffic: two SDK clients log in over WebSocket, then messages are sent
   // to both in a group over the HTTP API, in rounds of 1, 2, … 6, each
@@ -133,6 +135,9 @@ test('the console shows the refusal of a wrong token, then figures that follow t
     }
     await waitShown(page, '#sends', SENDS, `after round ${round}`);
   }
+  // The directory's counts (made every few seconds at most) follow.
+  await waitShown(page, '#dir-channels', 1, 'the channel created', 15000);
+  await waitShown(page, '#dir-subscriptions', 2, 'its two subscribers', 15000);
   await bob.waitMessage((m) => m.text === `c${SENDS - 1}`, { since, what: 'the last message' });
   await alice.waitMessage((m) => m.text === `c${SENDS - 1}`, { since, what: 'the last message on her device' });
   await waitShown(page, '#sends', SENDS, 'after the sends');

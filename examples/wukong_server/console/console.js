@@ -262,6 +262,14 @@ function renderWebhook(stats) {
   el.classList.toggle('alarm', !!(w && (w.error || w.backlog > 0)));
 }
 
+function renderDirectory(stats) {
+  const counted = stats.directory.counted;
+  const el = $('dir-counted');
+  if (counted.counts.error) el.textContent = `counting failed: ${counted.counts.error}`;
+  else if (counted.counts.channels == null) el.textContent = 'This store does not count its directory.';
+  else el.textContent = `Counted ${Math.max(0, Math.round((stats.now_ms - counted.counted_at_ms) / 1000))} s ago (every few seconds at most).`;
+}
+
 function render() {
   const last = history.length - 1;
   const stats = history[last].stats;
@@ -285,6 +293,7 @@ function render() {
   renderNodes(stats);
   renderStore();
   renderWebhook(stats);
+  renderDirectory(stats);
   updates += 1;
   document.body.dataset.updates = String(updates);
   $('status').textContent = `updated ${new Date().toLocaleTimeString('en-GB')}`;
