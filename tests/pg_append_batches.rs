@@ -3,7 +3,8 @@
 //! first send, two messages with one id, a resend with another payload)
 //! are held behind the counter row's lock until they all wait in one
 //! batch, then let go: each gets what it would get alone, in some order,
-//! and every channel stays gap-free.
+//! and every channel stays gap-free. A batch sent in one statement and
+//! held past its caller's timeout stores nothing, even once let go.
 //!
 //! Without the PostgreSQL binaries the test says it is skipped and why;
 //! with `IMCORE_REQUIRE_SERVERS=1` (CI) a skip is a failure.
@@ -16,7 +17,7 @@ mod servers;
 use futures_util::future::join_all;
 use imcore::store::{Appended, MessageLog, Page, PgConfig, PgStore};
 use imcore::{Channel, ClientMsgNo, Error, Message, MessageId, Uid};
-use pg_locks::{connect, until_a_backend_waits};
+use pg_locks::{connect, until_a_backend_waits, until_no_backend_runs};
 use servers::PgServer;
 
 fn message(id: u64, from: &str, channel: &Channel, no: &str, payload: &str) -> Message {
@@ -170,4 +171,54 @@ async fn dependent_calls_in_one_batch_get_what_they_would_get_alone() {
     assert!(twice
         .iter()
         .all(|m| !m.client_msg_no.as_str().starts_with("twice")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_let_go_after_its_caller_gave_up_stores_nothing() {
+    let Some(server) = PgServer::start("a_batch_let_go_after_its_caller_gave_up_stores_nothing")
+    else {
+        return;
+    };
+    let url = server.url("postgres");
+    let mut config = PgConfig::new(url.clone());
+    config.timeout = std::time::Duration::from_secs(1);
+    let store = PgStore::open(config).await.expect("open");
+    let channel = Channel::group("late").unwrap();
+    store
+        .append(vec![message(1, "u", &channel, "first", "p")])
+        .await
+        .expect("a send before the lock");
+
+    // The batch reaches the server and waits behind the counter's lock
+    // until its caller has given up.
+    let holder = connect(&url).await;
+    holder
+        .batch_execute("BEGIN; SELECT version FROM imcore_counter WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    let store = std::sync::Arc::new(store);
+    let (sender, to) = (store.clone(), channel.clone());
+    let call =
+        tokio::spawn(async move { sender.append(vec![message(2, "u", &to, "late", "p")]).await });
+    until_a_backend_waits(&holder, "the late batch").await;
+    let answer = call.await.unwrap();
+    assert!(
+        answer.as_ref().is_err_and(Error::is_retryable),
+        "the caller gave up: {answer:?}"
+    );
+
+    // Let go: the statement runs to its end, past its deadline, and
+    // stores nothing.
+    let watcher = connect(&url).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    until_no_backend_runs(&watcher, "imcore_append").await;
+    let stored = store.read(&channel, Page::forward(1, 10)).await.unwrap();
+    let numbers: Vec<&str> = stored.iter().map(|m| m.client_msg_no.as_str()).collect();
+    assert_eq!(numbers, ["first"]);
+    // The next send takes the next seq: nothing was half written.
+    let next = store
+        .append(vec![message(3, "u", &channel, "next", "p")])
+        .await
+        .expect("a send after");
+    assert_eq!(next[0].message_seq, 2);
 }

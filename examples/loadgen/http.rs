@@ -17,14 +17,15 @@
 //! p50 and p99, and the server's CPU per request (user and system, from
 //! `/proc`); at the end the ratio of CPU per request on the memory store
 //! to the bare substrate's (the target: at most 2×) and what each store
-//! adds per request.
+//! adds per request; and PostgreSQL's requests/s against raw inserts from
+//! as many connections on the same server (`pg`; the target: at least
+//! half at 16).
 //!
 //! Exactness: every request is answered 200 with the message's seq and
 //! its client_msg_no, and after each level every channel's history (the
 //! API's `/channel/messagesync`) holds exactly the messages sent to it, in
 //! the order sent.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +39,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Barrier};
 
-use crate::server::{cpu_of, Server, Usage};
-use crate::servers::PgServer;
+use crate::pg::{self, PgDatabase};
+use crate::server::{Server, Usage};
 
 /// Connections at once, one level each.
 const LEVELS: [usize; 3] = [1, 16, 64];
@@ -50,10 +51,6 @@ const GROUP: usize = 8;
 /// What each message carries (before base64), a chat message's size.
 const CONTENT: &str =
     r#"{"type":1,"content":"hello from the load generator, a message of ordinary size"}"#;
-
-/// Where a local PostgreSQL is looked for (superuser, trust auth), unless
-/// `IMCORE_LOADGEN_PG` says otherwise.
-const LOCAL_PG: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// One level's figures.
 struct Level {
@@ -91,6 +88,7 @@ pub async fn scenario(quick: bool, binary: Option<&Path>) -> Result<(), String> 
         server.stop();
         rows.push((name, measured?));
     }
+    let mut raw = Vec::new();
     if let Some(db) = PgDatabase::create().await? {
         let measured = match Server::start_with_flags(binary, &["--postgres", &db.url()]).await {
             Ok(server) => {
@@ -100,10 +98,19 @@ pub async fn scenario(quick: bool, binary: Option<&Path>) -> Result<(), String> 
             }
             Err(e) => Err(e),
         };
+        // The same server, inserting raw rows from as many connections.
+        let mut inserted = Ok(());
+        for connections in LEVELS {
+            match pg::inserts_per_sec(&db.url(), connections, CONTENT.len(), window).await {
+                Ok(rate) => raw.push(rate),
+                Err(e) => inserted = Err(e),
+            }
+        }
         db.drop().await;
         rows.push(("postgres", measured?));
+        inserted?;
     }
-    summary(&rows);
+    summary(&rows, &raw);
     Ok(())
 }
 
@@ -393,7 +400,9 @@ fn report(
 
 /// The table: CPU per request for each server and level, the memory
 /// store against the bare substrate, and what each store adds.
-fn summary(rows: &[(&str, Vec<Level>)]) {
+/// The table of every row; `raw`: raw PostgreSQL inserts per second at
+/// each level, if PostgreSQL ran.
+fn summary(rows: &[(&str, Vec<Level>)], raw: &[f64]) {
     let header: Vec<String> = LEVELS.iter().map(|c| format!("{c:>11} conn")).collect();
     println!("http: server CPU per request {}", header.join(""));
     for (name, levels) in rows {
@@ -435,6 +444,24 @@ fn summary(rows: &[(&str, Vec<Level>)]) {
             cells.join("")
         );
     }
+    if let Some(pg) = row("postgres").filter(|_| raw.len() == LEVELS.len()) {
+        let cells: Vec<String> = raw.iter().map(|r| format!("{r:>14.0}/s")).collect();
+        println!(
+            "http:   {:<26} {}",
+            "raw INSERT, as many conns",
+            cells.join("")
+        );
+        let cells: Vec<String> = pg
+            .iter()
+            .zip(raw)
+            .map(|(p, r)| format!("{:>15.2}×", p.per_sec / r.max(1e-9)))
+            .collect();
+        println!(
+            "http:   {:<26} {}   (target ≥ 0.5 at 16)",
+            "postgres / raw INSERT",
+            cells.join("")
+        );
+    }
     if let Some(pg) = row("postgres").filter(|l| l.iter().all(|l| l.backends_us.is_some())) {
         let cells: Vec<String> = pg
             .iter()
@@ -470,120 +497,4 @@ fn summary(rows: &[(&str, Vec<Level>)]) {
             .collect();
         println!("http: {name}: {}", cells.join(";"));
     }
-}
-
-/// A database of its own for the PostgreSQL run, dropped after it; on a
-/// throwaway server of its own when no PostgreSQL answers at the local
-/// address.
-struct PgDatabase {
-    base: String,
-    name: String,
-    _server: Option<PgServer>,
-}
-
-impl PgDatabase {
-    /// `None` after saying loudly that PostgreSQL is skipped (an error
-    /// instead under `IMCORE_REQUIRE_SERVERS=1`).
-    async fn create() -> Result<Option<Self>, String> {
-        let name = format!("imcore_loadgen_{}", std::process::id());
-        let local = std::env::var("IMCORE_LOADGEN_PG").unwrap_or_else(|_| LOCAL_PG.into());
-        match admin(&local, &name, true).await {
-            Ok(()) => {
-                return Ok(Some(PgDatabase {
-                    base: local,
-                    name,
-                    _server: None,
-                }))
-            }
-            Err(e) => eprintln!("http: no PostgreSQL at {local} ({e}): a throwaway server"),
-        }
-        // Skips loudly without the binaries, or panics under
-        // IMCORE_REQUIRE_SERVERS=1: an error here.
-        let server = tokio::task::spawn_blocking(|| PgServer::start("loadgen http on postgres"))
-            .await
-            .map_err(|e| format!("PostgreSQL: {e}"))?;
-        let Some(server) = server else {
-            return Ok(None);
-        };
-        let base = server.url("").trim_end_matches('/').to_string();
-        admin(&base, &name, true).await?;
-        Ok(Some(PgDatabase {
-            base,
-            name,
-            _server: Some(server),
-        }))
-    }
-
-    /// Without TLS: on 127.0.0.1 it only costs (and a server built with
-    /// `postgres-tls` would try it first).
-    fn url(&self) -> String {
-        format!("{}/{}?sslmode=disable", self.base, self.name)
-    }
-
-    /// The CPU time each backend connected to the database has used.
-    async fn backends(&self) -> Result<HashMap<u32, Duration>, String> {
-        let (client, connection) =
-            tokio_postgres::connect(&format!("{}/postgres", self.base), tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string())?;
-        let driver = tokio::spawn(connection);
-        let rows = client
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1",
-                &[&self.name],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        drop(client);
-        let _ = driver.await;
-        // A backend gone since is left out.
-        Ok(rows
-            .iter()
-            .map(|row| row.get::<_, i32>(0) as u32)
-            .filter_map(|pid| Some((pid, on_cpu(pid)?)))
-            .collect())
-    }
-
-    async fn drop(self) {
-        if let Err(e) = admin(&self.base, &self.name, false).await {
-            eprintln!("http: could not drop database {}: {e}", self.name);
-        }
-    }
-}
-
-/// The time process `pid` has run on a CPU, to the nanosecond
-/// (`/proc/<pid>/schedstat`; `/proc/<pid>/stat` counts whole ticks, of
-/// 10 ms, which a backend's share of a short level rounds to nothing).
-fn on_cpu(pid: u32) -> Option<Duration> {
-    let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    match schedstat.split_whitespace().next()?.parse() {
-        Ok(ns) => Some(Duration::from_nanos(ns)),
-        Err(_) => cpu_of(pid).ok().map(|(cpu, _)| cpu),
-    }
-}
-
-/// Creates database `name` afresh (`create`), or drops it.
-async fn admin(base: &str, name: &str, create: bool) -> Result<(), String> {
-    let url = format!("{base}/postgres");
-    let connect = tokio_postgres::connect(&url, tokio_postgres::NoTls);
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(3), connect)
-        .await
-        .map_err(|_| "no answer in 3 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(connection);
-    let mut sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE);");
-    if create {
-        sql += &format!("CREATE DATABASE {name};");
-    }
-    // One statement at a time: CREATE DATABASE cannot run in the implicit
-    // transaction of a multi-statement batch.
-    for statement in sql.split_terminator(';') {
-        client
-            .batch_execute(statement)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    drop(client);
-    let _ = driver.await;
-    Ok(())
 }

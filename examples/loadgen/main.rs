@@ -31,7 +31,11 @@
 //! `send`, `recv` and `storm` then run again against the bare substrate (a
 //! WebSocket fan-out server with no IM in it, see `substrate`) with the
 //! same clients and traffic, and print the ratio of the server CPU per
-//! delivery and per send.
+//! delivery and per send. `send` and `storm` also run against the
+//! substrate writing each send to raw sled, flushed before its
+//! acknowledgement (what a durable send costs with no IM in it), and on
+//! the server's memory store against the substrate that stores nothing
+//! (what the crate costs without a store's).
 //!
 //! Two more scenarios, run only when named, throw bursts at the server
 //! as a hostile or merely buggy client would, with the server's default
@@ -67,6 +71,7 @@ mod bare_http;
 mod burst;
 mod client;
 mod http;
+mod pg;
 mod server;
 /// Throwaway PostgreSQL servers, for `http` when none runs locally.
 #[path = "../../tests/common/servers.rs"]
@@ -102,7 +107,11 @@ struct Plan {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--substrate-server") {
-        if let Err(e) = substrate::serve().await {
+        let store = args
+            .windows(2)
+            .find(|w| w[0] == "--store")
+            .map(|w| std::path::PathBuf::from(&w[1]));
+        if let Err(e) = substrate::serve(store).await {
             eprintln!("substrate: {e}");
             std::process::exit(2);
         }
@@ -166,19 +175,9 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
     let served = run(&server, &plan, Target::Wukong).await;
     server.stop();
     let served = served?;
-    let ratio = |what: &str, substrate: &Measured| {
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
-            _ => "-".into(),
-        };
-        println!(
-            "{name}: wukong_server / substrate {what}: server CPU per delivery {}, per send {}",
-            ratio(served.per_delivery, substrate.per_delivery),
-            ratio(served.per_send, substrate.per_send),
-        );
-    };
-    let substrate = substrate_run(&plan).await?;
-    ratio("as fast as it goes", &substrate);
+    let against = |what: &str, substrate: &Measured| ratio(name, what, &served, substrate);
+    let substrate = substrate_run(&plan, false).await?;
+    against("as fast as it goes", &substrate);
     if plan.rate.is_none() {
         // The cost of a delivery depends on the rate: a faster server
         // writes more frames per system call and finds its clients
@@ -192,15 +191,62 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
             "{name} (substrate), again at {:.0} sends/s:",
             served.sends_per_sec
         );
-        let substrate = substrate_run(&paced).await?;
-        ratio("at the same rate", &substrate);
+        let substrate = substrate_run(&paced, false).await?;
+        against("at the same rate", &substrate);
+        // What storing costs without the crate: the same sends into raw
+        // sled, each flushed before its acknowledgement.
+        println!(
+            "{name} (substrate + raw sled), again at {:.0} sends/s:",
+            served.sends_per_sec
+        );
+        let stored = substrate_run(&paced, true).await?;
+        against("with raw sled, at the same rate", &stored);
+        // The crate without the cost of a store: on its memory store,
+        // against the substrate (which stores nothing) at that run's rate.
+        let server = Server::start_with_flags(binary, &["--memory-store"]).await?;
+        let on_memory = Plan {
+            name: if name == "send" {
+                "send, memory store"
+            } else {
+                "storm, memory store"
+            },
+            ..plan
+        };
+        let memory = run(&server, &on_memory, Target::Wukong).await;
+        server.stop();
+        let memory = memory?;
+        let paced = Plan {
+            rate: Some(memory.sends_per_sec / senders),
+            ..plan
+        };
+        println!(
+            "{name} (substrate), again at {:.0} sends/s:",
+            memory.sends_per_sec
+        );
+        let substrate = substrate_run(&paced, false).await?;
+        ratio(on_memory.name, "at the same rate", &memory, &substrate);
     }
     Ok(())
 }
 
-/// The scenario against a fresh substrate process.
-async fn substrate_run(plan: &Plan) -> Result<Measured, String> {
-    let bare = Server::substrate().await?;
+/// Prints the ratio of `served`'s server CPU per delivery and per send to
+/// `substrate`'s.
+fn ratio(name: &str, what: &str, served: &Measured, substrate: &Measured) {
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+        _ => "-".into(),
+    };
+    println!(
+        "{name}: wukong_server / substrate {what}: server CPU per delivery {}, per send {}",
+        ratio(served.per_delivery, substrate.per_delivery),
+        ratio(served.per_send, substrate.per_send),
+    );
+}
+
+/// The scenario against a fresh substrate process, storing sends in raw
+/// sled if `store`.
+async fn substrate_run(plan: &Plan, store: bool) -> Result<Measured, String> {
+    let bare = Server::substrate(store).await?;
     let measured = run(&bare, plan, Target::Substrate).await;
     bare.stop();
     measured

@@ -123,12 +123,17 @@ impl Server {
         Self::spawn(command, data).await
     }
 
-    /// Starts the bare substrate (this executable, `--substrate-server`).
-    pub async fn substrate() -> Result<Self, String> {
+    /// Starts the bare substrate (this executable, `--substrate-server`),
+    /// with a raw sled store in its data directory if `store`.
+    pub async fn substrate(store: bool) -> Result<Self, String> {
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut command = Command::new(me);
         command.arg("--substrate-server");
-        Self::spawn(command, tempfile::tempdir().map_err(|e| e.to_string())?).await
+        if store {
+            command.arg("--store").arg(data.path().join("sled"));
+        }
+        Self::spawn(command, data).await
     }
 
     /// Starts the bare HTTP server (this executable, `--bare-http-server`).

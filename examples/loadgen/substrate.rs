@@ -18,6 +18,13 @@
 //!
 //! Each connection is one task, writing what is queued for it (up to 64
 //! frames, one flush) and reading its socket, as `WireServer` does.
+//!
+//! With a store (`--store DIR`), each send is also written to a raw sled
+//! tree (one key: the channel and its seq; the text) and its
+//! acknowledgement waits for sled's flush, as `wukong_server`'s does: the
+//! bare substrate of a durable send. One thread flushes, each flush
+//! covering every write before it (sled's own `flush_async`, one per
+//! write, stalls under this load).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,14 +50,27 @@ struct Channel {
 type Channels = Arc<Mutex<HashMap<Bytes, Channel>>>;
 
 /// Serves on a free 127.0.0.1 port, printing `listening on 127.0.0.1:PORT`
-/// as `wukong_server` does, until killed.
-pub async fn serve() -> std::io::Result<()> {
+/// as `wukong_server` does, until killed; with `store`, sends are written
+/// to a sled database there, flushed before they are acknowledged.
+pub async fn serve(store: Option<std::path::PathBuf>) -> std::io::Result<()> {
+    let log = match store {
+        Some(dir) => {
+            let tree = sled::open(dir)
+                .and_then(|db| db.open_tree("log"))
+                .map_err(std::io::Error::other)?;
+            let flusher = Arc::new(Flusher::default());
+            let (t, f) = (tree.clone(), flusher.clone());
+            std::thread::spawn(move || f.run(&t));
+            Some(Log { tree, flusher })
+        }
+        None => None,
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("listening on {}", listener.local_addr()?);
     let channels = Channels::default();
     for id in 0u64.. {
         let (tcp, _) = listener.accept().await?;
-        tokio::spawn(connection(tcp, id, channels.clone()));
+        tokio::spawn(connection(tcp, id, channels.clone(), log.clone()));
     }
     Ok(())
 }
@@ -63,7 +83,49 @@ fn frame(kind: u8, seq: u32, rest: &[u8]) -> Bytes {
     b.freeze()
 }
 
-async fn connection(tcp: TcpStream, id: u64, channels: Channels) {
+/// The raw sled store: the tree, and the thread that flushes it.
+#[derive(Clone)]
+struct Log {
+    tree: sled::Tree,
+    flusher: Arc<Flusher>,
+}
+
+/// Acknowledgements waiting for the next flush, and the flushing thread's
+/// wake-up.
+#[derive(Default)]
+struct Flusher {
+    waiting: Mutex<Vec<(mpsc::UnboundedSender<Bytes>, Bytes)>>,
+    wake: std::sync::Condvar,
+}
+
+impl Flusher {
+    /// Sends `ack` once a flush has covered what was written before now.
+    fn ack_after_flush(&self, to: &mpsc::UnboundedSender<Bytes>, ack: Bytes) {
+        self.waiting.lock().unwrap().push((to.clone(), ack));
+        self.wake.notify_one();
+    }
+
+    /// Flushes while anyone waits, then answers them all.
+    fn run(&self, tree: &sled::Tree) {
+        loop {
+            let due = {
+                let mut waiting = self.waiting.lock().unwrap();
+                while waiting.is_empty() {
+                    waiting = self.wake.wait(waiting).unwrap();
+                }
+                std::mem::take(&mut *waiting)
+            };
+            if tree.flush().is_err() {
+                return;
+            }
+            for (to, ack) in due {
+                let _ = to.send(ack);
+            }
+        }
+    }
+}
+
+async fn connection(tcp: TcpStream, id: u64, channels: Channels, log: Option<Log>) {
     // The example server's read buffer, for the same memory per connection.
     let config = WebSocketConfig::default().read_buffer_size(512);
     let Ok(socket) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else {
@@ -105,7 +167,7 @@ async fn connection(tcp: TcpStream, id: u64, channels: Channels) {
                     Some(1) if f.len() >= 5 => {
                         let Some(name) = &joined else { break };
                         let client_seq = u32::from_be_bytes([f[1], f[2], f[3], f[4]]);
-                        {
+                        let seq = {
                             let mut channels = channels.lock().unwrap();
                             let channel = channels.entry(name.clone()).or_default();
                             channel.seq += 1;
@@ -115,8 +177,23 @@ async fn connection(tcp: TcpStream, id: u64, channels: Channels) {
                                     let _ = to.send(deliver.clone());
                                 }
                             }
+                            channel.seq
+                        };
+                        let ack = frame(3, client_seq, &[]);
+                        match &log {
+                            None => {
+                                let _ = tx.send(ack);
+                            }
+                            Some(log) => {
+                                let key = [name.as_ref(), &seq.to_be_bytes()].concat();
+                                if log.tree.insert(key, &f[5..]).is_err() {
+                                    break;
+                                }
+                                // Acknowledged once flushed; the connection
+                                // reads on meanwhile, as the example's does.
+                                log.flusher.ack_after_flush(&tx, ack);
+                            }
                         }
-                        let _ = tx.send(frame(3, client_seq, &[]));
                     }
                     _ => {} // an acknowledgement: read, and nothing to do
                 }

@@ -90,6 +90,7 @@ mod conversation_reads;
 mod conversations;
 mod events;
 mod extras;
+mod gate;
 mod keep_alive;
 mod limits;
 mod manager;

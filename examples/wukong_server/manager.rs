@@ -7,12 +7,9 @@
 //! else's business. The WebSocket upgrade (`/`) does not: clients log in
 //! with their own token in CONNECT, which the wire server checks.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -34,23 +31,18 @@ fn carries(request: &Request, token: &Secret) -> bool {
     given.is_some_and(|given| bool::from(given.ct_eq(token.expose())))
 }
 
-/// Refuses a request without the manager token with 401 and WuKongIM's
-/// JSON error; passes everything when no token is set.
-pub async fn require_token(
-    State(token): State<Option<Arc<Secret>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match token {
-        Some(token) if request.uri().path() != WEBSOCKET_PATH && !carries(&request, &token) => {
-            let status = StatusCode::UNAUTHORIZED;
-            let body = json!({
-                "status": status.as_u16(),
-                "msg": "a valid manager token is required in the `token` header",
-                "reason_code": 0,
-            });
-            (status, Json(body)).into_response()
-        }
-        _ => next.run(request).await,
+/// The answer to a request without the manager token, when one is set:
+/// 401 and WuKongIM's JSON error. `None`: the request may pass.
+pub fn refusal(token: Option<&Secret>, request: &Request) -> Option<Response> {
+    let token = token?;
+    if request.uri().path() == WEBSOCKET_PATH || carries(request, token) {
+        return None;
     }
+    let status = StatusCode::UNAUTHORIZED;
+    let body = json!({
+        "status": status.as_u16(),
+        "msg": "a valid manager token is required in the `token` header",
+        "reason_code": 0,
+    });
+    Some((status, Json(body)).into_response())
 }

@@ -1,7 +1,6 @@
-//! The HTTP API's routes, and the layers every request passes: the body
-//! limits (outermost), WuKongIM's JSON errors, the manager token, and the
-//! body timeout (innermost: a request without the token is refused before
-//! its body is read).
+//! The HTTP API's routes, and the one layer every request passes
+//! ([`gate`]: the body limits, the manager token, the body timeout and
+//! WuKongIM's JSON errors).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +9,10 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::cli::Secret;
+use crate::gate::{self, Gate};
 use crate::{
     access, api, channel_admin, channels, conn_admin, conversation_reads, conversations, events,
-    extras, manager, messages, metrics, net, retention, revoke, routing, send, sync, users, varz,
-    App,
+    extras, messages, metrics, net, retention, revoke, routing, send, sync, users, varz, App,
 };
 
 /// Every endpoint, behind `token` when one is set, each request's body
@@ -107,15 +106,11 @@ pub fn router(app: App, token: Option<Arc<Secret>>, body_timeout: Duration) -> R
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(axum::middleware::from_fn_with_state(
-            body_timeout,
-            api::read_body_within,
+            Arc::new(Gate {
+                token,
+                body_timeout,
+            }),
+            gate::gate,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            token,
-            manager::require_token,
-        ))
-        .layer(axum::middleware::map_response(api::json_errors))
-        .layer(axum::middleware::from_fn(api::refuse_large_bodies))
-        .layer(axum::extract::DefaultBodyLimit::max(api::BODY_LIMIT))
         .with_state(app)
 }

@@ -1,5 +1,5 @@
 //! `imcore_append`, the server-side function that decides and writes a
-//! batch of appends (schema version 9; the writer in `writer.rs` calls it).
+//! batch of appends (schema versions 9 and 10; the writer in `writer.rs` calls it).
 
 /// Version 9: `imcore_append`, the append writer's one statement per
 /// batch (`writer.rs`). Its arguments are the batch's messages as column
@@ -198,4 +198,38 @@ BEGIN
 END
 $fn$;
 UPDATE imcore_schema SET version = 9;
+";
+
+/// Version 10: `imcore_append` with a deadline, so that the writer can
+/// send a batch as one autocommitted statement (one round trip) and still
+/// never have a batch stored that its caller gave up on.
+///
+/// `p_deadline` is a time on the database's clock, in microseconds since
+/// the epoch, by which the caller still waits for the answer (see
+/// `deadline.rs`). The version-9 function decides and writes the batch;
+/// then, if the database's clock has passed the deadline (the server was
+/// stalled, or the lock was held long), the statement fails with
+/// SQLSTATE 57014 (`query_canceled`) and so does its transaction: nothing
+/// of the batch is stored. A batch that ends in time commits. That its
+/// answer still arrives after the caller gave up is the same doubt as a
+/// `COMMIT` whose answer is lost, and is answered the same way (a resend
+/// with the same client number is a duplicate, not a second message).
+pub(super) const MIGRATE_V10: &str = "
+CREATE OR REPLACE FUNCTION imcore_append(
+    p_call int4[], p_ctype int2[], p_cid text[], p_id int8[], p_from text[], p_no text[],
+    p_ts int8[], p_flags int2[], p_dot bool[], p_payload bytea[], p_setting int2[],
+    p_topic text[], p_party_a text[], p_party_b text[], p_outbox bool, p_deadline int8)
+RETURNS TABLE (r_ord int8, r_verdict int2, r_id int8, r_seq int8)
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    RETURN QUERY SELECT * FROM imcore_append(p_call, p_ctype, p_cid, p_id, p_from, p_no,
+        p_ts, p_flags, p_dot, p_payload, p_setting, p_topic, p_party_a, p_party_b, p_outbox);
+    IF (extract(epoch FROM clock_timestamp()) * 1000000)::int8 > p_deadline THEN
+        RAISE EXCEPTION 'imcore_append: past the caller''s deadline'
+            USING ERRCODE = 'query_canceled';
+    END IF;
+END
+$fn$;
+UPDATE imcore_schema SET version = 10;
 ";

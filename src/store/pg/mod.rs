@@ -13,9 +13,9 @@
 //!
 //! Appends from every caller of one store go through one writer task that
 //! commits whatever is waiting as one transaction (group commit): one
-//! fsync, and two round trips, per batch rather than per message (one
-//! server-side function decides and writes the whole batch; see
-//! `writer.rs`).
+//! fsync, and one round trip, per batch rather than per message (one
+//! server-side function decides and writes the whole batch, and stores
+//! nothing once its caller's deadline has passed; see `writer.rs`).
 //! Each `append` call in a batch stays atomic on its own (a refused call
 //! stores nothing and the others go on). Many stores on one database (one
 //! per hub process) take turns on one counter row, which orders their
@@ -45,6 +45,7 @@ mod append_function;
 mod commands;
 mod conversations;
 mod db_error;
+mod deadline;
 mod directory;
 mod events;
 mod extras;
@@ -262,8 +263,9 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> Error {
     let unreachable = e.is_closed()
         || match e.code() {
             // 08: connection exception; 57P01-57P03: shutting down,
-            // crashed, starting; 53: out of connections or memory.
-            Some(code) => ["08", "57P", "53"]
+            // crashed, starting; 57014: cancelled (an append past its
+            // caller's deadline); 53: out of connections or memory.
+            Some(code) => ["08", "57P", "57014", "53"]
                 .iter()
                 .any(|class| code.code().starts_with(class)),
             // No SQLSTATE: the socket failed (refused, reset, timed out).

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 9;
+pub(super) const SCHEMA_VERSION: i32 = 10;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -329,6 +329,7 @@ const STEPS: &[(i32, &str)] = &[
     (7, MIGRATE_V7),
     (8, MIGRATE_V8),
     (9, super::append_function::MIGRATE_V9),
+    (10, super::append_function::MIGRATE_V10),
 ];
 
 /// Creates the tables in an empty database, brings those of an older

@@ -1,9 +1,11 @@
 //! The append writer: every waiting `append` call of one store committed
-//! together (group commit), in two round trips.
+//! together (group commit), in one round trip.
 //!
-//! A batch is one call of the server-side function `imcore_append` (see
-//! `schema.rs`) in a transaction of its own: `BEGIN` and the call are sent
-//! together, `COMMIT` once the call has answered. The function takes the
+//! A batch is one autocommitted call of the server-side function
+//! `imcore_append` (see `append_function.rs`), which is told the caller's
+//! deadline on the database's clock (`deadline.rs`) and stores nothing
+//! once it has passed: a call that timed out here is never stored later by
+//! a server that was stalled and resumed. The function takes the
 //! counter row's lock, so that batches from all processes on the database
 //! run one after another; then, in one statement, decides seqs, versions,
 //! duplicates and refusals and writes the messages, heads, read positions,
@@ -19,13 +21,14 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::deadline::DbClock;
 use super::{channel_key, id_from_i64, id_to_i64, pg_error, to_u64};
 use super::{within, BACKEND};
 use crate::error::{Error, Result};
@@ -61,6 +64,7 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
 ) {
     let mut batch: Vec<Request> = Vec::new();
+    let mut clock = None;
     while let Some(first) = rx.recv().await {
         let mut size = first.messages.len();
         batch.push(first);
@@ -79,7 +83,7 @@ async fn run(
             continue;
         }
         let outbox = outbox.load(Ordering::Acquire);
-        let results = commit(&pool, timeout, &batch, outbox).await;
+        let results = commit(&pool, timeout, &batch, outbox, &mut clock).await;
         for (request, result) in batch.drain(..).zip(results) {
             let _ = request.reply.send(result);
         }
@@ -113,7 +117,8 @@ fn copy(e: &Error) -> Error {
 /// verdict 2 a resend with another payload or 3 an id already in use).
 const APPEND: &str = "SELECT r_ord, r_verdict, r_id, r_seq FROM imcore_append($1::int4[], \
     $2::int2[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::int2[], \
-    $9::bool[], $10::bytea[], $11::int2[], $12::text[], $13::text[], $14::text[], $15::bool)";
+    $9::bool[], $10::bytea[], $11::int2[], $12::text[], $13::text[], $14::text[], $15::bool, \
+    $16::int8)";
 pub(super) const UPSERT_POSITIONS: &str = "INSERT INTO imcore_positions \
     (uid, ctype, cid, read_seq, red_dots, version) \
     SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) \
@@ -142,25 +147,39 @@ const ID_IN_USE: i16 = 3;
 
 /// Commits one batch; one result per request, in order. A part that
 /// fails fails its calls and those of every later part (which may depend
-/// on it); earlier parts keep their results.
+/// on it); earlier parts keep their results. `clock`: the last reading of
+/// the database's clock, read again when it is no longer fresh.
 async fn commit(
     pool: &Pool,
     timeout: Duration,
     batch: &[Request],
     outbox: bool,
+    clock: &mut Option<DbClock>,
 ) -> Vec<Result<Vec<Appended>>> {
-    let client = match within(timeout, async { Ok(pool.get().await?) }).await {
-        Ok(client) => client,
+    let connected = within(timeout, async {
+        let client = pool.get().await?;
+        let reading = match *clock {
+            Some(reading) if reading.is_fresh(Instant::now()) => reading,
+            _ => DbClock::read(&client).await?,
+        };
+        Ok((client, reading))
+    });
+    let (client, reading) = match connected.await {
+        Ok(connected) => connected,
         Err(e) => return batch.iter().map(|_| Err(copy(&e))).collect(),
     };
+    *clock = Some(reading);
     let mut results = Vec::with_capacity(batch.len());
     for part in parts(batch) {
-        match within(timeout, append(&client, part, outbox)).await {
+        // Given up on here at `timeout` from now: the statement gives up
+        // (on the database's clock) a little earlier.
+        let deadline = reading.deadline(Instant::now() + timeout);
+        match within(timeout, append(&client, part, outbox, deadline)).await {
             Ok(answers) => results.extend(answers),
             Err(e) => {
-                // Its transaction may be open still (the timeout left it
-                // mid-way): the connection goes, which rolls it back,
-                // rather than back to the pool.
+                // Its statement may be running still (the timeout left it
+                // mid-way): the connection goes rather than back to the
+                // pool; the statement fails at its deadline.
                 drop(Object::take(client));
                 let failed = batch.len() - results.len();
                 results.extend((0..failed).map(|_| Err(copy(&e))));
@@ -247,30 +266,23 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Appends one part in one statement, in a transaction of its own; one
-/// result per request. On an error the transaction may be left open: the
-/// caller drops the connection.
+/// Appends one part in one autocommitted statement, which stores nothing
+/// once the database's clock passes `deadline` (microseconds since the
+/// epoch); one result per request. On an error the statement may still be
+/// running: the caller drops the connection.
 async fn append(
     client: &Object,
     part: &[Request],
     outbox: bool,
+    deadline: i64,
 ) -> Result<Vec<Result<Vec<Appended>>>> {
     let c = Columns::of(part);
-    let params: Params<15> = [
+    let params: Params<16> = [
         &c.call, &c.ctype, &c.cid, &c.id, &c.from, &c.no, &c.ts, &c.flags, &c.red_dot, &c.payload,
-        &c.setting, &c.topic, &c.party_a, &c.party_b, &outbox,
+        &c.setting, &c.topic, &c.party_a, &c.party_b, &outbox, &deadline,
     ];
     let statement = client.prepare_cached(APPEND).await.map_err(pg_error)?;
-    // BEGIN and the call in one round trip, COMMIT in a second once the
-    // call has answered: a call that times out is never committed later
-    // (in autocommit, one round trip, a server that resumed after the
-    // caller gave up would still store it).
-    let (begun, rows) = tokio::join!(
-        client.batch_execute("BEGIN"),
-        client.query(&statement, &params)
-    );
-    begun.map_err(pg_error)?;
-    let rows = rows.map_err(pg_error)?;
+    let rows = client.query(&statement, &params).await.map_err(pg_error)?;
     // Each message's row, by its number from 1.
     let mut answers: Vec<Option<(i16, i64, Option<i64>)>> = vec![None; c.id.len()];
     for row in &rows {
@@ -291,7 +303,6 @@ async fn append(
         let mine: Vec<_> = answers.by_ref().take(request.messages.len()).collect();
         results.push(answer(request, &mine));
     }
-    client.batch_execute("COMMIT").await.map_err(pg_error)?;
     Ok(results)
 }
 
