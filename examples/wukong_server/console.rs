@@ -13,8 +13,9 @@
 //!   figure. It asks for the manager token and keeps it in the tab's
 //!   `sessionStorage`.
 //! - `GET /stats`: the figures as JSON, only with the manager token (the
-//!   same check as the API's, [`manager::require_token`]: a `token` header
-//!   or `Authorization: Bearer`); without it, 401 and the API's JSON error.
+//!   same check as the API's, [`manager::refusal`]: a `token` header or
+//!   `Authorization: Bearer`); without it, 401 and the API's JSON error.
+//!   Unknown paths and methods are answered as the API answers them.
 //!
 //! The figures are what the server counts anyway (the hub's, the wire
 //! server's, the limits', the directory cache's), as counters since the
@@ -33,9 +34,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use imcore::{LatencyBuckets, SendCounts};
@@ -65,10 +67,7 @@ static DIRECTORY_COUNT: Mutex<Option<(Instant, Value)>> = Mutex::new(None);
 
 /// The console's routes: the page for anyone, the figures behind `token`.
 pub fn router(app: App, token: Arc<Secret>) -> Router {
-    let stats = get(stats).route_layer(axum::middleware::from_fn_with_state(
-        Some(token),
-        manager::require_token,
-    ));
+    let stats = get(stats).route_layer(axum::middleware::from_fn_with_state(token, with_token));
     Router::new()
         .route("/", get(|| file("text/html; charset=utf-8", INDEX_HTML)))
         .route(
@@ -82,8 +81,16 @@ pub fn router(app: App, token: Arc<Secret>) -> Router {
         .route("/stats", stats)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::wrong_method)
-        .layer(axum::middleware::map_response(api::json_errors))
         .with_state(app)
+}
+
+/// Passes a request that carries the manager token; answers any other as
+/// the API does ([`manager::refusal`]).
+async fn with_token(State(token): State<Arc<Secret>>, request: Request, next: Next) -> Response {
+    match manager::refusal(Some(&token), &request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
 }
 
 /// One of the page's files.
