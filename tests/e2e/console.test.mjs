@@ -2,11 +2,11 @@
 // asks for the manager token, shows the server's refusal of a wrong one,
 // and with the right one shows figures that follow real traffic (SDK
 // logins over WebSocket, sends over the HTTP API). Its JSON endpoint
-// answers nobody without the token.
+// answers nobody without the token, and counts the webhook's backlog.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useServer } from './lib/fixture.mjs';
-import { b64json } from './lib/server.mjs';
+import { b64json, startServer } from './lib/server.mjs';
 import { ChannelType } from './lib/client.mjs';
 import { launchBrowser, screenshot } from './lib/browser.mjs';
 import { connect } from 'node:net';
@@ -183,4 +183,32 @@ test('the console shows the refusal of a wrong token, then figures that follow t
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
   assert.deepEqual(pageErrors, []);
   await page.close();
+});
+
+test('the webhook backlog is the outbox not yet told', async (t) => {
+  // A receiver that is not there (nothing listens on port 1): every
+  // message stays in the outbox.
+  const server = await startServer({
+    token: TOKEN,
+    args: ['--manager-token', TOKEN, '--console-addr', '127.0.0.1:0', '--webhook', 'http://127.0.0.1:1/hook'],
+  });
+  t.after(() => server.stop());
+  const backlog = async () => {
+    const res = await fetch(`http://127.0.0.1:${server.consolePort}/stats`, { headers: { token: TOKEN } });
+    assert.equal(res.status, 200);
+    return (await res.json()).webhook;
+  };
+  assert.deepEqual(await backlog(), { backlog: 0, at_least: false });
+  await server.api('/channel', { channel_id: 'hooked', channel_type: ChannelType.group, subscribers: ['u1', 'u2'] });
+  for (let i = 0; i < 3; i++) {
+    await server.api('/message/send', {
+      header: { no_persist: 0, red_dot: 1, sync_once: 0 },
+      from_uid: 'u1',
+      channel_id: 'hooked',
+      channel_type: ChannelType.group,
+      payload: b64json({ type: 1, content: `h${i}` }),
+    });
+  }
+  // Each stored message is in the outbox from the write that stored it.
+  assert.deepEqual(await backlog(), { backlog: 3, at_least: false });
 });
