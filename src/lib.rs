@@ -25,14 +25,15 @@ pub mod wire;
 pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{
-    AccessList, Directory, DirectoryConfig, DirectoryStore, MemoryDirectory, Permission, Role,
-    StoredDirectory,
+    AccessList, Directory, DirectoryConfig, DirectoryCounts, DirectoryStore, MemoryDirectory,
+    Permission, Role, StoredDirectory,
 };
 pub use error::{Error, IdKind, Result, ValidationError};
 pub use hub::{
     conversation_deleted_payload, AckingConnection, ConversationView, HistoryMessage, Hub,
-    HubBuilder, HubConfig, HubStats, RetentionPolicy, RetentionReport, RetentionRule,
-    RetentionStatus, SendAck, SendCounts, SendRate, SendRequest, Target, CONVERSATION_DELETED_CMD,
+    HubBuilder, HubConfig, HubStats, LatencyBuckets, RetentionPolicy, RetentionReport,
+    RetentionRule, RetentionStatus, SendAck, SendCounts, SendRate, SendRequest, Target,
+    CONVERSATION_DELETED_CMD,
 };
 pub use id::MessageIdGenerator;
 pub use model::{

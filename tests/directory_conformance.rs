@@ -23,6 +23,7 @@ macro_rules! suite {
                 directory_system_uids_have_a_version,
                 directory_versions_move_with_every_change_even_concurrent,
                 directory_snapshot_reads_a_channel_whole,
+                directory_counts_follow_channels_and_subscribers,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

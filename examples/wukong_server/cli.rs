@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::IsTerminal as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -76,6 +76,12 @@ pub struct Settings {
     /// managerToken. Required to bind anything but loopback.
     #[arg(long, env = "IMCORE_MANAGER_TOKEN", hide_env_values = true)]
     pub manager_token: Option<Secret>,
+    /// Address and port of the operator's console (a page of live
+    /// figures, and the JSON it reads), on a listener of its own; off
+    /// unless given. Needs --manager-token: the page asks for it, and
+    /// every figure is answered only with it.
+    #[arg(long, env = "IMCORE_CONSOLE_ADDR", requires = "manager_token")]
+    pub console_addr: Option<SocketAddr>,
     /// PEM certificate chain for the TLS listeners.
     #[arg(long, env = "IMCORE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -427,6 +433,16 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2-secret"), "{shown}");
         assert_eq!(s.manager_token.unwrap().expose(), b"hunter2-secret");
+    }
+
+    #[test]
+    fn the_console_is_off_by_default_and_needs_the_manager_token() {
+        assert_eq!(parse(&[]).unwrap().console_addr, None);
+        let e = parse(&["--console-addr", "127.0.0.1:5300"]).unwrap_err();
+        assert!(e.contains("--manager-token"), "{e}");
+        let on = parse(&["--console-addr", "127.0.0.1:0", "--manager-token", "m"]).unwrap();
+        assert_eq!(on.console_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(parse(&["--console-addr", "5300", "--manager-token", "m"]).is_err());
     }
 
     #[test]

@@ -67,6 +67,9 @@
 //!   (`msg.notify`, `msg.offline`, `user.onlinestatus`), the message events
 //!   from the store's outbox, so that a crash loses none; in a cluster each
 //!   batch of them is claimed and sent by one node (`webhook.rs`).
+//! - `--console-addr 127.0.0.1:5300` (`IMCORE_CONSOLE_ADDR`; off unless
+//!   given, and only with a manager token): the operator's console, a page
+//!   of this node's live figures on a listener of its own (`console.rs`).
 //!
 //! Messages, conversations, command queues and revocations live in the
 //! store (sled, or PostgreSQL), and so does the directory: tokens,
@@ -82,6 +85,7 @@ mod channel_admin;
 mod channels;
 mod cli;
 mod conn_admin;
+mod console;
 mod conversation_reads;
 mod conversations;
 mod events;
@@ -102,6 +106,7 @@ mod send;
 mod shutdown;
 mod sync;
 mod tls;
+mod transports;
 mod users;
 mod varz;
 mod webhook;
@@ -166,6 +171,11 @@ struct Shared {
     cluster: Option<NatsRouter>,
     /// When the server started (for `/varz`).
     started: std::time::Instant,
+    /// Sessions open now by transport (for the console).
+    transports: Arc<transports::Transports>,
+    /// The store whose outbox the webhook reads, when there is one (for
+    /// the console's backlog).
+    outbox: Option<Arc<dyn Store>>,
 }
 
 #[tokio::main]
@@ -289,6 +299,7 @@ async fn hub(
 async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let (store, directory_store) = stores(&settings).await?;
     let directory = Arc::new(directory(&settings, directory_store).await?);
+    let outbox = settings.webhook.is_some().then(|| store.clone());
     let (hub, cluster) = hub(&settings, store, directory.clone()).await?;
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -322,6 +333,10 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         Some(port) => Some(bind(settings.bind, port).await?),
         None => None,
     };
+    let console = match settings.console_addr {
+        Some(address) => Some(bind(address.ip(), address.port()).await?),
+        None => None,
+    };
     let addresses = routing::Addresses::new(
         settings.external_host.as_deref(),
         tcp.local_addr()?,
@@ -342,9 +357,11 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         shutdown: shutdown.clone(),
         cluster,
         started: std::time::Instant::now(),
+        transports: Arc::default(),
+        outbox,
     }));
     let token = settings.manager_token.clone().map(Arc::new);
-    let router = routes::router(app.clone(), token, settings.body_timeout());
+    let router = routes::router(app.clone(), token.clone(), settings.body_timeout());
     let keep_alive = keep_alive::KeepAlive::new(settings.connect_timeout(), settings.keep_alive());
     // TLS listeners first: the lines the harnesses wait for stay the last.
     if let (Some(tls_tcp), Some(tls)) = (tls_tcp, &tls) {
@@ -360,6 +377,12 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
             app.clone(),
             keep_alive.clone(),
         );
+        tokio::spawn(serve);
+    }
+    if let (Some(console), Some(token)) = (console, &token) {
+        println!("console listening on {}", console.local_addr()?);
+        let router = console::router(app.clone(), token.clone());
+        let serve = net::serve_http(console, router, None, app.clone(), keep_alive.clone());
         tokio::spawn(serve);
     }
     println!("tcp listening on {}", tcp.local_addr()?);

@@ -30,6 +30,7 @@ use imcore::wire::{SessionEnd, WireError, WireServer};
 use crate::keep_alive::{Expired, KeepAlive, Pace};
 use crate::limits::{from_peer, Slot};
 use crate::shutdown::Shutdown;
+use crate::transports::{Open, Transport};
 use crate::App;
 
 /// The next connection that its address has room for, or `None` once the
@@ -70,6 +71,12 @@ pub async fn serve_http(
     app: App,
     keep_alive: KeepAlive,
 ) {
+    // Its WebSockets are counted as ws, or as wss over TLS.
+    let transport = match tls {
+        None => Transport::Ws,
+        Some(_) => Transport::Wss,
+    };
+    let router = router.layer(Extension(transport));
     while let Some((tcp, peer, slot)) = accept(&listener, "http", &app).await {
         let router = router.clone();
         let tls = tls.clone();
@@ -160,6 +167,11 @@ async fn http_connection<IO>(
 /// handshake and send its CONNECT, each within the connect timeout.
 pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, app: App) {
     let what = if tls.is_some() { "tls tcp" } else { "tcp" };
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
     while let Some((tcp, peer, slot)) = accept(&listener, what, &app).await {
         // Small packets, answered at once: no Nagle delay.
         if let Err(e) = tcp.set_nodelay(true) {
@@ -167,8 +179,9 @@ pub async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, app: App
         }
         let wire = app.wire.clone();
         let tls = tls.clone();
+        let open = app.transports.open(transport);
         app.shutdown.sessions.spawn(async move {
-            let _slot = slot;
+            let _counted = (slot, open);
             let ended = match tls {
                 None => serve_stream(&wire, tcp, peer).await,
                 Some(tls) => {
@@ -234,6 +247,7 @@ pub async fn websocket(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(slot): Extension<Slot>,
+    Extension(transport): Extension<Transport>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     // The WebSocket library assembles whole messages before the wire server
@@ -242,6 +256,7 @@ pub async fn websocket(
     // Counted from now, so that a shutdown that starts between the answer
     // and the session's start still waits for it.
     let session = app.shutdown.sessions.token();
+    let open = app.transports.open(transport);
     upgrade
         // A small read buffer: it is allocated whole for every connection
         // (128 KiB by default), and an idle connection should cost little.
@@ -255,13 +270,16 @@ pub async fn websocket(
         // No `async` block around it: it would hold the session's future
         // and, again, what that is made of.
         .on_upgrade(move |socket| {
-            from_peer(peer.ip(), serve_socket(app, socket, peer, (session, slot)))
+            from_peer(
+                peer.ip(),
+                serve_socket(app, socket, peer, (session, slot, open)),
+            )
         })
 }
 
 /// Adapts a WebSocket to the wire server: binary messages in, one binary
-/// message per packet out. `_counted` (its shutdown token and its
-/// address's slot) is held until it ends.
+/// message per packet out. `_counted` (its shutdown token, its address's
+/// slot and its transport's count) is held until it ends.
 ///
 /// Not an `async fn`: the socket is split and the server taken out of `app`
 /// first, so that the future, which lives as long as the connection, holds
@@ -271,7 +289,7 @@ fn serve_socket(
     app: App,
     socket: WebSocket,
     peer: SocketAddr,
-    _counted: (TaskTrackerToken, Slot),
+    _counted: (TaskTrackerToken, Slot, Open),
 ) -> impl Future<Output = ()> {
     let (sink, stream) = socket.split();
     let mut incoming = Box::pin(

@@ -30,7 +30,7 @@ pub use feed::{
     ChangeFeed, ChangeKind, DirectoryChange, FeedEvent, FeedSink, MemberDelta, NoFeed, Scope,
 };
 pub use memory::MemoryDirectory;
-pub use store::{ChannelInfo, ChannelSnapshot, DirectoryStore, StoredToken};
+pub use store::{ChannelInfo, ChannelSnapshot, DirectoryCounts, DirectoryStore, StoredToken};
 pub use stored::{DirectoryConfig, DirectoryStats, StoredDirectory};
 
 /// A directory's answer to "may this user do this?".

@@ -38,6 +38,27 @@ pub struct ChannelInfo {
     pub disband: bool,
 }
 
+/// How much a directory holds, for a host's monitoring: see
+/// [`DirectoryStore::counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DirectoryCounts {
+    /// Channels with a record (person channels have none).
+    pub channels: u64,
+    /// Subscriptions: (channel, subscriber) entries, over every channel.
+    pub subscriptions: u64,
+}
+
+impl DirectoryCounts {
+    /// Counts of `channels` and `subscriptions`.
+    pub fn new(channels: u64, subscriptions: u64) -> Self {
+        DirectoryCounts {
+            channels,
+            subscriptions,
+        }
+    }
+}
+
 /// What a cache reads of a channel at once: see
 /// [`DirectoryStore::channel_snapshot`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,6 +173,15 @@ pub trait DirectoryStore: Send + Sync + Debug + 'static {
 
     /// The system uids' version: 0 if they never changed.
     async fn system_version(&self) -> Result<u64>;
+
+    /// How many channels and subscriptions the directory holds, for
+    /// monitoring: `None` from a backend that does not count. Each of the
+    /// crate's backends counts them as it is asked, reading every entry
+    /// (sled scans its keys, PostgreSQL counts its rows): call it now and
+    /// then, not on every request.
+    async fn counts(&self) -> Result<Option<DirectoryCounts>> {
+        Ok(None)
+    }
 
     /// A channel's version, record, first `limit` subscribers and lists:
     /// what a cache reads on a miss. The version must be read no later

@@ -64,7 +64,7 @@ pub use acking::AckingConnection;
 pub use config::HubConfig;
 pub use rate::SendRate;
 pub use retention::{PassReport, RetentionPolicy, RetentionReport, RetentionRule, RetentionStatus};
-pub use stats::{HubStats, SendCounts};
+pub use stats::{HubStats, LatencyBuckets, SendCounts};
 pub use sync::conversation_deleted_payload;
 
 /// The prefix of the client_msg_nos the hub makes itself (for server-side

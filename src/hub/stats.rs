@@ -48,6 +48,8 @@ pub struct HubStats {
     pub store_writes: u64,
     /// See `store_writes`.
     pub store_write_time: Duration,
+    /// Those writes' times, in buckets that double, for percentiles.
+    pub store_write_latency: LatencyBuckets,
     /// In a cluster: history messages that reached this node after a later
     /// message of their channel had been delivered here (their wait had
     /// run out), or older than a forgotten channel's memory: not delivered
@@ -68,6 +70,69 @@ pub struct HubStats {
     /// [`HubConfig::store_deadline`](crate::HubConfig::store_deadline):
     /// their sends failed, retryable.
     pub store_timeouts: u64,
+}
+
+/// Durations counted in buckets that double: bucket 0 holds those under
+/// 2 µs, bucket `i` those from 2^i µs to under 2^(i+1) µs, the last one
+/// everything longer. A snapshot's counts are counters since the hub was
+/// built: the difference of two snapshots ([`LatencyBuckets::since`]) gives
+/// the percentiles of the time between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyBuckets {
+    counts: [u64; LatencyBuckets::LEN],
+}
+
+impl LatencyBuckets {
+    /// How many buckets there are (the last starts at about 8.4 s).
+    pub const LEN: usize = 24;
+
+    /// The bucket a duration falls in.
+    fn bucket(took: Duration) -> usize {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        (micros.ilog2() as usize).min(Self::LEN - 1)
+    }
+
+    /// Each bucket's count, bucket 0 first.
+    pub fn counts(&self) -> &[u64; Self::LEN] {
+        &self.counts
+    }
+
+    /// The exclusive upper bound of bucket `i` (2^(i+1) µs); `None` for the
+    /// last, which has none.
+    pub fn upper_bound(i: usize) -> Option<Duration> {
+        (i + 1 < Self::LEN).then(|| Duration::from_micros(2u64 << i))
+    }
+
+    /// How many durations were counted in all.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The counts added since `earlier`, a snapshot taken before this one.
+    pub fn since(&self, earlier: &LatencyBuckets) -> LatencyBuckets {
+        LatencyBuckets {
+            counts: std::array::from_fn(|i| self.counts[i].saturating_sub(earlier.counts[i])),
+        }
+    }
+
+    /// The upper bound of the bucket holding the `q` quantile (0.5: the
+    /// median, 0.99: the 99th percentile), so at most twice the real
+    /// figure; `None` when nothing was counted, or the quantile lies in the
+    /// last bucket (over about 8.4 s).
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        // The rank of the quantile, 1-based: at least the first.
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        let bucket = self.counts.iter().position(|&n| {
+            seen += n;
+            seen >= rank
+        })?;
+        Self::upper_bound(bucket)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +165,7 @@ pub(super) struct Counters {
     slow_consumers: AtomicU64,
     store_writes: AtomicU64,
     store_write_nanos: AtomicU64,
+    store_write_buckets: [AtomicU64; LatencyBuckets::LEN],
     late_deliveries: AtomicU64,
     skipped_seqs: AtomicU64,
     rate_limited: AtomicU64,
@@ -162,6 +228,7 @@ impl Counters {
         self.store_writes.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.store_write_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.store_write_buckets[LatencyBuckets::bucket(took)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters, with the session table's figures (devices online,
@@ -185,11 +252,67 @@ impl Counters {
             deepest_queue: n(deepest),
             store_writes: self.store_writes.load(Ordering::Relaxed),
             store_write_time: Duration::from_nanos(self.store_write_nanos.load(Ordering::Relaxed)),
+            store_write_latency: LatencyBuckets {
+                counts: std::array::from_fn(|i| {
+                    self.store_write_buckets[i].load(Ordering::Relaxed)
+                }),
+            },
             late_deliveries: self.late_deliveries.load(Ordering::Relaxed),
             skipped_seqs: self.skipped_seqs.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             rate_tracked_senders: n(senders),
             store_timeouts: self.store_timeouts.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counted(micros: &[u64]) -> LatencyBuckets {
+        let counters = Counters::default();
+        for &m in micros {
+            counters.store_write(Duration::from_micros(m));
+        }
+        counters.snapshot((0, 0, 0), 0).store_write_latency
+    }
+
+    #[test]
+    fn durations_fall_in_buckets_that_double() {
+        let b = counted(&[0, 1, 2, 3, 4, 1000, 20_000_000]);
+        let c = b.counts();
+        assert_eq!((c[0], c[1], c[2], c[9]), (2, 2, 1, 1), "{c:?}");
+        assert_eq!(
+            c[LatencyBuckets::LEN - 1],
+            1,
+            "the longest, in the last bucket"
+        );
+        assert_eq!(b.total(), 7);
+        assert_eq!(
+            LatencyBuckets::upper_bound(0),
+            Some(Duration::from_micros(2))
+        );
+        assert_eq!(
+            LatencyBuckets::upper_bound(9),
+            Some(Duration::from_micros(1024))
+        );
+        assert_eq!(LatencyBuckets::upper_bound(LatencyBuckets::LEN - 1), None);
+    }
+
+    #[test]
+    fn quantiles_are_bucket_bounds_and_differences_count_what_came_since() {
+        assert_eq!(LatencyBuckets::default().quantile(0.5), None);
+        // 90 fast writes (100 µs: bucket 6, under 128 µs), 10 slow (5 ms).
+        let mut times = vec![100; 90];
+        times.extend([5000; 10]);
+        let b = counted(&times);
+        assert_eq!(b.quantile(0.5), Some(Duration::from_micros(128)));
+        assert_eq!(b.quantile(0.9), Some(Duration::from_micros(128)));
+        assert_eq!(b.quantile(0.99), Some(Duration::from_micros(8192)));
+        let earlier = counted(&[100; 90]);
+        let since = b.since(&earlier);
+        assert_eq!(since.total(), 10);
+        assert_eq!(since.quantile(0.5), Some(Duration::from_micros(8192)));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::MutexGuard;
 use async_trait::async_trait;
 
 use super::MemoryStore;
-use crate::directory::{AccessList, ChannelInfo, DirectoryStore, StoredToken};
+use crate::directory::{AccessList, ChannelInfo, DirectoryCounts, DirectoryStore, StoredToken};
 use crate::error::Result;
 use crate::model::{Channel, Uid};
 use crate::session::DeviceFlag;
@@ -53,6 +53,15 @@ impl MemoryStore {
 
 #[async_trait]
 impl DirectoryStore for MemoryStore {
+    async fn counts(&self) -> Result<Option<DirectoryCounts>> {
+        let dir = self.dir();
+        let subscriptions = dir.members.values().map(|m| m.len() as u64).sum();
+        Ok(Some(DirectoryCounts::new(
+            dir.channels.len() as u64,
+            subscriptions,
+        )))
+    }
+
     async fn set_token(&self, uid: &Uid, flag: DeviceFlag, token: &StoredToken) -> Result<()> {
         self.dir().tokens.insert((uid.clone(), flag), token.clone());
         Ok(())

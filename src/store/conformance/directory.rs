@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::directory::{AccessList, ChannelInfo, ChannelSnapshot, DirectoryStore, StoredToken};
+use crate::directory::{
+    AccessList, ChannelInfo, ChannelSnapshot, DirectoryCounts, DirectoryStore, StoredToken,
+};
 use crate::model::{Channel, ChannelId, ChannelType, Uid};
 use crate::session::{DeviceFlag, DeviceLevel};
 
@@ -40,6 +42,7 @@ pub fn directory_checks() -> Vec<(&'static str, DirectoryCheck)> {
         directory_system_uids_have_a_version,
         directory_versions_move_with_every_change_even_concurrent,
         directory_snapshot_reads_a_channel_whole,
+        directory_counts_follow_channels_and_subscribers,
     ]
 }
 
@@ -418,4 +421,66 @@ pub async fn directory_snapshot_reads_a_channel_whole(store: Arc<dyn DirectorySt
             white: u[1..3].to_vec(),
         }
     );
+}
+
+/// The store counts its channels and subscriptions
+/// ([`DirectoryStore::counts`]): a channel's record and subscribers add to
+/// them (a subscriber added twice once; subscribers of a channel without a
+/// record too), removing and deleting take away. Compares counts before
+/// and after its own changes, so nothing else may change the store while
+/// it runs (the suite runs its functions one after another); a backend
+/// that does not count (`None`) fails it.
+pub async fn directory_counts_follow_channels_and_subscribers(store: Arc<dyn DirectoryStore>) {
+    let counts = || async { store.counts().await.expect("counts").expect("a count") };
+    let moved = |from: DirectoryCounts, to: DirectoryCounts| {
+        (
+            to.channels as i64 - from.channels as i64,
+            to.subscriptions as i64 - from.subscriptions as i64,
+        )
+    };
+    let p = fresh("count");
+    let (a, b, bare) = (
+        group(&format!("{p}-a")),
+        group(&format!("{p}-b")),
+        group(&format!("{p}-bare")),
+    );
+    let start = counts().await;
+    store
+        .put_channel(&a, &ChannelInfo::default())
+        .await
+        .expect("put");
+    store
+        .put_channel(&b, &ChannelInfo::default())
+        .await
+        .expect("put");
+    // Replacing a record is no new channel.
+    store
+        .put_channel(&a, &ChannelInfo::default())
+        .await
+        .expect("put");
+    let people = uids(&p, 3);
+    store.add_subscribers(&a, &people).await.expect("add");
+    store
+        .add_subscribers(&a, &people[..1])
+        .await
+        .expect("add again");
+    store.add_subscribers(&b, &people[..2]).await.expect("add");
+    store
+        .add_subscribers(&bare, &people[..1])
+        .await
+        .expect("add");
+    assert_eq!(moved(start, counts().await), (2, 6));
+    store
+        .remove_subscribers(&a, &people[..1])
+        .await
+        .expect("remove");
+    assert_eq!(moved(start, counts().await), (2, 5));
+    store.delete_channel(&a).await.expect("delete");
+    assert_eq!(moved(start, counts().await), (1, 3));
+    store.delete_channel(&b).await.expect("delete");
+    store
+        .remove_subscribers(&bare, &people[..1])
+        .await
+        .expect("remove");
+    assert_eq!(counts().await, start);
 }

@@ -44,9 +44,9 @@ pub use conversations::{
 };
 pub use directory::{
     directory_channels_are_put_read_and_deleted, directory_checks,
-    directory_lists_are_per_channel_and_kind, directory_snapshot_reads_a_channel_whole,
-    directory_subscribers_are_entries_paged_in_uid_order, directory_system_uids_have_a_version,
-    directory_tokens_are_set_replaced_and_removed,
+    directory_counts_follow_channels_and_subscribers, directory_lists_are_per_channel_and_kind,
+    directory_snapshot_reads_a_channel_whole, directory_subscribers_are_entries_paged_in_uid_order,
+    directory_system_uids_have_a_version, directory_tokens_are_set_replaced_and_removed,
     directory_versions_move_with_every_change_even_concurrent, run_directory, DirectoryCheck,
 };
 pub use events::{

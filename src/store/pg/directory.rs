@@ -11,7 +11,9 @@ use tokio_postgres::Row;
 
 use super::writer::query;
 use super::{channel_from, channel_key, pg_error, to_u64, within, PgStore};
-use crate::directory::{AccessList, ChannelInfo, ChannelSnapshot, DirectoryStore, StoredToken};
+use crate::directory::{
+    AccessList, ChannelInfo, ChannelSnapshot, DirectoryCounts, DirectoryStore, StoredToken,
+};
 use crate::error::{Error, Result};
 use crate::model::{Channel, Uid};
 use crate::session::{DeviceFlag, DeviceLevel};
@@ -106,8 +108,21 @@ const REMOVE_MEMBERS: &str =
 const ADD_LISTED: &str = "INSERT INTO imcore_dir_lists \
     SELECT $1, $2, $3, u FROM unnest($4::text[]) AS u ON CONFLICT DO NOTHING";
 
+/// Channels and subscriptions, counted in one statement (one snapshot).
+const COUNTS: &str = "SELECT (SELECT count(*) FROM imcore_dir_channels), \
+    (SELECT count(*) FROM imcore_dir_members)";
+
 #[async_trait]
 impl DirectoryStore for PgStore {
+    async fn counts(&self) -> Result<Option<DirectoryCounts>> {
+        let rows = self.read(COUNTS, &[]).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::corrupt("directory counts not returned"))?;
+        let count = |i: usize| to_u64(row.get::<_, i64>(i), "directory count");
+        Ok(Some(DirectoryCounts::new(count(0)?, count(1)?)))
+    }
+
     async fn set_token(&self, uid: &Uid, flag: DeviceFlag, token: &StoredToken) -> Result<()> {
         let flag = i16::from(u8::from(flag));
         let level = i16::from(u8::from(token.level));

@@ -24,7 +24,7 @@ use sled::Batch;
 
 use super::keys::{be_u64, channel_key, decode, decode_channel_key, encode, key, uid_key};
 use super::{storage, SledStore};
-use crate::directory::{AccessList, ChannelInfo, DirectoryStore, StoredToken};
+use crate::directory::{AccessList, ChannelInfo, DirectoryCounts, DirectoryStore, StoredToken};
 use crate::error::{Error, Result};
 use crate::model::{Channel, Uid};
 use crate::session::DeviceFlag;
@@ -140,6 +140,28 @@ impl SledStore {
 
 #[async_trait]
 impl DirectoryStore for SledStore {
+    /// A scan of the channel and subscriber keys, off the async threads.
+    async fn counts(&self) -> Result<Option<DirectoryCounts>> {
+        let tree = self.directory.clone();
+        let count = move |tag: u8| -> Result<u64> {
+            let mut n = 0;
+            for k in tree.scan_prefix([tag]).keys() {
+                k.map_err(storage)?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        let counted = tokio::task::spawn_blocking(move || {
+            Ok::<_, Error>(DirectoryCounts::new(count(CHANNEL)?, count(MEMBER)?))
+        })
+        .await
+        .map_err(|e| Error::Storage {
+            backend: super::BACKEND,
+            source: Box::new(e),
+        })??;
+        Ok(Some(counted))
+    }
+
     async fn set_token(&self, uid: &Uid, flag: DeviceFlag, token: &StoredToken) -> Result<()> {
         let _turn = self.directory_turn.lock().await;
         let mut batch = Batch::default();

@@ -64,6 +64,7 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given, 
   let tcpPort = null;
   let wssPort = null;
   let tlsTcpPort = null;
+  let consolePort = null;
   const port = await new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`server did not print "listening on" within ${timeout} ms\n${output.join('\n')}`)), timeout);
     stdout.on('line', (line) => {
@@ -74,6 +75,8 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given, 
       if (wss) wssPort = Number(wss[1]);
       const tlsTcp = /^tls tcp listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
       if (tlsTcp) tlsTcpPort = Number(tlsTcp[1]);
+      const consoleLine = /^console listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
+      if (consoleLine) consolePort = Number(consoleLine[1]);
       const m = /^listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
       if (m) {
         clearTimeout(timer);
@@ -139,6 +142,7 @@ export async function startServer({ timeout = 30000, args = [], dataDir: given, 
     tcpPort,
     wssPort,
     tlsTcpPort,
+    consolePort,
     exitPromise,
     kill,
     addr: `ws://127.0.0.1:${port}/`,
