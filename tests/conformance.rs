@@ -37,6 +37,7 @@ macro_rules! suite {
                 one_version_one_conversation_under_concurrent_appends,
                 hidden_conversations_keep_the_highest_seq,
                 hiding_a_conversation_takes_a_version,
+                changed_after_finds_what_a_sync_needs,
                 events_append_in_order_and_once_by_id,
                 an_ended_stream_takes_no_more_events,
                 concurrent_event_appends_get_each_seq_once,

@@ -14,6 +14,8 @@ use imcore::{Channel, ClientMsgNo, Error, Flags, Message, MessageId, Setting, Ui
 struct Fixture {
     /// Its directory under `tests/fixtures/`.
     name: &'static str,
+    /// Its marker as written.
+    format: &'static str,
     /// Messages kept a setting and a topic (record format 3).
     setting_and_topic: bool,
     /// Hidden (deleted) conversations were stored.
@@ -25,6 +27,7 @@ struct Fixture {
 /// imcore at 5c5681e^: directory format 3, history records of format 2.
 const FORMAT_3_RECORDS_2: Fixture = Fixture {
     name: "sled-3-records-2",
+    format: "imcore-sled-3",
     setting_and_topic: false,
     hidden: false,
     outbox: false,
@@ -33,10 +36,25 @@ const FORMAT_3_RECORDS_2: Fixture = Fixture {
 /// imcore at 4d38ed0^, the last release of directory format 3.
 const FORMAT_3: Fixture = Fixture {
     name: "sled-3",
+    format: "imcore-sled-3",
     setting_and_topic: true,
     hidden: true,
     outbox: true,
 };
+
+/// imcore at 568c226, the last release of directory format 4 (no
+/// `changed` tree); it also holds a channel whose every message retention
+/// deleted, and read positions a clear and a hide moved past their heads.
+const FORMAT_4: Fixture = Fixture {
+    name: "sled-4",
+    format: "imcore-sled-4",
+    setting_and_topic: true,
+    hidden: true,
+    outbox: true,
+};
+
+/// The current directory format's marker.
+const CURRENT: &str = "imcore-sled-5\n";
 
 fn uid(s: &str) -> Uid {
     Uid::new(s).unwrap()
@@ -199,14 +217,15 @@ async fn opens_migrated_twice(fixture: &Fixture) {
     let dir = copy_of(fixture);
     assert_eq!(
         marker(dir.path()),
-        "imcore-sled-3\n",
+        format!("{}\n", fixture.format),
         "the fixture as written"
     );
     let old_versions;
     {
         let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(marker(dir.path()), "imcore-sled-4\n");
+        assert_eq!(marker(dir.path()), CURRENT);
         check_written(&store, fixture).await;
+        incremental_syncs_find_everything(&store).await;
         old_versions = newest_version(&store).await;
         let mut quiet = message(300, "erin", &g1(), "e-1", "new");
         quiet.flags.red_dot = false;
@@ -222,7 +241,7 @@ async fn opens_migrated_twice(fixture: &Fixture) {
         store.flush().await.unwrap();
     }
     let store = SledStore::open(dir.path()).unwrap();
-    assert_eq!(marker(dir.path()), "imcore-sled-4\n");
+    assert_eq!(marker(dir.path()), CURRENT);
     check_written(&store, fixture).await;
     assert_eq!(store.last_seq(&g1()).await.unwrap(), 6);
     let last = store.read(&g1(), Page::forward(6, 1)).await.unwrap();
@@ -239,6 +258,38 @@ async fn opens_migrated_twice(fixture: &Fixture) {
         .map(|c| (c.channel.clone(), c.last_seq))
         .collect();
     assert_eq!(heads, [(g1(), 6), (dm(), 3)]);
+    incremental_syncs_find_everything(&store).await;
+}
+
+/// From every version, what `changed_after` finds (the user's channels
+/// among it) gives each user the same conversations as looking at each of
+/// their channels: the index a migration built, and the one kept since.
+async fn incremental_syncs_find_everything(store: &SledStore) {
+    let groups = [g1(), Channel::group("g2").unwrap()];
+    let end = store.stable_version().await.unwrap();
+    for user in ["alice", "bob", "carol", "dave"].map(uid) {
+        for version in 0..=end {
+            let everything = store
+                .conversations_after(&user, &groups, version, 100)
+                .await
+                .unwrap();
+            let changed = store
+                .changed_after(&user, version, usize::MAX)
+                .await
+                .unwrap()
+                .expect("sled keeps the index");
+            let mine: Vec<Channel> = changed
+                .channels
+                .into_iter()
+                .filter(|c| groups.contains(c) || *c == dm())
+                .collect();
+            let found = store
+                .conversations_among(&user, &mine, version, changed.ceiling, 100)
+                .await
+                .unwrap();
+            assert_eq!(found, everything, "{user:?} from version {version}");
+        }
+    }
 }
 
 /// The highest version of alice's conversations.
@@ -257,6 +308,11 @@ async fn a_format_3_directory_opens_migrated_and_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_4_directory_opens_migrated_and_again() {
+    opens_migrated_twice(&FORMAT_4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_format_3_directory_with_format_2_records_opens_migrated_and_again() {
     opens_migrated_twice(&FORMAT_3_RECORDS_2).await;
 }
@@ -269,6 +325,6 @@ async fn an_old_marker_over_a_migrated_database_opens() {
     drop(SledStore::open(dir.path()).unwrap());
     std::fs::write(dir.path().join("imcore.format"), b"imcore-sled-3\n").unwrap();
     let store = SledStore::open(dir.path()).unwrap();
-    assert_eq!(marker(dir.path()), "imcore-sled-4\n");
+    assert_eq!(marker(dir.path()), CURRENT);
     check_written(&store, &FORMAT_3).await;
 }

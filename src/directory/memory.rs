@@ -344,6 +344,19 @@ impl Directory for MemoryDirectory {
             .collect())
     }
 
+    async fn subscribes_to(&self, uid: &Uid, channels: &[Channel]) -> Result<Vec<bool>> {
+        let inner = self.read();
+        Ok(channels
+            .iter()
+            .map(|c| {
+                inner
+                    .channels
+                    .get(c)
+                    .is_some_and(|info| info.members.contains(uid))
+            })
+            .collect())
+    }
+
     async fn subscribers(&self, channel: &Channel) -> Result<Arc<[Uid]>> {
         Ok(match self.read().channels.get(channel) {
             Some(info) if !info.disbanded => info.list.clone(),

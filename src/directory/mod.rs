@@ -86,6 +86,21 @@ pub trait Directory: Send + Sync + Debug + 'static {
     /// user removed from a channel stops seeing it there.
     async fn channels_of(&self, uid: &Uid) -> Result<Vec<Channel>>;
 
+    /// Whether `uid` subscribes to each of `channels` (not person
+    /// channels), in order: what [`channels_of`](Directory::channels_of)
+    /// says of each. An incremental conversation sync asks it of the
+    /// channels that changed, not of all the user's: a directory that can
+    /// look one membership up (an index, a cache) should answer so. The
+    /// default lists the user's channels.
+    async fn subscribes_to(&self, uid: &Uid, channels: &[Channel]) -> Result<Vec<bool>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mine: std::collections::HashSet<Channel> =
+            self.channels_of(uid).await?.into_iter().collect();
+        Ok(channels.iter().map(|c| mine.contains(c)).collect())
+    }
+
     /// `uid`'s role in `channel`, `None` when not a member.
     async fn role(&self, channel: &Channel, uid: &Uid) -> Result<Option<Role>>;
 

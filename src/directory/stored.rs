@@ -525,6 +525,15 @@ impl Directory for StoredDirectory {
         self.store.channels_of(uid).await
     }
 
+    /// One point read of the store per channel.
+    async fn subscribes_to(&self, uid: &Uid, channels: &[Channel]) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(channels.len());
+        for channel in channels {
+            out.push(self.store.is_subscriber(channel, uid).await?);
+        }
+        Ok(out)
+    }
+
     async fn role(&self, channel: &Channel, uid: &Uid) -> Result<Option<Role>> {
         if let Some((a, b)) = channel.person_parties() {
             return Ok((&a == uid || &b == uid).then_some(Role::Member));

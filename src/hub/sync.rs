@@ -181,7 +181,6 @@ impl Hub {
         limit: usize,
     ) -> Result<Vec<ConversationView>> {
         let limit = self.page_limit(limit)?;
-        let groups = self.inner.directory.channels_of(uid).await?;
         let store = &self.inner.store;
         let hidden: HashMap<Channel, u64> =
             store.hidden_conversations(uid).await?.into_iter().collect();
@@ -197,9 +196,7 @@ impl Hub {
             true => limit.saturating_add(hidden.len()),
             false => limit,
         };
-        let mut conversations = store
-            .conversations_after(uid, &groups, version, wanted)
-            .await?;
+        let mut conversations = self.conversations_since(uid, version, wanted).await?;
         if full {
             conversations.retain(|c| !is_deleted(c));
             conversations.truncate(limit);
@@ -230,6 +227,81 @@ impl Hub {
                 last_message: found.and_then(|_| merged.next()),
             })
             .collect())
+    }
+
+    /// Up to `limit` of the user's conversations changed after `version`
+    /// (see [`ConversationStore::conversations_after`]).
+    ///
+    /// An incremental sync (`version` above 0) looks at the channels that
+    /// changed after it, every user's, as the store's index has them
+    /// ([`ConversationStore::changed_after`]), and keeps the user's: its
+    /// cost grows with what changed, not with the user's channels, which
+    /// are not even listed. When more than [`CHANGED_FIRST`] changed, it
+    /// lists them, and still looks at what changed if that is fewer. A
+    /// full sync, or a store without the index, looks at each channel.
+    ///
+    /// [`ConversationStore::conversations_after`]: crate::store::ConversationStore::conversations_after
+    /// [`ConversationStore::changed_after`]: crate::store::ConversationStore::changed_after
+    async fn conversations_since(
+        &self,
+        uid: &Uid,
+        version: u64,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let store = &self.inner.store;
+        let incremental = version > 0;
+        if incremental {
+            if let Some(changed) = store.changed_after(uid, version, CHANGED_FIRST).await? {
+                return self
+                    .changed_conversations(uid, changed, version, limit)
+                    .await;
+            }
+        }
+        let groups = self.inner.directory.channels_of(uid).await?;
+        if incremental && groups.len() > CHANGED_FIRST {
+            if let Some(changed) = store.changed_after(uid, version, groups.len()).await? {
+                return self
+                    .changed_conversations(uid, changed, version, limit)
+                    .await;
+            }
+        }
+        store
+            .conversations_after(uid, &groups, version, limit)
+            .await
+    }
+
+    /// The user's conversations among the channels that `changed`: the
+    /// person channels the user is a party to and the groups the directory
+    /// says the user subscribes to.
+    async fn changed_conversations(
+        &self,
+        uid: &Uid,
+        changed: crate::store::Changed,
+        version: u64,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let (persons, groups): (Vec<Channel>, Vec<Channel>) = changed
+            .channels
+            .into_iter()
+            .partition(|c| c.kind == ChannelType::PERSON);
+        let mut mine: Vec<Channel> = persons
+            .into_iter()
+            .filter(|c| {
+                c.person_parties()
+                    .is_some_and(|(a, b)| a == *uid || b == *uid)
+            })
+            .collect();
+        let subscribed = self.inner.directory.subscribes_to(uid, &groups).await?;
+        mine.extend(
+            groups
+                .into_iter()
+                .zip(subscribed)
+                .filter_map(|(c, yes)| yes.then_some(c)),
+        );
+        self.inner
+            .store
+            .conversations_among(uid, &mine, version, changed.ceiling, limit)
+            .await
     }
 
     /// The user has read `channel` (as the user addresses it) up to seq
@@ -283,6 +355,11 @@ impl Hub {
         Ok(())
     }
 }
+
+/// The most channels an incremental conversation sync looks at from what
+/// changed (every user's, as the store's index has them) before it lists
+/// the user's channels to see which are fewer.
+const CHANGED_FIRST: usize = 1_000;
 
 /// The payload of the command that tells a user's devices of a deleted
 /// conversation: `{"type":99,"cmd":"conversationDeleted","param":

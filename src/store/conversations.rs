@@ -154,6 +154,10 @@ pub trait ConversationStore: Send + Sync + Debug + 'static {
     /// user, stored form) and the user's person channels. Only versions up
     /// to [`stable_version`](ConversationStore::stable_version), read
     /// first, are returned; later ones come with the next call.
+    ///
+    /// It looks at every channel of the user: the full sync. An
+    /// incremental sync can look at fewer, through
+    /// [`changed_after`](ConversationStore::changed_after).
     async fn conversations_after(
         &self,
         uid: &Uid,
@@ -165,10 +169,54 @@ pub trait ConversationStore: Send + Sync + Debug + 'static {
         let ceiling = self.stable_version().await?;
         let mut channels: Vec<Channel> = self.person_channels(uid).await?;
         channels.extend(groups.iter().cloned());
+        self.conversations_among(uid, &channels, version, ceiling, limit)
+            .await
+    }
+
+    /// The channels whose conversation for `uid` may have changed after
+    /// `version`, found without looking at each of the user's channels:
+    /// `None` when there are more than `most` of them to look at, or when
+    /// the store keeps no index to find them by (the default).
+    ///
+    /// [`Changed::channels`] holds every channel (stored form) in which
+    /// `uid`'s conversation has a version in `(version, ceiling]`, where
+    /// the ceiling is a [`stable_version`](ConversationStore::stable_version)
+    /// read first: every channel whose head moved in that range, whatever
+    /// its members or parties (the caller keeps the user's), and every
+    /// channel in which `uid`'s read position moved in it. It may hold
+    /// others (channels that moved again since, for instance), each once.
+    /// What it costs grows with the channels that changed after `version`
+    /// (plus a logarithmic term), not with the user's channels or the
+    /// store's.
+    async fn changed_after(&self, uid: &Uid, version: u64, most: usize) -> Result<Option<Changed>> {
+        let _ = (uid, version, most);
+        Ok(None)
+    }
+
+    /// Up to `limit` of `uid`'s conversations among `channels` (stored
+    /// form, any order, duplicates allowed) with a version in `(version,
+    /// ceiling]`, ascending. A channel without messages has none.
+    ///
+    /// With `channels` the user's groups and person channels and `ceiling`
+    /// a stable version read first, it is
+    /// [`conversations_after`](ConversationStore::conversations_after);
+    /// with [`changed_after`](ConversationStore::changed_after)'s channels
+    /// (the user's among them) and ceiling, it is the same list found from
+    /// what changed.
+    async fn conversations_among(
+        &self,
+        uid: &Uid,
+        channels: &[Channel],
+        version: u64,
+        ceiling: u64,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        check_limit(limit)?;
+        let mut channels: Vec<&Channel> = channels.iter().collect();
         channels.sort_unstable();
         channels.dedup();
         let mut out = Vec::new();
-        for channel in &channels {
+        for channel in channels {
             if let Some(c) = self.conversation(uid, channel).await? {
                 if c.version > version && c.version <= ceiling {
                     out.push(c);
@@ -179,6 +227,16 @@ pub trait ConversationStore: Send + Sync + Debug + 'static {
         out.truncate(limit);
         Ok(out)
     }
+}
+
+/// What [`ConversationStore::changed_after`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Changed {
+    /// The stable version read first: channels that changed above it are
+    /// not looked for, and their conversations come with a later sync.
+    pub ceiling: u64,
+    /// The channels that changed (stored form), each once, any order.
+    pub channels: Vec<Channel>,
 }
 
 #[cfg(test)]

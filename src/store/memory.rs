@@ -1,14 +1,15 @@
 //! The in-memory backend.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
 use super::{
-    check_limit, id_in_use, Appended, ChannelHead, CommandQueue, Conversation, ConversationStore,
-    Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand, ReadPosition, Recorded,
-    Revocation, RevocationStore,
+    check_limit, id_in_use, Appended, Changed, ChannelHead, CommandQueue, Conversation,
+    ConversationStore, Direction, MessageLog, NewRevocation, Page, Pushed, QueuedCommand,
+    ReadPosition, Recorded, Revocation, RevocationStore,
 };
 use crate::error::Result;
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
@@ -72,6 +73,13 @@ struct Inner {
     /// The store-wide version counter of heads and read positions.
     version: u64,
     positions: HashMap<(Uid, Channel), ReadPosition>,
+    /// Each channel by its head's version (one entry a channel): what
+    /// changed after a version, for an incremental sync.
+    heads_by_version: BTreeMap<u64, Channel>,
+    /// Each user's read positions moved by a clear or a hide, by version
+    /// (one entry a channel; positions an append moves have the head's
+    /// version, which `heads_by_version` has).
+    moved: HashMap<Uid, BTreeMap<u64, Channel>>,
     person_channels: HashMap<Uid, BTreeSet<Channel>>,
     revocations: HashMap<MessageId, Revocation>,
     revocations_by_channel: HashMap<Channel, (u64, BTreeMap<u64, MessageId>)>,
@@ -203,6 +211,9 @@ impl Inner {
         let (seq, dots, floor_red_dots) = log.head.as_ref().map_or((1, 0, 0), |h| {
             (h.last_seq + 1, h.red_dots, h.floor_red_dots)
         });
+        if let Some(previous) = &log.head {
+            self.heads_by_version.remove(&previous.version);
+        }
         let red_dots = dots + u64::from(message.flags.red_dot);
         message.message_seq = seq;
         log.head = Some(ChannelHead {
@@ -234,13 +245,33 @@ impl Inner {
             self.outbox_last += 1;
             outbox.insert(self.outbox_last, id);
         }
+        self.heads_by_version.insert(version, channel.clone());
         let position = ReadPosition {
             read_seq: seq,
             red_dots,
             version,
         };
+        if self.moved.contains_key(&from) {
+            // Its index entry, if a clear or hide put one, is stale now.
+            let key = (from.clone(), channel.clone());
+            let old = self.positions.get(&key).map(|p| p.version);
+            self.unindex_position(&from, old);
+        }
         self.positions.insert((from, channel), position);
         (id, seq)
+    }
+
+    /// Removes the index entry of a user's read position at `version`.
+    fn unindex_position(&mut self, uid: &Uid, version: Option<u64>) {
+        if let (Some(moved), Some(version)) = (self.moved.get_mut(uid), version) {
+            moved.remove(&version);
+        }
+    }
+
+    /// Indexes a user's read position, moved by a clear or a hide.
+    fn index_position(&mut self, uid: &Uid, channel: &Channel, version: u64) {
+        let moved = self.moved.entry(uid.clone()).or_default();
+        moved.insert(version, channel.clone());
     }
 }
 
@@ -429,7 +460,10 @@ impl ConversationStore for MemoryStore {
                 version,
             };
             let key = (uid.clone(), channel.clone());
+            let old = inner.positions.get(&key).map(|p| p.version);
+            inner.unindex_position(uid, old);
             inner.positions.entry(key).or_insert(empty).version = version;
+            inner.index_position(uid, channel, version);
         }
         Ok(())
     }
@@ -438,6 +472,31 @@ impl ConversationStore for MemoryStore {
         let inner = self.lock();
         Ok(inner.hidden.get(uid).map_or_else(Vec::new, |h| {
             h.iter().map(|(c, seq)| (c.clone(), *seq)).collect()
+        }))
+    }
+
+    /// From the heads' and the user's positions' version indexes.
+    async fn changed_after(&self, uid: &Uid, version: u64, most: usize) -> Result<Option<Changed>> {
+        let inner = self.lock();
+        let after = (Bound::Excluded(version), Bound::Unbounded);
+        let heads = inner.heads_by_version.range(after);
+        let moved = inner
+            .moved
+            .get(uid)
+            .into_iter()
+            .flat_map(|m| m.range(after));
+        let mut channels = Vec::new();
+        for (_, channel) in heads.chain(moved) {
+            if channels.len() == most {
+                return Ok(None);
+            }
+            channels.push(channel.clone());
+        }
+        channels.sort_unstable();
+        channels.dedup();
+        Ok(Some(Changed {
+            ceiling: inner.version,
+            channels,
         }))
     }
 
@@ -471,7 +530,10 @@ impl ConversationStore for MemoryStore {
             red_dots,
             version: inner.version,
         };
-        inner.positions.insert(key, position);
+        let old = inner.positions.insert(key, position).map(|p| p.version);
+        inner.unindex_position(uid, old);
+        let version = inner.version;
+        inner.index_position(uid, channel, version);
         Ok(true)
     }
 }

@@ -44,7 +44,7 @@ mod retention;
 #[cfg(feature = "sled")]
 mod sled;
 
-pub use conversations::{ChannelHead, Conversation, ConversationStore, ReadPosition};
+pub use conversations::{Changed, ChannelHead, Conversation, ConversationStore, ReadPosition};
 pub(crate) use events::{appended, put_snapshot, step, MessageEvents, Step};
 pub use events::{EventStore, OpenStream};
 pub use extras::{Edit, EditRecorded, ExtraStore, MessageExtra, NewEdit, NewReads, Receipt};

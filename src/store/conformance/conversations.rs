@@ -362,3 +362,96 @@ pub async fn hiding_a_conversation_takes_a_version(store: Arc<dyn Store>) {
         .expect("sync")
         .is_empty());
 }
+
+/// What `changed_after` finds gives an incremental sync the same list as
+/// looking at each of the user's channels, from every version: heads moved
+/// by appends (batches too), the user's own sends, clears and hides, and
+/// channels of others (left out by the caller). More than `most` is
+/// `None`. A store that keeps no index answers `None` and is not checked.
+pub async fn changed_after_finds_what_a_sync_needs(store: Arc<dyn Store>) {
+    let (alice, bob) = (uid("ca-alice"), uid("ca-bob"));
+    let groups: Vec<Channel> = (0..4).map(|i| group(&format!("c-ca-{i}"))).collect();
+    let dm = person("ca-alice", "ca-bob");
+    let others = group("c-ca-others");
+    let start = store.stable_version().await.expect("stable");
+    let Some(_) = store
+        .changed_after(&alice, start, usize::MAX)
+        .await
+        .expect("changed")
+    else {
+        return; // no index: every sync looks at each channel
+    };
+    let mut n = 0;
+    let mut next = |from: &str, channel: &Channel| {
+        n += 1;
+        message(from, channel, &format!("ca-{n}"), b"x")
+    };
+    append_one(&store, next("ca-bob", &groups[0])).await;
+    append_one(&store, next("ca-alice", &groups[1])).await;
+    append_one(&store, next("ca-bob", &dm)).await;
+    let batch = vec![
+        next("ca-bob", &groups[2]),
+        next("ca-alice", &groups[2]),
+        next("ca-bob", &groups[0]),
+        next("ca-carol", &others),
+    ];
+    store.append(batch).await.expect("batch");
+    store
+        .clear_unread(&alice, &groups[0], 1)
+        .await
+        .expect("clear");
+    append_one(&store, next("ca-bob", &groups[3])).await;
+    store
+        .hide_conversation(&alice, &groups[3], 1)
+        .await
+        .expect("hide");
+    store
+        .clear_unread(&alice, &groups[0], u64::MAX)
+        .await
+        .expect("clear");
+    append_one(&store, next("ca-alice", &dm)).await;
+    append_one(&store, next("ca-carol", &others)).await;
+    store.hide_conversation(&alice, &dm, 2).await.expect("hide");
+    let end = store.stable_version().await.expect("stable");
+    for version in start..=end {
+        let everything = store
+            .conversations_after(&alice, &groups, version, 100)
+            .await
+            .expect("sync");
+        let changed = store
+            .changed_after(&alice, version, usize::MAX)
+            .await
+            .expect("changed")
+            .expect("an index answers whatever the number");
+        assert_eq!(changed.ceiling, end, "nothing is being written");
+        let mine: Vec<Channel> = changed
+            .channels
+            .iter()
+            .filter(|c| groups.contains(c) || **c == dm)
+            .cloned()
+            .collect();
+        let found = store
+            .conversations_among(&alice, &mine, version, changed.ceiling, 100)
+            .await
+            .expect("among");
+        assert_eq!(found, everything, "from version {version}");
+        if version == end {
+            assert!(found.is_empty() && changed.channels.is_empty());
+        }
+    }
+    // Six of alice's conversations and one of others' changed after start.
+    let most = store
+        .changed_after(&alice, start, 1)
+        .await
+        .expect("changed");
+    assert_eq!(most, None, "more than one changed");
+    // Bob sees his side: the person channel and what he sent to.
+    let changed = store
+        .changed_after(&bob, start, usize::MAX)
+        .await
+        .expect("changed")
+        .expect("indexed");
+    for channel in [&groups[0], &groups[3], &dm] {
+        assert!(changed.channels.contains(channel), "{channel:?}");
+    }
+}

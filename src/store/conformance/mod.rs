@@ -38,9 +38,10 @@ pub use concurrency::{
     history_is_never_ahead_of_conversations, one_version_one_conversation_under_concurrent_appends,
 };
 pub use conversations::{
-    append_moves_the_head_and_the_senders_position, clear_unread_moves_forward_only,
-    conversations_page_by_version, hidden_conversations_keep_the_highest_seq,
-    hiding_a_conversation_takes_a_version, unread_is_exact_under_concurrent_senders,
+    append_moves_the_head_and_the_senders_position, changed_after_finds_what_a_sync_needs,
+    clear_unread_moves_forward_only, conversations_page_by_version,
+    hidden_conversations_keep_the_highest_seq, hiding_a_conversation_takes_a_version,
+    unread_is_exact_under_concurrent_senders,
 };
 pub use directory::{
     directory_channels_are_put_read_and_deleted, directory_checks,
@@ -155,6 +156,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         one_version_one_conversation_under_concurrent_appends,
         hidden_conversations_keep_the_highest_seq,
         hiding_a_conversation_takes_a_version,
+        changed_after_finds_what_a_sync_needs,
         events_append_in_order_and_once_by_id,
         an_ended_stream_takes_no_more_events,
         concurrent_event_appends_get_each_seq_once,

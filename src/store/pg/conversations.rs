@@ -8,7 +8,9 @@ use super::PgStore;
 use super::{channel_arrays, channel_from, channel_key, pg_error, to_i64, to_u64, within};
 use crate::error::Result;
 use crate::model::{Channel, Uid};
-use crate::store::{check_limit, ChannelHead, Conversation, ConversationStore, ReadPosition};
+use crate::store::{
+    check_limit, Changed, ChannelHead, Conversation, ConversationStore, ReadPosition,
+};
 
 /// A head joined with one user's read position: the columns
 /// [`conversation_from`] reads.
@@ -147,11 +149,74 @@ impl ConversationStore for PgStore {
         version: u64,
         limit: usize,
     ) -> Result<Vec<Conversation>> {
+        let ceiling = self.stable_version().await?;
+        self.conversations_in(uid, groups, version, ceiling, limit, true)
+            .await
+    }
+
+    /// By the heads' and positions' version indexes.
+    async fn changed_after(&self, uid: &Uid, version: u64, most: usize) -> Result<Option<Changed>> {
+        let ceiling = self.stable_version().await?;
+        let (after, top) = (to_i64(version), to_i64(ceiling));
+        let rows = to_i64(most.saturating_add(1) as u64);
+        let uid = uid.as_str();
+        let found = self
+            .rows_planned(
+                &changed_after_sql(),
+                &[
+                    (&uid, Type::TEXT),
+                    (&after, Type::INT8),
+                    (&top, Type::INT8),
+                    (&rows, Type::INT8),
+                ],
+            )
+            .await?;
+        if found.len() > most {
+            return Ok(None);
+        }
+        let mut channels = found
+            .iter()
+            .map(|r| channel_from(r.get(0), r.get(1)))
+            .collect::<Result<Vec<_>>>()?;
+        channels.sort_unstable();
+        channels.dedup();
+        Ok(Some(Changed { ceiling, channels }))
+    }
+
+    async fn conversations_among(
+        &self,
+        uid: &Uid,
+        channels: &[Channel],
+        version: u64,
+        ceiling: u64,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        self.conversations_in(uid, channels, version, ceiling, limit, false)
+            .await
+    }
+}
+
+impl PgStore {
+    /// `uid`'s conversations among `channels` (and the user's person
+    /// channels if `persons`) with a version in `(version, ceiling]`,
+    /// ascending, at most `limit`.
+    async fn conversations_in(
+        &self,
+        uid: &Uid,
+        channels: &[Channel],
+        version: u64,
+        ceiling: u64,
+        limit: usize,
+        persons: bool,
+    ) -> Result<Vec<Conversation>> {
         check_limit(limit)?;
-        let ceiling = to_i64(self.stable_version().await?);
-        let (ctypes, cids) = channel_arrays(groups.iter());
+        let ceiling = to_i64(ceiling);
+        let (ctypes, cids) = channel_arrays(channels.iter());
         let (uid, after, limit) = (uid.as_str(), to_i64(version), to_i64(limit as u64));
-        let sql = conversations_after_sql();
+        let sql = match persons {
+            true => conversations_after_sql(),
+            false => conversations_among_sql(),
+        };
         let rows = self
             .rows_planned(
                 &sql,
@@ -203,10 +268,33 @@ fn conversation_sql() -> String {
 /// key by key (LATERAL, fenced by `OFFSET 0`), and it runs on a connection
 /// that plans it for the tables as they are; see the writer's look-ups.
 pub(super) fn conversations_after_sql() -> String {
+    conversations_sql(
+        "SELECT * FROM unnest($2::int2[], $3::text[]) AS g(ctype, cid) \
+         UNION SELECT ctype, cid FROM imcore_person_channels WHERE uid = $1",
+    )
+}
+
+/// [`conversations_after_sql`] among the given channels only.
+pub(super) fn conversations_among_sql() -> String {
+    conversations_sql("SELECT DISTINCT * FROM unnest($2::int2[], $3::text[]) AS g(ctype, cid)")
+}
+
+/// The channels whose head, or whose position of user `$1`, moved at a
+/// version in `($2, $3]`: at most `$4` of each, by the version indexes.
+pub(super) fn changed_after_sql() -> String {
+    "(SELECT ctype, cid FROM imcore_heads WHERE version > $2 AND version <= $3 \
+         ORDER BY version LIMIT $4) \
+     UNION ALL \
+     (SELECT ctype, cid FROM imcore_positions WHERE uid = $1 AND version > $2 \
+         AND version <= $3 ORDER BY version LIMIT $4)"
+        .to_owned()
+}
+
+/// The conversations of user `$1` among the channels `channels` (a query
+/// of `ctype, cid`) selects, as [`conversations_after_sql`] says.
+fn conversations_sql(channels: &str) -> String {
     format!(
-        "WITH channels AS ( \
-             SELECT * FROM unnest($2::int2[], $3::text[]) AS g(ctype, cid) \
-             UNION SELECT ctype, cid FROM imcore_person_channels WHERE uid = $1), \
+        "WITH channels AS ({channels}), \
          c AS ( \
              SELECT {CONVERSATION_COLUMNS}, \
                  greatest(h.version, coalesce(p.version, 0)) AS v \

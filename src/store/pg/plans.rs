@@ -79,6 +79,11 @@ async fn look_ups_of_many_keys_use_indexes_after_the_tables_grow() {
             conversations::conversations_after_sql(),
             "'u', '{2}', '{g}', 0, 10, 10",
         ),
+        (
+            conversations::conversations_among_sql(),
+            "'u', '{2}', '{g}', 0, 10, 10",
+        ),
+        (conversations::changed_after_sql(), "'w7', 5, 10, 10"),
     ];
     // Each run more often than PostgreSQL's five before it caches a plan.
     for (i, (sql, args)) in cases.iter().enumerate() {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The name `imcore_schema` holds for this crate's tables.
 const SCHEMA_NAME: &str = "imcore-pg";
 /// The schema version this version of the crate writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 10;
+pub(super) const SCHEMA_VERSION: i32 = 11;
 /// Key of the advisory lock held while the schema is checked or created
 /// (the bytes of "imcore" as a number).
 const SCHEMA_LOCK: i64 = 0x696d_636f_7265;
@@ -319,6 +319,15 @@ CREATE TABLE imcore_leases (
 UPDATE imcore_schema SET version = 8;
 ";
 
+/// Version 11: heads and read positions by version, so that an incremental
+/// conversation sync finds what changed after a version without looking
+/// at each of the user's channels (`ConversationStore::changed_after`).
+const MIGRATE_V11: &str = "
+CREATE INDEX imcore_heads_version ON imcore_heads (version);
+CREATE INDEX imcore_positions_version ON imcore_positions (uid, version);
+UPDATE imcore_schema SET version = 11;
+";
+
 /// Each step with the version it brings a database to, in order.
 const STEPS: &[(i32, &str)] = &[
     (2, MIGRATE_V2),
@@ -330,6 +339,7 @@ const STEPS: &[(i32, &str)] = &[
     (8, MIGRATE_V8),
     (9, super::append_function::MIGRATE_V9),
     (10, super::append_function::MIGRATE_V10),
+    (11, MIGRATE_V11),
 ];
 
 /// Creates the tables in an empty database, brings those of an older

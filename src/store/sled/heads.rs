@@ -4,11 +4,15 @@
 //! that neither reads the log's tail back for a channel it has seen.
 //!
 //! Bounded: memory does not grow with the number of channels. When a shard
-//! is full it starts over; a miss reads the log's tail (one reverse scan)
-//! and fills the entry. An entry only ever moves forward: a reader that
-//! read an older tail than what the writer has put since cannot put it
-//! back (seqs are compared, and a shard that started over in between
-//! refuses fills begun before).
+//! is full, a new entry takes the place of one already there (whichever
+//! the map gives first: in effect, random replacement), so that a user
+//! with more channels than the cache holds still finds some of them in it
+//! (emptying the whole shard instead found none, once a sync went round
+//! more channels than the cache held). A miss reads the log's tail (one
+//! reverse scan) and fills the entry. An entry only ever moves forward: a
+//! reader that read an older tail than what the writer has put since
+//! cannot put it back (seqs are compared, and a shard that let an entry go
+//! in between refuses fills begun before).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -130,7 +134,7 @@ const PER_SHARD: usize = 1_024;
 #[derive(Default)]
 struct Shard {
     heads: HashMap<Vec<u8>, Head>,
-    /// How many times this shard started over.
+    /// How many times this shard let an entry go (or its floor moved).
     epoch: u64,
 }
 
@@ -253,7 +257,9 @@ fn put(shard: &mut Shard, prefix: Vec<u8>, head: Head) {
         return;
     }
     if shard.heads.len() >= PER_SHARD {
-        shard.heads.clear();
+        if let Some(out) = shard.heads.keys().next().cloned() {
+            shard.heads.remove(&out);
+        }
         shard.epoch += 1;
     }
     shard.heads.insert(prefix, head);

@@ -7,6 +7,9 @@
 //! the next version, its seq unchanged, written with the mark in one batch
 //! in the writer's turn, like a clear.
 //!
+//! The position is indexed in the `changed` tree like a clear's (see
+//! `changed.rs`).
+//!
 //! The version comes from the writer's counter. A version is used only
 //! once it is inside the reservation on disk; when the counter reaches the
 //! end of it, the hide reserves up to its own version (and flushes), and
@@ -48,6 +51,7 @@ pub(super) fn hide(writer: &Writer, uid: &Uid, channel: &Channel, up_to: u64) ->
     batch.insert(mark, &up_to.to_be_bytes());
     let head = writer.head(&prefix)?;
     let mut version = None;
+    let mut replaced = None;
     if let Some(head) = head {
         let next = next_version(writer)?;
         let at = position_key(uid, &prefix);
@@ -67,8 +71,12 @@ pub(super) fn hide(writer: &Writer, uid: &Uid, channel: &Channel, up_to: u64) ->
         };
         batch.insert(at, encode(&position)?);
         version = Some(next);
+        replaced = super::changed::index_moved(&writer.changed, uid, &prefix, next)?;
     }
     writer.positions.apply_batch(batch).map_err(storage)?;
+    if let Some(replaced) = replaced {
+        writer.changed.remove(replaced).map_err(storage)?;
+    }
     if let Some(version) = version {
         writer.stable.store(version, Ordering::Release);
     }

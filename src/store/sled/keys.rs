@@ -303,6 +303,39 @@ pub(super) fn person_key(uid: &Uid, log_prefix: &[u8]) -> Vec<u8> {
     k
 }
 
+// ---- the `changed` tree: what changed after a version ----
+
+/// `h` ++ version: (the log prefix of) the channel whose head is at it.
+const HEAD_AT: u8 = b'h';
+/// `p` ++ uid ++ version: (the log prefix of) the channel in which a clear
+/// or a hide moved the user's read position to it.
+const MOVED_AT: u8 = b'p';
+/// `q` ++ uid ++ channel: the version of the user's `p` entry for it.
+const MOVED_OF: u8 = b'q';
+
+/// The key of the channel whose head is at `version`.
+pub(super) fn head_at_key(version: u64) -> [u8; 9] {
+    let mut k = [HEAD_AT; 9];
+    k[1..].copy_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The key of the channel in which `uid`'s position was moved to
+/// `version`.
+pub(super) fn moved_at_key(uid: &Uid, version: u64) -> Vec<u8> {
+    let mut k = user_prefix(MOVED_AT, uid);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Where the version of `uid`'s `p` entry for a channel (given by its log
+/// prefix) is.
+pub(super) fn moved_of_key(uid: &Uid, log_prefix: &[u8]) -> Vec<u8> {
+    let mut k = user_prefix(MOVED_OF, uid);
+    k.extend_from_slice(&log_prefix[1..]);
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

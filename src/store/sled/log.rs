@@ -18,8 +18,8 @@ use super::{storage, SledStore};
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Message, MessageId, Uid};
 use crate::store::{
-    Appended, Conversation, ConversationStore, Direction, HistoryMessage, MessageLog, Page,
-    ReadPosition, Settle,
+    Appended, Changed, Conversation, ConversationStore, Direction, HistoryMessage, MessageLog,
+    Page, ReadPosition, Settle,
 };
 
 impl SledStore {
@@ -224,6 +224,12 @@ impl ConversationStore for SledStore {
             &head.channel_head(),
             position.as_ref(),
         )))
+    }
+
+    /// From the `changed` tree (see `changed.rs`).
+    async fn changed_after(&self, uid: &Uid, version: u64, most: usize) -> Result<Option<Changed>> {
+        let ceiling = self.writer.stable.load(Ordering::Acquire);
+        super::changed::changed_after(&self.writer.changed, uid, version, ceiling, most)
     }
 
     async fn person_channels(&self, uid: &Uid) -> Result<Vec<Channel>> {

@@ -60,7 +60,7 @@ pub(super) fn claim_directory(path: &Path) -> Result<Claim> {
     }
     match std::fs::read(&marker) {
         Ok(v) if v.trim_ascii_end() == FORMAT_VALUE => Ok(Claim::Current),
-        Ok(v) if v.trim_ascii_end() == migrate::FORMAT_3 => Ok(Claim::Migrate),
+        Ok(v) if migrate::MIGRATED.contains(&v.trim_ascii_end()) => Ok(Claim::Migrate),
         Ok(v) => Err(old_format(v.trim_ascii_end()).unwrap_or_else(|| {
             Error::corrupt(format!(
                 "{} says {:?}, expected {:?}",

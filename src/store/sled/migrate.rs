@@ -1,5 +1,8 @@
 //! Bringing a database of an earlier format up to date when it opens.
 //!
+//! Format 4 is format 5 without the `changed` tree, which is built from
+//! the channels' heads and the read positions (see `changed.rs`).
+//!
 //! Format 3 knew a resend by its sender and number only; format 4 knows it
 //! by sender, channel and number, in the resend index of the `history`
 //! tree and in the `command_dedup` tree.
@@ -22,8 +25,27 @@ use super::{record, storage};
 use crate::error::{Error, Result};
 use crate::model::{Channel, ClientMsgNo, Flags, Message, MessageId, Uid};
 
-/// The format this module brings up to date.
+/// The formats this module brings up to date.
 pub(super) const FORMAT_3: &[u8] = b"imcore-sled-3";
+/// Format 4 had no `changed` tree (see `changed.rs`), which format 5 has.
+pub(super) const FORMAT_4: &[u8] = b"imcore-sled-4";
+/// Every format this module brings up to date, oldest first.
+pub(super) const MIGRATED: [&[u8]; 2] = [FORMAT_3, FORMAT_4];
+
+/// Builds the `changed` tree that format 4 did not have.
+pub(super) fn from_format_4(db: &Db) -> Result<()> {
+    let tree = |name: &str| db.open_tree(name).map_err(storage);
+    let changed = tree("changed")?;
+    // Left by a build that a crash cut short before the format was
+    // marked: built again whole.
+    changed.clear().map_err(storage)?;
+    super::changed::build(
+        &tree("log")?,
+        &tree("floors")?,
+        &tree("positions")?,
+        &changed,
+    )
+}
 
 /// Moves format 3's resend entries to format 4's keys. Each tree moves in
 /// one atomic batch that removes the old entries as it adds the new, so a

@@ -22,6 +22,9 @@
 //! | `command_dedup` | 0 ++ message id | (empty): a command was pushed |
 //! | `history` | `t` ++ deletion time ++ channel ++ floor | the resend keys one retention batch left tombstones under |
 //! | `floors` | `m` ++ channel | the channel's history floor: the last message retention deleted (seq, red-dot count, id, time, version, sender) |
+//! | `changed` | `h` ++ version | the log prefix of the channel whose head is at that version (see `changed.rs`) |
+//! | `changed` | `p` ++ uid ++ version | the log prefix of the channel in which a clear or hide moved the user's read position to it |
+//! | `changed` | `q` ++ uid ++ channel | the version of the user's `p` entry for the channel |
 //! | `revocations` | message id | revocation |
 //! | `revocations_by_channel` | channel ++ version | message id |
 //! | `revocations_by_seq` | channel ++ seq | message id |
@@ -37,10 +40,11 @@
 //!
 //! Conversations are not stored per member (read diffusion): a channel's
 //! head is its last record, and a user's conversation is derived from it
-//! and the user's read position. A history append writes three keys whatever
-//! the size of its channel: the record, the id index and the resend index
-//! (plus the previous sender's read position when the sender changes, and,
-//! once per person channel, its two parties' `c` entries). Appends and
+//! and the user's read position. A history append writes four keys whatever
+//! the size of its channel: the record, the id index, the resend index and
+//! the channel's `h` entry under its new version (removing the one under
+//! the old), plus the previous sender's read position when the sender
+//! changes, and, once per person channel, its two parties' `c` entries. Appends and
 //! read-position moves take turns in
 //! one writer (`writer.rs`, which says how a single append stays
 //! crash-safe without a transaction); commands and revocations are
@@ -58,6 +62,7 @@ use sled::{Db, Tree};
 
 use crate::error::{Error, Result};
 
+mod changed;
 mod commands;
 mod directory;
 mod events;
@@ -82,7 +87,7 @@ use writer::Writer;
 const BACKEND: &str = "sled";
 /// Stored in the default tree; tells an imcore database from anything else.
 const FORMAT_KEY: &[u8] = b"imcore.format";
-const FORMAT_VALUE: &[u8] = b"imcore-sled-4";
+const FORMAT_VALUE: &[u8] = b"imcore-sled-5";
 /// Formats this version cannot read, with why.
 const OLD_FORMATS: &[(&[u8], &str)] = &[
     (
@@ -242,8 +247,8 @@ impl SledStore {
     /// path that is a file; [`Error::InUse`] for a directory another
     /// process has open); it never panics.
     ///
-    /// A directory written by the previous format (`imcore-sled-3`) is
-    /// brought up to date in place as it opens; older ones give
+    /// A directory written by the previous formats (`imcore-sled-3` and
+    /// `imcore-sled-4`) is brought up to date in place as it opens; older ones give
     /// [`Error::UnsupportedFormat`], saying why, and are left unchanged.
     ///
     /// A limit of sled 0.34 to know: its recovery cannot tell damage near the
@@ -303,6 +308,7 @@ impl SledStore {
             tree("history")?,
             tree("positions")?,
             tree("floors")?,
+            tree("changed")?,
             flush,
             flusher.clone(),
         )?;
@@ -333,8 +339,11 @@ impl SledStore {
     fn check_format(db: &Db) -> Result<()> {
         match db.get(FORMAT_KEY).map_err(storage)? {
             Some(v) if v.as_ref() == FORMAT_VALUE => Ok(()),
-            Some(v) if v.as_ref() == migrate::FORMAT_3 => {
-                migrate::from_format_3(db)?;
+            Some(v) if migrate::MIGRATED.contains(&v.as_ref()) => {
+                if v.as_ref() == migrate::FORMAT_3 {
+                    migrate::from_format_3(db)?;
+                }
+                migrate::from_format_4(db)?;
                 db.insert(FORMAT_KEY, FORMAT_VALUE).map_err(storage)?;
                 db.flush().map_err(storage)?;
                 Ok(())

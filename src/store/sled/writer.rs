@@ -1,6 +1,7 @@
 //! The history writer: the only writer of the `log` tree (channel logs),
-//! the `history` tree (their indexes) and the `positions` tree (read
-//! positions, person channels).
+//! the `history` tree (their indexes), the `positions` tree (read
+//! positions, person channels) and the `changed` tree (heads and moved
+//! positions by version, see `changed.rs`).
 //!
 //! Writers take turns under one lock, so seqs come from each channel's
 //! head (kept in memory, see [`Heads`]) and versions from one counter in
@@ -40,8 +41,8 @@ use sled::{Db, IVec, Transactional, Tree};
 use super::flush::GroupFlush;
 use super::heads::{Head, Heads};
 use super::keys::{
-    be_u64, by_sender_key, encode, id_key, log_prefix, outbox_key, person_key, position_key,
-    seq_key, VERSION_KEY,
+    be_u64, by_sender_key, encode, head_at_key, id_key, log_prefix, outbox_key, person_key,
+    position_key, seq_key, VERSION_KEY,
 };
 use super::record::{self, RecordRef};
 use super::{storage, tx_error, BACKEND};
@@ -71,6 +72,9 @@ pub(super) struct Writer {
     /// Each channel's history floor, once retention deleted from it (see
     /// `retention.rs`).
     pub(super) floors: Tree,
+    /// What changed after a version: each channel by its head's version,
+    /// and read positions moved by clears and hides (see `changed.rs`).
+    pub(super) changed: Tree,
     pub(super) flush: bool,
     pub(super) flusher: Arc<GroupFlush>,
     /// The last version written: every version up to it is visible.
@@ -101,6 +105,7 @@ impl Writer {
         history: Tree,
         positions: Tree,
         floors: Tree,
+        changed: Tree,
         flush: bool,
         flusher: Arc<GroupFlush>,
     ) -> Result<Self> {
@@ -116,6 +121,7 @@ impl Writer {
             history,
             positions,
             floors,
+            changed,
             flush,
             flusher,
             stable: AtomicU64::new(reserved),
@@ -179,6 +185,7 @@ impl Writer {
                 version: plan.version,
             };
             plan.positions.push((at, encode(&position)?));
+            plan.moved = Some((uid.clone(), prefix, plan.version));
             plan.commit()?;
             self.flusher.commit()
         };
@@ -272,6 +279,11 @@ impl Writer {
         }
         let red_dots = dots + u64::from(m.flags.red_dot);
         let record = IVec::from(record::encode(m, red_dots, version)?);
+        // The channel under its new version before the record, like the
+        // other indexes; under the old one until after it.
+        self.changed
+            .insert(head_at_key(version), prefix.as_slice())
+            .map_err(storage)?;
         self.log.insert(location, record.clone()).map_err(storage)?;
         // Stored. Published to readers (who read history only up to the
         // head), then its version: a reader that sees the version sees
@@ -279,6 +291,10 @@ impl Writer {
         let head = Head::new(m, (seq, red_dots, version), record, previous.as_ref());
         self.heads.put(prefix, head);
         self.stable.store(version, Ordering::Release);
+        if let Some(previous) = &previous {
+            let stale = head_at_key(previous.version);
+            self.changed.remove(stale).map_err(storage)?;
+        }
         Ok(Appended {
             message_id: m.message_id,
             message_seq: seq,
@@ -373,6 +389,13 @@ struct Plan<'a> {
     positions: Writes,
     /// Records for the `log` tree.
     records: Vec<(Vec<u8>, IVec)>,
+    /// Each new head under its version, for the `changed` tree.
+    changed: Writes,
+    /// The versions of the heads this plan moves on from.
+    stale: Vec<u64>,
+    /// A read position a clear moves: the user, the channel's log prefix,
+    /// the version.
+    moved: Option<(Uid, Vec<u8>, u64)>,
     version: u64,
     /// A new reservation this plan writes first, if it needs one.
     reserve: Option<u64>,
@@ -395,6 +418,9 @@ impl<'a> Plan<'a> {
             indexes: Vec::new(),
             positions: Vec::new(),
             records: Vec::new(),
+            changed: Vec::new(),
+            stale: Vec::new(),
+            moved: None,
             version: last,
             reserve,
             heads: HashMap::new(),
@@ -480,6 +506,11 @@ impl<'a> Plan<'a> {
         }
         let record = IVec::from(record::encode(m, red_dots, self.version)?);
         self.records.push((location, record.clone()));
+        self.changed
+            .push((head_at_key(self.version).to_vec(), prefix.clone()));
+        if let Some(previous) = &previous {
+            self.stale.push(previous.version);
+        }
         let head = Head::new(m, (seq, red_dots, self.version), record, previous.as_ref());
         self.heads.insert(prefix, head);
         self.taken
@@ -491,25 +522,36 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Writes the plan: a clear's position as a plain insert; appends in
-    /// one transaction across the three trees, then moves the heads.
+    /// Writes the plan: a clear's position as a plain insert, indexed
+    /// first (see `changed.rs`); appends in one transaction across the
+    /// four trees, then moves the heads.
     fn commit(self) -> Result<()> {
         let writer = self.writer;
         let (log, history, positions) = (&writer.log, &writer.history, &writer.positions);
+        let changed = &writer.changed;
         if let Some(reserve) = self.reserve {
             self.writer.reserve(reserve)?;
         }
         if self.records.is_empty() {
+            let replaced = match &self.moved {
+                Some((uid, prefix, version)) => {
+                    super::changed::index_moved(changed, uid, prefix, *version)?
+                }
+                None => None,
+            };
             for (k, v) in &self.positions {
                 positions
                     .insert(k.as_slice(), v.as_slice())
                     .map_err(storage)?;
             }
+            if let Some(replaced) = replaced {
+                changed.remove(replaced).map_err(storage)?;
+            }
         } else {
             // Several messages: all or nothing across the trees, and
             // visible at once, positions with the records that move them.
-            (log, history, positions)
-                .transaction(|(log, history, positions)| {
+            (log, history, positions, changed)
+                .transaction(|(log, history, positions, changed)| {
                     for (k, v) in &self.indexes {
                         history.insert(k.as_slice(), v.as_slice())?;
                     }
@@ -518,6 +560,12 @@ impl<'a> Plan<'a> {
                     }
                     for (k, v) in &self.records {
                         log.insert(k.as_slice(), v.clone())?;
+                    }
+                    for (k, v) in &self.changed {
+                        changed.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for &version in &self.stale {
+                        changed.remove(head_at_key(version).as_slice())?;
                     }
                     Ok::<_, ConflictableTransactionError<Error>>(())
                 })
