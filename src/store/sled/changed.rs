@@ -20,6 +20,7 @@
 //! A database of format 4 had no such tree: [`build`] makes it as the
 //! database opens.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ops::Bound;
 
@@ -110,9 +111,9 @@ pub(super) fn build(log: &Tree, floors: &Tree, positions: &Tree, changed: &Tree)
     }
     for entry in floors.iter().keys() {
         let prefix = entry.map_err(storage)?.to_vec();
-        if !heads.contains_key(&prefix) {
-            if let Some(floor) = read_floor(floors, &prefix)? {
-                heads.insert(prefix, floor.version);
+        if let Entry::Vacant(slot) = heads.entry(prefix) {
+            if let Some(floor) = read_floor(floors, slot.key())? {
+                slot.insert(floor.version);
             }
         }
     }

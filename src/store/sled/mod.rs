@@ -302,16 +302,7 @@ impl SledStore {
         let thread = thread::WriteThread::start()?;
         let flusher = Arc::new(GroupFlush::default());
         let flush = durability == Durability::Flush;
-        let writer = Writer::open(
-            db.clone(),
-            tree("log")?,
-            tree("history")?,
-            tree("positions")?,
-            tree("floors")?,
-            tree("changed")?,
-            flush,
-            flusher.clone(),
-        )?;
+        let writer = Writer::open(db.clone(), flush, flusher.clone())?;
         Ok(SledStore {
             durability,
             writer: Arc::new(writer),

@@ -99,16 +99,11 @@ impl std::fmt::Debug for Writer {
 type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl Writer {
-    pub(super) fn open(
-        db: Db,
-        log: Tree,
-        history: Tree,
-        positions: Tree,
-        floors: Tree,
-        changed: Tree,
-        flush: bool,
-        flusher: Arc<GroupFlush>,
-    ) -> Result<Self> {
+    /// The writer of `db`'s trees.
+    pub(super) fn open(db: Db, flush: bool, flusher: Arc<GroupFlush>) -> Result<Self> {
+        let tree = |name: &str| db.open_tree(name).map_err(storage);
+        let (log, history, positions) = (tree("log")?, tree("history")?, tree("positions")?);
+        let (floors, changed) = (tree("floors")?, tree("changed")?);
         // Every version used is at most the reservation: start above it.
         let reserved = match history.get(VERSION_KEY).map_err(storage)? {
             Some(v) => be_u64(&v, "version reservation")?,
