@@ -322,9 +322,11 @@ UPDATE imcore_schema SET version = 8;
 /// Version 11: heads and read positions by version, so that an incremental
 /// conversation sync finds what changed after a version without looking
 /// at each of the user's channels (`ConversationStore::changed_after`).
+/// `IF NOT EXISTS`: a database whose version was set back (as tests do to
+/// stand for an older one) keeps its indexes.
 const MIGRATE_V11: &str = "
-CREATE INDEX imcore_heads_version ON imcore_heads (version);
-CREATE INDEX imcore_positions_version ON imcore_positions (uid, version);
+CREATE INDEX IF NOT EXISTS imcore_heads_version ON imcore_heads (version);
+CREATE INDEX IF NOT EXISTS imcore_positions_version ON imcore_positions (uid, version);
 UPDATE imcore_schema SET version = 11;
 ";
 
