@@ -85,7 +85,7 @@ async fn a_version_3_schema_gets_the_directory() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 10, "brought to the current version");
+    assert_eq!(version, 11, "brought to the current version");
 }
 
 /// A node: its own store handle and feed, as a process would have.

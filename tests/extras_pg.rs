@@ -151,7 +151,7 @@ async fn a_version_6_schema_gets_the_extras_tables() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
 }
 
 /// Two stores on one database, as two hub processes: each edits, reads

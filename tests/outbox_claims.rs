@@ -152,7 +152,7 @@ async fn a_version_4_outbox_is_claimed_after_the_migration() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
 }
 
 /// A sled batch is the same after a restart: its entries, not the ones
