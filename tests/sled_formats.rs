@@ -262,8 +262,10 @@ async fn opens_migrated_twice(fixture: &Fixture) {
 }
 
 /// From every version, what `changed_after` finds (the user's channels
-/// among it) gives each user the same conversations as looking at each of
-/// their channels: the index a migration built, and the one kept since.
+/// among it: both groups, and the person channels the user is a party
+/// to, as the hub keeps them) gives each user the same conversations as looking
+/// at each of their channels: the index a migration built, and the one
+/// kept since.
 async fn incremental_syncs_find_everything(store: &SledStore) {
     let groups = [g1(), Channel::group("g2").unwrap()];
     let end = store.stable_version().await.unwrap();
@@ -281,7 +283,12 @@ async fn incremental_syncs_find_everything(store: &SledStore) {
             let mine: Vec<Channel> = changed
                 .channels
                 .into_iter()
-                .filter(|c| groups.contains(c) || *c == dm())
+                .filter(|c| {
+                    let party = c
+                        .person_parties()
+                        .is_some_and(|(a, b)| a == user || b == user);
+                    groups.contains(c) || party
+                })
                 .collect();
             let found = store
                 .conversations_among(&user, &mine, version, changed.ceiling, 100)
