@@ -515,3 +515,39 @@ async fn a_restart_keeps_tokens_channels_members_lists_and_system_uids() {
     assert_eq!(d.check_send(&sys, &g).await.unwrap(), Permission::Allowed);
     assert_eq!(d.channels_of(&a).await.unwrap(), vec![g]);
 }
+
+/// `subscribes_to` (what an incremental conversation sync asks of the
+/// channels that changed) says what `channels_of` says, channel by
+/// channel, through subscribers added, removed and a channel deleted.
+#[tokio::test]
+async fn subscribes_to_agrees_with_channels_of() {
+    let dir = StoredDirectory::new(Arc::new(MemoryStore::new()));
+    let (a, b) = (uid("a"), uid("b"));
+    let groups: Vec<Channel> = (0..5).map(|i| group(&format!("s{i}"))).collect();
+    for (i, g) in groups.iter().enumerate() {
+        let members = if i % 2 == 0 {
+            vec![b.clone(), a.clone()] // b owns
+        } else {
+            vec![b.clone()]
+        };
+        dir.create_channel(g, ChannelInfo::default(), &members)
+            .await
+            .unwrap();
+    }
+    dir.add_subscribers(&groups[1], std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    dir.remove_subscribers(&groups[2], std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert!(dir.delete_channel(&groups[4]).await.unwrap());
+    let mut asked = groups.clone();
+    asked.push(group("never-made"));
+    for who in [&a, &b] {
+        let of = dir.channels_of(who).await.unwrap();
+        let expected: Vec<bool> = asked.iter().map(|g| of.contains(g)).collect();
+        assert_eq!(dir.subscribes_to(who, &asked).await.unwrap(), expected);
+    }
+    let of_a = dir.subscribes_to(&a, &asked).await.unwrap();
+    assert_eq!(of_a, [true, true, false, false, false, false]);
+}
