@@ -235,16 +235,20 @@ async fn a_duplicate_between_sends_keeps_the_channels_delivery_order() {
     // seq 1, stored and delivered.
     assert_eq!(send("c1", "one").await.unwrap().unwrap().message_seq, 1);
     assert_eq!(bob.recv().await.unwrap().message_seq, 1);
-    // seq 2 is stored, and its flush held.
+    // seq 2 is stored, and its flush held. Each send is let go only once
+    // the one before it has reached the store, so the channel's turns are
+    // taken in this order (`entered` would not tell: it keeps seq 1's
+    // notification for the first waiter).
+    let mut writes = store.watch_writes();
     *store.hold_flush_of.lock().unwrap() = b"two".to_vec();
     let two = send("c2", "two");
-    store.entered.notified().await;
+    assert_eq!(writes.recv().await.unwrap(), [b"two".to_vec()]);
     // A resend of seq 1 takes the channel's turn after it…
     let again = send("c1", "one");
-    store.entered.notified().await;
+    assert_eq!(writes.recv().await.unwrap(), [b"one".to_vec()]);
     // …then seq 3.
     let three = send("c3", "three");
-    store.entered.notified().await;
+    assert_eq!(writes.recv().await.unwrap(), [b"three".to_vec()]);
     // Nothing may reach bob before seq 2 is durable and delivered.
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(100), bob.recv())

@@ -22,6 +22,9 @@ pub struct GatedStore {
     pub gate: Semaphore,
     /// Told when a history write reaches the gate.
     pub entered: tokio::sync::Notify,
+    /// Where `watch_writes` is told each history write's payloads as it
+    /// reaches the gate.
+    writes: std::sync::Mutex<Option<mpsc::UnboundedSender<Vec<Vec<u8>>>>>,
     /// The payload whose flush (its append's settle) waits for a permit of
     /// `flush_gate`; empty: none.
     pub hold_flush_of: std::sync::Mutex<Vec<u8>>,
@@ -40,6 +43,7 @@ impl GatedStore {
             inner: Arc::new(MemoryStore::new()),
             gate: Semaphore::new(0),
             entered: tokio::sync::Notify::new(),
+            writes: std::sync::Mutex::new(None),
             hold_flush_of: std::sync::Mutex::new(Vec::new()),
             flush_gate: Arc::new(Semaphore::new(0)),
             read_gate: Semaphore::new(Semaphore::MAX_PERMITS / 2),
@@ -63,6 +67,16 @@ impl GatedStore {
         (Arc::new(store), asked)
     }
 
+    /// From now on, the payloads of each history write as it reaches the
+    /// gate, in the order the writes reach it. Unlike `entered`, which
+    /// keeps one notification for a later waiter, this tells which write
+    /// came.
+    pub fn watch_writes(&self) -> mpsc::UnboundedReceiver<Vec<Vec<u8>>> {
+        let (tell, told) = mpsc::unbounded_channel();
+        *self.writes.lock().unwrap() = Some(tell);
+        told
+    }
+
     /// Lets every read through from now on.
     pub fn open_reads(&self) {
         self.read_gate.add_permits(Semaphore::MAX_PERMITS / 2);
@@ -72,6 +86,9 @@ impl GatedStore {
 #[async_trait]
 impl imcore::store::MessageLog for GatedStore {
     async fn append(&self, messages: Vec<Message>) -> imcore::Result<Vec<imcore::store::Appended>> {
+        if let Some(writes) = &*self.writes.lock().unwrap() {
+            let _ = writes.send(messages.iter().map(|m| m.payload.to_vec()).collect());
+        }
         self.entered.notify_one();
         let _permit = self.gate.acquire().await.unwrap();
         self.inner.append(messages).await
