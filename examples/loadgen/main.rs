@@ -182,24 +182,11 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
         // The cost of a delivery depends on the rate: a faster server
         // writes more frames per system call and finds its clients
         // already awake. The substrate again, at the served run's rate.
-        let senders = (plan.groups * plan.senders) as f64;
-        let paced = Plan {
-            rate: Some(served.sends_per_sec / senders),
-            ..plan
-        };
-        println!(
-            "{name} (substrate), again at {:.0} sends/s:",
-            served.sends_per_sec
-        );
-        let substrate = substrate_run(&paced, false).await?;
+        let substrate = paced_substrate(&plan, served.sends_per_sec, false).await?;
         against("at the same rate", &substrate);
         // What storing costs without the crate: the same sends into raw
         // sled, each flushed before its acknowledgement.
-        println!(
-            "{name} (substrate + raw sled), again at {:.0} sends/s:",
-            served.sends_per_sec
-        );
-        let stored = substrate_run(&paced, true).await?;
+        let stored = paced_substrate(&plan, served.sends_per_sec, true).await?;
         against("with raw sled, at the same rate", &stored);
         // The crate without the cost of a store: on its memory store,
         // against the substrate (which stores nothing) at that run's rate.
@@ -215,18 +202,30 @@ async fn scenario(name: &str, quick: bool, binary: Option<&std::path::Path>) -> 
         let memory = run(&server, &on_memory, Target::Wukong).await;
         server.stop();
         let memory = memory?;
-        let paced = Plan {
-            rate: Some(memory.sends_per_sec / senders),
-            ..plan
-        };
-        println!(
-            "{name} (substrate), again at {:.0} sends/s:",
-            memory.sends_per_sec
-        );
-        let substrate = substrate_run(&paced, false).await?;
+        let substrate = paced_substrate(&plan, memory.sends_per_sec, false).await?;
         ratio(on_memory.name, "at the same rate", &memory, &substrate);
     }
     Ok(())
+}
+
+/// The substrate (writing each send to raw sled if `store`) with `plan`'s
+/// clients and traffic, paced to `sends_per_sec` in all.
+async fn paced_substrate(plan: &Plan, sends_per_sec: f64, store: bool) -> Result<Measured, String> {
+    let senders = (plan.groups * plan.senders) as f64;
+    let paced = Plan {
+        rate: Some(sends_per_sec / senders),
+        ..*plan
+    };
+    let what = if store {
+        "substrate + raw sled"
+    } else {
+        "substrate"
+    };
+    println!(
+        "{} ({what}), again at {sends_per_sec:.0} sends/s:",
+        plan.name
+    );
+    substrate_run(&paced, store).await
 }
 
 /// Prints the ratio of `served`'s server CPU per delivery and per send to
