@@ -173,40 +173,39 @@ async fn in_turns(
                 b.push(on_bare.await?);
             }
         }
-        let mut each: Vec<f64> = m
-            .iter()
-            .zip(&b)
-            .map(|(m, b)| m.cpu_us / b.cpu_us.max(1e-9))
-            .collect();
-        each.sort_by(f64::total_cmp);
-        ratios.push(Spread {
-            median: each[each.len() / 2],
-            least: each[0],
-            greatest: each[each.len() - 1],
-        });
+        ratios.push(Spread::of(
+            m.iter().zip(&b).map(|(m, b)| m.cpu_us / b.cpu_us.max(1e-9)),
+        ));
         bare_levels.push(Level::together(&b));
         memory_levels.push(Level::together(&m));
     }
     Ok((bare_levels, memory_levels, ratios))
 }
 
-/// Rounds of a level on the bare substrate and on the memory store, side
-/// by side: their ratios' median and range.
+/// The median and range of some figures, one per round (at least one).
 struct Spread {
     median: f64,
     least: f64,
     greatest: f64,
 }
 
+impl Spread {
+    fn of(figures: impl Iterator<Item = f64>) -> Spread {
+        let mut sorted: Vec<f64> = figures.collect();
+        sorted.sort_by(f64::total_cmp);
+        Spread {
+            median: sorted[sorted.len() / 2],
+            least: sorted[0],
+            greatest: sorted[sorted.len() - 1],
+        }
+    }
+}
+
 impl Level {
     /// One level's rounds as one: requests and rate summed and averaged,
     /// the median round's latencies and CPU per request.
     fn together(rounds: &[Level]) -> Level {
-        let median = |f: fn(&Level) -> f64| {
-            let mut v: Vec<f64> = rounds.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
+        let median = |f: fn(&Level) -> f64| Spread::of(rounds.iter().map(f)).median;
         Level {
             connections: rounds[0].connections,
             requests: rounds.iter().map(|l| l.requests).sum(),
