@@ -222,3 +222,58 @@ async fn a_batch_let_go_after_its_caller_gave_up_stores_nothing() {
         .expect("a send after");
     assert_eq!(next[0].message_seq, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_answered_together_are_written_together_again() {
+    let Some(server) = PgServer::start("callers_answered_together_are_written_together_again")
+    else {
+        return;
+    };
+    let url = server.url("postgres");
+    let store = std::sync::Arc::new(
+        PgStore::open(PgConfig::new(url.clone()))
+            .await
+            .expect("open"),
+    );
+    const SENDERS: u64 = 16;
+    const SENDS: u64 = 30;
+    // Each batch is one transaction with an id: count them.
+    let watcher = connect(&url).await;
+    let xid = || async {
+        let row = watcher
+            .query_one("SELECT pg_current_xact_id()::text::int8", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+    let before = xid().await;
+    let senders = (0..SENDERS).map(|s| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let channel = Channel::group(format!("together{s}")).unwrap();
+            for i in 0..SENDS {
+                let id = 1 + s * SENDS + i;
+                let no = format!("n{i}");
+                store
+                    .append(vec![message(id, &format!("u{s}"), &channel, &no, "p")])
+                    .await
+                    .expect("a send");
+            }
+        })
+    });
+    for sender in join_all(senders).await {
+        sender.unwrap();
+    }
+    // The ids between the two readings, less the second reading's own.
+    let batches = (xid().await - before - 1) as u64;
+    let calls = SENDERS * SENDS;
+    // Every sender waits for its answer before it sends again, so a batch
+    // holds at most one call of each. Answered together, they come back
+    // together: cut in two (as a writer that takes only what has already
+    // arrived does), batches would average eight calls.
+    assert!(
+        batches * 11 <= calls,
+        "{calls} calls in {batches} batches: {:.1} a batch",
+        calls as f64 / batches as f64
+    );
+}

@@ -17,6 +17,15 @@
 //! call that shares one with an earlier call of its part, and the parts
 //! run one after another, each in its own round trip: what the calls get
 //! is what they would get one at a time, in order.
+//!
+//! Batches run one after another (each holds the counter's lock until its
+//! commit is flushed), so a writer that took only the calls already
+//! waiting would split a steady set of senders in two: those answered by
+//! the last batch send again a moment after the next one has started, and
+//! wait for the one after it. So the writer waits for as many calls as the
+//! last batch had, for a quarter of the time that batch took and at most
+//! a millisecond: with 16 senders, batches of about 14 calls instead of 8,
+//! half the statements and flushes.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,29 +74,59 @@ async fn run(
 ) {
     let mut batch: Vec<Request> = Vec::new();
     let mut clock = None;
+    let mut last = Last::default();
     while let Some(first) = rx.recv().await {
         let mut size = first.messages.len();
         batch.push(first);
+        let take = |batch: &mut Vec<Request>, size: &mut usize, next: Request| {
+            *size += next.messages.len();
+            batch.push(next);
+        };
         while size < max_batch {
             match rx.try_recv() {
-                Ok(next) => {
-                    size += next.messages.len();
-                    batch.push(next);
-                }
+                Ok(next) => take(&mut batch, &mut size, next),
                 Err(_) => break,
             }
         }
+        // The callers of the last batch, answered a moment ago, are
+        // likely sending again: wait a little for them, so that they
+        // share this batch's statement and flush rather than split
+        // into a small batch now and the rest after it.
+        let until = Instant::now() + (last.took / 4).min(MAX_LINGER);
+        while size < max_batch && batch.len() < last.calls {
+            match tokio::time::timeout_at(until.into(), rx.recv()).await {
+                Ok(Some(next)) => take(&mut batch, &mut size, next),
+                _ => break,
+            }
+        }
+        let calls = batch.len();
         // A caller that gave up (its own timeout) is not written for.
         batch.retain(|r| !r.reply.is_closed());
         if batch.is_empty() {
             continue;
         }
         let outbox = outbox.load(Ordering::Acquire);
+        let started = Instant::now();
         let results = commit(&pool, timeout, &batch, outbox, &mut clock).await;
+        last = Last {
+            calls,
+            took: started.elapsed(),
+        };
         for (request, result) in batch.drain(..).zip(results) {
             let _ = request.reply.send(result);
         }
     }
+}
+
+/// The longest the writer waits for the last batch's callers to come
+/// back (a quarter of what that batch took, at most this).
+const MAX_LINGER: Duration = Duration::from_millis(1);
+
+/// The last batch: how many calls it had, and how long it took to commit.
+#[derive(Default)]
+struct Last {
+    calls: usize,
+    took: Duration,
 }
 
 /// The same failure for each caller of a failed batch: the backend's own
