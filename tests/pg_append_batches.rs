@@ -223,6 +223,38 @@ async fn a_batch_let_go_after_its_caller_gave_up_stores_nothing() {
     assert_eq!(next[0].message_seq, 2);
 }
 
+/// `senders` concurrent senders, each sending `sends` messages one after
+/// another into a group of its own, each waiting for its answer.
+async fn steady_senders(store: &std::sync::Arc<PgStore>, senders: u64, sends: u64) {
+    let tasks = (0..senders).map(|s| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let channel = Channel::group(format!("steady{s}")).unwrap();
+            for i in 0..sends {
+                let id = 1 + s * sends + i;
+                let no = format!("n{i}");
+                store
+                    .append(vec![message(id, &format!("u{s}"), &channel, &no, "p")])
+                    .await
+                    .expect("a send");
+            }
+        })
+    });
+    for task in join_all(tasks).await {
+        task.unwrap();
+    }
+}
+
+/// The newest transaction id: each batch is one transaction with an id,
+/// and each reading takes one.
+async fn newest_xid(client: &tokio_postgres::Client) -> u64 {
+    let row = client
+        .query_one("SELECT pg_current_xact_id()::text::int8", &[])
+        .await
+        .unwrap();
+    row.get::<_, i64>(0) as u64
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_answered_together_are_written_together_again() {
     let Some(server) = PgServer::start("callers_answered_together_are_written_together_again")
@@ -237,35 +269,11 @@ async fn callers_answered_together_are_written_together_again() {
     );
     const SENDERS: u64 = 16;
     const SENDS: u64 = 30;
-    // Each batch is one transaction with an id: count them.
     let watcher = connect(&url).await;
-    let xid = || async {
-        let row = watcher
-            .query_one("SELECT pg_current_xact_id()::text::int8", &[])
-            .await
-            .unwrap();
-        row.get::<_, i64>(0)
-    };
-    let before = xid().await;
-    let senders = (0..SENDERS).map(|s| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let channel = Channel::group(format!("together{s}")).unwrap();
-            for i in 0..SENDS {
-                let id = 1 + s * SENDS + i;
-                let no = format!("n{i}");
-                store
-                    .append(vec![message(id, &format!("u{s}"), &channel, &no, "p")])
-                    .await
-                    .expect("a send");
-            }
-        })
-    });
-    for sender in join_all(senders).await {
-        sender.unwrap();
-    }
+    let before = newest_xid(&watcher).await;
+    steady_senders(&store, SENDERS, SENDS).await;
     // The ids between the two readings, less the second reading's own.
-    let batches = (xid().await - before - 1) as u64;
+    let batches = newest_xid(&watcher).await - before - 1;
     let calls = SENDERS * SENDS;
     // Every sender waits for its answer before it sends again, so a batch
     // holds at most one call of each. Answered together, they come back
