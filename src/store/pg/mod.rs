@@ -199,8 +199,10 @@ impl PgStore {
 /// with 16 senders, where it took about 1,000 after this statement
 /// (`/proc/PID/stat`, 3 s of `cargo bench --bench postgres`), and sends
 /// took a quarter less time. glibc raises that threshold to twice the size
-/// of the largest block it has mapped and unmapped, here to 16 MiB. With
-/// another allocator it is one short-lived allocation and changes nothing.
+/// of the largest block it has mapped and unmapped, here to 16 MiB: each
+/// backend may keep up to that much freed memory rather than give it back.
+/// With another allocator it is one short-lived allocation and changes
+/// nothing.
 const RAISE_TRIM_THRESHOLD: &str = "SELECT length(repeat('x', 8388608))";
 
 fn new_pool(pg: tokio_postgres::Config, size: usize, timeout: Duration) -> Result<Pool> {
