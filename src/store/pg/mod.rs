@@ -187,7 +187,6 @@ impl PgStore {
     }
 }
 
-/// A pool of at most `size` connections to `pg`.
 /// Run once on each new connection: one 8 MiB allocation in its backend,
 /// released at the end of the statement.
 ///
@@ -196,7 +195,7 @@ impl PgStore {
 /// hundred KiB in the backend (its executor state and sorts) and frees
 /// them at its end, so without this every batch faulted its pages back
 /// in: about 33,000 minor page faults a second in the writer's backend
-/// with 16 senders, where it took about 1,000 after this statement
+/// with 16 senders, where it took about 360 a second after this statement
 /// (`/proc/PID/stat`, 3 s of `cargo bench --bench postgres`), and sends
 /// took a quarter less time. glibc raises that threshold to twice the size
 /// of the largest block it has mapped and unmapped, here to 16 MiB: each
@@ -205,6 +204,8 @@ impl PgStore {
 /// nothing.
 const RAISE_TRIM_THRESHOLD: &str = "SELECT length(repeat('x', 8388608))";
 
+/// A pool of at most `size` connections to `pg`, each of which has run
+/// [`RAISE_TRIM_THRESHOLD`].
 fn new_pool(pg: tokio_postgres::Config, size: usize, timeout: Duration) -> Result<Pool> {
     let manager = Manager::from_config(
         pg,
