@@ -78,26 +78,25 @@ async fn run(
     while let Some(first) = rx.recv().await {
         let mut size = first.messages.len();
         batch.push(first);
-        let take = |batch: &mut Vec<Request>, size: &mut usize, next: Request| {
-            *size += next.messages.len();
-            batch.push(next);
-        };
-        while size < max_batch {
-            match rx.try_recv() {
-                Ok(next) => take(&mut batch, &mut size, next),
-                Err(_) => break,
-            }
-        }
-        // The callers of the last batch, answered a moment ago, are
-        // likely sending again: wait a little for them, so that they
-        // share this batch's statement and flush rather than split
-        // into a small batch now and the rest after it.
+        // Every call already waiting; and, while there are fewer than the
+        // last batch had, its callers, answered a moment ago and likely
+        // sending again: a short wait for them, so that they share this
+        // batch's statement and flush rather than split into a small
+        // batch now and the rest after it.
         let until = Instant::now() + (last.took / 4).min(MAX_LINGER);
-        while size < max_batch && batch.len() < last.calls {
-            match tokio::time::timeout_at(until.into(), rx.recv()).await {
-                Ok(Some(next)) => take(&mut batch, &mut size, next),
-                _ => break,
-            }
+        while size < max_batch {
+            let next = match rx.try_recv() {
+                Ok(next) => next,
+                Err(_) if batch.len() < last.calls => {
+                    match tokio::time::timeout_at(until.into(), rx.recv()).await {
+                        Ok(Some(next)) => next,
+                        _ => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            size += next.messages.len();
+            batch.push(next);
         }
         let calls = batch.len();
         // A caller that gave up (its own timeout) is not written for.
